@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Router throughput: one static backend on loopback, measured in one run with the
+# same load generator (wrk) and connection count: direct, through nginx, through
+# haproxy, through berth's router. Each proxy first gets one worker thread, then
+# all cores. Then berth's router with 1 and with 1,000 routed hosts.
+#
+# Needs: wrk, nginx, haproxy (apt-get install wrk nginx-light haproxy), python3,
+# and a release build of berth (BERTH=path/to/berth, default target/release/berth).
+#
+#   bench/router.sh            # 10 s per run, 64 connections
+#   DURATION=5 CONNS=32 bench/router.sh
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+WRK_THREADS=${WRK_THREADS:-2}
+BERTH=${BERTH:-$(dirname "$0")/../target/release/berth}
+CORES=$(nproc)
+HOST=bench.example.com
+
+for tool in wrk nginx haproxy python3; do
+    command -v "$tool" >/dev/null || { echo "bench/router.sh needs $tool (apt-get install wrk nginx-light haproxy python3)" >&2; exit 1; }
+done
+[ -x "$BERTH" ] || { echo "no berth binary at $BERTH; run cargo build --release -p berth or set BERTH" >&2; exit 1; }
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listens on port $1" >&2
+    exit 1
+}
+
+# The backend: nginx answering a fixed 13-byte body, on all cores.
+BACKEND=$(free_port)
+mkdir -p "$WORK/backend"
+cat >"$WORK/backend/nginx.conf" <<EOF
+worker_processes $CORES;
+daemon off;
+pid $WORK/backend/nginx.pid;
+error_log $WORK/backend/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$BACKEND reuseport;
+        location / { return 200 "hello, world\n"; }
+    }
+}
+EOF
+nginx -c "$WORK/backend/nginx.conf" -p "$WORK/backend" &
+PIDS+=($!)
+wait_port "$BACKEND"
+
+# run NAME PORT: one wrk run; prints "NAME req/s p50 p99" and records it.
+RESULTS="$WORK/results"
+run() {
+    local name=$1 port=$2 out
+    out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $HOST" "http://127.0.0.1:$port/")
+    local rps p50 p99 errors
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    errors=$(grep -E "Non-2xx|Socket errors" <<<"$out" | tr '\n' ' ' || true)
+    printf "%-28s %12s req/s  p50 %8s  p99 %8s %s\n" "$name" "$rps" "$p50" "$p99" "$errors"
+    echo "$name $rps" >>"$RESULTS"
+}
+
+start_nginx() { # THREADS PORT
+    local dir="$WORK/nginx-$1"
+    mkdir -p "$dir"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes $1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    upstream app { server 127.0.0.1:$BACKEND; keepalive 256; }
+    server {
+        listen 127.0.0.1:$2;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+        }
+    }
+}
+EOF
+    nginx -c "$dir/nginx.conf" -p "$dir" >"$dir/nginx.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$2"
+}
+
+start_haproxy() { # THREADS PORT
+    local dir="$WORK/haproxy-$1"
+    mkdir -p "$dir"
+    cat >"$dir/haproxy.cfg" <<EOF
+global
+    nbthread $1
+    maxconn 4000
+defaults
+    mode http
+    option http-keep-alive
+    option forwardfor
+    timeout connect 3s
+    timeout client 60s
+    timeout server 60s
+frontend f
+    bind 127.0.0.1:$2
+    default_backend b
+backend b
+    http-reuse always
+    server s1 127.0.0.1:$BACKEND
+EOF
+    haproxy -f "$dir/haproxy.cfg" -db >"$dir/haproxy.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$2"
+}
+
+# start_berth THREADS PORT HOSTS: berth's router process with HOSTS routed hosts
+# (the benchmarked one among them), its table pushed over the control socket.
+start_berth() {
+    local dir="$WORK/berth-$1-$3"
+    mkdir -p "$dir"
+    "$BERTH" router --http "127.0.0.1:$2" --control "$dir/router.sock" --threads "$1" \
+        >"$dir/router.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$2"
+    python3 - "$dir/router.sock" "$BACKEND" "$3" "$HOST" <<'EOF'
+import json, socket, sys
+sock, backend, hosts, host = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+routes = [{"hosts": [host if i == 0 else f"web.app{i}.example.com"], "app": f"app{i}",
+           "service": "web", "backends": [[f"127.0.0.1:{backend}", f"web-{i}"]],
+           "timeout_ms": 60000} for i in range(hosts)]
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+s.sendall((json.dumps({"op": "table", "routes": routes}) + "\n").encode())
+reply = json.loads(s.makefile().readline())
+assert reply.get("ok"), reply
+EOF
+}
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "wrk: $WRK_THREADS threads, $CONNS connections, ${DURATION}s per run; backend: nginx on $CORES workers"
+echo
+run "direct" "$BACKEND"
+for threads in 1 "$CORES"; do
+    p=$(free_port); start_nginx "$threads" "$p"; run "nginx ($threads thread)" "$p"
+    p=$(free_port); start_haproxy "$threads" "$p"; run "haproxy ($threads thread)" "$p"
+    p=$(free_port); start_berth "$threads" "$p" 1; run "berth ($threads thread)" "$p"
+done
+p=$(free_port); start_berth "$CORES" "$p" 1000; run "berth ($CORES thread, 1000 hosts)" "$p"
+
+echo
+python3 - "$RESULTS" "$CORES" <<'EOF'
+import sys
+r = {}
+for line in open(sys.argv[1]):
+    name, rps = line.rsplit(" ", 1)
+    r[name] = float(rps)
+cores = sys.argv[2]
+for t in ["1", cores]:
+    b = r[f"berth ({t} thread)"]
+    print(f"{t} thread: berth/haproxy {b / r[f'haproxy ({t} thread)']:.2f}x, "
+          f"berth/nginx {b / r[f'nginx ({t} thread)']:.2f}x, berth/direct {b / r['direct']:.2f}x")
+print(f"berth 1000 hosts / 1 host ({cores} threads): "
+      f"{r[f'berth ({cores} thread, 1000 hosts)'] / r[f'berth ({cores} thread)']:.2f}x")
+EOF

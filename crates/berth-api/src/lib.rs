@@ -1,0 +1,394 @@
+//! Wire types shared by the server, the client and the CLI. Serde only.
+//!
+//! Routes (all but `GET /health` need `Authorization: Bearer <token>`):
+//! - `GET /health` → `"ok"`
+//! - `GET /rack` → [`RackInfo`]
+//! - `GET /apps` → `Vec<App>`; `POST /apps` [`CreateApp`] → [`App`]
+//! - `GET /apps/{app}` → [`AppInfo`]; `DELETE /apps/{app}` → 204
+//! - `POST /apps/{app}/builds` (body: source tar; `?manifest=berth.yml`) → NDJSON [`Event`]s;
+//!   the last is `result` with a [`BuildResult`]
+//! - `POST /apps/{app}/deploy` (body: source tar; `?manifest=berth.yml`) → NDJSON [`Event`]s:
+//!   build, release, rollout; the last is `result` ([`DeployResult`]) or `error`
+//! - `GET /apps/{app}/builds` → `Vec<Build>`; `GET /apps/{app}/builds/{id}/logs` → text
+//! - `GET /apps/{app}/releases` → `Vec<Release>`
+//! - `POST /apps/{app}/releases/{id}/promote` → NDJSON [`Event`]s (rollout)
+//! - `POST /apps/{app}/releases/{id}/rollback` → NDJSON [`Event`]s (new release, rollout)
+//! - `GET /apps/{app}/env` → `BTreeMap<String,String>`
+//! - `POST /apps/{app}/env` [`EnvChange`] → NDJSON [`Event`]s (new release, rollout if `promote`)
+//! - `POST /apps/{app}/services/{service}/scale` [`ScaleRequest`] → NDJSON [`Event`]s
+//! - `GET /apps/{app}/processes` → `Vec<Process>`; `DELETE /apps/{app}/processes/{id}` → 204
+//! - `POST /apps/{app}/restart` [`RestartRequest`] → NDJSON [`Event`]s
+//! - `GET /apps/{app}/logs?since=SECS&service=S&follow=true` → NDJSON [`LogEntry`]s
+//! - `GET /apps/{app}/run` (WebSocket, first message a [`RunRequest`], then
+//!   [`SessionMessage`]s and stream frames); `POST /apps/{app}/run` [`RunRequest`] →
+//!   [`RunStarted`] (detached)
+//! - `GET /apps/{app}/processes/{id}/exec` (WebSocket, first message an [`ExecRequest`])
+//! - `GET /apps/{app}/timers` → `Vec<TimerInfo>`
+//! - `GET /tokens` → `Vec<TokenInfo>`; `POST /tokens` [`CreateToken`] → [`CreatedToken`];
+//!   `DELETE /tokens/{id}` → 204 (admin only)
+//! - `GET /audit?limit=N` → `Vec<AuditEntry>` (admin only)
+//! - `GET /apps/{app}/volumes` → `Vec<VolumeEntry>`; `GET /apps/{app}/volumes/{name}/archive`
+//!   → tar of its content; `PUT /apps/{app}/volumes/{name}/archive` (body: tar) → 204;
+//!   `DELETE /apps/{app}?volumes=true` deletes the app's volumes too (refused without it)
+//! - `POST /apps/{app}/image?image=NAME[&manifest_text=YAML]` (body: `docker save` tar)
+//!   → NDJSON [`Event`]s: load, build, release, rollout; the last is `result` ([`DeployResult`])
+//! - `POST /apps/{app}/image/layers` (body: `Vec<String>` layer chain ids) → those the
+//!   server's engine has (their data may be left out of the `docker save` tar)
+//! - `GET /apps/{app}/releases/{id}/info` → [`ReleaseInfo`]
+//! - `POST /rack/prune` → [`PruneReport`]
+//! - `GET /certs` → `Vec<CertInfo>`; `POST /certs` [`ImportCert`] → [`CertInfo`];
+//!   `POST /certs/generate` [`GenerateCert`] → [`CertInfo`]; `DELETE /certs/{id}` → 204 (admin)
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// What went wrong and how to fix it, in one or two sentences.
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RackInfo {
+    pub version: String,
+    pub uptime_secs: u64,
+    /// e.g. `docker 20.10.24 (API 1.41)`
+    pub engine: String,
+    pub domain: String,
+    /// Base URL of the HTTP router, e.g. `http://127.0.0.1:8080`.
+    pub router: String,
+    pub apps: u64,
+    pub processes: u64,
+    pub builds: u64,
+    pub releases: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreateApp {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct App {
+    pub name: String,
+    /// RFC 3339
+    pub created: String,
+    /// The promoted release, if any.
+    pub release: Option<String>,
+    /// `new` (never deployed), `running`, `deploying`
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AppInfo {
+    #[serde(flatten)]
+    pub app: App,
+    pub services: Vec<ServiceInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServiceInfo {
+    pub name: String,
+    /// URLs through the router (empty when the service has no port).
+    pub urls: Vec<String>,
+    pub port: Option<u16>,
+    pub count: u32,
+    pub memory: Option<u64>,
+    pub cpu: Option<f64>,
+    /// Running and healthy processes of the promoted release.
+    pub healthy: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Build {
+    pub id: String,
+    pub app: String,
+    /// `running`, `succeeded`, `failed`
+    pub status: String,
+    pub created: String,
+    pub finished: Option<String>,
+    /// service → image
+    pub images: BTreeMap<String, String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildResult {
+    pub build: Build,
+    pub release: Release,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Release {
+    pub id: String,
+    pub app: String,
+    pub build: Option<String>,
+    /// Version of the app's environment this release carries.
+    pub env_version: u64,
+    pub created: String,
+    /// `created`, `active` (the promoted one), `superseded`, `failed`
+    pub status: String,
+    /// Why it exists: `build B2`, `env set GREETING`, `rollback to R1`, ...
+    pub description: String,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeployResult {
+    pub release: Release,
+    /// URLs of the routed services.
+    pub urls: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct EnvChange {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub unset: Vec<String>,
+    #[serde(default)]
+    pub promote: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ScaleRequest {
+    pub count: Option<u32>,
+    /// MiB
+    pub memory: Option<u64>,
+    /// cores
+    pub cpu: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct RestartRequest {
+    /// `None`: every service.
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Process {
+    pub id: String,
+    pub app: String,
+    pub service: String,
+    pub release: String,
+    /// `starting`, `running`, `unhealthy`, `crashed`, `stopping`, `missing`
+    pub state: String,
+    /// RFC 3339, when the current container started.
+    pub started: Option<String>,
+    /// `ip:port` on the app network.
+    pub address: Option<String>,
+    pub restarts: u32,
+    pub last_exit: Option<i64>,
+}
+
+/// One line of an app's log stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogEntry {
+    /// RFC 3339 with nanoseconds.
+    pub ts: String,
+    /// `web/web-3f9a2c` for process output, `build/B2` for build output, `berth` for system events.
+    pub source: String,
+    pub text: String,
+}
+
+/// One item of a streamed (NDJSON) response of long work.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// Build output, one line.
+    Build { text: String },
+    /// A step of the work, e.g. `release R3 created`, `web-3f9a2c healthy`.
+    Step { text: String },
+    /// The work failed; `logs` holds the failing process's last lines, if any.
+    Error { error: String, logs: Vec<String> },
+    /// The work succeeded; the value depends on the route.
+    Result { value: serde_json::Value },
+}
+
+/// `POST /tokens`: a token with `role` (`admin`, `deploy` or `read`), limited to `app` if given.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreateToken {
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+}
+
+/// A token as listed (never its secret).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: String,
+    pub role: String,
+    pub app: Option<String>,
+    pub created: String,
+    pub last_used: Option<String>,
+}
+
+/// A new token; `secret` is shown this once and never stored in the clear.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreatedToken {
+    pub token: TokenInfo,
+    pub secret: String,
+}
+
+/// One change made through the API: who, what, when and the answer's status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub time: String,
+    pub token: String,
+    pub role: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+/// A one-off process to start: `POST /apps/{app}/run` (detached) or the first
+/// text message on the `GET /apps/{app}/run` WebSocket (attached).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct RunRequest {
+    pub service: String,
+    /// Default: the app's promoted release.
+    #[serde(default)]
+    pub release: Option<String>,
+    /// Empty: the service's own command.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Allocate a TTY (the client's stdin is a terminal).
+    #[serde(default)]
+    pub tty: bool,
+    /// Forward the client's stdin.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Stop the process after this many seconds.
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// The terminal's size, for `tty`.
+    #[serde(default)]
+    pub rows: Option<u16>,
+    #[serde(default)]
+    pub cols: Option<u16>,
+}
+
+/// A started one-off process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunStarted {
+    pub id: String,
+    pub release: String,
+}
+
+/// The first text message on the `GET /apps/{app}/processes/{id}/exec` WebSocket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub rows: Option<u16>,
+    #[serde(default)]
+    pub cols: Option<u16>,
+}
+
+/// Text messages of a run/exec WebSocket after the request. Binary messages
+/// carry the streams: server → client `[1 (stdout) | 2 (stderr), bytes...]`,
+/// client → server raw stdin bytes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SessionMessage {
+    /// Server: the process runs (its one-off id, or the exec's process).
+    Started { id: String },
+    /// Client: the terminal was resized.
+    Resize { rows: u16, cols: u16 },
+    /// Client: stdin ended.
+    Eof,
+    /// Server, last: the exit code (`None` if unknown) and whether `timeout` stopped it.
+    Exit {
+        code: Option<i64>,
+        #[serde(default)]
+        timed_out: bool,
+    },
+    /// Server, last: the process could not be run.
+    Error { error: String },
+}
+
+/// A timer of the promoted release and its runs (`GET /apps/{app}/timers`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TimerInfo {
+    pub name: String,
+    pub schedule: String,
+    pub service: String,
+    pub command: Vec<String>,
+    /// RFC 3339 start of the last run.
+    pub last_run: Option<String>,
+    pub exit_code: Option<i64>,
+    /// One-off id of the run in progress.
+    pub running: Option<String>,
+    /// RFC 3339 (UTC).
+    pub next_run: Option<String>,
+}
+
+/// A named app volume (`GET /apps/{app}/volumes`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VolumeEntry {
+    pub name: String,
+    /// Bytes of its content (as a tar: file data plus 512-byte headers).
+    pub size: Option<u64>,
+    /// Services of the promoted release that mount it.
+    pub used_by: Vec<String>,
+}
+
+/// What `POST /rack/prune` removed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PruneReport {
+    pub containers: u64,
+    pub images: u64,
+    /// Bytes of the removed images (their size as the engine reports it).
+    pub bytes: u64,
+}
+
+/// A release with what changed since the one before it (`GET /apps/{app}/releases/{id}/info`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReleaseInfo {
+    pub release: Release,
+    /// The release it is compared with; `None` for the first.
+    pub previous: Option<String>,
+    /// Keys only, never values.
+    pub env_added: Vec<String>,
+    pub env_removed: Vec<String>,
+    pub env_changed: Vec<String>,
+    /// Line diff of the manifest: lines prefixed `+ `, `- ` or `  `; empty when equal.
+    pub manifest_diff: Vec<String>,
+}
+
+/// A certificate the router serves (`GET /certs`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CertInfo {
+    pub id: String,
+    /// Names served, exact or `*.example.com`.
+    pub domains: Vec<String>,
+    /// RFC 3339 end of validity.
+    pub not_after: String,
+    /// `imported`, `self-signed` or `acme`.
+    pub source: String,
+}
+
+/// `POST /certs`: a PEM chain and its PEM private key.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ImportCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ImportCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportCert").finish_non_exhaustive()
+    }
+}
+
+/// `POST /certs/generate`: a self-signed certificate for these names.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GenerateCert {
+    pub domains: Vec<String>,
+}

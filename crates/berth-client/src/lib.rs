@@ -1,0 +1,828 @@
+//! Typed HTTP client of the berth API (see `berth_api` for the routes and wire types).
+//!
+//! Plain requests return typed values; routes that stream NDJSON return a
+//! [`futures_util::Stream`] of items so the caller can show progress as it happens.
+//! Source uploads stream a file from disk and report the bytes sent.
+
+mod access;
+mod certs;
+mod ops;
+pub mod source;
+
+pub mod config;
+
+pub mod session;
+
+use berth_api::{
+    App, AppInfo, Build, CreateApp, EnvChange, ErrorBody, Event, LogEntry, Process, RackInfo,
+    Release, RestartRequest, ScaleRequest,
+};
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, StreamExt};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use config::{Config, ConfigError};
+
+/// Everything a client call can fail with. The messages are meant for the user as they are.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid server URL {url:?}: {reason}; use a URL like http://127.0.0.1:7070")]
+    InvalidUrl { url: String, reason: String },
+
+    #[error(
+        "cannot connect to the berth server at {url} ({reason}); start it with `berth server` or set BERTH_HOST to its URL"
+    )]
+    Connect { url: String, reason: String },
+
+    #[error("the server refused the token; run `berth login URL --token T` or set BERTH_TOKEN")]
+    Unauthorized,
+
+    /// A non-2xx answer; `message` is the server's [`ErrorBody::error`].
+    #[error("{message}")]
+    Api { status: u16, message: String },
+
+    #[error("request to {url} failed: {reason}")]
+    Request { url: String, reason: String },
+
+    #[error("unexpected response from {url}: {reason}")]
+    Decode { url: String, reason: String },
+
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The HTTP status for errors the server answered with.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Unauthorized => Some(401),
+            Error::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A stream of the NDJSON [`Event`]s of long work (build, deploy, rollout).
+pub type EventStream = BoxStream<'static, Result<Event, Error>>;
+/// A stream of log lines.
+pub type LogStream = BoxStream<'static, Result<LogEntry, Error>>;
+
+/// Which log lines to fetch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogsQuery {
+    /// Only lines of the last this many seconds.
+    pub since: Option<u64>,
+    /// Only lines of this service.
+    pub service: Option<String>,
+    /// Keep the stream open and send new lines as they come.
+    pub follow: bool,
+}
+
+/// Client of one berth server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    token: String,
+}
+
+/// Turns `127.0.0.1:7070`, `http://host:7070/` and the like into a base URL.
+pub fn normalize_host(host: &str) -> Result<Url, Error> {
+    let trimmed = host.trim();
+    let invalid = |reason: &str| Error::InvalidUrl {
+        url: host.to_string(),
+        reason: reason.into(),
+    };
+    if trimmed.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    let with_scheme = if trimmed.contains("://") {
+        trimmed.to_string()
+    } else {
+        format!("http://{trimmed}")
+    };
+    let mut url = Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(invalid("the scheme must be http or https"));
+    }
+    if url.cannot_be_a_base() || url.host().is_none() {
+        return Err(invalid("it has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("it must not have a query or fragment"));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+impl Client {
+    /// A client of the server at `base_url` (e.g. `http://127.0.0.1:7070`) using `token`.
+    pub fn new(base_url: &str, token: &str) -> Result<Client, Error> {
+        let base = normalize_host(base_url)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Request {
+                url: base.to_string(),
+                reason: root_cause(&e),
+            })?;
+        Ok(Client {
+            http,
+            base,
+            token: token.to_string(),
+        })
+    }
+
+    /// The server's base URL, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        self.base.as_str().trim_end_matches('/').to_string()
+    }
+
+    // ---- rack ----
+
+    /// `GET /health` (no token needed).
+    pub async fn health(&self) -> Result<String, Error> {
+        let url = self.url(&["health"])?;
+        let resp = self.send(self.http.get(url.clone()), false).await?;
+        let text = resp.text().await.map_err(|e| self.body_error(&url, &e))?;
+        Ok(serde_json::from_str::<String>(&text).unwrap_or(text))
+    }
+
+    /// `GET /rack`
+    pub async fn rack(&self) -> Result<RackInfo, Error> {
+        self.get_json(&["rack"]).await
+    }
+
+    // ---- apps ----
+
+    /// `GET /apps`
+    pub async fn apps(&self) -> Result<Vec<App>, Error> {
+        self.get_json(&["apps"]).await
+    }
+
+    /// `POST /apps`
+    pub async fn create_app(&self, name: &str) -> Result<App, Error> {
+        let url = self.url(&["apps"])?;
+        let req = self.http.post(url.clone()).json(&CreateApp {
+            name: name.to_string(),
+        });
+        let resp = self.send(req, true).await?;
+        self.decode(&url, resp).await
+    }
+
+    /// `GET /apps/{app}`
+    pub async fn app(&self, app: &str) -> Result<AppInfo, Error> {
+        self.get_json(&["apps", app]).await
+    }
+
+    /// `DELETE /apps/{app}`
+    pub async fn delete_app(&self, app: &str) -> Result<(), Error> {
+        self.delete(&["apps", app]).await
+    }
+
+    // ---- builds and deploys ----
+
+    /// `POST /apps/{app}/builds`: uploads the source tar at `source_tar` and streams the
+    /// build's events; the last is `result` ([`berth_api::BuildResult`]) or `error`.
+    /// `manifest` is the manifest's path inside the tar; `progress` gets the bytes sent so far.
+    pub async fn build(
+        &self,
+        app: &str,
+        source_tar: &Path,
+        manifest: &str,
+        progress: impl FnMut(u64) + Send + 'static,
+    ) -> Result<EventStream, Error> {
+        self.upload(&["apps", app, "builds"], source_tar, manifest, progress)
+            .await
+    }
+
+    /// `POST /apps/{app}/deploy`: like [`Client::build`], then release and rollout; the last
+    /// event is `result` ([`berth_api::DeployResult`]) or `error`.
+    pub async fn deploy(
+        &self,
+        app: &str,
+        source_tar: &Path,
+        manifest: &str,
+        progress: impl FnMut(u64) + Send + 'static,
+    ) -> Result<EventStream, Error> {
+        self.upload(&["apps", app, "deploy"], source_tar, manifest, progress)
+            .await
+    }
+
+    /// `GET /apps/{app}/builds`
+    pub async fn builds(&self, app: &str) -> Result<Vec<Build>, Error> {
+        self.get_json(&["apps", app, "builds"]).await
+    }
+
+    /// `GET /apps/{app}/builds/{id}/logs`
+    pub async fn build_logs(&self, app: &str, id: &str) -> Result<String, Error> {
+        let url = self.url(&["apps", app, "builds", id, "logs"])?;
+        let resp = self.send(self.http.get(url.clone()), true).await?;
+        resp.text().await.map_err(|e| self.body_error(&url, &e))
+    }
+
+    // ---- releases ----
+
+    /// `GET /apps/{app}/releases`
+    pub async fn releases(&self, app: &str) -> Result<Vec<Release>, Error> {
+        self.get_json(&["apps", app, "releases"]).await
+    }
+
+    /// `POST /apps/{app}/releases/{id}/promote`
+    pub async fn promote(&self, app: &str, id: &str) -> Result<EventStream, Error> {
+        self.post_stream(&["apps", app, "releases", id, "promote"], None::<&()>)
+            .await
+    }
+
+    /// `POST /apps/{app}/releases/{id}/rollback`
+    pub async fn rollback(&self, app: &str, id: &str) -> Result<EventStream, Error> {
+        self.post_stream(&["apps", app, "releases", id, "rollback"], None::<&()>)
+            .await
+    }
+
+    // ---- environment ----
+
+    /// `GET /apps/{app}/env`
+    pub async fn env(&self, app: &str) -> Result<BTreeMap<String, String>, Error> {
+        self.get_json(&["apps", app, "env"]).await
+    }
+
+    /// `POST /apps/{app}/env`: makes a new release; rolls it out when `change.promote`.
+    pub async fn change_env(&self, app: &str, change: &EnvChange) -> Result<EventStream, Error> {
+        self.post_stream(&["apps", app, "env"], Some(change)).await
+    }
+
+    // ---- processes ----
+
+    /// `POST /apps/{app}/services/{service}/scale`
+    pub async fn scale(
+        &self,
+        app: &str,
+        service: &str,
+        request: &ScaleRequest,
+    ) -> Result<EventStream, Error> {
+        self.post_stream(&["apps", app, "services", service, "scale"], Some(request))
+            .await
+    }
+
+    /// `GET /apps/{app}/processes`
+    pub async fn processes(&self, app: &str) -> Result<Vec<Process>, Error> {
+        self.get_json(&["apps", app, "processes"]).await
+    }
+
+    /// `DELETE /apps/{app}/processes/{id}`
+    pub async fn stop_process(&self, app: &str, id: &str) -> Result<(), Error> {
+        self.delete(&["apps", app, "processes", id]).await
+    }
+
+    /// `POST /apps/{app}/restart`
+    pub async fn restart(&self, app: &str, request: &RestartRequest) -> Result<EventStream, Error> {
+        self.post_stream(&["apps", app, "restart"], Some(request))
+            .await
+    }
+
+    /// `GET /apps/{app}/logs`: a stream of log lines; with `follow`, it stays open.
+    pub async fn logs(&self, app: &str, query: &LogsQuery) -> Result<LogStream, Error> {
+        let mut url = self.url(&["apps", app, "logs"])?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            if let Some(since) = query.since {
+                pairs.append_pair("since", &since.to_string());
+            }
+            if let Some(service) = &query.service {
+                pairs.append_pair("service", service);
+            }
+            if query.follow {
+                pairs.append_pair("follow", "true");
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        let req = self
+            .http
+            .get(url.clone())
+            .header("accept", "application/x-ndjson");
+        let resp = self.send(req, true).await?;
+        Ok(ndjson(resp, url.to_string()))
+    }
+
+    // ---- plumbing ----
+
+    /// The URL of `segments` under the base URL; each segment is percent-encoded.
+    fn url(&self, segments: &[&str]) -> Result<Url, Error> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| Error::InvalidUrl {
+                url: self.base.to_string(),
+                reason: "it cannot be a base URL".into(),
+            })?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, Error> {
+        let url = self.url(segments)?;
+        let resp = self.send(self.http.get(url.clone()), true).await?;
+        self.decode(&url, resp).await
+    }
+
+    async fn delete(&self, segments: &[&str]) -> Result<(), Error> {
+        let url = self.url(segments)?;
+        self.send(self.http.request(Method::DELETE, url), true)
+            .await?;
+        Ok(())
+    }
+
+    async fn post_stream<B: serde::Serialize + ?Sized>(
+        &self,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<EventStream, Error> {
+        let url = self.url(segments)?;
+        let mut req = self
+            .http
+            .post(url.clone())
+            .header("accept", "application/x-ndjson");
+        req = match body {
+            Some(b) => req.json(b),
+            None => req,
+        };
+        let resp = self.send(req, true).await?;
+        Ok(ndjson(resp, url.to_string()))
+    }
+
+    async fn upload(
+        &self,
+        segments: &[&str],
+        source_tar: &Path,
+        manifest: &str,
+        mut progress: impl FnMut(u64) + Send + 'static,
+    ) -> Result<EventStream, Error> {
+        let mut url = self.url(segments)?;
+        url.query_pairs_mut().append_pair("manifest", manifest);
+        let io_err = |source| Error::Io {
+            path: source_tar.to_path_buf(),
+            source,
+        };
+        let file = tokio::fs::File::open(source_tar).await.map_err(io_err)?;
+        let len = file.metadata().await.map_err(io_err)?.len();
+        let mut sent = 0u64;
+        progress(0);
+        let body = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).map(
+            move |chunk: std::io::Result<Bytes>| {
+                if let Ok(bytes) = &chunk {
+                    sent += bytes.len() as u64;
+                    progress(sent);
+                }
+                chunk
+            },
+        );
+        let req = self
+            .http
+            .post(url.clone())
+            .header("content-type", "application/x-tar")
+            .header("content-length", len)
+            .header("accept", "application/x-ndjson")
+            .body(reqwest::Body::wrap_stream(body));
+        let resp = self.send(req, true).await?;
+        Ok(ndjson(resp, url.to_string()))
+    }
+
+    /// Sends `req` (with the token when `auth`), mapping transport failures and
+    /// non-2xx answers to [`Error`].
+    async fn send(&self, req: RequestBuilder, auth: bool) -> Result<Response, Error> {
+        let req = if auth {
+            req.bearer_auth(&self.token)
+        } else {
+            req
+        };
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => return Err(self.transport_error(&e)),
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(Error::Unauthorized);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err(Error::Api {
+            status: status.as_u16(),
+            message: error_message(status, &text),
+        })
+    }
+
+    async fn decode<T: DeserializeOwned>(&self, url: &Url, resp: Response) -> Result<T, Error> {
+        let bytes = resp.bytes().await.map_err(|e| self.body_error(url, &e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> Error {
+        let base = self.base_url();
+        if e.is_connect() {
+            let reason = if has_io_kind(e, std::io::ErrorKind::ConnectionRefused) {
+                "connection refused".to_string()
+            } else {
+                root_cause(e)
+            };
+            return Error::Connect { url: base, reason };
+        }
+        let url = e.url().map(|u| u.to_string()).unwrap_or(base);
+        Error::Request {
+            url,
+            reason: root_cause(e),
+        }
+    }
+
+    fn body_error(&self, url: &Url, e: &reqwest::Error) -> Error {
+        Error::Request {
+            url: url.to_string(),
+            reason: root_cause(e),
+        }
+    }
+}
+
+/// The text of an error answer: the [`ErrorBody`] message, else the body, else the status.
+fn error_message(status: StatusCode, body: &str) -> String {
+    if let Ok(b) = serde_json::from_str::<ErrorBody>(body) {
+        return b.error;
+    }
+    let body = body.trim();
+    if !body.is_empty() && body.len() < 2000 {
+        return format!("the server answered {status}: {body}");
+    }
+    format!("the server answered {status}")
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn has_io_kind(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == kind
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Splits a response body into lines and decodes each non-empty one as a `T`.
+fn ndjson<T: DeserializeOwned + Send + 'static>(
+    resp: Response,
+    url: String,
+) -> BoxStream<'static, Result<T, Error>> {
+    let bytes = resp.bytes_stream().boxed();
+    let parser = LineParser {
+        url,
+        buf: Vec::new(),
+    };
+    futures_util::stream::unfold(Some((bytes, parser)), |state| async move {
+        let (mut bytes, mut parser) = state?;
+        loop {
+            if let Some(item) = parser.next_line::<T>() {
+                return Some((item, Some((bytes, parser))));
+            }
+            match bytes.next().await {
+                Some(Ok(chunk)) => parser.buf.extend_from_slice(&chunk),
+                Some(Err(e)) => {
+                    let err = Error::Request {
+                        url: parser.url.clone(),
+                        reason: format!("the response broke off: {}", root_cause(&e)),
+                    };
+                    return Some((Err(err), None));
+                }
+                None => {
+                    return parser.rest::<T>().map(|item| (item, None));
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+struct LineParser {
+    url: String,
+    buf: Vec<u8>,
+}
+
+impl LineParser {
+    /// The next complete, non-empty line, decoded.
+    fn next_line<T: DeserializeOwned>(&mut self) -> Option<Result<T, Error>> {
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            if let Some(item) = self.parse(&line) {
+                return Some(item);
+            }
+        }
+        None
+    }
+
+    /// What is left after the body ended without a final newline.
+    fn rest<T: DeserializeOwned>(&mut self) -> Option<Result<T, Error>> {
+        let line = std::mem::take(&mut self.buf);
+        self.parse(&line)
+    }
+
+    fn parse<T: DeserializeOwned>(&self, line: &[u8]) -> Option<Result<T, Error>> {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            return None;
+        }
+        Some(serde_json::from_slice(line).map_err(|e| Error::Decode {
+            url: self.url.clone(),
+            reason: format!("bad line {:?}: {e}", String::from_utf8_lossy(line)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_normalized() {
+        let cases = [
+            ("127.0.0.1:7070", "http://127.0.0.1:7070/"),
+            ("http://127.0.0.1:7070", "http://127.0.0.1:7070/"),
+            ("http://h:1/", "http://h:1/"),
+            ("https://h/berth", "https://h/berth/"),
+            (" http://h:1 ", "http://h:1/"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                normalize_host(input).map(|u| u.to_string()).ok().as_deref(),
+                Some(want)
+            );
+        }
+        for bad in ["", "ftp://h", "http://", "http://h/?a=b"] {
+            assert!(normalize_host(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn urls_encode_segments_and_keep_prefix() -> Result<(), Error> {
+        let c = Client::new("http://h:1", "t")?;
+        assert_eq!(
+            c.url(&["apps", "shop", "env"])?.as_str(),
+            "http://h:1/apps/shop/env"
+        );
+        assert_eq!(c.url(&["apps", "a/b"])?.as_str(), "http://h:1/apps/a%2Fb");
+        let c = Client::new("http://h:1/prefix/", "t")?;
+        assert_eq!(c.url(&["rack"])?.as_str(), "http://h:1/prefix/rack");
+        assert_eq!(c.base_url(), "http://h:1/prefix");
+        Ok(())
+    }
+
+    #[test]
+    fn error_bodies() {
+        let s = StatusCode::NOT_FOUND;
+        assert_eq!(
+            error_message(s, r#"{"error":"no app shop"}"#),
+            "no app shop"
+        );
+        assert_eq!(
+            error_message(s, "nope"),
+            "the server answered 404 Not Found: nope"
+        );
+        assert_eq!(error_message(s, ""), "the server answered 404 Not Found");
+    }
+
+    #[test]
+    fn ndjson_lines() {
+        let mut p = LineParser {
+            url: "u".into(),
+            buf: Vec::new(),
+        };
+        p.buf
+            .extend_from_slice(b"{\"type\":\"step\",\"text\":\"a\"}\n\n{\"type\":\"bu");
+        let first: Option<Result<Event, Error>> = p.next_line();
+        assert!(matches!(first, Some(Ok(Event::Step { text })) if text == "a"));
+        assert!(p.next_line::<Event>().is_none());
+        p.buf.extend_from_slice(b"ild\",\"text\":\"b\"}");
+        assert!(p.next_line::<Event>().is_none());
+        assert!(matches!(p.rest::<Event>(), Some(Ok(Event::Build { text })) if text == "b"));
+        assert!(p.rest::<Event>().is_none());
+        p.buf.extend_from_slice(b"garbage\n");
+        assert!(matches!(
+            p.next_line::<Event>(),
+            Some(Err(Error::Decode { .. }))
+        ));
+    }
+
+    /// Accepts one connection, reads one request (head and Content-Length body), answers
+    /// `response`, and hands back the raw request.
+    async fn serve_once(
+        response: String,
+    ) -> std::io::Result<(String, tokio::task::JoinHandle<std::io::Result<Vec<u8>>>)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let task = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await?;
+            let mut req = Vec::new();
+            let mut buf = [0u8; 8192];
+            let body_start = loop {
+                let n = sock.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok(req);
+                }
+                req.extend_from_slice(&buf[..n]);
+                if let Some(p) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break p + 4;
+                }
+            };
+            let head = String::from_utf8_lossy(&req[..body_start]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while req.len() < body_start + len {
+                let n = sock.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+            }
+            sock.write_all(response.as_bytes()).await?;
+            sock.shutdown().await?;
+            Ok(req)
+        });
+        Ok((url, task))
+    }
+
+    fn response(status: &str, content_type: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[tokio::test]
+    async fn unauthorized_says_how_to_log_in() -> Result<(), Box<dyn std::error::Error>> {
+        let body = r#"{"error":"missing or wrong token"}"#;
+        let (url, task) =
+            serve_once(response("401 Unauthorized", "application/json", body)).await?;
+        let err = Client::new(&url, "bad")?
+            .apps()
+            .await
+            .err()
+            .ok_or("apps succeeded")?;
+        assert!(matches!(err, Error::Unauthorized));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("berth login URL --token T") && msg.contains("BERTH_TOKEN"),
+            "{msg}"
+        );
+        let req = String::from_utf8(task.await??)?;
+        assert!(req.starts_with("GET /apps HTTP/1.1\r\n"), "{req}");
+        assert!(
+            req.to_ascii_lowercase()
+                .contains("authorization: bearer bad\r\n"),
+            "{req}"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn other_errors_carry_the_server_message() -> Result<(), Box<dyn std::error::Error>> {
+        let body =
+            r#"{"error":"app shop does not exist; create it with `berth apps create shop`"}"#;
+        let (url, _task) = serve_once(response("404 Not Found", "application/json", body)).await?;
+        let err = Client::new(&url, "t")?
+            .processes("shop")
+            .await
+            .err()
+            .ok_or("ps succeeded")?;
+        assert_eq!(err.status(), Some(404));
+        assert_eq!(
+            err.to_string(),
+            "app shop does not exist; create it with `berth apps create shop`"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn streams_events_in_order() -> Result<(), Box<dyn std::error::Error>> {
+        let body = concat!(
+            "{\"type\":\"step\",\"text\":\"release R2 created\"}\n",
+            "{\"type\":\"build\",\"text\":\"Step 1/2\"}\n",
+            "{\"type\":\"result\",\"value\":{\"ok\":true}}\n",
+        );
+        let (url, task) = serve_once(response("200 OK", "application/x-ndjson", body)).await?;
+        let change = EnvChange {
+            promote: true,
+            ..EnvChange::default()
+        };
+        let events: Vec<Event> = Client::new(&url, "t")?
+            .change_env("shop", &change)
+            .await?
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        assert_eq!(events.len(), 3);
+        assert_eq!(
+            events[0],
+            Event::Step {
+                text: "release R2 created".into()
+            }
+        );
+        assert!(matches!(&events[2], Event::Result { value } if value["ok"] == true));
+        let req = String::from_utf8(task.await??)?;
+        assert!(req.starts_with("POST /apps/shop/env HTTP/1.1"), "{req}");
+        assert!(
+            req.ends_with(r#"{"set":{},"unset":[],"promote":true}"#),
+            "{req}"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn uploads_stream_the_file_and_report_progress() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let tar = dir.path().join("src.tar");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&tar, &data)?;
+        let body = "{\"type\":\"result\",\"value\":null}\n";
+        let (url, task) = serve_once(response("200 OK", "application/x-ndjson", body)).await?;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let events = Client::new(&url, "t")?
+            .deploy("shop", &tar, "k8s/pod.yml", move |n| {
+                if let Ok(mut v) = record.lock() {
+                    v.push(n);
+                }
+            })
+            .await?
+            .collect::<Vec<_>>()
+            .await;
+        assert_eq!(events.len(), 1);
+        let req = task.await??;
+        let split = req
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or("no head")?
+            + 4;
+        let head = String::from_utf8_lossy(&req[..split]).to_ascii_lowercase();
+        assert!(
+            head.starts_with("post /apps/shop/deploy?manifest=k8s%2fpod.yml http/1.1"),
+            "{head}"
+        );
+        assert!(head.contains("content-length: 200000"), "{head}");
+        assert!(req[split..] == data[..], "body differs");
+        let seen = seen.lock().map_err(|_| "poisoned")?.clone();
+        assert_eq!(seen.first(), Some(&0));
+        assert_eq!(seen.last(), Some(&200_000));
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn connection_refused_names_the_url() -> Result<(), Box<dyn std::error::Error>> {
+        // Bind then drop a listener so the port is (very likely) closed.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            l.local_addr()?.port()
+        };
+        let c = Client::new(&format!("http://127.0.0.1:{port}"), "t")?;
+        let err = c.rack().await.err().ok_or("rack succeeded")?;
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Connect { .. }), "{msg}");
+        assert!(msg.contains(&format!("http://127.0.0.1:{port}")), "{msg}");
+        assert!(
+            msg.contains("berth server") && msg.contains("BERTH_HOST"),
+            "{msg}"
+        );
+        Ok(())
+    }
+}

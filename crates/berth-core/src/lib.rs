@@ -1,0 +1,10 @@
+//! berth's domain model: names, the manifest and its validation. Pure: no I/O.
+
+pub mod manifest;
+pub mod model;
+pub mod names;
+pub mod pod;
+
+pub use manifest::{ManifestError, parse_manifest};
+pub use model::*;
+pub use names::*;

@@ -1,0 +1,2418 @@
+//! Parsing and validation of `berth.yml` (and, later, Kubernetes Pod specs).
+//!
+//! The YAML is first read by `serde-saphyr` into a small span-carrying tree
+//! ([`Raw`] nodes wrapped in [`Spanned`]), under tight budgets so that YAML
+//! bombs and absurd nesting are refused quickly. Validation then walks that tree
+//! by hand, so every error — syntax or semantic — names the file, line and
+//! column of the node at fault, what was expected, and how to fix it.
+
+use crate::model::{
+    BuildSpec, Deployment, EnvRequirement, Health, ImageSource, Manifest, Scale, Service,
+    Termination, Timer, VolumeMount,
+};
+use crate::names::{
+    validate_app_name, validate_service_name, validate_timer_name, validate_volume_name,
+};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::{Location, MessageFormatter, Spanned};
+use std::collections::BTreeMap;
+use std::fmt;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ManifestError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Largest manifest accepted, in bytes. A real `berth.yml` is a few KiB.
+pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+/// Deepest nesting of YAML collections accepted. A manifest needs about 6.
+const MAX_DEPTH: usize = 32;
+/// Events replayed from aliases (`*name`) across the whole file.
+const MAX_ALIAS_REPLAY: usize = 10_000;
+
+const TOP_KEYS: &[&str] = &["app", "environment", "services", "timers"];
+const SERVICE_KEYS: &[&str] = &[
+    "build",
+    "image",
+    "command",
+    "port",
+    "domain",
+    "environment",
+    "health",
+    "scale",
+    "deployment",
+    "termination",
+    "drain",
+    "volumes",
+    "singleton",
+    "timeout",
+    "tls",
+];
+const TLS_KEYS: &[&str] = &["redirect"];
+const BUILD_KEYS: &[&str] = &["path", "dockerfile", "args"];
+const HEALTH_KEYS: &[&str] = &["path", "grace", "interval", "timeout", "attempts"];
+const SCALE_KEYS: &[&str] = &["count", "memory", "cpu"];
+const DEPLOYMENT_KEYS: &[&str] = &["minimum", "maximum"];
+const TERMINATION_KEYS: &[&str] = &["grace"];
+const TIMER_KEYS: &[&str] = &["schedule", "service", "command"];
+
+/// Default for `drain`, seconds.
+pub const DEFAULT_DRAIN: u32 = 10;
+/// Default for `timeout`, seconds.
+pub const DEFAULT_TIMEOUT: u32 = 60;
+
+/// Parse and validate a manifest. `file` names it in errors.
+pub fn parse_manifest(file: &str, text: &str) -> Result<Manifest, ManifestError> {
+    let to_err = |f: Fail| ManifestError {
+        file: file.to_string(),
+        line: f.line,
+        column: f.column,
+        message: f.message,
+    };
+    if text.len() > MAX_MANIFEST_BYTES {
+        return Err(to_err(Fail {
+            line: 1,
+            column: 1,
+            message: format!(
+                "the file is {} bytes; a manifest may be at most {} bytes. Check that this is the right file",
+                text.len(),
+                MAX_MANIFEST_BYTES
+            ),
+        }));
+    }
+    let root = read_yaml(text).map_err(to_err)?;
+    // A Kubernetes Pod spec is accepted in place of berth.yml (see `pod`).
+    if crate::pod::is_pod(&root) {
+        return crate::pod::manifest(&root).map_err(to_err);
+    }
+    Checker { src: text }.manifest(&root).map_err(to_err)
+}
+
+/// Parse a `KEY=VALUE` pair given on the command line (for example to `berth env set`).
+/// The key follows the manifest's rule (`[A-Za-z_][A-Za-z0-9_]*`); the value may be
+/// empty and may itself contain `=`.
+pub fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    let Some((key, value)) = s.split_once('=') else {
+        return Err(format!(
+            "expected KEY=VALUE, found {:?}; write for example LOG_LEVEL=debug (use KEY= for an empty value)",
+            s
+        ));
+    };
+    check_env_key(key)?;
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// Whether `key` may name an environment variable: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_valid_env_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn check_env_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err(
+            "the variable name before '=' is empty; write for example LOG_LEVEL=debug".into(),
+        );
+    }
+    if !is_valid_env_key(key) {
+        return Err(format!(
+            "{key:?} is not a valid variable name; use letters, digits and '_', not starting with a digit (for example DATABASE_URL)"
+        ));
+    }
+    Ok(())
+}
+
+/// `KEY` or `KEY=default`, as written in `environment:` lists.
+fn parse_env_requirement(s: &str) -> Result<EnvRequirement, String> {
+    match s.split_once('=') {
+        Some((key, default)) => {
+            check_env_key(key)?;
+            Ok(EnvRequirement {
+                key: key.to_string(),
+                default: Some(default.to_string()),
+            })
+        }
+        None => {
+            check_env_key(s)?;
+            Ok(EnvRequirement {
+                key: s.to_string(),
+                default: None,
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The raw, span-carrying tree.
+
+pub(crate) type Node = Spanned<Raw>;
+
+/// A YAML value as read, before validation. Every child keeps its location.
+#[derive(Debug)]
+pub(crate) enum Raw {
+    Null,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RawVisitor;
+        impl<'de> Visitor<'de> for RawVisitor {
+            type Value = Raw;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a YAML value")
+            }
+            fn visit_unit<E>(self) -> Result<Raw, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_none<E>(self) -> Result<Raw, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
+                Raw::deserialize(d)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
+                Ok(Raw::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+                Ok(Raw::Int(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+                Ok(Raw::Int(v.into()))
+            }
+            fn visit_i128<E>(self, v: i128) -> Result<Raw, E> {
+                Ok(Raw::Int(v))
+            }
+            fn visit_u128<E>(self, v: u128) -> Result<Raw, E> {
+                Ok(i128::try_from(v)
+                    .map(Raw::Int)
+                    .unwrap_or(Raw::Float(v as f64)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
+                Ok(Raw::Float(v))
+            }
+            fn visit_char<E>(self, v: char) -> Result<Raw, E> {
+                Ok(Raw::Str(v.to_string()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
+                Ok(Raw::Str(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Raw, E> {
+                Ok(Raw::Str(v))
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Raw, E> {
+                Ok(Raw::Str(String::from_utf8_lossy(v).into_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Node>()? {
+                    items.push(item);
+                }
+                Ok(Raw::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Node>()? {
+                    let value = map.next_value::<Node>()?;
+                    entries.push((key, value));
+                }
+                Ok(Raw::Map(entries))
+            }
+        }
+        d.deserialize_any(RawVisitor)
+    }
+}
+
+/// An error before the file name is attached.
+#[derive(Debug)]
+pub(crate) struct Fail {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) message: String,
+}
+
+pub(crate) type R<T> = Result<T, Fail>;
+
+fn pos(loc: &Location) -> (usize, usize) {
+    let line = usize::try_from(loc.line()).unwrap_or(usize::MAX).max(1);
+    let column = usize::try_from(loc.column()).unwrap_or(usize::MAX).max(1);
+    (line, column)
+}
+
+pub(crate) fn at(node: &Node, message: impl Into<String>) -> Fail {
+    let (line, column) = pos(&node.referenced);
+    Fail {
+        line,
+        column,
+        message: message.into(),
+    }
+}
+
+fn line_of(node: &Node) -> usize {
+    pos(&node.referenced).0
+}
+
+/// Read the YAML into a span-carrying tree under budgets tight enough for a manifest.
+fn read_yaml(text: &str) -> R<Node> {
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_DEPTH,
+            flow_nesting_limit: MAX_DEPTH,
+            max_documents: 1,
+            max_events: 200_000,
+            max_nodes: 100_000,
+            max_aliases: 1_000,
+            max_anchors: 1_000,
+            max_merge_keys: 1_000,
+            max_total_scalar_bytes: MAX_MANIFEST_BYTES,
+            max_recorded_anchor_events: 100_000,
+            max_recorded_anchor_bytes: MAX_MANIFEST_BYTES,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_ALIAS_REPLAY,
+            max_replay_stack_depth: 16,
+        },
+        strict_booleans: true,
+        reject_unsupported_tags: true,
+        with_snippet: false,
+    };
+    serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| yaml_fail(&e))
+}
+
+fn yaml_fail(err: &serde_saphyr::Error) -> Fail {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach;
+    let (line, column) = err.location().map(|l| pos(&l)).unwrap_or((1, 1));
+    let mut inner = err.without_snippet();
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = inner {
+        inner = error;
+    }
+    let base = serde_saphyr::UserMessageFormatter
+        .format_message(inner)
+        .into_owned();
+    let nesting = format!(
+        "YAML nested more than {MAX_DEPTH} levels deep; a manifest needs only a few levels. Check for unclosed brackets or runaway indentation"
+    );
+    let message = match inner {
+        E::Budget { breach: BudgetBreach::Depth { .. }, .. } => nesting,
+        E::Budget {
+            breach:
+                BudgetBreach::Aliases { .. }
+                | BudgetBreach::Anchors { .. }
+                | BudgetBreach::AliasAnchorRatio { .. }
+                | BudgetBreach::RecordedAnchorEvents { .. }
+                | BudgetBreach::RecordedAnchorBytes { .. }
+                | BudgetBreach::MergeKeys { .. },
+            ..
+        }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. }
+        | E::AliasReplayCounterOverflow { .. } => format!(
+            "YAML aliases (`*name`) expand to too much data ({base}); this looks like a YAML bomb. Write the values out or use fewer aliases"
+        ),
+        E::Budget { breach: BudgetBreach::Documents { .. }, .. } | E::MultipleDocuments { .. } => {
+            "the file holds more than one YAML document (`---`); a manifest is a single document. Remove the extra `---` sections".to_string()
+        }
+        E::Budget { .. } => format!(
+            "the YAML is too large or complex for a manifest ({base}); check that this is the right file"
+        ),
+        _ if base.contains("recursion limit") => nesting,
+        _ => format!("invalid YAML: {base}"),
+    };
+    Fail {
+        line,
+        column,
+        message,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers.
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j + 1] + 1).min(cur[j] + 1).min(prev[j] + cost);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// The one candidate within edit distance 2 of `word`, if exactly one is closest.
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let lower = word.to_ascii_lowercase();
+    let mut best: Option<(usize, &str)> = None;
+    let mut tie = false;
+    for c in candidates {
+        let d = levenshtein(&lower, c);
+        if d > 2 {
+            continue;
+        }
+        match best {
+            Some((bd, _)) if d > bd => {}
+            Some((bd, _)) if d == bd => tie = true,
+            _ => {
+                best = Some((d, c));
+                tie = false;
+            }
+        }
+    }
+    match best {
+        Some((_, c)) if !tie => Some(c),
+        _ => None,
+    }
+}
+
+fn list_keys(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// A key of a mapping, with its node and value.
+struct Entry<'n> {
+    key: &'n str,
+    key_node: &'n Node,
+    value: &'n Node,
+}
+
+struct Fields<'n> {
+    entries: Vec<Entry<'n>>,
+}
+
+impl<'n> Fields<'n> {
+    fn get(&self, key: &str) -> Option<&Entry<'n>> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+    fn value(&self, key: &str) -> Option<&'n Node> {
+        self.get(key).map(|e| e.value)
+    }
+    /// Like `value`, but an empty value (`key:` with nothing after it) counts as absent.
+    fn value_or_empty(&self, key: &str) -> Option<&'n Node> {
+        self.value(key).filter(|n| !matches!(n.value, Raw::Null))
+    }
+}
+
+/// Validation state: the source text, for quoting numbers as written.
+struct Checker<'s> {
+    src: &'s str,
+}
+
+impl Checker<'_> {
+    /// The source text of a scalar, as written (for numbers: `0x1F`, `1_000`).
+    fn text(&self, node: &Node) -> Option<&str> {
+        let span = node.defined.span();
+        let start = usize::try_from(span.byte_offset()?).ok()?;
+        let len = usize::try_from(span.byte_len()?).ok()?;
+        let t = self.src.get(start..start.checked_add(len)?)?;
+        (!t.is_empty() && !t.starts_with('*')).then_some(t)
+    }
+
+    /// How a value is named in "found ..." parts of messages.
+    fn found(&self, node: &Node) -> String {
+        match &node.value {
+            Raw::Null => "nothing".into(),
+            Raw::Bool(b) => b.to_string(),
+            Raw::Int(i) => self
+                .text(node)
+                .map(|t| truncate(t, 40))
+                .unwrap_or_else(|| i.to_string()),
+            Raw::Float(f) => self
+                .text(node)
+                .map(|t| truncate(t, 40))
+                .unwrap_or_else(|| f.to_string()),
+            Raw::Str(s) => format!("{:?}", truncate(s, 60)),
+            Raw::Seq(_) => "a list".into(),
+            Raw::Map(_) => "a mapping".into(),
+        }
+    }
+
+    fn expected(&self, node: &Node, path: &str, what: &str) -> Fail {
+        at(
+            node,
+            format!("{path}: expected {what}, found {}", self.found(node)),
+        )
+    }
+
+    fn entries<'n>(&self, node: &'n Node, path: &str, what: &str) -> R<&'n [(Node, Node)]> {
+        match &node.value {
+            Raw::Map(entries) => Ok(entries),
+            _ => Err(self.expected(node, path, what)),
+        }
+    }
+
+    /// A mapping key used as a name (of a service, a timer, a build arg...).
+    fn key_name<'n>(&self, key: &'n Node, path: &str) -> R<&'n str> {
+        match &key.value {
+            Raw::Str(s) => Ok(s),
+            _ => Err(at(
+                key,
+                format!(
+                    "{path}: expected a name as key, found {}; write a name such as `web`",
+                    self.found(key)
+                ),
+            )),
+        }
+    }
+
+    /// A mapping with a fixed set of keys; unknown keys are errors.
+    fn fields<'n>(
+        &self,
+        node: &'n Node,
+        path: &str,
+        what: &str,
+        allowed: &[&str],
+    ) -> R<Fields<'n>> {
+        let entries = self.entries(node, path, what)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (k, v) in entries {
+            let key = self.key_name(k, path)?;
+            if !allowed.contains(&key) {
+                return Err(self.unknown_key(k, key, v, path, allowed));
+            }
+            out.push(Entry {
+                key,
+                key_node: k,
+                value: v,
+            });
+        }
+        Ok(Fields { entries: out })
+    }
+
+    fn unknown_key(&self, k: &Node, key: &str, value: &Node, path: &str, allowed: &[&str]) -> Fail {
+        let place = if path.is_empty() {
+            "at the top level".to_string()
+        } else {
+            format!("in `{path}`")
+        };
+        let mut msg = format!("unknown key `{key}` {place}");
+        if let Some(close) = did_you_mean(key, allowed.iter().copied()) {
+            msg.push_str(&format!("; did you mean `{close}`?"));
+        } else {
+            if path.is_empty() && looks_like_service(value) {
+                msg.push_str(&format!(
+                    "; services go under `services:` (indent `{key}:` below a `services:` line);"
+                ));
+            } else {
+                msg.push(';');
+            }
+            msg.push_str(&format!(" valid keys are {}", list_keys(allowed)));
+        }
+        at(k, msg)
+    }
+
+    fn string<'n>(&self, node: &'n Node, path: &str, what: &str) -> R<&'n str> {
+        match &node.value {
+            Raw::Str(s) => Ok(s),
+            _ => Err(self.expected(node, path, what)),
+        }
+    }
+
+    fn nonempty_string<'n>(&self, node: &'n Node, path: &str, what: &str) -> R<&'n str> {
+        let s = self.string(node, path, what)?;
+        if s.trim().is_empty() {
+            return Err(self.expected(node, path, what));
+        }
+        Ok(s)
+    }
+
+    /// A scalar used as text: strings as they are, numbers and booleans as written.
+    fn scalar_text(&self, node: &Node, path: &str, what: &str) -> R<String> {
+        match &node.value {
+            Raw::Str(s) => Ok(s.clone()),
+            Raw::Bool(b) => Ok(b.to_string()),
+            Raw::Int(i) => Ok(self
+                .text(node)
+                .map(str::to_string)
+                .unwrap_or_else(|| i.to_string())),
+            Raw::Float(f) => Ok(self
+                .text(node)
+                .map(str::to_string)
+                .unwrap_or_else(|| f.to_string())),
+            _ => Err(self.expected(node, path, what)),
+        }
+    }
+
+    /// A whole number in `min..=max`. A quoted number ("8080") is accepted too.
+    fn uint(&self, node: &Node, path: &str, min: u64, max: u64, what: &str) -> R<u64> {
+        let n = match &node.value {
+            Raw::Int(i) => Some(*i),
+            Raw::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+            _ => None,
+        };
+        match n {
+            Some(n) if n >= i128::from(min) && n <= i128::from(max) => {
+                u64::try_from(n).map_err(|_| self.expected(node, path, what))
+            }
+            _ => Err(self.expected(node, path, what)),
+        }
+    }
+
+    fn u32_in(&self, node: &Node, path: &str, min: u32, max: u32, what: &str) -> R<u32> {
+        let v = self.uint(node, path, min.into(), max.into(), what)?;
+        u32::try_from(v).map_err(|_| self.expected(node, path, what))
+    }
+
+    fn seconds(&self, node: &Node, path: &str, min: u32, max: u32) -> R<u32> {
+        self.u32_in(
+            node,
+            path,
+            min,
+            max,
+            &format!("a number of seconds from {min} to {max}"),
+        )
+    }
+
+    fn boolean(&self, node: &Node, path: &str) -> R<bool> {
+        match node.value {
+            Raw::Bool(b) => Ok(b),
+            _ => Err(self.expected(node, path, "`true` or `false`")),
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // The manifest.
+
+    fn manifest(&self, root: &Node) -> R<Manifest> {
+        if matches!(root.value, Raw::Null) {
+            return Err(Fail {
+                line: 1,
+                column: 1,
+                message: "the manifest is empty; it needs a `services:` mapping with at least one service, for example `services: {web: {build: ., port: 8080}}`".into(),
+            });
+        }
+        let f = self.fields(
+            root,
+            "",
+            "a mapping with `services:` at the top level",
+            TOP_KEYS,
+        )?;
+        let mut manifest = Manifest::default();
+
+        if let Some(node) = f.value("app") {
+            let name = self.string(node, "app", "an app name such as `shop`")?;
+            validate_app_name(name).map_err(|e| at(node, format!("app: {e}")))?;
+            manifest.app = Some(name.to_string());
+        }
+        if let Some(node) = f.value_or_empty("environment") {
+            manifest.environment = self.environment(node, "environment")?;
+        }
+
+        let Some(services) = f.get("services") else {
+            return Err(at(
+                root,
+                "missing `services`: add a `services:` mapping with at least one service, for example `services: {web: {build: ., port: 8080}}`",
+            ));
+        };
+        let mut service_nodes: BTreeMap<String, &Node> = BTreeMap::new();
+        let mut domain_owner: BTreeMap<String, (String, usize)> = BTreeMap::new();
+        let entries = self.entries(
+            services.value,
+            "services",
+            "a mapping of service names to services",
+        )?;
+        if entries.is_empty() {
+            return Err(at(
+                services.value,
+                "services: needs at least one service, for example `services: {web: {build: ., port: 8080}}`",
+            ));
+        }
+        for (k, v) in entries {
+            let name = self.key_name(k, "services")?;
+            validate_service_name(name).map_err(|e| at(k, format!("services: {e}")))?;
+            let path = join("services", name);
+            let svc = self.service(k, v, &path)?;
+            for (i, d) in svc.domains.iter().enumerate() {
+                if let Some((other, line)) = domain_owner.get(d) {
+                    let node = self.domain_node(v, i);
+                    return Err(at(
+                        node,
+                        format!(
+                            "{path}.domain: `{d}` is already routed to service `{other}` (line {line}); give each domain to one service"
+                        ),
+                    ));
+                }
+                domain_owner.insert(d.clone(), (name.to_string(), line_of(k)));
+            }
+            service_nodes.insert(name.to_string(), k);
+            manifest.services.insert(name.to_string(), svc);
+        }
+
+        if let Some(node) = f.value_or_empty("timers") {
+            for (k, v) in self.entries(node, "timers", "a mapping of timer names to timers")? {
+                let name = self.key_name(k, "timers")?;
+                validate_timer_name(name).map_err(|e| at(k, format!("timers: {e}")))?;
+                let timer = self.timer(k, v, &join("timers", name), &manifest.services)?;
+                manifest.timers.insert(name.to_string(), timer);
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// The node of the `i`th domain of a service, for pointing at it.
+    fn domain_node<'n>(&self, service: &'n Node, i: usize) -> &'n Node {
+        let Raw::Map(entries) = &service.value else {
+            return service;
+        };
+        let Some((_, d)) = entries
+            .iter()
+            .find(|(k, _)| matches!(&k.value, Raw::Str(s) if s == "domain"))
+        else {
+            return service;
+        };
+        match &d.value {
+            Raw::Seq(items) => items.get(i).unwrap_or(d),
+            _ => d,
+        }
+    }
+
+    fn environment(&self, node: &Node, path: &str) -> R<Vec<EnvRequirement>> {
+        let what = "a list of `KEY` or `KEY=default` strings, for example `[DATABASE_URL, LOG_LEVEL=info]`";
+        let Raw::Seq(items) = &node.value else {
+            return Err(self.expected(node, path, what));
+        };
+        let mut out: Vec<EnvRequirement> = Vec::with_capacity(items.len());
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let ipath = format!("{path}[{i}]");
+            let s = self.string(item, &ipath, "`KEY` or `KEY=default`")?;
+            let req = parse_env_requirement(s).map_err(|e| at(item, format!("{ipath}: {e}")))?;
+            if let Some(line) = seen.get(&req.key) {
+                return Err(at(
+                    item,
+                    format!(
+                        "{path}: `{}` is listed twice (first on line {line}); remove one",
+                        req.key
+                    ),
+                ));
+            }
+            seen.insert(req.key.clone(), line_of(item));
+            out.push(req);
+        }
+        Ok(out)
+    }
+
+    fn service(&self, name_node: &Node, node: &Node, path: &str) -> R<Service> {
+        let f = self.fields(
+            node,
+            path,
+            "a mapping with `build:` or `image:` and the service's settings",
+            SERVICE_KEYS,
+        )?;
+
+        let source = match (f.get("build"), f.get("image")) {
+            (Some(b), Some(i)) => {
+                let later = if (line_of(i.key_node), pos(&i.key_node.referenced).1)
+                    > (line_of(b.key_node), pos(&b.key_node.referenced).1)
+                {
+                    i.key_node
+                } else {
+                    b.key_node
+                };
+                return Err(at(
+                    later,
+                    format!(
+                        "{path}: has both `build` and `image`; keep one: `build` builds the image from your source, `image` runs an existing image"
+                    ),
+                ));
+            }
+            (Some(b), None) => ImageSource::Build(self.build(b.value, &join(path, "build"))?),
+            (None, Some(i)) => ImageSource::Image(self.image(i.value, &join(path, "image"))?),
+            (None, None) => {
+                return Err(at(
+                    name_node,
+                    format!(
+                        "{path}: needs `build` (a source directory to build, for example `build: .`) or `image` (an image to run, for example `image: redis:7`)"
+                    ),
+                ));
+            }
+        };
+
+        let command = match f.value("command") {
+            Some(n) => Some(self.command(n, &join(path, "command"))?),
+            None => None,
+        };
+        let port = match f.value("port") {
+            Some(n) => {
+                Some(
+                    self.u32_in(n, &join(path, "port"), 1, 65535, "a number from 1 to 65535")?
+                        as u16,
+                )
+            }
+            None => None,
+        };
+        let domains = match f.value_or_empty("domain") {
+            Some(n) => self.domains(n, &join(path, "domain"))?,
+            None => Vec::new(),
+        };
+        if let (Some(d), None, false) = (f.get("domain"), port, domains.is_empty()) {
+            return Err(at(
+                d.key_node,
+                format!(
+                    "{path}.domain: a domain routes HTTP requests to the service's `port`, but it has none; add `port:` (the port the service listens on) or remove `domain`"
+                ),
+            ));
+        }
+        let environment = match f.value_or_empty("environment") {
+            Some(n) => self.environment(n, &join(path, "environment"))?,
+            None => Vec::new(),
+        };
+        let health = match f.get("health") {
+            Some(h) => {
+                if port.is_none() {
+                    return Err(at(
+                        h.key_node,
+                        format!(
+                            "{path}.health: the health check is an HTTP request to the service's `port`, but it has none; add `port:` or remove `health`"
+                        ),
+                    ));
+                }
+                self.health(h.value, &join(path, "health"))?
+            }
+            None => Health::default(),
+        };
+        let scale = match f.value("scale") {
+            Some(n) => self.scale(n, &join(path, "scale"))?,
+            None => Scale::default(),
+        };
+        let singleton = match f.value("singleton") {
+            Some(n) => self.boolean(n, &join(path, "singleton"))?,
+            None => false,
+        };
+        if singleton && scale.count > 1 {
+            let node = f.value("singleton").unwrap_or(node);
+            return Err(at(
+                node,
+                format!(
+                    "{path}.singleton: a singleton runs at most one process, but `scale.count` is {}; set `count` to 0 or 1, or remove `singleton: true`",
+                    scale.count
+                ),
+            ));
+        }
+        let deployment = match f.value("deployment") {
+            Some(n) => self.deployment(n, &join(path, "deployment"), singleton)?,
+            None => Deployment::default(),
+        };
+        let termination = match f.value("termination") {
+            Some(n) => {
+                let p = join(path, "termination");
+                let tf = self.fields(n, &p, "a mapping such as `{grace: 30}`", TERMINATION_KEYS)?;
+                let mut t = Termination::default();
+                if let Some(g) = tf.value("grace") {
+                    t.grace = self.seconds(g, &join(&p, "grace"), 0, 3600)?;
+                }
+                t
+            }
+            None => Termination::default(),
+        };
+        let drain = match f.value("drain") {
+            Some(n) => self.seconds(n, &join(path, "drain"), 0, 3600)?,
+            None => DEFAULT_DRAIN,
+        };
+        let volumes = match f.value_or_empty("volumes") {
+            Some(n) => self.volumes(n, &join(path, "volumes"))?,
+            None => Vec::new(),
+        };
+        let timeout = match f.value("timeout") {
+            Some(n) => self.seconds(n, &join(path, "timeout"), 1, 3600)?,
+            None => DEFAULT_TIMEOUT,
+        };
+        let tls = match f.value("tls") {
+            Some(n) => {
+                let p = join(path, "tls");
+                let tf = self.fields(n, &p, "a mapping such as `{redirect: true}`", TLS_KEYS)?;
+                let mut t = crate::model::TlsOptions::default();
+                if let Some(r) = tf.value("redirect") {
+                    t.redirect = self.boolean(r, &join(&p, "redirect"))?;
+                }
+                t
+            }
+            None => Default::default(),
+        };
+
+        Ok(Service {
+            source,
+            command,
+            port,
+            domains,
+            environment,
+            health,
+            scale,
+            deployment,
+            termination,
+            drain,
+            volumes,
+            singleton,
+            timeout,
+            tls,
+        })
+    }
+
+    fn build(&self, node: &Node, path: &str) -> R<BuildSpec> {
+        let what = "a directory such as `.`, or a mapping such as `{path: ., dockerfile: Dockerfile, args: {KEY: value}}`";
+        let mut spec = BuildSpec {
+            path: ".".into(),
+            dockerfile: "Dockerfile".into(),
+            args: BTreeMap::new(),
+        };
+        match &node.value {
+            Raw::Str(_) => {
+                spec.path = self.build_path(node, path)?;
+            }
+            Raw::Map(_) => {
+                let f = self.fields(node, path, what, BUILD_KEYS)?;
+                if let Some(n) = f.value("path") {
+                    spec.path = self.build_path(n, &join(path, "path"))?;
+                }
+                if let Some(n) = f.value("dockerfile") {
+                    let p = join(path, "dockerfile");
+                    let s = self.nonempty_string(n, &p, "a file name such as `Dockerfile`")?;
+                    let df = normalise_relative(s).map_err(|e| {
+                        at(n, format!("{p}: {e}; give the Dockerfile's path inside the build directory `{}`", spec.path))
+                    })?;
+                    if df == "." {
+                        return Err(at(
+                            n,
+                            format!(
+                                "{p}: {s:?} names the build directory itself; give a file name such as `Dockerfile`"
+                            ),
+                        ));
+                    }
+                    spec.dockerfile = df;
+                }
+                if let Some(n) = f.value_or_empty("args") {
+                    let p = join(path, "args");
+                    for (k, v) in self.entries(
+                        n,
+                        &p,
+                        "a mapping of build argument names to values, such as `{VERSION: \"1.2\"}`",
+                    )? {
+                        let key = self.key_name(k, &p)?;
+                        if !is_valid_env_key(key) {
+                            return Err(at(
+                                k,
+                                format!(
+                                    "{p}: {key:?} is not a valid build argument name; use letters, digits and '_', not starting with a digit"
+                                ),
+                            ));
+                        }
+                        let value = self.scalar_text(v, &join(&p, key), "a text value")?;
+                        spec.args.insert(key.to_string(), value);
+                    }
+                }
+            }
+            _ => return Err(self.expected(node, path, what)),
+        }
+        Ok(spec)
+    }
+
+    fn build_path(&self, node: &Node, path: &str) -> R<String> {
+        let s = self.nonempty_string(
+            node,
+            path,
+            "a directory inside the source, such as `.` or `services/web`",
+        )?;
+        normalise_relative(s).map_err(|e| at(node, format!("{path}: {e}")))
+    }
+
+    fn image(&self, node: &Node, path: &str) -> R<String> {
+        let s = self.nonempty_string(node, path, "an image reference such as `redis:7`")?;
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(at(
+                node,
+                format!(
+                    "{path}: {s:?} has spaces; an image reference looks like `redis:7` or `ghcr.io/org/app:1.2`"
+                ),
+            ));
+        }
+        Ok(s.to_string())
+    }
+
+    fn command(&self, node: &Node, path: &str) -> R<Vec<String>> {
+        let what = "a command line such as `./server --port 8080`, or a list such as `[\"./server\", \"--port\", \"8080\"]`";
+        let argv = match &node.value {
+            Raw::Str(s) => split_command(s).map_err(|e| at(node, format!("{path}: {e}")))?,
+            Raw::Seq(items) => {
+                let mut argv = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    argv.push(self.scalar_text(
+                        item,
+                        &format!("{path}[{i}]"),
+                        "a text argument",
+                    )?);
+                }
+                argv
+            }
+            _ => return Err(self.expected(node, path, what)),
+        };
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err(at(
+                node,
+                format!(
+                    "{path}: the command is empty; give {what}, or remove `command` to run the image's own"
+                ),
+            ));
+        }
+        Ok(argv)
+    }
+
+    fn domains(&self, node: &Node, path: &str) -> R<Vec<String>> {
+        let items: Vec<&Node> = match &node.value {
+            Raw::Str(_) => vec![node],
+            Raw::Seq(items) => items.iter().collect(),
+            _ => {
+                return Err(self.expected(
+                    node,
+                    path,
+                    "a host name such as `shop.example.com`, or a list of them",
+                ));
+            }
+        };
+        let mut out: Vec<String> = Vec::with_capacity(items.len());
+        for item in items {
+            let d = self.string(item, path, "a host name such as `shop.example.com`")?;
+            check_domain(d).map_err(|e| at(item, format!("{path}: {e}")))?;
+            if out.iter().any(|o| o == d) {
+                return Err(at(
+                    item,
+                    format!("{path}: `{d}` is listed twice; remove one"),
+                ));
+            }
+            out.push(d.to_string());
+        }
+        Ok(out)
+    }
+
+    fn health(&self, node: &Node, path: &str) -> R<Health> {
+        let mut h = Health::default();
+        match &node.value {
+            Raw::Str(s) => {
+                h.path = check_health_path(s).map_err(|e| at(node, format!("{path}: {e}")))?
+            }
+            Raw::Map(_) => {
+                let f = self.fields(node, path, "", HEALTH_KEYS)?;
+                if let Some(n) = f.value("path") {
+                    let p = join(path, "path");
+                    let s = self.string(n, &p, "a URL path such as `/health`")?;
+                    h.path = check_health_path(s).map_err(|e| at(n, format!("{p}: {e}")))?;
+                }
+                if let Some(n) = f.value("grace") {
+                    h.grace = self.seconds(n, &join(path, "grace"), 0, 3600)?;
+                }
+                if let Some(n) = f.value("interval") {
+                    h.interval = self.seconds(n, &join(path, "interval"), 1, 3600)?;
+                }
+                if let Some(n) = f.value("timeout") {
+                    h.timeout = self.seconds(n, &join(path, "timeout"), 1, 3600)?;
+                }
+                if let Some(n) = f.value("attempts") {
+                    h.attempts = self.u32_in(
+                        n,
+                        &join(path, "attempts"),
+                        1,
+                        100,
+                        "a number of attempts from 1 to 100",
+                    )?;
+                }
+            }
+            _ => {
+                return Err(self.expected(
+                    node,
+                    path,
+                    "a URL path such as `/health`, or a mapping such as `{path: /health, grace: 5, interval: 1, timeout: 3, attempts: 3}`",
+                ));
+            }
+        }
+        Ok(h)
+    }
+
+    fn scale(&self, node: &Node, path: &str) -> R<Scale> {
+        let f = self.fields(
+            node,
+            path,
+            "a mapping such as `{count: 2, memory: 256, cpu: 0.5}`",
+            SCALE_KEYS,
+        )?;
+        let mut s = Scale::default();
+        if let Some(n) = f.value("count") {
+            s.count = self.u32_in(
+                n,
+                &join(path, "count"),
+                0,
+                100,
+                "a number of processes from 0 to 100",
+            )?;
+        }
+        if let Some(n) = f.value("memory") {
+            s.memory = Some(self.uint(
+                n,
+                &join(path, "memory"),
+                6,
+                4 * 1024 * 1024,
+                "a memory limit in MiB of at least 6 (for example 256 for 256 MiB)",
+            )?);
+        }
+        if let Some(n) = f.value("cpu") {
+            let p = join(path, "cpu");
+            let what = "a number of CPU cores greater than 0 and at most 64 (for example 0.5)";
+            let v = match n.value {
+                Raw::Float(v) => v,
+                Raw::Int(i) => i as f64,
+                _ => return Err(self.expected(n, &p, what)),
+            };
+            if !(v.is_finite() && v > 0.0 && v <= 64.0) {
+                return Err(self.expected(n, &p, what));
+            }
+            s.cpu = Some(v);
+        }
+        Ok(s)
+    }
+
+    fn deployment(&self, node: &Node, path: &str, singleton: bool) -> R<Deployment> {
+        let f = self.fields(
+            node,
+            path,
+            "a mapping such as `{minimum: 100, maximum: 200}`",
+            DEPLOYMENT_KEYS,
+        )?;
+        let mut d = Deployment::default();
+        if let Some(n) = f.value("minimum") {
+            d.minimum = self.u32_in(
+                n,
+                &join(path, "minimum"),
+                0,
+                100,
+                "a percentage from 0 to 100",
+            )?;
+        }
+        if let Some(n) = f.value("maximum") {
+            d.maximum = self.u32_in(
+                n,
+                &join(path, "maximum"),
+                100,
+                200,
+                "a percentage from 100 to 200",
+            )?;
+        }
+        if !singleton && d.minimum == 100 && d.maximum == 100 {
+            return Err(at(
+                node,
+                format!(
+                    "{path}: with `minimum: 100` and `maximum: 100` a rollout can neither start a new process nor stop an old one; raise `maximum` (for example 200) or lower `minimum`"
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn volumes(&self, node: &Node, path: &str) -> R<Vec<VolumeMount>> {
+        let Raw::Seq(items) = &node.value else {
+            return Err(self.expected(
+                node,
+                path,
+                "a list of `name:/path/in/container`, for example `[data:/var/lib/data]`",
+            ));
+        };
+        let mut out: Vec<VolumeMount> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let ipath = format!("{path}[{i}]");
+            let s = self.string(
+                item,
+                &ipath,
+                "`name:/path/in/container`, for example `data:/var/lib/data`",
+            )?;
+            let mount = parse_volume(s).map_err(|e| at(item, format!("{ipath}: {e}")))?;
+            if let Some(other) = out.iter().find(|m| m.path == mount.path) {
+                return Err(at(
+                    item,
+                    format!(
+                        "{ipath}: `{}` is already the mount point of volume `{}`; mount each path once",
+                        mount.path, other.volume
+                    ),
+                ));
+            }
+            out.push(mount);
+        }
+        Ok(out)
+    }
+
+    fn timer(
+        &self,
+        name_node: &Node,
+        node: &Node,
+        path: &str,
+        services: &BTreeMap<String, Service>,
+    ) -> R<Timer> {
+        let example = "{schedule: \"*/5 * * * *\", service: web, command: ./cleanup}";
+        let f = self.fields(
+            node,
+            path,
+            &format!("a mapping such as `{example}`"),
+            TIMER_KEYS,
+        )?;
+        let missing = |key: &str, hint: &str| {
+            at(
+                name_node,
+                format!("{path}: missing `{key}` ({hint}); a timer looks like `{example}`"),
+            )
+        };
+
+        let sched_node = f
+            .value("schedule")
+            .ok_or_else(|| missing("schedule", "a 5-field cron expression"))?;
+        let sp = join(path, "schedule");
+        let schedule = self.string(
+            sched_node,
+            &sp,
+            "a 5-field cron expression such as \"*/5 * * * *\"",
+        )?;
+        check_cron(schedule).map_err(|e| at(sched_node, format!("{sp}: {e}")))?;
+
+        let svc_node = f
+            .value("service")
+            .ok_or_else(|| missing("service", "the service whose image runs the command"))?;
+        let svp = join(path, "service");
+        let service = self.string(svc_node, &svp, "the name of a service")?;
+        if !services.contains_key(service) {
+            let mut msg = format!("{svp}: there is no service `{service}` in `services`");
+            match did_you_mean(service, services.keys().map(String::as_str)) {
+                Some(close) => msg.push_str(&format!("; did you mean `{close}`?")),
+                None => msg.push_str(&format!(
+                    "; the services are {}",
+                    services
+                        .keys()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
+            return Err(at(svc_node, msg));
+        }
+
+        let cmd_node = f
+            .value("command")
+            .ok_or_else(|| missing("command", "what to run"))?;
+        let command = self.command(cmd_node, &join(path, "command"))?;
+
+        Ok(Timer {
+            schedule: schedule.to_string(),
+            service: service.to_string(),
+            command,
+        })
+    }
+}
+
+fn looks_like_service(node: &Node) -> bool {
+    match &node.value {
+        Raw::Map(entries) => entries
+            .iter()
+            .any(|(k, _)| matches!(&k.value, Raw::Str(s) if s == "build" || s == "image")),
+        _ => false,
+    }
+}
+
+/// Normalise a relative path (`./a//b/../c/` → `a/c`, `` → error, root → `.`).
+/// Absolute paths and paths leaving the root through `..` are errors.
+fn normalise_relative(p: &str) -> Result<String, String> {
+    if p.chars().any(|c| c.is_control()) {
+        return Err(format!("{p:?} contains control characters"));
+    }
+    if p.starts_with('/')
+        || p.starts_with('\\')
+        || p.get(1..3).is_some_and(|s| s == ":\\" || s == ":/")
+    {
+        return Err(format!(
+            "{p:?} is an absolute path; give a path relative to the source directory you deploy, such as `.` or `services/web`"
+        ));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(format!(
+                        "{p:?} leaves the source directory through `..`; only files inside the directory you deploy are uploaded, so give a path inside it"
+                    ));
+                }
+            }
+            other => parts.push(other),
+        }
+    }
+    Ok(if parts.is_empty() {
+        ".".to_string()
+    } else {
+        parts.join("/")
+    })
+}
+
+/// Split a command line on whitespace, honouring single quotes (literal),
+/// double quotes (where `\"` and `\\` escape) and backslash escapes outside quotes.
+fn split_command(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => {
+                            return Err(format!(
+                                "{s:?} has an unclosed single quote; close it with '"
+                            ));
+                        }
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(e @ ('"' | '\\' | '$' | '`')) => cur.push(e),
+                            Some(other) => {
+                                cur.push('\\');
+                                cur.push(other);
+                            }
+                            None => {
+                                return Err(format!(
+                                    "{s:?} has an unclosed double quote; close it with \""
+                                ));
+                            }
+                        },
+                        Some(c) => cur.push(c),
+                        None => {
+                            return Err(format!(
+                                "{s:?} has an unclosed double quote; close it with \""
+                            ));
+                        }
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(e) => cur.push(e),
+                    None => {
+                        return Err(format!(
+                            "{s:?} ends with a lone backslash; remove it or write \\\\"
+                        ));
+                    }
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// A host name: lower-case labels of a-z, 0-9 and '-', each 1 to 63 long, not
+/// starting or ending with '-', 253 characters at most, and not an IP address.
+fn check_domain(d: &str) -> Result<(), String> {
+    let example = "for example `shop.example.com`";
+    if d.is_empty() {
+        return Err(format!("the domain is empty; give a host name, {example}"));
+    }
+    if d.contains("://") || d.contains('/') || d.contains(':') {
+        return Err(format!(
+            "{d:?} is not a bare host name; drop the scheme, port and path, {example}"
+        ));
+    }
+    if d.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!(
+            "{d:?} has upper-case letters; write it in lower case: `{}`",
+            d.to_ascii_lowercase()
+        ));
+    }
+    if d.len() > 253 {
+        return Err(format!(
+            "{:?} is longer than 253 characters; a host name can't be",
+            truncate(d, 40)
+        ));
+    }
+    if d.starts_with("*.") {
+        return Err(format!(
+            "{d:?} is a wildcard; list each host name, {example}"
+        ));
+    }
+    let labels: Vec<&str> = d.split('.').collect();
+    for label in &labels {
+        if label.is_empty() {
+            return Err(format!(
+                "{d:?} has an empty part between dots (or a dot at either end); {example}"
+            ));
+        }
+        if label.len() > 63 {
+            return Err(format!(
+                "{d:?} has a part longer than 63 characters; DNS does not allow that"
+            ));
+        }
+        if !label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(format!(
+                "{d:?} has a character other than a-z, 0-9, '-' and '.'; {example}"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!(
+                "{d:?} has a part starting or ending with '-'; DNS does not allow that"
+            ));
+        }
+    }
+    if labels
+        .last()
+        .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(format!(
+            "{d:?} looks like an IP address; give a host name, {example}"
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_health_path(p: &str) -> Result<String, String> {
+    if !p.starts_with('/') {
+        return Err(format!(
+            "{p:?} must be a URL path starting with '/', such as `/health`"
+        ));
+    }
+    if p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{p:?} has spaces; encode them as %20"));
+    }
+    if p.len() > 1024 {
+        return Err("the health path is longer than 1024 characters".to_string());
+    }
+    Ok(p.to_string())
+}
+
+fn parse_volume(s: &str) -> Result<VolumeMount, String> {
+    let example = "for example `data:/var/lib/data`";
+    let Some((name, path)) = s.split_once(':') else {
+        return Err(format!(
+            "{s:?} needs a volume name and a path in the container, separated by ':', {example}"
+        ));
+    };
+    validate_volume_name(name).map_err(|e| e.to_string())?;
+    if path.contains(':') {
+        return Err(format!(
+            "{s:?} has more than one ':'; mount options such as `:ro` are not supported, write `name:/path`"
+        ));
+    }
+    if !path.starts_with('/') {
+        return Err(format!(
+            "the mount point {path:?} must be an absolute path in the container, {example}"
+        ));
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "the mount point {path:?} contains control characters"
+        ));
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                return Err(format!(
+                    "the mount point {path:?} contains `..`; write the path without it"
+                ));
+            }
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!(
+            "the mount point can't be `/`; mount the volume on a directory, {example}"
+        ));
+    }
+    Ok(VolumeMount {
+        volume: name.to_string(),
+        path: format!("/{}", parts.join("/")),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Cron expressions (syntax only; `croner` evaluates them later).
+
+struct CronField {
+    name: &'static str,
+    min: u32,
+    max: u32,
+    names: &'static [&'static str],
+}
+
+const MONTHS: &[&str] = &[
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const WEEKDAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+
+const CRON_FIELDS: [CronField; 5] = [
+    CronField {
+        name: "minute",
+        min: 0,
+        max: 59,
+        names: &[],
+    },
+    CronField {
+        name: "hour",
+        min: 0,
+        max: 23,
+        names: &[],
+    },
+    CronField {
+        name: "day-of-month",
+        min: 1,
+        max: 31,
+        names: &[],
+    },
+    CronField {
+        name: "month",
+        min: 1,
+        max: 12,
+        names: MONTHS,
+    },
+    CronField {
+        name: "day-of-week",
+        min: 0,
+        max: 7,
+        names: WEEKDAYS,
+    },
+];
+
+/// Check a 5-field cron expression: `minute hour day-of-month month day-of-week`,
+/// each a list of `*`, `N`, `N-M`, optionally with `/step`; months and weekdays
+/// may also be written as three-letter names (`jan`, `mon`).
+pub fn check_cron(expr: &str) -> Result<(), String> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let layout = "minute hour day-of-month month day-of-week";
+    if fields.len() != 5 {
+        return Err(format!(
+            "{expr:?} has {} field{}; a schedule has 5 ({layout}), for example \"*/5 * * * *\" (every 5 minutes) or \"0 3 * * *\" (03:00 daily)",
+            fields.len(),
+            if fields.len() == 1 { "" } else { "s" }
+        ));
+    }
+    for (text, field) in fields.iter().zip(CRON_FIELDS.iter()) {
+        check_cron_field(text, field)
+            .map_err(|e| format!("{expr:?}: the {} field {text:?} {e}", field.name))?;
+    }
+    Ok(())
+}
+
+fn check_cron_field(text: &str, f: &CronField) -> Result<(), String> {
+    let range = format!("{}-{}", f.min, f.max);
+    let value = |s: &str| -> Result<u32, String> {
+        if let Some(i) = f.names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
+            // Months are 1-based, weekdays 0-based.
+            return Ok(i as u32 + f.min);
+        }
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            let names = if f.names.is_empty() {
+                String::new()
+            } else {
+                format!(" or a name such as `{}`", f.names[0])
+            };
+            return Err(format!(
+                "has {s:?} where a number from {range}{names} was expected"
+            ));
+        }
+        match s.parse::<u32>() {
+            Ok(v) if (f.min..=f.max).contains(&v) => Ok(v),
+            _ => Err(format!("has {s}, outside {range}")),
+        }
+    };
+    for part in text.split(',') {
+        if part.is_empty() {
+            return Err("has an empty item in its ',' list".to_string());
+        }
+        let (base, step) = match part.split_once('/') {
+            Some((b, s)) => (b, Some(s)),
+            None => (part, None),
+        };
+        if let Some(step) = step {
+            let max_step = f.max - f.min + 1;
+            match step.parse::<u32>() {
+                Ok(n) if step.bytes().all(|b| b.is_ascii_digit()) && n >= 1 && n <= max_step => {}
+                _ => {
+                    return Err(format!(
+                        "has step {step:?}; a step after '/' is a number from 1 to {max_step}"
+                    ));
+                }
+            }
+        }
+        if base == "*" {
+            continue;
+        }
+        match base.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (value(a)?, value(b)?);
+                if a > b {
+                    return Err(format!(
+                        "has the range {base}, which runs backwards; write the smaller value first"
+                    ));
+                }
+            }
+            None => {
+                value(base)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    const EXAMPLE: &str = r#"app: shop
+environment:            # app-wide; KEY must be set before deploy, KEY=v gives a default
+  - DATABASE_URL
+  - LOG_LEVEL=info
+services:
+  web:
+    build: .            # or {path: ., dockerfile: Dockerfile, args: {K: V}}; or `image: NAME`
+    command: ["./server", "--port", "8080"]   # string or list; default: the image's
+    port: 8080          # HTTP port inside the container; no port = not routed
+    domain: shop.example.com                  # string or list
+    environment: [PORT=8080]
+    health: /health     # or {path: /health, grace: 5, interval: 1, timeout: 3, attempts: 3}
+    scale: {count: 2, memory: 256, cpu: 0.5}  # memory in MiB, cpu in cores
+    deployment: {minimum: 100, maximum: 200}
+    termination: {grace: 30}
+    drain: 10
+    volumes: [data:/var/lib/data]
+    singleton: false
+  worker:
+    build: {path: ./workers/../worker/, dockerfile: docker/Dockerfile.worker, args: {VERSION: 1.10, DEBUG: true}}
+    command: ./worker --queue 'high prio' "--name=a \"b\""
+    environment:
+      - SECRET
+  redis:
+    image: redis:7
+    health: {path: /ping, grace: 5, interval: 2, timeout: 3, attempts: 4}
+    port: 6379
+    domain: [a.example.com, b.example.com]
+    scale: {count: 1, cpu: 2}
+    singleton: true
+    timeout: 120
+timers:
+  cleanup: {schedule: "*/5 * * * *", service: web, command: "./cleanup"}
+  nightly:
+    schedule: 0 3 * jan-mar,DEC mon-fri
+    service: worker
+    command: [./report, --all]
+"#;
+
+    #[test]
+    fn tls_redirect_is_a_service_option() {
+        let text = "services:\n  web:\n    image: x\n    port: 80\n    tls: {redirect: true}\n";
+        let m = parse_manifest("berth.yml", text).expect("valid manifest");
+        assert!(m.services["web"].tls.redirect);
+        let m = parse_manifest("berth.yml", "services:\n  web: {image: x}\n").expect("valid");
+        assert!(!m.services["web"].tls.redirect, "off unless asked for");
+        let e = err("services:\n  web:\n    image: x\n    tls: {redirekt: true}\n");
+        assert!(e.to_string().contains("redirekt"), "{e}");
+    }
+
+    fn err(text: &str) -> ManifestError {
+        match parse_manifest("berth.yml", text) {
+            Ok(m) => panic!("expected an error, parsed {m:#?}"),
+            Err(e) => e,
+        }
+    }
+
+    /// 1-based line and (character) column of the only occurrence of `needle` in `text`.
+    fn position_of(text: &str, needle: &str) -> (usize, usize) {
+        let found: Vec<usize> = text.match_indices(needle).map(|(i, _)| i).collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "{needle:?} must occur exactly once in {text:?}"
+        );
+        let before = &text[..found[0]];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        (line, before[line_start..].chars().count() + 1)
+    }
+
+    /// Asserts the error points at the start of `needle` (unique in `text`) and
+    /// that its message contains each of `parts`.
+    fn assert_err(text: &str, needle: &str, parts: &[&str]) {
+        let (line, column) = position_of(text, needle);
+        let e = err(text);
+        assert_eq!(
+            (e.line, e.column),
+            (line, column),
+            "should point at {needle:?}: {e}"
+        );
+        for p in parts {
+            assert!(e.message.contains(p), "{e}\n  does not contain {p:?}");
+        }
+        assert!(
+            e.to_string()
+                .starts_with(&format!("berth.yml:{line}:{column}: ")),
+            "{e}"
+        );
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn full_example_parses_to_the_model() {
+        let m = parse_manifest("berth.yml", EXAMPLE).unwrap();
+        assert_eq!(m.app.as_deref(), Some("shop"));
+        assert_eq!(
+            m.environment,
+            vec![
+                EnvRequirement {
+                    key: "DATABASE_URL".into(),
+                    default: None
+                },
+                EnvRequirement {
+                    key: "LOG_LEVEL".into(),
+                    default: Some("info".into())
+                },
+            ]
+        );
+        assert_eq!(
+            m.services.keys().collect::<Vec<_>>(),
+            ["redis", "web", "worker"]
+        );
+
+        let web = &m.services["web"];
+        let expected_web = Service {
+            source: ImageSource::Build(BuildSpec {
+                path: ".".into(),
+                dockerfile: "Dockerfile".into(),
+                args: BTreeMap::new(),
+            }),
+            command: Some(strings(&["./server", "--port", "8080"])),
+            port: Some(8080),
+            domains: strings(&["shop.example.com"]),
+            environment: vec![EnvRequirement {
+                key: "PORT".into(),
+                default: Some("8080".into()),
+            }],
+            health: Health {
+                path: "/health".into(),
+                ..Health::default()
+            },
+            scale: Scale {
+                count: 2,
+                memory: Some(256),
+                cpu: Some(0.5),
+            },
+            deployment: Deployment {
+                minimum: 100,
+                maximum: 200,
+            },
+            termination: Termination { grace: 30 },
+            drain: 10,
+            volumes: vec![VolumeMount {
+                volume: "data".into(),
+                path: "/var/lib/data".into(),
+            }],
+            singleton: false,
+            timeout: 60,
+            tls: Default::default(),
+        };
+        assert_eq!(web, &expected_web);
+
+        let worker = &m.services["worker"];
+        let ImageSource::Build(b) = &worker.source else {
+            panic!("{worker:?}")
+        };
+        assert_eq!(b.path, "worker");
+        assert_eq!(b.dockerfile, "docker/Dockerfile.worker");
+        assert_eq!(b.args["VERSION"], "1.10", "numbers keep their spelling");
+        assert_eq!(b.args["DEBUG"], "true");
+        assert_eq!(
+            worker.command,
+            Some(strings(&[
+                "./worker",
+                "--queue",
+                "high prio",
+                "--name=a \"b\""
+            ]))
+        );
+        assert_eq!(worker.port, None);
+        assert_eq!(worker.health, Health::default());
+        assert_eq!(worker.scale, Scale::default());
+        assert_eq!(worker.deployment, Deployment::default());
+        assert_eq!(worker.termination, Termination::default());
+        assert_eq!(
+            (worker.drain, worker.timeout, worker.singleton),
+            (10, 60, false)
+        );
+
+        let redis = &m.services["redis"];
+        assert_eq!(redis.source, ImageSource::Image("redis:7".into()));
+        assert_eq!(
+            redis.health,
+            Health {
+                path: "/ping".into(),
+                grace: 5,
+                interval: 2,
+                timeout: 3,
+                attempts: 4
+            }
+        );
+        assert_eq!(redis.domains, strings(&["a.example.com", "b.example.com"]));
+        assert_eq!(
+            redis.scale,
+            Scale {
+                count: 1,
+                memory: None,
+                cpu: Some(2.0)
+            }
+        );
+        assert!(redis.singleton);
+        assert_eq!(redis.timeout, 120);
+
+        assert_eq!(
+            m.timers["cleanup"],
+            Timer {
+                schedule: "*/5 * * * *".into(),
+                service: "web".into(),
+                command: strings(&["./cleanup"])
+            }
+        );
+        assert_eq!(m.timers["nightly"].service, "worker");
+        assert_eq!(m.timers["nightly"].command, strings(&["./report", "--all"]));
+    }
+
+    #[test]
+    fn minimal_manifest_and_anchors() {
+        let m = parse_manifest("berth.yml", "services:\n  web:\n    image: nginx\n").unwrap();
+        assert_eq!(m.app, None);
+        assert!(m.environment.is_empty() && m.timers.is_empty());
+        let text = "services:\n  a: &base\n    image: nginx\n    port: 80\n  b:\n    <<: *base\n    port: 81\n  c: *base\n";
+        let m = parse_manifest("berth.yml", text).unwrap();
+        assert_eq!(m.services["b"].port, Some(81));
+        assert_eq!(m.services["c"].source, ImageSource::Image("nginx".into()));
+        // Empty sections are allowed.
+        let m = parse_manifest(
+            "berth.yml",
+            "environment:\ntimers:\nservices:\n  w: {image: x, volumes: }\n",
+        );
+        assert!(m.is_ok(), "{m:?}");
+        // A quoted port is accepted.
+        let m = parse_manifest("b", "services:\n  web: {image: x, port: \"8080\"}\n").unwrap();
+        assert_eq!(m.services["web"].port, Some(8080));
+    }
+
+    #[test]
+    fn unknown_keys() {
+        assert_err(
+            "services:\n  web:\n    image: x\n    prot: 80\n",
+            "prot",
+            &[
+                "unknown key `prot` in `services.web`",
+                "did you mean `port`?",
+            ],
+        );
+        assert_err(
+            "servics:\n  web: {image: x}\n",
+            "servics",
+            &["did you mean `services`?"],
+        );
+        assert_err(
+            "services:\n  web: {image: x}\nfrobnicate: 1\n",
+            "frobnicate",
+            &[
+                "unknown key `frobnicate` at the top level",
+                "`app`, `environment`, `services`, `timers`",
+            ],
+        );
+        assert_err(
+            "web:\n  build: .\n",
+            "web",
+            &["unknown key `web`", "services go under `services:`"],
+        );
+        assert_err(
+            "services:\n  web:\n    image: x\n    port: 80\n    health: {path: /, intervl: 1}\n",
+            "intervl",
+            &["`services.web.health`", "did you mean `interval`?"],
+        );
+        assert_err(
+            "services:\n  web:\n    build: {path: ., dockerfiel: D}\n",
+            "dockerfiel",
+            &["did you mean `dockerfile`?"],
+        );
+        assert_err(
+            "services:\n  web: {image: x}\ntimers:\n  t: {schedule: \"* * * * *\", service: web, comand: x}\n",
+            "comand",
+            &["did you mean `command`?"],
+        );
+    }
+
+    #[test]
+    fn bad_values_point_at_the_value() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            (
+                "services:\n  web:\n    image: x\n    port: abc\n",
+                "abc",
+                &["services.web.port: expected a number from 1 to 65535, found \"abc\""],
+            ),
+            (
+                "services:\n  web: {image: x, port: 70000}\n",
+                "70000",
+                &["found 70000"],
+            ),
+            (
+                "services:\n  web: {image: x, port: 0x0}\n",
+                "0x0",
+                &["found 0x0"],
+            ),
+            (
+                "services:\n  web: {image: x, port: 80.5}\n",
+                "80.5",
+                &["found 80.5"],
+            ),
+            (
+                "services:\n  web: {image: x, scale: {count: 2, memory: 4, cpu: 1}}\n",
+                "4,",
+                &["services.web.scale.memory", "at least 6", "found 4"],
+            ),
+            (
+                "services:\n  web: {image: x, scale: {cpu: 65}}\n",
+                "65",
+                &["services.web.scale.cpu", "at most 64", "found 65"],
+            ),
+            (
+                "services:\n  web: {image: x, scale: {cpu: 0}}\n",
+                "0}",
+                &["greater than 0"],
+            ),
+            (
+                "services:\n  web: {image: x, scale: {count: 101}}\n",
+                "101",
+                &["from 0 to 100"],
+            ),
+            (
+                "services:\n  web: {image: x, deployment: {minimum: 101}}\n",
+                "101",
+                &[
+                    "services.web.deployment.minimum: expected a percentage from 0 to 100, found 101",
+                ],
+            ),
+            (
+                "services:\n  web: {image: x, deployment: {maximum: 90}}\n",
+                "90",
+                &["percentage from 100 to 200"],
+            ),
+            (
+                "services:\n  web: {image: x, deployment: {minimum: 100, maximum: 100}}\n",
+                "{minimum",
+                &["neither start a new process nor stop an old one"],
+            ),
+            (
+                "services:\n  web: {image: x, termination: {grace: 3601}}\n",
+                "3601",
+                &["services.web.termination.grace", "seconds from 0 to 3600"],
+            ),
+            (
+                "services:\n  web: {image: x, drain: -1}\n",
+                "-1",
+                &["services.web.drain", "from 0 to 3600"],
+            ),
+            (
+                "services:\n  web: {image: x, timeout: 0}\n",
+                "0}",
+                &["services.web.timeout", "from 1 to 3600"],
+            ),
+            (
+                "services:\n  web: {image: x, singleton: yes}\n",
+                "yes",
+                &["`true` or `false`, found \"yes\""],
+            ),
+            (
+                "services:\n  web: {image: x, singleton: true, scale: {count: 2}}\n",
+                "true",
+                &["at most one process"],
+            ),
+            (
+                "services:\n  web: {image: x, port: 80, health: health}\n",
+                "health}",
+                &["services.web.health", "starting with '/'"],
+            ),
+            (
+                "services:\n  web: {image: x, port: 80, health: {path: /, interval: 0}}\n",
+                "0}",
+                &["services.web.health.interval", "from 1 to 3600"],
+            ),
+            (
+                "services:\n  web: {image: x, port: 80, health: {attempts: 0}}\n",
+                "0}",
+                &["services.web.health.attempts", "from 1 to 100"],
+            ),
+            (
+                "services:\n  web: {image: x, health: /h}\n",
+                "health",
+                &["has none; add `port:`"],
+            ),
+            (
+                "services:\n  web: {image: x, command: \"\"}\n",
+                "\"\"",
+                &["command is empty"],
+            ),
+            (
+                "services:\n  web: {image: x, command: []}\n",
+                "[]",
+                &["command is empty"],
+            ),
+            (
+                "services:\n  web: {image: x, command: \"a 'b\"}\n",
+                "\"a 'b\"",
+                &["unclosed single quote"],
+            ),
+            (
+                "services:\n  web: {image: x, command: {a: b}}\n",
+                "{a: b}",
+                &["a command line such as"],
+            ),
+            (
+                "services:\n  web:\n    image: x\n    port: 80\n    domain: [ok.example.com, Shop.Example.com]\n",
+                "Shop",
+                &["lower case: `shop.example.com`"],
+            ),
+            (
+                "services:\n  web: {image: x, port: 80, domain: \"-a.com\"}\n",
+                "\"-a.com\"",
+                &["starting or ending with '-'"],
+            ),
+            (
+                "services:\n  web: {image: x, port: 80, domain: 10.0.0.1}\n",
+                "10.0.0.1",
+                &["IP address"],
+            ),
+            (
+                "services:\n  web: {image: x, port: 80, domain: \"https://x.com\"}\n",
+                "\"https://x.com\"",
+                &["not a bare host name"],
+            ),
+            (
+                "services:\n  web: {image: x, domain: x.com}\n",
+                "domain",
+                &["add `port:`"],
+            ),
+            (
+                "services:\n  a: {image: x, port: 80, domain: s.example.com}\n  b: {image: x, port: 80, domain: [s.example.com]}\n",
+                "s.example.com]",
+                &["services.b.domain: `s.example.com` is already routed to service `a` (line 2)"],
+            ),
+            (
+                "services:\n  web: {image: x, volumes: [\"Data:/x\"]}\n",
+                "\"Data",
+                &["services.web.volumes[0]", "invalid volume name \"Data\""],
+            ),
+            (
+                "services:\n  web: {image: x, volumes: [\"data:x\"]}\n",
+                "\"data:x",
+                &["absolute path"],
+            ),
+            (
+                "services:\n  web: {image: x, volumes: [\"data:/x:ro\"]}\n",
+                "\"data",
+                &["`:ro` are not supported"],
+            ),
+            (
+                "services:\n  web: {image: x, volumes: [\"d:/x\", \"e:/x/\"]}\n",
+                "\"e:",
+                &[
+                    "services.web.volumes[1]",
+                    "already the mount point of volume `d`",
+                ],
+            ),
+            (
+                "services:\n  web: {image: \"my image\"}\n",
+                "\"my image\"",
+                &["has spaces"],
+            ),
+        ];
+        for (text, needle, parts) in cases {
+            assert_err(text, needle, parts);
+        }
+    }
+
+    #[test]
+    fn build_and_image() {
+        assert_err(
+            "services:\n  web:\n    build: .\n    image: nginx\n",
+            "image",
+            &["services.web: has both `build` and `image`"],
+        );
+        assert_err(
+            "services:\n  web:\n    image: nginx\n    build: .\n",
+            "build",
+            &["services.web: has both `build` and `image`"],
+        );
+        assert_err(
+            "services:\n  web:\n    port: 80\n",
+            "web",
+            &["services.web: needs `build`", "or `image`"],
+        );
+        assert_err(
+            "services:\n  web:\n    build: ../other\n",
+            "../other",
+            &[
+                "services.web.build",
+                "leaves the source directory through `..`",
+            ],
+        );
+        assert_err(
+            "services:\n  web:\n    build: {path: a/../../b}\n",
+            "a/../../b",
+            &["services.web.build.path", "`..`"],
+        );
+        assert_err(
+            "services:\n  web:\n    build: /srv/app\n",
+            "/srv/app",
+            &["absolute path"],
+        );
+        assert_err(
+            "services:\n  web:\n    build: {dockerfile: ../Dockerfile}\n",
+            "../Dockerfile",
+            &["services.web.build.dockerfile"],
+        );
+        assert_err(
+            "services:\n  web:\n    build: 12\n",
+            "12",
+            &["expected a directory", "found 12"],
+        );
+        assert_err(
+            "services:\n  web:\n    build: {args: {1X: a}}\n",
+            "1X",
+            &["services.web.build.args", "not a valid build argument name"],
+        );
+    }
+
+    #[test]
+    fn names_and_environment() {
+        assert_err(
+            "services:\n  Web_1:\n    image: x\n",
+            "Web_1",
+            &["services: invalid service name \"Web_1\""],
+        );
+        assert_err(
+            "app: My-App\nservices:\n  w: {image: x}\n",
+            "My-App",
+            &["app: invalid app name \"My-App\""],
+        );
+        assert_err(
+            "environment:\n  - OK\n  - 1BAD=x\nservices:\n  w: {image: x}\n",
+            "1BAD",
+            &["environment[1]: \"1BAD\" is not a valid variable name"],
+        );
+        assert_err(
+            "environment: [A, B=1, A=2]\nservices:\n  w: {image: x}\n",
+            "A=2",
+            &["`A` is listed twice (first on line 1)"],
+        );
+        assert_err(
+            "services:\n  w: {image: x, environment: {A: 1}}\n",
+            "{A: 1}",
+            &["services.w.environment: expected a list of `KEY` or `KEY=default`"],
+        );
+        assert_err(
+            "services:\n  w: {image: x, environment: [3]}\n",
+            "3",
+            &["services.w.environment[0]", "found 3"],
+        );
+        assert_err("app: x\n", "app", &["missing `services`"]);
+        assert_err("services: {}\n", "{}", &["at least one service"]);
+        assert_err("# only a comment\n", "# only", &["the manifest is empty"]);
+        assert_err("- a\n- b\n", "- a", &["expected a mapping"]);
+        assert_err(
+            "services:\n  1: {image: x}\n",
+            "1:",
+            &["expected a name as key, found 1"],
+        );
+    }
+
+    #[test]
+    fn timers() {
+        let base = "services:\n  web: {image: x}\ntimers:\n";
+        let with = |t: &str| format!("{base}{t}");
+        let cases: &[(&str, &str, &[&str])] = &[
+            (
+                "  tick: {schedule: \"*/5 * * *\", service: web, command: x}\n",
+                "\"*/5",
+                &["timers.tick.schedule", "has 4 fields; a schedule has 5"],
+            ),
+            (
+                "  tick: {schedule: \"61 * * * *\", service: web, command: x}\n",
+                "\"61",
+                &["the minute field \"61\" has 61, outside 0-59"],
+            ),
+            (
+                "  tick: {schedule: \"* * * * */0\", service: web, command: x}\n",
+                "\"*",
+                &["day-of-week", "step \"0\""],
+            ),
+            (
+                "  tick: {schedule: \"* 5-2 * * *\", service: web, command: x}\n",
+                "\"*",
+                &["runs backwards"],
+            ),
+            (
+                "  tick: {schedule: \"* * * foo *\", service: web, command: x}\n",
+                "\"*",
+                &["month field \"foo\""],
+            ),
+            (
+                "  tick: {schedule: 5, service: web, command: x}\n",
+                "5,",
+                &["expected a 5-field cron expression", "found 5"],
+            ),
+            (
+                "  tick: {schedule: \"* * * * *\", service: wbe, command: x}\n",
+                "wbe",
+                &[
+                    "timers.tick.service: there is no service `wbe` in `services`; did you mean `web`?",
+                ],
+            ),
+            (
+                "  tick: {schedule: \"* * * * *\", service: zzzzz, command: x}\n",
+                "zzzzz",
+                &["the services are `web`"],
+            ),
+            (
+                "  tick: {schedule: \"* * * * *\", service: web}\n",
+                "tick",
+                &["missing `command`"],
+            ),
+            (
+                "  tick: {service: web, command: x}\n",
+                "tick",
+                &["missing `schedule`"],
+            ),
+            (
+                "  Tick: {schedule: \"* * * * *\", service: web, command: x}\n",
+                "Tick",
+                &["invalid timer name"],
+            ),
+        ];
+        for (timer, needle, parts) in cases {
+            assert_err(&with(timer), needle, parts);
+        }
+        for ok in [
+            "0 0 1 1 0",
+            "*/15 0-23/2 1,15 * 7",
+            "0 12 * JAN-jun sun",
+            "5/10 * * * *",
+            "59 23 31 12 6",
+        ] {
+            assert!(check_cron(ok).is_ok(), "{ok}: {:?}", check_cron(ok));
+        }
+        for bad in [
+            "* * * * * *",
+            "",
+            "60 * * * *",
+            "* 24 * * *",
+            "* * 0 * *",
+            "* * * 13 *",
+            "* * * * 8",
+            "1,,2 * * * *",
+            "a-b * * * *",
+            "*/ * * * *",
+            "-1 * * * *",
+            "*/61 * * * *",
+            "1-2-3 * * * *",
+        ] {
+            assert!(check_cron(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn yaml_errors_have_positions() {
+        assert_err(
+            "services:\n  web:\n    port: 1\n    port: 2\n",
+            "port: 2",
+            &["duplicate"],
+        );
+        assert_err(
+            "services:\n  web: [a, b\n  x: 1\n",
+            ": 1",
+            &["invalid YAML"],
+        );
+        assert_err("services:\n\tweb: {}\n", "web", &["tabs"]);
+        assert_err("a: 1\n---\nb: 2\n", "---", &["more than one YAML document"]);
+    }
+
+    #[test]
+    fn billion_laughs_is_refused_fast() {
+        let mut text = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        for w in names.windows(2) {
+            let refs = vec![format!("*{}", w[0]); 9].join(",");
+            text.push_str(&format!("{}: &{} [{}]\n", w[1], w[1], refs));
+        }
+        let start = Instant::now();
+        let e = err(&text);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            start.elapsed()
+        );
+        assert!(e.message.contains("YAML bomb"), "{e}");
+        assert!(e.line > 1, "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_fast() {
+        let start = Instant::now();
+        let text = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let e = err(&text);
+        assert!(e.message.contains("nested more than 32 levels"), "{e}");
+        let block: String = (0..200).map(|i| format!("{}a:\n", " ".repeat(i))).collect();
+        let e = err(&block);
+        assert!(e.message.contains("nested more than 32 levels"), "{e}");
+        let flow = format!("services: {}{}", "{a: ".repeat(10_000), "}".repeat(10_000));
+        let e = err(&flow);
+        assert!(e.message.contains("nested more than 32 levels"), "{e}");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            start.elapsed()
+        );
+        let e = err(&"#".repeat(MAX_MANIFEST_BYTES + 1));
+        assert!(e.message.contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn env_pairs() {
+        assert_eq!(parse_env_pair("A=b"), Ok(("A".into(), "b".into())));
+        assert_eq!(parse_env_pair("_X1="), Ok(("_X1".into(), String::new())));
+        assert_eq!(
+            parse_env_pair("URL=a=b=c"),
+            Ok(("URL".into(), "a=b=c".into()))
+        );
+        for bad in ["A", "=x", "1A=x", "A-B=x", "A B=x", ""] {
+            let e = parse_env_pair(bad).unwrap_err();
+            assert!(
+                e.contains("KEY=VALUE") || e.contains("variable name"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn command_splitting() {
+        assert_eq!(split_command("a  b\tc").unwrap(), strings(&["a", "b", "c"]));
+        assert_eq!(
+            split_command("sh -c 'echo $HOME; ls'").unwrap(),
+            strings(&["sh", "-c", "echo $HOME; ls"])
+        );
+        assert_eq!(
+            split_command(r#"x "a b" '' c\ d"#).unwrap(),
+            strings(&["x", "a b", "", "c d"])
+        );
+        assert!(split_command("\"abc").is_err());
+    }
+
+    #[test]
+    fn paths_are_normalised() {
+        assert_eq!(normalise_relative(".").unwrap(), ".");
+        assert_eq!(normalise_relative("./").unwrap(), ".");
+        assert_eq!(normalise_relative("a//b/./c/").unwrap(), "a/b/c");
+        assert_eq!(normalise_relative("a/../b").unwrap(), "b");
+        assert_eq!(normalise_relative("a/..").unwrap(), ".");
+        assert!(normalise_relative("a/../..").is_err());
+        assert!(normalise_relative("/a").is_err());
+        assert!(normalise_relative("C:\\a").is_err());
+    }
+
+    #[test]
+    fn missing_env() {
+        let text = "environment: [DATABASE_URL, LOG_LEVEL=info, SHARED=x]\nservices:\n  web:\n    image: x\n    environment: [PORT=8080, API_KEY, SHARED]\n  worker:\n    image: x\n    environment: [QUEUE]\n";
+        let m = parse_manifest("berth.yml", text).unwrap();
+        let mut env = BTreeMap::new();
+        assert_eq!(
+            m.missing_env(&env),
+            strings(&["API_KEY", "DATABASE_URL", "QUEUE"])
+        );
+        env.insert("DATABASE_URL".to_string(), "postgres://".to_string());
+        env.insert("QUEUE".to_string(), String::new());
+        assert_eq!(m.missing_env(&env), strings(&["API_KEY"]));
+        env.insert("API_KEY".to_string(), "k".to_string());
+        assert!(m.missing_env(&env).is_empty());
+
+        let web = m.service_env("web", &env);
+        assert_eq!(web["LOG_LEVEL"], "info");
+        assert_eq!(web["PORT"], "8080");
+        assert_eq!(web["SHARED"], "x");
+        assert_eq!(web["DATABASE_URL"], "postgres://");
+        env.insert("LOG_LEVEL".to_string(), "debug".to_string());
+        assert_eq!(
+            m.service_env("web", &env)["LOG_LEVEL"],
+            "debug",
+            "app env wins over defaults"
+        );
+    }
+}

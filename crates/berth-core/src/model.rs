@@ -1,0 +1,215 @@
+//! The validated manifest: what `berth.yml` (or a Pod spec) asks for, after every
+//! check has passed. Parsing lives in `manifest`; these types carry no I/O.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A whole app manifest, validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Manifest {
+    /// Optional app name from `app:`; the CLI uses it when `--app` is absent.
+    pub app: Option<String>,
+    /// App-wide environment requirements and defaults, in file order.
+    pub environment: Vec<EnvRequirement>,
+    /// Services by name (sorted, so diffs and output are stable).
+    pub services: BTreeMap<String, Service>,
+    pub timers: BTreeMap<String, Timer>,
+}
+
+/// `KEY` (must be set before deploy) or `KEY=value` (a default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvRequirement {
+    pub key: String,
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub source: ImageSource,
+    /// `None`: the image's own command.
+    pub command: Option<Vec<String>>,
+    /// HTTP port inside the container; `None` means not routed and no HTTP health check.
+    pub port: Option<u16>,
+    /// Custom domains, in addition to `<service>.<app>.<rack domain>`.
+    pub domains: Vec<String>,
+    /// Service-level environment (requirements and defaults), overriding app-wide defaults.
+    pub environment: Vec<EnvRequirement>,
+    pub health: Health,
+    pub scale: Scale,
+    pub deployment: Deployment,
+    pub termination: Termination,
+    /// Seconds in-flight requests may finish after a process leaves the router.
+    pub drain: u32,
+    pub volumes: Vec<VolumeMount>,
+    pub singleton: bool,
+    /// Per-request timeout at the router, seconds.
+    pub timeout: u32,
+    /// `tls:` options at the router.
+    #[serde(default)]
+    pub tls: TlsOptions,
+}
+
+/// A service's `tls:` options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsOptions {
+    /// Plain HTTP requests are answered with a redirect to HTTPS.
+    #[serde(default)]
+    pub redirect: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageSource {
+    Build(BuildSpec),
+    Image(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSpec {
+    /// Context directory relative to the uploaded source root, normalised, `.` for the root.
+    pub path: String,
+    /// Dockerfile path relative to the context.
+    pub dockerfile: String,
+    pub args: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub path: String,
+    /// Seconds to wait after start before the first check.
+    pub grace: u32,
+    /// Seconds between checks.
+    pub interval: u32,
+    /// Seconds one check may take.
+    pub timeout: u32,
+    /// Consecutive failures that make a process unhealthy; also the number of
+    /// checks a new process gets (after `grace`) to pass before the rollout fails.
+    pub attempts: u32,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            path: "/".into(),
+            grace: 0,
+            interval: 1,
+            timeout: 3,
+            attempts: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scale {
+    pub count: u32,
+    /// MiB; `None` = no limit.
+    pub memory: Option<u64>,
+    /// Cores; `None` = no limit.
+    pub cpu: Option<f64>,
+}
+
+impl Default for Scale {
+    fn default() -> Self {
+        Scale {
+            count: 1,
+            memory: None,
+            cpu: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// Percent of `count` kept healthy during a rollout.
+    pub minimum: u32,
+    /// Percent of `count` allowed to run during a rollout.
+    pub maximum: u32,
+}
+
+impl Default for Deployment {
+    fn default() -> Self {
+        Deployment {
+            minimum: 100,
+            maximum: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Termination {
+    /// Seconds between SIGTERM and SIGKILL.
+    pub grace: u32,
+}
+
+impl Default for Termination {
+    fn default() -> Self {
+        Termination { grace: 30 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeMount {
+    pub volume: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    pub schedule: String,
+    pub service: String,
+    pub command: Vec<String>,
+}
+
+impl Manifest {
+    /// Every required key (no default anywhere) that `env` does not set, sorted.
+    pub fn missing_env(&self, env: &BTreeMap<String, String>) -> Vec<String> {
+        let mut missing = std::collections::BTreeSet::new();
+        let app_defaults: std::collections::BTreeSet<&str> = self
+            .environment
+            .iter()
+            .filter(|r| r.default.is_some())
+            .map(|r| r.key.as_str())
+            .collect();
+        for req in &self.environment {
+            if req.default.is_none() && !env.contains_key(&req.key) {
+                missing.insert(req.key.clone());
+            }
+        }
+        for svc in self.services.values() {
+            for req in &svc.environment {
+                if req.default.is_none()
+                    && !env.contains_key(&req.key)
+                    && !app_defaults.contains(req.key.as_str())
+                {
+                    missing.insert(req.key.clone());
+                }
+            }
+        }
+        missing.into_iter().collect()
+    }
+
+    /// The environment one service's processes get: app defaults, then service
+    /// defaults, then the app's env values (which win).
+    pub fn service_env(
+        &self,
+        service: &str,
+        env: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for req in &self.environment {
+            if let Some(d) = &req.default {
+                out.insert(req.key.clone(), d.clone());
+            }
+        }
+        if let Some(svc) = self.services.get(service) {
+            for req in &svc.environment {
+                if let Some(d) = &req.default {
+                    out.insert(req.key.clone(), d.clone());
+                }
+            }
+        }
+        for (k, v) in env {
+            out.insert(k.clone(), v.clone());
+        }
+        out
+    }
+}

@@ -1,0 +1,131 @@
+//! Body types of the data path: the request body sent to a process (recoverable while
+//! unsent, so a refused connection can fail over) and the response body sent to the client.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::sync::oneshot;
+
+/// The request body forwarded to a process.
+///
+/// When a later attempt may still need it, the body carries a `giveback` sender: if the
+/// body is dropped before it was ever polled (the connection to the process could not be
+/// made, so nothing was sent), it hands the client's body back for the next attempt.
+pub(crate) struct ReqBody {
+    inner: Option<Incoming>,
+    giveback: Option<oneshot::Sender<Incoming>>,
+}
+
+impl ReqBody {
+    /// A body with no data (most GETs): trivially replayable.
+    pub(crate) fn empty() -> Self {
+        ReqBody {
+            inner: None,
+            giveback: None,
+        }
+    }
+
+    /// Streams the client's body; it is lost if this attempt fails.
+    pub(crate) fn stream(body: Incoming) -> Self {
+        ReqBody {
+            inner: Some(body),
+            giveback: None,
+        }
+    }
+
+    /// Streams the client's body, or hands it back through the receiver if it is dropped
+    /// before the first poll.
+    pub(crate) fn recoverable(body: Incoming) -> (Self, oneshot::Receiver<Incoming>) {
+        let (tx, rx) = oneshot::channel();
+        let body = ReqBody {
+            inner: Some(body),
+            giveback: Some(tx),
+        };
+        (body, rx)
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        // Once polled, data may have left: this body can no longer be replayed.
+        this.giveback = None;
+        match &mut this.inner {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Some(body) => body.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl Drop for ReqBody {
+    fn drop(&mut self) {
+        if let (Some(tx), Some(body)) = (self.giveback.take(), self.inner.take()) {
+            let _ = tx.send(body);
+        }
+    }
+}
+
+/// The response body sent to the client: a process's body streamed through, or a short
+/// message of berth's own.
+pub(crate) enum ResBody {
+    /// A process's body; it counts as one of the process's in-flight requests until it
+    /// is dropped (fully sent or the client went away), so draining waits for it.
+    Counted(Incoming, #[allow(dead_code)] crate::Inflight),
+    Full(Option<Bytes>),
+}
+
+impl ResBody {
+    pub(crate) fn empty() -> Self {
+        ResBody::Full(None)
+    }
+}
+
+impl Body for ResBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ResBody::Counted(body, _) => Pin::new(body).poll_frame(cx),
+            ResBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResBody::Counted(body, _) => body.is_end_stream(),
+            ResBody::Full(data) => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResBody::Counted(body, _) => body.size_hint(),
+            ResBody::Full(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}

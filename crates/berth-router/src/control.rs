@@ -1,0 +1,781 @@
+//! The router as its own process, and the server's link to it.
+//!
+//! The router runs as `berth router`, a process the server spawns once and that
+//! outlives it: when the server stops (upgrade, crash, SIGTERM) the router keeps
+//! its listening socket, its table and its connections, so clients never see a
+//! refused connection. The server talks to it over a unix socket in the data dir
+//! (`router.sock`, mode 0600), one JSON line per request and per reply:
+//!
+//! - `hello`: the router's HTTP address and pid (a starting server uses this to
+//!   attach to a router that is already running);
+//! - `table`: replace the route table;
+//! - `inflight`: requests in flight to one process (draining);
+//! - `logs`: take the access log lines gathered since the last call;
+//! - `stop`: drain and exit.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::{Backend, Route, RouteTable, Router};
+
+/// The longest a control call may take before the router counts as unreachable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a spawned router may take to answer `hello`.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Access log lines kept between two `logs` calls; older ones are dropped.
+const ACCESS_BUFFER: usize = 20_000;
+/// How often the server collects access log lines.
+const LOG_POLL: Duration = Duration::from_millis(500);
+/// How often the server checks that its router is alive.
+const WATCHDOG: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot start the router ({exe}): {source}; check that the berth binary is executable")]
+    Spawn {
+        exe: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "the router exited at start ({status}); its log {log} says:\n{tail}\nis another program listening on the --http address? pick another with --http"
+    )]
+    Exited {
+        status: String,
+        log: String,
+        tail: String,
+    },
+    #[error("the router did not answer on {socket} within {START_TIMEOUT:?}; see its log {log}")]
+    Timeout { socket: String, log: String },
+    #[error("router control socket {socket}: {source}")]
+    Io {
+        socket: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "cannot listen on {addr} (router): {source}; is another berth router running? pick another address with --http"
+    )]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Request {
+    Hello,
+    Table { routes: Vec<WireRoute> },
+    Inflight { process: String },
+    Logs,
+    Stop,
+    Certs { certs: Vec<crate::tls::TlsCert> },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WireRoute {
+    hosts: Vec<String>,
+    app: String,
+    service: String,
+    backends: Vec<(SocketAddr, String)>,
+    timeout_ms: u64,
+    #[serde(default)]
+    tls_redirect: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Reply {
+    ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    https: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inflight: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    logs: Vec<AccessLine>,
+}
+
+/// One request as the router saw it, for the app's log stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessLine {
+    pub app: String,
+    pub line: String,
+}
+
+fn to_wire(table: &RouteTable) -> Vec<WireRoute> {
+    let mut by_route: HashMap<*const Route, WireRoute> = HashMap::new();
+    for (host, route) in &table.hosts {
+        by_route
+            .entry(Arc::as_ptr(route))
+            .or_insert_with(|| WireRoute {
+                hosts: vec![],
+                app: route.app.clone(),
+                service: route.service.clone(),
+                backends: route
+                    .backends
+                    .iter()
+                    .map(|b| (b.addr, b.process.clone()))
+                    .collect(),
+                timeout_ms: u64::try_from(route.timeout.as_millis()).unwrap_or(u64::MAX),
+                tls_redirect: route.tls_redirect,
+            })
+            .hosts
+            .push(host.clone());
+    }
+    by_route.into_values().collect()
+}
+
+fn from_wire(routes: Vec<WireRoute>) -> RouteTable {
+    let mut table = RouteTable::default();
+    for r in routes {
+        let route = Arc::new(Route {
+            app: r.app,
+            service: r.service,
+            backends: r
+                .backends
+                .into_iter()
+                .map(|(addr, process)| Backend { addr, process })
+                .collect(),
+            timeout: Duration::from_millis(r.timeout_ms),
+            tls_redirect: r.tls_redirect,
+        });
+        for host in r.hosts {
+            table.hosts.insert(host, route.clone());
+        }
+    }
+    table
+}
+
+/// Buffers the access log is split into, so worker threads rarely share a lock.
+const ACCESS_SHARDS: usize = 8;
+
+/// Where the access log lines of a router process wait for the server.
+#[derive(Default)]
+pub(crate) struct AccessLog {
+    shards: [Mutex<VecDeque<AccessLine>>; ACCESS_SHARDS],
+}
+
+thread_local! {
+    static SHARD: usize = {
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(std::thread::current().id())
+            as usize
+            % ACCESS_SHARDS
+    };
+}
+
+impl AccessLog {
+    pub(crate) fn push(&self, app: &str, line: String) {
+        let shard = SHARD.with(|s| *s);
+        let mut lines = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
+        if lines.len() >= ACCESS_BUFFER / ACCESS_SHARDS {
+            lines.pop_front();
+        }
+        lines.push_back(AccessLine {
+            app: app.to_owned(),
+            line,
+        });
+    }
+
+    fn take(&self) -> Vec<AccessLine> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            out.extend(shard.lock().unwrap_or_else(|p| p.into_inner()).drain(..));
+        }
+        out
+    }
+}
+
+/// How `berth router` runs.
+#[derive(Debug, Clone)]
+pub struct RouterOptions {
+    pub http: SocketAddr,
+    /// The control socket; the pid file is written next to it (`.pid`).
+    pub control: PathBuf,
+    /// Request bodies larger than this get 413.
+    pub max_body: Option<u64>,
+    /// Address to serve HTTPS on, if any.
+    pub https: Option<SocketAddr>,
+}
+
+/// Runs a router process until `shutdown` resolves or the server sends `stop`;
+/// then in-flight requests finish (at most 10 s).
+pub async fn run_router_process(
+    options: RouterOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControlError> {
+    let io_err = |source| ControlError::Io {
+        socket: options.control.display().to_string(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(options.http)
+        .await
+        .map_err(|source| ControlError::Listen {
+            addr: options.http,
+            source,
+        })?;
+    let http = listener.local_addr().map_err(io_err)?;
+    let tls_listener = match options.https {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ControlError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
+    let https = match &tls_listener {
+        Some(l) => Some(l.local_addr().map_err(io_err)?),
+        None => None,
+    };
+    let certs = Arc::new(crate::tls::CertStore::default());
+    // A socket file left by a router that died is in the way; a live one is not ours
+    // to replace.
+    if UnixStream::connect(&options.control).await.is_ok() {
+        return Err(io_err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another router answers on this socket; stop it first",
+        )));
+    }
+    let _ = std::fs::remove_file(&options.control);
+    let control = UnixListener::bind(&options.control).map_err(io_err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&options.control, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err)?;
+    }
+    let pid_file = options.control.with_extension("pid");
+    std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(io_err)?;
+
+    let router = Router::build(options.max_body, true);
+    if let Some(addr) = https {
+        let _ = router.https_port.set(addr.port());
+    }
+    let stop = Arc::new(Notify::new());
+    let control_task = tokio::spawn(serve_control(
+        control,
+        router.clone(),
+        (http, https),
+        stop.clone(),
+        certs.clone(),
+    ));
+    let (stopping_tx, stopping_rx) = watch::channel(false);
+    let tls_task = match tls_listener {
+        Some(listener) => {
+            let config =
+                crate::tls::server_config(certs).map_err(|e| io_err(io::Error::other(e)))?;
+            let mut stopping = stopping_rx.clone();
+            Some(tokio::spawn(router.clone().serve_tls(
+                listener,
+                config,
+                async move {
+                    let _ = stopping.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        None => None,
+    };
+    tracing::info!(%http, control = %options.control.display(), "berth router ready");
+    let data_dir = options
+        .control
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let served = router
+        .serve(listener, async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = stop.notified() => {}
+                () = orphaned(data_dir) => {
+                    tracing::warn!("the data dir is gone; the router stops");
+                }
+            }
+            stopping_tx.send_replace(true);
+        })
+        .await;
+    if let Some(task) = tls_task {
+        let _ = task.await;
+    }
+    control_task.abort();
+    let _ = std::fs::remove_file(&options.control);
+    let _ = std::fs::remove_file(&pid_file);
+    tracing::info!("berth router stopped");
+    served.map_err(io_err)
+}
+
+/// Resolves when the data dir was deleted: no server can ever attach again.
+async fn orphaned(data_dir: PathBuf) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if !data_dir.as_os_str().is_empty() && !data_dir.exists() {
+            return;
+        }
+    }
+}
+
+async fn serve_control(
+    listener: UnixListener,
+    router: Arc<Router>,
+    (http, https): (SocketAddr, Option<SocketAddr>),
+    stop: Arc<Notify>,
+    certs: Arc<crate::tls::CertStore>,
+) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!("router control socket: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let router = router.clone();
+        let stop = stop.clone();
+        let certs = certs.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let reply = match serde_json::from_str::<Request>(&line) {
+                    Ok(Request::Hello) => Reply {
+                        ok: true,
+                        http: Some(http),
+                        https,
+                        pid: Some(std::process::id()),
+                        ..Reply::default()
+                    },
+                    Ok(Request::Table { routes }) => {
+                        router.update(from_wire(routes));
+                        Reply {
+                            ok: true,
+                            ..Reply::default()
+                        }
+                    }
+                    Ok(Request::Inflight { process }) => Reply {
+                        ok: true,
+                        inflight: Some(router.inflight(&process) as u64),
+                        ..Reply::default()
+                    },
+                    Ok(Request::Certs { certs: list }) => {
+                        certs.update(&list);
+                        Reply {
+                            ok: true,
+                            ..Reply::default()
+                        }
+                    }
+                    Ok(Request::Logs) => Reply {
+                        ok: true,
+                        logs: router.access.take(),
+                        ..Reply::default()
+                    },
+                    Ok(Request::Stop) => {
+                        stop.notify_one();
+                        Reply {
+                            ok: true,
+                            ..Reply::default()
+                        }
+                    }
+                    Err(e) => Reply {
+                        error: Some(format!("bad control request: {e}")),
+                        ..Reply::default()
+                    },
+                };
+                let mut out =
+                    serde_json::to_vec(&reply).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
+                out.push(b'\n');
+                if write.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+async fn call(socket: &Path, request: &Request) -> io::Result<Reply> {
+    let exchange = async {
+        let mut stream = UnixStream::connect(socket).await?;
+        let mut line = serde_json::to_vec(request).map_err(io::Error::other)?;
+        line.push(b'\n');
+        stream.write_all(&line).await?;
+        let mut reader = BufReader::new(stream);
+        let mut answer = String::new();
+        reader.read_line(&mut answer).await?;
+        let reply: Reply = serde_json::from_str(&answer).map_err(io::Error::other)?;
+        if !reply.ok {
+            return Err(io::Error::other(
+                reply.error.unwrap_or_else(|| "request refused".into()),
+            ));
+        }
+        Ok(reply)
+    };
+    tokio::time::timeout(CALL_TIMEOUT, exchange)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer"))?
+}
+
+/// How the server starts its router process.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    /// The berth binary (`berth router` is run).
+    pub exe: PathBuf,
+    pub http: SocketAddr,
+    pub control: PathBuf,
+    /// The router's log file (appended).
+    pub log: PathBuf,
+    /// Worker threads of the router; `None`: one per core.
+    pub threads: Option<usize>,
+    pub max_body: Option<u64>,
+    pub https: Option<SocketAddr>,
+}
+
+/// The server's handle on its router process: pushes tables, asks for in-flight
+/// counts, collects access log lines, and restarts the router if it dies.
+pub struct RouterLink {
+    options: LinkOptions,
+    http: SocketAddr,
+    table: Mutex<Arc<RouteTable>>,
+    certs: Mutex<Arc<Vec<crate::tls::TlsCert>>>,
+    generation: watch::Sender<u64>,
+    acked: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for RouterLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterLink")
+            .field("http", &self.http)
+            .field("control", &self.options.control)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouterLink {
+    /// Attaches to the router already running on `options.control` (a server
+    /// restart) or spawns one. Returns the link and the access log lines it collects.
+    pub async fn start(
+        options: LinkOptions,
+    ) -> Result<(Arc<RouterLink>, mpsc::Receiver<AccessLine>), ControlError> {
+        let http = ensure_running(&options).await?;
+        let (generation, generation_rx) = watch::channel(0u64);
+        let (acked_tx, acked) = watch::channel(0u64);
+        let link = Arc::new(RouterLink {
+            options,
+            http,
+            table: Mutex::new(Arc::new(RouteTable::default())),
+            certs: Mutex::new(Arc::new(Vec::new())),
+            generation,
+            acked,
+        });
+        let (logs_tx, logs_rx) = mpsc::channel(64);
+        let weak = Arc::downgrade(&link);
+        tokio::spawn(push_tables(weak.clone(), generation_rx, acked_tx));
+        tokio::spawn(collect_logs(weak.clone(), logs_tx));
+        tokio::spawn(watchdog(weak));
+        Ok((link, logs_rx))
+    }
+
+    /// The router's HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// Replaces the router's table (sent in the background; the newest wins).
+    pub fn update(&self, table: RouteTable) {
+        *self.table.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Replaces the router's certificates (sent with the next table push).
+    pub fn update_certs(&self, certs: Vec<crate::tls::TlsCert>) {
+        *self.certs.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(certs);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// The table last given to [`RouterLink::update`].
+    pub fn table(&self) -> Arc<RouteTable> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits until the router runs the latest table and has nothing in flight to
+    /// `process`, for at most `timeout`. Returns the requests still in flight (0 when
+    /// drained; the router's count when it could not be asked is unknown, so 0).
+    pub async fn drain(&self, process: &str, timeout: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let wanted = *self.generation.borrow();
+        let mut acked = self.acked.clone();
+        if tokio::time::timeout_at(deadline, acked.wait_for(|g| *g >= wanted))
+            .await
+            .is_err()
+        {
+            tracing::warn!(process, "the router did not take the new table in time");
+            return 0;
+        }
+        loop {
+            let request = Request::Inflight {
+                process: process.to_owned(),
+            };
+            let n = match call(&self.options.control, &request).await {
+                Ok(reply) => reply.inflight.unwrap_or(0),
+                Err(e) => {
+                    tracing::warn!(
+                        process,
+                        "cannot ask the router about in-flight requests: {e}"
+                    );
+                    return 0;
+                }
+            };
+            if n == 0 || tokio::time::Instant::now() >= deadline {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Asks the router process to finish its requests and exit.
+    pub async fn stop_router(&self) -> io::Result<()> {
+        call(&self.options.control, &Request::Stop)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Makes sure a router answers on the control socket at the wanted address; returns
+/// its HTTP address.
+async fn ensure_running(options: &LinkOptions) -> Result<SocketAddr, ControlError> {
+    if let Ok(reply) = call(&options.control, &Request::Hello).await
+        && let Some(http) = reply.http
+    {
+        let wanted = options.http;
+        let same = |have: SocketAddr, want: SocketAddr| {
+            have == want || (want.port() == 0 && have.ip() == want.ip())
+        };
+        let https_same = match (reply.https, options.https) {
+            (None, None) => true,
+            (Some(have), Some(want)) => same(have, want),
+            _ => false,
+        };
+        if same(http, wanted) && https_same {
+            tracing::info!(%http, pid = ?reply.pid, "attached to the running router");
+            return Ok(http);
+        }
+        tracing::info!(%http, %wanted, "the running router listens elsewhere; replacing it");
+        let _ = call(&options.control, &Request::Stop).await;
+        let gone = tokio::time::Instant::now() + Duration::from_secs(15);
+        while call(&options.control, &Request::Hello).await.is_ok()
+            && tokio::time::Instant::now() < gone
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    spawn(options).await
+}
+
+async fn spawn(options: &LinkOptions) -> Result<SocketAddr, ControlError> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&options.log)
+        .map_err(|source| ControlError::Io {
+            socket: options.log.display().to_string(),
+            source,
+        })?;
+    let log_err = log.try_clone().map_err(|source| ControlError::Io {
+        socket: options.log.display().to_string(),
+        source,
+    })?;
+    let mut command = Command::new(&options.exe);
+    command
+        .arg("router")
+        .arg("--http")
+        .arg(options.http.to_string())
+        .arg("--control")
+        .arg(&options.control)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    if let Some(threads) = options.threads {
+        command.arg("--threads").arg(threads.to_string());
+    }
+    if let Some(max) = options.max_body {
+        command.arg("--max-body").arg(max.to_string());
+    }
+    if let Some(https) = options.https {
+        command.arg("--https").arg(https.to_string());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Its own process group: a Ctrl-C or a group signal meant for the server
+        // must not take the router (and every client connection) down with it.
+        command.process_group(0);
+    }
+    let mut child = command.spawn().map_err(|source| ControlError::Spawn {
+        exe: options.exe.display().to_string(),
+        source,
+    })?;
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(reply) = call(&options.control, &Request::Hello).await
+            && let Some(http) = reply.http
+        {
+            // Reaps the router if it exits while this server runs.
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+            tracing::info!(%http, pid = ?reply.pid, "router started");
+            return Ok(http);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = std::fs::read_to_string(&options.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(5)..].join("\n");
+            return Err(ControlError::Exited {
+                status: status.to_string(),
+                log: options.log.display().to_string(),
+                tail,
+            });
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(ControlError::Timeout {
+                socket: options.control.display().to_string(),
+                log: options.log.display().to_string(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn push_tables(
+    link: std::sync::Weak<RouterLink>,
+    mut generation: watch::Receiver<u64>,
+    acked: watch::Sender<u64>,
+) {
+    while generation.changed().await.is_ok() {
+        loop {
+            let Some(link) = link.upgrade() else { return };
+            let wanted = *generation.borrow_and_update();
+            let routes = to_wire(&link.table());
+            let certs = link
+                .certs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .to_vec();
+            let sent = match call(&link.options.control, &Request::Certs { certs }).await {
+                Ok(_) => call(&link.options.control, &Request::Table { routes }).await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(_) => {
+                    acked.send_replace(wanted);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot send the route table to the router: {e}; retrying");
+                    drop(link);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn collect_logs(link: std::sync::Weak<RouterLink>, out: mpsc::Sender<AccessLine>) {
+    loop {
+        tokio::time::sleep(LOG_POLL).await;
+        let Some(link) = link.upgrade() else { return };
+        let Ok(reply) = call(&link.options.control, &Request::Logs).await else {
+            continue;
+        };
+        for line in reply.logs {
+            if out.send(line).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Restarts a router that died (killed, crashed) and gives it the current table.
+async fn watchdog(link: std::sync::Weak<RouterLink>) {
+    loop {
+        tokio::time::sleep(WATCHDOG).await;
+        let Some(link) = link.upgrade() else { return };
+        if call(&link.options.control, &Request::Hello).await.is_ok() {
+            continue;
+        }
+        tracing::warn!("the router does not answer; starting it again");
+        match ensure_running(&link.options).await {
+            Ok(_) => link.generation.send_modify(|g| *g += 1),
+            Err(e) => tracing::warn!("cannot restart the router: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_survive_the_wire() {
+        let route = Arc::new(Route {
+            app: "a".into(),
+            service: "web".into(),
+            backends: vec![Backend {
+                addr: "10.0.0.2:8080".parse().expect("addr"),
+                process: "web-1".into(),
+            }],
+            timeout: Duration::from_millis(1500),
+            tls_redirect: true,
+        });
+        let mut table = RouteTable::default();
+        table.hosts.insert("a.example".into(), route.clone());
+        table.hosts.insert("www.a.example".into(), route);
+        let json = serde_json::to_string(&Request::Table {
+            routes: to_wire(&table),
+        })
+        .expect("json");
+        let Ok(Request::Table { routes }) = serde_json::from_str(&json) else {
+            panic!("not a table: {json}");
+        };
+        let back = from_wire(routes);
+        assert_eq!(back.hosts.len(), 2);
+        let (a, b) = (&back.hosts["a.example"], &back.hosts["www.a.example"]);
+        // Hosts of one route still share it, as the data path expects.
+        assert!(Arc::ptr_eq(a, b));
+        assert_eq!(**a, *table.hosts["a.example"]);
+    }
+
+    #[test]
+    fn access_buffer_is_bounded() {
+        let log = AccessLog::default();
+        for i in 0..ACCESS_BUFFER + 5 {
+            log.push("a", i.to_string());
+        }
+        let lines = log.take();
+        // One thread writes to one shard: it keeps the newest of its share.
+        assert_eq!(lines.len(), ACCESS_BUFFER / ACCESS_SHARDS);
+        assert_eq!(
+            lines.last().map(|l| l.line.clone()),
+            Some((ACCESS_BUFFER + 4).to_string())
+        );
+        assert!(log.take().is_empty());
+    }
+}

@@ -1,0 +1,251 @@
+//! berth's HTTP router: host → healthy processes, round robin, on hyper.
+//! The route table is swapped atomically; requests never wait on the server.
+//!
+//! Data path: [`Router::serve`] accepts HTTP/1.1 connections (one task each), finds the
+//! route by the request's host with one lock-free table load, and forwards the request
+//! to the route's processes in round-robin order over pooled keep-alive connections.
+//! Bodies stream through in both directions; upgrades (WebSocket) become byte tunnels.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::uri::Authority;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+mod body;
+pub mod control;
+mod headers;
+mod proxy;
+mod server;
+pub mod tls;
+
+pub use control::{
+    AccessLine, ControlError, LinkOptions, RouterLink, RouterOptions, run_router_process,
+};
+
+use body::ReqBody;
+
+/// One process a route can send requests to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// The process id (`web-3f9a2c`), for logs and errors.
+    pub process: String,
+}
+
+/// Where requests for one or more hosts go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub app: String,
+    pub service: String,
+    /// Healthy processes; empty means 503.
+    pub backends: Vec<Backend>,
+    /// Per-request timeout (until the response headers arrive, across fail-over
+    /// attempts); answered with 504. `Duration::ZERO` means no limit.
+    pub timeout: Duration,
+    /// Plain HTTP requests get a 308 to the same URL over HTTPS (when the router
+    /// serves HTTPS).
+    pub tls_redirect: bool,
+}
+
+/// Host (lower-case, without port) → route.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    pub hosts: HashMap<String, Arc<Route>>,
+}
+
+/// How long a connection attempt to a process may take before the next one is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long an idle pooled connection to a process is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The HTTP reverse proxy. Cheap to share: every request loads the current table
+/// without locking.
+pub struct Router {
+    state: ArcSwap<Compiled>,
+    client: Client<HttpConnector, ReqBody>,
+    /// Process id → requests in flight to it (until the response body is done). Kept
+    /// across table swaps so a process that left the table can be drained.
+    inflight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    /// Largest request body accepted; larger ones get 413. `None`: no limit.
+    max_body: Option<u64>,
+    /// Access log lines for the server, when this router runs as its own process.
+    access: control::AccessLog,
+    log_access: bool,
+    /// The HTTPS port, once the router serves HTTPS (for redirects).
+    https_port: std::sync::OnceLock<u16>,
+}
+
+/// One request in flight to a process; dropping it ends the request.
+pub(crate) struct Inflight(Arc<AtomicUsize>);
+
+impl Inflight {
+    fn start(counter: &Arc<AtomicUsize>) -> Inflight {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Inflight(counter.clone())
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The table as given plus what the data path needs precomputed.
+struct Compiled {
+    table: Arc<RouteTable>,
+    /// Normalised host → entry; hosts sharing one `Arc<Route>` share one entry.
+    hosts: HashMap<String, Arc<Entry>>,
+}
+
+/// One route as the data path sees it.
+struct Entry {
+    route: Arc<Route>,
+    /// Round-robin position; starts at a random value so table swaps do not favour the
+    /// first backend.
+    next: AtomicUsize,
+    /// The backends' `ip:port`, ready to put into a URI.
+    targets: Box<[Target]>,
+}
+
+struct Target {
+    authority: Authority,
+    /// Index into `route.backends`.
+    backend: usize,
+    inflight: Arc<AtomicUsize>,
+}
+
+impl Compiled {
+    fn new(table: RouteTable, inflight: &mut HashMap<String, Arc<AtomicUsize>>) -> Self {
+        let mut entries: HashMap<*const Route, Arc<Entry>> = HashMap::new();
+        let mut hosts = HashMap::with_capacity(table.hosts.len());
+        for (host, route) in &table.hosts {
+            let entry = entries
+                .entry(Arc::as_ptr(route))
+                .or_insert_with(|| Arc::new(Entry::new(route.clone(), inflight)))
+                .clone();
+            let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+            hosts.insert(host, entry);
+        }
+        Compiled {
+            table: Arc::new(table),
+            hosts,
+        }
+    }
+}
+
+impl Entry {
+    fn new(route: Arc<Route>, inflight: &mut HashMap<String, Arc<AtomicUsize>>) -> Self {
+        let targets = route
+            .backends
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| match Authority::try_from(b.addr.to_string()) {
+                Ok(authority) => Some(Target {
+                    authority,
+                    backend: i,
+                    inflight: inflight.entry(b.process.clone()).or_default().clone(),
+                }),
+                Err(e) => {
+                    tracing::warn!(process = %b.process, addr = %b.addr, "unusable backend address: {e}");
+                    None
+                }
+            })
+            .collect();
+        Entry {
+            route,
+            next: AtomicUsize::new(headers::random_u64() as usize),
+            targets,
+        }
+    }
+}
+
+impl Router {
+    /// A router with an empty table (every host answers 404).
+    pub fn new() -> Arc<Router> {
+        Router::build(None, false)
+    }
+
+    /// A router with an empty table that answers 413 to request bodies larger than
+    /// `max_body` bytes.
+    pub fn with_limits(max_body: Option<u64>) -> Arc<Router> {
+        Router::build(max_body, false)
+    }
+
+    fn build(max_body: Option<u64>, log_access: bool) -> Arc<Router> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            // The original Host header is always forwarded as is.
+            .set_host(false)
+            .build(connector);
+        Arc::new(Router {
+            state: ArcSwap::from_pointee(Compiled::new(RouteTable::default(), &mut HashMap::new())),
+            client,
+            inflight: Mutex::new(HashMap::new()),
+            max_body,
+            access: control::AccessLog::default(),
+            log_access,
+            https_port: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Atomically replaces the table; requests in flight keep the old one.
+    pub fn update(&self, table: RouteTable) {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        let compiled = Compiled::new(table, &mut inflight);
+        // Forget processes that left and have nothing in flight.
+        let routed: std::collections::HashSet<&str> = compiled
+            .table
+            .hosts
+            .values()
+            .flat_map(|r| r.backends.iter().map(|b| b.process.as_str()))
+            .collect();
+        inflight.retain(|p, n| routed.contains(p.as_str()) || n.load(Ordering::Relaxed) > 0);
+        self.state.store(Arc::new(compiled));
+    }
+
+    /// Requests in flight to `process` (0 when unknown).
+    pub fn inflight(&self, process: &str) -> usize {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(process)
+            .map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+
+    /// The current table.
+    pub fn table(&self) -> Arc<RouteTable> {
+        self.state.load().table.clone()
+    }
+
+    /// The route that serves `host` (any case, with or without port), if any.
+    pub fn route_for(&self, host: &str) -> Option<Arc<Route>> {
+        let value = http::HeaderValue::from_str(host).ok()?;
+        let host = headers::normalize_host(&value)?;
+        self.entry(&host).map(|e| e.route.clone())
+    }
+
+    fn entry(&self, host: &str) -> Option<Arc<Entry>> {
+        self.state.load().hosts.get(host).cloned()
+    }
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("hosts", &self.state.load().hosts.len())
+            .finish_non_exhaustive()
+    }
+}

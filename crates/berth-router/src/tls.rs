@@ -1,0 +1,126 @@
+//! HTTPS: rustls with the ring provider (chosen explicitly: aws-lc-rs needs cmake and
+//! nasm to build), certificates picked by SNI (exact name, then `*.parent`), HTTP/2
+//! and HTTP/1.1 offered by ALPN.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use serde::{Deserialize, Serialize};
+
+/// A certificate as the server sends it to the router: the domains it serves (exact
+/// names or `*.example.com`), the PEM chain and the PEM private key.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TlsCert {
+    pub domains: Vec<String>,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for TlsCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("TlsCert")
+            .field("domains", &self.domains)
+            .finish_non_exhaustive()
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Parses a PEM chain and key into what rustls serves.
+pub fn certified_key(cert_pem: &str, key_pem: &str) -> Result<CertifiedKey, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("the certificate is not valid PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err("the certificate file holds no CERTIFICATE block".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("the key is not a valid PEM private key: {e}"))?;
+    let key = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("the private key cannot be used: {e}"))?;
+    let ck = CertifiedKey::new(chain, key);
+    ck.keys_match()
+        .map_err(|e| format!("the key does not belong to the certificate: {e}"))?;
+    Ok(ck)
+}
+
+/// Domain → certificate, swapped as a whole.
+#[derive(Debug, Default)]
+pub struct CertStore {
+    by_name: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl CertStore {
+    /// Replaces every certificate; unusable ones are skipped with a warning.
+    pub fn update(&self, certs: &[TlsCert]) {
+        let mut by_name = HashMap::new();
+        for cert in certs {
+            match certified_key(&cert.cert_pem, &cert.key_pem) {
+                Ok(ck) => {
+                    let ck = Arc::new(ck);
+                    for d in &cert.domains {
+                        by_name.insert(d.trim_end_matches('.').to_ascii_lowercase(), ck.clone());
+                    }
+                }
+                Err(e) => tracing::warn!(domains = ?cert.domains, "certificate skipped: {e}"),
+            }
+        }
+        self.by_name.store(Arc::new(by_name));
+    }
+
+    /// The certificate for `name`: exact, else the wildcard one level up.
+    pub fn lookup(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let map = self.by_name.load();
+        if let Some(ck) = map.get(&name) {
+            return Some(ck.clone());
+        }
+        let (_, parent) = name.split_once('.')?;
+        map.get(&format!("*.{parent}")).cloned()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.lookup(hello.server_name()?)
+    }
+}
+
+/// The rustls config of the HTTPS listener.
+pub fn server_config(certs: Arc<CertStore>) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(certified_key("nope", "nope").is_err());
+    }
+
+    #[test]
+    fn empty_store_has_nothing() {
+        let store = CertStore::default();
+        assert!(store.lookup("a.example").is_none());
+        assert!(store.lookup("example").is_none());
+    }
+}

@@ -1,0 +1,255 @@
+//! TLS certificates: import, self-signed generation, listing; kept in the store
+//! (key sealed) and handed to the router process, which picks one by SNI.
+
+use crate::api::ApiError;
+use crate::rack::{Rack, RackError};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use berth_api::{CertInfo, GenerateCert, ImportCert};
+use berth_router::tls::TlsCert;
+use berth_store::certs::CertRow;
+use std::sync::Arc;
+
+/// How long a generated self-signed certificate is valid.
+const SELF_SIGNED_DAYS: i64 = 90;
+
+fn info(row: &CertRow) -> CertInfo {
+    CertInfo {
+        id: row.id.clone(),
+        domains: row.domains.clone(),
+        not_after: row.not_after.clone(),
+        source: row.source.clone(),
+    }
+}
+
+/// Gives the router every stored certificate.
+pub fn push_to_router(rack: &Rack) {
+    match rack.store.certs() {
+        Ok(certs) => rack.router.update_certs(
+            certs
+                .into_iter()
+                .map(|(row, key_pem)| TlsCert {
+                    domains: row.domains,
+                    cert_pem: row.cert_pem,
+                    key_pem,
+                })
+                .collect(),
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot load certificates for the router"),
+    }
+}
+
+/// A host name or `*.` wildcard the router can serve.
+fn valid_domain(d: &str) -> bool {
+    let name = d.strip_prefix("*.").unwrap_or(d);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// (domains from the subject alternative names, else the common name; RFC 3339 end
+/// of validity) of the first certificate in a PEM chain.
+pub fn describe(cert_pem: &str) -> Result<(Vec<String>, String), String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|e| format!("the certificate is not PEM: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| format!("the certificate is not valid X.509: {e}"))?;
+    let mut domains: Vec<String> = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect(),
+        _ => vec![],
+    };
+    if domains.is_empty() {
+        domains = cert
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok().map(str::to_ascii_lowercase))
+            .collect();
+    }
+    if domains.is_empty() {
+        return Err(
+            "the certificate names no domain (no DNS subject alternative name or common name)"
+                .into(),
+        );
+    }
+    Ok((domains, rfc3339(cert.validity().not_after.timestamp())))
+}
+
+fn new_id() -> String {
+    format!("c-{}", hex::encode(rand::random::<[u8; 3]>()))
+}
+
+fn store(rack: &Rack, row: CertRow, key_pem: &str) -> Result<Json<CertInfo>, ApiError> {
+    rack.store
+        .put_cert(&row, key_pem)
+        .map_err(RackError::from)?;
+    push_to_router(rack);
+    Ok(Json(info(&row)))
+}
+
+/// `GET /certs`
+pub async fn list(State(rack): State<Arc<Rack>>) -> Result<Json<Vec<CertInfo>>, ApiError> {
+    let certs = rack.store.certs().map_err(RackError::from)?;
+    Ok(Json(certs.iter().map(|(row, _)| info(row)).collect()))
+}
+
+/// `POST /certs`
+pub async fn import(
+    State(rack): State<Arc<Rack>>,
+    Json(req): Json<ImportCert>,
+) -> Result<Json<CertInfo>, ApiError> {
+    let bad = |e: String| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{e}; pass the PEM certificate chain first and its PEM private key second"),
+        )
+    };
+    berth_router::tls::certified_key(&req.cert_pem, &req.key_pem).map_err(bad)?;
+    let (domains, not_after) = describe(&req.cert_pem).map_err(bad)?;
+    let row = CertRow {
+        id: new_id(),
+        domains,
+        not_after,
+        source: "imported".into(),
+        created: berth_store::now_rfc3339(),
+        cert_pem: req.cert_pem,
+    };
+    store(&rack, row, &req.key_pem)
+}
+
+/// `POST /certs/generate`
+pub async fn generate(
+    State(rack): State<Arc<Rack>>,
+    Json(req): Json<GenerateCert>,
+) -> Result<Json<CertInfo>, ApiError> {
+    let domains: Vec<String> = req
+        .domains
+        .iter()
+        .map(|d| d.trim().to_ascii_lowercase())
+        .collect();
+    if domains.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "name at least one domain, e.g. `berth certs generate web.myapp.example.com`",
+        ));
+    }
+    if let Some(d) = domains.iter().find(|d| !valid_domain(d)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{d:?} is not a domain name; use names like example.com or *.example.com"),
+        ));
+    }
+    let (cert_pem, key_pem) = self_signed(&domains).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot generate a certificate: {e}"),
+        )
+    })?;
+    let (_, not_after) =
+        describe(&cert_pem).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let row = CertRow {
+        id: new_id(),
+        domains,
+        not_after,
+        source: "self-signed".into(),
+        created: berth_store::now_rfc3339(),
+        cert_pem,
+    };
+    store(&rack, row, &key_pem)
+}
+
+/// `DELETE /certs/{id}`
+pub async fn delete(
+    State(rack): State<Arc<Rack>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !rack.store.delete_cert(&id).map_err(RackError::from)? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("certificate {id} does not exist; list them with `berth certs`"),
+        ));
+    }
+    push_to_router(&rack);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A self-signed certificate (ECDSA P-256) for `domains`: (cert PEM, key PEM).
+pub fn self_signed(domains: &[String]) -> Result<(String, String), rcgen::Error> {
+    let mut params = rcgen::CertificateParams::new(domains.to_vec())?;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(SELF_SIGNED_DAYS);
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(
+        rcgen::DnType::CommonName,
+        domains.first().cloned().unwrap_or_default(),
+    );
+    params.distinguished_name = dn;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_certificates_describe_themselves() -> Result<(), Box<dyn std::error::Error>> {
+        let domains = vec!["a.example.com".to_string(), "*.b.example.com".to_string()];
+        let (cert, key) = self_signed(&domains)?;
+        let (named, not_after) = describe(&cert)?;
+        assert_eq!(named, domains);
+        assert!(not_after.starts_with('2'), "{not_after}");
+        berth_router::tls::certified_key(&cert, &key)?;
+        // SNI: exact names and one level below a wildcard, nothing else.
+        let store = berth_router::tls::CertStore::default();
+        store.update(&[TlsCert {
+            domains,
+            cert_pem: cert,
+            key_pem: key,
+        }]);
+        assert!(store.lookup("A.example.com").is_some());
+        assert!(store.lookup("x.b.example.com").is_some());
+        assert!(store.lookup("b.example.com").is_none());
+        assert!(store.lookup("y.x.b.example.com").is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn domains_are_checked() {
+        assert!(valid_domain("web.app.example.com"));
+        assert!(valid_domain("*.example.com"));
+        assert!(!valid_domain("*"));
+        assert!(!valid_domain("a..b"));
+        assert!(!valid_domain("-a.b"));
+        assert!(!valid_domain("a b"));
+    }
+}

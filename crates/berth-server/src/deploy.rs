@@ -1,0 +1,691 @@
+//! Rollouts: start new processes, wait until each passes its health check,
+//! switch the router in one store transaction, then stop the old ones.
+//! Callers hold the app's lock.
+
+use crate::health;
+use crate::rack::{Rack, RackError, Result};
+use berth_api::Event;
+use berth_core::{ImageSource, Manifest, Service};
+use berth_runtime::ContainerState;
+use berth_store::{Formation, ProcessRow, ReleaseRow};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub type Progress = mpsc::Sender<Event>;
+
+pub async fn step(progress: &Progress, text: impl Into<String>) {
+    let _ = progress.send(Event::Step { text: text.into() }).await;
+}
+
+/// How many processes, and with which limits, a service runs.
+pub fn desired(svc: &Service, formation: Option<&Formation>) -> (u32, Option<u64>, Option<f64>) {
+    let count = formation.and_then(|f| f.count).unwrap_or(svc.scale.count);
+    let memory = formation.and_then(|f| f.memory).or(svc.scale.memory);
+    let cpu = formation.and_then(|f| f.cpu).or(svc.scale.cpu);
+    (count, memory, cpu)
+}
+
+fn new_row(
+    app: &str,
+    service: &str,
+    release: &str,
+    memory: Option<u64>,
+    cpu: Option<f64>,
+) -> ProcessRow {
+    ProcessRow {
+        app: app.into(),
+        id: berth_core::new_process_id(service),
+        service: service.into(),
+        release: release.into(),
+        state: "starting".into(),
+        created: berth_store::now_rfc3339(),
+        memory,
+        cpu,
+        restarts: 0,
+        last_exit: None,
+        log_cursor: 0,
+    }
+}
+
+/// Fails early, before anything starts, when the release cannot run.
+pub async fn preflight(rack: &Rack, release: &ReleaseRow, manifest: &Manifest) -> Result<()> {
+    let env = rack.store.env(&release.app, release.env_version)?;
+    let missing = manifest.missing_env(&env);
+    if !missing.is_empty() {
+        let example = missing
+            .iter()
+            .map(|k| format!("{k}=..."))
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Err(RackError::BadRequest(format!(
+            "release {} of app {} needs environment {} which is not set; set it with `berth env set {example} -a {}` and deploy again",
+            release.id,
+            release.app,
+            missing.join(", "),
+            release.app
+        )));
+    }
+    for (name, svc) in &manifest.services {
+        let image = match &svc.source {
+            ImageSource::Image(image) => image.clone(),
+            ImageSource::Build(_) => {
+                let build_id = release.build.as_deref().unwrap_or_default();
+                let build = rack.store.build(&release.app, build_id)?;
+                build.images.get(name).cloned().unwrap_or_default()
+            }
+        };
+        if image.is_empty() || !rack.runtime.image_exists(&image).await? {
+            return Err(RackError::BadRequest(format!(
+                "image {image:?} of service {name} (release {}) is not on the engine; build it again with `berth deploy`{}",
+                release.id,
+                if matches!(svc.source, ImageSource::Image(_)) {
+                    " or load the image on the server first (no registry is used)"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Waits until a freshly started process passes its health check.
+pub async fn wait_healthy(
+    rack: &Rack,
+    row: &ProcessRow,
+    svc: &Service,
+) -> std::result::Result<(), String> {
+    let health = &svc.health;
+    tokio::time::sleep(Duration::from_secs(u64::from(health.grace))).await;
+    let interval = Duration::from_secs(u64::from(health.interval.max(1)));
+    let mut failures = 0;
+    let mut last_error;
+    loop {
+        let observed = rack.observed(&row.app, &row.id).ok_or("process vanished")?;
+        match rack.runtime.inspect_container(&observed.container_id).await {
+            Ok(Some(info)) => {
+                if let ContainerState::Exited { code, oom_killed } = info.state {
+                    let why = if oom_killed {
+                        " (killed: out of memory; raise it with `berth scale --memory`)".to_string()
+                    } else {
+                        String::new()
+                    };
+                    return Err(format!(
+                        "process {} exited with code {}{why}",
+                        row.id,
+                        code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
+                    ));
+                }
+            }
+            Ok(None) => return Err(format!("process {} disappeared from the engine", row.id)),
+            Err(e) => return Err(e.to_string()),
+        }
+        if svc.port.is_none() {
+            // Nothing to probe: staying up for one interval counts as healthy.
+            tokio::time::sleep(interval).await;
+            if failures > 0 {
+                rack.set_healthy(&row.app, &row.id, true);
+                return Ok(());
+            }
+            failures += 1;
+            continue;
+        }
+        let Some(addr) = observed.addr else {
+            return Err(format!(
+                "process {} has no address on the app network",
+                row.id
+            ));
+        };
+        let host = rack.default_host(&row.app, &row.service);
+        match health::check(
+            addr,
+            &host,
+            &health.path,
+            Duration::from_secs(u64::from(health.timeout)),
+        )
+        .await
+        {
+            Ok(_) => {
+                rack.set_healthy(&row.app, &row.id, true);
+                return Ok(());
+            }
+            Err(e) => {
+                failures += 1;
+                last_error = e;
+            }
+        }
+        if failures >= health.attempts {
+            return Err(format!(
+                "process {} failed its health check {} times: {last_error}",
+                row.id, health.attempts
+            ));
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Starts `rows` (inserted as `starting`) and waits for all to be healthy. On
+/// failure every one of them is removed again and the error carries the
+/// failing process's last log lines.
+async fn start_all(
+    rack: &Rack,
+    manifest: &Manifest,
+    rows: &[ProcessRow],
+    progress: &Progress,
+) -> Result<()> {
+    for row in rows {
+        rack.store.insert_process(row)?;
+    }
+    let mut failure: Option<(String, String)> = None;
+    for row in rows {
+        step(progress, format!("starting {} ({})", row.id, row.release)).await;
+        if let Err(e) = rack.start_process(row).await {
+            failure = Some((row.id.clone(), e.to_string()));
+            break;
+        }
+        rack.logs.event(
+            &row.app,
+            &format!("process {} started for release {}", row.id, row.release),
+        );
+    }
+    if failure.is_none() {
+        let checks = rows.iter().map(|row| async move {
+            let svc = manifest.services.get(&row.service);
+            let result = match svc {
+                Some(svc) => wait_healthy(rack, row, svc).await,
+                None => Err(format!(
+                    "service {} vanished from the manifest",
+                    row.service
+                )),
+            };
+            (row, result)
+        });
+        for (row, result) in futures_util::future::join_all(checks).await {
+            match result {
+                Ok(()) => step(progress, format!("{} healthy", row.id)).await,
+                Err(e) => {
+                    if failure.is_none() {
+                        failure = Some((row.id.clone(), e));
+                    }
+                }
+            }
+        }
+    }
+    let Some((process, message)) = failure else {
+        return Ok(());
+    };
+    let app = rows.first().map(|r| r.app.clone()).unwrap_or_default();
+    let logs = rack.last_lines(&app, &process, 20).await;
+    for row in rows {
+        let _ = rack.stop_process(row, 0).await;
+    }
+    Err(RackError::Failed { message, logs })
+}
+
+/// Rolls `release` out for `only` services (all when `None`) and promotes it.
+pub async fn rollout(
+    rack: &Rack,
+    release: &ReleaseRow,
+    only: Option<&BTreeSet<String>>,
+    progress: &Progress,
+) -> Result<()> {
+    let app = release.app.clone();
+    let manifest = rack.manifest(release)?;
+    preflight(rack, release, &manifest).await?;
+    let deployment = rack.store.start_deployment(&app, &release.id)?;
+    rack.logs
+        .event(&app, &format!("deploy of release {} started", release.id));
+    let result = rollout_inner(rack, release, &manifest, only, progress).await;
+    match &result {
+        Ok(()) => {
+            rack.store.finish_deployment(deployment, None)?;
+            rack.logs
+                .event(&app, &format!("deploy of release {} finished", release.id));
+            if let Err(e) = crate::builder::prune_images(rack, &app).await {
+                tracing::warn!(app, error = %e, "image cleanup failed");
+            }
+        }
+        Err(e) => {
+            rack.store
+                .finish_deployment(deployment, Some(&e.to_string()))?;
+            let current = rack.store.app(&app)?.release;
+            if current.as_deref() != Some(release.id.as_str()) {
+                rack.store.fail_release(&app, &release.id, &e.to_string())?;
+            }
+            rack.logs.event(
+                &app,
+                &format!("deploy of release {} failed: {e}", release.id),
+            );
+        }
+    }
+    result
+}
+
+async fn rollout_inner(
+    rack: &Rack,
+    release: &ReleaseRow,
+    manifest: &Manifest,
+    only: Option<&BTreeSet<String>>,
+    progress: &Progress,
+) -> Result<()> {
+    let app = &release.app;
+    let formation = rack.store.formation(app)?;
+    let old: Vec<ProcessRow> = rack
+        .store
+        .processes(Some(app))?
+        .into_iter()
+        .filter(|p| p.state == "active")
+        .filter(|p| only.is_none_or(|s| s.contains(&p.service)))
+        .collect();
+    let selected = |name: &String| only.is_none_or(|s| s.contains(name));
+
+    // Singletons cannot overlap: their old process stops before the new one starts.
+    for (name, svc) in manifest
+        .services
+        .iter()
+        .filter(|(n, s)| selected(n) && s.singleton)
+    {
+        for row in old.iter().filter(|p| &p.service == name) {
+            step(progress, format!("stopping {} first (singleton service {name}: requests may fail until the new process is healthy)", row.id)).await;
+            rack.store.set_process_state(app, &row.id, "stopping")?;
+            rack.refresh_routes();
+            drain(rack, row).await;
+            rack.stop_process(row, svc.termination.grace).await?;
+        }
+    }
+
+    // A service whose `deployment` budget cannot hold its old and new processes at
+    // once rolls in batches; otherwise everything starts, then switches at once.
+    let batched = manifest
+        .services
+        .iter()
+        .filter(|(n, s)| selected(n) && !s.singleton)
+        .any(|(name, svc)| {
+            let (count, _, _) = desired(svc, formation.get(name));
+            batch_size(count, &svc.deployment).0 < count && old.iter().any(|p| &p.service == name)
+        });
+    if batched {
+        return rolling(rack, release, manifest, &formation, old, only, progress).await;
+    }
+
+    let mut rows = Vec::new();
+    for (name, svc) in manifest.services.iter().filter(|(n, _)| selected(n)) {
+        let (count, memory, cpu) = desired(svc, formation.get(name));
+        for _ in 0..count {
+            rows.push(new_row(app, name, &release.id, memory, cpu));
+        }
+    }
+    start_all(rack, manifest, &rows, progress).await?;
+
+    let activate: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let retire: Vec<ProcessRow> = old
+        .into_iter()
+        .filter(|p| {
+            !(manifest
+                .services
+                .get(&p.service)
+                .is_some_and(|s| s.singleton))
+        })
+        .collect();
+    let retire_ids: Vec<String> = retire.iter().map(|r| r.id.clone()).collect();
+    rack.store
+        .promote(app, &release.id, &activate, &retire_ids)?;
+    rack.refresh_routes();
+    step(
+        progress,
+        format!("release {} promoted; router switched", release.id),
+    )
+    .await;
+    stop_all(rack, &retire, progress).await;
+    Ok(())
+}
+
+/// (processes per batch, old processes stopped before a batch starts) for a service
+/// of `count` processes: `minimum`% of `count` stays routed, at most `maximum`% runs.
+pub fn batch_size(count: u32, deployment: &berth_core::Deployment) -> (u32, u32) {
+    let min_up = (u64::from(count) * u64::from(deployment.minimum)).div_ceil(100) as u32;
+    let max_total = (u64::from(count) * u64::from(deployment.maximum) / 100) as u32;
+    let surge = max_total.saturating_sub(count);
+    let unavailable = count.saturating_sub(min_up.min(count));
+    let batch = (surge + unavailable).max(1);
+    (batch, batch.saturating_sub(surge))
+}
+
+/// Takes `rows` out of the router, drains and stops them.
+async fn retire(rack: &Rack, rows: &[ProcessRow], progress: &Progress) -> Result<()> {
+    for row in rows {
+        rack.store
+            .set_process_state(&row.app, &row.id, "stopping")?;
+    }
+    rack.refresh_routes();
+    stop_all(rack, rows, progress).await;
+    Ok(())
+}
+
+/// A rollout in batches within each service's `deployment` budget. New processes
+/// join the router as each batch gets healthy; the release is promoted at the end.
+/// If a batch fails, the old release's processes that were already replaced are
+/// started again and the new ones retired, so the old release keeps all traffic.
+async fn rolling(
+    rack: &Rack,
+    release: &ReleaseRow,
+    manifest: &Manifest,
+    formation: &std::collections::BTreeMap<String, Formation>,
+    old: Vec<ProcessRow>,
+    only: Option<&BTreeSet<String>>,
+    progress: &Progress,
+) -> Result<()> {
+    let app = &release.app;
+    let mut started: Vec<ProcessRow> = vec![];
+    let mut replaced: Vec<ProcessRow> = vec![];
+    let mut result = Ok(());
+    'services: for (name, svc) in manifest
+        .services
+        .iter()
+        .filter(|(n, s)| only.is_none_or(|o| o.contains(*n)) && !s.singleton)
+    {
+        let (count, memory, cpu) = desired(svc, formation.get(name));
+        let (batch, stop_first) = batch_size(count, &svc.deployment);
+        let mut olds: Vec<ProcessRow> =
+            old.iter().filter(|p| &p.service == name).cloned().collect();
+        let mut remaining = count;
+        while remaining > 0 {
+            let n = remaining.min(batch);
+            let first: Vec<ProcessRow> = olds
+                .drain(..(stop_first.min(n) as usize).min(olds.len()))
+                .collect();
+            if !first.is_empty() {
+                step(
+                    progress,
+                    format!(
+                        "{name}: stopping {} old process(es) first (deployment.minimum allows it)",
+                        first.len()
+                    ),
+                )
+                .await;
+                retire(rack, &first, progress).await?;
+                replaced.extend(first.iter().cloned());
+            }
+            let rows: Vec<ProcessRow> = (0..n)
+                .map(|_| new_row(app, name, &release.id, memory, cpu))
+                .collect();
+            if let Err(e) = start_all(rack, manifest, &rows, progress).await {
+                result = Err(e);
+                break 'services;
+            }
+            for row in &rows {
+                rack.store.set_process_state(app, &row.id, "active")?;
+            }
+            started.extend(rows.iter().cloned());
+            let after: Vec<ProcessRow> = olds
+                .drain(..((n as usize).saturating_sub(first.len())).min(olds.len()))
+                .collect();
+            rack.refresh_routes();
+            step(progress, format!("{name}: {n} new process(es) routed",)).await;
+            if !after.is_empty() {
+                retire(rack, &after, progress).await?;
+                replaced.extend(after.iter().cloned());
+            }
+            remaining -= n;
+        }
+        // The new count is lower than the old one: the rest go too.
+        if !olds.is_empty() {
+            retire(rack, &olds, progress).await?;
+            replaced.extend(olds);
+        }
+    }
+    if let Err(e) = result {
+        step(
+            progress,
+            "rolling back: restarting the old release's replaced processes",
+        )
+        .await;
+        let mut back = vec![];
+        for (release_id, rows) in group_by_release(&replaced) {
+            let Ok(old_release) = rack.store.release(app, &release_id) else {
+                continue;
+            };
+            let Ok(old_manifest) = rack.manifest(&old_release) else {
+                continue;
+            };
+            let again: Vec<ProcessRow> = rows
+                .iter()
+                .map(|r| new_row(app, &r.service, &release_id, r.memory, r.cpu))
+                .collect();
+            match start_all(rack, &old_manifest, &again, progress).await {
+                Ok(()) => back.extend(again),
+                Err(e) => {
+                    tracing::warn!(app, error = %e, "rollback could not restart old processes")
+                }
+            }
+        }
+        for row in &back {
+            rack.store.set_process_state(app, &row.id, "active")?;
+        }
+        retire(rack, &started, progress).await?;
+        return Err(e);
+    }
+    // Services the new release dropped, and anything else old, leave now.
+    let done: std::collections::HashSet<&str> = replaced.iter().map(|r| r.id.as_str()).collect();
+    let rest: Vec<ProcessRow> = old
+        .iter()
+        .filter(|p| !done.contains(p.id.as_str()))
+        .filter(|p| {
+            !manifest
+                .services
+                .get(&p.service)
+                .is_some_and(|s| s.singleton)
+        })
+        .cloned()
+        .collect();
+    let rest_ids: Vec<String> = rest.iter().map(|r| r.id.clone()).collect();
+    rack.store.promote(app, &release.id, &[], &rest_ids)?;
+    rack.refresh_routes();
+    step(
+        progress,
+        format!("release {} promoted; router switched", release.id),
+    )
+    .await;
+    stop_all(rack, &rest, progress).await;
+    Ok(())
+}
+
+fn group_by_release(rows: &[ProcessRow]) -> std::collections::BTreeMap<String, Vec<&ProcessRow>> {
+    let mut out: std::collections::BTreeMap<String, Vec<&ProcessRow>> = Default::default();
+    for r in rows {
+        out.entry(r.release.clone()).or_default().push(r);
+    }
+    out
+}
+
+/// Seconds a process's release lets its in-flight requests finish once it left the
+/// router (`drain:`, default 10).
+fn drain_of(rack: &Rack, row: &ProcessRow) -> u32 {
+    rack.store
+        .release(&row.app, &row.release)
+        .ok()
+        .and_then(|r| rack.manifest(&r).ok())
+        .and_then(|m| m.services.get(&row.service).map(|s| s.drain))
+        .unwrap_or(10)
+}
+
+/// Waits until the router no longer sends anything to `row` (it must already be out
+/// of the table) and its requests in flight finished, at most its `drain` seconds.
+pub async fn drain(rack: &Rack, row: &ProcessRow) {
+    let seconds = drain_of(rack, row);
+    let left = rack
+        .router
+        .drain(&row.id, Duration::from_secs(u64::from(seconds)))
+        .await;
+    if left > 0 {
+        rack.logs.event(
+            &row.app,
+            &format!(
+                "process {} still had {left} request(s) in flight after draining {seconds}s; stopping it anyway",
+                row.id
+            ),
+        );
+    }
+}
+
+/// Writes the router's access log lines into each app's log stream.
+pub async fn write_access_logs(
+    rack: std::sync::Arc<Rack>,
+    mut lines: mpsc::Receiver<berth_router::AccessLine>,
+) {
+    while let Some(line) = lines.recv().await {
+        // An app deleted since the request has no log stream any more.
+        if rack.store.app(&line.app).is_ok() {
+            rack.logs.append(&line.app, "router", &line.line);
+        }
+    }
+}
+
+/// Drains, then stops retired processes concurrently (each with its own grace).
+pub async fn stop_all(rack: &Rack, rows: &[ProcessRow], progress: &Progress) {
+    let stops = rows.iter().map(|row| async move {
+        drain(rack, row).await;
+        let grace = rack.grace_of(row);
+        (row, rack.stop_process(row, grace).await)
+    });
+    for (row, result) in futures_util::future::join_all(stops).await {
+        match result {
+            Ok(()) => {
+                rack.logs
+                    .event(&row.app, &format!("process {} stopped", row.id));
+                step(progress, format!("stopped {}", row.id)).await;
+            }
+            Err(e) => {
+                tracing::warn!(process = row.id, error = %e, "stop failed; the reconciler will retry")
+            }
+        }
+    }
+}
+
+/// Changes a service's scale. Limits changes replace its processes one
+/// rollout; count changes start or stop only the difference.
+pub async fn scale(
+    rack: &Rack,
+    app: &str,
+    service: &str,
+    request: &berth_api::ScaleRequest,
+    progress: &Progress,
+) -> Result<()> {
+    let app_row = rack.store.app(app)?;
+    let release_id = app_row.release.ok_or_else(|| {
+        RackError::Conflict(format!(
+            "app {app} has no release yet; deploy it first with `berth deploy -a {app}`"
+        ))
+    })?;
+    let release = rack.store.release(app, &release_id)?;
+    let manifest = rack.manifest(&release)?;
+    let svc = manifest.services.get(service).ok_or_else(|| {
+        RackError::NotFound(format!(
+            "app {app} has no service {service}; its services are: {}",
+            manifest
+                .services
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    if let Some(count) = request.count
+        && count > 100
+    {
+        return Err(RackError::BadRequest(format!(
+            "count {count} is too high; use 0 to 100"
+        )));
+    }
+    if let Some(memory) = request.memory
+        && memory < 6
+    {
+        return Err(RackError::BadRequest(format!(
+            "memory {memory} MiB is too low; the engine needs at least 6 MiB"
+        )));
+    }
+    if let Some(cpu) = request.cpu
+        && !(cpu > 0.0 && cpu <= 64.0)
+    {
+        return Err(RackError::BadRequest(format!(
+            "cpu {cpu} is out of range; use a number of cores above 0 and up to 64, e.g. 0.5"
+        )));
+    }
+    let mut formation = rack.store.formation(app)?;
+    let before = formation.get(service).cloned();
+    let (_, old_memory, old_cpu) = desired(svc, before.as_ref());
+    let f = Formation {
+        count: request.count.or(before.as_ref().and_then(|f| f.count)),
+        memory: request.memory.or(before.as_ref().and_then(|f| f.memory)),
+        cpu: request.cpu.or(before.as_ref().and_then(|f| f.cpu)),
+    };
+    rack.store.set_formation(app, service, &f)?;
+    formation.insert(service.into(), f.clone());
+    let (count, memory, cpu) = desired(svc, Some(&f));
+    rack.logs.event(
+        app,
+        &format!("scale {service}: count {count}, memory {memory:?} MiB, cpu {cpu:?}"),
+    );
+    if memory != old_memory || cpu != old_cpu {
+        step(
+            progress,
+            format!("replacing the processes of {service} with the new limits"),
+        )
+        .await;
+        let only = BTreeSet::from([service.to_string()]);
+        return rollout(rack, &release, Some(&only), progress).await;
+    }
+    let active: Vec<ProcessRow> = rack
+        .store
+        .processes(Some(app))?
+        .into_iter()
+        .filter(|p| p.service == service && p.state == "active")
+        .collect();
+    let have = active.len() as u32;
+    if count > have {
+        let rows: Vec<ProcessRow> = (have..count)
+            .map(|_| new_row(app, service, &release.id, memory, cpu))
+            .collect();
+        start_all(rack, &manifest, &rows, progress).await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        rack.store.promote(app, &release.id, &ids, &[])?;
+        rack.refresh_routes();
+    } else if count < have {
+        // The newest go first: the oldest have proven themselves.
+        let mut victims = active.clone();
+        victims.sort_by(|a, b| b.created.cmp(&a.created));
+        victims.truncate((have - count) as usize);
+        let ids: Vec<String> = victims.iter().map(|r| r.id.clone()).collect();
+        rack.store.promote(app, &release.id, &[], &ids)?;
+        rack.refresh_routes();
+        stop_all(rack, &victims, progress).await;
+    }
+    step(progress, format!("{service} runs {count} process(es)")).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_size;
+    use berth_core::Deployment;
+
+    fn budget(count: u32, minimum: u32, maximum: u32) -> (u32, u32) {
+        batch_size(count, &Deployment { minimum, maximum })
+    }
+
+    #[test]
+    fn batches_follow_the_deployment_budget() {
+        // The default (100/200): everything new starts before anything old stops.
+        assert_eq!(budget(4, 100, 200), (4, 0));
+        // One extra process at a time, none taken away early.
+        assert_eq!(budget(4, 100, 125), (1, 0));
+        // Two may be missing, none extra: two stop, then two start.
+        assert_eq!(budget(4, 50, 100), (2, 2));
+        // Both: batches of three, one of them stopped first.
+        assert_eq!(budget(4, 75, 150), (3, 1));
+        // A budget with no room still makes progress, one by one.
+        assert_eq!(budget(3, 100, 100), (1, 1));
+        assert_eq!(budget(1, 100, 200), (1, 0));
+    }
+}

@@ -1,0 +1,198 @@
+//! The berth server: API, auth, builder, deployer, reconciler, log collector.
+
+pub mod access;
+pub mod api;
+pub mod authz;
+pub mod builder;
+pub mod certs;
+pub mod deploy;
+pub mod health;
+pub mod logs;
+pub mod oneoff;
+pub mod ops;
+pub mod rack;
+pub mod reconcile;
+pub mod timers;
+pub mod upload;
+pub mod volumes;
+
+use berth_runtime::Runtime;
+use berth_store::{MasterKey, Store};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub api_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub domain: String,
+    pub router: RouterConfig,
+}
+
+/// How the server starts its router process (see `berth_router::control`).
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// The berth binary, run as `berth router`.
+    pub exe: PathBuf,
+    /// Worker threads; `None`: one per core.
+    pub threads: Option<usize>,
+    /// Largest request body forwarded, bytes.
+    pub max_body: u64,
+    /// Address the router serves HTTPS on, if any.
+    pub https: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("data dir {path}: {source}; check that it is writable by this user or pass --data DIR")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Store(#[from] berth_store::StoreError),
+    #[error("{0}")]
+    Seal(#[from] berth_store::SealError),
+    #[error("{0}")]
+    Runtime(#[from] berth_runtime::RuntimeError),
+    #[error("{0}")]
+    Router(#[from] berth_router::ControlError),
+    #[error(
+        "cannot listen on {addr} ({what}): {source}; is another berth server running? pick another address with {flag}"
+    )]
+    Listen {
+        addr: SocketAddr,
+        what: &'static str,
+        flag: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// What `init` found or made in the data dir.
+#[derive(Debug)]
+pub struct InitOutcome {
+    /// The admin token, only when this start created it (print it once).
+    pub new_admin_token: Option<String>,
+}
+
+fn data_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
+    move |source| ServerError::DataDir {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn open_store(data_dir: &Path) -> Result<Store, ServerError> {
+    let (key, _) = MasterKey::load_or_create(&data_dir.join("master.key"))?;
+    Ok(Store::open(&data_dir.join("berth.db"), key)?)
+}
+
+/// Creates the data dir, store, master key, rack id and admin token when absent.
+pub fn init(data_dir: &Path) -> Result<InitOutcome, ServerError> {
+    std::fs::create_dir_all(data_dir).map_err(data_err(data_dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(data_err(data_dir))?;
+    }
+    let store = open_store(data_dir)?;
+    if store.meta("rack_id")?.is_none() {
+        store.set_meta("rack_id", &hex::encode(rand::random::<[u8; 4]>()))?;
+    }
+    if store.meta("admin_token_created")?.is_some() {
+        return Ok(InitOutcome {
+            new_admin_token: None,
+        });
+    }
+    let (_, secret) = store.create_token("admin", None)?;
+    let path = data_dir.join("admin.token");
+    berth_store::seal::write_private(&path, format!("{secret}\n").as_bytes())
+        .map_err(data_err(&path))?;
+    store.set_meta("admin_token_created", &berth_store::now_rfc3339())?;
+    Ok(InitOutcome {
+        new_admin_token: Some(secret),
+    })
+}
+
+/// Runs the server until `shutdown` resolves. Apps keep running afterwards:
+/// nothing here stops containers on the way out.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    init(&config.data_dir)?;
+    let store = open_store(&config.data_dir)?;
+    let rack_id = store.meta("rack_id")?.unwrap_or_else(|| "default".into());
+    let runtime = berth_runtime::DockerRuntime::connect().await?;
+    let engine = runtime.version().await?;
+    let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+    let logs =
+        logs::LogBook::new(config.data_dir.join("logs")).map_err(data_err(&config.data_dir))?;
+    let api_listener = tokio::net::TcpListener::bind(config.api_addr)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: config.api_addr,
+            what: "API",
+            flag: "--api",
+            source,
+        })?;
+    // The router is a process of its own that outlives this one: a server restart
+    // attaches to it again, so the listening socket never closes.
+    let (router, access_lines) = berth_router::RouterLink::start(berth_router::LinkOptions {
+        exe: config.router.exe.clone(),
+        http: config.http_addr,
+        control: config.data_dir.join("router.sock"),
+        log: config.data_dir.join("router.log"),
+        threads: config.router.threads,
+        max_body: Some(config.router.max_body),
+        https: config.router.https,
+    })
+    .await?;
+    let http_addr = router.http_addr();
+    let rack = Arc::new(rack::Rack::new(
+        store,
+        runtime,
+        router.clone(),
+        logs,
+        rack_id,
+        config.domain.clone(),
+        format!("http://{http_addr}"),
+        config.data_dir.clone(),
+        engine.clone(),
+    ));
+    // Leftovers of an interrupted upload are never needed again.
+    let _ = std::fs::remove_dir_all(config.data_dir.join("tmp"));
+    reconcile::recover(&rack).await;
+    // Adopt what runs before anything can rebuild the route table: a table built from
+    // nothing observed would take every process out of the (still running) router.
+    if let Err(e) = reconcile::converge(&rack, &mut Default::default(), true).await {
+        tracing::warn!(error = %e, "first reconcile pass failed; the router keeps its table");
+    }
+    let reconciler = tokio::spawn(reconcile::run(rack.clone()));
+    let timers = tokio::spawn(timers::run(rack.clone()));
+    tokio::spawn(deploy::write_access_logs(rack.clone(), access_lines));
+    certs::push_to_router(&rack);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    tracing::info!(api = %config.api_addr, router = %http_addr, engine, "berth server ready");
+    let mut api_stop = stop_rx;
+    let served = axum::serve(api_listener, api::app(rack.clone()))
+        .with_graceful_shutdown(async move {
+            let _ = api_stop.wait_for(|s| *s).await;
+        })
+        .await;
+    reconciler.abort();
+    timers.abort();
+    tracing::info!("berth server stopped; apps and the router keep running");
+    served.map_err(|e| ServerError::DataDir {
+        path: "api".into(),
+        source: e,
+    })
+}

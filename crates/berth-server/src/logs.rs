@@ -1,0 +1,209 @@
+//! The app log stream: process output, build output and system events, one
+//! NDJSON file per app in the data dir, plus a live feed for `logs --follow`.
+
+use berth_api::LogEntry;
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use tokio::sync::broadcast;
+
+/// Above this size an app's log file is rotated to `<app>.log.1` (one generation kept).
+const ROTATE_BYTES: u64 = 64 * 1024 * 1024;
+
+pub struct LogBook {
+    dir: PathBuf,
+    apps: Mutex<HashMap<String, AppLog>>,
+}
+
+struct AppLog {
+    file: std::fs::File,
+    size: u64,
+    feed: broadcast::Sender<LogEntry>,
+}
+
+pub fn format_ts(nanos: i128) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+pub fn now_nanos() -> i128 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+}
+
+fn parse_ts(ts: &str) -> Option<i128> {
+    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp_nanos())
+}
+
+impl LogBook {
+    pub fn new(dir: PathBuf) -> std::io::Result<LogBook> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(LogBook {
+            dir,
+            apps: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn path(&self, app: &str) -> PathBuf {
+        self.dir.join(format!("{app}.log"))
+    }
+
+    fn with_app<T>(&self, app: &str, f: impl FnOnce(&mut AppLog) -> T) -> std::io::Result<T> {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        if !apps.contains_key(app) {
+            let path = self.path(app);
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            let size = file.metadata()?.len();
+            let (feed, _) = broadcast::channel(1024);
+            apps.insert(app.to_string(), AppLog { file, size, feed });
+        }
+        let log = apps
+            .get_mut(app)
+            .ok_or_else(|| std::io::Error::other("log vanished"))?;
+        Ok(f(log))
+    }
+
+    /// Appends one entry (with its timestamp in nanoseconds) and feeds followers.
+    pub fn append_at(&self, app: &str, ts_nanos: i128, source: &str, text: &str) {
+        let entry = LogEntry {
+            ts: format_ts(ts_nanos),
+            source: source.into(),
+            text: text.into(),
+        };
+        let Ok(mut line) = serde_json::to_vec(&entry) else {
+            return;
+        };
+        line.push(b'\n');
+        let result = self.with_app(app, |log| {
+            if log.size + line.len() as u64 > ROTATE_BYTES {
+                let path = self.path(app);
+                let _ = std::fs::rename(&path, path.with_extension("log.1"));
+                if let Ok(f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                {
+                    log.file = f;
+                    log.size = 0;
+                }
+            }
+            let written = log.file.write_all(&line);
+            if written.is_ok() {
+                log.size += line.len() as u64;
+            }
+            let _ = log.feed.send(entry);
+            written
+        });
+        if let Err(e) | Ok(Err(e)) = result {
+            tracing::warn!(app, error = %e, "cannot write app log; is the data disk full?");
+        }
+    }
+
+    pub fn append(&self, app: &str, source: &str, text: &str) {
+        self.append_at(app, now_nanos(), source, text);
+    }
+
+    /// A system event in the app's stream (source `berth`), also traced.
+    pub fn event(&self, app: &str, text: &str) {
+        tracing::info!(app, "{text}");
+        self.append(app, "berth", text);
+    }
+
+    pub fn subscribe(&self, app: &str) -> std::io::Result<broadcast::Receiver<LogEntry>> {
+        self.with_app(app, |log| log.feed.subscribe())
+    }
+
+    /// Stored entries at or after `since_nanos`, from `service` when given, in time order.
+    pub fn read(
+        &self,
+        app: &str,
+        since_nanos: i128,
+        service: Option<&str>,
+    ) -> std::io::Result<Vec<LogEntry>> {
+        let mut out = Vec::new();
+        let path = self.path(app);
+        for file in [path.with_extension("log.1"), path] {
+            read_file(&file, since_nanos, service, &mut out)?;
+        }
+        // Process output arrives per container, so entries are sorted here to interleave in time.
+        out.sort_by(|a, b| a.ts.cmp(&b.ts));
+        Ok(out)
+    }
+
+    pub fn remove(&self, app: &str) {
+        self.apps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(app);
+        let path = self.path(app);
+        let _ = std::fs::remove_file(path.with_extension("log.1"));
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+pub fn matches(entry: &LogEntry, since_nanos: i128, service: Option<&str>) -> bool {
+    if let Some(s) = service {
+        let prefix = format!("{s}/");
+        if !entry.source.starts_with(&prefix) {
+            return false;
+        }
+    }
+    since_nanos == 0 || parse_ts(&entry.ts).is_some_and(|t| t >= since_nanos)
+}
+
+fn read_file(
+    path: &Path,
+    since_nanos: i128,
+    service: Option<&str>,
+    out: &mut Vec<LogEntry>,
+) -> std::io::Result<()> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        // A torn last line (disk full, crash) is skipped rather than failing the whole read.
+        if let Ok(entry) = serde_json::from_str::<LogEntry>(&line)
+            && matches(&entry, since_nanos, service)
+        {
+            out.push(entry);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_filtered_and_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = LogBook::new(dir.path().to_path_buf()).unwrap();
+        let base = now_nanos();
+        book.append_at("shop", base + 2_000, "web/web-1", "second");
+        book.append_at("shop", base + 1_000, "worker/worker-1", "first");
+        book.append_at("shop", base - 10_000_000_000, "berth", "old");
+        let all = book.read("shop", base, None).unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+            ["first", "second"]
+        );
+        let web = book.read("shop", 0, Some("web")).unwrap();
+        assert_eq!(web.len(), 1);
+        book.remove("shop");
+        assert!(book.read("shop", 0, None).unwrap().is_empty());
+    }
+}

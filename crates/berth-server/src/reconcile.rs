@@ -1,0 +1,405 @@
+//! The reconciler makes the engine match the store: every `starting`/`active`
+//! process row has a running container, `stopping` rows are stopped, and
+//! berth-labelled containers of this rack without a row are removed. It runs
+//! on engine events and on a periodic resync; start-up is the same diff from
+//! nothing, which adopts running containers without touching them.
+
+use crate::health;
+use crate::rack::Rack;
+use berth_runtime::{ContainerInfo, ContainerState, LABEL_APP, LABEL_PROCESS, LABEL_RACK};
+use berth_store::ProcessRow;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const RESYNC: Duration = Duration::from_secs(2);
+
+/// Back-off for processes that keep dying: (consecutive quick crashes, not before).
+type Backoff = HashMap<(String, String), (u32, Instant)>;
+
+/// Recovers from a server that stopped mid-way: unfinished builds and
+/// deployments are marked failed and their half-started processes removed.
+pub async fn recover(rack: &Rack) {
+    if let Ok(n) = rack
+        .store
+        .fail_running_builds("the server stopped during the build; run it again")
+        && n > 0
+    {
+        tracing::warn!(builds = n, "marked interrupted builds failed");
+    }
+    let Ok(deployments) = rack.store.running_deployments() else {
+        return;
+    };
+    for d in deployments {
+        let reason = "the server stopped during the deploy; deploy again";
+        let processes = rack.store.processes(Some(&d.app)).unwrap_or_default();
+        for p in processes.iter().filter(|p| p.state == "starting") {
+            let _ = rack
+                .runtime
+                .remove_container(&rack.container_name(&p.app, &p.id))
+                .await;
+            let _ = rack.store.delete_process(&p.app, &p.id);
+        }
+        let _ = rack.store.finish_deployment(d.id, Some(reason));
+        if rack
+            .store
+            .app(&d.app)
+            .ok()
+            .and_then(|a| a.release)
+            .as_deref()
+            != Some(d.release.as_str())
+        {
+            let _ = rack.store.fail_release(&d.app, &d.release, reason);
+        }
+        rack.logs.event(
+            &d.app,
+            &format!("deploy of release {} failed: {reason}", d.release),
+        );
+    }
+}
+
+/// Runs the reconciler until the process ends.
+pub async fn run(rack: Arc<Rack>) {
+    tokio::spawn(watch_events(rack.clone()));
+    tokio::spawn(monitor_health(rack.clone()));
+    let mut backoff = Backoff::new();
+    let mut first = true;
+    loop {
+        if let Err(e) = converge(&rack, &mut backoff, first).await {
+            tracing::warn!(error = %e, "reconcile failed; retrying");
+        } else {
+            first = false;
+        }
+        tokio::select! {
+            _ = rack.nudge.notified() => {}
+            _ = tokio::time::sleep(RESYNC) => {}
+        }
+    }
+}
+
+async fn watch_events(rack: Arc<Rack>) {
+    loop {
+        let mut events = rack.runtime.events(LABEL_RACK, &rack.rack_id);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(e) if matches!(e.action.as_str(), "die" | "destroy" | "oom" | "start") => {
+                    if e.action == "die"
+                        && let (Some(app), Some(process)) =
+                            (e.labels.get(LABEL_APP), e.labels.get(LABEL_PROCESS))
+                    {
+                        let code = e
+                            .exit_code
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| "?".into());
+                        if rack
+                            .store
+                            .processes(Some(app))
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|p| &p.id == process && p.state != "stopping")
+                        {
+                            rack.logs
+                                .event(app, &format!("process {process} exited with code {code}"));
+                        }
+                        rack.set_healthy(app, process, false);
+                        rack.refresh_routes();
+                    }
+                    rack.nudge.notify_one();
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "engine event stream failed; reconnecting");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Whatever happened while disconnected is picked up by a full resync.
+        rack.nudge.notify_one();
+    }
+}
+
+/// One pass over every app.
+pub async fn converge(
+    rack: &Arc<Rack>,
+    backoff: &mut Backoff,
+    adopt: bool,
+) -> crate::rack::Result<()> {
+    let containers = rack
+        .runtime
+        .list_containers(LABEL_RACK, &rack.rack_id)
+        .await?;
+    let mut by_process: HashMap<(String, String), ContainerInfo> = HashMap::new();
+    let mut strays = Vec::new();
+    let mut oneoffs = Vec::new();
+    for c in containers {
+        // One-off processes have no row; `oneoff::converge` looks after them.
+        if c.labels.contains_key(berth_runtime::LABEL_ONEOFF) {
+            oneoffs.push(c);
+            continue;
+        }
+        match (c.labels.get(LABEL_APP), c.labels.get(LABEL_PROCESS)) {
+            (Some(app), Some(process)) => {
+                by_process.insert((app.clone(), process.clone()), c);
+            }
+            _ => strays.push(c),
+        }
+    }
+    let rows = rack.store.processes(None)?;
+    let mut changed = false;
+    let apps: std::collections::BTreeSet<String> =
+        rack.store.apps()?.into_iter().map(|a| a.name).collect();
+    for app in &apps {
+        let lock = rack.app_lock(app);
+        // A deploy or scale in progress owns its app; it is looked at next pass.
+        let Ok(_guard) = lock.try_lock() else {
+            by_process.retain(|(a, _), _| a != app);
+            continue;
+        };
+        for row in rows.iter().filter(|r| &r.app == app) {
+            let key = (row.app.clone(), row.id.clone());
+            let container = by_process.remove(&key);
+            changed |= converge_process(rack, row, container, backoff, adopt).await;
+        }
+    }
+    // Containers of this rack that no row wants: removed (never anything without our labels).
+    for ((app, process), c) in by_process {
+        if !apps.contains(&app) || !rows.iter().any(|r| r.app == app && r.id == process) {
+            tracing::info!(container = c.name, "removing stray container");
+            let _ = rack.runtime.remove_container(&c.id).await;
+            if apps.contains(&app) {
+                rack.logs.event(
+                    &app,
+                    &format!(
+                        "removed stray container {} (process {process} is not wanted)",
+                        c.name
+                    ),
+                );
+            }
+        }
+    }
+    for c in strays {
+        let _ = rack.runtime.remove_container(&c.id).await;
+    }
+    crate::oneoff::converge(rack, &apps, oneoffs).await;
+    if changed || adopt {
+        rack.refresh_routes();
+    }
+    Ok(())
+}
+
+fn port_of(rack: &Rack, row: &ProcessRow) -> Option<u16> {
+    let release = rack.store.release(&row.app, &row.release).ok()?;
+    let manifest = rack.manifest(&release).ok()?;
+    manifest.services.get(&row.service)?.port
+}
+
+/// Returns whether routing may have changed.
+async fn converge_process(
+    rack: &Arc<Rack>,
+    row: &ProcessRow,
+    container: Option<ContainerInfo>,
+    backoff: &mut Backoff,
+    adopt: bool,
+) -> bool {
+    if row.state == "stopping" {
+        let grace = rack.grace_of(row);
+        if let Err(e) = rack.stop_process(row, grace).await {
+            tracing::warn!(process = row.id, error = %e, "cannot stop process");
+        } else {
+            rack.logs
+                .event(&row.app, &format!("process {} stopped", row.id));
+        }
+        return true;
+    }
+    let port = port_of(rack, row);
+    match container {
+        Some(c) if c.state == ContainerState::Running => {
+            let known = rack
+                .observed(&row.app, &row.id)
+                .is_some_and(|o| o.container_id == c.id);
+            // Adopted after a server restart: it served before, so it keeps serving
+            // while the health monitor re-checks it.
+            rack.observe(&row.app, &row.id, &c, port, adopt);
+            // A process that stays up a while has recovered: its crash back-off is forgotten.
+            let key = (row.app.clone(), row.id.clone());
+            if backoff
+                .get(&key)
+                .is_some_and(|(_, t)| t.elapsed() > Duration::from_secs(30))
+            {
+                backoff.remove(&key);
+            }
+            ensure_collector(rack, row, &c.id);
+            !known
+        }
+        other => {
+            let (exit, oom) = match other.as_ref().map(|c| &c.state) {
+                Some(ContainerState::Exited { code, oom_killed }) => (*code, *oom_killed),
+                _ => (None, false),
+            };
+            let key = (row.app.clone(), row.id.clone());
+            let now = Instant::now();
+            if let Some((_, not_before)) = backoff.get(&key)
+                && now < *not_before
+            {
+                return false;
+            }
+            let quick = backoff.get(&key).map(|(n, _)| *n).unwrap_or(0);
+            let delay = Duration::from_secs(if quick == 0 {
+                0
+            } else {
+                (1u64 << quick.min(6)).min(60)
+            });
+            backoff.insert(key, (quick + 1, now + delay));
+            let what = match (&other, oom) {
+                (None, _) => "is missing".to_string(),
+                (Some(_), true) => "was killed for running out of memory".to_string(),
+                (Some(_), false) => format!(
+                    "exited with code {}",
+                    exit.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
+                ),
+            };
+            let _ = rack.store.record_restart(&row.app, &row.id, exit);
+            rack.set_healthy(&row.app, &row.id, false);
+            match rack.start_process(row).await {
+                Ok(info) => {
+                    rack.logs
+                        .event(&row.app, &format!("process {} {what}; replaced", row.id));
+                    ensure_collector(rack, row, &info.id);
+                }
+                Err(e) => rack.logs.event(
+                    &row.app,
+                    &format!("process {} {what}; cannot replace it: {e}", row.id),
+                ),
+            }
+            true
+        }
+    }
+}
+
+/// Follows a container's output into the app's log stream, from where the
+/// last collector of this process stopped.
+fn ensure_collector(rack: &Arc<Rack>, row: &ProcessRow, container_id: &str) {
+    let mut collectors = rack.collectors.lock().unwrap_or_else(|p| p.into_inner());
+    collectors.retain(|_, h| !h.is_finished());
+    if collectors.contains_key(container_id) {
+        return;
+    }
+    let rack2 = rack.clone();
+    let (app, process, service) = (row.app.clone(), row.id.clone(), row.service.clone());
+    let id = container_id.to_string();
+    let cursor = rack
+        .store
+        .processes(Some(&row.app))
+        .ok()
+        .and_then(|ps| ps.into_iter().find(|p| p.id == row.id))
+        .map(|p| p.log_cursor)
+        .unwrap_or(0);
+    let handle = tokio::spawn(async move {
+        let source = format!("{service}/{process}");
+        let mut last = cursor as i128;
+        let mut saved = Instant::now();
+        let mut lines = rack2.runtime.logs(&id, cursor / 1_000_000_000);
+        while let Some(Ok(line)) = lines.next().await {
+            if line.ts_nanos <= last {
+                continue;
+            }
+            last = line.ts_nanos;
+            rack2
+                .logs
+                .append_at(&app, line.ts_nanos, &source, &line.text);
+            if saved.elapsed() > Duration::from_millis(500) {
+                let _ = rack2.store.set_log_cursor(&app, &process, last as i64);
+                saved = Instant::now();
+            }
+        }
+        let _ = rack2.store.set_log_cursor(&app, &process, last as i64);
+    });
+    collectors.insert(container_id.to_string(), handle);
+}
+
+/// Checks every active process of a routed service each interval; a process
+/// is out of the router after `attempts` failures in a row and back in after
+/// one pass.
+async fn monitor_health(rack: Arc<Rack>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Ok(rows) = rack.store.processes(None) else {
+            continue;
+        };
+        let mut checks = Vec::new();
+        for row in rows.into_iter().filter(|r| r.state == "active") {
+            let Some(o) = rack.observed(&row.app, &row.id) else {
+                continue;
+            };
+            if !o.running {
+                continue;
+            }
+            let Some(addr) = o.addr else { continue };
+            let Ok(release) = rack.store.release(&row.app, &row.release) else {
+                continue;
+            };
+            let Ok(manifest) = rack.manifest(&release) else {
+                continue;
+            };
+            let Some(svc) = manifest.services.get(&row.service) else {
+                continue;
+            };
+            let health = svc.health.clone();
+            if o.last_check.is_some_and(|t| {
+                t.elapsed() < Duration::from_secs(u64::from(health.interval.max(1)))
+            }) {
+                continue;
+            }
+            let rack = rack.clone();
+            checks.push(async move {
+                let host = rack.default_host(&row.app, &row.service);
+                let ok = health::check(
+                    addr,
+                    &host,
+                    &health.path,
+                    Duration::from_secs(u64::from(health.timeout)),
+                )
+                .await;
+                let mut observed = rack.observed.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(o) = observed.get_mut(&(row.app.clone(), row.id.clone())) else {
+                    return false;
+                };
+                o.last_check = Some(Instant::now());
+                let was = o.healthy;
+                match ok {
+                    Ok(_) => {
+                        o.failures = 0;
+                        o.healthy = o.running;
+                    }
+                    Err(_) => {
+                        o.failures += 1;
+                        if o.failures >= health.attempts {
+                            o.healthy = false;
+                        }
+                    }
+                }
+                let now = o.healthy;
+                drop(observed);
+                if was != now {
+                    let text = if now {
+                        "passes its health check again"
+                    } else {
+                        "fails its health check; taken out of the router"
+                    };
+                    rack.logs
+                        .event(&row.app, &format!("process {} {text}", row.id));
+                }
+                was != now
+            });
+        }
+        let changed = futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .any(|c| c);
+        if changed {
+            rack.refresh_routes();
+        }
+    }
+}

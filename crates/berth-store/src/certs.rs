@@ -1,0 +1,86 @@
+//! TLS certificates the router serves: the PEM chain in the clear, the private key
+//! sealed with the master key (associated data: `cert` and the certificate's id).
+
+use crate::{Result, Store, StoreError};
+use rusqlite::params;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRow {
+    /// Short id (`c-3f9a2c`).
+    pub id: String,
+    /// Names served, exact or `*.example.com`.
+    pub domains: Vec<String>,
+    /// RFC 3339 end of validity.
+    pub not_after: String,
+    /// `imported`, `self-signed` or `acme`.
+    pub source: String,
+    pub created: String,
+    pub cert_pem: String,
+}
+
+impl Store {
+    /// Stores a certificate and its key (sealed); replaces one with the same id.
+    pub fn put_cert(&self, row: &CertRow, key_pem: &str) -> Result<()> {
+        let sealed = self.key.seal(key_pem, &crate::seal::aad("cert", &row.id))?;
+        let domains = serde_json::to_string(&row.domains)
+            .map_err(|e| StoreError::Corrupt(format!("certificate domains: {e}")))?;
+        self.conn().execute(
+            "INSERT OR REPLACE INTO certs (id, domains, not_after, source, created, cert_pem, key_sealed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![row.id, domains, row.not_after, row.source, row.created, row.cert_pem, sealed],
+        )?;
+        Ok(())
+    }
+
+    /// Every certificate, with its key opened.
+    pub fn certs(&self) -> Result<Vec<(CertRow, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, domains, not_after, source, created, cert_pem, key_sealed FROM certs ORDER BY created",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Vec<u8>>(6)?,
+                ))
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        drop(stmt);
+        drop(conn);
+        rows.into_iter()
+            .map(
+                |(id, domains, not_after, source, created, cert_pem, sealed)| {
+                    let key = self.key.open(&sealed, &crate::seal::aad("cert", &id))?;
+                    let domains = serde_json::from_str(&domains).map_err(|e| {
+                        StoreError::Corrupt(format!("certificate {id} domains: {e}"))
+                    })?;
+                    Ok((
+                        CertRow {
+                            id,
+                            domains,
+                            not_after,
+                            source,
+                            created,
+                            cert_pem,
+                        },
+                        key,
+                    ))
+                },
+            )
+            .collect()
+    }
+
+    /// Removes a certificate; false when there was none with that id.
+    pub fn delete_cert(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM certs WHERE id = ?1", [id])?
+            > 0)
+    }
+}

@@ -1,0 +1,153 @@
+use super::*;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("berth.db"), MasterKey::generate()).expect("open");
+    (dir, store)
+}
+
+#[test]
+fn apps_are_unique_and_deletable() {
+    let (_d, s) = store();
+    s.create_app("shop").unwrap();
+    assert!(matches!(
+        s.create_app("shop"),
+        Err(StoreError::AppExists(_))
+    ));
+    assert_eq!(s.apps().unwrap().len(), 1);
+    s.delete_app("shop").unwrap();
+    assert!(matches!(s.app("shop"), Err(StoreError::NoApp(_))));
+}
+
+#[test]
+fn env_versions_are_immutable_and_sealed() {
+    let (d, s) = store();
+    s.create_app("shop").unwrap();
+    let mut set = BTreeMap::new();
+    set.insert("SECRET".to_string(), "hunter2-plaintext".to_string());
+    set.insert("A".to_string(), "1".to_string());
+    let v1 = s.change_env("shop", &set, &[]).unwrap();
+    let v2 = s
+        .change_env("shop", &BTreeMap::new(), &["A".to_string()])
+        .unwrap();
+    assert_eq!(s.env("shop", v1).unwrap().len(), 2);
+    let e2 = s.env("shop", v2).unwrap();
+    assert_eq!(
+        e2.get("SECRET").map(String::as_str),
+        Some("hunter2-plaintext")
+    );
+    assert!(!e2.contains_key("A"));
+    assert_eq!(s.app("shop").unwrap().env_version, v2);
+    drop(s);
+    // The database files never hold the plaintext.
+    for entry in std::fs::read_dir(d.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(17).any(|w| w == b"hunter2-plaintext"));
+    }
+}
+
+#[test]
+fn wrong_key_cannot_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("berth.db");
+    let s = Store::open(&db, MasterKey::generate()).unwrap();
+    s.create_app("shop").unwrap();
+    let mut set = BTreeMap::new();
+    set.insert("K".to_string(), "v".to_string());
+    let v = s.change_env("shop", &set, &[]).unwrap();
+    drop(s);
+    let s = Store::open(&db, MasterKey::generate()).unwrap();
+    assert!(matches!(
+        s.env("shop", v),
+        Err(StoreError::Seal(SealError::Open))
+    ));
+}
+
+#[test]
+fn tokens_are_hashed_and_checked() {
+    let (_d, s) = store();
+    let (id, secret) = s.create_token("admin", None).unwrap();
+    assert_eq!(
+        s.check_token(&secret).unwrap(),
+        Some((id, "admin".to_string()))
+    );
+    assert_eq!(s.check_token("berth_wrong").unwrap(), None);
+    assert_eq!(s.check_token("").unwrap(), None);
+}
+
+#[test]
+fn builds_and_releases_number_per_app() {
+    let (_d, s) = store();
+    s.create_app("a").unwrap();
+    s.create_app("b").unwrap();
+    assert_eq!(s.create_build("a", "m").unwrap().id, "B1");
+    assert_eq!(s.create_build("a", "m").unwrap().id, "B2");
+    assert_eq!(s.create_build("b", "m").unwrap().id, "B1");
+    let r1 = s
+        .create_release("a", Some("B1"), 0, "m", "build B1")
+        .unwrap();
+    let r2 = s
+        .create_release("a", Some("B2"), 0, "m", "build B2")
+        .unwrap();
+    assert_eq!((r1.id.as_str(), r2.id.as_str()), ("R1", "R2"));
+    s.promote("a", "R1", &[], &[]).unwrap();
+    s.promote("a", "R2", &[], &[]).unwrap();
+    let rels = s.releases("a").unwrap();
+    assert_eq!(rels[0].status, "active");
+    assert_eq!(rels[1].status, "superseded");
+    assert_eq!(s.app("a").unwrap().release.as_deref(), Some("R2"));
+}
+
+#[test]
+fn promote_switches_processes_atomically() {
+    let (_d, s) = store();
+    s.create_app("a").unwrap();
+    let proc = |id: &str, state: &str| ProcessRow {
+        app: "a".into(),
+        id: id.into(),
+        service: "web".into(),
+        release: "R1".into(),
+        state: state.into(),
+        created: now_rfc3339(),
+        memory: Some(64),
+        cpu: None,
+        restarts: 0,
+        last_exit: None,
+        log_cursor: 0,
+    };
+    s.insert_process(&proc("web-old", "active")).unwrap();
+    s.insert_process(&proc("web-new", "starting")).unwrap();
+    s.create_release("a", None, 0, "m", "x").unwrap();
+    s.promote("a", "R1", &["web-new".into()], &["web-old".into()])
+        .unwrap();
+    let ps = s.processes(Some("a")).unwrap();
+    let state = |id: &str| ps.iter().find(|p| p.id == id).map(|p| p.state.clone());
+    assert_eq!(state("web-new").as_deref(), Some("active"));
+    assert_eq!(state("web-old").as_deref(), Some("stopping"));
+    assert_eq!(ps[0].memory, Some(64));
+}
+
+#[test]
+fn env_versions_after_a_rollback_never_collide() {
+    let (_d, s) = store();
+    s.create_app("a").unwrap();
+    let one = BTreeMap::from([("K".to_string(), "1".to_string())]);
+    let two = BTreeMap::from([("K".to_string(), "2".to_string())]);
+    let v1 = s.change_env("a", &one, &[]).unwrap();
+    let v2 = s.change_env("a", &two, &[]).unwrap();
+    s.set_env_version("a", v1).unwrap();
+    let v3 = s
+        .change_env(
+            "a",
+            &BTreeMap::from([("L".to_string(), "x".to_string())]),
+            &[],
+        )
+        .unwrap();
+    assert!(v3 > v2);
+    let env = s.env("a", v3).unwrap();
+    assert_eq!(env.get("K").map(String::as_str), Some("1"));
+    assert_eq!(
+        s.env("a", v2).unwrap().get("K").map(String::as_str),
+        Some("2")
+    );
+}

@@ -1,0 +1,56 @@
+//! `berth`: the command line of a self-hosted PaaS, and its server (`berth server`).
+//!
+//! Thin: parses the command line, then runs a command through `berth-client` or runs
+//! `berth-server`. Errors are printed as `error: <message>` and exit with status 1.
+
+mod access;
+mod certs;
+mod cli;
+mod commands;
+mod oneoff;
+mod ops;
+mod output;
+mod progress;
+mod resolve;
+mod router;
+mod server;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors; usage errors exit 1 like any other.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    // `berth router --threads N` sizes its runtime; everything else gets a worker per core.
+    let threads = match &cli.command {
+        cli::Command::Router(r) => r.threads,
+        _ => None,
+    };
+    let runtime = match router::runtime(threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(commands::run(cli.command));
+    // Don't wait forever on blocking work still running (e.g. a stuck engine call).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

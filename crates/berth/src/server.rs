@@ -1,0 +1,162 @@
+//! `berth server`: runs the server in the foreground until SIGTERM or SIGINT.
+
+use crate::cli::ServerArgs;
+use anyhow::{Context, Result, anyhow};
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use tokio::signal::unix::{SignalKind, signal};
+
+pub async fn run(args: ServerArgs) -> Result<()> {
+    init_logging();
+    berth_server::upload::set_max_upload(args.max_upload << 20);
+    let data_dir = match args.data {
+        Some(dir) => dir,
+        None => default_data_dir(
+            is_root(),
+            std::env::var_os("XDG_DATA_HOME"),
+            std::env::var_os("HOME"),
+        )
+        .ok_or_else(|| {
+            anyhow!("cannot choose a data directory: HOME is not set; pass --data DIR")
+        })?,
+    };
+    let outcome = {
+        let dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || berth_server::init(&dir))
+            .await
+            .context("the server's initialisation panicked")?
+            .with_context(|| {
+                format!(
+                    "cannot initialise the data directory {}",
+                    data_dir.display()
+                )
+            })?
+    };
+    if let Some(token) = outcome.new_admin_token {
+        announce_admin_token(&token, &data_dir, args.api);
+    }
+
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+        }
+    };
+    let config = berth_server::ServerConfig {
+        data_dir,
+        api_addr: args.api,
+        http_addr: args.http,
+        domain: args.domain,
+        router: berth_server::RouterConfig {
+            exe: std::env::current_exe()
+                .context("cannot find the berth binary to start the router")?,
+            threads: args.router_threads.map(usize::from),
+            max_body: args.max_body.saturating_mul(1024 * 1024),
+            https: args.https,
+        },
+    };
+    berth_server::run(config, shutdown).await?;
+    Ok(())
+}
+
+/// Prints the new admin token once and points the CLI config at this server.
+fn announce_admin_token(token: &str, data_dir: &std::path::Path, api: SocketAddr) {
+    let token_file = data_dir.join("admin.token");
+    let host = cli_host(api);
+    match berth_client::config::save(&host, token) {
+        Ok(_) => println!(
+            "admin token: {token}; saved to {} and the CLI config",
+            token_file.display()
+        ),
+        Err(e) => {
+            println!("admin token: {token}; saved to {}", token_file.display());
+            tracing::warn!("could not save the CLI config: {e}");
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Another subscriber (tests) may already be set; then keep it.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `/var/lib/berth` for root, else `$XDG_DATA_HOME/berth` (absolute only, per the XDG
+/// spec), else `~/.local/share/berth`.
+pub fn default_data_dir(
+    root: bool,
+    xdg_data_home: Option<OsString>,
+    home: Option<OsString>,
+) -> Option<PathBuf> {
+    if root {
+        return Some(PathBuf::from("/var/lib/berth"));
+    }
+    match xdg_data_home.map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => Some(dir.join("berth")),
+        _ => {
+            let home = home.filter(|h| !h.is_empty())?;
+            Some(PathBuf::from(home).join(".local/share/berth"))
+        }
+    }
+}
+
+/// The URL the CLI should use for an API listening on `addr`: a wildcard address is
+/// reached through loopback.
+pub fn cli_host(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dir_defaults() {
+        let home = Some(OsString::from("/home/u"));
+        assert_eq!(
+            default_data_dir(true, None, home.clone()),
+            Some("/var/lib/berth".into())
+        );
+        assert_eq!(
+            default_data_dir(false, Some("/x/data".into()), home.clone()),
+            Some("/x/data/berth".into())
+        );
+        assert_eq!(
+            default_data_dir(false, Some("rel".into()), home.clone()),
+            Some("/home/u/.local/share/berth".into())
+        );
+        assert_eq!(
+            default_data_dir(false, None, home),
+            Some("/home/u/.local/share/berth".into())
+        );
+        assert_eq!(default_data_dir(false, None, None), None);
+    }
+
+    #[test]
+    fn cli_host_uses_loopback_for_wildcards() -> Result<(), std::net::AddrParseError> {
+        assert_eq!(cli_host("127.0.0.1:7070".parse()?), "http://127.0.0.1:7070");
+        assert_eq!(cli_host("0.0.0.0:7070".parse()?), "http://127.0.0.1:7070");
+        assert_eq!(cli_host("[::]:7070".parse()?), "http://[::1]:7070");
+        assert_eq!(cli_host("10.0.0.5:1".parse()?), "http://10.0.0.5:1");
+        Ok(())
+    }
+}

@@ -1,0 +1,370 @@
+//! Access: roles, app-limited tokens, 401s, revocation, the audit trail, and env
+//! values kept out of logs, errors and listings. A real server, the real CLI.
+
+mod common;
+
+use common::*;
+
+fn api(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let header = token.map(|t| format!("Bearer {t}"));
+    request(s.api, "127.0.0.1", method, path, header.as_deref(), body).unwrap_or((0, String::new()))
+}
+
+/// Creates a token through the CLI and returns (id, secret).
+fn token(s: &Server, args: &[&str]) -> (String, String) {
+    let mut all = vec!["tokens", "create"];
+    all.extend_from_slice(args);
+    let out = s.cli(&all);
+    assert!(out.status.success(), "tokens create: {}", stderr(&out));
+    let secret = stdout(&out).trim().to_string();
+    assert!(
+        secret.starts_with("berth_"),
+        "secret printed alone: {secret}"
+    );
+    let message = stderr(&out);
+    let id = message
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .find(|w| {
+            w.len() == 9 && w.starts_with('t') && w[1..].chars().all(|c| c.is_ascii_hexdigit())
+        })
+        .expect("token id in the message")
+        .to_string();
+    (id, secret)
+}
+
+fn expect(got: (u16, String), status: u16, needle: &str, what: &str) {
+    assert_eq!(got.0, status, "{what}: {}", got.1);
+    assert!(
+        got.1.contains(needle),
+        "{what}: body {:?} lacks {needle:?}",
+        got.1
+    );
+}
+
+#[test]
+fn roles_are_refused_outside_their_reach_and_changes_are_audited() {
+    let mut s = Server::start();
+    let a = s.create_app("acc-a");
+    let b = s.create_app("acc-b");
+    let (read_id, read) = token(&s, &["--role", "read"]);
+    let (dep_id, dep_a) = token(&s, &["--role", "deploy", "--app", &a]);
+    let (_, dep_all) = token(&s, &["--role", "deploy"]);
+
+    // Listing shows every token, never a secret.
+    let list = s.ok(&["tokens"]);
+    assert!(list.starts_with("ID"), "{list}");
+    for id in [&read_id, &dep_id] {
+        assert!(list.contains(id.as_str()), "{list}");
+    }
+    assert!(
+        !list.contains(&read) && !list.contains(&dep_a),
+        "secrets listed:\n{list}"
+    );
+    let env = r#"{"set":{"SECRET_KEY":"hunter2-value"},"unset":[],"promote":false}"#;
+
+    // read: read-only GETs, no env values, no changes, no tokens.
+    expect(
+        api(&s, "GET", "/apps", Some(&read), None),
+        200,
+        &a,
+        "read lists apps",
+    );
+    expect(
+        api(&s, "GET", &format!("/apps/{a}/releases"), Some(&read), None),
+        200,
+        "[",
+        "read releases",
+    );
+    expect(
+        api(&s, "GET", &format!("/apps/{a}/env"), Some(&read), None),
+        403,
+        "needs role deploy",
+        "read env",
+    );
+    expect(
+        api(
+            &s,
+            "POST",
+            &format!("/apps/{a}/env"),
+            Some(&read),
+            Some(env),
+        ),
+        403,
+        "has role read",
+        "read env set",
+    );
+    expect(
+        api(
+            &s,
+            "POST",
+            "/apps",
+            Some(&read),
+            Some(r#"{"name":"x-read"}"#),
+        ),
+        403,
+        "needs role admin",
+        "read create app",
+    );
+    expect(
+        api(&s, "GET", "/tokens", Some(&read), None),
+        403,
+        "needs role admin",
+        "read tokens",
+    );
+    expect(
+        api(&s, "GET", "/audit", Some(&read), None),
+        403,
+        "needs role admin",
+        "read audit",
+    );
+
+    // deploy limited to app a: changes a, nothing else.
+    expect(
+        api(
+            &s,
+            "POST",
+            &format!("/apps/{a}/env"),
+            Some(&dep_a),
+            Some(env),
+        ),
+        200,
+        "saved",
+        "deploy@a env set",
+    );
+    expect(
+        api(&s, "GET", &format!("/apps/{a}/env"), Some(&dep_a), None),
+        200,
+        "SECRET_KEY",
+        "deploy@a env get",
+    );
+    expect(
+        api(
+            &s,
+            "POST",
+            &format!("/apps/{b}/env"),
+            Some(&dep_a),
+            Some(env),
+        ),
+        403,
+        &format!("limited to app {a}"),
+        "deploy@a on b",
+    );
+    expect(
+        api(
+            &s,
+            "GET",
+            &format!("/apps/{b}/releases"),
+            Some(&dep_a),
+            None,
+        ),
+        403,
+        "limited to app",
+        "deploy@a reads b",
+    );
+    expect(
+        api(&s, "GET", "/apps", Some(&dep_a), None),
+        403,
+        "limited to app",
+        "deploy@a lists apps",
+    );
+    expect(
+        api(&s, "GET", "/rack", Some(&dep_a), None),
+        200,
+        "version",
+        "deploy@a rack (login)",
+    );
+    expect(
+        api(&s, "DELETE", &format!("/apps/{a}"), Some(&dep_a), None),
+        403,
+        "needs role admin",
+        "deploy@a delete app",
+    );
+    expect(
+        api(
+            &s,
+            "POST",
+            "/tokens",
+            Some(&dep_a),
+            Some(r#"{"role":"admin"}"#),
+        ),
+        403,
+        "needs role admin",
+        "deploy@a mints admin",
+    );
+
+    // deploy for every app: any app's changes, but not apps or tokens.
+    expect(
+        api(
+            &s,
+            "POST",
+            &format!("/apps/{b}/env"),
+            Some(&dep_all),
+            Some(env),
+        ),
+        200,
+        "saved",
+        "deploy env on b",
+    );
+    expect(
+        api(
+            &s,
+            "POST",
+            "/apps",
+            Some(&dep_all),
+            Some(r#"{"name":"x-dep"}"#),
+        ),
+        403,
+        "needs role admin",
+        "deploy create app",
+    );
+    expect(
+        api(&s, "GET", "/tokens", Some(&dep_all), None),
+        403,
+        "needs role admin",
+        "deploy tokens",
+    );
+
+    // The CLI says why, too.
+    s.token = read.clone();
+    let out = s.cli(&["env", "set", "X=1", "-a", &a]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("needs role deploy"),
+        "{}",
+        stderr(&out)
+    );
+    s.token = std::fs::read_to_string(s.data.path().join("rack/admin.token"))
+        .expect("admin token")
+        .trim()
+        .to_string();
+
+    // 401 for missing, wrong, malformed and revoked tokens, with one message.
+    let wrong = format!("berth_{}", "0".repeat(64));
+    for header in [
+        None,
+        Some(format!("Bearer {wrong}")),
+        Some("Bearer".to_string()),
+        Some("Basic dXNlcjpwYXNz".to_string()),
+        Some(format!("Token {read}")),
+        Some("Bearer berth_\u{e9}".to_string()),
+    ] {
+        let got = request(s.api, "127.0.0.1", "GET", "/apps", header.as_deref(), None)
+            .unwrap_or((0, String::new()));
+        expect(got, 401, "missing or invalid token", &format!("{header:?}"));
+    }
+    s.ok(&["tokens", "revoke", &read_id]);
+    expect(
+        api(&s, "GET", "/apps", Some(&read), None),
+        401,
+        "missing or invalid token",
+        "revoked",
+    );
+    let out = s.cli(&["tokens", "revoke", &read_id]);
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let out = s.cli(&["tokens", "create", "--role", "admin", "--app", &a]);
+    assert!(
+        stderr(&out).contains("covers every app"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Every change is in the audit trail with who made it; refusals too; no env values.
+    let audit = s.json(&["audit", "--json"]);
+    let rows = audit.as_array().expect("audit list");
+    let has = |token: &str, method: &str, path: &str, status: u64| {
+        rows.iter().any(|r| {
+            r["token"] == token
+                && r["method"] == method
+                && r["path"] == path
+                && r["status"] == status
+        })
+    };
+    assert!(
+        has(&dep_id, "POST", &format!("/apps/{a}/env"), 200),
+        "{audit:#}"
+    );
+    assert!(
+        has(&dep_id, "POST", &format!("/apps/{b}/env"), 403),
+        "{audit:#}"
+    );
+    assert!(has(&read_id, "POST", "/apps", 403), "{audit:#}");
+    assert!(
+        rows.iter()
+            .any(|r| r["method"] == "DELETE" && r["path"] == format!("/tokens/{read_id}"))
+    );
+    assert!(
+        has(&dep_id, "GET", &format!("/apps/{a}/env"), 200),
+        "reads of secrets are audited: {audit:#}"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["method"] == "GET" && r["path"] == "/apps"),
+        "plain reads are not audited"
+    );
+    let text = s.ok(&["audit"]);
+    assert!(text.starts_with("TIME"), "{text}");
+    assert!(!text.contains("hunter2") && !audit.to_string().contains("hunter2"));
+    let tokens = s.json(&["tokens", "--json"]);
+    let used = tokens
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["id"] == dep_id.as_str()))
+        .expect("deploy token listed");
+    assert!(used["last_used"].is_string(), "{tokens:#}");
+}
+
+#[test]
+fn env_values_stay_out_of_logs_errors_and_listings() {
+    let mut s = Server::start();
+    let app = s.create_app("acc-env");
+    let src = hello_source();
+    s.ok_in(src.path(), &["deploy", "-a", &app]);
+    let secret = format!("s3cr3t-{}", unique_app("v"));
+    s.ok(&[
+        "env",
+        "set",
+        &format!("DB_PASSWORD={secret}"),
+        "--promote",
+        "-a",
+        &app,
+    ]);
+    // An invalid key next to a secret value: the error names the key, not the value.
+    let out = s.cli(&["env", "set", &format!("9BAD={secret}"), "-a", &app]);
+    assert!(!out.status.success());
+    let mut seen = vec![stderr(&out), stdout(&out)];
+    let bad = format!(r#"{{"set":{{"bad key":"{secret}"}},"unset":[]}}"#);
+    let got = api(
+        &s,
+        "POST",
+        &format!("/apps/{app}/env"),
+        Some(&s.token),
+        Some(&bad),
+    );
+    assert_eq!(got.0, 400, "{}", got.1);
+    seen.push(got.1);
+    for args in [
+        vec!["releases", "-a", &app],
+        vec!["releases", "--json", "-a", &app],
+        vec!["apps", "info", &app],
+        vec!["apps", "info", "--json", &app],
+        vec!["apps"],
+        vec!["logs", "-a", &app],
+        vec!["audit", "--json"],
+    ] {
+        seen.push(s.ok(&args));
+    }
+    assert!(
+        s.ok(&["env", "-a", &app]).contains(&secret),
+        "env itself shows it"
+    );
+    seen.push(s.server_log());
+    for text in seen {
+        assert!(!text.contains(&secret), "env value leaked:\n{text}");
+    }
+}

@@ -1,0 +1,288 @@
+//! Zero downtime under load: clients keep requesting an app through the router
+//! while it is deployed, scaled, reconfigured, restarted, rolled back, and while
+//! `berth server` itself restarts. Not one request may fail.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const CLIENTS: usize = 20;
+
+#[derive(Default)]
+struct Counts {
+    ok: AtomicU64,
+    non_2xx: AtomicU64,
+    errors: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+/// Reads one response from a keep-alive connection: (status, body, server closes).
+fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<u8>, bool)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed before a response",
+        ));
+    }
+    let status: u16 = line.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (mut length, mut chunked, mut close) = (None, false, false);
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':').unwrap_or((header, ""));
+        let (name, value) = (name.to_ascii_lowercase(), value.trim().to_ascii_lowercase());
+        match name.as_str() {
+            "content-length" => length = value.parse::<usize>().ok(),
+            "transfer-encoding" => chunked = value.contains("chunked"),
+            "connection" => close = value.contains("close"),
+            _ => {}
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim(), 16)
+                .map_err(|_| std::io::Error::other(format!("bad chunk size {size:?}")))?;
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = length {
+        body.resize(n, 0);
+        reader.read_exact(&mut body)?;
+    } else {
+        reader.read_to_end(&mut body)?;
+        close = true;
+    }
+    Ok((status, body, close))
+}
+
+/// One client: a keep-alive connection, reopened only when the router says so.
+fn client(
+    port: u16,
+    host: String,
+    stop: Arc<AtomicBool>,
+    counts: Arc<Counts>,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let mut conn: Option<BufReader<TcpStream>> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if conn.is_none() {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                    counts.reconnects.fetch_add(1, Ordering::Relaxed);
+                    conn = Some(BufReader::new(s));
+                }
+                Err(e) => {
+                    counts.errors.fetch_add(1, Ordering::Relaxed);
+                    log.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(format!("connect: {e}"));
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            }
+        }
+        let Some(reader) = conn.as_mut() else {
+            continue;
+        };
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let result = reader
+            .get_mut()
+            .write_all(request.as_bytes())
+            .and_then(|()| read_response(reader));
+        match result {
+            Ok((status, body, close)) => {
+                if (200..300).contains(&status) {
+                    counts.ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    counts.non_2xx.fetch_add(1, Ordering::Relaxed);
+                    log.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+                        "{status}: {}",
+                        String::from_utf8_lossy(&body).trim()
+                    ));
+                }
+                if close {
+                    conn = None;
+                }
+            }
+            Err(e) => {
+                counts.errors.fetch_add(1, Ordering::Relaxed);
+                log.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(format!("request: {e}"));
+                conn = None;
+            }
+        }
+        // A bounded load: the machine must still build and start containers.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn slow_request(
+    port: u16,
+    host: String,
+) -> std::thread::JoinHandle<std::io::Result<(u16, String)>> {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let result = http_get(port, &host, "/cgi-bin/slow");
+        eprintln!("slow request took {:?}", started.elapsed());
+        result
+    })
+}
+
+#[test]
+fn no_request_fails_during_any_change() {
+    let mut server = Server::start();
+    let app = server.create_app("zdt");
+    let src = hello_source();
+    write(
+        src.path(),
+        "berth.yml",
+        "app: hello\nenvironment:\n  - GREETING=hello\nservices:\n  web:\n    build: .\n    port: 8080\n    health: /\n    scale: {count: 2}\n    deployment: {minimum: 100, maximum: 150}\n    termination: {grace: 5}\n",
+    );
+    let slow = src.path().join("www/cgi-bin/slow");
+    write(
+        src.path(),
+        "www/cgi-bin/slow",
+        "#!/bin/sh\nsleep 3\nprintf 'Content-Type: text/plain\\r\\n\\r\\nslow done\\n'\n",
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    server.ok_in(src.path(), &["deploy", ".", "-a", &app]);
+    let host = format!("web.{app}.localhost");
+    assert_eq!(server.get(&host, "/").0, 200);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (host, stop, counts, log) =
+                (host.clone(), stop.clone(), counts.clone(), log.clone());
+            let port = server.http;
+            std::thread::spawn(move || client(port, host, stop, counts, log))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let step = |what: &str, started: Instant, counts: &Counts| {
+        eprintln!(
+            "{what}: done in {:.1?}; so far {} ok, {} non-2xx, {} errors",
+            started.elapsed(),
+            counts.ok.load(Ordering::Relaxed),
+            counts.non_2xx.load(Ordering::Relaxed),
+            counts.errors.load(Ordering::Relaxed)
+        );
+    };
+
+    // A deploy of a new release, with a slow request held open across it: the old
+    // process drains it before it is stopped.
+    let t = Instant::now();
+    write(src.path(), "www/index.html", "<h1>Hello again</h1>\n");
+    let held = slow_request(server.http, host.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let out = server.cli_in(src.path(), &["deploy", ".", "-a", &app]);
+    let shown = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "deploy failed:\n{shown}");
+    // maximum 150% of 2: one new process at a time, each routed before an old one goes.
+    assert_eq!(
+        shown.matches("web: 1 new process(es) routed").count(),
+        2,
+        "not a rolling deploy:\n{shown}"
+    );
+    let (status, body) = held
+        .join()
+        .expect("slow request thread")
+        .expect("slow request answered");
+    assert_eq!(
+        (status, body.trim()),
+        (200, "slow done"),
+        "the held request was cut"
+    );
+    step("deploy", t, &counts);
+
+    let t = Instant::now();
+    server.ok(&["scale", "web", "--count", "3", "-a", &app]);
+    server.ok(&["scale", "web", "--count", "1", "-a", &app]);
+    server.ok(&["scale", "web", "--count", "2", "-a", &app]);
+    step("scale up and down", t, &counts);
+
+    let t = Instant::now();
+    server.ok(&["env", "set", "GREETING=hi", "-a", &app, "--promote"]);
+    step("env set --promote", t, &counts);
+
+    let t = Instant::now();
+    server.ok(&["restart", "-a", &app]);
+    step("restart", t, &counts);
+
+    let t = Instant::now();
+    server.ok(&["releases", "rollback", "R1", "-a", &app]);
+    step("releases rollback", t, &counts);
+
+    let t = Instant::now();
+    let router = server.router_pid();
+    server.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    server.spawn();
+    assert_eq!(
+        server.router_pid(),
+        router,
+        "the router outlives the server"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    step("server restart", t, &counts);
+
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    let (ok, bad, errors) = (
+        counts.ok.load(Ordering::Relaxed),
+        counts.non_2xx.load(Ordering::Relaxed),
+        counts.errors.load(Ordering::Relaxed),
+    );
+    println!(
+        "zero downtime: {ok} responses 2xx, {bad} non-2xx, {errors} connection errors, {} connections",
+        counts.reconnects.load(Ordering::Relaxed)
+    );
+    let log = log.lock().unwrap_or_else(|p| p.into_inner());
+    assert!(
+        bad == 0 && errors == 0,
+        "{bad} non-2xx and {errors} errors; first failures: {:?}\nserver log tail:\n{}",
+        &log[..log.len().min(10)],
+        tail(&server.server_log(), 30)
+    );
+    assert!(ok > 500, "too few requests went through: {ok}");
+
+    // The router's access log lines reach the app's log stream.
+    let logs = server.ok(&["logs", "-a", &app]);
+    assert!(
+        logs.lines().any(|l| l.contains("GET ")
+            && l.contains(&host)
+            && l.contains(" 200 ")
+            && l.contains("web-")),
+        "no access log line in:\n{}",
+        tail(&logs, 20)
+    );
+}
