@@ -16,6 +16,27 @@ use tokio::sync::oneshot;
 pub(crate) struct ReqBody {
     inner: Option<Incoming>,
     giveback: Option<oneshot::Sender<Incoming>>,
+    /// Most bytes allowed through; a chunked body has no length to check up
+    /// front, so the limit is enforced while it streams.
+    limit: Option<u64>,
+    sent: u64,
+}
+
+/// A streamed request body went past the router's `--max-body`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than the router's limit of {0} bytes")]
+pub(crate) struct BodyTooLarge(pub u64);
+
+/// True when `error`, or anything it was caused by, is [`BodyTooLarge`].
+pub(crate) fn caused_by_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<BodyTooLarge>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 impl ReqBody {
@@ -24,24 +45,33 @@ impl ReqBody {
         ReqBody {
             inner: None,
             giveback: None,
+            limit: None,
+            sent: 0,
         }
     }
 
     /// Streams the client's body; it is lost if this attempt fails.
-    pub(crate) fn stream(body: Incoming) -> Self {
+    pub(crate) fn stream(body: Incoming, limit: Option<u64>) -> Self {
         ReqBody {
             inner: Some(body),
             giveback: None,
+            limit,
+            sent: 0,
         }
     }
 
     /// Streams the client's body, or hands it back through the receiver if it is dropped
     /// before the first poll.
-    pub(crate) fn recoverable(body: Incoming) -> (Self, oneshot::Receiver<Incoming>) {
+    pub(crate) fn recoverable(
+        body: Incoming,
+        limit: Option<u64>,
+    ) -> (Self, oneshot::Receiver<Incoming>) {
         let (tx, rx) = oneshot::channel();
         let body = ReqBody {
             inner: Some(body),
             giveback: Some(tx),
+            limit,
+            sent: 0,
         };
         (body, rx)
     }
@@ -49,19 +79,32 @@ impl ReqBody {
 
 impl Body for ReqBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         // Once polled, data may have left: this body can no longer be replayed.
         this.giveback = None;
-        match &mut this.inner {
-            Some(body) => Pin::new(body).poll_frame(cx),
-            None => Poll::Ready(None),
+        let Some(body) = &mut this.inner else {
+            return Poll::Ready(None);
+        };
+        let frame = match Pin::new(body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let (Some(limit), Some(data)) = (this.limit, frame.data_ref()) {
+            this.sent = this.sent.saturating_add(data.len() as u64);
+            if this.sent > limit {
+                this.inner = None;
+                return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)))));
+            }
         }
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {

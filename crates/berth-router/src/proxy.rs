@@ -41,6 +41,8 @@ enum Failure {
     },
     #[error("invalid request target")]
     BadTarget,
+    #[error("request body over the limit of {0} bytes")]
+    TooLarge(u64),
 }
 
 impl Router {
@@ -258,9 +260,9 @@ impl Router {
             let last = attempt + 1 == attempts;
             let (req_body, giveback) = match body.take() {
                 None => (ReqBody::empty(), None),
-                Some(b) if last => (ReqBody::stream(b), None),
+                Some(b) if last => (ReqBody::stream(b, self.max_body), None),
                 Some(b) => {
-                    let (rb, rx) = ReqBody::recoverable(b);
+                    let (rb, rx) = ReqBody::recoverable(b, self.max_body);
                     (rb, Some(rx))
                 }
             };
@@ -319,6 +321,9 @@ impl Router {
                         "process failed to answer; retrying: {}",
                         error_chain(&e)
                     );
+                }
+                Err(e) if crate::body::caused_by_too_large(&e) => {
+                    return Err(Failure::TooLarge(self.max_body.unwrap_or_default()));
                 }
                 Err(e) => {
                     tracing::debug!(
@@ -390,6 +395,10 @@ fn failure_response(failure: Failure, entry: &Entry) -> Response<ResBody> {
         Failure::BadTarget => (
             StatusCode::BAD_REQUEST,
             "berth: the request target is invalid\n".to_owned(),
+        ),
+        Failure::TooLarge(max) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("berth: the request body is larger than the router's limit of {max} bytes\n"),
         ),
     };
     text(status, message)

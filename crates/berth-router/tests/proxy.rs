@@ -849,6 +849,34 @@ async fn bodies_over_the_limit_are_413() {
             &body[..],
             b"berth: the request body is larger than the router's limit of 10 bytes\n"
         );
+
+        // Chunked bodies carry no length up front: the limit applies as they stream.
+        let chunked = |parts: &'static [&'static str]| {
+            let frames = stream::iter(
+                parts
+                    .iter()
+                    .map(|c| Ok::<_, Infallible>(Frame::data(Bytes::from_static(c.as_bytes())))),
+            );
+            Request::post(format!("http://{addr}/echo"))
+                .header("host", "shop.localhost")
+                .body(StreamBody::new(frames).boxed())
+                .unwrap()
+        };
+        let resp = client
+            .request(chunked(&["01234", "56789"]))
+            .await
+            .expect("router answered");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let resp = client
+            .request(chunked(&["01234", "56789", "abc"]))
+            .await
+            .expect("router answered");
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            &body[..],
+            b"berth: the request body is larger than the router's limit of 10 bytes\n"
+        );
     })
     .await;
 }
