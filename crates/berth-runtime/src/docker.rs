@@ -1,5 +1,6 @@
 //! `Runtime` on a Docker Engine, through its HTTP API (bollard).
 
+use crate::subnets::{self, NetworkPool};
 use crate::{
     BuildRequest, ContainerInfo, ContainerSpec, ContainerState, ImageInfo, LogLine, LogStream,
     Result, Runtime, RuntimeError, RuntimeEvent, Session, SessionOutput,
@@ -11,8 +12,8 @@ use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
-    ContainerSummaryStateEnum, EndpointSettings, EventMessage, HostConfig, NetworkCreateRequest,
-    NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
+    ContainerSummaryStateEnum, EndpointSettings, EventMessage, HostConfig, Ipam, IpamConfig,
+    NetworkCreateRequest, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     AttachContainerOptions, ResizeContainerTTYOptions, WaitContainerOptions,
@@ -51,6 +52,8 @@ static NETWORK_LOCK: Mutex<()> = Mutex::const_new(());
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    /// Where app networks get their subnets; `None`: the engine's default pools.
+    network_pool: Option<NetworkPool>,
 }
 
 impl DockerRuntime {
@@ -66,7 +69,48 @@ impl DockerRuntime {
     /// accept, so a client that skipped negotiation would have every request refused.
     pub async fn from_client(docker: Docker) -> Result<Self> {
         let docker = docker.negotiate_version().await.map_err(map_err)?;
-        Ok(Self { docker })
+        Ok(Self {
+            docker,
+            network_pool: None,
+        })
+    }
+
+    /// App networks get a /24 each from `pool` rather than from the engine's
+    /// default pools, which hold only about 30 networks.
+    pub fn with_network_pool(mut self, pool: Option<NetworkPool>) -> Self {
+        self.network_pool = pool;
+        self
+    }
+
+    /// A free /24 of the pool for a new network; called under NETWORK_LOCK so two
+    /// networks of this process never get the same one.
+    async fn subnet_from_pool(&self, pool: &NetworkPool, name: &str) -> Result<Ipam> {
+        let networks = self
+            .docker
+            .list_networks(None::<ListNetworksOptions>)
+            .await
+            .map_err(map_err)?;
+        let used = subnets::parse_used(
+            networks
+                .iter()
+                .filter_map(|n| n.ipam.as_ref()?.config.as_ref())
+                .flatten()
+                .filter_map(|c| c.subnet.as_deref()),
+        );
+        let subnet = pool.free_subnet(&used).ok_or_else(|| {
+            RuntimeError::Engine(format!(
+                "cannot create network {name}: all {} app networks of the pool {pool} are in use; \
+                 give `berth server --network-pool` a larger pool (e.g. a /16) or delete unused apps",
+                pool.capacity()
+            ))
+        })?;
+        Ok(Ipam {
+            config: Some(vec![IpamConfig {
+                subnet: Some(subnet.to_string()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        })
     }
 
     /// The underlying client, for engine calls the trait does not cover.
@@ -119,10 +163,15 @@ impl Runtime for DockerRuntime {
         if self.network_exists(name).await? {
             return Ok(());
         }
+        let ipam = match &self.network_pool {
+            Some(pool) => Some(self.subnet_from_pool(pool, name).await?),
+            None => None,
+        };
         let request = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".to_string()),
             labels: Some(to_hash_map(labels)),
+            ipam,
             ..Default::default()
         };
         // Before API 1.44 the engine creates a second network with the same name
@@ -144,7 +193,7 @@ impl Runtime for DockerRuntime {
             Ok(_) => Ok(()),
             // Another process created it between our check and our create.
             Err(e) if status_of(&e) == Some(409) => Ok(()),
-            Err(e) => Err(map_err(e)),
+            Err(e) => Err(network_error(name, map_err(e))),
         }
     }
 
@@ -1055,8 +1104,41 @@ fn log_lines(
     .boxed()
 }
 
+/// Every app gets its own network, and dockerd's default address pools hold
+/// only about 30 of them; say how to make room instead of passing on the
+/// engine's terse message.
+fn network_error(name: &str, error: RuntimeError) -> RuntimeError {
+    match error {
+        RuntimeError::Engine(message) if is_pool_exhausted(&message) => {
+            RuntimeError::Engine(format!(
+                "cannot create network {name}: the Docker engine has no free address pool left ({message}); \
+             each berth app uses one network, and dockerd's default pools hold about 30. Add more in \
+             /etc/docker/daemon.json, e.g. \"default-address-pools\": [{{\"base\": \"10.200.0.0/14\", \"size\": 24}}], \
+             restart dockerd; or start berth with `--network-pool 10.210.0.0/16` to give each app a /24 of that pool; \
+             or delete unused apps and networks (`docker network prune`)"
+            ))
+        }
+        other => other,
+    }
+}
+
+fn is_pool_exhausted(message: &str) -> bool {
+    message.contains("non-overlapping") && message.contains("address pool")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_exhausted_address_pool_says_how_to_add_pools() {
+        let engine = RuntimeError::Engine(
+            "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into(),
+        );
+        let message = network_error("berth-r-shop", engine).to_string();
+        assert!(message.contains("berth-r-shop"), "{message}");
+        assert!(message.contains("default-address-pools"), "{message}");
+        let other = network_error("n", RuntimeError::Engine("boom".into())).to_string();
+        assert_eq!(other, "Docker engine error: boom");
+    }
     use super::*;
 
     fn lines(frames: &[(&str, bool)]) -> Vec<(i128, LogStream, String)> {

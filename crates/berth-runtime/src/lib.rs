@@ -4,6 +4,7 @@
 
 mod docker;
 mod storage;
+pub mod subnets;
 
 pub use docker::DockerRuntime;
 pub use storage::{ImageDetails, VolumeInfo, chain_ids};

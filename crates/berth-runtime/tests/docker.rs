@@ -651,3 +651,56 @@ async fn unreachable_engine_is_a_connect_error() {
     assert!(message.contains("refused"), "{message}");
     assert!(message.contains("DOCKER_HOST"), "{message}");
 }
+
+#[tokio::test]
+async fn networks_from_a_pool_get_their_own_subnets_until_it_is_full() {
+    let rack = Rack::new().await;
+    let pool: berth_runtime::subnets::NetworkPool = "10.247.0.0/23".parse().unwrap();
+    let rt = DockerRuntime::connect()
+        .await
+        .expect("connecting to the Docker engine")
+        .with_network_pool(Some(pool));
+    let labels = rack.labels();
+    let subnet_of = |name: String| {
+        let docker = rt.client().clone();
+        async move {
+            let network = docker
+                .inspect_network(
+                    &name,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
+                .await
+                .unwrap();
+            network
+                .ipam
+                .and_then(|i| i.config)
+                .and_then(|c| c.into_iter().next())
+                .and_then(|c| c.subnet)
+                .unwrap_or_default()
+        }
+    };
+    let (a, b, c) = (
+        rack.name("pool-a"),
+        rack.name("pool-b"),
+        rack.name("pool-c"),
+    );
+    rt.ensure_network(&a, &labels).await.unwrap();
+    rt.ensure_network(&b, &labels).await.unwrap();
+    assert_eq!(subnet_of(a.clone()).await, "10.247.0.0/24");
+    assert_eq!(subnet_of(b.clone()).await, "10.247.1.0/24");
+
+    let err = rt
+        .ensure_network(&c, &labels)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&c) && err.contains("10.247.0.0/23") && err.contains("--network-pool"),
+        "{err}"
+    );
+
+    // A freed subnet is used again.
+    rt.remove_network(&a).await.unwrap();
+    rt.ensure_network(&c, &labels).await.unwrap();
+    assert_eq!(subnet_of(c.clone()).await, "10.247.0.0/24");
+}
