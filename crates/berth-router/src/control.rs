@@ -11,6 +11,8 @@
 //! - `table`: replace the route table;
 //! - `inflight`: requests in flight to one process (draining);
 //! - `logs`: take the access log lines gathered since the last call;
+//! - `certs`: replace the TLS certificates;
+//! - `challenges`: replace the ACME HTTP-01 challenges answered for any host;
 //! - `stop`: drain and exit.
 
 use std::collections::{HashMap, VecDeque};
@@ -83,6 +85,7 @@ enum Request {
     Logs,
     Stop,
     Certs { certs: Vec<crate::tls::TlsCert> },
+    Challenges { challenges: HashMap<String, String> },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -381,6 +384,13 @@ async fn serve_control(
                             ..Reply::default()
                         }
                     }
+                    Ok(Request::Challenges { challenges }) => {
+                        router.set_challenges(challenges);
+                        Reply {
+                            ok: true,
+                            ..Reply::default()
+                        }
+                    }
                     Ok(Request::Logs) => Reply {
                         ok: true,
                         logs: router.access.take(),
@@ -453,6 +463,8 @@ pub struct RouterLink {
     http: SocketAddr,
     table: Mutex<Arc<RouteTable>>,
     certs: Mutex<Arc<Vec<crate::tls::TlsCert>>>,
+    /// ACME HTTP-01 challenges: token → key authorization.
+    challenges: Mutex<Arc<HashMap<String, String>>>,
     generation: watch::Sender<u64>,
     acked: watch::Receiver<u64>,
 }
@@ -480,6 +492,7 @@ impl RouterLink {
             http,
             table: Mutex::new(Arc::new(RouteTable::default())),
             certs: Mutex::new(Arc::new(Vec::new())),
+            challenges: Mutex::new(Arc::new(HashMap::new())),
             generation,
             acked,
         });
@@ -506,6 +519,59 @@ impl RouterLink {
     pub fn update_certs(&self, certs: Vec<crate::tls::TlsCert>) {
         *self.certs.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(certs);
         self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Has the router answer `GET /.well-known/acme-challenge/{token}` with
+    /// `key_authorization` for any host; returns once the router has it (an error
+    /// when it did not take it within `timeout`).
+    pub async fn add_challenge(
+        &self,
+        token: &str,
+        key_authorization: &str,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        {
+            let mut challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = HashMap::clone(&challenges);
+            next.insert(token.to_owned(), key_authorization.to_owned());
+            *challenges = Arc::new(next);
+        }
+        let mut wanted = 0;
+        self.generation.send_modify(|g| {
+            *g += 1;
+            wanted = *g;
+        });
+        let mut acked = self.acked.clone();
+        match tokio::time::timeout(timeout, acked.wait_for(|g| *g >= wanted)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the router did not take the challenge within {timeout:?}; see {}",
+                    self.options.log.display()
+                ),
+            )),
+        }
+    }
+
+    /// Stops answering the ACME challenge `token` (sent in the background).
+    pub fn remove_challenge(&self, token: &str) {
+        {
+            let mut challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+            if !challenges.contains_key(token) {
+                return;
+            }
+            let mut next = HashMap::clone(&challenges);
+            next.remove(token);
+            *challenges = Arc::new(next);
+        }
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// A receiver that sees every change of the table, certificates or challenges
+    /// given to this link (e.g. to notice new domains after a deploy).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// The table last given to [`RouterLink::update`].
@@ -669,6 +735,9 @@ async fn push_tables(
     mut generation: watch::Receiver<u64>,
     acked: watch::Sender<u64>,
 ) {
+    // Challenges are only sent while there are some (or to clear the last ones), so
+    // a router started by an older berth, which does not know them, still gets tables.
+    let mut router_has_challenges = false;
     while generation.changed().await.is_ok() {
         loop {
             let Some(link) = link.upgrade() else { return };
@@ -679,10 +748,19 @@ async fn push_tables(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .to_vec();
-            let sent = match call(&link.options.control, &Request::Certs { certs }).await {
-                Ok(_) => call(&link.options.control, &Request::Table { routes }).await,
-                Err(e) => Err(e),
-            };
+            let challenges =
+                HashMap::clone(&link.challenges.lock().unwrap_or_else(|p| p.into_inner()));
+            let socket = &link.options.control;
+            let sent = async {
+                call(socket, &Request::Certs { certs }).await?;
+                if router_has_challenges || !challenges.is_empty() {
+                    let any = !challenges.is_empty();
+                    call(socket, &Request::Challenges { challenges }).await?;
+                    router_has_challenges = any;
+                }
+                call(socket, &Request::Table { routes }).await
+            }
+            .await;
             match sent {
                 Ok(_) => {
                     acked.send_replace(wanted);

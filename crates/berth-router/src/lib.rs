@@ -80,6 +80,8 @@ pub struct Router {
     log_access: bool,
     /// The HTTPS port, once the router serves HTTPS (for redirects).
     https_port: std::sync::OnceLock<u16>,
+    /// ACME HTTP-01 challenges the server is answering: token → key authorization.
+    challenges: ArcSwap<HashMap<String, String>>,
 }
 
 /// One request in flight to a process; dropping it ends the request.
@@ -198,6 +200,7 @@ impl Router {
             access: control::AccessLog::default(),
             log_access,
             https_port: std::sync::OnceLock::new(),
+            challenges: ArcSwap::from_pointee(HashMap::new()),
         })
     }
 
@@ -214,6 +217,17 @@ impl Router {
             .collect();
         inflight.retain(|p, n| routed.contains(p.as_str()) || n.load(Ordering::Relaxed) > 0);
         self.state.store(Arc::new(compiled));
+    }
+
+    /// Replaces the ACME HTTP-01 challenges answered at
+    /// `/.well-known/acme-challenge/TOKEN` for any host (token → key authorization).
+    pub fn set_challenges(&self, challenges: HashMap<String, String>) {
+        self.challenges.store(Arc::new(challenges));
+    }
+
+    /// The key authorization for an ACME HTTP-01 `token`, if the server set one.
+    pub fn challenge(&self, token: &str) -> Option<String> {
+        self.challenges.load().get(token).cloned()
     }
 
     /// Requests in flight to `process` (0 when unknown).

@@ -19,6 +19,9 @@ use crate::headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 use crate::server::{ConnCtx, Phase};
 use crate::{Entry, Inflight, Router};
 
+/// Where ACME HTTP-01 challenges are fetched (RFC 8555, section 8.3).
+const ACME_CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
+
 /// Which app and process answered, for the access log (never sent to the client).
 #[derive(Clone)]
 struct AccessTag {
@@ -99,6 +102,14 @@ impl Router {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "berth: CONNECT is not supported\n".into(),
             );
+        }
+        // ACME HTTP-01: answered for any host, before routing and HTTPS redirects
+        // (the CA validates over plain HTTP); unknown tokens go to the app as usual.
+        if matches!(*req.method(), Method::GET | Method::HEAD)
+            && let Some(token) = req.uri().path().strip_prefix(ACME_CHALLENGE_PATH)
+            && let Some(key_authorization) = self.challenge(token)
+        {
+            return text(StatusCode::OK, key_authorization);
         }
         let Some((original_host, absolute_form)) = headers::requested_host(&req) else {
             return text(

@@ -302,6 +302,40 @@ fn assert_plain(headers: &HeaderMap) {
 }
 
 #[tokio::test]
+async fn acme_challenges_are_answered_for_any_host() {
+    bounded(async {
+        let a = TestBackend::start("a").await;
+        let ra = route(vec![a.backend("web-a")], Duration::from_secs(5));
+        let r = TestRouter::start(table(&[("a.localhost", &ra)])).await;
+        r.router.set_challenges(HashMap::from([(
+            "tok-1".to_string(),
+            "tok-1.thumb".to_string(),
+        )]));
+        let path = "/.well-known/acme-challenge/tok-1";
+        // Routed or not, the router answers a known token itself.
+        for host in ["a.localhost", "nobody.example.com"] {
+            let (status, headers, body) = r.get(host, path).await;
+            assert_eq!((status, body.as_str()), (StatusCode::OK, "tok-1.thumb"));
+            assert_plain(&headers);
+        }
+        // Unknown tokens belong to the app (it may run its own ACME client).
+        let (status, _, body) = r
+            .get("a.localhost", "/.well-known/acme-challenge/other")
+            .await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "a"));
+        let (status, _, _) = r
+            .get("nobody.example.com", "/.well-known/acme-challenge/other")
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        r.router.set_challenges(HashMap::new());
+        let (status, _, _) = r.get("nobody.example.com", path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        r.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn unknown_host_is_404() {
     bounded(async {
         let r = TestRouter::start(RouteTable::default()).await;

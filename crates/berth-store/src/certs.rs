@@ -76,6 +76,30 @@ impl Store {
             .collect()
     }
 
+    /// Stores the ACME account of `directory` (its credentials JSON, which holds the
+    /// account key: sealed, associated data `acme-account` and the directory URL).
+    pub fn put_acme_account(&self, directory: &str, credentials_json: &str) -> Result<()> {
+        let sealed = self.key.seal(
+            credentials_json,
+            &crate::seal::aad("acme-account", directory),
+        )?;
+        self.set_meta(&format!("acme_account:{directory}"), &hex::encode(sealed))
+    }
+
+    /// The ACME account credentials stored for `directory`, if any.
+    pub fn acme_account(&self, directory: &str) -> Result<Option<String>> {
+        let Some(value) = self.meta(&format!("acme_account:{directory}"))? else {
+            return Ok(None);
+        };
+        let sealed = hex::decode(value.trim()).map_err(|e| {
+            StoreError::Corrupt(format!("ACME account of {directory} is not hex: {e}"))
+        })?;
+        Ok(Some(self.key.open(
+            &sealed,
+            &crate::seal::aad("acme-account", directory),
+        )?))
+    }
+
     /// Removes a certificate; false when there was none with that id.
     pub fn delete_cert(&self, id: &str) -> Result<bool> {
         Ok(self

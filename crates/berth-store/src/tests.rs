@@ -151,3 +151,22 @@ fn env_versions_after_a_rollback_never_collide() {
         Some("2")
     );
 }
+
+#[test]
+fn acme_accounts_are_sealed_per_directory() {
+    let (d, s) = store();
+    let a = "https://acme.example/dir";
+    assert_eq!(s.acme_account(a).unwrap(), None);
+    s.put_acme_account(a, "{\"key\":\"account-secret-pkcs8\"}")
+        .unwrap();
+    assert_eq!(
+        s.acme_account(a).unwrap().as_deref(),
+        Some("{\"key\":\"account-secret-pkcs8\"}")
+    );
+    assert_eq!(s.acme_account("https://other.example/dir").unwrap(), None);
+    drop(s);
+    for file in ["berth.db", "berth.db-wal"] {
+        let raw = std::fs::read(d.path().join(file)).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&raw).contains("account-secret"));
+    }
+}
