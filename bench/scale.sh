@@ -6,14 +6,14 @@
 #
 #   APPS=50 CLIENTS=20 REQUESTS=2000 bench/scale.sh
 #
-# Each app gets its own engine network: with dockerd's default address pools
-# (about 30 networks) APPS=50 needs `default-address-pools` in daemon.json
-# (e.g. {"base":"10.200.0.0/16","size":24}), else deploys fail past ~30 apps.
+# Each app gets its own engine network; dockerd's default address pools hold
+# about 30, so the server gets a pool of its own (NETWORK_POOL, a /24 per app).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 APPS=${APPS:-50}
 CLIENTS=${CLIENTS:-20}
 REQUESTS=${REQUESTS:-2000}
+NETWORK_POOL=${NETWORK_POOL:-10.212.0.0/16}
 [ -x /bin/busybox ] || { echo "apt-get install busybox-static" >&2; exit 1; }
 cargo build --release --quiet -p berth
 BERTH=$PWD/target/release/berth
@@ -36,7 +36,8 @@ cp -r examples/hello "$WORK/src"
 cp /bin/busybox "$WORK/src/busybox"
 sed -i 's/^    port: 8080$/    port: 8080\n    scale: {count: 2}/' "$WORK/src/berth.yml"
 
-"$BERTH" server --data "$WORK/data" --api "$API" --http "127.0.0.1:$HTTP_PORT" >"$WORK/server.log" 2>&1 &
+"$BERTH" server --data "$WORK/data" --api "$API" --http "127.0.0.1:$HTTP_PORT" \
+  --network-pool "$NETWORK_POOL" >"$WORK/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 100); do curl -sf "http://$API/health" >/dev/null && break; sleep 0.1; done
 export BERTH_HOST=http://$API BERTH_TOKEN=$(cat "$WORK/data/admin.token")

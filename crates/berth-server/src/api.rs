@@ -50,7 +50,11 @@ impl From<RackError> for ApiError {
             RackError::NotFound(_) => StatusCode::NOT_FOUND,
             RackError::Conflict(_) => StatusCode::CONFLICT,
             RackError::Failed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            RackError::Runtime(r) if crate::engine::is_unreachable(r) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             RackError::Runtime(_) => StatusCode::BAD_GATEWAY,
+            RackError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             RackError::Store(_) | RackError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
@@ -756,6 +760,19 @@ async fn list_processes(
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<Process>>> {
     check_app(&rack, &app)?;
+    // What is observed stays as it was last seen; with the engine gone it may be
+    // wrong, so say why instead of showing it.
+    if let Some((down_for, error)) = rack.engine_watch.down() {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the states of app {app}'s processes are unknown while the Docker engine at {} \
+                 does not answer (for {} s): {error}",
+                crate::engine::address(),
+                down_for.as_secs()
+            ),
+        ));
+    }
     let rows = rack.store.processes(Some(&app))?;
     let oneoffs = crate::oneoff::processes(&rack, &app).await;
     Ok(Json(

@@ -39,6 +39,27 @@ fn safe_relative(path: &Path) -> std::result::Result<PathBuf, String> {
 /// Extracts `tar_path` into `dest`, refusing anything that could write outside
 /// it: `..`, absolute paths, links pointing out, device files.
 pub fn extract_source(tar_path: &Path, dest: &Path) -> std::result::Result<u64, String> {
+    extract_checked(tar_path, dest).map_err(|e| match e {
+        ExtractError::Refused(m) | ExtractError::DiskFull(m) => m,
+    })
+}
+
+/// Why an upload was not extracted.
+#[derive(Debug)]
+enum ExtractError {
+    /// The upload itself is at fault (a 4xx).
+    Refused(String),
+    /// The server's disk is (a 507).
+    DiskFull(String),
+}
+
+impl From<String> for ExtractError {
+    fn from(message: String) -> Self {
+        ExtractError::Refused(message)
+    }
+}
+
+fn extract_checked(tar_path: &Path, dest: &Path) -> std::result::Result<u64, ExtractError> {
     let file = std::fs::File::open(tar_path).map_err(|e| e.to_string())?;
     let tar_len = file.metadata().map_err(|e| e.to_string())?.len();
     let mut archive = tar::Archive::new(file);
@@ -80,11 +101,11 @@ pub fn extract_source(tar_path: &Path, dest: &Path) -> std::result::Result<u64, 
                         _ => depth = -1,
                     }
                     if depth < 0 {
-                        return Err(format!(
+                        return Err(ExtractError::Refused(format!(
                             "link {} points outside the source ({}); replace it with the file itself",
                             rel.display(),
                             target.display()
-                        ));
+                        )));
                     }
                 }
             }
@@ -93,28 +114,41 @@ pub fn extract_source(tar_path: &Path, dest: &Path) -> std::result::Result<u64, 
             | tar::EntryType::GNULongName
             | tar::EntryType::GNULongLink => continue,
             other => {
-                return Err(format!(
+                return Err(ExtractError::Refused(format!(
                     "{} is a {other:?} entry; only files, directories and links can be uploaded",
                     rel.display()
-                ));
+                )));
             }
         }
         let size = entry.header().entry_size().unwrap_or(0);
         if entry.raw_file_position().saturating_add(size) > tar_len {
-            return Err(format!(
+            return Err(ExtractError::Refused(format!(
                 "the upload is truncated: it ends inside {}; send the whole tar again",
                 rel.display()
-            ));
+            )));
         }
         // The error's text names the server's temp path; the kind is what matters.
-        let unpacked = entry
-            .unpack_in(dest)
-            .map_err(|e| format!("cannot unpack {}: {}", rel.display(), e.kind()))?;
+        let unpacked = entry.unpack_in(dest).map_err(|e| {
+            // The tar crate wraps the OS error with the path; find the cause.
+            let full = crate::disk::is_full(&e)
+                || std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<std::io::Error>())
+                    .is_some_and(crate::disk::is_full);
+            if full {
+                let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
+                ExtractError::DiskFull(
+                    crate::disk::full_message("unpack the upload", "tmp", dest, &enospc)
+                        .unwrap_or_default(),
+                )
+            } else {
+                ExtractError::Refused(format!("cannot unpack {}: {}", rel.display(), e.kind()))
+            }
+        })?;
         if !unpacked {
-            return Err(format!(
+            return Err(ExtractError::Refused(format!(
                 "{} would be written outside the source dir",
                 rel.display()
-            ));
+            )));
         }
         files += 1;
     }
@@ -163,12 +197,15 @@ pub async fn open_source(rack: &Rack, tar_path: PathBuf, manifest_name: String) 
     let dir = tempfile::tempdir_in(&tmp)?;
     let dest = dir.path().to_path_buf();
     tokio::task::spawn_blocking(move || {
-        extract_source(&tar_path, &dest)?;
-        read_manifest(&dest, &manifest_name).map_err(|e| e.to_string())
+        extract_checked(&tar_path, &dest)?;
+        read_manifest(&dest, &manifest_name).map_err(|e| ExtractError::Refused(e.to_string()))
     })
     .await
     .map_err(|e| RackError::BadRequest(e.to_string()))?
-    .map_err(|e: String| RackError::BadRequest(e))
+    .map_err(|e| match e {
+        ExtractError::Refused(m) => RackError::BadRequest(m),
+        ExtractError::DiskFull(m) => RackError::DiskFull(m),
+    })
     .map(|(manifest, manifest_text)| Source {
         dir,
         manifest,
@@ -265,9 +302,19 @@ async fn build_images(
             .with_extension(format!("ctx-{}.tar", services[0]));
         let dir = context_dir.clone();
         let out = context_tar.clone();
-        tokio::task::spawn_blocking(move || pack_context(&dir, &out))
+        let packed = tokio::task::spawn_blocking(move || pack_context(&dir, &out))
             .await
-            .map_err(|e| RackError::BadRequest(e.to_string()))??;
+            .map_err(|e| RackError::BadRequest(e.to_string()))?;
+        if let Err(e) = packed {
+            let _ = std::fs::remove_file(&context_tar);
+            let what = format!("write the build context of service {}", services[0]);
+            return Err(
+                match crate::disk::full_message(&what, "tmp", &rack.data_dir.join("tmp"), &e) {
+                    Some(message) => RackError::DiskFull(message),
+                    None => RackError::Io(e),
+                },
+            );
+        }
         // Only labels that stay the same from build to build: each label is a
         // build step, and one that changes every build (the build id) would miss
         // the cache and cost an intermediate container. The build is in the tag.

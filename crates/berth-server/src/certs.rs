@@ -1,5 +1,6 @@
 //! TLS certificates: import, self-signed generation, listing; kept in the store
-//! (key sealed) and handed to the router process, which picks one by SNI.
+//! (key sealed) and handed to the router process, which picks one by SNI. ACME
+//! certificates are obtained in `acme`.
 
 use crate::api::ApiError;
 use crate::rack::{Rack, RackError};
@@ -56,7 +57,7 @@ fn valid_domain(d: &str) -> bool {
         })
 }
 
-fn rfc3339(unix: i64) -> String {
+pub(crate) fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| {
@@ -102,7 +103,7 @@ pub fn describe(cert_pem: &str) -> Result<(Vec<String>, String), String> {
     Ok((domains, rfc3339(cert.validity().not_after.timestamp())))
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     format!("c-{}", hex::encode(rand::random::<[u8; 3]>()))
 }
 

@@ -1,11 +1,14 @@
 //! The berth server: API, auth, builder, deployer, reconciler, log collector.
 
 pub mod access;
+pub mod acme;
 pub mod api;
 pub mod authz;
 pub mod builder;
 pub mod certs;
 pub mod deploy;
+pub mod disk;
+pub mod engine;
 pub mod health;
 pub mod logs;
 pub mod oneoff;
@@ -29,6 +32,10 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     pub domain: String,
     pub router: RouterConfig,
+    /// Automatic certificates over ACME HTTP-01; `None`: off.
+    pub acme: Option<acme::AcmeConfig>,
+    /// App networks get a /24 of this pool; `None`: the engine's default pools.
+    pub network_pool: Option<berth_runtime::subnets::NetworkPool>,
 }
 
 /// How the server starts its router process (see `berth_router::control`).
@@ -59,6 +66,8 @@ pub enum ServerError {
     Runtime(#[from] berth_runtime::RuntimeError),
     #[error("{0}")]
     Router(#[from] berth_router::ControlError),
+    #[error("{0}")]
+    Acme(#[from] acme::AcmeError),
     #[error(
         "cannot listen on {addr} ({what}): {source}; is another berth server running? pick another address with {flag}"
     )]
@@ -124,9 +133,13 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     init(&config.data_dir)?;
+    // Bad ACME flags stop the start, before anything is touched.
+    let acme = config.acme.clone().map(acme::Acme::new).transpose()?;
     let store = open_store(&config.data_dir)?;
     let rack_id = store.meta("rack_id")?.unwrap_or_else(|| "default".into());
-    let runtime = berth_runtime::DockerRuntime::connect().await?;
+    let runtime = berth_runtime::DockerRuntime::connect()
+        .await?
+        .with_network_pool(config.network_pool);
     let engine = runtime.version().await?;
     let runtime: Arc<dyn Runtime> = Arc::new(runtime);
     let logs =
@@ -175,6 +188,7 @@ pub async fn run(
     let timers = tokio::spawn(timers::run(rack.clone()));
     tokio::spawn(deploy::write_access_logs(rack.clone(), access_lines));
     certs::push_to_router(&rack);
+    let acme = acme.map(|acme| tokio::spawn(acme::run(rack.clone(), acme)));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -190,6 +204,9 @@ pub async fn run(
         .await;
     reconciler.abort();
     timers.abort();
+    if let Some(acme) = acme {
+        acme.abort();
+    }
     tracing::info!("berth server stopped; apps and the router keep running");
     served.map_err(|e| ServerError::DataDir {
         path: "api".into(),

@@ -14,7 +14,24 @@ const ROTATE_BYTES: u64 = 64 * 1024 * 1024;
 pub struct LogBook {
     dir: PathBuf,
     apps: Mutex<HashMap<String, AppLog>>,
+    /// app → the write failure going on (a full disk, most likely): reported
+    /// once when it starts and once, with what was lost, when writing resumes.
+    failing: Mutex<HashMap<String, Failing>>,
 }
+
+struct Failing {
+    error: String,
+    dropped: u64,
+    since: std::time::Instant,
+    /// Lines are dropped without trying until then: a nearly full disk would
+    /// otherwise take a short line now and then, and the spell would flap.
+    retry_at: std::time::Instant,
+}
+
+/// How often a failing log is tried again.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Free space a full disk needs again before writing resumes.
+const RESUME_FREE: u64 = 256 * 1024;
 
 struct AppLog {
     file: std::fs::File,
@@ -48,6 +65,7 @@ impl LogBook {
         Ok(LogBook {
             dir,
             apps: Mutex::new(HashMap::new()),
+            failing: Mutex::new(HashMap::new()),
         })
     }
 
@@ -84,6 +102,10 @@ impl LogBook {
             return;
         };
         line.push(b'\n');
+        if self.skip(app) {
+            let _ = self.with_app(app, |log| log.feed.send(entry));
+            return;
+        }
         let result = self.with_app(app, |log| {
             if log.size + line.len() as u64 > ROTATE_BYTES {
                 let path = self.path(app);
@@ -98,14 +120,93 @@ impl LogBook {
                 }
             }
             let written = log.file.write_all(&line);
-            if written.is_ok() {
-                log.size += line.len() as u64;
+            match &written {
+                Ok(()) => log.size += line.len() as u64,
+                // A full disk can take half a line: cut it off, so the next
+                // entry starts on a line of its own and the file stays NDJSON.
+                Err(_) => {
+                    let _ = log.file.set_len(log.size);
+                }
             }
             let _ = log.feed.send(entry);
             written
         });
-        if let Err(e) | Ok(Err(e)) = result {
-            tracing::warn!(app, error = %e, "cannot write app log; is the data disk full?");
+        match result {
+            Ok(Ok(())) => self.resumed(app),
+            Err(e) | Ok(Err(e)) => self.failed(app, &e),
+        }
+    }
+
+    /// Whether to drop this line without trying: the log is failing and it is
+    /// not time to try again yet (or the disk is still nearly full).
+    fn skip(&self, app: &str) -> bool {
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(f) = failing.get_mut(app) else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        if now < f.retry_at {
+            f.dropped += 1;
+            return true;
+        }
+        if crate::disk::free_bytes(&self.dir).is_some_and(|free| free < RESUME_FREE) {
+            f.retry_at = now + RETRY;
+            f.dropped += 1;
+            return true;
+        }
+        false
+    }
+
+    /// A write failed: said once per failure spell (the server log), counted after.
+    fn failed(&self, app: &str, error: &std::io::Error) {
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = failing.get_mut(app) {
+            f.dropped += 1;
+            f.retry_at = std::time::Instant::now() + RETRY;
+            return;
+        }
+        let what = format!("write the log of app {app}");
+        let message = crate::disk::full_message(&what, "logs", &self.dir, error)
+            .unwrap_or_else(|| {
+                format!(
+                    "cannot write the log of app {app} to {}: {error}; check the data dir's disk and permissions",
+                    self.dir.display()
+                )
+            });
+        tracing::error!(
+            app,
+            dir = %self.dir.display(),
+            "{message}. Log lines are passed to followers but not stored until it can write again"
+        );
+        failing.insert(
+            app.to_string(),
+            Failing {
+                error: error.to_string(),
+                dropped: 1,
+                since: std::time::Instant::now(),
+                retry_at: std::time::Instant::now() + RETRY,
+            },
+        );
+    }
+
+    /// A write succeeded: after a failure spell, say what was lost, in the log itself.
+    fn resumed(&self, app: &str) {
+        let spell = {
+            let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+            if failing.is_empty() {
+                return;
+            }
+            failing.remove(app)
+        };
+        if let Some(f) = spell {
+            let text = format!(
+                "{} log lines were lost in {:.0} s while the log could not be written ({}); writing again",
+                f.dropped,
+                f.since.elapsed().as_secs_f64(),
+                f.error
+            );
+            tracing::warn!(app, "{text}");
+            self.append(app, "berth", &text);
         }
     }
 
@@ -205,5 +306,73 @@ mod tests {
         assert_eq!(web.len(), 1);
         book.remove("shop");
         assert!(book.read("shop", 0, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_full_disk_drops_lines_once_reported_and_writing_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        // Every write to /dev/full fails with ENOSPC, as on a full disk.
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("shop.log")).unwrap();
+        let book = LogBook::new(dir.path().to_path_buf()).unwrap();
+        let mut follower = book.subscribe("shop").unwrap();
+        for i in 0..100 {
+            book.append("shop", "web/web-1", &format!("line {i}"));
+        }
+        {
+            let failing = book.failing.lock().unwrap();
+            let spell = failing.get("shop").expect("the failure is recorded");
+            assert_eq!(spell.dropped, 100);
+            assert!(spell.error.contains("No space left"), "{}", spell.error);
+        }
+        // Followers still got every line.
+        assert_eq!(follower.try_recv().unwrap().text, "line 0");
+        // Space is back (here: the file is writable again).
+        std::fs::remove_file(dir.path().join("shop.log")).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("shop.log"))
+            .unwrap();
+        book.apps.lock().unwrap().get_mut("shop").unwrap().file = file;
+        book.append("shop", "web/web-1", "dropped: not retried yet");
+        book.failing
+            .lock()
+            .unwrap()
+            .get_mut("shop")
+            .unwrap()
+            .retry_at = std::time::Instant::now();
+        book.append("shop", "web/web-1", "after");
+        let stored = book.read("shop", 0, None).unwrap();
+        let texts: Vec<&str> = stored.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert_eq!(texts[0], "after");
+        assert!(
+            texts[1].starts_with("101 log lines were lost"),
+            "the loss is recorded in the log: {texts:?}"
+        );
+        assert!(book.failing.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_torn_line_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = LogBook::new(dir.path().to_path_buf()).unwrap();
+        book.append("shop", "berth", "whole");
+        // A half-written entry, as a write cut short by a full disk leaves it.
+        {
+            let mut apps = book.apps.lock().unwrap();
+            let log = apps.get_mut("shop").unwrap();
+            log.file.write_all(b"{\"ts\":\"2024-").unwrap();
+            // What append_at does after a failed write.
+            log.file.set_len(log.size).unwrap();
+        }
+        book.append("shop", "berth", "next");
+        let texts: Vec<String> = book
+            .read("shop", 0, None)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.text)
+            .collect();
+        assert_eq!(texts, ["whole", "next"]);
     }
 }

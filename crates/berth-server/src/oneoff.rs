@@ -167,6 +167,7 @@ pub async fn create(
     spec.tty = req.tty;
     spec.stdin = req.stdin;
     let container = rack.runtime.create_container(&spec).await?;
+    rack.forget_oneoffs(None);
     Ok(Launch {
         id,
         container,
@@ -205,7 +206,9 @@ pub async fn run_detached(
         },
     )
     .await?;
-    if let Err(e) = rack.runtime.start_container(&launch.container).await {
+    let started = rack.runtime.start_container(&launch.container).await;
+    rack.forget_oneoffs(None);
+    if let Err(e) = started {
         let _ = rack.runtime.remove_container(&launch.container).await;
         return Err(RackError::from(e).into());
     }
@@ -287,6 +290,7 @@ pub async fn run_ws(
         };
         let outcome = attach_and_run(&rack, &launch, &req, &mut socket).await;
         let _ = rack.runtime.remove_container(&launch.container).await;
+        rack.forget_oneoffs(None);
         let text = match &outcome {
             SessionMessage::Exit {
                 code,
@@ -328,7 +332,9 @@ async fn attach_and_run(
         Ok(s) => s,
         Err(e) => return error(e),
     };
-    if let Err(e) = rack.runtime.start_container(&launch.container).await {
+    let started = rack.runtime.start_container(&launch.container).await;
+    rack.forget_oneoffs(None);
+    if let Err(e) = started {
         return error(e);
     }
     rack.logs.event(
@@ -609,8 +615,19 @@ async fn exec(
 
 /// The one-offs of `app` as `berth ps` shows them (SERVICE `web (run)`).
 pub async fn processes(rack: &Rack, app: &str) -> Vec<Process> {
-    let Ok(containers) = rack.runtime.list_containers(LABEL_APP, app).await else {
-        return vec![];
+    let containers = match rack.cached_oneoffs(app) {
+        Ok(list) => list,
+        Err(generation) => {
+            let Ok(list) = rack.runtime.list_containers(LABEL_APP, app).await else {
+                return vec![];
+            };
+            let list: Vec<_> = list
+                .into_iter()
+                .filter(|c| c.labels.contains_key(LABEL_ONEOFF))
+                .collect();
+            rack.remember_oneoffs(app, generation, list.clone());
+            list
+        }
     };
     containers
         .into_iter()

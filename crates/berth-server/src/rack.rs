@@ -35,6 +35,9 @@ pub enum RackError {
     Failed { message: String, logs: Vec<String> },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The data dir's disk is full; the message says where and how to fix it.
+    #[error("{0}")]
+    DiskFull(String),
 }
 
 pub type Result<T> = std::result::Result<T, RackError>;
@@ -63,6 +66,8 @@ pub struct Rack {
     pub data_dir: PathBuf,
     pub started: Instant,
     pub engine: String,
+    /// Whether the engine answers (it may restart while the server runs).
+    pub engine_watch: crate::engine::EngineWatch,
     /// Per-app lock: deploys, scale, restart, env promotion and deletion of one app
     /// never overlap; the reconciler skips an app whose lock is held.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -73,7 +78,22 @@ pub struct Rack {
     pub nudge: tokio::sync::Notify,
     /// Container ids whose output is being collected.
     pub collectors: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// app → its one-off containers as last listed, so `berth ps` does not ask
+    /// the engine on every call (a container listing is most of its cost).
+    oneoff_view: Mutex<OneoffView>,
 }
+
+/// Listings are dropped on any engine event for the app and whenever berth
+/// itself creates or removes a one-off; `generation` keeps a listing that
+/// raced with such a change from being stored.
+#[derive(Default)]
+struct OneoffView {
+    generation: u64,
+    by_app: HashMap<String, (Instant, Vec<ContainerInfo>)>,
+}
+
+/// A safety net for engine events lost while the event stream reconnects.
+const ONEOFF_VIEW_MAX_AGE: Duration = Duration::from_secs(5);
 
 impl Rack {
     #[allow(clippy::too_many_arguments)]
@@ -99,11 +119,42 @@ impl Rack {
             data_dir,
             started: Instant::now(),
             engine,
+            engine_watch: Default::default(),
             locks: Mutex::new(HashMap::new()),
             observed: Mutex::new(HashMap::new()),
             manifests: Mutex::new(HashMap::new()),
             nudge: tokio::sync::Notify::new(),
             collectors: Mutex::new(HashMap::new()),
+            oneoff_view: Mutex::new(OneoffView::default()),
+        }
+    }
+
+    /// The app's one-off containers if listed recently, else `Err(generation)`
+    /// to hand back to [`Rack::remember_oneoffs`] with a fresh listing.
+    pub fn cached_oneoffs(&self, app: &str) -> std::result::Result<Vec<ContainerInfo>, u64> {
+        let view = self.oneoff_view.lock().unwrap_or_else(|p| p.into_inner());
+        match view.by_app.get(app) {
+            Some((at, list)) if at.elapsed() < ONEOFF_VIEW_MAX_AGE => Ok(list.clone()),
+            _ => Err(view.generation),
+        }
+    }
+
+    pub fn remember_oneoffs(&self, app: &str, generation: u64, list: Vec<ContainerInfo>) {
+        let mut view = self.oneoff_view.lock().unwrap_or_else(|p| p.into_inner());
+        if view.generation == generation {
+            view.by_app.insert(app.to_string(), (Instant::now(), list));
+        }
+    }
+
+    /// Something about `app`'s containers changed (`None`: anything may have).
+    pub fn forget_oneoffs(&self, app: Option<&str>) {
+        let mut view = self.oneoff_view.lock().unwrap_or_else(|p| p.into_inner());
+        view.generation += 1;
+        match app {
+            Some(app) => {
+                view.by_app.remove(app);
+            }
+            None => view.by_app.clear(),
         }
     }
 

@@ -4,8 +4,9 @@
 //! on engine events and on a periodic resync; start-up is the same diff from
 //! nothing, which adopts running containers without touching them.
 
+use crate::engine::Change;
 use crate::health;
-use crate::rack::Rack;
+use crate::rack::{Rack, RackError};
 use berth_runtime::{ContainerInfo, ContainerState, LABEL_APP, LABEL_PROCESS, LABEL_RACK};
 use berth_store::ProcessRow;
 use futures_util::StreamExt;
@@ -66,10 +67,22 @@ pub async fn run(rack: Arc<Rack>) {
     let mut backoff = Backoff::new();
     let mut first = true;
     loop {
-        if let Err(e) = converge(&rack, &mut backoff, first).await {
-            tracing::warn!(error = %e, "reconcile failed; retrying");
-        } else {
-            first = false;
+        match converge(&rack, &mut backoff, first).await {
+            Ok(()) => {
+                first = false;
+                if let Some(Change::Back(after)) = rack.engine_watch.answered() {
+                    engine_back(&rack, after);
+                    // This pass already put back what the restart removed; the next
+                    // one (soon, not in a full resync) sees the replacements run.
+                    rack.nudge.notify_one();
+                }
+            }
+            Err(RackError::Runtime(e)) if crate::engine::is_unreachable(&e) => {
+                if rack.engine_watch.failed(&e) == Some(Change::Lost) {
+                    engine_lost(&rack, &e);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reconcile failed; retrying"),
         }
         tokio::select! {
             _ = rack.nudge.notified() => {}
@@ -78,10 +91,43 @@ pub async fn run(rack: Arc<Rack>) {
     }
 }
 
+/// Said once per outage, in the server's log and every app's log.
+fn engine_lost(rack: &Rack, error: &berth_runtime::RuntimeError) {
+    tracing::error!(
+        "lost the Docker engine at {}: {error}. Processes are not supervised until it answers \
+         again; berth keeps trying every {} s and puts back whatever its restart removed",
+        crate::engine::address(),
+        RESYNC.as_secs()
+    );
+    for app in rack.store.apps().unwrap_or_default() {
+        rack.logs.append(
+            &app.name,
+            "berth",
+            &format!(
+                "lost the Docker engine ({error}); processes are not supervised until it is back"
+            ),
+        );
+    }
+}
+
+fn engine_back(rack: &Rack, after: Duration) {
+    let text = format!(
+        "the Docker engine is back after {:.0} s; processes it stopped are being replaced",
+        after.as_secs_f64()
+    );
+    tracing::warn!("{text}");
+    for app in rack.store.apps().unwrap_or_default() {
+        rack.logs.append(&app.name, "berth", &text);
+    }
+}
+
 async fn watch_events(rack: Arc<Rack>) {
     loop {
         let mut events = rack.runtime.events(LABEL_RACK, &rack.rack_id);
         while let Some(event) = events.next().await {
+            if let Ok(e) = &event {
+                rack.forget_oneoffs(e.labels.get(LABEL_APP).map(String::as_str));
+            }
             match event {
                 Ok(e) if matches!(e.action.as_str(), "die" | "destroy" | "oom" | "start") => {
                     if e.action == "die"
@@ -109,11 +155,18 @@ async fn watch_events(rack: Arc<Rack>) {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "engine event stream failed; reconnecting");
+                    // While the engine is down this fails every second; the
+                    // outage itself is reported once by the reconciler.
+                    if rack.engine_watch.down().is_none() {
+                        tracing::warn!(error = %e, "engine event stream failed; reconnecting");
+                    } else {
+                        tracing::debug!(error = %e, "engine event stream failed; reconnecting");
+                    }
                     break;
                 }
             }
         }
+        rack.forget_oneoffs(None);
         tokio::time::sleep(Duration::from_secs(1)).await;
         // Whatever happened while disconnected is picked up by a full resync.
         rack.nudge.notify_one();
@@ -131,7 +184,6 @@ pub async fn converge(
         .list_containers(LABEL_RACK, &rack.rack_id)
         .await?;
     let mut by_process: HashMap<(String, String), ContainerInfo> = HashMap::new();
-    let mut strays = Vec::new();
     let mut oneoffs = Vec::new();
     for c in containers {
         // One-off processes have no row; `oneoff::converge` looks after them.
@@ -139,11 +191,12 @@ pub async fn converge(
             oneoffs.push(c);
             continue;
         }
-        match (c.labels.get(LABEL_APP), c.labels.get(LABEL_PROCESS)) {
-            (Some(app), Some(process)) => {
-                by_process.insert((app.clone(), process.clone()), c);
-            }
-            _ => strays.push(c),
+        // Only process containers: containers inherit their image's labels, so
+        // the intermediate containers of a build `FROM` one of this rack's images
+        // carry `berth.rack` too. Removing them as strays killed such builds (exit
+        // 137) mid-step; they are the engine's to clean up.
+        if let (Some(app), Some(process)) = (c.labels.get(LABEL_APP), c.labels.get(LABEL_PROCESS)) {
+            by_process.insert((app.clone(), process.clone()), c);
         }
     }
     let rows = rack.store.processes(None)?;
@@ -178,9 +231,6 @@ pub async fn converge(
                 );
             }
         }
-    }
-    for c in strays {
-        let _ = rack.runtime.remove_container(&c.id).await;
     }
     crate::oneoff::converge(rack, &apps, oneoffs).await;
     if changed || adopt {

@@ -182,7 +182,10 @@ async fn start(
     .await;
     let started = match launched {
         Ok(launch) => match rack.runtime.start_container(&launch.container).await {
-            Ok(()) => Ok(launch),
+            Ok(()) => {
+                rack.forget_oneoffs(None);
+                Ok(launch)
+            }
             Err(e) => {
                 let _ = rack.runtime.remove_container(&launch.container).await;
                 Err(RackError::from(e))

@@ -247,6 +247,20 @@ pub struct ServerArgs {
     /// Largest request body the router forwards, in MiB; larger ones get 413
     #[arg(long, value_name = "MIB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub max_body: u64,
+    /// Obtain and renew certificates for every served domain over ACME HTTP-01 from
+    /// this directory, e.g. https://acme-v02.api.letsencrypt.org/directory [default: off]
+    #[arg(long, value_name = "URL", requires = "https")]
+    pub acme_directory: Option<String>,
+    /// Contact email given to the ACME CA (expiry notices)
+    #[arg(long, value_name = "E", requires = "acme_directory")]
+    pub acme_email: Option<String>,
+    /// Also trust this PEM CA certificate for the ACME directory's HTTPS (a test CA)
+    #[arg(long, value_name = "PEM", requires = "acme_directory")]
+    pub acme_ca_cert: Option<PathBuf>,
+    /// Give each app network a /24 of this IPv4 pool, e.g. 10.210.0.0/16, instead of
+    /// the engine's default pools (which hold about 30 networks)
+    #[arg(long, value_name = "CIDR")]
+    pub network_pool: Option<berth_runtime::subnets::NetworkPool>,
 }
 
 #[derive(Debug, Args)]

@@ -58,6 +58,14 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             max_body: args.max_body.saturating_mul(1024 * 1024),
             https: args.https,
         },
+        acme: args
+            .acme_directory
+            .map(|directory| berth_server::acme::AcmeConfig {
+                directory,
+                email: args.acme_email,
+                ca_cert: args.acme_ca_cert,
+            }),
+        network_pool: args.network_pool,
     };
     berth_server::run(config, shutdown).await?;
     Ok(())

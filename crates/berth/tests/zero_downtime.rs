@@ -286,3 +286,98 @@ fn no_request_fails_during_any_change() {
         tail(&logs, 20)
     );
 }
+
+/// A rolling deploy whose second batch fails its health check: the batch that
+/// was already routed is retired, the old processes it replaced come back, the
+/// release is marked failed, and clients see no error at any point.
+#[test]
+fn a_rollout_failing_midway_restores_the_old_release_under_load() {
+    let mut server = Server::start();
+    let app = server.create_app("mid");
+    let src = hello_source();
+    // minimum 66% of 3: one old process stopped, one new started, per batch.
+    let manifest = |command: &str| {
+        format!(
+            "app: hello\nservices:\n  web:\n    build: .\n    port: 8080\n    health: {{path: /, attempts: 2}}\n    scale: {{count: 3}}\n    deployment: {{minimum: 66, maximum: 100}}\n    termination: {{grace: 5}}\n    volumes: [claims:/claims]\n{command}"
+        )
+    };
+    write(src.path(), "berth.yml", &manifest(""));
+    server.ok_in(src.path(), &["deploy", ".", "-a", &app]);
+    let host = format!("web.{app}.localhost");
+    assert_eq!(server.get(&host, "/").0, 200);
+
+    // The first new process claims the shared volume and serves; every later one
+    // finds the claim taken and exits, so the second batch fails.
+    write(
+        src.path(),
+        "berth.yml",
+        &manifest(
+            "    command: [\"/bin/sh\", \"-c\", \"mkdir /claims/first && exec /bin/httpd -f -p 8080 -h /www; echo claim taken; exit 3\"]\n",
+        ),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (host, stop, counts, log) =
+                (host.clone(), stop.clone(), counts.clone(), log.clone());
+            let port = server.http;
+            std::thread::spawn(move || client(port, host, stop, counts, log))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = server.cli_in(src.path(), &["deploy", ".", "-a", &app]);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    let shown = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "the deploy must fail:\n{shown}");
+    assert_eq!(
+        shown.matches("web: 1 new process(es) routed").count(),
+        1,
+        "the first batch was routed before the second failed:\n{shown}"
+    );
+    assert!(shown.contains("rolling back"), "{shown}");
+    assert!(
+        shown.contains("exited with code 3") && shown.contains("claim taken"),
+        "the failing process's reason and last log lines are shown:\n{shown}"
+    );
+
+    let (ok, bad, errors) = (
+        counts.ok.load(Ordering::Relaxed),
+        counts.non_2xx.load(Ordering::Relaxed),
+        counts.errors.load(Ordering::Relaxed),
+    );
+    eprintln!("rollout failing midway: {ok} ok, {bad} non-2xx, {errors} connection errors");
+    let problems = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(ok > 0, "no request got through");
+    assert_eq!((bad, errors), (0, 0), "requests failed: {problems:?}");
+
+    let releases = server.json(&["releases", "-a", &app, "--json"]);
+    let r2 = releases
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["id"] == "R2"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(r2["status"], "failed", "{releases}");
+    let ps = server.json(&["ps", "-a", &app, "--json"]);
+    let procs = ps.as_array().expect("a list of processes");
+    assert_eq!(procs.len(), 3, "three processes again: {ps}");
+    assert!(
+        procs
+            .iter()
+            .all(|p| p["release"] == "R1" && p["state"] == "running"),
+        "all of them R1 and running: {ps}"
+    );
+    assert_eq!(
+        docker(&["ps", "-q", "--filter", &format!("label=berth.app={app}")])
+            .lines()
+            .count(),
+        3,
+        "no leftover containers of the failed release"
+    );
+    server.ok(&["apps", "delete", &app, "--volumes"]);
+}

@@ -42,6 +42,8 @@ pub struct Server {
     pub apps: Vec<String>,
     /// More `berth server` flags, kept for restarts.
     pub extra_args: Vec<String>,
+    /// More environment for the server process (e.g. `DOCKER_HOST`), kept for restarts.
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -51,6 +53,11 @@ impl Server {
 
     /// Starts a server with more `berth server` flags.
     pub fn start_with(extra_args: &[&str]) -> Server {
+        Server::start_with_env(extra_args, &[])
+    }
+
+    /// Starts a server with more flags and more environment variables.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let data = tempfile::tempdir().expect("temp data dir");
         let home = tempfile::tempdir().expect("temp home");
         let mut server = Server {
@@ -62,6 +69,10 @@ impl Server {
             child: None,
             apps: vec![],
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         server.spawn();
         server.token = std::fs::read_to_string(server.data.path().join("rack/admin.token"))
@@ -87,6 +98,7 @@ impl Server {
             .env("HOME", self.home.path())
             .env("XDG_CONFIG_HOME", self.home.path().join("config"))
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
             .spawn()
