@@ -173,13 +173,7 @@ fn failed_health_check_keeps_the_old_release_serving() {
 
     let (status, body) = server.get(&host(&app), "/");
     assert_eq!(status, 200, "old release stopped serving: {body}");
-    let releases = server.json(&["releases", "-a", &app, "--json"]);
-    let r2 = releases
-        .as_array()
-        .and_then(|r| r.iter().find(|r| r["id"] == "R2"))
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(r2["status"], "failed", "{releases}");
+    assert_eq!(server.release(&app, "R2")["status"], "failed");
     let ps = server.json(&["ps", "-a", &app, "--json"]);
     let procs = ps.as_array().expect("list");
     assert_eq!(procs.len(), 1, "{ps}");

@@ -137,6 +137,45 @@ fn client(
     }
 }
 
+/// `clients` threads requesting `host` through the router until finished.
+struct Load {
+    stop: Arc<AtomicBool>,
+    counts: Arc<Counts>,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16, host: &str, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts = Arc::new(Counts::default());
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let clients = (0..clients)
+            .map(|_| {
+                let (host, stop, counts, log) =
+                    (host.to_string(), stop.clone(), counts.clone(), log.clone());
+                std::thread::spawn(move || client(port, host, stop, counts, log))
+            })
+            .collect();
+        Load {
+            stop,
+            counts,
+            log,
+            clients,
+        }
+    }
+
+    /// Stops the clients; returns what went wrong, in order.
+    fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for c in self.clients {
+            c.join().expect("client thread");
+        }
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.clone()
+    }
+}
+
 fn slow_request(
     port: u16,
     host: String,
@@ -173,17 +212,8 @@ fn no_request_fails_during_any_change() {
     let host = format!("web.{app}.localhost");
     assert_eq!(server.get(&host, "/").0, 200);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let counts = Arc::new(Counts::default());
-    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let (host, stop, counts, log) =
-                (host.clone(), stop.clone(), counts.clone(), log.clone());
-            let port = server.http;
-            std::thread::spawn(move || client(port, host, stop, counts, log))
-        })
-        .collect();
+    let load = Load::start(server.http, &host, CLIENTS);
+    let counts = load.counts.clone();
     std::thread::sleep(Duration::from_millis(500));
 
     let step = |what: &str, started: Instant, counts: &Counts| {
@@ -253,10 +283,7 @@ fn no_request_fails_during_any_change() {
     std::thread::sleep(Duration::from_secs(3));
     step("server restart", t, &counts);
 
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().expect("client thread");
-    }
+    let log = load.finish();
     let (ok, bad, errors) = (
         counts.ok.load(Ordering::Relaxed),
         counts.non_2xx.load(Ordering::Relaxed),
@@ -266,7 +293,6 @@ fn no_request_fails_during_any_change() {
         "zero downtime: {ok} responses 2xx, {bad} non-2xx, {errors} connection errors, {} connections",
         counts.reconnects.load(Ordering::Relaxed)
     );
-    let log = log.lock().unwrap_or_else(|p| p.into_inner());
     assert!(
         bad == 0 && errors == 0,
         "{bad} non-2xx and {errors} errors; first failures: {:?}\nserver log tail:\n{}",
@@ -315,24 +341,12 @@ fn a_rollout_failing_midway_restores_the_old_release_under_load() {
             "    command: [\"/bin/sh\", \"-c\", \"mkdir /claims/first && exec /bin/httpd -f -p 8080 -h /www; echo claim taken; exit 3\"]\n",
         ),
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let counts = Arc::new(Counts::default());
-    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (host, stop, counts, log) =
-                (host.clone(), stop.clone(), counts.clone(), log.clone());
-            let port = server.http;
-            std::thread::spawn(move || client(port, host, stop, counts, log))
-        })
-        .collect();
+    let load = Load::start(server.http, &host, 4);
     std::thread::sleep(Duration::from_millis(300));
     let out = server.cli_in(src.path(), &["deploy", ".", "-a", &app]);
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().expect("client thread");
-    }
+    let counts = load.counts.clone();
+    let problems = load.finish();
     let shown = format!("{}{}", stdout(&out), stderr(&out));
     assert!(!out.status.success(), "the deploy must fail:\n{shown}");
     assert_eq!(
@@ -352,17 +366,10 @@ fn a_rollout_failing_midway_restores_the_old_release_under_load() {
         counts.errors.load(Ordering::Relaxed),
     );
     eprintln!("rollout failing midway: {ok} ok, {bad} non-2xx, {errors} connection errors");
-    let problems = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert!(ok > 0, "no request got through");
     assert_eq!((bad, errors), (0, 0), "requests failed: {problems:?}");
 
-    let releases = server.json(&["releases", "-a", &app, "--json"]);
-    let r2 = releases
-        .as_array()
-        .and_then(|r| r.iter().find(|r| r["id"] == "R2"))
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(r2["status"], "failed", "{releases}");
+    assert_eq!(server.release(&app, "R2")["status"], "failed");
     let ps = server.json(&["ps", "-a", &app, "--json"]);
     let procs = ps.as_array().expect("a list of processes");
     assert_eq!(procs.len(), 3, "three processes again: {ps}");

@@ -191,6 +191,16 @@ impl Server {
         request(self.api, "127.0.0.1", "GET", path, token, None).unwrap_or((0, String::new()))
     }
 
+    /// One release of `app` as `berth releases --json` shows it; `Null` if absent.
+    pub fn release(&self, app: &str, id: &str) -> serde_json::Value {
+        let releases = self.json(&["releases", "-a", app, "--json"]);
+        releases
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["id"] == id))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.ok(args);
         serde_json::from_str(&out)
