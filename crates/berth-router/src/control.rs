@@ -217,6 +217,9 @@ pub struct RouterOptions {
     pub max_body: Option<u64>,
     /// Address to serve HTTPS on, if any.
     pub https: Option<SocketAddr>,
+    /// HTTP event loops: the caller's, plus `loops - 1` on threads of their own,
+    /// all accepting from the one listening socket.
+    pub loops: usize,
 }
 
 /// Runs a router process until `shutdown` resolves or the server sends `stop`;
@@ -281,6 +284,34 @@ pub async fn run_router_process(
         certs.clone(),
     ));
     let (stopping_tx, stopping_rx) = watch::channel(false);
+    // Independent event loops rather than one work-stealing runtime: a request
+    // and the backend connection it uses stay on one thread (see `backend_client`).
+    let listener = listener.into_std().map_err(io_err)?;
+    let mut loops = Vec::new();
+    for n in 1..options.loops.max(1) {
+        let listener = listener.try_clone().map_err(io_err)?;
+        let router = router.clone();
+        let mut stopping = stopping_rx.clone();
+        let event_loop = move || -> io::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                router
+                    .serve(listener, async move {
+                        let _ = stopping.wait_for(|s| *s).await;
+                    })
+                    .await
+            })
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("router-loop-{n}"))
+            .spawn(event_loop)
+            .map_err(io_err)?;
+        loops.push(thread);
+    }
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(io_err)?;
     let tls_task = match tls_listener {
         Some(listener) => {
             let config =
@@ -316,6 +347,13 @@ pub async fn run_router_process(
         .await;
     if let Some(task) = tls_task {
         let _ = task.await;
+    }
+    for event_loop in loops {
+        // Each drains on its own (bounded by the serve loop's drain timeout).
+        let joined = tokio::task::spawn_blocking(move || event_loop.join()).await;
+        if let Ok(Ok(Err(e))) = joined {
+            tracing::warn!("a router event loop failed: {e}");
+        }
     }
     control_task.abort();
     let _ = std::fs::remove_file(&options.control);

@@ -69,7 +69,6 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// without locking.
 pub struct Router {
     state: ArcSwap<Compiled>,
-    client: Client<HttpConnector, ReqBody>,
     /// Process id → requests in flight to it (until the response body is done). Kept
     /// across table swaps so a process that left the table can be drained.
     inflight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
@@ -182,19 +181,8 @@ impl Router {
     }
 
     fn build(max_body: Option<u64>, log_access: bool) -> Arc<Router> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            // The original Host header is always forwarded as is.
-            .set_host(false)
-            .build(connector);
         Arc::new(Router {
             state: ArcSwap::from_pointee(Compiled::new(RouteTable::default(), &mut HashMap::new())),
-            client,
             inflight: Mutex::new(HashMap::new()),
             max_body,
             access: control::AccessLog::default(),
@@ -262,4 +250,28 @@ impl std::fmt::Debug for Router {
             .field("hosts", &self.state.load().hosts.len())
             .finish_non_exhaustive()
     }
+}
+
+thread_local! {
+    static BACKEND_CLIENT: Client<HttpConnector, ReqBody> = new_backend_client();
+}
+
+/// The pooled client to processes of the calling thread. Each router event loop
+/// has its own thread, so its connections to processes, and the tasks driving
+/// them, never wake another thread.
+pub(crate) fn backend_client() -> Client<HttpConnector, ReqBody> {
+    BACKEND_CLIENT.with(Client::clone)
+}
+
+fn new_backend_client() -> Client<HttpConnector, ReqBody> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_timer(TokioTimer::new())
+        // The original Host header is always forwarded as is.
+        .set_host(false)
+        .build(connector)
 }

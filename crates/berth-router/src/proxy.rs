@@ -297,7 +297,7 @@ impl Router {
             };
 
             let guard = Inflight::start(&target.inflight);
-            let sent = self.client.request(req);
+            let sent = crate::backend_client().request(req);
             let result = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, sent).await {
                     Ok(result) => result,

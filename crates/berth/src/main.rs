@@ -31,12 +31,10 @@ fn main() -> ExitCode {
             };
         }
     };
-    // `berth router --threads N` sizes its runtime; everything else gets a worker per core.
-    let threads = match &cli.command {
-        cli::Command::Router(r) => r.threads,
-        _ => None,
-    };
-    let runtime = match router::runtime(threads) {
+    // `berth router` runs event loops of its own on top of a current-thread runtime;
+    // everything else gets a worker per core.
+    let is_router = matches!(&cli.command, cli::Command::Router(_));
+    let runtime = match router::runtime(is_router) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -15,7 +15,7 @@ pub struct RouterArgs {
     /// The server's control socket
     #[arg(long, value_name = "PATH")]
     pub control: PathBuf,
-    /// Worker threads [default: one per core]
+    /// Event loops, each on a thread of its own [default: one per core]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Largest request body forwarded, in bytes
@@ -26,8 +26,7 @@ pub struct RouterArgs {
     pub https: Option<SocketAddr>,
 }
 
-/// Runs on the CLI's runtime when `--threads` is not given; with it, on a runtime of
-/// its own with that many workers (see `main`).
+/// Runs `--threads` event loops (default: one per core), see `runtime`.
 pub async fn run(args: RouterArgs) -> Result<()> {
     init_logging();
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
@@ -43,24 +42,27 @@ pub async fn run(args: RouterArgs) -> Result<()> {
         control: args.control,
         max_body: args.max_body,
         https: args.https,
+        loops: args.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
     };
     berth_router::run_router_process(options, shutdown).await?;
     Ok(())
 }
 
-/// The runtime the router runs on: `threads` workers, or one per core.
-pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    // One worker: a current-thread runtime has no work-stealing bookkeeping at all.
-    if threads == Some(1) {
-        return tokio::runtime::Builder::new_current_thread()
+/// The runtime a command runs on. The router's is a current-thread runtime: its
+/// first event loop runs there and `run_router_process` starts the others, each
+/// on a thread and runtime of its own, so no request ever crosses threads.
+pub fn runtime(is_router: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    if is_router {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build();
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        builder.worker_threads(n.max(1));
-    }
-    builder.enable_all().build()
 }
 
 fn init_logging() {
