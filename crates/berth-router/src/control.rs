@@ -568,10 +568,41 @@ impl RouterLink {
         key_authorization: &str,
         timeout: Duration,
     ) -> io::Result<()> {
+        let wanted = self.edit_challenges(|c| {
+            c.insert(token.to_owned(), key_authorization.to_owned());
+            true
+        });
+        if self
+            .pushed(wanted, tokio::time::Instant::now() + timeout)
+            .await
+        {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the router did not take the challenge within {timeout:?}; see {}",
+                    self.options.log.display()
+                ),
+            ))
+        }
+    }
+
+    /// Stops answering the ACME challenge `token` (sent in the background).
+    pub fn remove_challenge(&self, token: &str) {
+        self.edit_challenges(|c| c.remove(token).is_some());
+    }
+
+    /// Applies `edit` to a copy of the challenges; when it says it changed
+    /// something, the copy replaces them and goes out with the next push, whose
+    /// generation is returned.
+    fn edit_challenges(&self, edit: impl FnOnce(&mut HashMap<String, String>) -> bool) -> u64 {
         {
             let mut challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
             let mut next = HashMap::clone(&challenges);
-            next.insert(token.to_owned(), key_authorization.to_owned());
+            if !edit(&mut next) {
+                return *self.generation.borrow();
+            }
             *challenges = Arc::new(next);
         }
         let mut wanted = 0;
@@ -579,31 +610,17 @@ impl RouterLink {
             *g += 1;
             wanted = *g;
         });
-        let mut acked = self.acked.clone();
-        match tokio::time::timeout(timeout, acked.wait_for(|g| *g >= wanted)).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "the router did not take the challenge within {timeout:?}; see {}",
-                    self.options.log.display()
-                ),
-            )),
-        }
+        wanted
     }
 
-    /// Stops answering the ACME challenge `token` (sent in the background).
-    pub fn remove_challenge(&self, token: &str) {
-        {
-            let mut challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
-            if !challenges.contains_key(token) {
-                return;
-            }
-            let mut next = HashMap::clone(&challenges);
-            next.remove(token);
-            *challenges = Arc::new(next);
-        }
-        self.generation.send_modify(|g| *g += 1);
+    /// Waits until the router has taken push `wanted` (or a later one); false
+    /// when `deadline` came first.
+    async fn pushed(&self, wanted: u64, deadline: tokio::time::Instant) -> bool {
+        let mut acked = self.acked.clone();
+        matches!(
+            tokio::time::timeout_at(deadline, acked.wait_for(|g| *g >= wanted)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// A receiver that sees every change of the table, certificates or challenges
@@ -623,11 +640,7 @@ impl RouterLink {
     pub async fn drain(&self, process: &str, timeout: Duration) -> u64 {
         let deadline = tokio::time::Instant::now() + timeout;
         let wanted = *self.generation.borrow();
-        let mut acked = self.acked.clone();
-        if tokio::time::timeout_at(deadline, acked.wait_for(|g| *g >= wanted))
-            .await
-            .is_err()
-        {
+        if !self.pushed(wanted, deadline).await {
             tracing::warn!(process, "the router did not take the new table in time");
             return 0;
         }

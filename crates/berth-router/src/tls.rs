@@ -87,9 +87,15 @@ impl CertStore {
         if let Some(ck) = map.get(&name) {
             return Some(ck.clone());
         }
-        let (_, parent) = name.split_once('.')?;
-        map.get(&format!("*.{parent}")).cloned()
+        map.get(&wildcard_above(&name)?).cloned()
     }
+}
+
+/// The wildcard name that also serves `name` (lower-case, no trailing dot):
+/// `*.b.c` for `a.b.c`. Wildcards cover exactly one level, as in browsers.
+pub fn wildcard_above(name: &str) -> Option<String> {
+    let (_, parent) = name.split_once('.')?;
+    Some(format!("*.{parent}"))
 }
 
 impl ResolvesServerCert for CertStore {

@@ -106,8 +106,7 @@ impl NetworkPool {
     /// pool is full.
     pub fn free_subnet(&self, used: &[Ipv4Net]) -> Option<Ipv4Net> {
         let step = 1u64 << (32 - APP_PREFIX);
-        let count = 1u64 << (APP_PREFIX - self.0.prefix);
-        (0..count)
+        (0..self.capacity())
             .filter_map(|i| u32::try_from(u64::from(self.0.base) + i * step).ok())
             .map(|base| Ipv4Net {
                 base,

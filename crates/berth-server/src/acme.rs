@@ -405,16 +405,10 @@ fn parse_time(rfc3339: &str) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).ok()
 }
 
-/// Does `pattern` (exact or `*.parent`) cover `domain`?
+/// Does `pattern` (exact or `*.parent`) cover `domain`, by the router's SNI rule?
 fn covers(pattern: &str, domain: &str) -> bool {
     let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
-    if pattern == domain {
-        return true;
-    }
-    match (pattern.strip_prefix("*."), domain.split_once('.')) {
-        (Some(parent), Some((_, rest))) => parent == rest,
-        _ => false,
-    }
+    pattern == domain || berth_router::tls::wildcard_above(domain).is_some_and(|w| w == pattern)
 }
 
 /// The latest end of validity among the imported and ACME certificates for `domain`.

@@ -395,10 +395,11 @@ pub(crate) async fn spool(rack: &Rack, body: Body) -> ApiResult<tempfile::TempPa
             ));
         }
         file.write_all(&chunk).await.map_err(|e| {
-            ApiError(
-                StatusCode::INSUFFICIENT_STORAGE,
-                format!("cannot store the upload: {e}; free space in the server's data dir"),
-            )
+            let message = crate::disk::full_message("store the upload", "tmp", &tmp, &e)
+                .unwrap_or_else(|| {
+                    format!("cannot store the upload: {e}; free space in the server's data dir")
+                });
+            ApiError(StatusCode::INSUFFICIENT_STORAGE, message)
         })?;
     }
     file.flush().await.map_err(RackError::from)?;

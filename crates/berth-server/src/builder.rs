@@ -129,19 +129,11 @@ fn extract_checked(tar_path: &Path, dest: &Path) -> std::result::Result<u64, Ext
         }
         // The error's text names the server's temp path; the kind is what matters.
         let unpacked = entry.unpack_in(dest).map_err(|e| {
-            // The tar crate wraps the OS error with the path; find the cause.
-            let full = crate::disk::is_full(&e)
-                || std::error::Error::source(&e)
-                    .and_then(|s| s.downcast_ref::<std::io::Error>())
-                    .is_some_and(crate::disk::is_full);
-            if full {
-                let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
-                ExtractError::DiskFull(
-                    crate::disk::full_message("unpack the upload", "tmp", dest, &enospc)
-                        .unwrap_or_default(),
-                )
-            } else {
-                ExtractError::Refused(format!("cannot unpack {}: {}", rel.display(), e.kind()))
+            match crate::disk::full_message("unpack the upload", "tmp", dest, &e) {
+                Some(message) => ExtractError::DiskFull(message),
+                None => {
+                    ExtractError::Refused(format!("cannot unpack {}: {}", rel.display(), e.kind()))
+                }
             }
         })?;
         if !unpacked {

@@ -7,13 +7,21 @@
 
 use std::path::Path;
 
-/// Whether `error` means the disk (or the user's quota) is full.
+/// Whether `error` means the disk (or the user's quota) is full, also when the
+/// OS error is wrapped in another (the tar crate adds the path that way).
 pub fn is_full(error: &std::io::Error) -> bool {
-    error.kind() == std::io::ErrorKind::StorageFull
-        || matches!(
-            error.raw_os_error(),
-            Some(libc::ENOSPC) | Some(libc::EDQUOT)
-        )
+    let os_full = |e: &std::io::Error| {
+        e.kind() == std::io::ErrorKind::StorageFull
+            || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+    };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>().is_some_and(os_full) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Bytes available to this user on the filesystem holding `path`.

@@ -97,6 +97,17 @@ pub fn new_id(service: &str) -> String {
     format!("{service}-run-{}", hex::encode(rand::random::<[u8; 3]>()))
 }
 
+/// Starts a created one-off. `berth ps` lists one-offs from a cached view, which
+/// engine events also refresh, but only after this call has returned.
+pub async fn start(
+    rack: &Rack,
+    launch: &Launch,
+) -> std::result::Result<(), berth_runtime::RuntimeError> {
+    let started = rack.runtime.start_container(&launch.container).await;
+    rack.forget_oneoffs(None);
+    started
+}
+
 /// Creates (does not start) a one-off container for `req`.
 pub async fn create(
     rack: &Rack,
@@ -206,9 +217,7 @@ pub async fn run_detached(
         },
     )
     .await?;
-    let started = rack.runtime.start_container(&launch.container).await;
-    rack.forget_oneoffs(None);
-    if let Err(e) = started {
+    if let Err(e) = start(&rack, &launch).await {
         let _ = rack.runtime.remove_container(&launch.container).await;
         return Err(RackError::from(e).into());
     }
@@ -332,9 +341,7 @@ async fn attach_and_run(
         Ok(s) => s,
         Err(e) => return error(e),
     };
-    let started = rack.runtime.start_container(&launch.container).await;
-    rack.forget_oneoffs(None);
-    if let Err(e) = started {
+    if let Err(e) = start(rack, launch).await {
         return error(e);
     }
     rack.logs.event(

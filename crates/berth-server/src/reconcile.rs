@@ -99,15 +99,10 @@ fn engine_lost(rack: &Rack, error: &berth_runtime::RuntimeError) {
         crate::engine::address(),
         RESYNC.as_secs()
     );
-    for app in rack.store.apps().unwrap_or_default() {
-        rack.logs.append(
-            &app.name,
-            "berth",
-            &format!(
-                "lost the Docker engine ({error}); processes are not supervised until it is back"
-            ),
-        );
-    }
+    tell_every_app(
+        rack,
+        &format!("lost the Docker engine ({error}); processes are not supervised until it is back"),
+    );
 }
 
 fn engine_back(rack: &Rack, after: Duration) {
@@ -116,8 +111,12 @@ fn engine_back(rack: &Rack, after: Duration) {
         after.as_secs_f64()
     );
     tracing::warn!("{text}");
+    tell_every_app(rack, &text);
+}
+
+fn tell_every_app(rack: &Rack, text: &str) {
     for app in rack.store.apps().unwrap_or_default() {
-        rack.logs.append(&app.name, "berth", &text);
+        rack.logs.append(&app.name, "berth", text);
     }
 }
 

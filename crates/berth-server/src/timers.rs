@@ -181,11 +181,8 @@ async fn start(
     )
     .await;
     let started = match launched {
-        Ok(launch) => match rack.runtime.start_container(&launch.container).await {
-            Ok(()) => {
-                rack.forget_oneoffs(None);
-                Ok(launch)
-            }
+        Ok(launch) => match crate::oneoff::start(rack, &launch).await {
+            Ok(()) => Ok(launch),
             Err(e) => {
                 let _ = rack.runtime.remove_container(&launch.container).await;
                 Err(RackError::from(e))
