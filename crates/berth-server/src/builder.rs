@@ -311,42 +311,65 @@ async fn build_images(
         // build step, and one that changes every build (the build id) would miss
         // the cache and cost an intermediate container. The build is in the tag.
         let labels = rack.labels(app);
-        let (tx, mut rx) = mpsc::channel::<String>(256);
-        let forward = {
-            let progress = progress.clone();
-            let source = format!("build/{}", build.id);
-            async move {
-                let mut lines = Vec::new();
-                while let Some(line) = rx.recv().await {
-                    let line = line.trim_end().to_string();
-                    if line.is_empty() {
-                        continue;
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            let (tx, mut rx) = mpsc::channel::<String>(256);
+            let forward = {
+                let progress = progress.clone();
+                let source = format!("build/{}", build.id);
+                async move {
+                    let mut lines = Vec::new();
+                    while let Some(line) = rx.recv().await {
+                        let line = line.trim_end().to_string();
+                        if line.is_empty() {
+                            continue;
+                        }
+                        lines.push((crate::logs::now_nanos(), line.clone()));
+                        let _ = progress.send(Event::Build { text: line }).await;
                     }
-                    lines.push((crate::logs::now_nanos(), line.clone()));
-                    let _ = progress.send(Event::Build { text: line }).await;
+                    (source, lines)
                 }
-                (source, lines)
+            };
+            let request = BuildRequest {
+                context_tar: &context_tar,
+                dockerfile: spec.dockerfile.clone(),
+                tag: tag.clone(),
+                args: spec.args.clone(),
+                labels: labels.clone(),
+            };
+            let (result, (log_source, lines)) =
+                tokio::join!(rack.runtime.build_image(request, tx), forward);
+            for (ts, line) in lines {
+                rack.logs.append_at(app, ts, &log_source, &line);
+            }
+            match result {
+                Err(e) if attempt == 1 && lost_cached_layer(&e) => {
+                    step(
+                        progress,
+                        "a cached layer went away mid-build (another app's images were deleted); building again",
+                    )
+                    .await;
+                }
+                other => break other,
             }
         };
-        let request = BuildRequest {
-            context_tar: &context_tar,
-            dockerfile: spec.dockerfile.clone(),
-            tag: tag.clone(),
-            args: spec.args.clone(),
-            labels,
-        };
-        let (result, (log_source, lines)) =
-            tokio::join!(rack.runtime.build_image(request, tx), forward);
         let _ = std::fs::remove_file(&context_tar);
-        for (ts, line) in lines {
-            rack.logs.append_at(app, ts, &log_source, &line);
-        }
         result?;
         for name in services {
             images.insert(name, tag.clone());
         }
     }
     Ok(images)
+}
+
+/// Builds of different apps share cached layers (the same Dockerfile steps);
+/// deleting one app's images prunes untagged parents that a concurrent build
+/// just reused, and the engine then fails that build with a missing digest or
+/// image. Building again makes the layers anew.
+fn lost_cached_layer(error: &berth_runtime::RuntimeError) -> bool {
+    let message = error.to_string();
+    message.contains("failed to get digest") || message.contains("No such image")
 }
 
 /// Removes this app's build images that none of the last `KEEP_RELEASES`
@@ -393,6 +416,18 @@ pub async fn prune_images(rack: &Rack, app: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_layer_deleted_under_a_build_is_told_from_a_failing_build() {
+        use berth_runtime::RuntimeError;
+        let lost = RuntimeError::Build(
+            "failed to get digest sha256:53ee: open /var/lib/docker/image/overlay2/imagedb/content/sha256/53ee: no such file or directory".into(),
+        );
+        assert!(lost_cached_layer(&lost));
+        let failing =
+            RuntimeError::Build("The command '/bin/sh -c make' returned a non-zero code: 2".into());
+        assert!(!lost_cached_layer(&failing));
+    }
 
     fn tar_with(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> tempfile::NamedTempFile {
         let mut b = tar::Builder::new(Vec::new());
