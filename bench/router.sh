@@ -2,9 +2,12 @@
 # Router throughput: one static backend on loopback, measured in one run with the
 # same load generator (wrk) and connection count: direct, through nginx, through
 # haproxy, through berth's router. Each proxy first gets one worker thread, then
-# all cores. Then berth's router with 1 and with 1,000 routed hosts.
+# all cores. Then berth's router with 1 and with 1,000 routed hosts. For each proxy
+# it also prints the CPU time the proxy spent per request: where the load generator
+# and the backend share the proxy's cores, requests/s also depends on how the kernel
+# schedules them all, while CPU per request is the proxy's own cost.
 #
-# Needs: wrk, nginx, haproxy (apt-get install wrk nginx-light haproxy), python3,
+# Needs: wrk, nginx, haproxy, pgrep (apt-get install wrk nginx-light haproxy procps), python3,
 # and a release build of berth (BERTH=path/to/berth, default target/release/berth).
 #
 #   bench/router.sh            # 10 s per run, 64 connections
@@ -64,18 +67,36 @@ nginx -c "$WORK/backend/nginx.conf" -p "$WORK/backend" &
 PIDS+=($!)
 wait_port "$BACKEND"
 
-# run NAME PORT: one wrk run; prints "NAME req/s p50 p99" and records it.
+# cpu_ticks PID: CPU time (clock ticks) used so far by PID and its children's
+# processes (nginx's workers), user plus system.
+cpu_ticks() {
+    local total=0 p
+    for p in "$1" $(pgrep -P "$1" || true); do
+        [ -r "/proc/$p/stat" ] || continue
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
+
+# run NAME PORT [PID]: one wrk run; prints "NAME req/s p50 p99" and, for a proxy
+# (PID), the CPU it spent per request; records both.
 RESULTS="$WORK/results"
+TICK=$(getconf CLK_TCK)
 run() {
-    local name=$1 port=$2 out
+    local name=$1 port=$2 pid=${3:-} out before=0
+    [ -n "$pid" ] && before=$(cpu_ticks "$pid")
     out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $HOST" "http://127.0.0.1:$port/")
-    local rps p50 p99 errors
+    local rps p50 p99 errors requests cpu=-
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
     errors=$(grep -E "Non-2xx|Socket errors" <<<"$out" | tr '\n' ' ' || true)
-    printf "%-28s %12s req/s  p50 %8s  p99 %8s %s\n" "$name" "$rps" "$p50" "$p99" "$errors"
-    echo "$name $rps" >>"$RESULTS"
+    if [ -n "$pid" ]; then
+        cpu=$(python3 -c "print(f'{($(cpu_ticks "$pid") - $before) / $TICK / $requests * 1e6:.1f}')")
+    fi
+    printf "%-28s %12s req/s  p50 %8s  p99 %8s  cpu %6s us/req %s\n" "$name" "$rps" "$p50" "$p99" "$cpu" "$errors"
+    echo "$name|$rps|$cpu" >>"$RESULTS"
 }
 
 start_nginx() { # THREADS PORT
@@ -162,24 +183,28 @@ echo "wrk: $WRK_THREADS threads, $CONNS connections, ${DURATION}s per run; backe
 echo
 run "direct" "$BACKEND"
 for threads in 1 "$CORES"; do
-    p=$(free_port); start_nginx "$threads" "$p"; run "nginx ($threads thread)" "$p"
-    p=$(free_port); start_haproxy "$threads" "$p"; run "haproxy ($threads thread)" "$p"
-    p=$(free_port); start_berth "$threads" "$p" 1; run "berth ($threads thread)" "$p"
+    p=$(free_port); start_nginx "$threads" "$p"; run "nginx ($threads thread)" "$p" "${PIDS[-1]}"
+    p=$(free_port); start_haproxy "$threads" "$p"; run "haproxy ($threads thread)" "$p" "${PIDS[-1]}"
+    p=$(free_port); start_berth "$threads" "$p" 1; run "berth ($threads thread)" "$p" "${PIDS[-1]}"
 done
-p=$(free_port); start_berth "$CORES" "$p" 1000; run "berth ($CORES thread, 1000 hosts)" "$p"
+p=$(free_port); start_berth "$CORES" "$p" 1000; run "berth ($CORES thread, 1000 hosts)" "$p" "${PIDS[-1]}"
 
 echo
 python3 - "$RESULTS" "$CORES" <<'EOF'
 import sys
-r = {}
+r, cpu = {}, {}
 for line in open(sys.argv[1]):
-    name, rps = line.rsplit(" ", 1)
+    name, rps, us = line.strip().split("|")
     r[name] = float(rps)
+    if us != "-":
+        cpu[name] = float(us)
 cores = sys.argv[2]
 for t in ["1", cores]:
-    b = r[f"berth ({t} thread)"]
-    print(f"{t} thread: berth/haproxy {b / r[f'haproxy ({t} thread)']:.2f}x, "
-          f"berth/nginx {b / r[f'nginx ({t} thread)']:.2f}x, berth/direct {b / r['direct']:.2f}x")
+    b, bc = r[f"berth ({t} thread)"], cpu[f"berth ({t} thread)"]
+    print(f"{t} thread: req/s berth/haproxy {b / r[f'haproxy ({t} thread)']:.2f}x, "
+          f"berth/nginx {b / r[f'nginx ({t} thread)']:.2f}x, berth/direct {b / r['direct']:.2f}x; "
+          f"CPU per request (lower is better) berth/haproxy {bc / cpu[f'haproxy ({t} thread)']:.2f}x, "
+          f"berth/nginx {bc / cpu[f'nginx ({t} thread)']:.2f}x")
 print(f"berth 1000 hosts / 1 host ({cores} threads): "
       f"{r[f'berth ({cores} thread, 1000 hosts)'] / r[f'berth ({cores} thread)']:.2f}x")
 EOF

@@ -47,7 +47,12 @@ pub(crate) fn requested_host<B>(req: &Request<B>) -> Option<(HeaderValue, bool)>
 /// `Shop.Example.com:8080` → `shop.example.com`; `[::1]:80` → `[::1]`. Borrows unless
 /// the name has upper-case letters.
 pub(crate) fn normalize_host(value: &HeaderValue) -> Option<Cow<'_, str>> {
-    let s = value.to_str().ok()?.trim();
+    normalize_host_str(value.to_str().ok()?)
+}
+
+/// [`normalize_host`] for a header value already known to be text.
+pub(crate) fn normalize_host_str(s: &str) -> Option<Cow<'_, str>> {
+    let s = s.trim();
     let host = if s.starts_with('[') {
         let end = s.find(']')?;
         &s[..=end]

@@ -4,7 +4,9 @@
 //! Data path: [`Router::serve`] accepts HTTP/1.1 connections (one task each), finds the
 //! route by the request's host with one lock-free table load, and forwards the request
 //! to the route's processes in round-robin order over pooled keep-alive connections.
-//! Bodies stream through in both directions; upgrades (WebSocket) become byte tunnels.
+//! Plain forwarding is relayed by the connection's own task (`relay`); the rest
+//! (upgrades, which become byte tunnels, streamed request bodies, berth's own answers,
+//! HTTPS) runs on hyper (`proxy`). Bodies stream through in both directions.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ mod body;
 pub mod control;
 mod headers;
 mod proxy;
+mod relay;
 mod server;
 pub mod tls;
 

@@ -20,7 +20,7 @@ use crate::server::{ConnCtx, Phase};
 use crate::{Entry, Inflight, Router};
 
 /// Where ACME HTTP-01 challenges are fetched (RFC 8555, section 8.3).
-const ACME_CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
+pub(crate) const ACME_CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
 
 /// Which app and process answered, for the access log (never sent to the client).
 #[derive(Clone)]
@@ -31,7 +31,7 @@ struct AccessTag {
 
 /// Why no response came from a process.
 #[derive(Debug, thiserror::Error)]
-enum Failure {
+pub(crate) enum Failure {
     #[error("no response before the timeout")]
     Timeout,
     #[error("no process accepted the connection")]
@@ -42,6 +42,9 @@ enum Failure {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    /// On the fast path (`relay`), whose errors are logged where they happen.
+    #[error("process {process} failed to answer")]
+    Broken { process: String },
     #[error("invalid request target")]
     BadTarget,
     #[error("request body over the limit of {0} bytes")]
@@ -79,11 +82,14 @@ impl Router {
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
-            let line = format!(
-                "{method} {host} {path} {} {bytes} {}ms {}",
+            let line = access_line(
+                method.as_str(),
+                &host,
+                &path,
                 resp.status().as_u16(),
-                start.elapsed().as_millis(),
-                tag.process
+                bytes,
+                start.elapsed(),
+                &tag.process,
             );
             self.access.push(&tag.app, line);
         }
@@ -377,7 +383,23 @@ async fn tunnel(client: OnUpgrade, backend: OnUpgrade, mut phase: watch::Receive
     }
 }
 
-fn failure_response(failure: Failure, entry: &Entry) -> Response<ResBody> {
+/// One access log line: `GET shop.example.com /cart 200 512 3ms web-3f9a2c`.
+pub(crate) fn access_line(
+    method: &str,
+    host: &str,
+    path: &str,
+    status: u16,
+    bytes: &str,
+    elapsed: Duration,
+    process: &str,
+) -> String {
+    format!(
+        "{method} {host} {path} {status} {bytes} {}ms {process}",
+        elapsed.as_millis()
+    )
+}
+
+pub(crate) fn failure_response(failure: Failure, entry: &Entry) -> Response<ResBody> {
     let route = &entry.route;
     let (status, message) = match failure {
         Failure::Timeout => (
@@ -396,7 +418,7 @@ fn failure_response(failure: Failure, entry: &Entry) -> Response<ResBody> {
                 route.service, route.app
             ),
         ),
-        Failure::Backend { process, .. } => (
+        Failure::Backend { process, .. } | Failure::Broken { process } => (
             StatusCode::BAD_GATEWAY,
             format!(
                 "berth: process {process} of service {} of app {} failed to answer\n",

@@ -4,23 +4,28 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, BytesMut};
 use http::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::Router;
 use crate::headers;
+use crate::relay::{self, Ended};
 
 /// How long in-flight requests may finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the server is in its life; connections and tunnels watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,13 +164,25 @@ async fn serve_connection(
         tracing::debug!("set TCP_NODELAY: {e}");
     }
     let mut phase = ctx.phase.clone();
+    let relayed = tokio::select! {
+        ended = relay::serve(&ctx, stream) => ended,
+        _ = phase.wait_for(|p| *p == Phase::Stopped) => return,
+    };
+    let (stream, buffered) = match relayed {
+        Ended::Closed => return,
+        Ended::Handoff(stream, buffered) => (stream, buffered),
+    };
     let ctx = Arc::new(ctx);
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(ctx.router.handle(req, &ctx).await) }
     });
+    let io = Prefixed {
+        prefix: buffered,
+        io: stream,
+    };
     let conn = http
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
 
@@ -252,6 +269,58 @@ async fn serve_tls_connection(
                 }
             }
         }
+    }
+}
+
+/// A client connection whose first bytes were already read (by the fast path).
+struct Prefixed {
+    prefix: BytesMut,
+    io: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let n = self.prefix.len().min(buf.remaining());
+        buf.put_slice(&self.prefix[..n]);
+        self.prefix.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

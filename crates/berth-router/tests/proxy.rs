@@ -914,3 +914,175 @@ async fn bodies_over_the_limit_are_413() {
     })
     .await;
 }
+
+/// A process speaking HTTP/1.1 by hand, so that each way a response can end is sent
+/// byte for byte: by length, by chunks, by closing, with none for HEAD, after a 1xx.
+async fn scripted_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                loop {
+                    let head = read_head(&mut s).await;
+                    let Some(line) = head.lines().next() else {
+                        return;
+                    };
+                    let reply: &[u8] = match line {
+                        l if l.starts_with("GET /chunked ") => {
+                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n"
+                        }
+                        l if l.starts_with("HEAD /head ") => {
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+                        }
+                        l if l.starts_with("GET /early ") => {
+                            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                        }
+                        l if l.starts_with("GET /close ") => {
+                            let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nuntil the end").await;
+                            return;
+                        }
+                        _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+                    };
+                    if s.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Everything a client sends until the router closes the connection.
+async fn read_to_close(s: &mut TcpStream) -> String {
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).await.unwrap();
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[tokio::test]
+async fn every_response_framing_is_relayed_exactly() {
+    bounded(async {
+        let addr = scripted_backend().await;
+        let rt = route(
+            vec![Backend {
+                addr,
+                process: "web-raw".into(),
+            }],
+            Duration::from_secs(5),
+        );
+        let r = TestRouter::start(table(&[("shop.localhost", &rt)])).await;
+
+        // Four pipelined requests on one connection.
+        let mut s = TcpStream::connect(r.addr).await.unwrap();
+        let mut requests = String::new();
+        for (method, path) in [
+            ("GET", "/chunked"),
+            ("HEAD", "/head"),
+            ("GET", "/early"),
+            ("GET", "/close"),
+        ] {
+            requests.push_str(&format!(
+                "{method} {path} HTTP/1.1\r\nHost: shop.localhost\r\n\r\n"
+            ));
+        }
+        s.write_all(requests.as_bytes()).await.unwrap();
+        let all = read_to_close(&mut s).await;
+        let responses: Vec<&str> = all.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(responses.len(), 4, "{all}");
+
+        let chunked = responses[0].to_ascii_lowercase();
+        assert!(chunked.starts_with("200 ok\r\n"), "{all}");
+        assert!(chunked.contains("transfer-encoding: chunked\r\n"), "{all}");
+        assert!(chunked.contains("x-request-id: "), "{all}");
+        assert!(
+            chunked.ends_with("\r\n\r\n5\r\nhello\r\n0\r\nx-sum: 1\r\n\r\n"),
+            "{all}"
+        );
+
+        let head = responses[1].to_ascii_lowercase();
+        assert!(head.contains("content-length: 100\r\n"), "{all}");
+        assert!(
+            head.ends_with("\r\n\r\n"),
+            "a HEAD answer has no body: {all}"
+        );
+
+        assert!(
+            !all.contains("103"),
+            "interim answers are not forwarded: {all}"
+        );
+        assert!(responses[2].ends_with("\r\n\r\nok"), "{all}");
+
+        let close = responses[3].to_ascii_lowercase();
+        assert!(close.contains("connection: close\r\n"), "{all}");
+        assert!(close.ends_with("\r\n\r\nuntil the end"), "{all}");
+        r.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_asking_to_close_is_answered_then_closed() {
+    bounded(async {
+        let a = TestBackend::start("a").await;
+        let rt = route(vec![a.backend("web-a")], Duration::from_secs(5));
+        let r = TestRouter::start(table(&[("shop.localhost", &rt)])).await;
+        let mut s = TcpStream::connect(r.addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: shop.localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let all = read_to_close(&mut s).await;
+        assert!(all.starts_with("HTTP/1.1 200 OK\r\n"), "{all}");
+        assert!(
+            all.to_ascii_lowercase().contains("connection: close\r\n"),
+            "{all}"
+        );
+        assert!(all.ends_with("\r\n\r\na"), "{all}");
+        r.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_process_closed_is_not_used() {
+    bounded(async {
+        // Each connection answers one request, keeps quiet about closing, then closes
+        // 50 ms later, as a process with a short keep-alive timeout does.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let _ = read_head(&mut s).await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce")
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                });
+            }
+        });
+        let rt = route(
+            vec![Backend {
+                addr,
+                process: "web-brief".into(),
+            }],
+            Duration::from_secs(5),
+        );
+        let r = TestRouter::start(table(&[("shop.localhost", &rt)])).await;
+        for _ in 0..3 {
+            // A POST is never sent twice, so only a pool that notices the close
+            // gets it through.
+            let req = r
+                .request("shop.localhost", "/")
+                .method("POST")
+                .body(full("x"))
+                .unwrap();
+            let (status, _, body) = r.send(req).await;
+            assert_eq!((status, body.as_str()), (StatusCode::OK, "once"));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        r.shutdown().await.unwrap();
+    })
+    .await;
+}

@@ -1,0 +1,999 @@
+//! The plain-HTTP fast path. A request that needs nothing but forwarding is relayed
+//! inside its client connection's task: its head is parsed in place, rewritten straight
+//! into the bytes sent to the process, and the response streams back over a backend
+//! connection that the task takes from a per-thread pool for the exchange.
+//!
+//! Why: through hyper's pooled client every request crossed from the client
+//! connection's task to the backend connection's task and back, and was parsed into and
+//! serialized from a `HeaderMap` on each side; at one thread that user-space work kept
+//! the router at 0.78x haproxy (BENCHMARKS.md).
+//!
+//! Anything else goes to the hyper path with the bytes already read, and the connection
+//! stays there: upgrades, `Expect`, chunked or large request bodies, HTTP/1.0, answers
+//! of berth's own (404, 503, redirects, ACME challenges), and anything malformed, which
+//! hyper rejects with the right status.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use futures_util::FutureExt;
+use http::{Response, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::body::ResBody;
+use crate::server::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
+use crate::{CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, Router, headers, proxy};
+
+/// Most headers in a request or response head on this path (hyper takes more).
+const MAX_HEADERS: usize = 64;
+/// Largest request or response head on this path.
+const MAX_HEAD: usize = 64 * 1024;
+/// Request bodies up to this size are read whole before they are forwarded, so that a
+/// process that refuses the connection can be skipped; larger ones stream through hyper.
+const MAX_BUFFERED_BODY: u64 = 64 * 1024;
+/// Idle connections kept per process and thread.
+const MAX_IDLE_PER_BACKEND: usize = 256;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How the fast path left a client connection.
+pub(crate) enum Ended {
+    Closed,
+    /// Serve the rest with hyper; `buffered` holds bytes read but not yet answered.
+    Handoff(TcpStream, BytesMut),
+}
+
+/// Serves requests on a plain-HTTP client connection until it closes or a request
+/// needs the hyper path.
+pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
+    let router = &*ctx.router;
+    let mut phase = ctx.phase.clone();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut head = Vec::with_capacity(1024);
+    loop {
+        let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+        let request = loop {
+            match plan(router, ctx, &buf, &mut head) {
+                Plan::Forward(request) => break request,
+                Plan::Handoff => return Ended::Handoff(client, buf),
+                Plan::Partial => {}
+            }
+            let idle = buf.is_empty();
+            buf.reserve(READ_CHUNK);
+            let read = tokio::select! {
+                biased;
+                read = client.read_buf(&mut buf) => read,
+                () = tokio::time::sleep_until(deadline) => return Ended::Closed,
+                // An idle connection closes as soon as the router drains.
+                _ = phase.wait_for(|p| *p != Phase::Running), if idle => return Ended::Closed,
+            };
+            match read {
+                Ok(0) | Err(_) => return Ended::Closed,
+                Ok(_) => {}
+            }
+        };
+        let needed = request.head_len + request.body_len;
+        while buf.len() < needed {
+            buf.reserve(needed - buf.len());
+            let read = tokio::select! {
+                biased;
+                read = client.read_buf(&mut buf) => read,
+                () = tokio::time::sleep_until(deadline) => return Ended::Closed,
+            };
+            match read {
+                Ok(0) | Err(_) => return Ended::Closed,
+                Ok(_) => {}
+            }
+        }
+        let body = &buf[request.head_len..needed];
+        let keep_open = match exchange(router, &request, &head, body, &mut client, &phase).await {
+            Ok(keep_open) => keep_open,
+            Err(ClientGone) => return Ended::Closed,
+        };
+        if !keep_open {
+            let _ = client.shutdown().await;
+            return Ended::Closed;
+        }
+        buf.advance(needed);
+    }
+}
+
+/// A request ready to forward; its rewritten head is in the caller's buffer.
+struct Request {
+    entry: Arc<Entry>,
+    head_len: usize,
+    body_len: usize,
+    request_id: Vec<u8>,
+    is_head: bool,
+    /// Safe and without a body: may be sent again to another process.
+    retryable: bool,
+    /// The client asked to close the connection after this request.
+    close: bool,
+    /// Method, host and path, when access is logged.
+    log: Option<(String, String, String)>,
+}
+
+enum Plan {
+    Forward(Request),
+    Partial,
+    Handoff,
+}
+
+/// What a request header means to the fast path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Host,
+    Connection,
+    ContentLength,
+    ForwardedFor,
+    /// Set by the router (`X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Request-Id`).
+    Replaced,
+    RequestId,
+    /// Describes one connection; never forwarded.
+    HopByHop,
+    /// Needs the hyper path (`Upgrade`, `Expect`, `Transfer-Encoding`).
+    Unsupported,
+    Other,
+}
+
+fn kind(name: &str) -> Kind {
+    let is = |s: &str| name.eq_ignore_ascii_case(s);
+    match name.len() {
+        2 if is("te") => Kind::HopByHop,
+        4 if is("host") => Kind::Host,
+        6 if is("expect") => Kind::Unsupported,
+        7 if is("upgrade") => Kind::Unsupported,
+        7 if is("trailer") => Kind::HopByHop,
+        10 if is("connection") => Kind::Connection,
+        10 if is("keep-alive") => Kind::HopByHop,
+        12 if is("x-request-id") => Kind::RequestId,
+        14 if is("content-length") => Kind::ContentLength,
+        15 if is("x-forwarded-for") => Kind::ForwardedFor,
+        16 if is("proxy-connection") => Kind::HopByHop,
+        16 if is("x-forwarded-host") => Kind::Replaced,
+        17 if is("transfer-encoding") => Kind::Unsupported,
+        17 if is("x-forwarded-proto") => Kind::Replaced,
+        _ => Kind::Other,
+    }
+}
+
+/// Headers named in `Connection` (hop-by-hop by declaration); more send the request to
+/// the hyper path.
+const MAX_NAMED: usize = 8;
+
+/// Parses the request at the start of `buf` and, when the fast path can forward it,
+/// writes the head to send to the process into `out`.
+fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
+    if buf.is_empty() {
+        return Plan::Partial;
+    }
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Plan::Partial,
+        _ => return Plan::Handoff,
+    };
+    let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
+        return Plan::Handoff;
+    };
+    if !path.starts_with('/') || path.starts_with(proxy::ACME_CHALLENGE_PATH) {
+        return Plan::Handoff;
+    }
+
+    let mut host = None;
+    let mut content_length: Option<u64> = None;
+    let mut close = false;
+    let mut request_id: Option<&[u8]> = None;
+    let mut named: [&[u8]; MAX_NAMED] = [&[]; MAX_NAMED];
+    let mut named_len = 0;
+    for h in req.headers.iter() {
+        match kind(h.name) {
+            Kind::Host if host.is_none() => host = Some(h.value),
+            Kind::Host | Kind::Unsupported => return Plan::Handoff,
+            Kind::ContentLength => {
+                let Some(n) = std::str::from_utf8(h.value)
+                    .ok()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
+                else {
+                    return Plan::Handoff;
+                };
+                if content_length.is_some_and(|m| m != n) {
+                    return Plan::Handoff;
+                }
+                content_length = Some(n);
+            }
+            Kind::Connection => {
+                for token in h.value.split(|b| *b == b',') {
+                    let token = token.trim_ascii();
+                    if token.is_empty() || token.eq_ignore_ascii_case(b"keep-alive") {
+                    } else if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case(b"upgrade") || named_len == MAX_NAMED {
+                        return Plan::Handoff;
+                    } else if !token.eq_ignore_ascii_case(b"host") {
+                        named[named_len] = token;
+                        named_len += 1;
+                    }
+                }
+            }
+            Kind::RequestId if !h.value.is_empty() => request_id = Some(h.value),
+            _ => {}
+        }
+    }
+    let Some(host_value) = host.and_then(|h| std::str::from_utf8(h).ok()) else {
+        return Plan::Handoff;
+    };
+    let Some(normalized) = headers::normalize_host_str(host_value) else {
+        return Plan::Handoff;
+    };
+    let Some(entry) = router.entry(&normalized) else {
+        return Plan::Handoff;
+    };
+    let body_len = content_length.unwrap_or(0);
+    if entry.targets.is_empty()
+        || (entry.route.tls_redirect && !ctx.https && router.https_port.get().is_some())
+        || body_len > MAX_BUFFERED_BODY
+        || router.max_body.is_some_and(|max| body_len > max)
+    {
+        return Plan::Handoff;
+    }
+
+    out.clear();
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut forwarded_for: Vec<&[u8]> = Vec::new();
+    for h in req.headers.iter() {
+        match kind(h.name) {
+            Kind::Host | Kind::ContentLength | Kind::Other => {
+                let name = h.name.as_bytes();
+                if kind(h.name) == Kind::Other && is_named(&named[..named_len], name) {
+                    continue;
+                }
+                out.extend_from_slice(name);
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(h.value);
+                out.extend_from_slice(b"\r\n");
+            }
+            Kind::ForwardedFor => forwarded_for.push(h.value),
+            _ => {}
+        }
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for value in forwarded_for {
+        out.extend_from_slice(value);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(ctx.client_ip.as_bytes());
+    out.extend_from_slice(if ctx.https {
+        b"\r\nx-forwarded-proto: https\r\nx-forwarded-host: "
+    } else {
+        b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: "
+    });
+    out.extend_from_slice(host_value.as_bytes());
+    let request_id = match request_id {
+        Some(id) => id.to_vec(),
+        None => headers::new_request_id().as_bytes().to_vec(),
+    };
+    out.extend_from_slice(b"\r\nx-request-id: ");
+    out.extend_from_slice(&request_id);
+    out.extend_from_slice(b"\r\n\r\n");
+
+    let safe = matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE");
+    let log = router.log_access.then(|| {
+        let path = path.split('?').next().unwrap_or(path);
+        (method.to_owned(), host_value.to_owned(), path.to_owned())
+    });
+    Plan::Forward(Request {
+        entry,
+        head_len,
+        body_len: body_len as usize,
+        request_id,
+        is_head: method == "HEAD",
+        retryable: safe && body_len == 0,
+        close,
+        log,
+    })
+}
+
+/// The client connection failed or went away mid-exchange.
+struct ClientGone;
+
+/// Forwards one request (round robin with fail-over, as on the hyper path) and relays
+/// the response. Ok(false): the client connection must close.
+async fn exchange(
+    router: &Router,
+    request: &Request,
+    head: &[u8],
+    body: &[u8],
+    client: &mut TcpStream,
+    phase: &tokio::sync::watch::Receiver<Phase>,
+) -> Result<bool, ClientGone> {
+    let start_time = Instant::now();
+    let entry = &*request.entry;
+    let route = &*entry.route;
+    let n = entry.targets.len();
+    let attempts = if request.retryable { n.max(2) } else { n };
+    let first = entry
+        .next
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let deadline = (!route.timeout.is_zero()).then(|| start_time + route.timeout);
+
+    let mut failure = proxy::Failure::Unreachable;
+    for attempt in 0..attempts {
+        let target = &entry.targets[first.wrapping_add(attempt) % n];
+        let backend = &route.backends[target.backend];
+        let inflight = Inflight::start(&target.inflight);
+        let sent = send(backend.addr, request, head, body);
+        let result = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, sent).await {
+                Ok(result) => result,
+                Err(_) => {
+                    failure = proxy::Failure::Timeout;
+                    break;
+                }
+            },
+            None => sent.await,
+        };
+        match result {
+            Ok((conn, response)) => {
+                let closing = request.close || *phase.borrow() != Phase::Running;
+                let relayed = relay_response(conn, response, request, client, closing).await;
+                drop(inflight);
+                let relayed = relayed?;
+                if let Some((method, host, path)) = &request.log {
+                    let line = proxy::access_line(
+                        method,
+                        host,
+                        path,
+                        relayed.status,
+                        relayed.length.as_deref().unwrap_or("-"),
+                        start_time.elapsed(),
+                        &backend.process,
+                    );
+                    router.access.push(&route.app, line);
+                }
+                if relayed.reusable {
+                    pool_put(backend.addr, relayed.conn);
+                }
+                return Ok(!closing && !relayed.close_delimited);
+            }
+            Err(SendError::Connect(e)) => {
+                tracing::debug!(app = %route.app, service = %route.service, process = %backend.process,
+                    "cannot connect to process: {e}");
+            }
+            Err(SendError::Broken(e)) => {
+                tracing::debug!(app = %route.app, service = %route.service, process = %backend.process,
+                    "process failed to answer: {e}");
+                failure = proxy::Failure::Broken {
+                    process: backend.process.clone(),
+                };
+                if !(request.retryable && attempt + 1 < attempts) {
+                    break;
+                }
+            }
+        }
+    }
+
+    let closing = request.close || *phase.borrow() != Phase::Running;
+    let answer = proxy::failure_response(failure, entry);
+    let status = answer.status().as_u16();
+    let bytes = serialize_local(answer, &request.request_id, closing);
+    client.write_all(&bytes).await.map_err(|_| ClientGone)?;
+    if let Some((method, host, path)) = &request.log {
+        let line = proxy::access_line(method, host, path, status, "-", start_time.elapsed(), "-");
+        router.access.push(&route.app, line);
+    }
+    Ok(!closing)
+}
+
+/// A connection to a process, with its read buffer.
+struct BackendConn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    /// Nothing was sent: the next process may be tried.
+    #[error("{0}")]
+    Connect(io::Error),
+    #[error("{0}")]
+    Broken(io::Error),
+}
+
+/// Sends the request over a pooled connection (or a new one when a pooled one turns out
+/// closed) and reads the response head.
+async fn send(
+    addr: SocketAddr,
+    request: &Request,
+    head: &[u8],
+    body: &[u8],
+) -> Result<(BackendConn, ResponseHead), SendError> {
+    loop {
+        let (mut conn, reused) = match pool_take(addr) {
+            Some(conn) => (conn, true),
+            None => (connect(addr).await.map_err(SendError::Connect)?, false),
+        };
+        match roundtrip(&mut conn, request, head, body).await {
+            Ok(response) => return Ok((conn, response)),
+            // A pooled connection the process closed while it sat idle: the request
+            // never reached it, unless it was written and then lost (only safe requests
+            // are sent again then).
+            Err(RoundtripError::Write(_)) if reused => {}
+            Err(RoundtripError::Closed) if reused && request.retryable => {}
+            Err(e) => return Err(SendError::Broken(e.into())),
+        }
+    }
+}
+
+async fn connect(addr: SocketAddr) -> io::Result<BackendConn> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(BackendConn {
+        stream,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RoundtripError {
+    #[error("sending the request: {0}")]
+    Write(io::Error),
+    #[error("the connection closed before a response")]
+    Closed,
+    #[error("reading the response: {0}")]
+    Read(io::Error),
+    #[error("invalid response: {0}")]
+    Invalid(&'static str),
+}
+
+impl From<RoundtripError> for io::Error {
+    fn from(e: RoundtripError) -> io::Error {
+        match e {
+            RoundtripError::Write(e) | RoundtripError::Read(e) => e,
+            other => io::Error::other(other.to_string()),
+        }
+    }
+}
+
+async fn roundtrip(
+    conn: &mut BackendConn,
+    request: &Request,
+    head: &[u8],
+    body: &[u8],
+) -> Result<ResponseHead, RoundtripError> {
+    if body.is_empty() {
+        conn.stream.write_all(head).await
+    } else {
+        let mut whole = Vec::with_capacity(head.len() + body.len());
+        whole.extend_from_slice(head);
+        whole.extend_from_slice(body);
+        conn.stream.write_all(&whole).await
+    }
+    .map_err(RoundtripError::Write)?;
+
+    conn.buf.clear();
+    let mut received = false;
+    loop {
+        if !conn.buf.is_empty() {
+            match parse_response(&conn.buf, request)? {
+                Parsed::Final(response) => return Ok(response),
+                // 1xx before the final response: not forwarded (as on the hyper path).
+                Parsed::Interim(len) => {
+                    conn.buf.advance(len);
+                    continue;
+                }
+                Parsed::Partial => {}
+            }
+        }
+        conn.buf.reserve(READ_CHUNK);
+        match conn.stream.read_buf(&mut conn.buf).await {
+            Ok(0) if !received => return Err(RoundtripError::Closed),
+            Ok(0) => return Err(RoundtripError::Invalid("the response head was cut short")),
+            Ok(_) => received = true,
+            Err(e) if !received && is_reset(&e) => return Err(RoundtripError::Closed),
+            Err(e) => return Err(RoundtripError::Read(e)),
+        }
+    }
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
+/// A process's response head, rewritten for the client.
+struct ResponseHead {
+    head_len: usize,
+    status: u16,
+    /// Status line and headers for the client, without the final empty line (the
+    /// router's own headers go after them).
+    client_head: Vec<u8>,
+    framing: Framing,
+    /// `Content-Length` as sent, for the access log.
+    length: Option<String>,
+    /// The process keeps the connection open after this response.
+    keep_alive: bool,
+}
+
+enum Parsed {
+    Final(ResponseHead),
+    Interim(usize),
+    Partial,
+}
+
+/// How the end of a response body is found (RFC 9112, section 6.3).
+#[derive(Debug)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked(Chunked),
+    /// Until the process closes the connection.
+    Close,
+}
+
+fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let head_len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(Parsed::Partial),
+        Ok(httparse::Status::Partial) => return Err(RoundtripError::Invalid("head too large")),
+        Err(_) => return Err(RoundtripError::Invalid("malformed head")),
+    };
+    let (Some(status), Some(version)) = (resp.code, resp.version) else {
+        return Err(RoundtripError::Invalid("malformed status line"));
+    };
+    if status == 101 {
+        return Err(RoundtripError::Invalid("switched protocols unasked"));
+    }
+    if (100..200).contains(&status) {
+        return Ok(Parsed::Interim(head_len));
+    }
+
+    let mut keep_alive = version == 1;
+    let mut chunked = false;
+    let mut other_encoding = false;
+    let mut content_length: Option<(u64, &[u8])> = None;
+    let mut named: [&[u8]; MAX_NAMED] = [&[]; MAX_NAMED];
+    let mut named_len = 0;
+    for h in resp.headers.iter() {
+        match kind(h.name) {
+            Kind::Connection => {
+                for token in h.value.split(|b| *b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        keep_alive = false;
+                    } else if !token.is_empty()
+                        && !token.eq_ignore_ascii_case(b"keep-alive")
+                        && named_len < MAX_NAMED
+                    {
+                        named[named_len] = token;
+                        named_len += 1;
+                    }
+                }
+            }
+            Kind::Unsupported if h.name.eq_ignore_ascii_case("transfer-encoding") => {
+                // Only the last coding says how the body ends.
+                let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
+                chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                other_encoding |= !chunked;
+            }
+            Kind::ContentLength => {
+                let n = std::str::from_utf8(h.value)
+                    .ok()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or(RoundtripError::Invalid("invalid Content-Length"))?;
+                if content_length.is_some_and(|(m, _)| m != n) {
+                    return Err(RoundtripError::Invalid("conflicting Content-Length"));
+                }
+                content_length = Some((n, h.value));
+            }
+            _ => {}
+        }
+    }
+    let framing = if request.is_head || status == 204 || status == 304 {
+        Framing::Empty
+    } else if chunked && !other_encoding {
+        Framing::Chunked(Chunked::default())
+    } else if chunked || other_encoding {
+        Framing::Close
+    } else if let Some((n, _)) = content_length {
+        if n == 0 {
+            Framing::Empty
+        } else {
+            Framing::Length(n)
+        }
+    } else {
+        Framing::Close
+    };
+    if matches!(framing, Framing::Close) {
+        keep_alive = false;
+    }
+
+    let mut out = Vec::with_capacity(head_len + 128);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let reason = match resp.reason {
+        Some(r) if !r.is_empty() => r,
+        _ => StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or(""),
+    };
+    out.extend_from_slice(status.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in resp.headers.iter() {
+        let keep = match kind(h.name) {
+            Kind::Other | Kind::ContentLength | Kind::ForwardedFor | Kind::Host => true,
+            // Relayed as sent, chunk for chunk.
+            Kind::Unsupported => {
+                h.name.eq_ignore_ascii_case("transfer-encoding")
+                    && matches!(framing, Framing::Chunked(_))
+            }
+            Kind::Replaced => true,
+            _ => false,
+        };
+        let name = h.name.as_bytes();
+        if !keep || (kind(h.name) == Kind::Other && is_named(&named[..named_len], name)) {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    Ok(Parsed::Final(ResponseHead {
+        head_len,
+        status,
+        client_head: out,
+        framing,
+        length: content_length.map(|(_, v)| String::from_utf8_lossy(v).into_owned()),
+        keep_alive,
+    }))
+}
+
+/// Named in a `Connection` header, so hop-by-hop. Only headers of no meaning to the
+/// router can be named away: framing and routing headers always stay.
+fn is_named(named: &[&[u8]], name: &[u8]) -> bool {
+    named.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// What the relay of one response left behind.
+struct Relayed {
+    conn: BackendConn,
+    status: u16,
+    length: Option<String>,
+    /// The connection to the process can serve another request.
+    reusable: bool,
+    /// The body ended with the process's connection; so must the client's.
+    close_delimited: bool,
+}
+
+/// Writes the response head and streams the body to the client as it arrives.
+async fn relay_response(
+    mut conn: BackendConn,
+    mut response: ResponseHead,
+    request: &Request,
+    client: &mut TcpStream,
+    closing: bool,
+) -> Result<Relayed, ClientGone> {
+    let close_delimited = matches!(response.framing, Framing::Close);
+    let mut out = std::mem::take(&mut response.client_head);
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(&request.request_id);
+    if closing || close_delimited {
+        out.extend_from_slice(b"\r\nconnection: close");
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+
+    conn.buf.advance(response.head_len);
+    let (take, mut done) = response.framing.feed(&conn.buf).map_err(|_| ClientGone)?;
+    out.extend_from_slice(&conn.buf[..take]);
+    let mut clean = take == conn.buf.len();
+    client.write_all(&out).await.map_err(|_| ClientGone)?;
+
+    while !done {
+        conn.buf.clear();
+        conn.buf.reserve(READ_CHUNK);
+        match conn.stream.read_buf(&mut conn.buf).await {
+            Ok(0) if close_delimited => break,
+            // Cut short: the client cannot be told but by closing its connection too.
+            Ok(0) | Err(_) => return Err(ClientGone),
+            Ok(_) => {}
+        }
+        let (take, end) = response.framing.feed(&conn.buf).map_err(|_| ClientGone)?;
+        done = end;
+        clean &= take == conn.buf.len();
+        client
+            .write_all(&conn.buf[..take])
+            .await
+            .map_err(|_| ClientGone)?;
+    }
+    conn.buf.clear();
+    Ok(Relayed {
+        conn,
+        status: response.status,
+        length: response.length,
+        reusable: response.keep_alive && clean,
+        close_delimited,
+    })
+}
+
+impl Framing {
+    /// Of `data` (the next bytes from the process), how many belong to this body, and
+    /// whether the body ends with them.
+    fn feed(&mut self, data: &[u8]) -> Result<(usize, bool), ChunkError> {
+        match self {
+            Framing::Empty => Ok((0, true)),
+            Framing::Length(left) => {
+                let take = (*left).min(data.len() as u64);
+                *left -= take;
+                Ok((take as usize, *left == 0))
+            }
+            Framing::Chunked(chunked) => chunked.feed(data),
+            Framing::Close => Ok((data.len(), false)),
+        }
+    }
+}
+
+/// Finds the end of a chunked body while its bytes pass through unchanged.
+#[derive(Debug, Default)]
+struct Chunked {
+    state: ChunkState,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// In a chunk-size line: the size so far, whether a digit was seen, and whether
+    /// the extensions began.
+    #[default]
+    SizeStart,
+    Size {
+        size: u64,
+        extension: bool,
+    },
+    SizeLf {
+        size: u64,
+    },
+    Data(u64),
+    DataCr,
+    DataLf,
+    /// In the trailer section; `true` at the start of a line.
+    Trailer(bool),
+    TrailerLf(bool),
+    Done,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct ChunkError;
+
+impl Chunked {
+    fn feed(&mut self, data: &[u8]) -> Result<(usize, bool), ChunkError> {
+        use ChunkState::*;
+        let mut i = 0;
+        while i < data.len() {
+            let b = data[i];
+            self.state = match self.state {
+                Done => break,
+                SizeStart => match hex(b) {
+                    Some(d) => Size {
+                        size: u64::from(d),
+                        extension: false,
+                    },
+                    None => return Err(ChunkError),
+                },
+                Size { size, extension } => match (b, hex(b)) {
+                    (b'\r', _) => SizeLf { size },
+                    (b'\n', _) => after_size(size),
+                    (_, Some(d)) if !extension => Size {
+                        size: size
+                            .checked_mul(16)
+                            .and_then(|s| s.checked_add(u64::from(d)))
+                            .ok_or(ChunkError)?,
+                        extension,
+                    },
+                    (b';' | b' ' | b'\t', _) => Size {
+                        size,
+                        extension: true,
+                    },
+                    _ if extension => Size { size, extension },
+                    _ => return Err(ChunkError),
+                },
+                SizeLf { size } if b == b'\n' => after_size(size),
+                SizeLf { .. } => return Err(ChunkError),
+                Data(left) => {
+                    let take = (left as usize).min(data.len() - i);
+                    i += take;
+                    let left = left - take as u64;
+                    self.state = if left == 0 { DataCr } else { Data(left) };
+                    continue;
+                }
+                DataCr if b == b'\r' => DataLf,
+                DataCr | DataLf if b == b'\n' => SizeStart,
+                DataCr | DataLf => return Err(ChunkError),
+                Trailer(start) => match b {
+                    b'\r' => TrailerLf(start),
+                    b'\n' if start => Done,
+                    b'\n' => Trailer(true),
+                    _ => Trailer(false),
+                },
+                TrailerLf(start) if b == b'\n' => {
+                    if start {
+                        Done
+                    } else {
+                        Trailer(true)
+                    }
+                }
+                TrailerLf(_) => return Err(ChunkError),
+            };
+            i += 1;
+        }
+        Ok((i, self.state == Done))
+    }
+}
+
+fn after_size(size: u64) -> ChunkState {
+    if size == 0 {
+        ChunkState::Trailer(true)
+    } else {
+        ChunkState::Data(size)
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// One of berth's own answers (502, 504) as bytes.
+fn serialize_local(resp: Response<ResBody>, request_id: &[u8], close: bool) -> Vec<u8> {
+    let (parts, body) = resp.into_parts();
+    let body = match body {
+        ResBody::Full(Some(bytes)) => bytes,
+        _ => bytes::Bytes::new(),
+    };
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\nx-request-id: ");
+    out.extend_from_slice(request_id);
+    if close {
+        out.extend_from_slice(b"\r\nconnection: close");
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(&body);
+    out
+}
+
+struct Idle {
+    conn: BackendConn,
+    since: Instant,
+}
+
+thread_local! {
+    /// Idle connections to processes, per thread: each router event loop has a thread
+    /// of its own, so a connection never wakes another thread.
+    static POOL: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static PUTS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// An idle connection to `addr` that the process has not closed, if any.
+fn pool_take(addr: SocketAddr) -> Option<BackendConn> {
+    POOL.with_borrow_mut(|pool| {
+        let idle = pool.get_mut(&addr)?;
+        while let Some(Idle { conn, since }) = idle.pop() {
+            // An idle connection has nothing to read: readiness means the process
+            // closed it (or sent something unasked). Checking costs no system call.
+            let readable = conn.stream.ready(Interest::READABLE).now_or_never();
+            if since.elapsed() < POOL_IDLE_TIMEOUT && readable.is_none() {
+                return Some(conn);
+            }
+        }
+        None
+    })
+}
+
+fn pool_put(addr: SocketAddr, conn: BackendConn) {
+    POOL.with_borrow_mut(|pool| {
+        let idle = pool.entry(addr).or_default();
+        if idle.len() >= MAX_IDLE_PER_BACKEND {
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+        // Now and then, drop what timed out, including connections to processes that
+        // left the table.
+        let puts = PUTS.get().wrapping_add(1);
+        PUTS.set(puts);
+        if puts.is_multiple_of(4096) {
+            pool.retain(|_, idle| {
+                idle.retain(|i| i.since.elapsed() < POOL_IDLE_TIMEOUT);
+                !idle.is_empty()
+            });
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn whole(input: &[u8]) -> Result<(usize, bool), ChunkError> {
+        Chunked::default().feed(input)
+    }
+
+    #[test]
+    fn finds_the_end_of_chunked_bodies() {
+        let body = b"5\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n";
+        assert_eq!(whole(body), Ok((body.len(), true)));
+        // With trailers, and bytes after the end left alone.
+        let body = b"3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\nGET / HTTP/1.1";
+        assert_eq!(whole(body), Ok((body.len() - 14, true)));
+        // Not finished yet.
+        assert_eq!(whole(b"5\r\nhel"), Ok((6, false)));
+    }
+
+    #[test]
+    fn chunked_bodies_split_anywhere() {
+        let body = b"5\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nA: b\r\n\r\n";
+        for split in 0..body.len() {
+            let mut c = Chunked::default();
+            let (a, done_a) = c.feed(&body[..split]).unwrap();
+            assert_eq!((a, done_a), (split, false), "split at {split}");
+            let (b, done_b) = c.feed(&body[split..]).unwrap();
+            assert_eq!((a + b, done_b), (body.len(), true), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn rejects_broken_chunks() {
+        assert_eq!(whole(b"zz\r\n"), Err(ChunkError));
+        assert_eq!(whole(b"3\r\nabcX"), Err(ChunkError));
+        assert_eq!(whole(b"ffffffffffffffffff\r\n"), Err(ChunkError));
+    }
+
+    #[test]
+    fn classifies_headers() {
+        assert!(kind("Host") == Kind::Host);
+        assert!(kind("TRANSFER-ENCODING") == Kind::Unsupported);
+        assert!(kind("x-forwarded-for") == Kind::ForwardedFor);
+        assert!(kind("X-Request-Id") == Kind::RequestId);
+        assert!(kind("x-custom") == Kind::Other);
+    }
+}
