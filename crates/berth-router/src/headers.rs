@@ -169,6 +169,12 @@ pub(crate) fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
 
 /// A random 128-bit id as 32 lower-case hex digits.
 pub(crate) fn new_request_id() -> HeaderValue {
+    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&new_request_id_bytes()))
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// [`new_request_id`] as bytes, without allocating.
+pub(crate) fn new_request_id_bytes() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 32];
     for (i, word) in [random_u64(), random_u64()].into_iter().enumerate() {
@@ -177,8 +183,7 @@ pub(crate) fn new_request_id() -> HeaderValue {
             buf[i * 16 + j] = HEX[nibble as usize];
         }
     }
-    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&buf))
-        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+    buf
 }
 
 /// A fast, non-cryptographic random number (splitmix64 on a per-thread state seeded from

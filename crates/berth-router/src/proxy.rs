@@ -393,10 +393,33 @@ pub(crate) fn access_line(
     elapsed: Duration,
     process: &str,
 ) -> String {
-    format!(
-        "{method} {host} {path} {status} {bytes} {}ms {process}",
-        elapsed.as_millis()
+    let bytes = bytes.parse().ok();
+    finish_access_line(
+        format!("{method} {host} {path}"),
+        status,
+        bytes,
+        elapsed,
+        process,
     )
+}
+
+/// Completes an access log line begun with `METHOD HOST PATH`.
+pub(crate) fn finish_access_line(
+    mut line: String,
+    status: u16,
+    bytes: Option<u64>,
+    elapsed: Duration,
+    process: &str,
+) -> String {
+    let _ = match bytes {
+        Some(bytes) => write!(
+            line,
+            " {status} {bytes} {}ms {process}",
+            elapsed.as_millis()
+        ),
+        None => write!(line, " {status} - {}ms {process}", elapsed.as_millis()),
+    };
+    line
 }
 
 pub(crate) fn failure_response(failure: Failure, entry: &Entry) -> Response<ResBody> {
@@ -476,6 +499,27 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_lines_read_the_same_from_both_paths() {
+        let elapsed = Duration::from_millis(3);
+        assert_eq!(
+            access_line(
+                "GET",
+                "shop.localhost",
+                "/cart",
+                200,
+                "13",
+                elapsed,
+                "web-1"
+            ),
+            "GET shop.localhost /cart 200 13 3ms web-1"
+        );
+        assert_eq!(
+            finish_access_line("GET shop.localhost /cart".into(), 502, None, elapsed, "-"),
+            "GET shop.localhost /cart 502 - 3ms -"
+        );
+    }
 
     #[test]
     fn formats_durations() {

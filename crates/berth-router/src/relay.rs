@@ -57,7 +57,7 @@ pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
     let mut head = Vec::with_capacity(1024);
     loop {
         let deadline = Instant::now() + HEADER_READ_TIMEOUT;
-        let request = loop {
+        let mut request = loop {
             match plan(router, ctx, &buf, &mut head) {
                 Plan::Forward(request) => break request,
                 Plan::Handoff => return Ended::Handoff(client, buf),
@@ -91,7 +91,8 @@ pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
             }
         }
         let body = &buf[request.head_len..needed];
-        let keep_open = match exchange(router, &request, &head, body, &mut client, &phase).await {
+        let keep_open = match exchange(router, &mut request, &head, body, &mut client, &phase).await
+        {
             Ok(keep_open) => keep_open,
             Err(ClientGone) => return Ended::Closed,
         };
@@ -108,14 +109,29 @@ struct Request {
     entry: Arc<Entry>,
     head_len: usize,
     body_len: usize,
-    request_id: Vec<u8>,
+    request_id: RequestId,
     is_head: bool,
     /// Safe and without a body: may be sent again to another process.
     retryable: bool,
     /// The client asked to close the connection after this request.
     close: bool,
-    /// Method, host and path, when access is logged.
-    log: Option<(String, String, String)>,
+    /// The access log line's start (`METHOD HOST PATH`), when access is logged.
+    log: Option<String>,
+}
+
+/// The request's `X-Request-Id`: the client's, or one made up for it.
+enum RequestId {
+    Client(Vec<u8>),
+    Generated([u8; 32]),
+}
+
+impl RequestId {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            RequestId::Client(id) => id,
+            RequestId::Generated(id) => id,
+        }
+    }
 }
 
 enum Plan {
@@ -280,17 +296,24 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     });
     out.extend_from_slice(host_value.as_bytes());
     let request_id = match request_id {
-        Some(id) => id.to_vec(),
-        None => headers::new_request_id().as_bytes().to_vec(),
+        Some(id) => RequestId::Client(id.to_vec()),
+        None => RequestId::Generated(headers::new_request_id_bytes()),
     };
     out.extend_from_slice(b"\r\nx-request-id: ");
-    out.extend_from_slice(&request_id);
+    out.extend_from_slice(request_id.as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
 
     let safe = matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE");
     let log = router.log_access.then(|| {
         let path = path.split('?').next().unwrap_or(path);
-        (method.to_owned(), host_value.to_owned(), path.to_owned())
+        let mut line = String::with_capacity(method.len() + host_value.len() + path.len() + 48);
+        for (i, part) in [method, host_value, path].into_iter().enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            line.push_str(part);
+        }
+        line
     });
     Plan::Forward(Request {
         entry,
@@ -311,7 +334,7 @@ struct ClientGone;
 /// the response. Ok(false): the client connection must close.
 async fn exchange(
     router: &Router,
-    request: &Request,
+    request: &mut Request,
     head: &[u8],
     body: &[u8],
     client: &mut TcpStream,
@@ -349,13 +372,11 @@ async fn exchange(
                 let relayed = relay_response(conn, response, request, client, closing).await;
                 drop(inflight);
                 let relayed = relayed?;
-                if let Some((method, host, path)) = &request.log {
-                    let line = proxy::access_line(
-                        method,
-                        host,
-                        path,
+                if let Some(start) = request.log.take() {
+                    let line = proxy::finish_access_line(
+                        start,
                         relayed.status,
-                        relayed.length.as_deref().unwrap_or("-"),
+                        relayed.length,
                         start_time.elapsed(),
                         &backend.process,
                     );
@@ -386,10 +407,10 @@ async fn exchange(
     let closing = request.close || *phase.borrow() != Phase::Running;
     let answer = proxy::failure_response(failure, entry);
     let status = answer.status().as_u16();
-    let bytes = serialize_local(answer, &request.request_id, closing);
+    let bytes = serialize_local(answer, request.request_id.as_bytes(), closing);
     client.write_all(&bytes).await.map_err(|_| ClientGone)?;
-    if let Some((method, host, path)) = &request.log {
-        let line = proxy::access_line(method, host, path, status, "-", start_time.elapsed(), "-");
+    if let Some(start) = request.log.take() {
+        let line = proxy::finish_access_line(start, status, None, start_time.elapsed(), "-");
         router.access.push(&route.app, line);
     }
     Ok(!closing)
@@ -525,8 +546,8 @@ struct ResponseHead {
     /// router's own headers go after them).
     client_head: Vec<u8>,
     framing: Framing,
-    /// `Content-Length` as sent, for the access log.
-    length: Option<String>,
+    /// `Content-Length`, for the access log.
+    length: Option<u64>,
     /// The process keeps the connection open after this response.
     keep_alive: bool,
 }
@@ -569,7 +590,7 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
     let mut keep_alive = version == 1;
     let mut chunked = false;
     let mut other_encoding = false;
-    let mut content_length: Option<(u64, &[u8])> = None;
+    let mut content_length: Option<u64> = None;
     let mut named: [&[u8]; MAX_NAMED] = [&[]; MAX_NAMED];
     let mut named_len = 0;
     for h in resp.headers.iter() {
@@ -600,10 +621,10 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
                     .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
                     .and_then(|v| v.parse::<u64>().ok())
                     .ok_or(RoundtripError::Invalid("invalid Content-Length"))?;
-                if content_length.is_some_and(|(m, _)| m != n) {
+                if content_length.is_some_and(|m| m != n) {
                     return Err(RoundtripError::Invalid("conflicting Content-Length"));
                 }
-                content_length = Some((n, h.value));
+                content_length = Some(n);
             }
             _ => {}
         }
@@ -614,7 +635,7 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
         Framing::Chunked(Chunked::default())
     } else if chunked || other_encoding {
         Framing::Close
-    } else if let Some((n, _)) = content_length {
+    } else if let Some(n) = content_length {
         if n == 0 {
             Framing::Empty
         } else {
@@ -665,7 +686,7 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
         status,
         client_head: out,
         framing,
-        length: content_length.map(|(_, v)| String::from_utf8_lossy(v).into_owned()),
+        length: content_length,
         keep_alive,
     }))
 }
@@ -680,7 +701,7 @@ fn is_named(named: &[&[u8]], name: &[u8]) -> bool {
 struct Relayed {
     conn: BackendConn,
     status: u16,
-    length: Option<String>,
+    length: Option<u64>,
     /// The connection to the process can serve another request.
     reusable: bool,
     /// The body ended with the process's connection; so must the client's.
@@ -698,7 +719,7 @@ async fn relay_response(
     let close_delimited = matches!(response.framing, Framing::Close);
     let mut out = std::mem::take(&mut response.client_head);
     out.extend_from_slice(b"x-request-id: ");
-    out.extend_from_slice(&request.request_id);
+    out.extend_from_slice(request.request_id.as_bytes());
     if closing || close_delimited {
         out.extend_from_slice(b"\r\nconnection: close");
     }
