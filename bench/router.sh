@@ -2,10 +2,12 @@
 # Router throughput: one static backend on loopback, measured in one run with the
 # same load generator (wrk) and connection count: direct, through nginx, through
 # haproxy, through berth's router. Each proxy first gets one worker thread, then
-# all cores. Then berth's router with 1 and with 1,000 routed hosts. For each proxy
-# it also prints the CPU time the proxy spent per request: where the load generator
-# and the backend share the proxy's cores, requests/s also depends on how the kernel
-# schedules them all, while CPU per request is the proxy's own cost.
+# all cores, then one thread on a core of its own (taskset; wrk and the backend on
+# the other cores). Last, berth's router with 1,000 routed hosts against 1. For
+# each proxy it also prints the CPU time the proxy spent per request: where the
+# load generator and the backend share the proxy's cores, requests/s also depends
+# on how the kernel schedules them all, while CPU per request is the proxy's own
+# cost.
 #
 # Needs: wrk, nginx, haproxy, pgrep (apt-get install wrk nginx-light haproxy procps), python3,
 # and a release build of berth (BERTH=path/to/berth, default target/release/berth).
@@ -65,6 +67,7 @@ http {
 EOF
 nginx -c "$WORK/backend/nginx.conf" -p "$WORK/backend" &
 PIDS+=($!)
+BACKEND_PID=$!
 wait_port "$BACKEND"
 
 # cpu_ticks PID: CPU time (clock ticks) used so far by PID and its children's
@@ -85,7 +88,7 @@ TICK=$(getconf CLK_TCK)
 run() {
     local name=$1 port=$2 pid=${3:-} out before=0
     [ -n "$pid" ] && before=$(cpu_ticks "$pid")
-    out=$(wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $HOST" "http://127.0.0.1:$port/")
+    out=$($LOAD_PIN wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $HOST" "http://127.0.0.1:$port/")
     local rps p50 p99 errors requests cpu=-
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
@@ -124,7 +127,7 @@ http {
     }
 }
 EOF
-    nginx -c "$dir/nginx.conf" -p "$dir" >"$dir/nginx.log" 2>&1 &
+    $PROXY_PIN nginx -c "$dir/nginx.conf" -p "$dir" >"$dir/nginx.log" 2>&1 &
     PIDS+=($!)
     wait_port "$2"
 }
@@ -150,7 +153,7 @@ backend b
     http-reuse always
     server s1 127.0.0.1:$BACKEND
 EOF
-    haproxy -f "$dir/haproxy.cfg" -db >"$dir/haproxy.log" 2>&1 &
+    $PROXY_PIN haproxy -f "$dir/haproxy.cfg" -db >"$dir/haproxy.log" 2>&1 &
     PIDS+=($!)
     wait_port "$2"
 }
@@ -158,9 +161,9 @@ EOF
 # start_berth THREADS PORT HOSTS: berth's router process with HOSTS routed hosts
 # (the benchmarked one among them), its table pushed over the control socket.
 start_berth() {
-    local dir="$WORK/berth-$1-$3"
+    local dir="$WORK/berth-$2"
     mkdir -p "$dir"
-    "$BERTH" router --http "127.0.0.1:$2" --control "$dir/router.sock" --threads "$1" \
+    $PROXY_PIN "$BERTH" router --http "127.0.0.1:$2" --control "$dir/router.sock" --threads "$1" \
         >"$dir/router.log" 2>&1 &
     PIDS+=($!)
     wait_port "$2"
@@ -181,12 +184,29 @@ EOF
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "wrk: $WRK_THREADS threads, $CONNS connections, ${DURATION}s per run; backend: nginx on $CORES workers"
 echo
+LOAD_PIN=""
+PROXY_PIN=""
 run "direct" "$BACKEND"
 for threads in 1 "$CORES"; do
     p=$(free_port); start_nginx "$threads" "$p"; run "nginx ($threads thread)" "$p" "${PIDS[-1]}"
     p=$(free_port); start_haproxy "$threads" "$p"; run "haproxy ($threads thread)" "$p" "${PIDS[-1]}"
     p=$(free_port); start_berth "$threads" "$p" 1; run "berth ($threads thread)" "$p" "${PIDS[-1]}"
 done
+# One thread again, now on a core of its own: wrk and the backend are moved to
+# the other cores, so no proxy shares its core with the threads its sends wake.
+if [ "$CORES" -ge 2 ]; then
+    PROXY_CORE=$((CORES - 1))
+    LOAD_CORES="0-$((CORES - 2))"
+    for p in "$BACKEND_PID" $(pgrep -P "$BACKEND_PID"); do taskset -a -p -c "$LOAD_CORES" "$p" >/dev/null; done
+    LOAD_PIN="taskset -c $LOAD_CORES"
+    PROXY_PIN="taskset -c $PROXY_CORE"
+    p=$(free_port); start_nginx 1 "$p"; run "nginx (1 thread, own core)" "$p" "${PIDS[-1]}"
+    p=$(free_port); start_haproxy 1 "$p"; run "haproxy (1 thread, own core)" "$p" "${PIDS[-1]}"
+    p=$(free_port); start_berth 1 "$p" 1; run "berth (1 thread, own core)" "$p" "${PIDS[-1]}"
+    for p in "$BACKEND_PID" $(pgrep -P "$BACKEND_PID"); do taskset -a -p -c "0-$((CORES - 1))" "$p" >/dev/null; done
+    LOAD_PIN=""
+    PROXY_PIN=""
+fi
 p=$(free_port); start_berth "$CORES" "$p" 1000; run "berth ($CORES thread, 1000 hosts)" "$p" "${PIDS[-1]}"
 
 echo
@@ -199,12 +219,14 @@ for line in open(sys.argv[1]):
     if us != "-":
         cpu[name] = float(us)
 cores = sys.argv[2]
-for t in ["1", cores]:
-    b, bc = r[f"berth ({t} thread)"], cpu[f"berth ({t} thread)"]
-    print(f"{t} thread: req/s berth/haproxy {b / r[f'haproxy ({t} thread)']:.2f}x, "
-          f"berth/nginx {b / r[f'nginx ({t} thread)']:.2f}x, berth/direct {b / r['direct']:.2f}x; "
-          f"CPU per request (lower is better) berth/haproxy {bc / cpu[f'haproxy ({t} thread)']:.2f}x, "
-          f"berth/nginx {bc / cpu[f'nginx ({t} thread)']:.2f}x")
+for t in ["1 thread", f"{cores} thread", "1 thread, own core"]:
+    if f"berth ({t})" not in r:
+        continue
+    b, bc = r[f"berth ({t})"], cpu[f"berth ({t})"]
+    print(f"{t}: req/s berth/haproxy {b / r[f'haproxy ({t})']:.2f}x, "
+          f"berth/nginx {b / r[f'nginx ({t})']:.2f}x, berth/direct {b / r['direct']:.2f}x; "
+          f"CPU per request (lower is better) berth/haproxy {bc / cpu[f'haproxy ({t})']:.2f}x, "
+          f"berth/nginx {bc / cpu[f'nginx ({t})']:.2f}x")
 print(f"berth 1000 hosts / 1 host ({cores} threads): "
       f"{r[f'berth ({cores} thread, 1000 hosts)'] / r[f'berth ({cores} thread)']:.2f}x")
 EOF
