@@ -106,7 +106,9 @@ impl Drop for Inflight {
 struct Compiled {
     table: Arc<RouteTable>,
     /// Normalised host → entry; hosts sharing one `Arc<Route>` share one entry.
-    hosts: HashMap<String, Arc<Entry>>,
+    /// foldhash: the host is hashed on every request, and the table's keys come
+    /// from the operator, not from clients.
+    hosts: HashMap<String, Arc<Entry>, foldhash::fast::RandomState>,
 }
 
 /// One route as the data path sees it.
@@ -129,7 +131,7 @@ struct Target {
 impl Compiled {
     fn new(table: RouteTable, inflight: &mut HashMap<String, Arc<AtomicUsize>>) -> Self {
         let mut entries: HashMap<*const Route, Arc<Entry>> = HashMap::new();
-        let mut hosts = HashMap::with_capacity(table.hosts.len());
+        let mut hosts = HashMap::with_capacity_and_hasher(table.hosts.len(), Default::default());
         for (host, route) in &table.hosts {
             let entry = entries
                 .entry(Arc::as_ptr(route))

@@ -411,14 +411,18 @@ pub(crate) fn finish_access_line(
     elapsed: Duration,
     process: &str,
 ) -> String {
-    let _ = match bytes {
-        Some(bytes) => write!(
-            line,
-            " {status} {bytes} {}ms {process}",
-            elapsed.as_millis()
-        ),
-        None => write!(line, " {status} - {}ms {process}", elapsed.as_millis()),
-    };
+    let mut digits = itoa::Buffer::new();
+    line.push(' ');
+    line.push_str(digits.format(status));
+    line.push(' ');
+    match bytes {
+        Some(bytes) => line.push_str(digits.format(bytes)),
+        None => line.push('-'),
+    }
+    line.push(' ');
+    line.push_str(digits.format(elapsed.as_millis()));
+    line.push_str("ms ");
+    line.push_str(process);
     line
 }
 

@@ -16,7 +16,9 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
@@ -24,7 +26,7 @@ use futures_util::FutureExt;
 use http::{Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::body::ResBody;
 use crate::server::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
@@ -52,11 +54,17 @@ pub(crate) enum Ended {
 /// needs the hyper path.
 pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
     let router = &*ctx.router;
-    let mut phase = ctx.phase.clone();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut head = Vec::with_capacity(1024);
+    // One timer and one phase watch for the connection's life, not one per request:
+    // moving a timer's deadline later costs no lock.
+    let timer = tokio::time::sleep(HEADER_READ_TIMEOUT);
+    tokio::pin!(timer);
+    let mut watch = ctx.phase.clone();
+    let draining = watch.wait_for(|p| *p != Phase::Running);
+    tokio::pin!(draining);
     loop {
-        let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+        timer.as_mut().reset(Instant::now() + HEADER_READ_TIMEOUT);
         let mut request = loop {
             match plan(router, ctx, &buf, &mut head) {
                 Plan::Forward(request) => break request,
@@ -68,9 +76,9 @@ pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
             let read = tokio::select! {
                 biased;
                 read = client.read_buf(&mut buf) => read,
-                () = tokio::time::sleep_until(deadline) => return Ended::Closed,
+                () = timer.as_mut() => return Ended::Closed,
                 // An idle connection closes as soon as the router drains.
-                _ = phase.wait_for(|p| *p != Phase::Running), if idle => return Ended::Closed,
+                _ = draining.as_mut(), if idle => return Ended::Closed,
             };
             match read {
                 Ok(0) | Err(_) => return Ended::Closed,
@@ -83,7 +91,7 @@ pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
             let read = tokio::select! {
                 biased;
                 read = client.read_buf(&mut buf) => read,
-                () = tokio::time::sleep_until(deadline) => return Ended::Closed,
+                () = timer.as_mut() => return Ended::Closed,
             };
             match read {
                 Ok(0) | Err(_) => return Ended::Closed,
@@ -91,7 +99,16 @@ pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
             }
         }
         let body = &buf[request.head_len..needed];
-        let keep_open = match exchange(router, &mut request, &head, body, &mut client, &phase).await
+        let keep_open = match exchange(
+            router,
+            &mut request,
+            &head,
+            body,
+            &mut client,
+            &ctx.phase,
+            timer.as_mut(),
+        )
+        .await
         {
             Ok(keep_open) => keep_open,
             Err(ClientGone) => return Ended::Closed,
@@ -188,9 +205,10 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     if buf.is_empty() {
         return Plan::Partial;
     }
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let head_len = match req.parse(buf) {
+    // Left uninitialised: zeroing 64 slots cost more than parsing a short head.
+    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Plan::Partial,
         _ => return Plan::Handoff,
@@ -208,16 +226,14 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     let mut request_id: Option<&[u8]> = None;
     let mut named: [&[u8]; MAX_NAMED] = [&[]; MAX_NAMED];
     let mut named_len = 0;
-    for h in req.headers.iter() {
-        match kind(h.name) {
+    let mut kinds = [Kind::Other; MAX_HEADERS];
+    for (h, slot) in req.headers.iter().zip(kinds.iter_mut()) {
+        *slot = kind(h.name);
+        match *slot {
             Kind::Host if host.is_none() => host = Some(h.value),
             Kind::Host | Kind::Unsupported => return Plan::Handoff,
             Kind::ContentLength => {
-                let Some(n) = std::str::from_utf8(h.value)
-                    .ok()
-                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|v| v.parse::<u64>().ok())
-                else {
+                let Some(n) = parse_length(h.value) else {
                     return Plan::Handoff;
                 };
                 if content_length.is_some_and(|m| m != n) {
@@ -267,11 +283,11 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut forwarded_for: Vec<&[u8]> = Vec::new();
-    for h in req.headers.iter() {
-        match kind(h.name) {
+    for (h, kind) in req.headers.iter().zip(kinds) {
+        match kind {
             Kind::Host | Kind::ContentLength | Kind::Other => {
                 let name = h.name.as_bytes();
-                if kind(h.name) == Kind::Other && is_named(&named[..named_len], name) {
+                if kind == Kind::Other && is_named(&named[..named_len], name) {
                     continue;
                 }
                 out.extend_from_slice(name);
@@ -339,6 +355,7 @@ async fn exchange(
     body: &[u8],
     client: &mut TcpStream,
     phase: &tokio::sync::watch::Receiver<Phase>,
+    mut timer: Pin<&mut Sleep>,
 ) -> Result<bool, ClientGone> {
     let start_time = Instant::now();
     let entry = &*request.entry;
@@ -357,13 +374,17 @@ async fn exchange(
         let inflight = Inflight::start(&target.inflight);
         let sent = send(backend.addr, request, head, body);
         let result = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, sent).await {
-                Ok(result) => result,
-                Err(_) => {
-                    failure = proxy::Failure::Timeout;
-                    break;
+            Some(deadline) => {
+                timer.as_mut().reset(deadline);
+                tokio::select! {
+                    biased;
+                    result = sent => result,
+                    () = timer.as_mut() => {
+                        failure = proxy::Failure::Timeout;
+                        break;
+                    }
                 }
-            },
+            }
             None => sent.await,
         };
         match result {
@@ -569,9 +590,11 @@ enum Framing {
 }
 
 fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let head_len = match resp.parse(buf) {
+    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let head_len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+    {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(Parsed::Partial),
         Ok(httparse::Status::Partial) => return Err(RoundtripError::Invalid("head too large")),
@@ -593,8 +616,10 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
     let mut content_length: Option<u64> = None;
     let mut named: [&[u8]; MAX_NAMED] = [&[]; MAX_NAMED];
     let mut named_len = 0;
-    for h in resp.headers.iter() {
-        match kind(h.name) {
+    let mut kinds = [Kind::Other; MAX_HEADERS];
+    for (h, slot) in resp.headers.iter().zip(kinds.iter_mut()) {
+        *slot = kind(h.name);
+        match *slot {
             Kind::Connection => {
                 for token in h.value.split(|b| *b == b',') {
                     let token = token.trim_ascii();
@@ -616,10 +641,7 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
                 other_encoding |= !chunked;
             }
             Kind::ContentLength => {
-                let n = std::str::from_utf8(h.value)
-                    .ok()
-                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|v| v.parse::<u64>().ok())
+                let n = parse_length(h.value)
                     .ok_or(RoundtripError::Invalid("invalid Content-Length"))?;
                 if content_length.is_some_and(|m| m != n) {
                     return Err(RoundtripError::Invalid("conflicting Content-Length"));
@@ -657,12 +679,12 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
             .and_then(|s| s.canonical_reason())
             .unwrap_or(""),
     };
-    out.extend_from_slice(status.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for h in resp.headers.iter() {
-        let keep = match kind(h.name) {
+    for (h, kind) in resp.headers.iter().zip(kinds) {
+        let keep = match kind {
             Kind::Other | Kind::ContentLength | Kind::ForwardedFor | Kind::Host => true,
             // Relayed as sent, chunk for chunk.
             Kind::Unsupported => {
@@ -673,7 +695,7 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
             _ => false,
         };
         let name = h.name.as_bytes();
-        if !keep || (kind(h.name) == Kind::Other && is_named(&named[..named_len], name)) {
+        if !keep || (kind == Kind::Other && is_named(&named[..named_len], name)) {
             continue;
         }
         out.extend_from_slice(name);
@@ -689,6 +711,17 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
         length: content_length,
         keep_alive,
     }))
+}
+
+/// A `Content-Length` value: digits only, no sign or spaces (RFC 9110, section 8.6).
+fn parse_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// Named in a `Connection` header, so hop-by-hop. Only headers of no meaning to the
@@ -928,7 +961,8 @@ struct Idle {
 thread_local! {
     /// Idle connections to processes, per thread: each router event loop has a thread
     /// of its own, so a connection never wakes another thread.
-    static POOL: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static POOL: RefCell<HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>> =
+        RefCell::new(HashMap::default());
     static PUTS: Cell<u32> = const { Cell::new(0) };
 }
 
