@@ -623,6 +623,14 @@ impl RouterLink {
         )
     }
 
+    /// Waits until the router runs the latest table given to this link, for at most
+    /// `timeout`; false when it did not take it in time.
+    pub async fn synced(&self, timeout: Duration) -> bool {
+        let wanted = *self.generation.borrow();
+        self.pushed(wanted, tokio::time::Instant::now() + timeout)
+            .await
+    }
+
     /// A receiver that sees every change of the table, certificates or challenges
     /// given to this link (e.g. to notice new domains after a deploy).
     pub fn subscribe(&self) -> watch::Receiver<u64> {

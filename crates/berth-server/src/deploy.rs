@@ -358,7 +358,7 @@ async fn rollout_inner(
     let retire_ids: Vec<String> = retire.iter().map(|r| r.id.clone()).collect();
     rack.store
         .promote(app, &release.id, &activate, &retire_ids)?;
-    rack.refresh_routes();
+    rack.refresh_routes_and_wait().await;
     step(
         progress,
         format!("release {} promoted; router switched", release.id),
@@ -448,7 +448,7 @@ async fn rolling(
             let after: Vec<ProcessRow> = olds
                 .drain(..((n as usize).saturating_sub(first.len())).min(olds.len()))
                 .collect();
-            rack.refresh_routes();
+            rack.refresh_routes_and_wait().await;
             step(progress, format!("{name}: {n} new process(es) routed",)).await;
             if !after.is_empty() {
                 retire(rack, &after, progress).await?;
@@ -508,7 +508,7 @@ async fn rolling(
         .collect();
     let rest_ids: Vec<String> = rest.iter().map(|r| r.id.clone()).collect();
     rack.store.promote(app, &release.id, &[], &rest_ids)?;
-    rack.refresh_routes();
+    rack.refresh_routes_and_wait().await;
     step(
         progress,
         format!("release {} promoted; router switched", release.id),
@@ -677,7 +677,7 @@ pub async fn scale(
         start_all(rack, &manifest, &rows, progress).await?;
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         rack.store.promote(app, &release.id, &ids, &[])?;
-        rack.refresh_routes();
+        rack.refresh_routes_and_wait().await;
     } else if count < have {
         // The newest go first: the oldest have proven themselves.
         let mut victims = active.clone();

@@ -453,6 +453,20 @@ impl Rack {
         self.router.update(table);
     }
 
+    /// [`Rack::refresh_routes`], then waits (at most 5 s) until the router runs the
+    /// new table: a deploy or scale reports success only once its processes take
+    /// requests on their domains.
+    pub async fn refresh_routes_and_wait(&self) {
+        const ROUTER_SYNC_TIMEOUT: Duration = Duration::from_secs(5);
+        self.refresh_routes();
+        if !self.router.synced(ROUTER_SYNC_TIMEOUT).await {
+            tracing::warn!(
+                "the router did not take the new table within {ROUTER_SYNC_TIMEOUT:?}; \
+                 it serves the previous one until it does"
+            );
+        }
+    }
+
     /// The last lines a process printed, for error reports.
     pub async fn last_lines(&self, app: &str, process: &str, n: usize) -> Vec<String> {
         let container = self
