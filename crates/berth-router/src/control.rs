@@ -626,9 +626,12 @@ impl RouterLink {
     /// Waits until the router runs the latest table given to this link, for at most
     /// `timeout`; false when it did not take it in time.
     pub async fn synced(&self, timeout: Duration) -> bool {
+        self.synced_by(tokio::time::Instant::now() + timeout).await
+    }
+
+    async fn synced_by(&self, deadline: tokio::time::Instant) -> bool {
         let wanted = *self.generation.borrow();
-        self.pushed(wanted, tokio::time::Instant::now() + timeout)
-            .await
+        self.pushed(wanted, deadline).await
     }
 
     /// A receiver that sees every change of the table, certificates or challenges
@@ -647,8 +650,7 @@ impl RouterLink {
     /// drained; the router's count when it could not be asked is unknown, so 0).
     pub async fn drain(&self, process: &str, timeout: Duration) -> u64 {
         let deadline = tokio::time::Instant::now() + timeout;
-        let wanted = *self.generation.borrow();
-        if !self.pushed(wanted, deadline).await {
+        if !self.synced_by(deadline).await {
             tracing::warn!(process, "the router did not take the new table in time");
             return 0;
         }

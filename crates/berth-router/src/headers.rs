@@ -70,11 +70,17 @@ pub(crate) fn normalize_host_str(s: &str) -> Option<Cow<'_, str>> {
     }
 }
 
-fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
+/// The comma-separated tokens of a header value (`Connection: keep-alive, Upgrade`),
+/// trimmed, empty ones left out.
+pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
-        .as_bytes()
         .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
+    tokens(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(token))
 }
 
 /// The protocol a request asks to switch to (`Connection: upgrade` plus `Upgrade: x`).
@@ -98,11 +104,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         if !plain {
             let mut named: Vec<HeaderName> = Vec::new();
             for value in headers.get_all(CONNECTION) {
-                for token in value.as_bytes().split(|b| *b == b',') {
-                    let token = token.trim_ascii();
-                    if token.is_empty() {
-                        continue;
-                    }
+                for token in tokens(value.as_bytes()) {
                     if let Ok(name) = HeaderName::from_bytes(token) {
                         // Never let a client make us drop the Host header.
                         if name != HOST {

@@ -72,30 +72,21 @@ pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
                 Plan::Partial => {}
             }
             let idle = buf.is_empty();
-            buf.reserve(READ_CHUNK);
-            let read = tokio::select! {
+            let more = tokio::select! {
                 biased;
-                read = client.read_buf(&mut buf) => read,
-                () = timer.as_mut() => return Ended::Closed,
+                more = read_more(&mut client, &mut buf, READ_CHUNK, timer.as_mut()) => more,
                 // An idle connection closes as soon as the router drains.
-                _ = draining.as_mut(), if idle => return Ended::Closed,
+                _ = draining.as_mut(), if idle => false,
             };
-            match read {
-                Ok(0) | Err(_) => return Ended::Closed,
-                Ok(_) => {}
+            if !more {
+                return Ended::Closed;
             }
         };
         let needed = request.head_len + request.body_len;
         while buf.len() < needed {
-            buf.reserve(needed - buf.len());
-            let read = tokio::select! {
-                biased;
-                read = client.read_buf(&mut buf) => read,
-                () = timer.as_mut() => return Ended::Closed,
-            };
-            match read {
-                Ok(0) | Err(_) => return Ended::Closed,
-                Ok(_) => {}
+            let want = needed - buf.len();
+            if !read_more(&mut client, &mut buf, want, timer.as_mut()).await {
+                return Ended::Closed;
             }
         }
         let body = &buf[request.head_len..needed];
@@ -118,6 +109,22 @@ pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
             return Ended::Closed;
         }
         buf.advance(needed);
+    }
+}
+
+/// Reads more of a request into `buf` (room for `want` more bytes); false when the
+/// client closed, failed, or let `timer` run out.
+async fn read_more(
+    client: &mut TcpStream,
+    buf: &mut BytesMut,
+    want: usize,
+    timer: Pin<&mut Sleep>,
+) -> bool {
+    buf.reserve(want);
+    tokio::select! {
+        biased;
+        read = client.read_buf(buf) => matches!(read, Ok(n) if n > 0),
+        () = timer => false,
     }
 }
 
@@ -169,7 +176,9 @@ enum Kind {
     RequestId,
     /// Describes one connection; never forwarded.
     HopByHop,
-    /// Needs the hyper path (`Upgrade`, `Expect`, `Transfer-Encoding`).
+    /// In a request, needs the hyper path; in a response, says how the body ends.
+    TransferEncoding,
+    /// Needs the hyper path (`Upgrade`, `Expect`).
     Unsupported,
     Other,
 }
@@ -189,7 +198,7 @@ fn kind(name: &str) -> Kind {
         15 if is("x-forwarded-for") => Kind::ForwardedFor,
         16 if is("proxy-connection") => Kind::HopByHop,
         16 if is("x-forwarded-host") => Kind::Replaced,
-        17 if is("transfer-encoding") => Kind::Unsupported,
+        17 if is("transfer-encoding") => Kind::TransferEncoding,
         17 if is("x-forwarded-proto") => Kind::Replaced,
         _ => Kind::Other,
     }
@@ -231,7 +240,7 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
         *slot = kind(h.name);
         match *slot {
             Kind::Host if host.is_none() => host = Some(h.value),
-            Kind::Host | Kind::Unsupported => return Plan::Handoff,
+            Kind::Host | Kind::Unsupported | Kind::TransferEncoding => return Plan::Handoff,
             Kind::ContentLength => {
                 let Some(n) = parse_length(h.value) else {
                     return Plan::Handoff;
@@ -242,9 +251,8 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
                 content_length = Some(n);
             }
             Kind::Connection => {
-                for token in h.value.split(|b| *b == b',') {
-                    let token = token.trim_ascii();
-                    if token.is_empty() || token.eq_ignore_ascii_case(b"keep-alive") {
+                for token in headers::tokens(h.value) {
+                    if token.eq_ignore_ascii_case(b"keep-alive") {
                     } else if token.eq_ignore_ascii_case(b"close") {
                         close = true;
                     } else if token.eq_ignore_ascii_case(b"upgrade") || named_len == MAX_NAMED {
@@ -290,10 +298,7 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
                 if kind == Kind::Other && is_named(&named[..named_len], name) {
                     continue;
                 }
-                out.extend_from_slice(name);
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(h.value);
-                out.extend_from_slice(b"\r\n");
+                put_header(out, name, h.value);
             }
             Kind::ForwardedFor => forwarded_for.push(h.value),
             _ => {}
@@ -322,14 +327,7 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     let safe = matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE");
     let log = router.log_access.then(|| {
         let path = path.split('?').next().unwrap_or(path);
-        let mut line = String::with_capacity(method.len() + host_value.len() + path.len() + 48);
-        for (i, part) in [method, host_value, path].into_iter().enumerate() {
-            if i > 0 {
-                line.push(' ');
-            }
-            line.push_str(part);
-        }
-        line
+        proxy::access_line_start(method, host_value, path)
     });
     Plan::Forward(Request {
         entry,
@@ -372,7 +370,7 @@ async fn exchange(
         let target = &entry.targets[first.wrapping_add(attempt) % n];
         let backend = &route.backends[target.backend];
         let inflight = Inflight::start(&target.inflight);
-        let sent = send(backend.addr, request, head, body);
+        let sent = send(backend.addr, request, head, body, start_time);
         let result = match deadline {
             Some(deadline) => {
                 timer.as_mut().reset(deadline);
@@ -393,18 +391,19 @@ async fn exchange(
                 let relayed = relay_response(conn, response, request, client, closing).await;
                 drop(inflight);
                 let relayed = relayed?;
+                let done = Instant::now();
                 if let Some(start) = request.log.take() {
                     let line = proxy::finish_access_line(
                         start,
                         relayed.status,
                         relayed.length,
-                        start_time.elapsed(),
+                        done - start_time,
                         &backend.process,
                     );
                     router.access.push(&route.app, line);
                 }
                 if relayed.reusable {
-                    pool_put(backend.addr, relayed.conn);
+                    pool_put(backend.addr, relayed.conn, done);
                 }
                 return Ok(!closing && !relayed.close_delimited);
             }
@@ -459,9 +458,10 @@ async fn send(
     request: &Request,
     head: &[u8],
     body: &[u8],
+    now: Instant,
 ) -> Result<(BackendConn, ResponseHead), SendError> {
     loop {
-        let (mut conn, reused) = match pool_take(addr) {
+        let (mut conn, reused) = match pool_take(addr, now) {
             Some(conn) => (conn, true),
             None => (connect(addr).await.map_err(SendError::Connect)?, false),
         };
@@ -621,20 +621,16 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
         *slot = kind(h.name);
         match *slot {
             Kind::Connection => {
-                for token in h.value.split(|b| *b == b',') {
-                    let token = token.trim_ascii();
+                for token in headers::tokens(h.value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         keep_alive = false;
-                    } else if !token.is_empty()
-                        && !token.eq_ignore_ascii_case(b"keep-alive")
-                        && named_len < MAX_NAMED
-                    {
+                    } else if !token.eq_ignore_ascii_case(b"keep-alive") && named_len < MAX_NAMED {
                         named[named_len] = token;
                         named_len += 1;
                     }
                 }
             }
-            Kind::Unsupported if h.name.eq_ignore_ascii_case("transfer-encoding") => {
+            Kind::TransferEncoding => {
                 // Only the last coding says how the body ends.
                 let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
                 chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
@@ -687,10 +683,7 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
         let keep = match kind {
             Kind::Other | Kind::ContentLength | Kind::ForwardedFor | Kind::Host => true,
             // Relayed as sent, chunk for chunk.
-            Kind::Unsupported => {
-                h.name.eq_ignore_ascii_case("transfer-encoding")
-                    && matches!(framing, Framing::Chunked(_))
-            }
+            Kind::TransferEncoding => matches!(framing, Framing::Chunked(_)),
             Kind::Replaced => true,
             _ => false,
         };
@@ -698,10 +691,7 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
         if !keep || (kind == Kind::Other && is_named(&named[..named_len], name)) {
             continue;
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
+        put_header(&mut out, name, h.value);
     }
     Ok(Parsed::Final(ResponseHead {
         head_len,
@@ -728,6 +718,14 @@ fn parse_length(value: &[u8]) -> Option<u64> {
 /// router can be named away: framing and routing headers always stay.
 fn is_named(named: &[&[u8]], name: &[u8]) -> bool {
     named.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Appends `name: value` and its line end to a head being written.
+fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// What the relay of one response left behind.
@@ -936,13 +934,10 @@ fn serialize_local(resp: Response<ResBody>, request_id: &[u8], close: bool) -> V
     );
     out.extend_from_slice(b"\r\n");
     for (name, value) in &parts.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
     out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     out.extend_from_slice(b"\r\nx-request-id: ");
     out.extend_from_slice(request_id);
     if close {
@@ -967,14 +962,14 @@ thread_local! {
 }
 
 /// An idle connection to `addr` that the process has not closed, if any.
-fn pool_take(addr: SocketAddr) -> Option<BackendConn> {
+fn pool_take(addr: SocketAddr, now: Instant) -> Option<BackendConn> {
     POOL.with_borrow_mut(|pool| {
         let idle = pool.get_mut(&addr)?;
         while let Some(Idle { conn, since }) = idle.pop() {
             // An idle connection has nothing to read: readiness means the process
             // closed it (or sent something unasked). Checking costs no system call.
             let readable = conn.stream.ready(Interest::READABLE).now_or_never();
-            if since.elapsed() < POOL_IDLE_TIMEOUT && readable.is_none() {
+            if now.saturating_duration_since(since) < POOL_IDLE_TIMEOUT && readable.is_none() {
                 return Some(conn);
             }
         }
@@ -982,23 +977,20 @@ fn pool_take(addr: SocketAddr) -> Option<BackendConn> {
     })
 }
 
-fn pool_put(addr: SocketAddr, conn: BackendConn) {
+fn pool_put(addr: SocketAddr, conn: BackendConn, now: Instant) {
     POOL.with_borrow_mut(|pool| {
         let idle = pool.entry(addr).or_default();
         if idle.len() >= MAX_IDLE_PER_BACKEND {
             idle.remove(0);
         }
-        idle.push(Idle {
-            conn,
-            since: Instant::now(),
-        });
+        idle.push(Idle { conn, since: now });
         // Now and then, drop what timed out, including connections to processes that
         // left the table.
         let puts = PUTS.get().wrapping_add(1);
         PUTS.set(puts);
         if puts.is_multiple_of(4096) {
             pool.retain(|_, idle| {
-                idle.retain(|i| i.since.elapsed() < POOL_IDLE_TIMEOUT);
+                idle.retain(|i| now.saturating_duration_since(i.since) < POOL_IDLE_TIMEOUT);
                 !idle.is_empty()
             });
         }
@@ -1046,7 +1038,7 @@ mod tests {
     #[test]
     fn classifies_headers() {
         assert!(kind("Host") == Kind::Host);
-        assert!(kind("TRANSFER-ENCODING") == Kind::Unsupported);
+        assert!(kind("TRANSFER-ENCODING") == Kind::TransferEncoding);
         assert!(kind("x-forwarded-for") == Kind::ForwardedFor);
         assert!(kind("X-Request-Id") == Kind::RequestId);
         assert!(kind("x-custom") == Kind::Other);

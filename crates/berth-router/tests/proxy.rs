@@ -146,6 +146,17 @@ fn route(backends: Vec<Backend>, timeout: Duration) -> Arc<Route> {
     })
 }
 
+/// A route to one process at `addr` (a hand-written backend), with a 5 s timeout.
+fn route_to(addr: SocketAddr, process: &str) -> Arc<Route> {
+    route(
+        vec![Backend {
+            addr,
+            process: process.to_owned(),
+        }],
+        Duration::from_secs(5),
+    )
+}
+
 fn table(entries: &[(&str, &Arc<Route>)]) -> RouteTable {
     RouteTable {
         hosts: entries
@@ -445,13 +456,7 @@ async fn backend_that_hangs_up_is_502() {
                 // Close without answering.
             }
         });
-        let rt = route(
-            vec![Backend {
-                addr,
-                process: "web-rude".into(),
-            }],
-            Duration::from_secs(5),
-        );
+        let rt = route_to(addr, "web-rude");
         let r = TestRouter::start(table(&[("shop.localhost", &rt)])).await;
         let (status, headers, body) = r.get("shop.localhost", "/").await;
         assert_eq!(status, StatusCode::BAD_GATEWAY);
@@ -732,7 +737,7 @@ async fn read_head(s: &mut TcpStream) -> String {
 async fn upgrades_become_tunnels() {
     bounded(async {
         let addr = upgrade_echo_backend().await;
-        let rt = route(vec![Backend { addr, process: "web-ws".into() }], Duration::from_secs(5));
+        let rt = route_to(addr, "web-ws");
         let r = TestRouter::start(table(&[("shop.localhost", &rt)])).await;
 
         let mut s = TcpStream::connect(r.addr).await.unwrap();
@@ -840,13 +845,7 @@ async fn a_get_cut_by_a_closing_process_is_retried() {
                 });
             }
         });
-        let rt = route(
-            vec![Backend {
-                addr,
-                process: "web-closing".into(),
-            }],
-            Duration::from_secs(5),
-        );
+        let rt = route_to(addr, "web-closing");
         let r = TestRouter::start(table(&[("shop.localhost", &rt)])).await;
         let (status, _, body) = r.get("shop.localhost", "/").await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "again"));
@@ -965,13 +964,7 @@ async fn read_to_close(s: &mut TcpStream) -> String {
 async fn every_response_framing_is_relayed_exactly() {
     bounded(async {
         let addr = scripted_backend().await;
-        let rt = route(
-            vec![Backend {
-                addr,
-                process: "web-raw".into(),
-            }],
-            Duration::from_secs(5),
-        );
+        let rt = route_to(addr, "web-raw");
         let r = TestRouter::start(table(&[("shop.localhost", &rt)])).await;
 
         // Four pipelined requests on one connection.
@@ -1062,13 +1055,7 @@ async fn a_pooled_connection_the_process_closed_is_not_used() {
                 });
             }
         });
-        let rt = route(
-            vec![Backend {
-                addr,
-                process: "web-brief".into(),
-            }],
-            Duration::from_secs(5),
-        );
+        let rt = route_to(addr, "web-brief");
         let r = TestRouter::start(table(&[("shop.localhost", &rt)])).await;
         for _ in 0..3 {
             // A POST is never sent twice, so only a pool that notices the close
