@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Makes this machine able to run berth's tests: installs the Debian packages
+# they need when missing (as root) and starts dockerd if no engine answers.
+# scripts/test.sh and CI run it first; running it twice costs nothing.
+set -euo pipefail
+
+log() { printf '==> %s\n' "$*"; }
+
+missing=()
+command -v docker >/dev/null 2>&1 || missing+=(docker.io)
+# Test apps are built FROM scratch from Debian's static busybox.
+[ -x /bin/busybox ] || missing+=(busybox-static)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+# tests/tls.rs speaks HTTPS with curl and makes a key with openssl.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# tests/engine_restart.rs runs a private dockerd on a bridge it makes with `ip`
+# and signals it with the kill program.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+{ [ -x /usr/bin/kill ] || [ -x /bin/kill ]; } || missing+=(procps)
+# tests/acme.rs runs Let's Encrypt's test CA.
+{ command -v pebble >/dev/null 2>&1 || [ -x /usr/bin/pebble ]; } || missing+=(pebble)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "the tests need these Debian packages: ${missing[*]}; install them (apt-get install ${missing[*]}) or run this as root" >&2
+    exit 1
+  fi
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! timeout 10 docker info >/dev/null 2>&1; then
+  log "no Docker engine answers; starting dockerd"
+  (dockerd >/tmp/berth-test-dockerd.log 2>&1 &)
+  for _ in $(seq 1 60); do
+    timeout 5 docker info >/dev/null 2>&1 && break
+    sleep 1
+  done
+  timeout 10 docker info >/dev/null 2>&1 || { cat /tmp/berth-test-dockerd.log; echo "dockerd did not start" >&2; exit 1; }
+fi
+log "engine: $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
+
