@@ -22,6 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 mod body;
 pub mod control;
+mod handle;
 mod headers;
 mod proxy;
 mod relay;
@@ -31,6 +32,7 @@ pub mod tls;
 pub use control::{
     AccessLine, ControlError, LinkOptions, RouterLink, RouterOptions, run_router_process,
 };
+pub use handle::RouterHandle;
 
 use body::ReqBody;
 
