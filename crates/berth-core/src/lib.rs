@@ -4,7 +4,9 @@ pub mod manifest;
 pub mod model;
 pub mod names;
 pub mod pod;
+pub mod process;
 
 pub use manifest::{ManifestError, parse_manifest};
 pub use model::*;
 pub use names::*;
+pub use process::{ProcessState, UnknownProcessState};

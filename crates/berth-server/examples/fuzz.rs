@@ -215,8 +215,8 @@ fn main() {
                 std::process::exit(2);
             }
             let r = catch_unwind(AssertUnwindSafe(|| {
-                berth_server::upload::sniff(&input[..input.len().min(512)])?;
-                berth_server::builder::extract_source(&path, &dest).map(|_| ())
+                berth_server::builds::sniff(&input[..input.len().min(512)])?;
+                berth_server::builds::extract_source(&path, &dest).map(|_| ())
             }));
             match r {
                 Err(_) => {

@@ -2,15 +2,11 @@
 //! (key sealed) and handed to the router process, which picks one by SNI. ACME
 //! certificates are obtained in `acme`.
 
-use crate::api::ApiError;
-use crate::rack::{Rack, RackError};
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use crate::error::{Error, Result};
+use crate::rack::Rack;
 use berth_api::{CertInfo, GenerateCert, ImportCert};
 use berth_router::tls::TlsCert;
 use berth_store::certs::CertRow;
-use std::sync::Arc;
 
 /// How long a generated self-signed certificate is valid.
 const SELF_SIGNED_DAYS: i64 = 90;
@@ -69,7 +65,7 @@ pub(crate) fn rfc3339(unix: i64) -> String {
 
 /// (domains from the subject alternative names, else the common name; RFC 3339 end
 /// of validity) of the first certificate in a PEM chain.
-pub fn describe(cert_pem: &str) -> Result<(Vec<String>, String), String> {
+pub fn describe(cert_pem: &str) -> std::result::Result<(Vec<String>, String), String> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
         .map_err(|e| format!("the certificate is not PEM: {e}"))?;
     let cert = pem
@@ -107,30 +103,27 @@ pub(crate) fn new_id() -> String {
     format!("c-{}", hex::encode(rand::random::<[u8; 3]>()))
 }
 
-fn store(rack: &Rack, row: CertRow, key_pem: &str) -> Result<Json<CertInfo>, ApiError> {
-    rack.store
-        .put_cert(&row, key_pem)
-        .map_err(RackError::from)?;
+fn store(rack: &Rack, row: CertRow, key_pem: &str) -> Result<CertInfo> {
+    rack.store.put_cert(&row, key_pem)?;
     push_to_router(rack);
-    Ok(Json(info(&row)))
+    Ok(info(&row))
 }
 
-/// `GET /certs`
-pub async fn list(State(rack): State<Arc<Rack>>) -> Result<Json<Vec<CertInfo>>, ApiError> {
-    let certs = rack.store.certs().map_err(RackError::from)?;
-    Ok(Json(certs.iter().map(|(row, _)| info(row)).collect()))
+pub fn list(rack: &Rack) -> Result<Vec<CertInfo>> {
+    Ok(rack
+        .store
+        .certs()?
+        .iter()
+        .map(|(row, _)| info(row))
+        .collect())
 }
 
-/// `POST /certs`
-pub async fn import(
-    State(rack): State<Arc<Rack>>,
-    Json(req): Json<ImportCert>,
-) -> Result<Json<CertInfo>, ApiError> {
+/// Stores a PEM chain and its key, once the key matches the chain.
+pub fn import(rack: &Rack, req: ImportCert) -> Result<CertInfo> {
     let bad = |e: String| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("{e}; pass the PEM certificate chain first and its PEM private key second"),
-        )
+        Error::Invalid(format!(
+            "{e}; pass the PEM certificate chain first and its PEM private key second"
+        ))
     };
     berth_router::tls::certified_key(&req.cert_pem, &req.key_pem).map_err(bad)?;
     let (domains, not_after) = describe(&req.cert_pem).map_err(bad)?;
@@ -142,39 +135,29 @@ pub async fn import(
         created: berth_store::now_rfc3339(),
         cert_pem: req.cert_pem,
     };
-    store(&rack, row, &req.key_pem)
+    store(rack, row, &req.key_pem)
 }
 
-/// `POST /certs/generate`
-pub async fn generate(
-    State(rack): State<Arc<Rack>>,
-    Json(req): Json<GenerateCert>,
-) -> Result<Json<CertInfo>, ApiError> {
+/// Makes and stores a self-signed certificate for the given domains.
+pub fn generate(rack: &Rack, req: GenerateCert) -> Result<CertInfo> {
     let domains: Vec<String> = req
         .domains
         .iter()
         .map(|d| d.trim().to_ascii_lowercase())
         .collect();
     if domains.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "name at least one domain, e.g. `berth certs generate web.myapp.example.com`",
+        return Err(Error::Invalid(
+            "name at least one domain, e.g. `berth certs generate web.myapp.example.com`".into(),
         ));
     }
     if let Some(d) = domains.iter().find(|d| !valid_domain(d)) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("{d:?} is not a domain name; use names like example.com or *.example.com"),
-        ));
+        return Err(Error::Invalid(format!(
+            "{d:?} is not a domain name; use names like example.com or *.example.com"
+        )));
     }
-    let (cert_pem, key_pem) = self_signed(&domains).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot generate a certificate: {e}"),
-        )
-    })?;
-    let (_, not_after) =
-        describe(&cert_pem).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let (cert_pem, key_pem) = self_signed(&domains)
+        .map_err(|e| Error::Internal(format!("cannot generate a certificate: {e}")))?;
+    let (_, not_after) = describe(&cert_pem).map_err(Error::Internal)?;
     let row = CertRow {
         id: new_id(),
         domains,
@@ -183,26 +166,21 @@ pub async fn generate(
         created: berth_store::now_rfc3339(),
         cert_pem,
     };
-    store(&rack, row, &key_pem)
+    store(rack, row, &key_pem)
 }
 
-/// `DELETE /certs/{id}`
-pub async fn delete(
-    State(rack): State<Arc<Rack>>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    if !rack.store.delete_cert(&id).map_err(RackError::from)? {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("certificate {id} does not exist; list them with `berth certs`"),
-        ));
+pub fn delete(rack: &Rack, id: &str) -> Result<()> {
+    if !rack.store.delete_cert(id)? {
+        return Err(Error::NotFound(format!(
+            "certificate {id} does not exist; list them with `berth certs`"
+        )));
     }
-    push_to_router(&rack);
-    Ok(StatusCode::NO_CONTENT)
+    push_to_router(rack);
+    Ok(())
 }
 
 /// A self-signed certificate (ECDSA P-256) for `domains`: (cert PEM, key PEM).
-pub fn self_signed(domains: &[String]) -> Result<(String, String), rcgen::Error> {
+pub fn self_signed(domains: &[String]) -> std::result::Result<(String, String), rcgen::Error> {
     let mut params = rcgen::CertificateParams::new(domains.to_vec())?;
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
@@ -223,7 +201,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_certificates_describe_themselves() -> Result<(), Box<dyn std::error::Error>> {
+    fn generated_certificates_describe_themselves()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
         let domains = vec!["a.example.com".to_string(), "*.b.example.com".to_string()];
         let (cert, key) = self_signed(&domains)?;
         let (named, not_after) = describe(&cert)?;

@@ -1,23 +1,43 @@
-//! The berth server: API, auth, builder, deployer, reconciler, log collector.
+//! The berth server. Its modules form layers; each imports only from layers
+//! below it:
+//!
+//! - `http`: the API (axum): routes, auth, the role policy, audit, error
+//!   statuses, NDJSON streams, WebSocket sessions. Nothing else knows axum.
+//! - operations the API offers: `apps`, `builds`, `releases`, `processes`,
+//!   `oneoff` (run, exec), `timers`, `volumes`, `certs` and `acme`, `tokens`,
+//!   `prune`;
+//! - `lifecycle`: rollouts and scale, the one way a process stops (`retire`),
+//!   health checks and the reconciler;
+//! - `spec` (the container of a process or one-off) over `volumes`;
+//! - `rack` (shared state: store, runtime, router handle, what is observed),
+//!   `error`, `progress`, `views`, `logs`, `engine`, `disk`.
+//!
+//! `run` starts it all: the store, the engine, the router process, a first
+//! reconcile pass that adopts what runs, then the background tasks and the API.
 
-pub mod access;
 pub mod acme;
-pub mod api;
-pub mod authz;
-pub mod builder;
+pub mod apps;
+pub mod builds;
 pub mod certs;
-pub mod deploy;
 pub mod disk;
 pub mod engine;
-pub mod health;
+pub mod error;
+pub mod http;
+pub mod lifecycle;
 pub mod logs;
 pub mod oneoff;
-pub mod ops;
+pub mod processes;
+pub mod progress;
+pub mod prune;
 pub mod rack;
-pub mod reconcile;
+pub mod releases;
+pub mod spec;
 pub mod timers;
-pub mod upload;
+pub mod tokens;
+pub mod views;
 pub mod volumes;
+
+pub use error::Error;
 
 use berth_runtime::Runtime;
 use berth_store::{MasterKey, Store};
@@ -36,6 +56,8 @@ pub struct ServerConfig {
     pub acme: Option<acme::AcmeConfig>,
     /// App networks get a /24 of this pool; `None`: the engine's default pools.
     pub network_pool: Option<berth_runtime::subnets::NetworkPool>,
+    /// Largest source or image upload accepted, bytes (`--max-upload`).
+    pub max_upload: u64,
 }
 
 /// How the server starts its router process (see `berth_router::control`).
@@ -75,6 +97,13 @@ pub enum ServerError {
         addr: SocketAddr,
         what: &'static str,
         flag: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "the API on {addr} stopped serving: {source}; start berth server again (apps and the router keep running)"
+    )]
+    Serve {
+        addr: SocketAddr,
         source: std::io::Error,
     },
 }
@@ -165,28 +194,28 @@ pub async fn run(
     })
     .await?;
     let http_addr = router.http_addr();
-    let rack = Arc::new(rack::Rack::new(
+    let rack = Arc::new(rack::Rack::new(rack::Parts {
         store,
         runtime,
-        router.clone(),
+        router,
         logs,
         rack_id,
-        config.domain.clone(),
-        format!("http://{http_addr}"),
-        config.data_dir.clone(),
-        engine.clone(),
-    ));
+        domain: config.domain.clone(),
+        data_dir: config.data_dir.clone(),
+        engine: engine.clone(),
+        max_upload: config.max_upload,
+    }));
     // Leftovers of an interrupted upload are never needed again.
     let _ = std::fs::remove_dir_all(config.data_dir.join("tmp"));
-    reconcile::recover(&rack).await;
+    lifecycle::reconcile::recover(&rack).await;
     // Adopt what runs before anything can rebuild the route table: a table built from
     // nothing observed would take every process out of the (still running) router.
-    if let Err(e) = reconcile::converge(&rack, &mut Default::default(), true).await {
+    if let Err(e) = lifecycle::reconcile::converge(&rack, &mut Default::default(), true).await {
         tracing::warn!(error = %e, "first reconcile pass failed; the router keeps its table");
     }
-    let reconciler = tokio::spawn(reconcile::run(rack.clone()));
+    let reconciler = tokio::spawn(lifecycle::reconcile::run(rack.clone()));
     let timers = tokio::spawn(timers::run(rack.clone()));
-    tokio::spawn(deploy::write_access_logs(rack.clone(), access_lines));
+    tokio::spawn(write_access_lines(rack.clone(), access_lines));
     certs::push_to_router(&rack);
     let acme = acme.map(|acme| tokio::spawn(acme::run(rack.clone(), acme)));
 
@@ -197,7 +226,7 @@ pub async fn run(
     });
     tracing::info!(api = %config.api_addr, router = %http_addr, engine, "berth server ready");
     let mut api_stop = stop_rx;
-    let served = axum::serve(api_listener, api::app(rack.clone()))
+    let served = axum::serve(api_listener, http::app(rack.clone()))
         .with_graceful_shutdown(async move {
             let _ = api_stop.wait_for(|s| *s).await;
         })
@@ -208,8 +237,21 @@ pub async fn run(
         acme.abort();
     }
     tracing::info!("berth server stopped; apps and the router keep running");
-    served.map_err(|e| ServerError::DataDir {
-        path: "api".into(),
-        source: e,
+    served.map_err(|source| ServerError::Serve {
+        addr: config.api_addr,
+        source,
     })
+}
+
+/// Writes the router's access log lines into each app's log stream.
+async fn write_access_lines(
+    rack: Arc<rack::Rack>,
+    mut lines: tokio::sync::mpsc::Receiver<berth_router::AccessLine>,
+) {
+    while let Some(line) = lines.recv().await {
+        // An app deleted since the request has no log stream any more.
+        if rack.store.app(&line.app).is_ok() {
+            rack.logs.append(&line.app, "router", &line.line);
+        }
+    }
 }

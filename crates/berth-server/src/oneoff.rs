@@ -9,26 +9,21 @@
 //! sessions cut by a server restart), stops those past their `--timeout`, and
 //! removes all of them with their app.
 //!
-//! Attached runs and execs speak one WebSocket protocol (see
-//! [`berth_api::SessionMessage`]): binary frames carry stdin one way and
-//! `[stream, bytes...]` the other; text frames carry control messages.
+//! Attached runs and execs are carried over WebSockets by `http::sessions`;
+//! this module starts, ends and lists them.
 
-use crate::rack::{Rack, RackError};
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
-use axum::response::Response;
-use axum::{Json, http::StatusCode};
-use berth_api::{ExecRequest, Process, RunRequest, RunStarted, SessionMessage};
+use crate::error::{Error, Result};
+use crate::rack::Rack;
+use crate::spec::{Instance, desired};
+use berth_api::{ExecRequest, Process, RunRequest, RunStarted};
 use berth_runtime::{
     ContainerInfo, ContainerState, LABEL_APP, LABEL_DEADLINE, LABEL_DETACHED, LABEL_ONEOFF,
-    LABEL_PROCESS, LABEL_SERVICE, LABEL_TIMER, Session, SessionOutput,
+    LABEL_PROCESS, LABEL_SERVICE, LABEL_TIMER, Session,
 };
-use berth_store::ProcessRow;
 use futures_util::StreamExt;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
 /// Grace between SIGTERM and SIGKILL when a one-off is stopped (timeout, cut session).
 const STOP_GRACE: u32 = 3;
@@ -72,6 +67,7 @@ fn is_waited(app: &str, id: &str) -> bool {
 
 /// A one-off container that exists (created, not necessarily started).
 pub struct Launch {
+    pub app: String,
     pub id: String,
     pub container: String,
     pub release: String,
@@ -114,13 +110,13 @@ pub async fn create(
     app: &str,
     req: &RunRequest,
     options: LaunchOptions<'_>,
-) -> Result<Launch, RackError> {
+) -> Result<Launch, Error> {
     berth_core::validate_app_name(app)?;
     let row = rack.store.app(app)?;
     let release = match &req.release {
         Some(r) => r.clone(),
         None => row.release.clone().ok_or_else(|| {
-            RackError::Conflict(format!(
+            Error::Conflict(format!(
                 "app {app} has no release yet; deploy it first (berth deploy -a {app}) or pass --release"
             ))
         })?,
@@ -128,7 +124,7 @@ pub async fn create(
     let release_row = rack.store.release(app, &release)?;
     let manifest = rack.manifest(&release_row)?;
     let Some(svc) = manifest.services.get(&req.service) else {
-        return Err(RackError::NotFound(format!(
+        return Err(Error::NotFound(format!(
             "release {release} of app {app} has no service {}; the services are {}",
             req.service,
             manifest
@@ -140,22 +136,17 @@ pub async fn create(
         )));
     };
     let formation = rack.store.formation(app)?;
-    let (_, memory, cpu) = crate::deploy::desired(svc, formation.get(&req.service));
+    let (_, memory, cpu) = desired(svc, formation.get(&req.service));
     let id = options.id.clone();
-    let process = ProcessRow {
-        app: app.to_string(),
-        id: id.clone(),
-        service: req.service.clone(),
-        release: release.clone(),
-        state: "oneoff".into(),
-        created: berth_store::now_rfc3339(),
+    let instance = Instance {
+        app,
+        id: &id,
+        service: &req.service,
+        release: &release,
         memory,
         cpu,
-        restarts: 0,
-        last_exit: None,
-        log_cursor: 0,
     };
-    let (mut spec, _) = rack.process_spec(&process).await?;
+    let (mut spec, _) = crate::spec::container(rack, instance).await?;
     // Not a member of the service: the router and the service's DNS alias skip it.
     spec.aliases.clear();
     spec.labels.remove(LABEL_PROCESS);
@@ -180,6 +171,7 @@ pub async fn create(
     let container = rack.runtime.create_container(&spec).await?;
     rack.forget_oneoffs(None);
     Ok(Launch {
+        app: app.to_string(),
         id,
         container,
         release,
@@ -195,20 +187,16 @@ fn describe(req: &RunRequest) -> String {
     }
 }
 
-/// `POST /apps/{app}/run`: a detached one-off; its output goes to the app log.
-pub async fn run_detached(
-    State(rack): State<Arc<Rack>>,
-    Path(app): Path<String>,
-    Json(req): Json<RunRequest>,
-) -> Result<(StatusCode, Json<RunStarted>), crate::api::ApiError> {
+/// Starts a detached one-off; its output goes to the app log.
+pub async fn run_detached(rack: &Arc<Rack>, app: &str, req: RunRequest) -> Result<RunStarted> {
     let req = RunRequest {
         tty: false,
         stdin: false,
         ..req
     };
     let launch = create(
-        &rack,
-        &app,
+        rack,
+        app,
         &req,
         LaunchOptions {
             id: new_id(&req.service),
@@ -217,12 +205,12 @@ pub async fn run_detached(
         },
     )
     .await?;
-    if let Err(e) = start(&rack, &launch).await {
+    if let Err(e) = start(rack, &launch).await {
         let _ = rack.runtime.remove_container(&launch.container).await;
-        return Err(RackError::from(e).into());
+        return Err(e.into());
     }
     rack.logs.event(
-        &app,
+        app,
         &format!(
             "one-off {} started (detached) from release {}: {}",
             launch.id,
@@ -230,25 +218,17 @@ pub async fn run_detached(
             describe(&req)
         ),
     );
-    collect(
-        &rack,
-        &app,
-        &launch,
-        format!("{}/{}", launch.service, launch.id),
-    );
-    Ok((
-        StatusCode::CREATED,
-        Json(RunStarted {
-            id: launch.id,
-            release: launch.release,
-        }),
-    ))
+    collect(rack, &launch, format!("{}/{}", launch.service, launch.id));
+    Ok(RunStarted {
+        id: launch.id,
+        release: launch.release,
+    })
 }
 
 /// Follows a one-off's output into the app log under `source`.
-pub fn collect(rack: &Arc<Rack>, app: &str, launch: &Launch, source: String) {
+pub fn collect(rack: &Arc<Rack>, launch: &Launch, source: String) {
     let rack = rack.clone();
-    let app = app.to_string();
+    let app = launch.app.clone();
     let container = launch.container.clone();
     tokio::spawn(async move {
         let mut lines = rack.runtime.logs(&container, 0);
@@ -259,93 +239,56 @@ pub fn collect(rack: &Arc<Rack>, app: &str, launch: &Launch, source: String) {
     });
 }
 
-/// `GET /apps/{app}/run`: an attached one-off over a WebSocket.
-pub async fn run_ws(
-    State(rack): State<Arc<Rack>>,
-    Path(app): Path<String>,
-    ws: WebSocketUpgrade,
-) -> Response {
-    ws.on_upgrade(move |socket| async move {
-        let mut socket = socket;
-        let req: RunRequest = match first_message(&mut socket).await {
-            Some(r) => r,
-            None => return,
-        };
-        let id = new_id(&req.service);
-        let _guard = WaitGuard::new(&app, &id);
-        let launch = match create(
-            &rack,
-            &app,
-            &req,
-            LaunchOptions {
-                id,
-                detached: false,
-                timer: None,
-            },
-        )
-        .await
-        {
-            Ok(l) => l,
-            Err(e) => {
-                finish(
-                    &mut socket,
-                    SessionMessage::Error {
-                        error: e.to_string(),
-                    },
-                )
-                .await;
-                return;
-            }
-        };
-        let outcome = attach_and_run(&rack, &launch, &req, &mut socket).await;
-        let _ = rack.runtime.remove_container(&launch.container).await;
-        rack.forget_oneoffs(None);
-        let text = match &outcome {
-            SessionMessage::Exit {
-                code,
-                timed_out: true,
-            } => format!(
-                "one-off {} timed out after {} s and was stopped (exit code {})",
-                launch.id,
-                req.timeout.unwrap_or(0),
-                code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
-            ),
-            SessionMessage::Exit { code, .. } => format!(
-                "one-off {} exited with code {}",
-                launch.id,
-                code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
-            ),
-            SessionMessage::Error { error } => format!("one-off {} failed: {error}", launch.id),
-            _ => String::new(),
-        };
-        rack.logs.event(&app, &text);
-        finish(&mut socket, outcome).await;
-    })
+/// An attached one-off, started; the reconciler leaves it to its waiter until
+/// [`finish_attached`].
+pub struct Attached {
+    pub launch: Launch,
+    _waiting: WaitGuard,
 }
 
-async fn attach_and_run(
-    rack: &Arc<Rack>,
-    launch: &Launch,
-    req: &RunRequest,
-    socket: &mut WebSocket,
-) -> SessionMessage {
-    let error = |e: berth_runtime::RuntimeError| SessionMessage::Error {
-        error: e.to_string(),
+/// How an attached one-off's session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Its output ended: the process exited.
+    Exited,
+    /// The client went away first.
+    Cut,
+    /// Its `--timeout` passed.
+    TimedOut,
+}
+
+/// Creates a one-off for `req`, attaches to it *before* starting it (so not a
+/// byte of output is missed) and starts it; its streams.
+pub async fn attach(rack: &Rack, app: &str, req: &RunRequest) -> Result<(Attached, Session)> {
+    let id = new_id(&req.service);
+    let waiting = WaitGuard::new(app, &id);
+    let options = LaunchOptions {
+        id,
+        detached: false,
+        timer: None,
     };
-    // Attached before the start, so not a byte of output is missed.
-    let session = match rack
-        .runtime
-        .attach_container(&launch.container, req.stdin)
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => return error(e),
-    };
-    if let Err(e) = start(rack, launch).await {
-        return error(e);
+    let launch = create(rack, app, req, options).await?;
+    let started = async {
+        let session = rack
+            .runtime
+            .attach_container(&launch.container, req.stdin)
+            .await?;
+        start(rack, &launch).await?;
+        Ok::<_, Error>(session)
     }
+    .await;
+    let session = match started {
+        Ok(session) => session,
+        Err(e) => {
+            let _ = rack.runtime.remove_container(&launch.container).await;
+            rack.forget_oneoffs(None);
+            rack.logs
+                .event(app, &format!("one-off {} failed: {e}", launch.id));
+            return Err(e);
+        }
+    };
     rack.logs.event(
-        &launch_app(rack, launch),
+        app,
         &format!(
             "one-off {} started from release {}: {}",
             launch.id,
@@ -361,263 +304,102 @@ async fn attach_and_run(
             .resize_container(&launch.container, rows, cols)
             .await;
     }
-    if send(
-        socket,
-        &SessionMessage::Started {
-            id: launch.id.clone(),
-        },
-    )
-    .await
-    .is_err()
-    {
-        let _ = rack
-            .runtime
-            .stop_container(&launch.container, STOP_GRACE)
-            .await;
-        return SessionMessage::Exit {
-            code: None,
-            timed_out: false,
-        };
-    }
-    let runtime = rack.runtime.clone();
-    let container = launch.container.clone();
-    let resize = move |rows, cols| {
-        let runtime = runtime.clone();
-        let container = container.clone();
-        async move {
-            let _ = runtime.resize_container(&container, rows, cols).await;
-        }
+    let attached = Attached {
+        launch,
+        _waiting: waiting,
     };
-    let timeout = req.timeout.map(Duration::from_secs);
-    let pumped = pump(socket, session, timeout, req.tty, resize).await;
-    if pumped.cut || pumped.timed_out {
+    Ok((attached, session))
+}
+
+/// Ends an attached one-off: stops it unless it exited, waits for its exit
+/// code, removes it and logs how it ended. `None`: the code is unknown.
+pub async fn finish_attached(
+    rack: &Rack,
+    attached: Attached,
+    end: SessionEnd,
+    timeout: Option<u64>,
+) -> Option<i64> {
+    let Attached { launch, .. } = attached;
+    if end != SessionEnd::Exited {
         let _ = rack
             .runtime
             .stop_container(&launch.container, STOP_GRACE)
             .await;
     }
     let code = rack.runtime.wait_container(&launch.container).await.ok();
-    SessionMessage::Exit {
-        code,
-        timed_out: pumped.timed_out,
-    }
-}
-
-fn launch_app(rack: &Rack, launch: &Launch) -> String {
-    // The container name is `berth-<rack>-<app>-<id>`.
-    let prefix = format!("berth-{}-", rack.rack_id);
-    let suffix = format!("-{}", launch.id);
-    launch
-        .container
-        .strip_prefix(&prefix)
-        .and_then(|s| s.strip_suffix(&suffix))
-        .unwrap_or_default()
-        .to_string()
-}
-
-struct Pumped {
-    /// The client went away before the process ended.
-    cut: bool,
-    timed_out: bool,
-}
-
-/// Moves bytes between the socket and the process until its output ends, the
-/// client goes away, or the timeout passes.
-async fn pump<F, Fut>(
-    socket: &mut WebSocket,
-    session: Session,
-    timeout: Option<Duration>,
-    tty: bool,
-    resize: F,
-) -> Pumped
-where
-    F: Fn(u16, u16) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let Session {
-        mut output,
-        mut input,
-    } = session;
-    let deadline = async {
-        match timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
-        }
+    let _ = rack.runtime.remove_container(&launch.container).await;
+    rack.forget_oneoffs(None);
+    let code_text = code.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
+    let text = if end == SessionEnd::TimedOut {
+        format!(
+            "one-off {} timed out after {} s and was stopped (exit code {code_text})",
+            launch.id,
+            timeout.unwrap_or(0),
+        )
+    } else {
+        format!("one-off {} exited with code {code_text}", launch.id)
     };
-    tokio::pin!(deadline);
-    let mut stdin_open = true;
-    loop {
-        tokio::select! {
-            chunk = output.next() => match chunk {
-                Some(Ok(chunk)) => {
-                    let (tag, bytes) = match chunk {
-                        SessionOutput::Stdout(b) => (1u8, b),
-                        SessionOutput::Stderr(b) => (2u8, b),
-                    };
-                    let mut frame = Vec::with_capacity(bytes.len() + 1);
-                    frame.push(tag);
-                    frame.extend_from_slice(&bytes);
-                    if socket.send(Message::Binary(frame.into())).await.is_err() {
-                        return Pumped { cut: true, timed_out: false };
-                    }
-                }
-                Some(Err(_)) | None => return Pumped { cut: false, timed_out: false },
-            },
-            message = socket.recv() => match message {
-                Some(Ok(Message::Binary(data))) => {
-                    if stdin_open && input.write_all(&data).await.is_err() {
-                        stdin_open = false;
-                    }
-                    let _ = input.flush().await;
-                }
-                Some(Ok(Message::Text(text))) => match serde_json::from_str(text.as_str()) {
-                    Ok(SessionMessage::Resize { rows, cols }) => resize(rows, cols).await,
-                    // A TTY's stdin stays open: half-closing a TTY attach makes the
-                    // engine end its output too, and a terminal sends ^D itself.
-                    Ok(SessionMessage::Eof) if !tty => {
-                        stdin_open = false;
-                        let _ = input.shutdown().await;
-                    }
-                    _ => {}
-                },
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return Pumped { cut: true, timed_out: false },
-            },
-            _ = &mut deadline => return Pumped { cut: false, timed_out: true },
-        }
-    }
+    rack.logs.event(&launch.app, &text);
+    code
 }
 
-async fn first_message<T: serde::de::DeserializeOwned>(socket: &mut WebSocket) -> Option<T> {
-    let first = tokio::time::timeout(Duration::from_secs(30), socket.recv()).await;
-    match first {
-        Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str(text.as_str()) {
-            Ok(req) => Some(req),
-            Err(e) => {
-                finish(
-                    socket,
-                    SessionMessage::Error {
-                        error: format!("the first message must be the request as JSON: {e}"),
-                    },
-                )
-                .await;
-                None
-            }
-        },
-        _ => None,
-    }
+/// A command running inside a process (or a running one-off).
+pub struct Exec {
+    pub id: String,
+    pub session: Session,
 }
 
-async fn send(socket: &mut WebSocket, message: &SessionMessage) -> Result<(), axum::Error> {
-    let text = serde_json::to_string(message).unwrap_or_default();
-    socket.send(Message::Text(text.into())).await
-}
-
-async fn finish(socket: &mut WebSocket, message: SessionMessage) {
-    let _ = send(socket, &message).await;
-    let _ = socket.send(Message::Close(None)).await;
-}
-
-/// `GET /apps/{app}/processes/{id}/exec`: a command inside a running process
-/// (or a running one-off) over a WebSocket.
-pub async fn exec_ws(
-    State(rack): State<Arc<Rack>>,
-    Path((app, id)): Path<(String, String)>,
-    ws: WebSocketUpgrade,
-) -> Response {
-    ws.on_upgrade(move |socket| async move {
-        let mut socket = socket;
-        let req: ExecRequest = match first_message(&mut socket).await {
-            Some(r) => r,
-            None => return,
-        };
-        let outcome = exec(&rack, &app, &id, &req, &mut socket).await;
-        finish(&mut socket, outcome).await;
-    })
-}
-
-async fn exec(
-    rack: &Arc<Rack>,
-    app: &str,
-    id: &str,
-    req: &ExecRequest,
-    socket: &mut WebSocket,
-) -> SessionMessage {
-    let error = |error: String| SessionMessage::Error { error };
-    if let Err(e) = rack.store.app(app) {
-        return error(e.to_string());
-    }
+/// Starts `req` inside process `id` of `app`, which must be running and be this
+/// rack's.
+pub async fn exec(rack: &Rack, app: &str, id: &str, req: &ExecRequest) -> Result<Exec> {
+    rack.store.app(app)?;
     if req.command.is_empty() {
-        return error("no command given; use `berth exec PROCESS -- CMD ARGS`".into());
+        return Err(Error::Invalid(
+            "no command given; use `berth exec PROCESS -- CMD ARGS`".into(),
+        ));
     }
-    let container = rack
-        .observed(app, id)
-        .map(|o| o.container_id)
-        .unwrap_or_else(|| rack.container_name(app, id));
-    match rack.runtime.inspect_container(&container).await {
+    let container = rack.container_of(app, id);
+    match rack.runtime.inspect_container(&container).await? {
         // The labels, not the name, say whose it is: `berth-<rack>-a-b-web-1` could be
         // app `a`'s process `b-web-1` or app `a-b`'s process `web-1`.
-        Ok(Some(c))
+        Some(c)
             if c.state == ContainerState::Running
                 && c.labels.get(LABEL_APP).map(String::as_str) == Some(app)
-                && c.labels.get(berth_runtime::LABEL_RACK) == Some(&rack.rack_id)
+                && rack.owns(&c.labels)
                 && (c.labels.get(LABEL_PROCESS).map(String::as_str) == Some(id)
                     || c.labels.get(LABEL_ONEOFF).map(String::as_str) == Some(id)) => {}
-        Ok(_) => {
-            return error(format!(
+        _ => {
+            return Err(Error::Conflict(format!(
                 "process {id} of app {app} is not running; see `berth ps -a {app}` for the running ones"
-            ));
+            )));
         }
-        Err(e) => return error(e.to_string()),
     }
-    let (exec_id, session) = match rack
+    let (exec_id, session) = rack
         .runtime
         .exec(&container, &req.command, req.tty, req.stdin)
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => return error(e.to_string()),
-    };
+        .await?;
     if req.tty
         && let (Some(rows), Some(cols)) = (req.rows, req.cols)
     {
         let _ = rack.runtime.resize_exec(&exec_id, rows, cols).await;
     }
-    if send(socket, &SessionMessage::Started { id: id.to_string() })
-        .await
-        .is_err()
-    {
-        return SessionMessage::Exit {
-            code: None,
-            timed_out: false,
-        };
-    }
-    let runtime = rack.runtime.clone();
-    let exec_for_resize = exec_id.clone();
-    let resize = move |rows, cols| {
-        let runtime = runtime.clone();
-        let exec_id = exec_for_resize.clone();
-        async move {
-            let _ = runtime.resize_exec(&exec_id, rows, cols).await;
-        }
-    };
-    pump(socket, session, None, req.tty, resize).await;
-    // The output ends a moment before the engine records the exit code.
-    let mut code = None;
+    Ok(Exec {
+        id: exec_id,
+        session,
+    })
+}
+
+/// The exit code of a finished exec. Its output ends a moment before the
+/// engine records the code, so this asks a few times.
+pub async fn exec_exit_code(rack: &Rack, exec_id: &str) -> Option<i64> {
     for _ in 0..50 {
-        match rack.runtime.exec_exit_code(&exec_id).await {
-            Ok(Some(c)) => {
-                code = Some(c);
-                break;
-            }
+        match rack.runtime.exec_exit_code(exec_id).await {
+            Ok(Some(code)) => return Some(code),
             Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(_) => break,
+            Err(_) => return None,
         }
     }
-    SessionMessage::Exit {
-        code,
-        timed_out: false,
-    }
+    None
 }
 
 /// The one-offs of `app` as `berth ps` shows them (SERVICE `web (run)`).
@@ -638,7 +420,7 @@ pub async fn processes(rack: &Rack, app: &str) -> Vec<Process> {
     };
     containers
         .into_iter()
-        .filter(|c| c.labels.get(berth_runtime::LABEL_RACK) == Some(&rack.rack_id))
+        .filter(|c| rack.owns(&c.labels))
         .filter_map(|c| {
             let id = c.labels.get(LABEL_ONEOFF)?.clone();
             let service = c.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();

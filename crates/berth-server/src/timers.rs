@@ -10,10 +10,9 @@
 //! server was down are not caught up, apart from one that came due in the last
 //! [`CATCH_UP`] seconds.
 
+use crate::error::{Error, Result};
 use crate::oneoff::{self, LaunchOptions, WaitGuard};
-use crate::rack::{Rack, RackError};
-use axum::Json;
-use axum::extract::{Path, State};
+use crate::rack::Rack;
 use berth_api::{RunRequest, TimerInfo};
 use chrono::{DateTime, TimeZone, Utc};
 use croner::Cron;
@@ -90,7 +89,7 @@ pub async fn run(rack: Arc<Rack>) {
     }
 }
 
-async fn tick(rack: &Arc<Rack>, waiting: &Arc<Mutex<HashSet<String>>>) -> Result<(), RackError> {
+async fn tick(rack: &Arc<Rack>, waiting: &Arc<Mutex<HashSet<String>>>) -> Result<()> {
     let now = Utc::now().timestamp();
     for app in rack.store.apps()? {
         let Some(release_id) = &app.release else {
@@ -181,11 +180,11 @@ async fn start(
     )
     .await;
     let started = match launched {
-        Ok(launch) => match crate::oneoff::start(rack, &launch).await {
+        Ok(launch) => match oneoff::start(rack, &launch).await {
             Ok(()) => Ok(launch),
             Err(e) => {
                 let _ = rack.runtime.remove_container(&launch.container).await;
-                Err(RackError::from(e))
+                Err(Error::from(e))
             }
         },
         Err(e) => Err(e),
@@ -261,29 +260,16 @@ fn spawn_waiter(
     });
 }
 
-/// `GET /apps/{app}/timers`
-pub async fn list(
-    State(rack): State<Arc<Rack>>,
-    Path(app): Path<String>,
-) -> Result<Json<Vec<TimerInfo>>, crate::api::ApiError> {
-    berth_core::validate_app_name(&app).map_err(RackError::from)?;
-    let row = rack.store.app(&app).map_err(RackError::from)?;
-    let Some(release_id) = &row.release else {
-        return Ok(Json(vec![]));
+/// The timers of the app's promoted release, with their last and next run.
+pub fn list(rack: &Rack, app: &str) -> Result<Vec<TimerInfo>> {
+    crate::apps::get(rack, app)?;
+    let Some(manifest) = rack.current_manifest(app)? else {
+        return Ok(vec![]);
     };
-    let release = rack
-        .store
-        .release(&app, release_id)
-        .map_err(RackError::from)?;
-    let manifest = rack.manifest(&release)?;
     let now = Utc::now().timestamp();
     let mut out = Vec::new();
     for (name, timer) in &manifest.timers {
-        let state = rack
-            .store
-            .timer_run(&app, name)
-            .map_err(RackError::from)?
-            .unwrap_or_default();
+        let state = rack.store.timer_run(app, name)?.unwrap_or_default();
         let next = Cron::from_str(&timer.schedule)
             .ok()
             .and_then(|c| next_after(&c, now))
@@ -299,7 +285,7 @@ pub async fn list(
             next_run: next,
         });
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 #[cfg(test)]

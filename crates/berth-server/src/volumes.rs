@@ -4,17 +4,14 @@
 //! engine's archive API on a helper container that is created but never
 //! started, so no image needs a shell or `tar` inside it.
 
-use crate::api::{ApiError, check_app};
-use crate::rack::{Rack, RackError};
-use axum::Json;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use crate::error::{Error, Result};
+use crate::rack::Rack;
 use berth_api::VolumeEntry;
-use berth_core::{ImageSource, Manifest};
+use berth_core::ImageSource;
 use berth_runtime::{LABEL_APP, LABEL_RACK};
+use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -36,49 +33,31 @@ pub fn helper_in_use(id: &str) -> bool {
         .unwrap_or_else(|p| p.into_inner())
         .contains(id)
 }
+
 /// Where a helper container mounts the volume.
 const MOUNT: &str = "/berth-volume";
 
-type ApiResult<T> = Result<T, ApiError>;
-
-/// `DELETE /apps/{app}?volumes=true`
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct DeleteQuery {
-    #[serde(default)]
-    pub volumes: bool,
-}
-
-pub fn engine_name(rack: &Rack, app: &str, volume: &str) -> String {
-    format!("berth-{}-{app}-{volume}", rack.rack_id)
-}
-
-/// Creates the engine volumes a container is about to mount, labelled so they
-/// are found (and only they are deleted) later. `volumes` holds (engine name,
-/// path) as in `ContainerSpec::volumes`.
-pub async fn ensure_for(
-    rack: &Rack,
-    app: &str,
-    volumes: &[(String, String)],
-) -> Result<(), RackError> {
-    let prefix = format!("berth-{}-{app}-", rack.rack_id);
-    for (name, _) in volumes {
+/// Creates the engine volumes of `app`'s `volumes` (short names), labelled so
+/// they are found (and only they are deleted) later.
+pub async fn ensure(rack: &Rack, app: &str, volumes: &[&str]) -> Result<()> {
+    for volume in volumes {
         let mut labels = rack.labels(app);
-        if let Some(short) = name.strip_prefix(&prefix) {
-            labels.insert(LABEL_VOLUME.into(), short.to_string());
-        }
-        rack.runtime.ensure_volume(name, &labels).await?;
+        labels.insert(LABEL_VOLUME.into(), volume.to_string());
+        rack.runtime
+            .ensure_volume(&rack.volume_name(app, volume), &labels)
+            .await?;
     }
     Ok(())
 }
 
 /// This rack's volumes of `app`: (short name, engine name).
-pub async fn app_volumes(rack: &Rack, app: &str) -> Result<Vec<(String, String)>, RackError> {
+pub async fn app_volumes(rack: &Rack, app: &str) -> Result<Vec<(String, String)>> {
     Ok(rack
         .runtime
         .list_volumes(LABEL_APP, app)
         .await?
         .into_iter()
-        .filter(|v| v.labels.get(LABEL_RACK) == Some(&rack.rack_id))
+        .filter(|v| rack.owns(&v.labels))
         .filter_map(|v| {
             let short = v.labels.get(LABEL_VOLUME)?.clone();
             Some((short, v.name))
@@ -87,7 +66,7 @@ pub async fn app_volumes(rack: &Rack, app: &str) -> Result<Vec<(String, String)>
 }
 
 /// Removes every volume of `app` (the app's containers must be gone).
-pub async fn remove_all(rack: &Rack, app: &str) -> Result<usize, RackError> {
+pub async fn remove_all(rack: &Rack, app: &str) -> Result<usize> {
     let volumes = app_volumes(rack, app).await?;
     for (_, engine) in &volumes {
         rack.runtime.remove_volume(engine).await?;
@@ -96,31 +75,19 @@ pub async fn remove_all(rack: &Rack, app: &str) -> Result<usize, RackError> {
 }
 
 /// The refusal `berth apps delete` gets while the app has volumes.
-pub fn refuse_delete(app: &str, volumes: &[(String, String)]) -> ApiError {
+pub fn refuse_delete(app: &str, volumes: &[(String, String)]) -> Error {
     let names: Vec<&str> = volumes.iter().map(|(s, _)| s.as_str()).collect();
-    ApiError::new(
-        StatusCode::CONFLICT,
-        format!(
-            "app {app} has volumes ({}) whose data would be lost; back them up with `berth volumes backup NAME -a {app} > NAME.tar`, then delete with `berth apps delete {app} --volumes`",
-            names.join(", ")
-        ),
-    )
-}
-
-/// The promoted release's manifest, if any.
-fn current_manifest(rack: &Rack, app: &str) -> Result<Option<Arc<Manifest>>, RackError> {
-    let Some(id) = rack.store.app(app)?.release else {
-        return Ok(None);
-    };
-    let release = rack.store.release(app, &id)?;
-    Ok(Some(rack.manifest(&release)?))
+    Error::Conflict(format!(
+        "app {app} has volumes ({}) whose data would be lost; back them up with `berth volumes backup NAME -a {app} > NAME.tar`, then delete with `berth apps delete {app} --volumes`",
+        names.join(", ")
+    ))
 }
 
 /// An image on the engine the helper container can be created from: the
 /// promoted release's, preferring one of a service that mounts the volume.
-fn helper_image(rack: &Rack, app: &str, volume: &str) -> Result<String, RackError> {
+fn helper_image(rack: &Rack, app: &str, volume: &str) -> Result<String> {
     let no_image = || {
-        RackError::Conflict(format!(
+        Error::Conflict(format!(
             "app {app} has no deployed image to reach volume {volume} through; deploy the app first"
         ))
     };
@@ -155,10 +122,9 @@ struct Helper {
 }
 
 impl Helper {
-    async fn create(rack: &Arc<Rack>, app: &str, volume: &str) -> Result<Helper, RackError> {
+    async fn create(rack: &Arc<Rack>, app: &str, volume: &str) -> Result<Helper> {
         let image = helper_image(rack, app, volume)?;
-        let engine = engine_name(rack, app, volume);
-        ensure_for(rack, app, &[(engine.clone(), MOUNT.into())]).await?;
+        ensure(rack, app, &[volume]).await?;
         let labels = BTreeMap::from([
             (LABEL_APP.to_string(), app.to_string()),
             (LABEL_HELPER.to_string(), "volume".to_string()),
@@ -175,7 +141,12 @@ impl Helper {
         );
         let id = rack
             .runtime
-            .create_helper(&name, &image, &labels, &[(engine, MOUNT.into())])
+            .create_helper(
+                &name,
+                &image,
+                &labels,
+                &[(rack.volume_name(app, volume), MOUNT.into())],
+            )
             .await?;
         LIVE_HELPERS
             .lock()
@@ -185,6 +156,12 @@ impl Helper {
             rack: rack.clone(),
             id,
         })
+    }
+
+    fn content(&self) -> BoxStream<'static, berth_runtime::Result<Bytes>> {
+        self.rack
+            .runtime
+            .download_archive(&self.id, &format!("{MOUNT}/."))
     }
 }
 
@@ -202,28 +179,20 @@ impl Drop for Helper {
     }
 }
 
-fn check_volume_name(volume: &str) -> ApiResult<()> {
-    berth_core::validate_volume_name(volume)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
-}
-
-async fn existing(rack: &Rack, app: &str, volume: &str) -> ApiResult<()> {
+async fn existing(rack: &Rack, app: &str, volume: &str) -> Result<()> {
     let known = app_volumes(rack, app).await?;
     if known.iter().any(|(s, _)| s == volume) {
         return Ok(());
     }
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("app {app} has no volume {volume}; list them with `berth volumes -a {app}`"),
-    ))
+    Err(Error::NotFound(format!(
+        "app {app} has no volume {volume}; list them with `berth volumes -a {app}`"
+    )))
 }
 
 /// Bytes of a volume's content, read as a tar.
 async fn size_of(rack: &Arc<Rack>, app: &str, volume: &str) -> Option<u64> {
     let helper = Helper::create(rack, app, volume).await.ok()?;
-    let mut stream = rack
-        .runtime
-        .download_archive(&helper.id, &format!("{MOUNT}/."));
+    let mut stream = helper.content();
     let mut total = 0u64;
     while let Some(chunk) = stream.next().await {
         total += chunk.ok()?.len() as u64;
@@ -231,13 +200,11 @@ async fn size_of(rack: &Arc<Rack>, app: &str, volume: &str) -> Option<u64> {
     Some(total)
 }
 
-pub async fn list(
-    State(rack): State<Arc<Rack>>,
-    Path(app): Path<String>,
-) -> ApiResult<Json<Vec<VolumeEntry>>> {
-    check_app(&rack, &app)?;
-    let manifest = current_manifest(&rack, &app)?;
-    let mut names: BTreeSet<String> = app_volumes(&rack, &app)
+/// The app's volumes (those on the engine and those its release names), their
+/// size and the services using them.
+pub async fn list(rack: &Arc<Rack>, app: &str) -> Result<Vec<VolumeEntry>> {
+    let manifest = rack.current_manifest(app)?;
+    let mut names: BTreeSet<String> = app_volumes(rack, app)
         .await?
         .into_iter()
         .map(|(s, _)| s)
@@ -255,64 +222,53 @@ pub async fn list(
             .filter(|(_, s)| s.volumes.iter().any(|v| v.volume == name))
             .map(|(n, _)| n.clone())
             .collect();
-        let size = size_of(&rack, &app, &name).await;
+        let size = size_of(rack, app, &name).await;
         out.push(VolumeEntry {
             name,
             size,
             used_by,
         });
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
+/// A tar of the volume's content, streamed; the helper lives as long as the stream.
 pub async fn backup(
-    State(rack): State<Arc<Rack>>,
-    Path((app, volume)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    check_app(&rack, &app)?;
-    check_volume_name(&volume)?;
-    existing(&rack, &app, &volume).await?;
-    let helper = Helper::create(&rack, &app, &volume).await?;
-    let stream = rack
-        .runtime
-        .download_archive(&helper.id, &format!("{MOUNT}/."));
-    // The helper lives as long as the response body streams.
-    let body = stream.map(move |chunk| {
-        let _keep = &helper;
-        chunk.map_err(std::io::Error::other)
-    });
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-tar")],
-        Body::from_stream(body),
-    )
-        .into_response())
+    rack: &Arc<Rack>,
+    app: &str,
+    volume: &str,
+) -> Result<BoxStream<'static, std::io::Result<Bytes>>> {
+    berth_core::validate_volume_name(volume).map_err(|e| Error::Invalid(e.to_string()))?;
+    existing(rack, app, volume).await?;
+    let helper = Helper::create(rack, app, volume).await?;
+    let stream = helper.content();
+    Ok(stream
+        .map(move |chunk| {
+            let _keep = &helper;
+            chunk.map_err(std::io::Error::other)
+        })
+        .boxed())
 }
 
+/// Extracts a tar into the volume (same names replaced, others kept).
 pub async fn restore(
-    State(rack): State<Arc<Rack>>,
-    Path((app, volume)): Path<(String, String)>,
-    body: Body,
-) -> ApiResult<StatusCode> {
-    check_app(&rack, &app)?;
-    check_volume_name(&volume)?;
-    let named = current_manifest(&rack, &app)?.is_some_and(|m| {
+    rack: &Arc<Rack>,
+    app: &str,
+    volume: &str,
+    tar: BoxStream<'static, std::io::Result<Bytes>>,
+) -> Result<()> {
+    berth_core::validate_volume_name(volume).map_err(|e| Error::Invalid(e.to_string()))?;
+    let named = rack.current_manifest(app)?.is_some_and(|m| {
         m.services
             .values()
             .any(|s| s.volumes.iter().any(|v| v.volume == volume))
     });
     if !named {
-        existing(&rack, &app, &volume).await?;
+        existing(rack, app, volume).await?;
     }
-    let helper = Helper::create(&rack, &app, &volume).await?;
-    let stream = body
-        .into_data_stream()
-        .map(|c| c.map_err(std::io::Error::other))
-        .boxed();
-    rack.runtime
-        .upload_archive(&helper.id, MOUNT, stream)
-        .await
-        .map_err(RackError::from)?;
+    let helper = Helper::create(rack, app, volume).await?;
+    rack.runtime.upload_archive(&helper.id, MOUNT, tar).await?;
     rack.logs
-        .event(&app, &format!("volume {volume} restored from an archive"));
-    Ok(StatusCode::NO_CONTENT)
+        .event(app, &format!("volume {volume} restored from an archive"));
+    Ok(())
 }

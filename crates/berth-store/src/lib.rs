@@ -10,6 +10,7 @@ pub mod timers;
 
 pub use seal::{MasterKey, SealError};
 
+pub use berth_core::ProcessState;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -98,8 +99,7 @@ pub struct ProcessRow {
     pub id: String,
     pub service: String,
     pub release: String,
-    /// `starting` (rollout, not routed yet), `active` (routed when healthy), `stopping`.
-    pub state: String,
+    pub state: ProcessState,
     pub created: String,
     pub memory: Option<u64>,
     pub cpu: Option<f64>,
@@ -632,7 +632,7 @@ impl Store {
                 p.id,
                 p.service,
                 p.release,
-                p.state,
+                p.state.as_str(),
                 p.created,
                 p.memory.map(|m| m as i64),
                 p.cpu,
@@ -657,10 +657,10 @@ impl Store {
         Ok(rows)
     }
 
-    pub fn set_process_state(&self, app: &str, id: &str, state: &str) -> Result<()> {
+    pub fn set_process_state(&self, app: &str, id: &str, state: ProcessState) -> Result<()> {
         self.conn().execute(
             "UPDATE processes SET state = ?3 WHERE app = ?1 AND id = ?2",
-            params![app, id, state],
+            params![app, id, state.as_str()],
         )?;
         Ok(())
     }
@@ -875,7 +875,16 @@ fn process_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProcessRow> {
         id: r.get(1)?,
         service: r.get(2)?,
         release: r.get(3)?,
-        state: r.get(4)?,
+        state: {
+            let name: String = r.get(4)?;
+            name.parse().map_err(|e: berth_core::UnknownProcessState| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    4,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?
+        },
         created: r.get(5)?,
         memory: r.get::<_, Option<i64>>(6)?.map(|m| m as u64),
         cpu: r.get(7)?,

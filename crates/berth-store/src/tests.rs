@@ -107,7 +107,7 @@ fn promote_switches_processes_atomically() {
         id: id.into(),
         service: "web".into(),
         release: "R1".into(),
-        state: state.into(),
+        state: state.parse().expect("a process state"),
         created: now_rfc3339(),
         memory: Some(64),
         cpu: None,
@@ -121,7 +121,7 @@ fn promote_switches_processes_atomically() {
     s.promote("a", "R1", &["web-new".into()], &["web-old".into()])
         .unwrap();
     let ps = s.processes(Some("a")).unwrap();
-    let state = |id: &str| ps.iter().find(|p| p.id == id).map(|p| p.state.clone());
+    let state = |id: &str| ps.iter().find(|p| p.id == id).map(|p| p.state.to_string());
     assert_eq!(state("web-new").as_deref(), Some("active"));
     assert_eq!(state("web-old").as_deref(), Some("stopping"));
     assert_eq!(ps[0].memory, Some(64));

@@ -10,7 +10,6 @@ use tokio::signal::unix::{SignalKind, signal};
 
 pub async fn run(args: ServerArgs) -> Result<()> {
     init_logging();
-    berth_server::upload::set_max_upload(args.max_upload << 20);
     let data_dir = match args.data {
         Some(dir) => dir,
         None => default_data_dir(
@@ -66,6 +65,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
                 ca_cert: args.acme_ca_cert,
             }),
         network_pool: args.network_pool,
+        max_upload: args.max_upload.saturating_mul(1024 * 1024),
     };
     berth_server::run(config, shutdown).await?;
     Ok(())

@@ -1,26 +1,14 @@
-//! Source uploads: the configurable size limit and the checks made before any
-//! streamed answer starts, so a bad upload is a real 4xx status, not an error
-//! event after a 200.
+//! Checks made on a spooled upload before any streamed answer starts, so a bad
+//! upload is a real 4xx status, not an error event after a 200.
 
-use crate::api::ApiError;
-use crate::builder::{self, Source};
-use crate::rack::{Rack, RackError};
-use axum::http::StatusCode;
+use super::extract::{Source, open_source};
+use crate::error::{Error, Result};
+use crate::rack::Rack;
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-static MAX_UPLOAD: AtomicU64 = AtomicU64::new(crate::api::MAX_UPLOAD);
-
-/// The largest source upload accepted, in bytes (`berth server --max-upload MIB`).
-pub fn max_upload() -> u64 {
-    MAX_UPLOAD.load(Ordering::Relaxed)
-}
-
-/// Set once at server start; one server per process.
-pub fn set_max_upload(bytes: u64) {
-    MAX_UPLOAD.store(bytes.max(1), Ordering::Relaxed);
-}
+/// Largest upload accepted unless `berth server --max-upload` says otherwise.
+pub const DEFAULT_MAX_UPLOAD: u64 = 1 << 30;
 
 /// Refuses compressed and obviously-not-tar bodies by their first bytes, with a
 /// message naming what was sent. The server takes plain tar only: a compressed
@@ -90,15 +78,15 @@ fn head_of(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// Checks and unpacks a spooled upload into the server's temp dir and reads its
-/// manifest; every failure is a 4xx naming the problem.
+/// manifest; every failure names the problem.
 pub async fn open_checked(
     rack: &Rack,
     tar: tempfile::TempPath,
     manifest: String,
-) -> Result<Source, ApiError> {
-    let head = head_of(&tar).map_err(RackError::from)?;
-    sniff(&head).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
-    let source = builder::open_source(rack, tar.to_path_buf(), manifest).await?;
+) -> Result<Source> {
+    let head = head_of(&tar)?;
+    sniff(&head).map_err(Error::Invalid)?;
+    let source = open_source(rack, tar.to_path_buf(), manifest).await?;
     drop(tar);
     Ok(source)
 }

@@ -4,13 +4,18 @@
 //! on engine events and on a periodic resync; start-up is the same diff from
 //! nothing, which adopts running containers without touching them.
 
+use super::health;
+use super::retire::{Retirement, retire};
+use super::rollout::start_process;
 use crate::engine::Change;
-use crate::health;
-use crate::rack::{Rack, RackError};
+use crate::error::{Error, Result};
+use crate::progress;
+use crate::rack::Rack;
+use berth_core::ProcessState;
 use berth_runtime::{ContainerInfo, ContainerState, LABEL_APP, LABEL_PROCESS, LABEL_RACK};
 use berth_store::ProcessRow;
 use futures_util::StreamExt;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,14 +39,14 @@ pub async fn recover(rack: &Rack) {
     };
     for d in deployments {
         let reason = "the server stopped during the deploy; deploy again";
-        let processes = rack.store.processes(Some(&d.app)).unwrap_or_default();
-        for p in processes.iter().filter(|p| p.state == "starting") {
-            let _ = rack
-                .runtime
-                .remove_container(&rack.container_name(&p.app, &p.id))
-                .await;
-            let _ = rack.store.delete_process(&p.app, &p.id);
-        }
+        let started: Vec<ProcessRow> = rack
+            .store
+            .processes(Some(&d.app))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.state == ProcessState::Starting)
+            .collect();
+        let _ = retire(rack, &started, Retirement::Abandon, &progress::unobserved()).await;
         let _ = rack.store.finish_deployment(d.id, Some(reason));
         if rack
             .store
@@ -63,7 +68,7 @@ pub async fn recover(rack: &Rack) {
 /// Runs the reconciler until the process ends.
 pub async fn run(rack: Arc<Rack>) {
     tokio::spawn(watch_events(rack.clone()));
-    tokio::spawn(monitor_health(rack.clone()));
+    tokio::spawn(health::monitor(rack.clone()));
     let mut backoff = Backoff::new();
     let mut first = true;
     loop {
@@ -77,7 +82,7 @@ pub async fn run(rack: Arc<Rack>) {
                     rack.nudge.notify_one();
                 }
             }
-            Err(RackError::Runtime(e)) if crate::engine::is_unreachable(&e) => {
+            Err(Error::Runtime(e)) if crate::engine::is_unreachable(&e) => {
                 if rack.engine_watch.failed(&e) == Some(Change::Lost) {
                     engine_lost(&rack, &e);
                 }
@@ -142,7 +147,7 @@ async fn watch_events(rack: Arc<Rack>) {
                             .processes(Some(app))
                             .unwrap_or_default()
                             .iter()
-                            .any(|p| &p.id == process && p.state != "stopping")
+                            .any(|p| &p.id == process && p.state != ProcessState::Stopping)
                         {
                             rack.logs
                                 .event(app, &format!("process {process} exited with code {code}"));
@@ -172,12 +177,10 @@ async fn watch_events(rack: Arc<Rack>) {
     }
 }
 
-/// One pass over every app.
-pub async fn converge(
-    rack: &Arc<Rack>,
-    backoff: &mut Backoff,
-    adopt: bool,
-) -> crate::rack::Result<()> {
+/// One pass over every app: rows get running containers (`adopt`: running
+/// ones found at start-up count as healthy until checked), strays go, then
+/// the table is rebuilt and `stopping` rows are retired.
+pub async fn converge(rack: &Arc<Rack>, backoff: &mut Backoff, adopt: bool) -> Result<()> {
     let containers = rack
         .runtime
         .list_containers(LABEL_RACK, &rack.rack_id)
@@ -200,6 +203,7 @@ pub async fn converge(
     }
     let rows = rack.store.processes(None)?;
     let mut changed = false;
+    let mut leaving: BTreeMap<String, Vec<ProcessRow>> = BTreeMap::new();
     let apps: std::collections::BTreeSet<String> =
         rack.store.apps()?.into_iter().map(|a| a.name).collect();
     for app in &apps {
@@ -212,6 +216,10 @@ pub async fn converge(
         for row in rows.iter().filter(|r| &r.app == app) {
             let key = (row.app.clone(), row.id.clone());
             let container = by_process.remove(&key);
+            if row.state == ProcessState::Stopping {
+                leaving.entry(app.clone()).or_default().push(row.clone());
+                continue;
+            }
             changed |= converge_process(rack, row, container, backoff, adopt).await;
         }
     }
@@ -235,13 +243,16 @@ pub async fn converge(
     if changed || adopt {
         rack.refresh_routes();
     }
+    // Retired after the table is rebuilt: retiring waits for the router to take
+    // a table, which must hold every process this pass adopted.
+    for (app, rows) in leaving {
+        let lock = rack.app_lock(&app);
+        let Ok(_guard) = lock.try_lock() else {
+            continue;
+        };
+        let _ = retire(rack, &rows, Retirement::Remove, &progress::unobserved()).await;
+    }
     Ok(())
-}
-
-fn port_of(rack: &Rack, row: &ProcessRow) -> Option<u16> {
-    let release = rack.store.release(&row.app, &row.release).ok()?;
-    let manifest = rack.manifest(&release).ok()?;
-    manifest.services.get(&row.service)?.port
 }
 
 /// Returns whether routing may have changed.
@@ -252,17 +263,7 @@ async fn converge_process(
     backoff: &mut Backoff,
     adopt: bool,
 ) -> bool {
-    if row.state == "stopping" {
-        let grace = rack.grace_of(row);
-        if let Err(e) = rack.stop_process(row, grace).await {
-            tracing::warn!(process = row.id, error = %e, "cannot stop process");
-        } else {
-            rack.logs
-                .event(&row.app, &format!("process {} stopped", row.id));
-        }
-        return true;
-    }
-    let port = port_of(rack, row);
+    let port = rack.service_of(row).and_then(|s| s.port);
     match container {
         Some(c) if c.state == ContainerState::Running => {
             let known = rack
@@ -311,7 +312,7 @@ async fn converge_process(
             };
             let _ = rack.store.record_restart(&row.app, &row.id, exit);
             rack.set_healthy(&row.app, &row.id, false);
-            match rack.start_process(row).await {
+            match start_process(rack, row).await {
                 Ok(info) => {
                     rack.logs
                         .event(&row.app, &format!("process {} {what}; replaced", row.id));
@@ -366,89 +367,4 @@ fn ensure_collector(rack: &Arc<Rack>, row: &ProcessRow, container_id: &str) {
         let _ = rack2.store.set_log_cursor(&app, &process, last as i64);
     });
     collectors.insert(container_id.to_string(), handle);
-}
-
-/// Checks every active process of a routed service each interval; a process
-/// is out of the router after `attempts` failures in a row and back in after
-/// one pass.
-async fn monitor_health(rack: Arc<Rack>) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let Ok(rows) = rack.store.processes(None) else {
-            continue;
-        };
-        let mut checks = Vec::new();
-        for row in rows.into_iter().filter(|r| r.state == "active") {
-            let Some(o) = rack.observed(&row.app, &row.id) else {
-                continue;
-            };
-            if !o.running {
-                continue;
-            }
-            let Some(addr) = o.addr else { continue };
-            let Ok(release) = rack.store.release(&row.app, &row.release) else {
-                continue;
-            };
-            let Ok(manifest) = rack.manifest(&release) else {
-                continue;
-            };
-            let Some(svc) = manifest.services.get(&row.service) else {
-                continue;
-            };
-            let health = svc.health.clone();
-            if o.last_check.is_some_and(|t| {
-                t.elapsed() < Duration::from_secs(u64::from(health.interval.max(1)))
-            }) {
-                continue;
-            }
-            let rack = rack.clone();
-            checks.push(async move {
-                let host = rack.default_host(&row.app, &row.service);
-                let ok = health::check(
-                    addr,
-                    &host,
-                    &health.path,
-                    Duration::from_secs(u64::from(health.timeout)),
-                )
-                .await;
-                let mut observed = rack.observed.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(o) = observed.get_mut(&(row.app.clone(), row.id.clone())) else {
-                    return false;
-                };
-                o.last_check = Some(Instant::now());
-                let was = o.healthy;
-                match ok {
-                    Ok(_) => {
-                        o.failures = 0;
-                        o.healthy = o.running;
-                    }
-                    Err(_) => {
-                        o.failures += 1;
-                        if o.failures >= health.attempts {
-                            o.healthy = false;
-                        }
-                    }
-                }
-                let now = o.healthy;
-                drop(observed);
-                if was != now {
-                    let text = if now {
-                        "passes its health check again"
-                    } else {
-                        "fails its health check; taken out of the router"
-                    };
-                    rack.logs
-                        .event(&row.app, &format!("process {} {text}", row.id));
-                }
-                was != now
-            });
-        }
-        let changed = futures_util::future::join_all(checks)
-            .await
-            .into_iter()
-            .any(|c| c);
-        if changed {
-            rack.refresh_routes();
-        }
-    }
 }

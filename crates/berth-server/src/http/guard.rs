@@ -1,17 +1,17 @@
-//! Authentication, authorisation (see [`crate::authz`]) and the audit trail for
-//! every API request, plus the token and audit routes.
+//! The middleware in front of every authenticated route: the token
+//! (authentication), the role policy (`authz`), the audit trail, and JSON
+//! error bodies for the framework's own rejections.
 
-use crate::api::ApiError;
-use crate::rack::{Rack, RackError};
+use super::authz;
+use super::error::ApiError;
+use crate::rack::Rack;
 use axum::Json;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use berth_api::{AuditEntry, CreateToken, CreatedToken, ErrorBody, TokenInfo};
-use berth_store::StoreError;
-use berth_store::access::{Identity, ROLES, TokenRow};
-use serde::Deserialize;
+use berth_api::ErrorBody;
+use berth_store::access::Identity;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ fn bearer(headers: &HeaderMap) -> &str {
 }
 
 /// The middleware of every authenticated route.
-pub async fn guard(rack: Arc<Rack>, request: Request, next: Next) -> Response {
+pub async fn guard(State(rack): State<Arc<Rack>>, request: Request, next: Next) -> Response {
     let secret = bearer(request.headers()).to_string();
     let store = rack.clone();
     let who = match tokio::task::spawn_blocking(move || store.store.authenticate(&secret)).await {
@@ -67,8 +67,8 @@ pub async fn guard(rack: Arc<Rack>, request: Request, next: Next) -> Response {
         .unwrap_or_default();
     // Changes, and reads of secrets or that run commands (run/exec upgrades).
     let audited = (method != Method::GET && method != Method::HEAD)
-        || crate::authz::need(&method, &route) > crate::authz::Need::Read;
-    let response = match crate::authz::authorize(&who, &method, &route, &path) {
+        || authz::need(&method, &route) > authz::Need::Read;
+    let response = match authz::authorize(&who, &method, &route, &path) {
         Ok(()) => next.run(request).await,
         Err(why) => ApiError::new(StatusCode::FORBIDDEN, why).into_response(),
     };
@@ -134,7 +134,8 @@ async fn rewrap_error(response: Response) -> Response {
             "the request body is too large (the limit for JSON bodies is 1 MiB)".to_string()
         }
         StatusCode::METHOD_NOT_ALLOWED => {
-            "this route does not take that method; see the route list in the README".to_string()
+            "this route does not take that method; see the route list in the berth-api crate docs"
+                .to_string()
         }
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             format!("{text}; send `Content-Type: application/json` with a JSON body")
@@ -150,95 +151,4 @@ async fn rewrap_error(response: Response) -> Response {
         out.headers_mut().insert(header::ALLOW, allow.clone());
     }
     out
-}
-
-fn token_info(t: &TokenRow) -> TokenInfo {
-    TokenInfo {
-        id: t.id.clone(),
-        role: t.role.clone(),
-        app: t.app.clone(),
-        created: t.created.clone(),
-        last_used: t.last_used.clone(),
-    }
-}
-
-pub async fn list_tokens(State(rack): State<Arc<Rack>>) -> Result<Json<Vec<TokenInfo>>, ApiError> {
-    Ok(Json(rack.store.tokens()?.iter().map(token_info).collect()))
-}
-
-pub async fn create_token(
-    State(rack): State<Arc<Rack>>,
-    Json(req): Json<CreateToken>,
-) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    if !ROLES.contains(&req.role.as_str()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "unknown role {:?}; use admin, deploy or read",
-                req.role.chars().take(64).collect::<String>()
-            ),
-        ));
-    }
-    if let Some(app) = &req.app {
-        berth_core::validate_app_name(app).map_err(RackError::from)?;
-        if req.role == "admin" {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "an admin token covers every app; drop --app or use --role deploy",
-            ));
-        }
-    }
-    let (id, secret) = rack.store.create_token(&req.role, req.app.as_deref())?;
-    let token = rack
-        .store
-        .tokens()?
-        .into_iter()
-        .find(|t| t.id == id)
-        .map(|t| token_info(&t))
-        .ok_or_else(|| ApiError::from(StoreError::NoToken(id.clone())))?;
-    tracing::info!(token = id, role = req.role, app = ?req.app, "token created");
-    Ok((StatusCode::CREATED, Json(CreatedToken { token, secret })))
-}
-
-pub async fn revoke_token(
-    State(rack): State<Arc<Rack>>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    match rack.store.revoke_token(&id) {
-        Ok(()) => {
-            tracing::info!(token = id, "token revoked");
-            Ok(StatusCode::NO_CONTENT)
-        }
-        Err(e @ StoreError::NoToken(_)) => Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string())),
-        Err(e @ StoreError::LastAdmin(_)) => {
-            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-#[derive(Deserialize)]
-pub struct AuditQuery {
-    limit: Option<u32>,
-}
-
-pub async fn list_audit(
-    State(rack): State<Arc<Rack>>,
-    Query(q): Query<AuditQuery>,
-) -> Result<Json<Vec<AuditEntry>>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    Ok(Json(
-        rack.store
-            .audit(limit)?
-            .into_iter()
-            .map(|a| AuditEntry {
-                time: a.time,
-                token: a.token,
-                role: a.role,
-                method: a.method,
-                path: a.path,
-                status: a.status,
-            })
-            .collect(),
-    ))
 }

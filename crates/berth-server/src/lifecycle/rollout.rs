@@ -1,31 +1,17 @@
-//! Rollouts: start new processes, wait until each passes its health check,
-//! switch the router in one store transaction, then stop the old ones.
+//! Rollouts and scale: start new processes, wait until each passes its health
+//! check, switch the router in one store transaction, then retire the old ones.
 //! Callers hold the app's lock.
 
-use crate::health;
-use crate::rack::{Rack, RackError, Result};
-use berth_api::Event;
-use berth_core::{Health, ImageSource, Manifest, Service};
-use berth_runtime::ContainerState;
+use super::health::wait_healthy;
+use super::retire::{Retirement, retire};
+use crate::error::{Error, Result};
+use crate::progress::{Progress, step};
+use crate::rack::Rack;
+use crate::spec::desired;
+use berth_core::{ImageSource, Manifest, ProcessState};
+use berth_runtime::ContainerInfo;
 use berth_store::{Formation, ProcessRow, ReleaseRow};
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::sync::mpsc;
-
-pub type Progress = mpsc::Sender<Event>;
-
-pub async fn step(progress: &Progress, text: impl Into<String>) {
-    let _ = progress.send(Event::Step { text: text.into() }).await;
-}
-
-/// How many processes, and with which limits, a service runs.
-pub fn desired(svc: &Service, formation: Option<&Formation>) -> (u32, Option<u64>, Option<f64>) {
-    let count = formation.and_then(|f| f.count).unwrap_or(svc.scale.count);
-    let memory = formation.and_then(|f| f.memory).or(svc.scale.memory);
-    let cpu = formation.and_then(|f| f.cpu).or(svc.scale.cpu);
-    (count, memory, cpu)
-}
 
 fn new_row(
     app: &str,
@@ -39,7 +25,7 @@ fn new_row(
         id: berth_core::new_process_id(service),
         service: service.into(),
         release: release.into(),
-        state: "starting".into(),
+        state: ProcessState::Starting,
         created: berth_store::now_rfc3339(),
         memory,
         cpu,
@@ -52,21 +38,12 @@ fn new_row(
 /// Fails early, before anything starts, when the release cannot run.
 pub async fn preflight(rack: &Rack, release: &ReleaseRow, manifest: &Manifest) -> Result<()> {
     let env = rack.store.env(&release.app, release.env_version)?;
-    let missing = manifest.missing_env(&env);
-    if !missing.is_empty() {
-        let example = missing
-            .iter()
-            .map(|k| format!("{k}=..."))
-            .collect::<Vec<_>>()
-            .join(" ");
-        return Err(RackError::BadRequest(format!(
-            "release {} of app {} needs environment {} which is not set; set it with `berth env set {example} -a {}` and deploy again",
-            release.id,
-            release.app,
-            missing.join(", "),
-            release.app
-        )));
-    }
+    crate::builds::require_env(
+        manifest,
+        &env,
+        &release.app,
+        &format!("release {} of app {}", release.id, release.app),
+    )?;
     for (name, svc) in &manifest.services {
         let image = match &svc.source {
             ImageSource::Image(image) => image.clone(),
@@ -77,7 +54,7 @@ pub async fn preflight(rack: &Rack, release: &ReleaseRow, manifest: &Manifest) -
             }
         };
         if image.is_empty() || !rack.runtime.image_exists(&image).await? {
-            return Err(RackError::BadRequest(format!(
+            return Err(Error::Invalid(format!(
                 "image {image:?} of service {name} (release {}) is not on the engine; build it again with `berth deploy`{}",
                 release.id,
                 if matches!(svc.source, ImageSource::Image(_)) {
@@ -91,106 +68,13 @@ pub async fn preflight(rack: &Rack, release: &ReleaseRow, manifest: &Manifest) -
     Ok(())
 }
 
-/// Waits until a freshly started process passes its health check.
-pub async fn wait_healthy(
-    rack: &Rack,
-    row: &ProcessRow,
-    svc: &Service,
-) -> std::result::Result<(), String> {
-    let health = &svc.health;
-    tokio::time::sleep(Duration::from_secs(u64::from(health.grace))).await;
-    let interval = Duration::from_secs(u64::from(health.interval.max(1)));
-    let mut failures = 0;
-    let mut last_error;
-    loop {
-        let observed = rack.observed(&row.app, &row.id).ok_or("process vanished")?;
-        match rack.runtime.inspect_container(&observed.container_id).await {
-            Ok(Some(info)) => {
-                if let ContainerState::Exited { code, oom_killed } = info.state {
-                    let why = if oom_killed {
-                        " (killed: out of memory; raise it with `berth scale --memory`)".to_string()
-                    } else {
-                        String::new()
-                    };
-                    return Err(format!(
-                        "process {} exited with code {}{why}",
-                        row.id,
-                        code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
-                    ));
-                }
-            }
-            Ok(None) => return Err(format!("process {} disappeared from the engine", row.id)),
-            Err(e) => return Err(e.to_string()),
-        }
-        if svc.port.is_none() {
-            // Nothing to probe: staying up for one interval counts as healthy.
-            tokio::time::sleep(interval).await;
-            if failures > 0 {
-                rack.set_healthy(&row.app, &row.id, true);
-                return Ok(());
-            }
-            failures += 1;
-            continue;
-        }
-        let Some(addr) = observed.addr else {
-            return Err(format!(
-                "process {} has no address on the app network",
-                row.id
-            ));
-        };
-        let host = rack.default_host(&row.app, &row.service);
-        match health::check(
-            addr,
-            &host,
-            &health.path,
-            Duration::from_secs(u64::from(health.timeout)),
-        )
-        .await
-        {
-            Ok(_) => {
-                rack.set_healthy(&row.app, &row.id, true);
-                return Ok(());
-            }
-            Err(e) => {
-                if health::not_listening_yet(&e)
-                    && listening_soon(addr, &host, health, interval).await
-                {
-                    rack.set_healthy(&row.app, &row.id, true);
-                    return Ok(());
-                }
-                failures += 1;
-                last_error = e;
-            }
-        }
-        if failures >= health.attempts {
-            return Err(format!(
-                "process {} failed its health check {} times: {last_error}",
-                row.id, health.attempts
-            ));
-        }
-        tokio::time::sleep(interval).await;
-    }
+/// Creates and starts the container of one process row.
+pub async fn start_process(rack: &Rack, row: &ProcessRow) -> Result<ContainerInfo> {
+    let (spec, port) = crate::spec::container(rack, row.into()).await?;
+    let info = rack.runtime.run_container(&spec).await?;
+    rack.observe(&row.app, &row.id, &info, port, false);
+    Ok(info)
 }
-
-/// A process that refuses connections is usually still starting: rather than
-/// sleep a whole interval before the next check (most of a fast deploy's
-/// time), re-check every 50 ms until the interval is over. Only refusals are
-/// retried this fast, so an app that answers with errors is not hammered.
-async fn listening_soon(addr: SocketAddr, host: &str, health: &Health, interval: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + interval;
-    let timeout = Duration::from_secs(u64::from(health.timeout));
-    while tokio::time::Instant::now() + FAST_RETRY < deadline {
-        tokio::time::sleep(FAST_RETRY).await;
-        match health::check(addr, host, &health.path, timeout).await {
-            Ok(_) => return true,
-            Err(e) if health::not_listening_yet(&e) => continue,
-            Err(_) => return false,
-        }
-    }
-    false
-}
-
-const FAST_RETRY: Duration = Duration::from_millis(50);
 
 /// Starts `rows` (inserted as `starting`) and waits for all to be healthy. On
 /// failure every one of them is removed again and the error carries the
@@ -207,7 +91,7 @@ async fn start_all(
     let mut failure: Option<(String, String)> = None;
     for row in rows {
         step(progress, format!("starting {} ({})", row.id, row.release)).await;
-        if let Err(e) = rack.start_process(row).await {
+        if let Err(e) = start_process(rack, row).await {
             failure = Some((row.id.clone(), e.to_string()));
             break;
         }
@@ -244,10 +128,8 @@ async fn start_all(
     };
     let app = rows.first().map(|r| r.app.clone()).unwrap_or_default();
     let logs = rack.last_lines(&app, &process, 20).await;
-    for row in rows {
-        let _ = rack.stop_process(row, 0).await;
-    }
-    Err(RackError::Failed { message, logs })
+    let _ = retire(rack, rows, Retirement::Abandon, progress).await;
+    Err(Error::Failed { message, logs })
 }
 
 /// Rolls `release` out for `only` services (all when `None`) and promotes it.
@@ -269,7 +151,7 @@ pub async fn rollout(
             rack.store.finish_deployment(deployment, None)?;
             rack.logs
                 .event(&app, &format!("deploy of release {} finished", release.id));
-            if let Err(e) = crate::builder::prune_images(rack, &app).await {
+            if let Err(e) = crate::builds::prune_images(rack, &app).await {
                 tracing::warn!(app, error = %e, "image cleanup failed");
             }
         }
@@ -302,23 +184,26 @@ async fn rollout_inner(
         .store
         .processes(Some(app))?
         .into_iter()
-        .filter(|p| p.state == "active")
+        .filter(|p| p.state == ProcessState::Active)
         .filter(|p| only.is_none_or(|s| s.contains(&p.service)))
         .collect();
     let selected = |name: &String| only.is_none_or(|s| s.contains(name));
 
     // Singletons cannot overlap: their old process stops before the new one starts.
-    for (name, svc) in manifest
+    for (name, _) in manifest
         .services
         .iter()
         .filter(|(n, s)| selected(n) && s.singleton)
     {
         for row in old.iter().filter(|p| &p.service == name) {
             step(progress, format!("stopping {} first (singleton service {name}: requests may fail until the new process is healthy)", row.id)).await;
-            rack.store.set_process_state(app, &row.id, "stopping")?;
-            rack.refresh_routes();
-            drain(rack, row).await;
-            rack.stop_process(row, svc.termination.grace).await?;
+            retire(
+                rack,
+                std::slice::from_ref(row),
+                Retirement::Remove,
+                progress,
+            )
+            .await?;
         }
     }
 
@@ -346,7 +231,7 @@ async fn rollout_inner(
     start_all(rack, manifest, &rows, progress).await?;
 
     let activate: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let retire: Vec<ProcessRow> = old
+    let retiring: Vec<ProcessRow> = old
         .into_iter()
         .filter(|p| {
             !(manifest
@@ -355,7 +240,7 @@ async fn rollout_inner(
                 .is_some_and(|s| s.singleton))
         })
         .collect();
-    let retire_ids: Vec<String> = retire.iter().map(|r| r.id.clone()).collect();
+    let retire_ids: Vec<String> = retiring.iter().map(|r| r.id.clone()).collect();
     rack.store
         .promote(app, &release.id, &activate, &retire_ids)?;
     rack.refresh_routes_and_wait().await;
@@ -364,7 +249,7 @@ async fn rollout_inner(
         format!("release {} promoted; router switched", release.id),
     )
     .await;
-    stop_all(rack, &retire, progress).await;
+    let _ = retire(rack, &retiring, Retirement::Remove, progress).await;
     Ok(())
 }
 
@@ -377,17 +262,6 @@ pub fn batch_size(count: u32, deployment: &berth_core::Deployment) -> (u32, u32)
     let unavailable = count.saturating_sub(min_up.min(count));
     let batch = (surge + unavailable).max(1);
     (batch, batch.saturating_sub(surge))
-}
-
-/// Takes `rows` out of the router, drains and stops them.
-async fn retire(rack: &Rack, rows: &[ProcessRow], progress: &Progress) -> Result<()> {
-    for row in rows {
-        rack.store
-            .set_process_state(&row.app, &row.id, "stopping")?;
-    }
-    rack.refresh_routes();
-    stop_all(rack, rows, progress).await;
-    Ok(())
 }
 
 /// A rollout in batches within each service's `deployment` budget. New processes
@@ -431,7 +305,7 @@ async fn rolling(
                     ),
                 )
                 .await;
-                retire(rack, &first, progress).await?;
+                retire(rack, &first, Retirement::Remove, progress).await?;
                 replaced.extend(first.iter().cloned());
             }
             let rows: Vec<ProcessRow> = (0..n)
@@ -442,7 +316,8 @@ async fn rolling(
                 break 'services;
             }
             for row in &rows {
-                rack.store.set_process_state(app, &row.id, "active")?;
+                rack.store
+                    .set_process_state(app, &row.id, ProcessState::Active)?;
             }
             started.extend(rows.iter().cloned());
             let after: Vec<ProcessRow> = olds
@@ -451,14 +326,14 @@ async fn rolling(
             rack.refresh_routes_and_wait().await;
             step(progress, format!("{name}: {n} new process(es) routed",)).await;
             if !after.is_empty() {
-                retire(rack, &after, progress).await?;
+                retire(rack, &after, Retirement::Remove, progress).await?;
                 replaced.extend(after.iter().cloned());
             }
             remaining -= n;
         }
         // The new count is lower than the old one: the rest go too.
         if !olds.is_empty() {
-            retire(rack, &olds, progress).await?;
+            retire(rack, &olds, Retirement::Remove, progress).await?;
             replaced.extend(olds);
         }
     }
@@ -488,9 +363,10 @@ async fn rolling(
             }
         }
         for row in &back {
-            rack.store.set_process_state(app, &row.id, "active")?;
+            rack.store
+                .set_process_state(app, &row.id, ProcessState::Active)?;
         }
-        retire(rack, &started, progress).await?;
+        retire(rack, &started, Retirement::Remove, progress).await?;
         return Err(e);
     }
     // Services the new release dropped, and anything else old, leave now.
@@ -514,7 +390,7 @@ async fn rolling(
         format!("release {} promoted; router switched", release.id),
     )
     .await;
-    stop_all(rack, &rest, progress).await;
+    let _ = retire(rack, &rest, Retirement::Remove, progress).await;
     Ok(())
 }
 
@@ -524,70 +400,6 @@ fn group_by_release(rows: &[ProcessRow]) -> std::collections::BTreeMap<String, V
         out.entry(r.release.clone()).or_default().push(r);
     }
     out
-}
-
-/// Seconds a process's release lets its in-flight requests finish once it left the
-/// router (`drain:`, default 10).
-fn drain_of(rack: &Rack, row: &ProcessRow) -> u32 {
-    rack.store
-        .release(&row.app, &row.release)
-        .ok()
-        .and_then(|r| rack.manifest(&r).ok())
-        .and_then(|m| m.services.get(&row.service).map(|s| s.drain))
-        .unwrap_or(10)
-}
-
-/// Waits until the router no longer sends anything to `row` (it must already be out
-/// of the table) and its requests in flight finished, at most its `drain` seconds.
-pub async fn drain(rack: &Rack, row: &ProcessRow) {
-    let seconds = drain_of(rack, row);
-    let left = rack
-        .router
-        .drain(&row.id, Duration::from_secs(u64::from(seconds)))
-        .await;
-    if left > 0 {
-        rack.logs.event(
-            &row.app,
-            &format!(
-                "process {} still had {left} request(s) in flight after draining {seconds}s; stopping it anyway",
-                row.id
-            ),
-        );
-    }
-}
-
-/// Writes the router's access log lines into each app's log stream.
-pub async fn write_access_logs(
-    rack: std::sync::Arc<Rack>,
-    mut lines: mpsc::Receiver<berth_router::AccessLine>,
-) {
-    while let Some(line) = lines.recv().await {
-        // An app deleted since the request has no log stream any more.
-        if rack.store.app(&line.app).is_ok() {
-            rack.logs.append(&line.app, "router", &line.line);
-        }
-    }
-}
-
-/// Drains, then stops retired processes concurrently (each with its own grace).
-pub async fn stop_all(rack: &Rack, rows: &[ProcessRow], progress: &Progress) {
-    let stops = rows.iter().map(|row| async move {
-        drain(rack, row).await;
-        let grace = rack.grace_of(row);
-        (row, rack.stop_process(row, grace).await)
-    });
-    for (row, result) in futures_util::future::join_all(stops).await {
-        match result {
-            Ok(()) => {
-                rack.logs
-                    .event(&row.app, &format!("process {} stopped", row.id));
-                step(progress, format!("stopped {}", row.id)).await;
-            }
-            Err(e) => {
-                tracing::warn!(process = row.id, error = %e, "stop failed; the reconciler will retry")
-            }
-        }
-    }
 }
 
 /// Changes a service's scale. Limits changes replace its processes one
@@ -601,14 +413,14 @@ pub async fn scale(
 ) -> Result<()> {
     let app_row = rack.store.app(app)?;
     let release_id = app_row.release.ok_or_else(|| {
-        RackError::Conflict(format!(
+        Error::Conflict(format!(
             "app {app} has no release yet; deploy it first with `berth deploy -a {app}`"
         ))
     })?;
     let release = rack.store.release(app, &release_id)?;
     let manifest = rack.manifest(&release)?;
     let svc = manifest.services.get(service).ok_or_else(|| {
-        RackError::NotFound(format!(
+        Error::NotFound(format!(
             "app {app} has no service {service}; its services are: {}",
             manifest
                 .services
@@ -621,21 +433,21 @@ pub async fn scale(
     if let Some(count) = request.count
         && count > 100
     {
-        return Err(RackError::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "count {count} is too high; use 0 to 100"
         )));
     }
     if let Some(memory) = request.memory
         && memory < 6
     {
-        return Err(RackError::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "memory {memory} MiB is too low; the engine needs at least 6 MiB"
         )));
     }
     if let Some(cpu) = request.cpu
         && !(cpu > 0.0 && cpu <= 64.0)
     {
-        return Err(RackError::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "cpu {cpu} is out of range; use a number of cores above 0 and up to 64, e.g. 0.5"
         )));
     }
@@ -667,7 +479,7 @@ pub async fn scale(
         .store
         .processes(Some(app))?
         .into_iter()
-        .filter(|p| p.service == service && p.state == "active")
+        .filter(|p| p.service == service && p.state == ProcessState::Active)
         .collect();
     let have = active.len() as u32;
     if count > have {
@@ -685,8 +497,7 @@ pub async fn scale(
         victims.truncate((have - count) as usize);
         let ids: Vec<String> = victims.iter().map(|r| r.id.clone()).collect();
         rack.store.promote(app, &release.id, &[], &ids)?;
-        rack.refresh_routes();
-        stop_all(rack, &victims, progress).await;
+        let _ = retire(rack, &victims, Retirement::Remove, progress).await;
     }
     step(progress, format!("{service} runs {count} process(es)")).await;
     Ok(())

@@ -1,0 +1,45 @@
+//! `/apps` and `/apps/{app}`.
+
+use super::error::ApiResult;
+use crate::apps;
+use crate::rack::Rack;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use berth_api::{App, AppInfo, CreateApp};
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub async fn list(State(rack): State<Arc<Rack>>) -> ApiResult<Json<Vec<App>>> {
+    Ok(Json(apps::list(&rack)?))
+}
+
+pub async fn create(
+    State(rack): State<Arc<Rack>>,
+    Json(body): Json<CreateApp>,
+) -> ApiResult<(StatusCode, Json<App>)> {
+    Ok((StatusCode::CREATED, Json(apps::create(&rack, &body.name)?)))
+}
+
+pub async fn info(
+    State(rack): State<Arc<Rack>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<AppInfo>> {
+    Ok(Json(apps::info(&rack, &app)?))
+}
+
+/// `DELETE /apps/{app}?volumes=true`
+#[derive(Debug, Default, Deserialize)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    volumes: bool,
+}
+
+pub async fn delete(
+    State(rack): State<Arc<Rack>>,
+    Path(app): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<StatusCode> {
+    apps::delete(&rack, &app, q.volumes).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,132 @@
+//! Uploads that build and deploy (`/builds`, `/deploy`, `/image`), and the
+//! build listings.
+
+use super::error::ApiResult;
+use super::ndjson::stream_work;
+use super::spool::spool;
+use crate::builds::{self, ImageUpload};
+use crate::rack::Rack;
+use crate::{apps, releases, views};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use berth_api::{Build, BuildResult};
+use serde::Deserialize;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+pub struct UploadQuery {
+    manifest: Option<String>,
+}
+
+/// Spools and checks a source upload before the stream starts, so a bad
+/// upload is a 4xx status.
+async fn open_upload(
+    rack: &Rack,
+    app: &str,
+    q: UploadQuery,
+    body: Body,
+) -> ApiResult<builds::Source> {
+    apps::get(rack, app)?;
+    let tar = spool(rack, body).await?;
+    let manifest = q.manifest.unwrap_or_else(|| "berth.yml".into());
+    Ok(builds::open_checked(rack, tar, manifest).await?)
+}
+
+/// `POST /apps/{app}/builds`: build into a new release, not promoted.
+pub async fn create(
+    State(rack): State<Arc<Rack>>,
+    Path(app): Path<String>,
+    Query(q): Query<UploadQuery>,
+    body: Body,
+) -> ApiResult<Response> {
+    let source = open_upload(&rack, &app, q, body).await?;
+    stream_work(rack, app.clone(), move |rack, progress| async move {
+        let (build, release) = builds::build_upload(&rack, &app, &source, &progress).await?;
+        Ok(BuildResult {
+            build: views::build(&build),
+            release: views::release(&release),
+        })
+    })
+}
+
+/// `POST /apps/{app}/deploy`: build, then roll the release out.
+pub async fn deploy(
+    State(rack): State<Arc<Rack>>,
+    Path(app): Path<String>,
+    Query(q): Query<UploadQuery>,
+    body: Body,
+) -> ApiResult<Response> {
+    let source = open_upload(&rack, &app, q, body).await?;
+    stream_work(rack, app.clone(), move |rack, progress| async move {
+        let (_, release) = builds::build_upload(&rack, &app, &source, &progress).await?;
+        releases::promote(&rack, &app, &release.id, &progress).await
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ImageQuery {
+    image: String,
+    manifest_text: Option<String>,
+}
+
+/// `POST /apps/{app}/image`: body is a `docker save` tar, released and rolled out.
+pub async fn deploy_image(
+    State(rack): State<Arc<Rack>>,
+    Path(app): Path<String>,
+    Query(q): Query<ImageQuery>,
+    body: Body,
+) -> ApiResult<Response> {
+    apps::get(&rack, &app)?;
+    let upload = ImageUpload {
+        image: q.image,
+        manifest_text: q.manifest_text,
+    };
+    // Bad input is refused before anything is loaded.
+    upload.check()?;
+    let tar = spool(&rack, body).await?;
+    stream_work(rack, app.clone(), move |rack, progress| async move {
+        let release = builds::release_image(&rack, &app, &upload, tar, &progress).await?;
+        releases::promote(&rack, &app, &release.id, &progress).await
+    })
+}
+
+/// `POST /apps/{app}/image/layers` (body: chain ids): those the engine has.
+pub async fn present_layers(
+    State(rack): State<Arc<Rack>>,
+    Path(app): Path<String>,
+    Json(chains): Json<Vec<String>>,
+) -> ApiResult<Json<Vec<String>>> {
+    apps::get(&rack, &app)?;
+    Ok(Json(builds::present_layers(&rack, chains).await?))
+}
+
+pub async fn list(
+    State(rack): State<Arc<Rack>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<Build>>> {
+    apps::get(&rack, &app)?;
+    Ok(Json(
+        rack.store.builds(&app)?.iter().map(views::build).collect(),
+    ))
+}
+
+/// `GET /apps/{app}/builds/{id}/logs`: one build's output, as text.
+pub async fn logs(
+    State(rack): State<Arc<Rack>>,
+    Path((app, id)): Path<(String, String)>,
+) -> ApiResult<String> {
+    apps::get(&rack, &app)?;
+    rack.store.build(&app, &id)?;
+    let source = format!("build/{id}");
+    let lines = rack
+        .logs
+        .read(&app, 0, None)
+        .map_err(crate::error::Error::from)?;
+    Ok(lines
+        .into_iter()
+        .filter(|e| e.source == source)
+        .map(|e| e.text + "\n")
+        .collect())
+}

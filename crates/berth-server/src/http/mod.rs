@@ -1,0 +1,99 @@
+//! The HTTP API (axum): the route list, the middleware in front of it, and
+//! handlers that turn requests into calls of the domain modules and their
+//! results into answers. Nothing below this module knows axum.
+//!
+//! The routes, with the least role each needs, are listed in `authz`; the
+//! wire types are in `berth-api`.
+
+mod apps;
+pub mod authz;
+mod builds;
+mod certs;
+pub mod error;
+mod guard;
+mod logs;
+mod ndjson;
+mod processes;
+mod rack;
+mod releases;
+mod sessions;
+mod spool;
+mod tokens;
+mod volumes;
+
+use crate::rack::Rack;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use error::ApiError;
+use std::sync::Arc;
+
+/// Largest JSON request body.
+const MAX_JSON_BODY: usize = 1 << 20;
+
+pub fn app(rack: Arc<Rack>) -> Router {
+    // Uploads are bounded by `--max-upload` while they are spooled.
+    let uploads = Router::new()
+        .route("/apps/{app}/builds", post(builds::create).get(builds::list))
+        .route("/apps/{app}/deploy", post(builds::deploy))
+        .route("/apps/{app}/image", post(builds::deploy_image))
+        .route(
+            "/apps/{app}/volumes/{name}/archive",
+            get(volumes::backup).put(volumes::restore),
+        )
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/rack", get(rack::info))
+        .route("/rack/prune", post(rack::prune))
+        .route("/apps", get(apps::list).post(apps::create))
+        .route("/apps/{app}", get(apps::info).delete(apps::delete))
+        .route("/apps/{app}/builds/{id}/logs", get(builds::logs))
+        .route("/apps/{app}/image/layers", post(builds::present_layers))
+        .route("/apps/{app}/releases", get(releases::list))
+        .route("/apps/{app}/releases/{id}/promote", post(releases::promote))
+        .route(
+            "/apps/{app}/releases/{id}/rollback",
+            post(releases::rollback),
+        )
+        .route("/apps/{app}/releases/{id}/info", get(releases::info))
+        .route(
+            "/apps/{app}/env",
+            get(releases::env).post(releases::change_env),
+        )
+        .route(
+            "/apps/{app}/services/{service}/scale",
+            post(processes::scale),
+        )
+        .route("/apps/{app}/processes", get(processes::list))
+        .route("/apps/{app}/processes/{id}", delete(processes::stop))
+        .route("/apps/{app}/restart", post(processes::restart))
+        .route("/apps/{app}/logs", get(logs::logs))
+        .route(
+            "/apps/{app}/run",
+            get(sessions::run).post(processes::run_detached),
+        )
+        .route("/apps/{app}/processes/{id}/exec", get(sessions::exec))
+        .route("/apps/{app}/timers", get(processes::timers))
+        .route("/apps/{app}/volumes", get(volumes::list))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", delete(tokens::revoke))
+        .route("/audit", get(tokens::audit))
+        .route("/certs", get(certs::list).post(certs::import))
+        .route("/certs/generate", post(certs::generate))
+        .route("/certs/{id}", delete(certs::delete))
+        .merge(uploads)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .route_layer(axum::middleware::from_fn_with_state(
+            rack.clone(),
+            guard::guard,
+        ))
+        .route("/health", get(|| async { "ok" }))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such API route; see the route list in the berth-api crate docs",
+            )
+        })
+        .with_state(rack)
+}

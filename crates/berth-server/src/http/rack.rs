@@ -1,0 +1,27 @@
+//! `GET /rack`, `POST /rack/prune`.
+
+use super::error::ApiResult;
+use crate::rack::Rack;
+use axum::Json;
+use axum::extract::State;
+use berth_api::{PruneReport, RackInfo};
+use std::sync::Arc;
+
+pub async fn info(State(rack): State<Arc<Rack>>) -> ApiResult<Json<RackInfo>> {
+    let (apps, processes, builds, releases) = rack.store.counts()?;
+    Ok(Json(RackInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_secs: rack.started.elapsed().as_secs(),
+        engine: rack.engine.clone(),
+        domain: rack.domain.clone(),
+        router: rack.router_url.clone(),
+        apps,
+        processes,
+        builds,
+        releases,
+    }))
+}
+
+pub async fn prune(State(rack): State<Arc<Rack>>) -> ApiResult<Json<PruneReport>> {
+    Ok(Json(crate::prune::prune(&rack).await?))
+}

@@ -1,0 +1,76 @@
+//! Releases and the environment: listing, promote, rollback, info, env changes.
+
+use super::error::ApiResult;
+use super::ndjson::stream_work;
+use crate::rack::Rack;
+use crate::{apps, releases, views};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use berth_api::{EnvChange, Release, ReleaseInfo};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub async fn list(
+    State(rack): State<Arc<Rack>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<Release>>> {
+    apps::get(&rack, &app)?;
+    Ok(Json(
+        rack.store
+            .releases(&app)?
+            .iter()
+            .map(views::release)
+            .collect(),
+    ))
+}
+
+pub async fn promote(
+    State(rack): State<Arc<Rack>>,
+    Path((app, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    apps::get(&rack, &app)?;
+    rack.store.release(&app, &id)?;
+    stream_work(rack, app.clone(), move |rack, progress| async move {
+        releases::promote(&rack, &app, &id, &progress).await
+    })
+}
+
+pub async fn rollback(
+    State(rack): State<Arc<Rack>>,
+    Path((app, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    apps::get(&rack, &app)?;
+    rack.store.release(&app, &id)?;
+    stream_work(rack, app.clone(), move |rack, progress| async move {
+        releases::rollback(&rack, &app, &id, &progress).await
+    })
+}
+
+pub async fn info(
+    State(rack): State<Arc<Rack>>,
+    Path((app, id)): Path<(String, String)>,
+) -> ApiResult<Json<ReleaseInfo>> {
+    Ok(Json(releases::info(&rack, &app, &id)?))
+}
+
+/// `GET /apps/{app}/env`: the values (a `deploy` role reads them, see `authz`).
+pub async fn env(
+    State(rack): State<Arc<Rack>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<BTreeMap<String, String>>> {
+    let row = apps::get(&rack, &app)?;
+    Ok(Json(rack.store.env(&app, row.env_version)?))
+}
+
+pub async fn change_env(
+    State(rack): State<Arc<Rack>>,
+    Path(app): Path<String>,
+    Json(change): Json<EnvChange>,
+) -> ApiResult<Response> {
+    apps::get(&rack, &app)?;
+    releases::check_env_change(&change)?;
+    stream_work(rack, app.clone(), move |rack, progress| async move {
+        releases::change_env(&rack, &app, &change, &progress).await
+    })
+}

@@ -1,0 +1,79 @@
+//! `berth ps`: an app's processes as the engine shows them, and stopping one.
+
+use crate::error::{Error, Result};
+use crate::lifecycle::{Retirement, retire};
+use crate::progress;
+use crate::rack::Rack;
+use berth_api::Process;
+use berth_core::ProcessState;
+use std::sync::Arc;
+
+/// The app's processes and one-offs with their observed state: `starting`,
+/// `stopping`, `running`, `unhealthy`, `crashed` or `missing`.
+pub async fn list(rack: &Rack, app: &str) -> Result<Vec<Process>> {
+    crate::apps::get(rack, app)?;
+    // What is observed stays as it was last seen; with the engine gone it may be
+    // wrong, so say why instead of showing it.
+    if let Some((down_for, error)) = rack.engine_watch.down() {
+        return Err(Error::Unavailable(format!(
+            "the states of app {app}'s processes are unknown while the Docker engine at {} \
+             does not answer (for {} s): {error}",
+            crate::engine::address(),
+            down_for.as_secs()
+        )));
+    }
+    let rows = rack.store.processes(Some(app))?;
+    let oneoffs = crate::oneoff::processes(rack, app).await;
+    Ok(rows
+        .into_iter()
+        .map(|p| {
+            let o = rack.observed(app, &p.id);
+            let state = match (p.state, &o) {
+                (ProcessState::Starting, _) => "starting",
+                (ProcessState::Stopping, _) => "stopping",
+                (ProcessState::Active, None) => "missing",
+                (ProcessState::Active, Some(o)) if !o.running => "crashed",
+                (ProcessState::Active, Some(o)) if !o.healthy => "unhealthy",
+                (ProcessState::Active, Some(_)) => "running",
+            };
+            Process {
+                id: p.id.clone(),
+                app: p.app.clone(),
+                service: p.service.clone(),
+                release: p.release.clone(),
+                state: state.into(),
+                started: o.as_ref().and_then(|o| o.started.clone()),
+                address: o.as_ref().and_then(|o| o.addr.map(|a| a.to_string())),
+                restarts: p.restarts,
+                last_exit: p.last_exit,
+            }
+        })
+        .chain(oneoffs)
+        .collect())
+}
+
+/// Stops one process the way every process stops (out of the router, drained,
+/// SIGTERM, SIGKILL after its grace); its row stays, so the reconciler starts
+/// it again in place.
+pub async fn stop(rack: &Arc<Rack>, app: &str, id: &str) -> Result<()> {
+    crate::apps::get(rack, app)?;
+    let lock = rack.app_lock(app);
+    let _guard = lock.lock().await;
+    let row = rack
+        .store
+        .processes(Some(app))?
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "app {app} has no process {id}; list them with `berth ps -a {app}`"
+            ))
+        })?;
+    retire(rack, &[row], Retirement::Restart, &progress::unobserved()).await?;
+    rack.logs.event(
+        app,
+        &format!("process {id} stopped by request; the reconciler replaces it"),
+    );
+    rack.nudge.notify_one();
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! Releases: promoting one (a rollout), rolling back to one, environment
+//! changes that make a new one, and what changed between two.
+
+use crate::error::{Error, Result};
+use crate::progress::{Progress, step};
+use crate::rack::Rack;
+use crate::views;
+use berth_api::{DeployResult, EnvChange, Release, ReleaseInfo};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Rolls release `id` out; the release and the URLs its services answer on.
+pub async fn promote(
+    rack: &Rack,
+    app: &str,
+    id: &str,
+    progress: &Progress,
+) -> Result<DeployResult> {
+    let release = rack.store.release(app, id)?;
+    crate::lifecycle::rollout(rack, &release, None, progress).await?;
+    let release = rack.store.release(app, id)?;
+    let manifest = rack.manifest(&release)?;
+    let urls = manifest
+        .services
+        .keys()
+        .flat_map(|s| rack.service_urls(app, s, &manifest))
+        .collect();
+    Ok(DeployResult {
+        release: views::release(&release),
+        urls,
+    })
+}
+
+/// A new release copying release `id`'s build, environment and manifest, rolled out.
+pub async fn rollback(
+    rack: &Rack,
+    app: &str,
+    id: &str,
+    progress: &Progress,
+) -> Result<DeployResult> {
+    let old = rack.store.release(app, id)?;
+    let new = rack.store.create_release(
+        app,
+        old.build.as_deref(),
+        old.env_version,
+        &old.manifest,
+        &format!("rollback to {}", old.id),
+    )?;
+    step(
+        progress,
+        format!("release {} created (copy of {})", new.id, old.id),
+    )
+    .await;
+    let result = promote(rack, app, &new.id, progress).await?;
+    // The app's environment follows the release it now runs.
+    rack.store.set_env_version(app, old.env_version)?;
+    Ok(result)
+}
+
+/// What an environment change led to.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum EnvChanged {
+    /// The app has no release yet: the values wait for its first deploy.
+    Saved,
+    /// A new release, not promoted.
+    Released(Release),
+    /// A new release, rolled out.
+    Deployed(DeployResult),
+}
+
+/// Checks an environment change before anything is written.
+pub fn check_env_change(change: &EnvChange) -> Result<()> {
+    for key in change.set.keys().chain(change.unset.iter()) {
+        check_env_key(key)?;
+    }
+    if change.set.is_empty() && change.unset.is_empty() {
+        return Err(Error::Invalid(
+            "nothing to change; give KEY=VALUE pairs to set or KEYs to unset".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_env_key(key: &str) -> Result<()> {
+    if berth_core::manifest::is_valid_env_key(key) && key.len() <= 256 {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "invalid environment key {key:?}; use letters, digits and '_', not starting with a digit (e.g. DATABASE_URL)"
+    )))
+}
+
+/// Writes a new environment version and, when the app has a release, a new
+/// release with it (rolled out when `change.promote`).
+pub async fn change_env(
+    rack: &Rack,
+    app: &str,
+    change: &EnvChange,
+    progress: &Progress,
+) -> Result<EnvChanged> {
+    check_env_change(change)?;
+    let version = rack.store.change_env(app, &change.set, &change.unset)?;
+    let mut what: Vec<String> = change.set.keys().map(|k| format!("set {k}")).collect();
+    what.extend(change.unset.iter().map(|k| format!("unset {k}")));
+    rack.logs
+        .event(app, &format!("env changed: {}", what.join(", ")));
+    let Some(current) = rack.store.app(app)?.release else {
+        step(
+            progress,
+            format!("environment version {version} saved; it takes effect at the first deploy"),
+        )
+        .await;
+        return Ok(EnvChanged::Saved);
+    };
+    let base = rack.store.release(app, &current)?;
+    let release = rack.store.create_release(
+        app,
+        base.build.as_deref(),
+        version,
+        &base.manifest,
+        &format!("env {}", what.join(", ")),
+    )?;
+    step(progress, format!("release {} created", release.id)).await;
+    if change.promote {
+        return Ok(EnvChanged::Deployed(
+            promote(rack, app, &release.id, progress).await?,
+        ));
+    }
+    step(
+        progress,
+        format!(
+            "promote it with `berth releases promote {} -a {app}`",
+            release.id
+        ),
+    )
+    .await;
+    Ok(EnvChanged::Released(views::release(&release)))
+}
+
+/// A release with what changed since the one before it: env keys (never
+/// values) and the manifest as a line diff.
+pub fn info(rack: &Rack, app: &str, id: &str) -> Result<ReleaseInfo> {
+    crate::apps::get(rack, app)?;
+    let release = rack.store.release(app, id)?;
+    let previous = rack
+        .store
+        .releases(app)?
+        .into_iter()
+        .filter(|r| r.seq < release.seq)
+        .max_by_key(|r| r.seq);
+    let env = rack.store.env(app, release.env_version)?;
+    let before = match &previous {
+        Some(p) => rack.store.env(app, p.env_version)?,
+        None => BTreeMap::new(),
+    };
+    let env_added = env
+        .keys()
+        .filter(|k| !before.contains_key(*k))
+        .cloned()
+        .collect();
+    let env_removed = before
+        .keys()
+        .filter(|k| !env.contains_key(*k))
+        .cloned()
+        .collect();
+    let env_changed = env
+        .iter()
+        .filter(|(k, v)| before.get(*k).is_some_and(|b| b != *v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let manifest_diff = match &previous {
+        Some(p) if p.manifest != release.manifest => line_diff(&p.manifest, &release.manifest),
+        Some(_) => vec![],
+        None => line_diff("", &release.manifest),
+    };
+    Ok(ReleaseInfo {
+        release: views::release(&release),
+        previous: previous.map(|p| p.id),
+        env_added,
+        env_removed,
+        env_changed,
+        manifest_diff,
+    })
+}
+
+/// Longest-common-subsequence line diff: `  ` kept, `- ` removed, `+ ` added.
+/// Manifests are small (at most 1 MiB, typically a few dozen lines); beyond
+/// 4000 lines a side the whole old and new text are shown instead.
+pub fn line_diff(old: &str, new: &str) -> Vec<String> {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    if a.len() > 4000 || b.len() > 4000 {
+        return a
+            .iter()
+            .map(|l| format!("- {l}"))
+            .chain(b.iter().map(|l| format!("+ {l}")))
+            .collect();
+    }
+    let (n, m) = (a.len(), b.len());
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            out.push(format!("  {}", a[i]));
+            i += 1;
+            j += 1;
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Removals before additions, as diff(1) shows a changed line.
+            out.push(format!("- {}", a[i]));
+            i += 1;
+        } else {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_marks_changed_lines() {
+        let d = line_diff("a\nb\nc\n", "a\nB\nc\nd\n");
+        assert_eq!(d, ["  a", "- b", "+ B", "  c", "+ d"]);
+        assert_eq!(line_diff("x", "x"), ["  x"]);
+        assert_eq!(line_diff("", "y"), ["+ y"]);
+    }
+}
