@@ -21,6 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 mod body;
+mod conn;
 pub mod control;
 mod headers;
 mod proxy;

@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::body::{ReqBody, ResBody};
+use crate::conn::{ConnCtx, Phase};
 use crate::headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
-use crate::server::{ConnCtx, Phase};
 use crate::{Entry, Inflight, Router};
 
 /// Where ACME HTTP-01 challenges are fetched (RFC 8555, section 8.3).

@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::ResBody;
-use crate::server::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
+use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
 use crate::{CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, Router, headers, proxy};
 
 /// Most headers in a request or response head on this path (hyper takes more).

@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use http::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,34 +18,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::Router;
+use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
 use crate::headers;
 use crate::relay::{self, Ended};
 
 /// How long in-flight requests may finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request's headers.
-pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Where the server is in its life; connections and tunnels watch it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Running,
-    /// Stop accepting; finish in-flight requests, close idle connections.
-    Draining,
-    /// Drop whatever is left.
-    Stopped,
-}
-
-/// What the request handler knows about its client connection.
-pub(crate) struct ConnCtx {
-    pub(crate) router: Arc<Router>,
-    /// The client's IP, ready for `X-Forwarded-For`.
-    pub(crate) client_ip: HeaderValue,
-    pub(crate) phase: watch::Receiver<Phase>,
-    /// The client came over TLS (`X-Forwarded-Proto: https`).
-    pub(crate) https: bool,
-}
-
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
