@@ -15,10 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::uri::Authority;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 mod body;
 mod conn;
@@ -26,6 +22,7 @@ pub mod control;
 mod headers;
 mod proxy;
 mod relay;
+mod routing;
 mod server;
 pub mod tls;
 
@@ -33,7 +30,7 @@ pub use control::{
     AccessLine, ControlError, LinkOptions, RouterLink, RouterOptions, run_router_process,
 };
 
-use body::ReqBody;
+use routing::{Compiled, Entry};
 
 /// One process a route can send requests to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,11 +61,6 @@ pub struct RouteTable {
     pub hosts: HashMap<String, Arc<Route>>,
 }
 
-/// How long a connection attempt to a process may take before the next one is tried.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long an idle pooled connection to a process is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The HTTP reverse proxy. Cheap to share: every request loads the current table
 /// without locking.
 pub struct Router {
@@ -85,93 +77,6 @@ pub struct Router {
     https_port: std::sync::OnceLock<u16>,
     /// ACME HTTP-01 challenges the server is answering: token → key authorization.
     challenges: ArcSwap<HashMap<String, String>>,
-}
-
-/// One request in flight to a process; dropping it ends the request.
-pub(crate) struct Inflight(Arc<AtomicUsize>);
-
-impl Inflight {
-    fn start(counter: &Arc<AtomicUsize>) -> Inflight {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Inflight(counter.clone())
-    }
-}
-
-impl Drop for Inflight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The table as given plus what the data path needs precomputed.
-struct Compiled {
-    table: Arc<RouteTable>,
-    /// Normalised host → entry; hosts sharing one `Arc<Route>` share one entry.
-    /// foldhash: the host is hashed on every request, and the table's keys come
-    /// from the operator, not from clients.
-    hosts: HashMap<String, Arc<Entry>, foldhash::fast::RandomState>,
-}
-
-/// One route as the data path sees it.
-struct Entry {
-    route: Arc<Route>,
-    /// Round-robin position; starts at a random value so table swaps do not favour the
-    /// first backend.
-    next: AtomicUsize,
-    /// The backends' `ip:port`, ready to put into a URI.
-    targets: Box<[Target]>,
-}
-
-struct Target {
-    authority: Authority,
-    /// Index into `route.backends`.
-    backend: usize,
-    inflight: Arc<AtomicUsize>,
-}
-
-impl Compiled {
-    fn new(table: RouteTable, inflight: &mut HashMap<String, Arc<AtomicUsize>>) -> Self {
-        let mut entries: HashMap<*const Route, Arc<Entry>> = HashMap::new();
-        let mut hosts = HashMap::with_capacity_and_hasher(table.hosts.len(), Default::default());
-        for (host, route) in &table.hosts {
-            let entry = entries
-                .entry(Arc::as_ptr(route))
-                .or_insert_with(|| Arc::new(Entry::new(route.clone(), inflight)))
-                .clone();
-            let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
-            hosts.insert(host, entry);
-        }
-        Compiled {
-            table: Arc::new(table),
-            hosts,
-        }
-    }
-}
-
-impl Entry {
-    fn new(route: Arc<Route>, inflight: &mut HashMap<String, Arc<AtomicUsize>>) -> Self {
-        let targets = route
-            .backends
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| match Authority::try_from(b.addr.to_string()) {
-                Ok(authority) => Some(Target {
-                    authority,
-                    backend: i,
-                    inflight: inflight.entry(b.process.clone()).or_default().clone(),
-                }),
-                Err(e) => {
-                    tracing::warn!(process = %b.process, addr = %b.addr, "unusable backend address: {e}");
-                    None
-                }
-            })
-            .collect();
-        Entry {
-            route,
-            next: AtomicUsize::new(headers::random_u64() as usize),
-            targets,
-        }
-    }
 }
 
 impl Router {
@@ -256,28 +161,4 @@ impl std::fmt::Debug for Router {
             .field("hosts", &self.state.load().hosts.len())
             .finish_non_exhaustive()
     }
-}
-
-thread_local! {
-    static BACKEND_CLIENT: Client<HttpConnector, ReqBody> = new_backend_client();
-}
-
-/// The pooled client to processes of the calling thread. Each router event loop
-/// has its own thread, so its connections to processes, and the tasks driving
-/// them, never wake another thread.
-pub(crate) fn backend_client() -> Client<HttpConnector, ReqBody> {
-    BACKEND_CLIENT.with(Client::clone)
-}
-
-fn new_backend_client() -> Client<HttpConnector, ReqBody> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_timer(TokioTimer::new())
-        // The original Host header is always forwarded as is.
-        .set_host(false)
-        .build(connector)
 }

@@ -10,17 +10,17 @@ use http::uri::{self, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::Router;
 use crate::body::{ReqBody, ResBody};
 use crate::conn::{ConnCtx, Phase};
 use crate::headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
-use crate::{Entry, Inflight, Router};
-
-/// Where ACME HTTP-01 challenges are fetched (RFC 8555, section 8.3).
-pub(crate) const ACME_CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
+use crate::routing::{ACME_CHALLENGE_PATH, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT};
 
 /// Which app and process answered, for the access log (never sent to the client).
 #[derive(Clone)]
@@ -295,7 +295,7 @@ impl Router {
             };
 
             let guard = Inflight::start(&target.inflight);
-            let sent = crate::backend_client().request(req);
+            let sent = backend_client().request(req);
             let result = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, sent).await {
                     Ok(result) => result,
@@ -351,6 +351,30 @@ impl Router {
         }
         Err(Failure::Unreachable)
     }
+}
+
+thread_local! {
+    static BACKEND_CLIENT: Client<HttpConnector, ReqBody> = new_backend_client();
+}
+
+/// The pooled client to processes of the calling thread. Each router event loop
+/// has its own thread, so its connections to processes, and the tasks driving
+/// them, never wake another thread.
+fn backend_client() -> Client<HttpConnector, ReqBody> {
+    BACKEND_CLIENT.with(Client::clone)
+}
+
+fn new_backend_client() -> Client<HttpConnector, ReqBody> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_timer(TokioTimer::new())
+        // The original Host header is always forwarded as is.
+        .set_host(false)
+        .build(connector)
 }
 
 /// Copies bytes both ways between an upgraded client connection and process connection,

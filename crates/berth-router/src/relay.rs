@@ -30,7 +30,8 @@ use tokio::time::{Instant, Sleep};
 
 use crate::body::ResBody;
 use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
-use crate::{CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, Router, headers, proxy};
+use crate::routing::{ACME_CHALLENGE_PATH, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT};
+use crate::{Router, headers, proxy};
 
 /// Most headers in a request or response head on this path (hyper takes more).
 const MAX_HEADERS: usize = 64;
@@ -225,7 +226,7 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
         return Plan::Handoff;
     };
-    if !path.starts_with('/') || path.starts_with(proxy::ACME_CHALLENGE_PATH) {
+    if !path.starts_with('/') || path.starts_with(ACME_CHALLENGE_PATH) {
         return Plan::Handoff;
     }
 
