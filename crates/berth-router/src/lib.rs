@@ -20,6 +20,7 @@ mod body;
 mod conn;
 pub mod control;
 mod headers;
+mod outcome;
 mod proxy;
 mod relay;
 mod routing;

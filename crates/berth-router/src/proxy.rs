@@ -4,8 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, X_CONTENT_TYPE_OPTIONS};
+use http::header::HOST;
 use http::uri::{self, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Incoming};
@@ -20,6 +19,7 @@ use crate::Router;
 use crate::body::{ReqBody, ResBody};
 use crate::conn::{ConnCtx, Phase};
 use crate::headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
+use crate::outcome::{Answer, Failure, access_line_start, finish_access_line};
 use crate::routing::{ACME_CHALLENGE_PATH, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT};
 
 /// Which app and process answered, for the access log (never sent to the client).
@@ -27,28 +27,6 @@ use crate::routing::{ACME_CHALLENGE_PATH, CONNECT_TIMEOUT, Entry, Inflight, POOL
 struct AccessTag {
     app: String,
     process: String,
-}
-
-/// Why no response came from a process.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Failure {
-    #[error("no response before the timeout")]
-    Timeout,
-    #[error("no process accepted the connection")]
-    Unreachable,
-    #[error("process {process} failed to answer: {source}")]
-    Backend {
-        process: String,
-        #[source]
-        source: hyper_util::client::legacy::Error,
-    },
-    /// On the fast path (`relay`), whose errors are logged where they happen.
-    #[error("process {process} failed to answer")]
-    Broken { process: String },
-    #[error("invalid request target")]
-    BadTarget,
-    #[error("request body over the limit of {0} bytes")]
-    TooLarge(u64),
 }
 
 impl Router {
@@ -194,7 +172,7 @@ impl Router {
         let (mut resp, inflight, backend) = match result {
             Ok(ok) => ok,
             Err(failure) => {
-                let mut resp = failure_response(failure, &entry);
+                let mut resp = Answer::failure(failure, route).into_response();
                 resp.extensions_mut().insert(AccessTag {
                     app: route.app.clone(),
                     process: "-".into(),
@@ -399,105 +377,6 @@ async fn tunnel(client: OnUpgrade, backend: OnUpgrade, mut phase: watch::Receive
     }
 }
 
-/// The start of an access log line, `METHOD HOST PATH`; [`finish_access_line`] adds
-/// the rest once the response is known:
-/// `GET shop.example.com /cart 200 512 3ms web-3f9a2c`.
-pub(crate) fn access_line_start(method: &str, host: &str, path: &str) -> String {
-    let mut line = String::with_capacity(method.len() + host.len() + path.len() + 48);
-    line.push_str(method);
-    line.push(' ');
-    line.push_str(host);
-    line.push(' ');
-    line.push_str(path);
-    line
-}
-
-/// Completes an access log line begun with `METHOD HOST PATH`.
-pub(crate) fn finish_access_line(
-    mut line: String,
-    status: u16,
-    bytes: Option<u64>,
-    elapsed: Duration,
-    process: &str,
-) -> String {
-    let mut digits = itoa::Buffer::new();
-    line.push(' ');
-    line.push_str(digits.format(status));
-    line.push(' ');
-    match bytes {
-        Some(bytes) => line.push_str(digits.format(bytes)),
-        None => line.push('-'),
-    }
-    line.push(' ');
-    line.push_str(digits.format(elapsed.as_millis()));
-    line.push_str("ms ");
-    line.push_str(process);
-    line
-}
-
-pub(crate) fn failure_response(failure: Failure, entry: &Entry) -> Response<ResBody> {
-    let route = &entry.route;
-    let (status, message) = match failure {
-        Failure::Timeout => (
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "berth: service {} of app {} did not answer within {}\n",
-                route.service,
-                route.app,
-                human(route.timeout)
-            ),
-        ),
-        Failure::Unreachable => (
-            StatusCode::BAD_GATEWAY,
-            format!(
-                "berth: no process of service {} of app {} accepted the connection\n",
-                route.service, route.app
-            ),
-        ),
-        Failure::Backend { process, .. } | Failure::Broken { process } => (
-            StatusCode::BAD_GATEWAY,
-            format!(
-                "berth: process {process} of service {} of app {} failed to answer\n",
-                route.service, route.app
-            ),
-        ),
-        Failure::BadTarget => (
-            StatusCode::BAD_REQUEST,
-            "berth: the request target is invalid\n".to_owned(),
-        ),
-        Failure::TooLarge(max) => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("berth: the request body is larger than the router's limit of {max} bytes\n"),
-        ),
-    };
-    text(status, message)
-}
-
-/// A short plain-text answer of berth's own.
-fn text(status: StatusCode, message: String) -> Response<ResBody> {
-    let mut resp = Response::new(ResBody::Full(Some(Bytes::from(message))));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-/// `30s`, `1.5s`, `200ms`.
-fn human(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
-
 /// An error with its causes, `a: b: c`.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
@@ -509,33 +388,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn access_lines_read_the_same_from_both_paths() {
-        let elapsed = Duration::from_millis(3);
-        assert_eq!(
-            finish_access_line(
-                access_line_start("GET", "shop.localhost", "/cart"),
-                200,
-                Some(13),
-                elapsed,
-                "web-1"
-            ),
-            "GET shop.localhost /cart 200 13 3ms web-1"
-        );
-        assert_eq!(
-            finish_access_line("GET shop.localhost /cart".into(), 502, None, elapsed, "-"),
-            "GET shop.localhost /cart 502 - 3ms -"
-        );
-    }
-
-    #[test]
-    fn formats_durations() {
-        assert_eq!(human(Duration::from_secs(30)), "30s");
-        assert_eq!(human(Duration::from_millis(200)), "200ms");
-        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
-    }
+/// A short plain-text answer of berth's own.
+fn text(status: StatusCode, message: String) -> Response<ResBody> {
+    Answer::new(status, message).into_response()
 }

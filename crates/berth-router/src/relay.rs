@@ -23,15 +23,15 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use futures_util::FutureExt;
-use http::{Response, StatusCode};
+use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::body::ResBody;
 use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
+use crate::outcome::{Answer, Failure, access_line_start, finish_access_line};
 use crate::routing::{ACME_CHALLENGE_PATH, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT};
-use crate::{Router, headers, proxy};
+use crate::{Router, headers};
 
 /// Most headers in a request or response head on this path (hyper takes more).
 const MAX_HEADERS: usize = 64;
@@ -328,7 +328,7 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     let safe = matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE");
     let log = router.log_access.then(|| {
         let path = path.split('?').next().unwrap_or(path);
-        proxy::access_line_start(method, host_value, path)
+        access_line_start(method, host_value, path)
     });
     Plan::Forward(Request {
         entry,
@@ -366,7 +366,7 @@ async fn exchange(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let deadline = (!route.timeout.is_zero()).then(|| start_time + route.timeout);
 
-    let mut failure = proxy::Failure::Unreachable;
+    let mut failure = Failure::Unreachable;
     for attempt in 0..attempts {
         let target = &entry.targets[first.wrapping_add(attempt) % n];
         let backend = &route.backends[target.backend];
@@ -379,7 +379,7 @@ async fn exchange(
                     biased;
                     result = sent => result,
                     () = timer.as_mut() => {
-                        failure = proxy::Failure::Timeout;
+                        failure = Failure::Timeout;
                         break;
                     }
                 }
@@ -394,7 +394,7 @@ async fn exchange(
                 let relayed = relayed?;
                 let done = Instant::now();
                 if let Some(start) = request.log.take() {
-                    let line = proxy::finish_access_line(
+                    let line = finish_access_line(
                         start,
                         relayed.status,
                         relayed.length,
@@ -415,7 +415,7 @@ async fn exchange(
             Err(SendError::Broken(e)) => {
                 tracing::debug!(app = %route.app, service = %route.service, process = %backend.process,
                     "process failed to answer: {e}");
-                failure = proxy::Failure::Broken {
+                failure = Failure::Broken {
                     process: backend.process.clone(),
                 };
                 if !(request.retryable && attempt + 1 < attempts) {
@@ -426,12 +426,12 @@ async fn exchange(
     }
 
     let closing = request.close || *phase.borrow() != Phase::Running;
-    let answer = proxy::failure_response(failure, entry);
-    let status = answer.status().as_u16();
-    let bytes = serialize_local(answer, request.request_id.as_bytes(), closing);
+    let answer = Answer::failure(failure, route);
+    let bytes = answer.to_http1(request.request_id.as_bytes(), closing);
+    let status = answer.status.as_u16();
     client.write_all(&bytes).await.map_err(|_| ClientGone)?;
     if let Some(start) = request.log.take() {
-        let line = proxy::finish_access_line(start, status, None, start_time.elapsed(), "-");
+        let line = finish_access_line(start, status, None, start_time.elapsed(), "-");
         router.access.push(&route.app, line);
     }
     Ok(!closing)
@@ -913,40 +913,6 @@ fn after_size(size: u64) -> ChunkState {
 
 fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
-}
-
-/// One of berth's own answers (502, 504) as bytes.
-fn serialize_local(resp: Response<ResBody>, request_id: &[u8], close: bool) -> Vec<u8> {
-    let (parts, body) = resp.into_parts();
-    let body = match body {
-        ResBody::Full(Some(bytes)) => bytes,
-        _ => bytes::Bytes::new(),
-    };
-    let mut out = Vec::with_capacity(256 + body.len());
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(parts.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(
-        parts
-            .status
-            .canonical_reason()
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in &parts.headers {
-        put_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
-    }
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-    out.extend_from_slice(b"\r\nx-request-id: ");
-    out.extend_from_slice(request_id);
-    if close {
-        out.extend_from_slice(b"\r\nconnection: close");
-    }
-    out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(&body);
-    out
 }
 
 struct Idle {
