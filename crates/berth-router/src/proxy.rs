@@ -1,7 +1,6 @@
 //! One request: route by host, forward round robin with fail-over, map failures to
 //! short plain-text answers.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use http::header::HOST;
@@ -20,7 +19,9 @@ use crate::body::{ReqBody, ResBody};
 use crate::conn::{ConnCtx, Phase};
 use crate::headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 use crate::outcome::{Answer, Failure, access_line_start, finish_access_line};
-use crate::routing::{ACME_CHALLENGE_PATH, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT};
+use crate::routing::{
+    ACME_CHALLENGE_PATH, Attempt, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, is_retryable,
+};
 
 /// Which app and process answered, for the access log (never sent to the client).
 #[derive(Clone)]
@@ -224,27 +225,12 @@ impl Router {
         mut headers: HeaderMap,
         body: Incoming,
     ) -> Result<(Response<Incoming>, Inflight, usize), Failure> {
-        let n = entry.targets.len();
-        // A request without a body whose method is safe is retried once more (on the
-        // next process) when a process fails it: a process that is stopping may close a
-        // pooled connection just as the request goes out.
-        let safe = matches!(
-            method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-        );
-        let retryable = safe && body.is_end_stream();
-        let attempts = if retryable { n.max(2) } else { n };
-        let start = entry
-            .next
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let deadline =
-            (!entry.route.timeout.is_zero()).then(|| Instant::now() + entry.route.timeout);
+        let retryable = is_retryable(method.as_str(), !body.is_end_stream());
+        let deadline = entry.deadline(Instant::now());
         // `None`: nothing to send (replayable for free).
         let mut body = (!body.is_end_stream()).then_some(body);
 
-        for attempt in 0..attempts {
-            let target = &entry.targets[start.wrapping_add(attempt) % n];
-            let last = attempt + 1 == attempts;
+        for Attempt { target, last } in entry.attempts(retryable) {
             let (req_body, giveback) = match body.take() {
                 None => (ReqBody::empty(), None),
                 Some(b) if last => (ReqBody::stream(b, self.max_body), None),
@@ -281,17 +267,10 @@ impl Router {
                 },
                 None => sent.await,
             };
-            let process = &entry.route.backends[target.backend].process;
             match result {
                 Ok(resp) => return Ok((resp, guard, target.backend)),
                 Err(e) if e.is_connect() => {
-                    tracing::debug!(
-                        app = %entry.route.app,
-                        service = %entry.route.service,
-                        process = %process,
-                        "cannot connect to process: {}",
-                        error_chain(&e)
-                    );
+                    entry.attempt_failed(target, "cannot connect to process", &ErrorChain(&e));
                     if let Some(mut rx) = giveback {
                         match rx.try_recv() {
                             Ok(b) => body = Some(b),
@@ -301,27 +280,16 @@ impl Router {
                     }
                 }
                 Err(e) if !last && retryable => {
-                    tracing::debug!(
-                        app = %entry.route.app,
-                        service = %entry.route.service,
-                        process = %process,
-                        "process failed to answer; retrying: {}",
-                        error_chain(&e)
-                    );
+                    let what = "process failed to answer; retrying";
+                    entry.attempt_failed(target, what, &ErrorChain(&e));
                 }
                 Err(e) if crate::body::caused_by_too_large(&e) => {
                     return Err(Failure::TooLarge(self.max_body.unwrap_or_default()));
                 }
                 Err(e) => {
-                    tracing::debug!(
-                        app = %entry.route.app,
-                        service = %entry.route.service,
-                        process = %process,
-                        "process failed to answer: {}",
-                        error_chain(&e)
-                    );
+                    entry.attempt_failed(target, "process failed to answer", &ErrorChain(&e));
                     return Err(Failure::Backend {
-                        process: process.clone(),
+                        process: entry.route.backends[target.backend].process.clone(),
                         source: e,
                     });
                 }
@@ -377,15 +345,19 @@ async fn tunnel(client: OnUpgrade, backend: OnUpgrade, mut phase: watch::Receive
     }
 }
 
-/// An error with its causes, `a: b: c`.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let _ = write!(s, ": {cause}");
-        source = cause.source();
+/// An error with its causes, `a: b: c`; written only if the log line is.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
-    s
 }
 
 /// A short plain-text answer of berth's own.

@@ -30,7 +30,9 @@ use tokio::time::{Instant, Sleep};
 
 use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
 use crate::outcome::{Answer, Failure, access_line_start, finish_access_line};
-use crate::routing::{ACME_CHALLENGE_PATH, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT};
+use crate::routing::{
+    ACME_CHALLENGE_PATH, Attempt, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, is_retryable,
+};
 use crate::{Router, headers};
 
 /// Most headers in a request or response head on this path (hyper takes more).
@@ -325,7 +327,6 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     out.extend_from_slice(request_id.as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
 
-    let safe = matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE");
     let log = router.log_access.then(|| {
         let path = path.split('?').next().unwrap_or(path);
         access_line_start(method, host_value, path)
@@ -336,7 +337,7 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
         body_len: body_len as usize,
         request_id,
         is_head: method == "HEAD",
-        retryable: safe && body_len == 0,
+        retryable: is_retryable(method, body_len > 0),
         close,
         log,
     })
@@ -359,16 +360,10 @@ async fn exchange(
     let start_time = Instant::now();
     let entry = &*request.entry;
     let route = &*entry.route;
-    let n = entry.targets.len();
-    let attempts = if request.retryable { n.max(2) } else { n };
-    let first = entry
-        .next
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let deadline = (!route.timeout.is_zero()).then(|| start_time + route.timeout);
+    let deadline = entry.deadline(start_time);
 
     let mut failure = Failure::Unreachable;
-    for attempt in 0..attempts {
-        let target = &entry.targets[first.wrapping_add(attempt) % n];
+    for Attempt { target, last } in entry.attempts(request.retryable) {
         let backend = &route.backends[target.backend];
         let inflight = Inflight::start(&target.inflight);
         let sent = send(backend.addr, request, head, body, start_time);
@@ -409,16 +404,14 @@ async fn exchange(
                 return Ok(!closing && !relayed.close_delimited);
             }
             Err(SendError::Connect(e)) => {
-                tracing::debug!(app = %route.app, service = %route.service, process = %backend.process,
-                    "cannot connect to process: {e}");
+                entry.attempt_failed(target, "cannot connect to process", &e);
             }
             Err(SendError::Broken(e)) => {
-                tracing::debug!(app = %route.app, service = %route.service, process = %backend.process,
-                    "process failed to answer: {e}");
+                entry.attempt_failed(target, "process failed to answer", &e);
                 failure = Failure::Broken {
                     process: backend.process.clone(),
                 };
-                if !(request.retryable && attempt + 1 < attempts) {
+                if last || !request.retryable {
                     break;
                 }
             }

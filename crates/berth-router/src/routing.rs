@@ -3,6 +3,7 @@
 //! process it went to (draining waits for it).
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -50,7 +51,7 @@ pub(crate) struct Entry {
     pub(crate) route: Arc<Route>,
     /// Round-robin position; starts at a random value so table swaps do not favour the
     /// first backend.
-    pub(crate) next: AtomicUsize,
+    next: AtomicUsize,
     /// The backends' `ip:port`, ready to put into a URI.
     pub(crate) targets: Box<[Target]>,
 }
@@ -104,5 +105,83 @@ impl Entry {
             next: AtomicUsize::new(headers::random_u64() as usize),
             targets,
         }
+    }
+}
+
+// The `#[inline]`s below: these run for every request on the fast path, which lives
+// in another module and may end up in another codegen unit.
+
+/// Whether a request may be sent again to another process after one failed to answer
+/// it: a safe method, so a second copy does no harm, and no body, so there is nothing
+/// to keep for it.
+#[inline]
+pub(crate) fn is_retryable(method: &str, has_body: bool) -> bool {
+    !has_body && matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE")
+}
+
+impl Entry {
+    /// The processes to send one request to, in order: round robin across requests,
+    /// then on to the next process when one refuses the connection (or, for a
+    /// retryable request, fails to answer). A retryable request gets a second attempt
+    /// even on a route with one process: a process that is stopping may close a pooled
+    /// connection just as the request goes out.
+    #[inline]
+    pub(crate) fn attempts(&self, retryable: bool) -> Attempts<'_> {
+        let n = self.targets.len();
+        Attempts {
+            targets: &self.targets,
+            first: self.next.fetch_add(1, Ordering::Relaxed),
+            made: 0,
+            count: if retryable && n > 0 { n.max(2) } else { n },
+        }
+    }
+
+    /// When the response head of a request that arrived at `start` is due (the
+    /// route's timeout, across all attempts); `None`: no limit.
+    #[inline]
+    pub(crate) fn deadline(&self, start: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        (!self.route.timeout.is_zero()).then(|| start + self.route.timeout)
+    }
+
+    /// Logs why an attempt on `target` got no response; the client only learns the
+    /// outcome of the last attempt.
+    pub(crate) fn attempt_failed(&self, target: &Target, what: &str, error: &dyn Display) {
+        tracing::debug!(
+            app = %self.route.app,
+            service = %self.route.service,
+            process = %self.route.backends[target.backend].process,
+            "{what}: {error}"
+        );
+    }
+}
+
+/// See [`Entry::attempts`].
+pub(crate) struct Attempts<'a> {
+    targets: &'a [Target],
+    first: usize,
+    made: usize,
+    count: usize,
+}
+
+pub(crate) struct Attempt<'a> {
+    pub(crate) target: &'a Target,
+    /// No attempt follows this one.
+    pub(crate) last: bool,
+}
+
+impl<'a> Iterator for Attempts<'a> {
+    type Item = Attempt<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Attempt<'a>> {
+        if self.made == self.count {
+            return None;
+        }
+        let target = &self.targets[self.first.wrapping_add(self.made) % self.targets.len()];
+        self.made += 1;
+        Some(Attempt {
+            target,
+            last: self.made == self.count,
+        })
     }
 }
