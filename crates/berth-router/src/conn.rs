@@ -32,3 +32,11 @@ pub(crate) struct ConnCtx {
     /// The client came over TLS (`X-Forwarded-Proto: https`).
     pub(crate) https: bool,
 }
+
+impl ConnCtx {
+    /// The server is neither draining nor stopped: connections may stay open.
+    #[inline] // Asked per request by the fast path, in another module.
+    pub(crate) fn running(&self) -> bool {
+        *self.phase.borrow() == Phase::Running
+    }
+}

@@ -154,6 +154,23 @@ impl Router {
     fn entry(&self, host: &str) -> Option<Arc<Entry>> {
         self.state.load().hosts.get(host).cloned()
     }
+
+    /// Completes an access line begun with [`outcome::access_line_start`] and queues it
+    /// for the server. Both data paths log through here, not into the buffer
+    /// (`control`'s, which the control socket drains) themselves.
+    #[inline] // A thin wrapper, called per request on the fast path.
+    pub(crate) fn push_access_line(
+        &self,
+        app: &str,
+        line: String,
+        status: u16,
+        bytes: Option<u64>,
+        elapsed: Duration,
+        process: &str,
+    ) {
+        let line = outcome::finish_access_line(line, status, bytes, elapsed, process);
+        self.access.push(app, line);
+    }
 }
 
 impl std::fmt::Debug for Router {

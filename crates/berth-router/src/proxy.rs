@@ -14,14 +14,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::Router;
 use crate::body::{ReqBody, ResBody};
 use crate::conn::{ConnCtx, Phase};
 use crate::headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
-use crate::outcome::{Answer, Failure, access_line_start, finish_access_line};
+use crate::outcome::{Answer, Failure, access_line_start};
 use crate::routing::{
     ACME_CHALLENGE_PATH, Attempt, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, is_retryable,
 };
+use crate::{Route, Router};
 
 /// Which app and process answered, for the access log (never sent to the client).
 #[derive(Clone)]
@@ -55,14 +55,8 @@ impl Router {
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
-            let line = finish_access_line(
-                line,
-                resp.status().as_u16(),
-                bytes,
-                start.elapsed(),
-                &tag.process,
-            );
-            self.access.push(&tag.app, line);
+            let status = resp.status().as_u16();
+            self.push_access_line(&tag.app, line, status, bytes, start.elapsed(), &tag.process);
         }
         resp.headers_mut().insert(X_REQUEST_ID, request_id);
         resp
@@ -174,19 +168,11 @@ impl Router {
             Ok(ok) => ok,
             Err(failure) => {
                 let mut resp = Answer::failure(failure, route).into_response();
-                resp.extensions_mut().insert(AccessTag {
-                    app: route.app.clone(),
-                    process: "-".into(),
-                });
+                self.tag_for_access(&mut resp, route, "-");
                 return resp;
             }
         };
-        if self.log_access {
-            resp.extensions_mut().insert(AccessTag {
-                app: route.app.clone(),
-                process: route.backends[backend].process.clone(),
-            });
-        }
+        self.tag_for_access(&mut resp, route, &route.backends[backend].process);
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let (Some(client_upgrade), Some(protocol)) = (
@@ -212,6 +198,16 @@ impl Router {
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         Response::from_parts(parts, ResBody::Counted(body, inflight))
+    }
+
+    /// Tells [`Router::handle`] which app and process to name in the access line.
+    fn tag_for_access<B>(&self, resp: &mut Response<B>, route: &Route, process: &str) {
+        if self.log_access {
+            resp.extensions_mut().insert(AccessTag {
+                app: route.app.clone(),
+                process: process.to_owned(),
+            });
+        }
     }
 
     /// Sends the request to the route's processes in round-robin order. A process that

@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
-use crate::outcome::{Answer, Failure, access_line_start, finish_access_line};
+use crate::outcome::{Answer, Failure, access_line_start};
 use crate::routing::{
     ACME_CHALLENGE_PATH, Attempt, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, is_retryable,
 };
@@ -93,20 +93,11 @@ pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
             }
         }
         let body = &buf[request.head_len..needed];
-        let keep_open = match exchange(
-            router,
-            &mut request,
-            &head,
-            body,
-            &mut client,
-            &ctx.phase,
-            timer.as_mut(),
-        )
-        .await
-        {
-            Ok(keep_open) => keep_open,
-            Err(ClientGone) => return Ended::Closed,
-        };
+        let keep_open =
+            match exchange(ctx, &mut request, &head, body, &mut client, timer.as_mut()).await {
+                Ok(keep_open) => keep_open,
+                Err(ClientGone) => return Ended::Closed,
+            };
         if !keep_open {
             let _ = client.shutdown().await;
             return Ended::Closed;
@@ -349,12 +340,11 @@ struct ClientGone;
 /// Forwards one request (round robin with fail-over, as on the hyper path) and relays
 /// the response. Ok(false): the client connection must close.
 async fn exchange(
-    router: &Router,
+    ctx: &ConnCtx,
     request: &mut Request,
     head: &[u8],
     body: &[u8],
     client: &mut TcpStream,
-    phase: &tokio::sync::watch::Receiver<Phase>,
     mut timer: Pin<&mut Sleep>,
 ) -> Result<bool, ClientGone> {
     let start_time = Instant::now();
@@ -383,20 +373,20 @@ async fn exchange(
         };
         match result {
             Ok((conn, response)) => {
-                let closing = request.close || *phase.borrow() != Phase::Running;
+                let closing = request.close || !ctx.running();
                 let relayed = relay_response(conn, response, request, client, closing).await;
                 drop(inflight);
                 let relayed = relayed?;
                 let done = Instant::now();
-                if let Some(start) = request.log.take() {
-                    let line = finish_access_line(
-                        start,
+                if let Some(line) = request.log.take() {
+                    ctx.router.push_access_line(
+                        &route.app,
+                        line,
                         relayed.status,
                         relayed.length,
                         done - start_time,
                         &backend.process,
                     );
-                    router.access.push(&route.app, line);
                 }
                 if relayed.reusable {
                     pool_put(backend.addr, relayed.conn, done);
@@ -418,14 +408,15 @@ async fn exchange(
         }
     }
 
-    let closing = request.close || *phase.borrow() != Phase::Running;
+    let closing = request.close || !ctx.running();
     let answer = Answer::failure(failure, route);
     let bytes = answer.to_http1(request.request_id.as_bytes(), closing);
     let status = answer.status.as_u16();
     client.write_all(&bytes).await.map_err(|_| ClientGone)?;
-    if let Some(start) = request.log.take() {
-        let line = finish_access_line(start, status, None, start_time.elapsed(), "-");
-        router.access.push(&route.app, line);
+    if let Some(line) = request.log.take() {
+        let elapsed = start_time.elapsed();
+        ctx.router
+            .push_access_line(&route.app, line, status, None, elapsed, "-");
     }
     Ok(!closing)
 }
