@@ -10,14 +10,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::Router;
+use crate::body::ResBody;
 use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
 use crate::headers;
 use crate::relay::{self, Ended};
@@ -137,9 +140,7 @@ async fn serve_connection(
     http: Arc<http1::Builder>,
     _alive: mpsc::Sender<Infallible>,
 ) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!("set TCP_NODELAY: {e}");
-    }
+    set_nodelay(&stream);
     let mut phase = ctx.phase.clone();
     let relayed = tokio::select! {
         ended = relay::serve(&ctx, stream) => ended,
@@ -149,45 +150,14 @@ async fn serve_connection(
         Ended::Closed => return,
         Ended::Handoff(stream, buffered) => (stream, buffered),
     };
-    let ctx = Arc::new(ctx);
-    let service = service_fn(move |req| {
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(ctx.router.handle(req, &ctx).await) }
-    });
     let io = Prefixed {
         prefix: buffered,
         io: stream,
     };
     let conn = http
-        .serve_connection(TokioIo::new(io), service)
+        .serve_connection(TokioIo::new(io), hyper_service(ctx))
         .with_upgrades();
-    tokio::pin!(conn);
-
-    let mut draining = false;
-    loop {
-        let wanted = if draining {
-            Phase::Stopped
-        } else {
-            Phase::Draining
-        };
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!("client connection: {e}");
-                }
-                return;
-            }
-            changed = phase.wait_for(move |p| *p == wanted || *p == Phase::Stopped) => {
-                let now = changed.map(|p| *p).unwrap_or(Phase::Stopped);
-                if now == Phase::Draining {
-                    draining = true;
-                    conn.as_mut().graceful_shutdown();
-                } else {
-                    return;
-                }
-            }
-        }
-    }
+    drive(conn, phase, |conn| conn.graceful_shutdown()).await;
 }
 
 async fn serve_tls_connection(
@@ -196,9 +166,7 @@ async fn serve_tls_connection(
     ctx: ConnCtx,
     _alive: mpsc::Sender<Infallible>,
 ) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!("set TCP_NODELAY: {e}");
-    }
+    set_nodelay(&stream);
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
@@ -207,12 +175,7 @@ async fn serve_tls_connection(
         }
         Err(_) => return,
     };
-    let mut phase = ctx.phase.clone();
-    let ctx = Arc::new(ctx);
-    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(ctx.router.handle(req, &ctx).await) }
-    });
+    let phase = ctx.phase.clone();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -220,7 +183,41 @@ async fn serve_tls_connection(
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service(ctx));
+    drive(conn, phase, |conn| conn.graceful_shutdown()).await;
+}
+
+fn set_nodelay(stream: &TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("set TCP_NODELAY: {e}");
+    }
+}
+
+/// The hyper service of one client connection: every request goes to [`Router::handle`].
+fn hyper_service(
+    ctx: ConnCtx,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ResBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ResBody>, Infallible>> + Send + 'static,
+> {
+    let ctx = Arc::new(ctx);
+    service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok(ctx.router.handle(req, &ctx).await) }
+    })
+}
+
+/// Runs a hyper connection to its end, following the server's phase: once the server
+/// drains, the connection finishes the request in progress and closes; once it stops,
+/// the connection is dropped. `graceful_shutdown` is the connection type's own: hyper's
+/// plain and auto connections share no trait for it.
+async fn drive<C, E>(conn: C, mut phase: watch::Receiver<Phase>, graceful_shutdown: fn(Pin<&mut C>))
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     tokio::pin!(conn);
     let mut draining = false;
     loop {
@@ -240,7 +237,7 @@ async fn serve_tls_connection(
                 let now = changed.map(|p| *p).unwrap_or(Phase::Stopped);
                 if now == Phase::Draining {
                     draining = true;
-                    conn.as_mut().graceful_shutdown();
+                    graceful_shutdown(conn.as_mut());
                 } else {
                     return;
                 }
