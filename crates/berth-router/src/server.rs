@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -30,6 +31,15 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How a listener's connections are served; configured once per listener.
+enum Protocol {
+    /// HTTP/1.1: the fast path (`relay`) first, hyper from the first request it hands
+    /// over.
+    Plain(Arc<http1::Builder>),
+    /// HTTPS, HTTP/2 or HTTP/1.1 by ALPN, all on hyper.
+    Tls(tokio_rustls::TlsAcceptor, Arc<auto::Builder<TokioExecutor>>),
+}
+
 impl Router {
     /// Serves HTTP/1.1 on `listener` until `shutdown` resolves, then stops accepting and
     /// lets in-flight requests finish (at most 10 s); upgraded connections (WebSocket)
@@ -40,7 +50,15 @@ impl Router {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        self.serve_any(listener, None, shutdown).await
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            // Small responses dominate: one flattened write beats writev's iovecs
+            // (profiled: writev and its task switches were the top cost).
+            .writev(false)
+            .keep_alive(true);
+        self.serve_any(listener, Protocol::Plain(Arc::new(http)), shutdown)
+            .await
     }
 
     /// Serves HTTPS on `listener` (HTTP/2 or HTTP/1.1 by ALPN), like [`Router::serve`].
@@ -50,29 +68,23 @@ impl Router {
         config: Arc<rustls::ServerConfig>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        self.serve_any(
-            listener,
-            Some(tokio_rustls::TlsAcceptor::from(config)),
-            shutdown,
-        )
-        .await
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .keep_alive(true);
+        http.http2().timer(TokioTimer::new());
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        self.serve_any(listener, Protocol::Tls(acceptor, Arc::new(http)), shutdown)
+            .await
     }
 
     async fn serve_any(
         self: Arc<Self>,
         listener: TcpListener,
-        tls: Option<tokio_rustls::TlsAcceptor>,
+        protocol: Protocol,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            // Small responses dominate: one flattened write beats writev's iovecs
-            // (profiled: writev and its task switches were the top cost).
-            .writev(false)
-            .keep_alive(true);
-        let http = Arc::new(http);
-
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         // Every connection task holds a sender; the drain is over when all are gone.
         let (alive_tx, mut alive_rx) = mpsc::channel::<Infallible>(1);
@@ -90,10 +102,12 @@ impl Router {
                         router: self.clone(),
                         client_ip: headers::ip_header(peer.ip()),
                         phase: phase_rx.clone(),
-                        https: tls.is_some(),
+                        https: matches!(protocol, Protocol::Tls(..)),
                     };
-                    match &tls {
-                        None => {
+                    // One task type per protocol: a plain connection's task is not
+                    // sized for a TLS session.
+                    match &protocol {
+                        Protocol::Plain(http) => {
                             tokio::spawn(serve_connection(
                                 stream,
                                 ctx,
@@ -101,10 +115,11 @@ impl Router {
                                 alive_tx.clone(),
                             ));
                         }
-                        Some(acceptor) => {
+                        Protocol::Tls(acceptor, http) => {
                             tokio::spawn(serve_tls_connection(
                                 stream,
                                 acceptor.clone(),
+                                http.clone(),
                                 ctx,
                                 alive_tx.clone(),
                             ));
@@ -163,6 +178,7 @@ async fn serve_connection(
 async fn serve_tls_connection(
     stream: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
+    http: Arc<auto::Builder<TokioExecutor>>,
     ctx: ConnCtx,
     _alive: mpsc::Sender<Infallible>,
 ) {
@@ -176,14 +192,7 @@ async fn serve_tls_connection(
         Err(_) => return,
     };
     let phase = ctx.phase.clone();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service(ctx));
+    let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service(ctx));
     drive(conn, phase, |conn| conn.graceful_shutdown()).await;
 }
 
