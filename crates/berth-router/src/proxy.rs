@@ -136,12 +136,7 @@ impl Router {
         if let Some(max) = self.max_body
             && req.body().size_hint().lower() > max
         {
-            return text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "berth: the request body is larger than the router's limit of {max} bytes\n"
-                ),
-            );
+            return Answer::failure(Failure::TooLarge(max), route).into_response();
         }
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
