@@ -8,8 +8,8 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 
-use crate::Route;
 use crate::body::ResBody;
+use crate::{Route, headers};
 
 /// Why no response came from a process.
 #[derive(Debug, thiserror::Error)]
@@ -109,26 +109,15 @@ impl Answer {
     /// client itself.
     pub(crate) fn to_http1(&self, request_id: &[u8], close: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.message.len());
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(self.status.as_str().as_bytes());
-        out.push(b' ');
         let reason = self.status.canonical_reason().unwrap_or_default();
-        out.extend_from_slice(reason.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        headers::put_status_line(&mut out, self.status.as_u16(), reason);
         for (name, value) in &ANSWER_HEADERS {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            headers::put_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
         }
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa::Buffer::new().format(self.message.len()).as_bytes());
-        out.extend_from_slice(b"\r\nx-request-id: ");
-        out.extend_from_slice(request_id);
-        if close {
-            out.extend_from_slice(b"\r\nconnection: close");
-        }
-        out.extend_from_slice(b"\r\n\r\n");
+        let mut digits = itoa::Buffer::new();
+        let length = digits.format(self.message.len());
+        headers::put_header(&mut out, b"content-length", length.as_bytes());
+        headers::end_response_head(&mut out, request_id, close);
         out.extend_from_slice(self.message.as_bytes());
         out
     }

@@ -202,6 +202,40 @@ fn kind(name: &str) -> Kind {
 /// the hyper path.
 const MAX_NAMED: usize = 8;
 
+/// The headers a head's `Connection` header names, so hop-by-hop. Only headers of no
+/// meaning to the router can be named away: framing and routing headers always stay.
+struct Named<'a> {
+    names: [&'a [u8]; MAX_NAMED],
+    len: usize,
+}
+
+impl<'a> Named<'a> {
+    fn new() -> Self {
+        Named {
+            names: [&[]; MAX_NAMED],
+            len: 0,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == MAX_NAMED
+    }
+
+    /// Adds `name` unless [`Named::is_full`].
+    fn add(&mut self, name: &'a [u8]) {
+        if let Some(slot) = self.names.get_mut(self.len) {
+            *slot = name;
+            self.len += 1;
+        }
+    }
+
+    fn contains(&self, name: &[u8]) -> bool {
+        self.names[..self.len]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+    }
+}
+
 /// Parses the request at the start of `buf` and, when the fast path can forward it,
 /// writes the head to send to the process into `out`.
 fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
@@ -227,8 +261,7 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     let mut content_length: Option<u64> = None;
     let mut close = false;
     let mut request_id: Option<&[u8]> = None;
-    let mut named: [&[u8]; MAX_NAMED] = [&[]; MAX_NAMED];
-    let mut named_len = 0;
+    let mut named = Named::new();
     let mut kinds = [Kind::Other; MAX_HEADERS];
     for (h, slot) in req.headers.iter().zip(kinds.iter_mut()) {
         *slot = kind(h.name);
@@ -249,11 +282,10 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
                     if token.eq_ignore_ascii_case(b"keep-alive") {
                     } else if token.eq_ignore_ascii_case(b"close") {
                         close = true;
-                    } else if token.eq_ignore_ascii_case(b"upgrade") || named_len == MAX_NAMED {
+                    } else if token.eq_ignore_ascii_case(b"upgrade") || named.is_full() {
                         return Plan::Handoff;
                     } else if !token.eq_ignore_ascii_case(b"host") {
-                        named[named_len] = token;
-                        named_len += 1;
+                        named.add(token);
                     }
                 }
             }
@@ -289,10 +321,10 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
         match kind {
             Kind::Host | Kind::ContentLength | Kind::Other => {
                 let name = h.name.as_bytes();
-                if kind == Kind::Other && is_named(&named[..named_len], name) {
+                if kind == Kind::Other && named.contains(name) {
                     continue;
                 }
-                put_header(out, name, h.value);
+                headers::put_header(out, name, h.value);
             }
             Kind::ForwardedFor => forwarded_for.push(h.value),
             _ => {}
@@ -599,8 +631,7 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
     let mut chunked = false;
     let mut other_encoding = false;
     let mut content_length: Option<u64> = None;
-    let mut named: [&[u8]; MAX_NAMED] = [&[]; MAX_NAMED];
-    let mut named_len = 0;
+    let mut named = Named::new();
     let mut kinds = [Kind::Other; MAX_HEADERS];
     for (h, slot) in resp.headers.iter().zip(kinds.iter_mut()) {
         *slot = kind(h.name);
@@ -609,9 +640,8 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
                 for token in headers::tokens(h.value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         keep_alive = false;
-                    } else if !token.eq_ignore_ascii_case(b"keep-alive") && named_len < MAX_NAMED {
-                        named[named_len] = token;
-                        named_len += 1;
+                    } else if !token.eq_ignore_ascii_case(b"keep-alive") {
+                        named.add(token);
                     }
                 }
             }
@@ -652,7 +682,6 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
     }
 
     let mut out = Vec::with_capacity(head_len + 128);
-    out.extend_from_slice(b"HTTP/1.1 ");
     let reason = match resp.reason {
         Some(r) if !r.is_empty() => r,
         _ => StatusCode::from_u16(status)
@@ -660,10 +689,7 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
             .and_then(|s| s.canonical_reason())
             .unwrap_or(""),
     };
-    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    headers::put_status_line(&mut out, status, reason);
     for (h, kind) in resp.headers.iter().zip(kinds) {
         let keep = match kind {
             Kind::Other | Kind::ContentLength | Kind::ForwardedFor | Kind::Host => true,
@@ -673,10 +699,10 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
             _ => false,
         };
         let name = h.name.as_bytes();
-        if !keep || (kind == Kind::Other && is_named(&named[..named_len], name)) {
+        if !keep || (kind == Kind::Other && named.contains(name)) {
             continue;
         }
-        put_header(&mut out, name, h.value);
+        headers::put_header(&mut out, name, h.value);
     }
     Ok(Parsed::Final(ResponseHead {
         head_len,
@@ -697,20 +723,6 @@ fn parse_length(value: &[u8]) -> Option<u64> {
         let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
         n.checked_mul(10)?.checked_add(u64::from(digit))
     })
-}
-
-/// Named in a `Connection` header, so hop-by-hop. Only headers of no meaning to the
-/// router can be named away: framing and routing headers always stay.
-fn is_named(named: &[&[u8]], name: &[u8]) -> bool {
-    named.iter().any(|n| n.eq_ignore_ascii_case(name))
-}
-
-/// Appends `name: value` and its line end to a head being written.
-fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// What the relay of one response left behind.
@@ -734,12 +746,11 @@ async fn relay_response(
 ) -> Result<Relayed, ClientGone> {
     let close_delimited = matches!(response.framing, Framing::Close);
     let mut out = std::mem::take(&mut response.client_head);
-    out.extend_from_slice(b"x-request-id: ");
-    out.extend_from_slice(request.request_id.as_bytes());
-    if closing || close_delimited {
-        out.extend_from_slice(b"\r\nconnection: close");
-    }
-    out.extend_from_slice(b"\r\n\r\n");
+    headers::end_response_head(
+        &mut out,
+        request.request_id.as_bytes(),
+        closing || close_delimited,
+    );
 
     conn.buf.advance(response.head_len);
     let (take, mut done) = response.framing.feed(&conn.buf).map_err(|_| ClientGone)?;
