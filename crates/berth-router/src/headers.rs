@@ -70,6 +70,12 @@ pub(crate) fn normalize_host_str(s: &str) -> Option<Cow<'_, str>> {
     }
 }
 
+/// A host name as the router keys its tables by (routes, certificates): lower-case,
+/// without surrounding space or trailing dots.
+pub(crate) fn canonical_name(name: &str) -> String {
+    name.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
 /// The comma-separated tokens of a header value (`Connection: keep-alive, Upgrade`),
 /// trimmed, empty ones left out.
 pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {

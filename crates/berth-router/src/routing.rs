@@ -72,8 +72,7 @@ impl Compiled {
                 .entry(Arc::as_ptr(route))
                 .or_insert_with(|| Arc::new(Entry::new(route.clone(), inflight)))
                 .clone();
-            let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
-            hosts.insert(host, entry);
+            hosts.insert(headers::canonical_name(host), entry);
         }
         Compiled {
             table: Arc::new(table),
