@@ -30,38 +30,34 @@ struct AccessTag {
     process: String,
 }
 
-impl Router {
-    /// Serves one request from a client connection.
-    pub(crate) async fn handle(
-        &self,
-        mut req: Request<Incoming>,
-        conn: &ConnCtx,
-    ) -> Response<ResBody> {
-        let upgrade = headers::upgrade_protocol(req.headers());
-        headers::strip_hop_by_hop(req.headers_mut());
-        let request_id = headers::ensure_request_id(req.headers_mut());
-        let access = self.log_access.then(|| {
-            let host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
-            let line =
-                access_line_start(req.method().as_str(), host.unwrap_or("-"), req.uri().path());
-            (Instant::now(), line)
-        });
-        let mut resp = self.route(req, upgrade, conn).await;
-        if let (Some((start, line)), Some(tag)) =
-            (access, resp.extensions_mut().remove::<AccessTag>())
-        {
-            let bytes = resp
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            let status = resp.status().as_u16();
-            self.push_access_line(&tag.app, line, status, bytes, start.elapsed(), &tag.process);
-        }
-        resp.headers_mut().insert(X_REQUEST_ID, request_id);
-        resp
+/// Serves one request the fast path left to hyper (every request on HTTPS, and on a
+/// plain connection from the first request `relay` hands over).
+pub(crate) async fn handle(mut req: Request<Incoming>, conn: &ConnCtx) -> Response<ResBody> {
+    let router = &*conn.router;
+    let upgrade = headers::upgrade_protocol(req.headers());
+    headers::strip_hop_by_hop(req.headers_mut());
+    let request_id = headers::ensure_request_id(req.headers_mut());
+    let access = router.log_access.then(|| {
+        let host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
+        let line = access_line_start(req.method().as_str(), host.unwrap_or("-"), req.uri().path());
+        (Instant::now(), line)
+    });
+    let mut resp = router.route(req, upgrade, conn).await;
+    if let (Some((start, line)), Some(tag)) = (access, resp.extensions_mut().remove::<AccessTag>())
+    {
+        let bytes = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let status = resp.status().as_u16();
+        router.push_access_line(&tag.app, line, status, bytes, start.elapsed(), &tag.process);
     }
+    resp.headers_mut().insert(X_REQUEST_ID, request_id);
+    resp
+}
 
+impl Router {
     async fn route(
         &self,
         mut req: Request<Incoming>,
@@ -195,7 +191,7 @@ impl Router {
         Response::from_parts(parts, ResBody::Counted(body, inflight))
     }
 
-    /// Tells [`Router::handle`] which app and process to name in the access line.
+    /// Tells [`handle`] which app and process to name in the access line.
     fn tag_for_access<B>(&self, resp: &mut Response<B>, route: &Route, process: &str) {
         if self.log_access {
             resp.extensions_mut().insert(AccessTag {

@@ -24,6 +24,7 @@ use crate::Router;
 use crate::body::ResBody;
 use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
 use crate::headers;
+use crate::proxy;
 use crate::relay::{self, Ended};
 
 /// How long in-flight requests may finish once shutdown begins.
@@ -202,7 +203,7 @@ fn set_nodelay(stream: &TcpStream) {
     }
 }
 
-/// The hyper service of one client connection: every request goes to [`Router::handle`].
+/// The hyper service of one client connection: every request goes to [`proxy::handle`].
 fn hyper_service(
     ctx: ConnCtx,
 ) -> impl Service<
@@ -214,7 +215,7 @@ fn hyper_service(
     let ctx = Arc::new(ctx);
     service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok(ctx.router.handle(req, &ctx).await) }
+        async move { Ok(proxy::handle(req, &ctx).await) }
     })
 }
 
