@@ -1,4 +1,5 @@
-//! Header handling: the host of a request, hop-by-hop headers, `X-Forwarded-*`, request ids.
+//! Header handling: the host of a request, hop-by-hop headers, `X-Forwarded-*`, request
+//! ids, and the writers of the heads the fast path builds by hand.
 
 use std::borrow::Cow;
 use std::cell::Cell;

@@ -1,4 +1,4 @@
-//! berth's HTTP router: host → healthy processes, round robin, on hyper.
+//! berth's HTTP router: host → healthy processes, round robin with fail-over.
 //! The route table is swapped atomically; requests never wait on the server.
 //!
 //! Data path: [`Router::serve`] accepts HTTP/1.1 connections (one task each), finds the
@@ -7,6 +7,26 @@
 //! Plain forwarding is relayed by the connection's own task (`relay`); the rest
 //! (upgrades, which become byte tunnels, streamed request bodies, berth's own answers,
 //! HTTPS) runs on hyper (`proxy`). Bodies stream through in both directions.
+//!
+//! Modules, in layers; each imports only from layers below it:
+//!
+//! - `control`: the router as its own process, and the server's link to it.
+//! - `server`: accept loops, one task per connection, draining on shutdown. A plain
+//!   connection starts on `relay`; when relay hands it back, server moves it, with
+//!   the bytes already read, to `proxy`.
+//! - `relay` (the fast path) and `proxy` (hyper): forwarding a request. Neither
+//!   imports the other, nor `server`.
+//! - `outcome`: failures, berth's own answers and access log lines, the same on both
+//!   paths.
+//! - `conn` (what a handler knows about its connection, the server's phase) and `body`
+//!   (the hyper path's bodies).
+//! - `routing` (the compiled table, the order a route's processes are tried in,
+//!   in-flight counts) and `tls` (certificates, rustls).
+//! - `headers`: header rules and the writing of heads; knows no router type.
+//!
+//! This file holds the public types and the [`Router`]'s state, which every layer
+//! reads. The access log buffer in that state is `control`'s (the control socket
+//! drains it); the data paths reach it only through `Router::push_access_line`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,5 +1,7 @@
-//! One request: route by host, forward round robin with fail-over, map failures to
-//! short plain-text answers.
+//! The hyper path: every request `relay` does not take. Answers ACME challenges,
+//! redirects to HTTPS, routes by host, forwards through hyper's pooled client in
+//! `routing`'s fail-over order (streaming request bodies, recoverable until sent),
+//! answers failures with `outcome`'s answers, and turns upgrades into byte tunnels.
 
 use std::time::Duration;
 

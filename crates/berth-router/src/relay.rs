@@ -8,10 +8,12 @@
 //! serialized from a `HeaderMap` on each side; at one thread that user-space work kept
 //! the router at 0.78x haproxy (BENCHMARKS.md).
 //!
-//! Anything else goes to the hyper path with the bytes already read, and the connection
-//! stays there: upgrades, `Expect`, chunked or large request bodies, HTTP/1.0, answers
-//! of berth's own (404, 503, redirects, ACME challenges), and anything malformed, which
-//! hyper rejects with the right status.
+//! Anything else is handed back to `server` with the bytes already read
+//! ([`Ended::Handoff`]), which moves the connection to the hyper path (`proxy`) for
+//! good: upgrades, `Expect`, chunked or large request bodies, HTTP/1.0, answers of
+//! berth's own (404, 503, redirects, ACME challenges), and anything malformed, which
+//! hyper rejects with the right status. The rules both paths follow (fail-over order,
+//! failure answers, access lines) come from `routing` and `outcome`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -1,5 +1,8 @@
-//! The accept loop: one task per connection, HTTP/1.1 with keep-alive and upgrades,
-//! graceful shutdown bounded by [`DRAIN_TIMEOUT`].
+//! The top of the data path: accept loops and one task per client connection. A plain
+//! connection starts on the fast path (`relay`); if relay hands it back, the rest of
+//! it, bytes already read included, runs on hyper (`proxy`). A TLS connection runs on
+//! hyper from the start. On shutdown every connection follows the server's [`Phase`]
+//! (idle ones close, requests finish), bounded by [`DRAIN_TIMEOUT`].
 
 use std::convert::Infallible;
 use std::future::Future;
