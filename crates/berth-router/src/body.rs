@@ -132,7 +132,7 @@ impl Drop for ReqBody {
 pub(crate) enum ResBody {
     /// A process's body; it counts as one of the process's in-flight requests until it
     /// is dropped (fully sent or the client went away), so draining waits for it.
-    Counted(Incoming, #[allow(dead_code)] crate::Inflight),
+    Counted(Incoming, #[allow(dead_code)] crate::routing::Inflight),
     Full(Option<Bytes>),
 }
 

@@ -1,4 +1,5 @@
-//! Header handling: the host of a request, hop-by-hop headers, `X-Forwarded-*`, request ids.
+//! Header handling: the host of a request, hop-by-hop headers, `X-Forwarded-*`, request
+//! ids, and the writers of the heads the fast path builds by hand.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -68,6 +69,12 @@ pub(crate) fn normalize_host_str(s: &str) -> Option<Cow<'_, str>> {
     } else {
         Some(Cow::Borrowed(host))
     }
+}
+
+/// A host name as the router keys its tables by (routes, certificates): lower-case,
+/// without surrounding space or trailing dots.
+pub(crate) fn canonical_name(name: &str) -> String {
+    name.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// The comma-separated tokens of a header value (`Connection: keep-alive, Upgrade`),
@@ -150,6 +157,41 @@ pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderVa
         }
     };
     headers.insert(X_FORWARDED_FOR, value);
+}
+
+// The three below write heads on the fast path, per response and per header:
+// `#[inline]` lets them be inlined there, in another module.
+
+/// Writes an HTTP/1.1 status line, `HTTP/1.1 200 OK`.
+#[inline]
+pub(crate) fn put_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `name: value` and its line end to a head being written.
+#[inline]
+pub(crate) fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Ends a response head the router writes to a client itself with the headers it adds
+/// to every response (`X-Request-Id`, and `Connection: close` when the connection
+/// closes after it) and the empty line.
+#[inline]
+pub(crate) fn end_response_head(out: &mut Vec<u8>, request_id: &[u8], close: bool) {
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(request_id);
+    if close {
+        out.extend_from_slice(b"\r\nconnection: close");
+    }
+    out.extend_from_slice(b"\r\n\r\n");
 }
 
 /// The client address as a header value, computed once per connection.

@@ -1,4 +1,4 @@
-//! berth's HTTP router: host → healthy processes, round robin, on hyper.
+//! berth's HTTP router: host → healthy processes, round robin with fail-over.
 //! The route table is swapped atomically; requests never wait on the server.
 //!
 //! Data path: [`Router::serve`] accepts HTTP/1.1 connections (one task each), finds the
@@ -7,6 +7,26 @@
 //! Plain forwarding is relayed by the connection's own task (`relay`); the rest
 //! (upgrades, which become byte tunnels, streamed request bodies, berth's own answers,
 //! HTTPS) runs on hyper (`proxy`). Bodies stream through in both directions.
+//!
+//! Modules, in layers; each imports only from layers below it:
+//!
+//! - `control`: the router as its own process, and the server's link to it.
+//! - `server`: accept loops, one task per connection, draining on shutdown. A plain
+//!   connection starts on `relay`; when relay hands it back, server moves it, with
+//!   the bytes already read, to `proxy`.
+//! - `relay` (the fast path) and `proxy` (hyper): forwarding a request. Neither
+//!   imports the other, nor `server`.
+//! - `outcome`: failures, berth's own answers and access log lines, the same on both
+//!   paths.
+//! - `conn` (what a handler knows about its connection, the server's phase) and `body`
+//!   (the hyper path's bodies).
+//! - `routing` (the compiled table, the order a route's processes are tried in,
+//!   in-flight counts) and `tls` (certificates, rustls).
+//! - `headers`: header rules and the writing of heads; knows no router type.
+//!
+//! This file holds the public types and the [`Router`]'s state, which every layer
+//! reads. The access log buffer in that state is `control`'s (the control socket
+//! drains it); the data paths reach it only through `Router::push_access_line`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,17 +35,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::uri::Authority;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 mod body;
+mod conn;
 pub mod control;
 mod handle;
 mod headers;
+mod outcome;
 mod proxy;
 mod relay;
+mod routing;
 mod server;
 pub mod tls;
 
@@ -34,7 +53,7 @@ pub use control::{
 };
 pub use handle::RouterHandle;
 
-use body::ReqBody;
+use routing::{Compiled, Entry};
 
 /// One process a route can send requests to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,11 +84,6 @@ pub struct RouteTable {
     pub hosts: HashMap<String, Arc<Route>>,
 }
 
-/// How long a connection attempt to a process may take before the next one is tried.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long an idle pooled connection to a process is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The HTTP reverse proxy. Cheap to share: every request loads the current table
 /// without locking.
 pub struct Router {
@@ -86,93 +100,6 @@ pub struct Router {
     https_port: std::sync::OnceLock<u16>,
     /// ACME HTTP-01 challenges the server is answering: token → key authorization.
     challenges: ArcSwap<HashMap<String, String>>,
-}
-
-/// One request in flight to a process; dropping it ends the request.
-pub(crate) struct Inflight(Arc<AtomicUsize>);
-
-impl Inflight {
-    fn start(counter: &Arc<AtomicUsize>) -> Inflight {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Inflight(counter.clone())
-    }
-}
-
-impl Drop for Inflight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The table as given plus what the data path needs precomputed.
-struct Compiled {
-    table: Arc<RouteTable>,
-    /// Normalised host → entry; hosts sharing one `Arc<Route>` share one entry.
-    /// foldhash: the host is hashed on every request, and the table's keys come
-    /// from the operator, not from clients.
-    hosts: HashMap<String, Arc<Entry>, foldhash::fast::RandomState>,
-}
-
-/// One route as the data path sees it.
-struct Entry {
-    route: Arc<Route>,
-    /// Round-robin position; starts at a random value so table swaps do not favour the
-    /// first backend.
-    next: AtomicUsize,
-    /// The backends' `ip:port`, ready to put into a URI.
-    targets: Box<[Target]>,
-}
-
-struct Target {
-    authority: Authority,
-    /// Index into `route.backends`.
-    backend: usize,
-    inflight: Arc<AtomicUsize>,
-}
-
-impl Compiled {
-    fn new(table: RouteTable, inflight: &mut HashMap<String, Arc<AtomicUsize>>) -> Self {
-        let mut entries: HashMap<*const Route, Arc<Entry>> = HashMap::new();
-        let mut hosts = HashMap::with_capacity_and_hasher(table.hosts.len(), Default::default());
-        for (host, route) in &table.hosts {
-            let entry = entries
-                .entry(Arc::as_ptr(route))
-                .or_insert_with(|| Arc::new(Entry::new(route.clone(), inflight)))
-                .clone();
-            let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
-            hosts.insert(host, entry);
-        }
-        Compiled {
-            table: Arc::new(table),
-            hosts,
-        }
-    }
-}
-
-impl Entry {
-    fn new(route: Arc<Route>, inflight: &mut HashMap<String, Arc<AtomicUsize>>) -> Self {
-        let targets = route
-            .backends
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| match Authority::try_from(b.addr.to_string()) {
-                Ok(authority) => Some(Target {
-                    authority,
-                    backend: i,
-                    inflight: inflight.entry(b.process.clone()).or_default().clone(),
-                }),
-                Err(e) => {
-                    tracing::warn!(process = %b.process, addr = %b.addr, "unusable backend address: {e}");
-                    None
-                }
-            })
-            .collect();
-        Entry {
-            route,
-            next: AtomicUsize::new(headers::random_u64() as usize),
-            targets,
-        }
-    }
 }
 
 impl Router {
@@ -249,6 +176,23 @@ impl Router {
     fn entry(&self, host: &str) -> Option<Arc<Entry>> {
         self.state.load().hosts.get(host).cloned()
     }
+
+    /// Completes an access line begun with [`outcome::access_line_start`] and queues it
+    /// for the server. Both data paths log through here, not into the buffer
+    /// (`control`'s, which the control socket drains) themselves.
+    #[inline] // A thin wrapper, called per request on the fast path.
+    pub(crate) fn push_access_line(
+        &self,
+        app: &str,
+        line: String,
+        status: u16,
+        bytes: Option<u64>,
+        elapsed: Duration,
+        process: &str,
+    ) {
+        let line = outcome::finish_access_line(line, status, bytes, elapsed, process);
+        self.access.push(app, line);
+    }
 }
 
 impl std::fmt::Debug for Router {
@@ -257,28 +201,4 @@ impl std::fmt::Debug for Router {
             .field("hosts", &self.state.load().hosts.len())
             .finish_non_exhaustive()
     }
-}
-
-thread_local! {
-    static BACKEND_CLIENT: Client<HttpConnector, ReqBody> = new_backend_client();
-}
-
-/// The pooled client to processes of the calling thread. Each router event loop
-/// has its own thread, so its connections to processes, and the tasks driving
-/// them, never wake another thread.
-pub(crate) fn backend_client() -> Client<HttpConnector, ReqBody> {
-    BACKEND_CLIENT.with(Client::clone)
-}
-
-fn new_backend_client() -> Client<HttpConnector, ReqBody> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_timer(TokioTimer::new())
-        // The original Host header is always forwarded as is.
-        .set_host(false)
-        .build(connector)
 }

@@ -1,26 +1,29 @@
-//! One request: route by host, forward round robin with fail-over, map failures to
-//! short plain-text answers.
+//! The hyper path: every request `relay` does not take. Answers ACME challenges,
+//! redirects to HTTPS, routes by host, forwards through hyper's pooled client in
+//! `routing`'s fail-over order (streaming request bodies, recoverable until sent),
+//! answers failures with `outcome`'s answers, and turns upgrades into byte tunnels.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, X_CONTENT_TYPE_OPTIONS};
+use http::header::HOST;
 use http::uri::{self, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::body::{ReqBody, ResBody};
+use crate::conn::{ConnCtx, Phase};
 use crate::headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
-use crate::server::{ConnCtx, Phase};
-use crate::{Entry, Inflight, Router};
-
-/// Where ACME HTTP-01 challenges are fetched (RFC 8555, section 8.3).
-pub(crate) const ACME_CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
+use crate::outcome::{Answer, Failure, access_line_start};
+use crate::routing::{
+    ACME_CHALLENGE_PATH, Attempt, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, is_retryable,
+};
+use crate::{Route, Router};
 
 /// Which app and process answered, for the access log (never sent to the client).
 #[derive(Clone)]
@@ -29,66 +32,34 @@ struct AccessTag {
     process: String,
 }
 
-/// Why no response came from a process.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Failure {
-    #[error("no response before the timeout")]
-    Timeout,
-    #[error("no process accepted the connection")]
-    Unreachable,
-    #[error("process {process} failed to answer: {source}")]
-    Backend {
-        process: String,
-        #[source]
-        source: hyper_util::client::legacy::Error,
-    },
-    /// On the fast path (`relay`), whose errors are logged where they happen.
-    #[error("process {process} failed to answer")]
-    Broken { process: String },
-    #[error("invalid request target")]
-    BadTarget,
-    #[error("request body over the limit of {0} bytes")]
-    TooLarge(u64),
+/// Serves one request the fast path left to hyper (every request on HTTPS, and on a
+/// plain connection from the first request `relay` hands over).
+pub(crate) async fn handle(mut req: Request<Incoming>, conn: &ConnCtx) -> Response<ResBody> {
+    let router = &*conn.router;
+    let upgrade = headers::upgrade_protocol(req.headers());
+    headers::strip_hop_by_hop(req.headers_mut());
+    let request_id = headers::ensure_request_id(req.headers_mut());
+    let access = router.log_access.then(|| {
+        let host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
+        let line = access_line_start(req.method().as_str(), host.unwrap_or("-"), req.uri().path());
+        (Instant::now(), line)
+    });
+    let mut resp = router.route(req, upgrade, conn).await;
+    if let (Some((start, line)), Some(tag)) = (access, resp.extensions_mut().remove::<AccessTag>())
+    {
+        let bytes = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let status = resp.status().as_u16();
+        router.push_access_line(&tag.app, line, status, bytes, start.elapsed(), &tag.process);
+    }
+    resp.headers_mut().insert(X_REQUEST_ID, request_id);
+    resp
 }
 
 impl Router {
-    /// Serves one request from a client connection.
-    pub(crate) async fn handle(
-        &self,
-        mut req: Request<Incoming>,
-        conn: &ConnCtx,
-    ) -> Response<ResBody> {
-        let upgrade = headers::upgrade_protocol(req.headers());
-        headers::strip_hop_by_hop(req.headers_mut());
-        let request_id = headers::ensure_request_id(req.headers_mut());
-        let access = self.log_access.then(|| {
-            let host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
-            let line =
-                access_line_start(req.method().as_str(), host.unwrap_or("-"), req.uri().path());
-            (Instant::now(), line)
-        });
-        let mut resp = self.route(req, upgrade, conn).await;
-        if let (Some((start, line)), Some(tag)) =
-            (access, resp.extensions_mut().remove::<AccessTag>())
-        {
-            let bytes = resp
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            let line = finish_access_line(
-                line,
-                resp.status().as_u16(),
-                bytes,
-                start.elapsed(),
-                &tag.process,
-            );
-            self.access.push(&tag.app, line);
-        }
-        resp.headers_mut().insert(X_REQUEST_ID, request_id);
-        resp
-    }
-
     async fn route(
         &self,
         mut req: Request<Incoming>,
@@ -163,12 +134,7 @@ impl Router {
         if let Some(max) = self.max_body
             && req.body().size_hint().lower() > max
         {
-            return text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "berth: the request body is larger than the router's limit of {max} bytes\n"
-                ),
-            );
+            return Answer::failure(Failure::TooLarge(max), route).into_response();
         }
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
@@ -194,20 +160,12 @@ impl Router {
         let (mut resp, inflight, backend) = match result {
             Ok(ok) => ok,
             Err(failure) => {
-                let mut resp = failure_response(failure, &entry);
-                resp.extensions_mut().insert(AccessTag {
-                    app: route.app.clone(),
-                    process: "-".into(),
-                });
+                let mut resp = Answer::failure(failure, route).into_response();
+                self.tag_for_access(&mut resp, route, "-");
                 return resp;
             }
         };
-        if self.log_access {
-            resp.extensions_mut().insert(AccessTag {
-                app: route.app.clone(),
-                process: route.backends[backend].process.clone(),
-            });
-        }
+        self.tag_for_access(&mut resp, route, &route.backends[backend].process);
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let (Some(client_upgrade), Some(protocol)) = (
@@ -235,6 +193,16 @@ impl Router {
         Response::from_parts(parts, ResBody::Counted(body, inflight))
     }
 
+    /// Tells [`handle`] which app and process to name in the access line.
+    fn tag_for_access<B>(&self, resp: &mut Response<B>, route: &Route, process: &str) {
+        if self.log_access {
+            resp.extensions_mut().insert(AccessTag {
+                app: route.app.clone(),
+                process: process.to_owned(),
+            });
+        }
+    }
+
     /// Sends the request to the route's processes in round-robin order. A process that
     /// refuses the connection is skipped (nothing was sent to it); any other failure ends
     /// the request. The timeout covers all attempts.
@@ -246,27 +214,12 @@ impl Router {
         mut headers: HeaderMap,
         body: Incoming,
     ) -> Result<(Response<Incoming>, Inflight, usize), Failure> {
-        let n = entry.targets.len();
-        // A request without a body whose method is safe is retried once more (on the
-        // next process) when a process fails it: a process that is stopping may close a
-        // pooled connection just as the request goes out.
-        let safe = matches!(
-            method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-        );
-        let retryable = safe && body.is_end_stream();
-        let attempts = if retryable { n.max(2) } else { n };
-        let start = entry
-            .next
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let deadline =
-            (!entry.route.timeout.is_zero()).then(|| Instant::now() + entry.route.timeout);
+        let retryable = is_retryable(method.as_str(), !body.is_end_stream());
+        let deadline = entry.deadline(Instant::now());
         // `None`: nothing to send (replayable for free).
         let mut body = (!body.is_end_stream()).then_some(body);
 
-        for attempt in 0..attempts {
-            let target = &entry.targets[start.wrapping_add(attempt) % n];
-            let last = attempt + 1 == attempts;
+        for Attempt { target, last } in entry.attempts(retryable) {
             let (req_body, giveback) = match body.take() {
                 None => (ReqBody::empty(), None),
                 Some(b) if last => (ReqBody::stream(b, self.max_body), None),
@@ -295,7 +248,7 @@ impl Router {
             };
 
             let guard = Inflight::start(&target.inflight);
-            let sent = crate::backend_client().request(req);
+            let sent = backend_client().request(req);
             let result = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, sent).await {
                     Ok(result) => result,
@@ -303,17 +256,10 @@ impl Router {
                 },
                 None => sent.await,
             };
-            let process = &entry.route.backends[target.backend].process;
             match result {
                 Ok(resp) => return Ok((resp, guard, target.backend)),
                 Err(e) if e.is_connect() => {
-                    tracing::debug!(
-                        app = %entry.route.app,
-                        service = %entry.route.service,
-                        process = %process,
-                        "cannot connect to process: {}",
-                        error_chain(&e)
-                    );
+                    entry.attempt_failed(target, "cannot connect to process", &ErrorChain(&e));
                     if let Some(mut rx) = giveback {
                         match rx.try_recv() {
                             Ok(b) => body = Some(b),
@@ -323,27 +269,16 @@ impl Router {
                     }
                 }
                 Err(e) if !last && retryable => {
-                    tracing::debug!(
-                        app = %entry.route.app,
-                        service = %entry.route.service,
-                        process = %process,
-                        "process failed to answer; retrying: {}",
-                        error_chain(&e)
-                    );
+                    let what = "process failed to answer; retrying";
+                    entry.attempt_failed(target, what, &ErrorChain(&e));
                 }
                 Err(e) if crate::body::caused_by_too_large(&e) => {
                     return Err(Failure::TooLarge(self.max_body.unwrap_or_default()));
                 }
                 Err(e) => {
-                    tracing::debug!(
-                        app = %entry.route.app,
-                        service = %entry.route.service,
-                        process = %process,
-                        "process failed to answer: {}",
-                        error_chain(&e)
-                    );
+                    entry.attempt_failed(target, "process failed to answer", &ErrorChain(&e));
                     return Err(Failure::Backend {
-                        process: process.clone(),
+                        process: entry.route.backends[target.backend].process.clone(),
                         source: e,
                     });
                 }
@@ -351,6 +286,30 @@ impl Router {
         }
         Err(Failure::Unreachable)
     }
+}
+
+thread_local! {
+    static BACKEND_CLIENT: Client<HttpConnector, ReqBody> = new_backend_client();
+}
+
+/// The pooled client to processes of the calling thread. Each router event loop
+/// has its own thread, so its connections to processes, and the tasks driving
+/// them, never wake another thread.
+fn backend_client() -> Client<HttpConnector, ReqBody> {
+    BACKEND_CLIENT.with(Client::clone)
+}
+
+fn new_backend_client() -> Client<HttpConnector, ReqBody> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_timer(TokioTimer::new())
+        // The original Host header is always forwarded as is.
+        .set_host(false)
+        .build(connector)
 }
 
 /// Copies bytes both ways between an upgraded client connection and process connection,
@@ -375,143 +334,22 @@ async fn tunnel(client: OnUpgrade, backend: OnUpgrade, mut phase: watch::Receive
     }
 }
 
-/// The start of an access log line, `METHOD HOST PATH`; [`finish_access_line`] adds
-/// the rest once the response is known:
-/// `GET shop.example.com /cart 200 512 3ms web-3f9a2c`.
-pub(crate) fn access_line_start(method: &str, host: &str, path: &str) -> String {
-    let mut line = String::with_capacity(method.len() + host.len() + path.len() + 48);
-    line.push_str(method);
-    line.push(' ');
-    line.push_str(host);
-    line.push(' ');
-    line.push_str(path);
-    line
-}
+/// An error with its causes, `a: b: c`; written only if the log line is.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
 
-/// Completes an access log line begun with `METHOD HOST PATH`.
-pub(crate) fn finish_access_line(
-    mut line: String,
-    status: u16,
-    bytes: Option<u64>,
-    elapsed: Duration,
-    process: &str,
-) -> String {
-    let mut digits = itoa::Buffer::new();
-    line.push(' ');
-    line.push_str(digits.format(status));
-    line.push(' ');
-    match bytes {
-        Some(bytes) => line.push_str(digits.format(bytes)),
-        None => line.push('-'),
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
-    line.push(' ');
-    line.push_str(digits.format(elapsed.as_millis()));
-    line.push_str("ms ");
-    line.push_str(process);
-    line
-}
-
-pub(crate) fn failure_response(failure: Failure, entry: &Entry) -> Response<ResBody> {
-    let route = &entry.route;
-    let (status, message) = match failure {
-        Failure::Timeout => (
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "berth: service {} of app {} did not answer within {}\n",
-                route.service,
-                route.app,
-                human(route.timeout)
-            ),
-        ),
-        Failure::Unreachable => (
-            StatusCode::BAD_GATEWAY,
-            format!(
-                "berth: no process of service {} of app {} accepted the connection\n",
-                route.service, route.app
-            ),
-        ),
-        Failure::Backend { process, .. } | Failure::Broken { process } => (
-            StatusCode::BAD_GATEWAY,
-            format!(
-                "berth: process {process} of service {} of app {} failed to answer\n",
-                route.service, route.app
-            ),
-        ),
-        Failure::BadTarget => (
-            StatusCode::BAD_REQUEST,
-            "berth: the request target is invalid\n".to_owned(),
-        ),
-        Failure::TooLarge(max) => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("berth: the request body is larger than the router's limit of {max} bytes\n"),
-        ),
-    };
-    text(status, message)
 }
 
 /// A short plain-text answer of berth's own.
 fn text(status: StatusCode, message: String) -> Response<ResBody> {
-    let mut resp = Response::new(ResBody::Full(Some(Bytes::from(message))));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-/// `30s`, `1.5s`, `200ms`.
-fn human(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
-
-/// An error with its causes, `a: b: c`.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let _ = write!(s, ": {cause}");
-        source = cause.source();
-    }
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn access_lines_read_the_same_from_both_paths() {
-        let elapsed = Duration::from_millis(3);
-        assert_eq!(
-            finish_access_line(
-                access_line_start("GET", "shop.localhost", "/cart"),
-                200,
-                Some(13),
-                elapsed,
-                "web-1"
-            ),
-            "GET shop.localhost /cart 200 13 3ms web-1"
-        );
-        assert_eq!(
-            finish_access_line("GET shop.localhost /cart".into(), 502, None, elapsed, "-"),
-            "GET shop.localhost /cart 502 - 3ms -"
-        );
-    }
-
-    #[test]
-    fn formats_durations() {
-        assert_eq!(human(Duration::from_secs(30)), "30s");
-        assert_eq!(human(Duration::from_millis(200)), "200ms");
-        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
-    }
+    Answer::new(status, message).into_response()
 }

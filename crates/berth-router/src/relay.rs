@@ -8,10 +8,12 @@
 //! serialized from a `HeaderMap` on each side; at one thread that user-space work kept
 //! the router at 0.78x haproxy (BENCHMARKS.md).
 //!
-//! Anything else goes to the hyper path with the bytes already read, and the connection
-//! stays there: upgrades, `Expect`, chunked or large request bodies, HTTP/1.0, answers
-//! of berth's own (404, 503, redirects, ACME challenges), and anything malformed, which
-//! hyper rejects with the right status.
+//! Anything else is handed back to `server` with the bytes already read
+//! ([`Ended::Handoff`]), which moves the connection to the hyper path (`proxy`) for
+//! good: upgrades, `Expect`, chunked or large request bodies, HTTP/1.0, answers of
+//! berth's own (404, 503, redirects, ACME challenges), and anything malformed, which
+//! hyper rejects with the right status. The rules both paths follow (fail-over order,
+//! failure answers, access lines) come from `routing` and `outcome`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -23,14 +25,17 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use futures_util::FutureExt;
-use http::{Response, StatusCode};
+use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::body::ResBody;
-use crate::server::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
-use crate::{CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, Router, headers, proxy};
+use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
+use crate::outcome::{Answer, Failure, access_line_start};
+use crate::routing::{
+    ACME_CHALLENGE_PATH, Attempt, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, is_retryable,
+};
+use crate::{Router, headers};
 
 /// Most headers in a request or response head on this path (hyper takes more).
 const MAX_HEADERS: usize = 64;
@@ -90,20 +95,11 @@ pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
             }
         }
         let body = &buf[request.head_len..needed];
-        let keep_open = match exchange(
-            router,
-            &mut request,
-            &head,
-            body,
-            &mut client,
-            &ctx.phase,
-            timer.as_mut(),
-        )
-        .await
-        {
-            Ok(keep_open) => keep_open,
-            Err(ClientGone) => return Ended::Closed,
-        };
+        let keep_open =
+            match exchange(ctx, &mut request, &head, body, &mut client, timer.as_mut()).await {
+                Ok(keep_open) => keep_open,
+                Err(ClientGone) => return Ended::Closed,
+            };
         if !keep_open {
             let _ = client.shutdown().await;
             return Ended::Closed;
@@ -208,6 +204,40 @@ fn kind(name: &str) -> Kind {
 /// the hyper path.
 const MAX_NAMED: usize = 8;
 
+/// The headers a head's `Connection` header names, so hop-by-hop. Only headers of no
+/// meaning to the router can be named away: framing and routing headers always stay.
+struct Named<'a> {
+    names: [&'a [u8]; MAX_NAMED],
+    len: usize,
+}
+
+impl<'a> Named<'a> {
+    fn new() -> Self {
+        Named {
+            names: [&[]; MAX_NAMED],
+            len: 0,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == MAX_NAMED
+    }
+
+    /// Adds `name` unless [`Named::is_full`].
+    fn add(&mut self, name: &'a [u8]) {
+        if let Some(slot) = self.names.get_mut(self.len) {
+            *slot = name;
+            self.len += 1;
+        }
+    }
+
+    fn contains(&self, name: &[u8]) -> bool {
+        self.names[..self.len]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+    }
+}
+
 /// Parses the request at the start of `buf` and, when the fast path can forward it,
 /// writes the head to send to the process into `out`.
 fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
@@ -225,7 +255,7 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
         return Plan::Handoff;
     };
-    if !path.starts_with('/') || path.starts_with(proxy::ACME_CHALLENGE_PATH) {
+    if !path.starts_with('/') || path.starts_with(ACME_CHALLENGE_PATH) {
         return Plan::Handoff;
     }
 
@@ -233,8 +263,7 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     let mut content_length: Option<u64> = None;
     let mut close = false;
     let mut request_id: Option<&[u8]> = None;
-    let mut named: [&[u8]; MAX_NAMED] = [&[]; MAX_NAMED];
-    let mut named_len = 0;
+    let mut named = Named::new();
     let mut kinds = [Kind::Other; MAX_HEADERS];
     for (h, slot) in req.headers.iter().zip(kinds.iter_mut()) {
         *slot = kind(h.name);
@@ -255,11 +284,10 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
                     if token.eq_ignore_ascii_case(b"keep-alive") {
                     } else if token.eq_ignore_ascii_case(b"close") {
                         close = true;
-                    } else if token.eq_ignore_ascii_case(b"upgrade") || named_len == MAX_NAMED {
+                    } else if token.eq_ignore_ascii_case(b"upgrade") || named.is_full() {
                         return Plan::Handoff;
                     } else if !token.eq_ignore_ascii_case(b"host") {
-                        named[named_len] = token;
-                        named_len += 1;
+                        named.add(token);
                     }
                 }
             }
@@ -295,10 +323,10 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
         match kind {
             Kind::Host | Kind::ContentLength | Kind::Other => {
                 let name = h.name.as_bytes();
-                if kind == Kind::Other && is_named(&named[..named_len], name) {
+                if kind == Kind::Other && named.contains(name) {
                     continue;
                 }
-                put_header(out, name, h.value);
+                headers::put_header(out, name, h.value);
             }
             Kind::ForwardedFor => forwarded_for.push(h.value),
             _ => {}
@@ -324,10 +352,9 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     out.extend_from_slice(request_id.as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
 
-    let safe = matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE");
     let log = router.log_access.then(|| {
         let path = path.split('?').next().unwrap_or(path);
-        proxy::access_line_start(method, host_value, path)
+        access_line_start(method, host_value, path)
     });
     Plan::Forward(Request {
         entry,
@@ -335,7 +362,7 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
         body_len: body_len as usize,
         request_id,
         is_head: method == "HEAD",
-        retryable: safe && body_len == 0,
+        retryable: is_retryable(method, body_len > 0),
         close,
         log,
     })
@@ -347,27 +374,20 @@ struct ClientGone;
 /// Forwards one request (round robin with fail-over, as on the hyper path) and relays
 /// the response. Ok(false): the client connection must close.
 async fn exchange(
-    router: &Router,
+    ctx: &ConnCtx,
     request: &mut Request,
     head: &[u8],
     body: &[u8],
     client: &mut TcpStream,
-    phase: &tokio::sync::watch::Receiver<Phase>,
     mut timer: Pin<&mut Sleep>,
 ) -> Result<bool, ClientGone> {
     let start_time = Instant::now();
     let entry = &*request.entry;
     let route = &*entry.route;
-    let n = entry.targets.len();
-    let attempts = if request.retryable { n.max(2) } else { n };
-    let first = entry
-        .next
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let deadline = (!route.timeout.is_zero()).then(|| start_time + route.timeout);
+    let deadline = entry.deadline(start_time);
 
-    let mut failure = proxy::Failure::Unreachable;
-    for attempt in 0..attempts {
-        let target = &entry.targets[first.wrapping_add(attempt) % n];
+    let mut failure = Failure::Unreachable;
+    for Attempt { target, last } in entry.attempts(request.retryable) {
         let backend = &route.backends[target.backend];
         let inflight = Inflight::start(&target.inflight);
         let sent = send(backend.addr, request, head, body, start_time);
@@ -378,7 +398,7 @@ async fn exchange(
                     biased;
                     result = sent => result,
                     () = timer.as_mut() => {
-                        failure = proxy::Failure::Timeout;
+                        failure = Failure::Timeout;
                         break;
                     }
                 }
@@ -387,20 +407,20 @@ async fn exchange(
         };
         match result {
             Ok((conn, response)) => {
-                let closing = request.close || *phase.borrow() != Phase::Running;
+                let closing = request.close || !ctx.running();
                 let relayed = relay_response(conn, response, request, client, closing).await;
                 drop(inflight);
                 let relayed = relayed?;
                 let done = Instant::now();
-                if let Some(start) = request.log.take() {
-                    let line = proxy::finish_access_line(
-                        start,
+                if let Some(line) = request.log.take() {
+                    ctx.router.push_access_line(
+                        &route.app,
+                        line,
                         relayed.status,
                         relayed.length,
                         done - start_time,
                         &backend.process,
                     );
-                    router.access.push(&route.app, line);
                 }
                 if relayed.reusable {
                     pool_put(backend.addr, relayed.conn, done);
@@ -408,30 +428,29 @@ async fn exchange(
                 return Ok(!closing && !relayed.close_delimited);
             }
             Err(SendError::Connect(e)) => {
-                tracing::debug!(app = %route.app, service = %route.service, process = %backend.process,
-                    "cannot connect to process: {e}");
+                entry.attempt_failed(target, "cannot connect to process", &e);
             }
             Err(SendError::Broken(e)) => {
-                tracing::debug!(app = %route.app, service = %route.service, process = %backend.process,
-                    "process failed to answer: {e}");
-                failure = proxy::Failure::Broken {
+                entry.attempt_failed(target, "process failed to answer", &e);
+                failure = Failure::Broken {
                     process: backend.process.clone(),
                 };
-                if !(request.retryable && attempt + 1 < attempts) {
+                if last || !request.retryable {
                     break;
                 }
             }
         }
     }
 
-    let closing = request.close || *phase.borrow() != Phase::Running;
-    let answer = proxy::failure_response(failure, entry);
-    let status = answer.status().as_u16();
-    let bytes = serialize_local(answer, request.request_id.as_bytes(), closing);
+    let closing = request.close || !ctx.running();
+    let answer = Answer::failure(failure, route);
+    let bytes = answer.to_http1(request.request_id.as_bytes(), closing);
+    let status = answer.status.as_u16();
     client.write_all(&bytes).await.map_err(|_| ClientGone)?;
-    if let Some(start) = request.log.take() {
-        let line = proxy::finish_access_line(start, status, None, start_time.elapsed(), "-");
-        router.access.push(&route.app, line);
+    if let Some(line) = request.log.take() {
+        let elapsed = start_time.elapsed();
+        ctx.router
+            .push_access_line(&route.app, line, status, None, elapsed, "-");
     }
     Ok(!closing)
 }
@@ -614,8 +633,7 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
     let mut chunked = false;
     let mut other_encoding = false;
     let mut content_length: Option<u64> = None;
-    let mut named: [&[u8]; MAX_NAMED] = [&[]; MAX_NAMED];
-    let mut named_len = 0;
+    let mut named = Named::new();
     let mut kinds = [Kind::Other; MAX_HEADERS];
     for (h, slot) in resp.headers.iter().zip(kinds.iter_mut()) {
         *slot = kind(h.name);
@@ -624,9 +642,8 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
                 for token in headers::tokens(h.value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         keep_alive = false;
-                    } else if !token.eq_ignore_ascii_case(b"keep-alive") && named_len < MAX_NAMED {
-                        named[named_len] = token;
-                        named_len += 1;
+                    } else if !token.eq_ignore_ascii_case(b"keep-alive") {
+                        named.add(token);
                     }
                 }
             }
@@ -667,7 +684,6 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
     }
 
     let mut out = Vec::with_capacity(head_len + 128);
-    out.extend_from_slice(b"HTTP/1.1 ");
     let reason = match resp.reason {
         Some(r) if !r.is_empty() => r,
         _ => StatusCode::from_u16(status)
@@ -675,10 +691,7 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
             .and_then(|s| s.canonical_reason())
             .unwrap_or(""),
     };
-    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    headers::put_status_line(&mut out, status, reason);
     for (h, kind) in resp.headers.iter().zip(kinds) {
         let keep = match kind {
             Kind::Other | Kind::ContentLength | Kind::ForwardedFor | Kind::Host => true,
@@ -688,10 +701,10 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
             _ => false,
         };
         let name = h.name.as_bytes();
-        if !keep || (kind == Kind::Other && is_named(&named[..named_len], name)) {
+        if !keep || (kind == Kind::Other && named.contains(name)) {
             continue;
         }
-        put_header(&mut out, name, h.value);
+        headers::put_header(&mut out, name, h.value);
     }
     Ok(Parsed::Final(ResponseHead {
         head_len,
@@ -712,20 +725,6 @@ fn parse_length(value: &[u8]) -> Option<u64> {
         let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
         n.checked_mul(10)?.checked_add(u64::from(digit))
     })
-}
-
-/// Named in a `Connection` header, so hop-by-hop. Only headers of no meaning to the
-/// router can be named away: framing and routing headers always stay.
-fn is_named(named: &[&[u8]], name: &[u8]) -> bool {
-    named.iter().any(|n| n.eq_ignore_ascii_case(name))
-}
-
-/// Appends `name: value` and its line end to a head being written.
-fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// What the relay of one response left behind.
@@ -749,12 +748,11 @@ async fn relay_response(
 ) -> Result<Relayed, ClientGone> {
     let close_delimited = matches!(response.framing, Framing::Close);
     let mut out = std::mem::take(&mut response.client_head);
-    out.extend_from_slice(b"x-request-id: ");
-    out.extend_from_slice(request.request_id.as_bytes());
-    if closing || close_delimited {
-        out.extend_from_slice(b"\r\nconnection: close");
-    }
-    out.extend_from_slice(b"\r\n\r\n");
+    headers::end_response_head(
+        &mut out,
+        request.request_id.as_bytes(),
+        closing || close_delimited,
+    );
 
     conn.buf.advance(response.head_len);
     let (take, mut done) = response.framing.feed(&conn.buf).map_err(|_| ClientGone)?;
@@ -912,40 +910,6 @@ fn after_size(size: u64) -> ChunkState {
 
 fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
-}
-
-/// One of berth's own answers (502, 504) as bytes.
-fn serialize_local(resp: Response<ResBody>, request_id: &[u8], close: bool) -> Vec<u8> {
-    let (parts, body) = resp.into_parts();
-    let body = match body {
-        ResBody::Full(Some(bytes)) => bytes,
-        _ => bytes::Bytes::new(),
-    };
-    let mut out = Vec::with_capacity(256 + body.len());
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(parts.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(
-        parts
-            .status
-            .canonical_reason()
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in &parts.headers {
-        put_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
-    }
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-    out.extend_from_slice(b"\r\nx-request-id: ");
-    out.extend_from_slice(request_id);
-    if close {
-        out.extend_from_slice(b"\r\nconnection: close");
-    }
-    out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(&body);
-    out
 }
 
 struct Idle {

@@ -1,5 +1,8 @@
-//! The accept loop: one task per connection, HTTP/1.1 with keep-alive and upgrades,
-//! graceful shutdown bounded by [`DRAIN_TIMEOUT`].
+//! The top of the data path: accept loops and one task per client connection. A plain
+//! connection starts on the fast path (`relay`); if relay hands it back, the rest of
+//! it, bytes already read included, runs on hyper (`proxy`). A TLS connection runs on
+//! hyper from the start. On shutdown every connection follows the server's [`Phase`]
+//! (idle ones close, requests finish), bounded by [`DRAIN_TIMEOUT`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,45 +13,36 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use http::HeaderValue;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::Router;
+use crate::body::ResBody;
+use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
 use crate::headers;
+use crate::proxy;
 use crate::relay::{self, Ended};
 
 /// How long in-flight requests may finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request's headers.
-pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Where the server is in its life; connections and tunnels watch it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Running,
-    /// Stop accepting; finish in-flight requests, close idle connections.
-    Draining,
-    /// Drop whatever is left.
-    Stopped,
-}
-
-/// What the request handler knows about its client connection.
-pub(crate) struct ConnCtx {
-    pub(crate) router: Arc<Router>,
-    /// The client's IP, ready for `X-Forwarded-For`.
-    pub(crate) client_ip: HeaderValue,
-    pub(crate) phase: watch::Receiver<Phase>,
-    /// The client came over TLS (`X-Forwarded-Proto: https`).
-    pub(crate) https: bool,
-}
-
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a listener's connections are served; configured once per listener.
+enum Protocol {
+    /// HTTP/1.1: the fast path (`relay`) first, hyper from the first request it hands
+    /// over.
+    Plain(Arc<http1::Builder>),
+    /// HTTPS, HTTP/2 or HTTP/1.1 by ALPN, all on hyper.
+    Tls(tokio_rustls::TlsAcceptor, Arc<auto::Builder<TokioExecutor>>),
+}
 
 impl Router {
     /// Serves HTTP/1.1 on `listener` until `shutdown` resolves, then stops accepting and
@@ -60,7 +54,15 @@ impl Router {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        self.serve_any(listener, None, shutdown).await
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            // Small responses dominate: one flattened write beats writev's iovecs
+            // (profiled: writev and its task switches were the top cost).
+            .writev(false)
+            .keep_alive(true);
+        self.serve_any(listener, Protocol::Plain(Arc::new(http)), shutdown)
+            .await
     }
 
     /// Serves HTTPS on `listener` (HTTP/2 or HTTP/1.1 by ALPN), like [`Router::serve`].
@@ -70,29 +72,23 @@ impl Router {
         config: Arc<rustls::ServerConfig>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        self.serve_any(
-            listener,
-            Some(tokio_rustls::TlsAcceptor::from(config)),
-            shutdown,
-        )
-        .await
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .keep_alive(true);
+        http.http2().timer(TokioTimer::new());
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        self.serve_any(listener, Protocol::Tls(acceptor, Arc::new(http)), shutdown)
+            .await
     }
 
     async fn serve_any(
         self: Arc<Self>,
         listener: TcpListener,
-        tls: Option<tokio_rustls::TlsAcceptor>,
+        protocol: Protocol,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            // Small responses dominate: one flattened write beats writev's iovecs
-            // (profiled: writev and its task switches were the top cost).
-            .writev(false)
-            .keep_alive(true);
-        let http = Arc::new(http);
-
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         // Every connection task holds a sender; the drain is over when all are gone.
         let (alive_tx, mut alive_rx) = mpsc::channel::<Infallible>(1);
@@ -110,10 +106,12 @@ impl Router {
                         router: self.clone(),
                         client_ip: headers::ip_header(peer.ip()),
                         phase: phase_rx.clone(),
-                        https: tls.is_some(),
+                        https: matches!(protocol, Protocol::Tls(..)),
                     };
-                    match &tls {
-                        None => {
+                    // One task type per protocol: a plain connection's task is not
+                    // sized for a TLS session.
+                    match &protocol {
+                        Protocol::Plain(http) => {
                             tokio::spawn(serve_connection(
                                 stream,
                                 ctx,
@@ -121,10 +119,11 @@ impl Router {
                                 alive_tx.clone(),
                             ));
                         }
-                        Some(acceptor) => {
+                        Protocol::Tls(acceptor, http) => {
                             tokio::spawn(serve_tls_connection(
                                 stream,
                                 acceptor.clone(),
+                                http.clone(),
                                 ctx,
                                 alive_tx.clone(),
                             ));
@@ -160,9 +159,7 @@ async fn serve_connection(
     http: Arc<http1::Builder>,
     _alive: mpsc::Sender<Infallible>,
 ) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!("set TCP_NODELAY: {e}");
-    }
+    set_nodelay(&stream);
     let mut phase = ctx.phase.clone();
     let relayed = tokio::select! {
         ended = relay::serve(&ctx, stream) => ended,
@@ -172,56 +169,24 @@ async fn serve_connection(
         Ended::Closed => return,
         Ended::Handoff(stream, buffered) => (stream, buffered),
     };
-    let ctx = Arc::new(ctx);
-    let service = service_fn(move |req| {
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(ctx.router.handle(req, &ctx).await) }
-    });
     let io = Prefixed {
         prefix: buffered,
         io: stream,
     };
     let conn = http
-        .serve_connection(TokioIo::new(io), service)
+        .serve_connection(TokioIo::new(io), hyper_service(ctx))
         .with_upgrades();
-    tokio::pin!(conn);
-
-    let mut draining = false;
-    loop {
-        let wanted = if draining {
-            Phase::Stopped
-        } else {
-            Phase::Draining
-        };
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!("client connection: {e}");
-                }
-                return;
-            }
-            changed = phase.wait_for(move |p| *p == wanted || *p == Phase::Stopped) => {
-                let now = changed.map(|p| *p).unwrap_or(Phase::Stopped);
-                if now == Phase::Draining {
-                    draining = true;
-                    conn.as_mut().graceful_shutdown();
-                } else {
-                    return;
-                }
-            }
-        }
-    }
+    drive(conn, phase, |conn| conn.graceful_shutdown()).await;
 }
 
 async fn serve_tls_connection(
     stream: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
+    http: Arc<auto::Builder<TokioExecutor>>,
     ctx: ConnCtx,
     _alive: mpsc::Sender<Infallible>,
 ) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!("set TCP_NODELAY: {e}");
-    }
+    set_nodelay(&stream);
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
@@ -230,20 +195,42 @@ async fn serve_tls_connection(
         }
         Err(_) => return,
     };
-    let mut phase = ctx.phase.clone();
+    let phase = ctx.phase.clone();
+    let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service(ctx));
+    drive(conn, phase, |conn| conn.graceful_shutdown()).await;
+}
+
+fn set_nodelay(stream: &TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("set TCP_NODELAY: {e}");
+    }
+}
+
+/// The hyper service of one client connection: every request goes to [`proxy::handle`].
+fn hyper_service(
+    ctx: ConnCtx,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<ResBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ResBody>, Infallible>> + Send + 'static,
+> {
     let ctx = Arc::new(ctx);
-    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+    service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(ctx.router.handle(req, &ctx).await) }
-    });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        async move { Ok(proxy::handle(req, &ctx).await) }
+    })
+}
+
+/// Runs a hyper connection to its end, following the server's phase: once the server
+/// drains, the connection finishes the request in progress and closes; once it stops,
+/// the connection is dropped. `graceful_shutdown` is the connection type's own: hyper's
+/// plain and auto connections share no trait for it.
+async fn drive<C, E>(conn: C, mut phase: watch::Receiver<Phase>, graceful_shutdown: fn(Pin<&mut C>))
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     tokio::pin!(conn);
     let mut draining = false;
     loop {
@@ -263,7 +250,7 @@ async fn serve_tls_connection(
                 let now = changed.map(|p| *p).unwrap_or(Phase::Stopped);
                 if now == Phase::Draining {
                     draining = true;
-                    conn.as_mut().graceful_shutdown();
+                    graceful_shutdown(conn.as_mut());
                 } else {
                     return;
                 }

@@ -14,6 +14,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
 
+use crate::headers::canonical_name;
+
 /// A certificate as the server sends it to the router: the domains it serves (exact
 /// names or `*.example.com`), the PEM chain and the PEM private key.
 #[derive(Clone, Serialize, Deserialize)]
@@ -71,7 +73,7 @@ impl CertStore {
                 Ok(ck) => {
                     let ck = Arc::new(ck);
                     for d in &cert.domains {
-                        by_name.insert(d.trim_end_matches('.').to_ascii_lowercase(), ck.clone());
+                        by_name.insert(canonical_name(d), ck.clone());
                     }
                 }
                 Err(e) => tracing::warn!(domains = ?cert.domains, "certificate skipped: {e}"),
@@ -82,7 +84,7 @@ impl CertStore {
 
     /// The certificate for `name`: exact, else the wildcard one level up.
     pub fn lookup(&self, name: &str) -> Option<Arc<CertifiedKey>> {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let name = canonical_name(name);
         let map = self.by_name.load();
         if let Some(ck) = map.get(&name) {
             return Some(ck.clone());
