@@ -1,5 +1,6 @@
 //! berth's domain model: names, the manifest and its validation. Pure: no I/O.
 
+pub mod env;
 pub mod manifest;
 pub mod model;
 pub mod names;

@@ -6,6 +6,7 @@
 //! by hand, so every error — syntax or semantic — names the file, line and
 //! column of the node at fault, what was expected, and how to fix it.
 
+use crate::env::{EnvKeyError, check_env_key, parse_env_requirement};
 use crate::model::{
     BuildSpec, Deployment, EnvRequirement, Health, ImageSource, Manifest, Scale, Service,
     Termination, Timer, VolumeMount,
@@ -91,61 +92,6 @@ pub fn parse_manifest(file: &str, text: &str) -> Result<Manifest, ManifestError>
         return crate::pod::manifest(&root).map_err(to_err);
     }
     Checker { src: text }.manifest(&root).map_err(to_err)
-}
-
-/// Parse a `KEY=VALUE` pair given on the command line (for example to `berth env set`).
-/// The key follows the manifest's rule (`[A-Za-z_][A-Za-z0-9_]*`); the value may be
-/// empty and may itself contain `=`.
-pub fn parse_env_pair(s: &str) -> Result<(String, String), String> {
-    let Some((key, value)) = s.split_once('=') else {
-        return Err(format!(
-            "expected KEY=VALUE, found {:?}; write for example LOG_LEVEL=debug (use KEY= for an empty value)",
-            s
-        ));
-    };
-    check_env_key(key)?;
-    Ok((key.to_string(), value.to_string()))
-}
-
-/// Whether `key` may name an environment variable: `[A-Za-z_][A-Za-z0-9_]*`.
-pub fn is_valid_env_key(key: &str) -> bool {
-    let mut chars = key.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-fn check_env_key(key: &str) -> Result<(), String> {
-    if key.is_empty() {
-        return Err(
-            "the variable name before '=' is empty; write for example LOG_LEVEL=debug".into(),
-        );
-    }
-    if !is_valid_env_key(key) {
-        return Err(format!(
-            "{key:?} is not a valid variable name; use letters, digits and '_', not starting with a digit (for example DATABASE_URL)"
-        ));
-    }
-    Ok(())
-}
-
-/// `KEY` or `KEY=default`, as written in `environment:` lists.
-fn parse_env_requirement(s: &str) -> Result<EnvRequirement, String> {
-    match s.split_once('=') {
-        Some((key, default)) => {
-            check_env_key(key)?;
-            Ok(EnvRequirement {
-                key: key.to_string(),
-                default: Some(default.to_string()),
-            })
-        }
-        None => {
-            check_env_key(s)?;
-            Ok(EnvRequirement {
-                key: s.to_string(),
-                default: None,
-            })
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -928,13 +874,17 @@ impl Checker<'_> {
                         "a mapping of build argument names to values, such as `{VERSION: \"1.2\"}`",
                     )? {
                         let key = self.key_name(k, &p)?;
-                        if !is_valid_env_key(key) {
-                            return Err(at(
-                                k,
-                                format!(
-                                    "{p}: {key:?} is not a valid build argument name; use letters, digits and '_', not starting with a digit"
-                                ),
-                            ));
+                        match check_env_key(key) {
+                            Ok(()) => {}
+                            Err(EnvKeyError::Invalid { .. }) => {
+                                return Err(at(
+                                    k,
+                                    format!(
+                                        "{p}: {key:?} is not a valid build argument name; use letters, digits and '_', not starting with a digit"
+                                    ),
+                                ));
+                            }
+                            Err(e) => return Err(at(k, format!("{p}: {e}"))),
                         }
                         let value = self.scalar_text(v, &join(&p, key), "a text value")?;
                         spec.args.insert(key.to_string(), value);
@@ -2346,20 +2296,19 @@ timers:
     }
 
     #[test]
-    fn env_pairs() {
-        assert_eq!(parse_env_pair("A=b"), Ok(("A".into(), "b".into())));
-        assert_eq!(parse_env_pair("_X1="), Ok(("_X1".into(), String::new())));
-        assert_eq!(
-            parse_env_pair("URL=a=b=c"),
-            Ok(("URL".into(), "a=b=c".into()))
-        );
-        for bad in ["A", "=x", "1A=x", "A-B=x", "A B=x", ""] {
-            let e = parse_env_pair(bad).unwrap_err();
-            assert!(
-                e.contains("KEY=VALUE") || e.contains("variable name"),
-                "{bad}: {e}"
-            );
-        }
+    fn overlong_variable_names_are_refused() {
+        let long = "K".repeat(257);
+        let text = format!("environment: [{long}]\nservices:\n  w: {{image: x}}\n");
+        let e = err(&text);
+        assert!(e.message.starts_with("environment[0]: \"KKKK"), "{e}");
+        assert!(e.message.contains("at most 256 bytes"), "{e}");
+        let text = format!("services:\n  w:\n    build: {{args: {{{long}: a}}}}\n");
+        let e = err(&text);
+        assert!(e.message.starts_with("services.w.build.args: "), "{e}");
+        assert!(e.message.contains("at most 256 bytes"), "{e}");
+        let ok = "K".repeat(256);
+        let text = format!("environment: [{ok}=1]\nservices:\n  w: {{image: x}}\n");
+        assert!(parse_manifest("berth.yml", &text).is_ok());
     }
 
     #[test]

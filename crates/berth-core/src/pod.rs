@@ -8,6 +8,7 @@
 //! refused with the field's line and column, so nothing is silently dropped
 //! except what is listed as accepted-and-ignored below.
 
+use crate::env::{EnvKeyError, check_env_key};
 use crate::manifest::{Node, R, Raw, at, check_health_path, did_you_mean};
 use crate::model::{
     EnvRequirement, Health, ImageSource, Manifest, Scale, Service, Termination, VolumeMount,
@@ -348,13 +349,17 @@ fn container(
                 .get("name")
                 .ok_or_else(|| at(e, format!("{epath}: needs a `name`")))?;
             let key = string(key_node, &join(&epath, "name"))?;
-            if !crate::manifest::is_valid_env_key(key) {
-                return Err(at(
-                    key_node,
-                    format!(
-                        "{epath}.name {key:?} is not a valid variable name; use letters, digits and '_'"
-                    ),
-                ));
+            match check_env_key(key) {
+                Ok(()) => {}
+                Err(EnvKeyError::Invalid { .. }) => {
+                    return Err(at(
+                        key_node,
+                        format!(
+                            "{epath}.name {key:?} is not a valid variable name; use letters, digits and '_'"
+                        ),
+                    ));
+                }
+                Err(e) => return Err(at(key_node, format!("{epath}.name: {e}"))),
             }
             let value = match ef.get("value") {
                 Some(v) => scalar(v, &join(&epath, "value"))?,
@@ -654,6 +659,24 @@ spec:
         assert_eq!(parse_cpu("500m"), Ok(0.5));
         assert_eq!(parse_cpu("2"), Ok(2.0));
         assert!(parse_cpu("0").is_err());
+    }
+
+    #[test]
+    fn env_names_follow_the_env_key_rule() {
+        let pod = |name: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: web\n    image: x\n    env:\n    - name: {name}\n      value: v\n"
+            )
+        };
+        let e = parse_manifest("pod.yaml", &pod("1X")).unwrap_err();
+        assert!(
+            e.message
+                .contains("spec.containers[0].env[0].name \"1X\" is not a valid variable name"),
+            "{e}"
+        );
+        let e = parse_manifest("pod.yaml", &pod(&"K".repeat(257))).unwrap_err();
+        assert!(e.message.contains("at most 256 bytes"), "{e}");
+        assert!(parse_manifest("pod.yaml", &pod(&"K".repeat(256))).is_ok());
     }
 
     #[test]
