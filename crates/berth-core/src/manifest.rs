@@ -8,8 +8,8 @@
 
 use crate::env::{EnvKeyError, check_env_key, parse_env_requirement};
 use crate::model::{
-    BuildSpec, Deployment, EnvRequirement, Health, ImageSource, Manifest, Scale, Service,
-    Termination, Timer, VolumeMount,
+    BuildSpec, DEFAULT_DRAIN, DEFAULT_TIMEOUT, Deployment, EnvRequirement, Health, ImageSource,
+    Manifest, Scale, Service, Termination, Timer, VolumeMount,
 };
 use crate::names::{
     validate_app_name, validate_service_name, validate_timer_name, validate_volume_name,
@@ -61,11 +61,6 @@ const SCALE_KEYS: &[&str] = &["count", "memory", "cpu"];
 const DEPLOYMENT_KEYS: &[&str] = &["minimum", "maximum"];
 const TERMINATION_KEYS: &[&str] = &["grace"];
 const TIMER_KEYS: &[&str] = &["schedule", "service", "command"];
-
-/// Default for `drain`, seconds.
-pub const DEFAULT_DRAIN: u32 = 10;
-/// Default for `timeout`, seconds.
-pub const DEFAULT_TIMEOUT: u32 = 60;
 
 /// Parse and validate a manifest. `file` names it in errors.
 pub fn parse_manifest(file: &str, text: &str) -> Result<Manifest, ManifestError> {

@@ -23,6 +23,11 @@ pub struct EnvRequirement {
     pub default: Option<String>,
 }
 
+/// Default for [`Service::drain`], seconds.
+pub const DEFAULT_DRAIN: u32 = 10;
+/// Default for [`Service::timeout`], seconds.
+pub const DEFAULT_TIMEOUT: u32 = 60;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Service {
     pub source: ImageSource,

@@ -487,10 +487,10 @@ fn container(
         scale,
         deployment: Default::default(),
         termination: Termination { grace },
-        drain: crate::manifest::DEFAULT_DRAIN,
+        drain: crate::model::DEFAULT_DRAIN,
         volumes: mounts,
         singleton: false,
-        timeout: crate::manifest::DEFAULT_TIMEOUT,
+        timeout: crate::model::DEFAULT_TIMEOUT,
         tls: Default::default(),
     };
     Ok((name.to_string(), service))
