@@ -4,7 +4,6 @@ pub mod env;
 pub mod manifest;
 pub mod model;
 pub mod names;
-pub mod pod;
 
 pub use manifest::{ManifestError, parse_manifest};
 pub use model::*;

@@ -8,8 +8,8 @@
 //! refused with the field's line and column, so nothing is silently dropped
 //! except what is listed as accepted-and-ignored below.
 
+use super::{Node, R, Raw, at, check_health_path, did_you_mean};
 use crate::env::{EnvKeyError, check_env_key};
-use crate::manifest::{Node, R, Raw, at, check_health_path, did_you_mean};
 use crate::model::{
     EnvRequirement, Health, ImageSource, Manifest, Scale, Service, Termination, VolumeMount,
 };

@@ -6,6 +6,8 @@
 //! by hand, so every error — syntax or semantic — names the file, line and
 //! column of the node at fault, what was expected, and how to fix it.
 
+mod pod;
+
 use crate::env::{EnvKeyError, check_env_key, parse_env_requirement};
 use crate::model::{
     BuildSpec, DEFAULT_DRAIN, DEFAULT_TIMEOUT, Deployment, EnvRequirement, Health, ImageSource,
@@ -83,8 +85,8 @@ pub fn parse_manifest(file: &str, text: &str) -> Result<Manifest, ManifestError>
     }
     let root = read_yaml(text).map_err(to_err)?;
     // A Kubernetes Pod spec is accepted in place of berth.yml (see `pod`).
-    if crate::pod::is_pod(&root) {
-        return crate::pod::manifest(&root).map_err(to_err);
+    if pod::is_pod(&root) {
+        return pod::manifest(&root).map_err(to_err);
     }
     Checker { src: text }.manifest(&root).map_err(to_err)
 }
