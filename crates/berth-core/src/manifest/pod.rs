@@ -8,10 +8,13 @@
 //! refused with the field's line and column, so nothing is silently dropped
 //! except what is listed as accepted-and-ignored below.
 
-use super::{Node, R, Raw, at, check_health_path, did_you_mean};
+use super::hints::{did_you_mean, join};
+use super::values::check_health_path;
+use super::yaml::{Node, R, Raw, at};
 use crate::env::{EnvKeyError, check_env_key};
 use crate::model::{
-    EnvRequirement, Health, ImageSource, Manifest, Scale, Service, Termination, VolumeMount,
+    DEFAULT_DRAIN, DEFAULT_TIMEOUT, EnvRequirement, Health, ImageSource, Manifest, Scale, Service,
+    Termination, VolumeMount,
 };
 use crate::names::{validate_app_name, validate_service_name, validate_volume_name};
 use std::collections::BTreeMap;
@@ -57,7 +60,7 @@ const MOUNT_KEYS: &[&str] = &["name", "mountPath"];
 const VOLUME_KEYS: &[&str] = &["name", "emptyDir", "hostPath"];
 
 /// Whether a parsed document is a Pod (`kind: Pod` at the top level).
-pub(crate) fn is_pod(root: &Node) -> bool {
+pub(super) fn is_pod(root: &Node) -> bool {
     let Raw::Map(entries) = &root.value else {
         return false;
     };
@@ -98,14 +101,6 @@ fn fields<'n>(node: &'n Node, path: &str, allowed: &[&str]) -> R<BTreeMap<&'n st
         out.insert(key.as_str(), v);
     }
     Ok(out)
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
 }
 
 fn string<'n>(node: &'n Node, path: &str) -> R<&'n str> {
@@ -153,7 +148,7 @@ fn strings(node: &Node, path: &str) -> R<Vec<String>> {
 }
 
 /// Kubernetes memory quantity → MiB, rounded up: `128Mi`, `1Gi`, `500M`, `1e9`, `1048576`.
-pub fn parse_memory(q: &str) -> Result<u64, String> {
+fn parse_memory(q: &str) -> Result<u64, String> {
     let units: &[(&str, f64)] = &[
         ("Ki", 1024.0),
         ("Mi", 1024.0 * 1024.0),
@@ -185,7 +180,7 @@ pub fn parse_memory(q: &str) -> Result<u64, String> {
 }
 
 /// Kubernetes CPU quantity → cores: `500m`, `0.5`, `2`.
-pub fn parse_cpu(q: &str) -> Result<f64, String> {
+fn parse_cpu(q: &str) -> Result<f64, String> {
     let cores = match q.strip_suffix('m') {
         Some(milli) => milli.parse::<f64>().map(|m| m / 1000.0),
         None => q.parse::<f64>(),
@@ -197,7 +192,7 @@ pub fn parse_cpu(q: &str) -> Result<f64, String> {
 }
 
 /// Maps a Pod document to berth's manifest.
-pub(crate) fn manifest(root: &Node) -> R<Manifest> {
+pub(super) fn manifest(root: &Node) -> R<Manifest> {
     let top = fields(root, "", TOP_KEYS)?;
     if let Some(v) = top.get("apiVersion") {
         let version = string(v, "apiVersion")?;
@@ -487,10 +482,10 @@ fn container(
         scale,
         deployment: Default::default(),
         termination: Termination { grace },
-        drain: crate::model::DEFAULT_DRAIN,
+        drain: DEFAULT_DRAIN,
         volumes: mounts,
         singleton: false,
-        timeout: crate::model::DEFAULT_TIMEOUT,
+        timeout: DEFAULT_TIMEOUT,
         tls: Default::default(),
     };
     Ok((name.to_string(), service))
