@@ -1,4 +1,5 @@
-//! berth's domain model: names, the manifest and its validation. Pure: no I/O.
+//! berth's domain model: names, environment variables, the manifest and its
+//! validation. Pure: no I/O.
 
 pub mod env;
 pub mod manifest;
