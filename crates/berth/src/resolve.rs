@@ -172,7 +172,8 @@ pub fn parse_env_pair(text: &str) -> Result<(String, String)> {
     berth_core::env::parse_env_pair(text).map_err(anyhow::Error::msg)
 }
 
-/// Environment variable names, by the rule the manifest and the server use too.
+/// Environment variable names, by berth-core's rule, so the CLI refuses what the
+/// manifest and the server would.
 pub fn check_env_key(key: &str) -> Result<()> {
     berth_core::env::check_env_key(key)?;
     Ok(())
