@@ -1,9 +1,10 @@
-//! berth's domain model: names, the manifest and its validation. Pure: no I/O.
+//! berth's domain model: names, environment variables, the manifest and its
+//! validation, the desired state of a process. Pure: no I/O.
 
+pub mod env;
 pub mod manifest;
 pub mod model;
 pub mod names;
-pub mod pod;
 pub mod process;
 
 pub use manifest::{ManifestError, parse_manifest};

@@ -23,6 +23,11 @@ pub struct EnvRequirement {
     pub default: Option<String>,
 }
 
+/// Default for [`Service::drain`], seconds.
+pub const DEFAULT_DRAIN: u32 = 10;
+/// Default for [`Service::timeout`], seconds.
+pub const DEFAULT_TIMEOUT: u32 = 60;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Service {
     pub source: ImageSource,
@@ -211,5 +216,43 @@ impl Manifest {
             out.insert(k.clone(), v.clone());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse_manifest;
+    use std::collections::BTreeMap;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn missing_env() {
+        let text = "environment: [DATABASE_URL, LOG_LEVEL=info, SHARED=x]\nservices:\n  web:\n    image: x\n    environment: [PORT=8080, API_KEY, SHARED]\n  worker:\n    image: x\n    environment: [QUEUE]\n";
+        let m = parse_manifest("berth.yml", text).unwrap();
+        let mut env = BTreeMap::new();
+        assert_eq!(
+            m.missing_env(&env),
+            strings(&["API_KEY", "DATABASE_URL", "QUEUE"])
+        );
+        env.insert("DATABASE_URL".to_string(), "postgres://".to_string());
+        env.insert("QUEUE".to_string(), String::new());
+        assert_eq!(m.missing_env(&env), strings(&["API_KEY"]));
+        env.insert("API_KEY".to_string(), "k".to_string());
+        assert!(m.missing_env(&env).is_empty());
+
+        let web = m.service_env("web", &env);
+        assert_eq!(web["LOG_LEVEL"], "info");
+        assert_eq!(web["PORT"], "8080");
+        assert_eq!(web["SHARED"], "x");
+        assert_eq!(web["DATABASE_URL"], "postgres://");
+        env.insert("LOG_LEVEL".to_string(), "debug".to_string());
+        assert_eq!(
+            m.service_env("web", &env)["LOG_LEVEL"],
+            "debug",
+            "app env wins over defaults"
+        );
     }
 }

@@ -169,16 +169,13 @@ pub fn manifest_in_source(dir: &Path, manifest: &Path) -> Result<String> {
 
 /// `KEY=VALUE` → (KEY, VALUE). VALUE may be empty or contain `=`.
 pub fn parse_env_pair(text: &str) -> Result<(String, String)> {
-    berth_core::manifest::parse_env_pair(text).map_err(anyhow::Error::msg)
+    berth_core::env::parse_env_pair(text).map_err(anyhow::Error::msg)
 }
 
-/// Environment variable names: a letter or `_`, then letters, digits and `_`.
+/// Environment variable names, by berth-core's rule, so the CLI refuses what the
+/// manifest and the server would.
 pub fn check_env_key(key: &str) -> Result<()> {
-    if !berth_core::manifest::is_valid_env_key(key) {
-        bail!(
-            "{key:?} is not a valid variable name; use letters, digits and '_', not starting with a digit (for example DATABASE_URL)"
-        );
-    }
+    berth_core::env::check_env_key(key)?;
     Ok(())
 }
 

@@ -8,9 +8,13 @@
 //! refused with the field's line and column, so nothing is silently dropped
 //! except what is listed as accepted-and-ignored below.
 
-use crate::manifest::{Node, R, Raw, at, check_health_path, did_you_mean};
+use super::hints::{did_you_mean, join};
+use super::values::check_health_path;
+use super::yaml::{Node, R, Raw, at};
+use crate::env::{EnvKeyError, check_env_key};
 use crate::model::{
-    EnvRequirement, Health, ImageSource, Manifest, Scale, Service, Termination, VolumeMount,
+    DEFAULT_DRAIN, DEFAULT_TIMEOUT, EnvRequirement, Health, ImageSource, Manifest, Scale, Service,
+    Termination, VolumeMount,
 };
 use crate::names::{validate_app_name, validate_service_name, validate_volume_name};
 use std::collections::BTreeMap;
@@ -56,7 +60,7 @@ const MOUNT_KEYS: &[&str] = &["name", "mountPath"];
 const VOLUME_KEYS: &[&str] = &["name", "emptyDir", "hostPath"];
 
 /// Whether a parsed document is a Pod (`kind: Pod` at the top level).
-pub(crate) fn is_pod(root: &Node) -> bool {
+pub(super) fn is_pod(root: &Node) -> bool {
     let Raw::Map(entries) = &root.value else {
         return false;
     };
@@ -97,14 +101,6 @@ fn fields<'n>(node: &'n Node, path: &str, allowed: &[&str]) -> R<BTreeMap<&'n st
         out.insert(key.as_str(), v);
     }
     Ok(out)
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
 }
 
 fn string<'n>(node: &'n Node, path: &str) -> R<&'n str> {
@@ -152,7 +148,7 @@ fn strings(node: &Node, path: &str) -> R<Vec<String>> {
 }
 
 /// Kubernetes memory quantity → MiB, rounded up: `128Mi`, `1Gi`, `500M`, `1e9`, `1048576`.
-pub fn parse_memory(q: &str) -> Result<u64, String> {
+fn parse_memory(q: &str) -> Result<u64, String> {
     let units: &[(&str, f64)] = &[
         ("Ki", 1024.0),
         ("Mi", 1024.0 * 1024.0),
@@ -184,7 +180,7 @@ pub fn parse_memory(q: &str) -> Result<u64, String> {
 }
 
 /// Kubernetes CPU quantity → cores: `500m`, `0.5`, `2`.
-pub fn parse_cpu(q: &str) -> Result<f64, String> {
+fn parse_cpu(q: &str) -> Result<f64, String> {
     let cores = match q.strip_suffix('m') {
         Some(milli) => milli.parse::<f64>().map(|m| m / 1000.0),
         None => q.parse::<f64>(),
@@ -196,7 +192,7 @@ pub fn parse_cpu(q: &str) -> Result<f64, String> {
 }
 
 /// Maps a Pod document to berth's manifest.
-pub(crate) fn manifest(root: &Node) -> R<Manifest> {
+pub(super) fn manifest(root: &Node) -> R<Manifest> {
     let top = fields(root, "", TOP_KEYS)?;
     if let Some(v) = top.get("apiVersion") {
         let version = string(v, "apiVersion")?;
@@ -348,13 +344,17 @@ fn container(
                 .get("name")
                 .ok_or_else(|| at(e, format!("{epath}: needs a `name`")))?;
             let key = string(key_node, &join(&epath, "name"))?;
-            if !crate::manifest::is_valid_env_key(key) {
-                return Err(at(
-                    key_node,
-                    format!(
-                        "{epath}.name {key:?} is not a valid variable name; use letters, digits and '_'"
-                    ),
-                ));
+            match check_env_key(key) {
+                Ok(()) => {}
+                Err(EnvKeyError::Invalid { .. }) => {
+                    return Err(at(
+                        key_node,
+                        format!(
+                            "{epath}.name {key:?} is not a valid variable name; use letters, digits and '_'"
+                        ),
+                    ));
+                }
+                Err(e) => return Err(at(key_node, format!("{epath}.name: {e}"))),
             }
             let value = match ef.get("value") {
                 Some(v) => scalar(v, &join(&epath, "value"))?,
@@ -482,10 +482,10 @@ fn container(
         scale,
         deployment: Default::default(),
         termination: Termination { grace },
-        drain: crate::manifest::DEFAULT_DRAIN,
+        drain: DEFAULT_DRAIN,
         volumes: mounts,
         singleton: false,
-        timeout: crate::manifest::DEFAULT_TIMEOUT,
+        timeout: DEFAULT_TIMEOUT,
         tls: Default::default(),
     };
     Ok((name.to_string(), service))
@@ -654,6 +654,24 @@ spec:
         assert_eq!(parse_cpu("500m"), Ok(0.5));
         assert_eq!(parse_cpu("2"), Ok(2.0));
         assert!(parse_cpu("0").is_err());
+    }
+
+    #[test]
+    fn env_names_follow_the_env_key_rule() {
+        let pod = |name: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: web\n    image: x\n    env:\n    - name: {name}\n      value: v\n"
+            )
+        };
+        let e = parse_manifest("pod.yaml", &pod("1X")).unwrap_err();
+        assert!(
+            e.message
+                .contains("spec.containers[0].env[0].name \"1X\" is not a valid variable name"),
+            "{e}"
+        );
+        let e = parse_manifest("pod.yaml", &pod(&"K".repeat(257))).unwrap_err();
+        assert!(e.message.contains("at most 256 bytes"), "{e}");
+        assert!(parse_manifest("pod.yaml", &pod(&"K".repeat(256))).is_ok());
     }
 
     #[test]
