@@ -3,11 +3,11 @@
 //! behind the same trait.
 
 mod docker;
-mod storage;
+mod layers;
 pub mod subnets;
 
 pub use docker::DockerRuntime;
-pub use storage::{ImageDetails, VolumeInfo, chain_ids};
+pub use layers::chain_ids;
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
@@ -116,6 +116,25 @@ pub struct ImageInfo {
     pub tags: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub created: i64,
+}
+
+/// What berth needs to know about an image on the engine.
+#[derive(Debug, Clone)]
+pub struct ImageDetails {
+    pub id: String,
+    pub size: u64,
+    /// TCP ports from `EXPOSE`, sorted.
+    pub exposed_tcp: Vec<u16>,
+    pub labels: BTreeMap<String, String>,
+    /// The image's layers, bottom first (`RootFS.Layers`, the diff ids).
+    pub diff_ids: Vec<String>,
+}
+
+/// A named engine volume.
+#[derive(Debug, Clone)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A container lifecycle event for a labelled container.
