@@ -1,6 +1,9 @@
-//! The only door to the container engine: the `Runtime` trait, and its Docker
-//! Engine implementation (`DockerRuntime`). A Swarm implementation will sit
-//! behind the same trait.
+//! The only door to a container engine: the `Runtime` trait, and its Docker
+//! Engine implementation (`DockerRuntime`), the one engine berth drives today.
+//! The trait speaks of labelled containers, images, networks and volumes, not
+//! of one engine's API or network kind, so that another engine plugs in behind
+//! it without a change above: the in-memory engine of `berth-testkit` does so
+//! for tests, and a Swarm implementation would.
 
 mod docker;
 mod layers;
