@@ -182,8 +182,12 @@ pub struct BuildRequest<'a> {
 pub trait Runtime: Send + Sync + 'static {
     /// The engine's name and version, e.g. `docker 20.10.24 (API 1.41)`.
     async fn version(&self) -> Result<String>;
+    /// Where this runtime's engine is, for messages (e.g.
+    /// `unix:///var/run/docker.sock`); says nothing about whether it answers.
+    fn endpoint(&self) -> String;
 
-    /// Creates the network if absent (bridge, labelled); idempotent.
+    /// Creates the app network `name` if absent, labelled; idempotent. The
+    /// runtime picks the kind of network (on one Docker engine, a bridge).
     async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()>;
     /// Removes the network; absent is not an error.
     async fn remove_network(&self, name: &str) -> Result<()>;
@@ -248,8 +252,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>>;
     async fn resize_exec(&self, exec_id: &str, rows: u16, cols: u16) -> Result<()>;
 
-    // ---- volumes, archives, image transfer (Docker side in storage.rs) ----
-    /// Creates the named local volume if absent (labelled); idempotent.
+    // ---- volumes, archives, image transfer ----
+    /// Creates the named volume if absent (labelled); idempotent.
     async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()>;
     /// Volumes carrying label `key=value`, sorted by name.
     async fn list_volumes(&self, key: &str, value: &str) -> Result<Vec<VolumeInfo>>;

@@ -66,6 +66,18 @@ pub struct DockerRuntime {
     docker: Docker,
     /// Where app networks get their subnets; `None`: the engine's default pools.
     network_pool: Option<NetworkPool>,
+    /// The engine's address as `endpoint()` reports it.
+    endpoint: String,
+}
+
+/// The socket bollard's `connect_with_local_defaults` uses on Unix: `DOCKER_HOST`
+/// when it is a `unix://` address, else the standard socket. bollard keeps its
+/// choice to itself, so the rule is repeated here; it ignores `tcp://` hosts.
+fn local_address() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|host| host.starts_with("unix://"))
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
 }
 
 impl DockerRuntime {
@@ -79,12 +91,22 @@ impl DockerRuntime {
     /// Wraps an existing client, negotiating the API version with its engine.
     /// bollard defaults to a newer API than older engines (20.10 speaks 1.41)
     /// accept, so a client that skipped negotiation would have every request refused.
+    /// `endpoint()` reports the local engine's address, as for `connect`; give
+    /// a client connected elsewhere its address with [`Self::with_endpoint`].
     pub async fn from_client(docker: Docker) -> Result<Self> {
         let docker = docker.negotiate_version().await.map_err(map_err)?;
         Ok(Self {
             docker,
             network_pool: None,
+            endpoint: local_address(),
         })
+    }
+
+    /// The address `endpoint()` reports, for a client that `from_client` cannot
+    /// ask (bollard does not say where it connects to).
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = endpoint.into();
+        self
     }
 
     /// App networks get a /24 each from `pool` rather than from the engine's
@@ -168,6 +190,10 @@ impl Runtime for DockerRuntime {
             v.version.as_deref().unwrap_or("unknown"),
             self.docker.client_version()
         ))
+    }
+
+    fn endpoint(&self) -> String {
+        self.endpoint.clone()
     }
 
     async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
