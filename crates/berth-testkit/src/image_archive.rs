@@ -2,10 +2,10 @@
 //! its config (`<id hex>.json`) and a `layer.tar` per layer.
 
 use crate::images::{ImageConfig, Layer, sha256_hex};
-use crate::state::Engine;
+use crate::state::{Engine, single};
 use berth_runtime::{Result, RuntimeError, chain_ids};
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::Read;
@@ -89,7 +89,7 @@ fn save(engine: &Engine, name: &str) -> Result<Bytes> {
 
 pub(crate) fn export(engine: &Engine, name: &str) -> BoxStream<'static, Result<Bytes>> {
     let result = save(engine, name);
-    stream::once(async move { result }).boxed()
+    single(result)
 }
 
 fn load_error(message: impl std::fmt::Display) -> RuntimeError {

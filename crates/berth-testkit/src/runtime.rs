@@ -3,7 +3,7 @@
 
 use crate::images::{ImageConfig, describe_layer};
 use crate::network::Network;
-use crate::state::{Bus, DEFAULT_NETWORK, Engine, random_id};
+use crate::state::{Bus, DEFAULT_NETWORK, Engine, random_id, single};
 use crate::{build, image_archive, lifecycle, sessions, volumes};
 use async_trait::async_trait;
 use berth_runtime::{
@@ -150,10 +150,6 @@ impl MemoryRuntime {
     }
 }
 
-fn failed<T: Send + 'static>(error: RuntimeError) -> BoxStream<'static, Result<T>> {
-    stream::once(async move { Err(error) }).boxed()
-}
-
 #[async_trait]
 impl Runtime for MemoryRuntime {
     async fn version(&self) -> Result<String> {
@@ -257,7 +253,7 @@ impl Runtime for MemoryRuntime {
 
     fn events(&self, key: &str, value: &str) -> BoxStream<'static, Result<RuntimeEvent>> {
         if let Err(e) = self.engine.check() {
-            return failed(e);
+            return single(Err(e));
         }
         let receiver = self.engine.subscribe();
         let (key, value) = (key.to_string(), value.to_string());

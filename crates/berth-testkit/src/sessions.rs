@@ -3,17 +3,13 @@
 use crate::output::{Chunk, Output, Phase, follow_lines, lines_of};
 use crate::process::{self, Context, Exit, STDIN_BUFFER, Writer};
 use crate::program;
-use crate::state::{Engine, Exec, Run, no_such_container, random_id};
+use crate::state::{Engine, Exec, Run, no_such_container, random_id, single};
 use berth_runtime::{LogLine, LogStream, Result, RuntimeError, Session, SessionOutput};
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
-
-fn failed<T: Send + 'static>(error: RuntimeError) -> BoxStream<'static, Result<T>> {
-    stream::once(async move { Err(error) }).boxed()
-}
 
 pub(crate) fn logs(
     engine: &Engine,
@@ -21,11 +17,11 @@ pub(crate) fn logs(
     since_secs: i64,
 ) -> BoxStream<'static, Result<LogLine>> {
     if let Err(e) = engine.check() {
-        return failed(e);
+        return single(Err(e));
     }
     let output = match engine.lock().container(reference) {
         Some(container) => container.output.clone(),
-        None => return failed(RuntimeError::NotFound(reference.to_string())),
+        None => return single(Err(RuntimeError::NotFound(reference.to_string()))),
     };
     let since = i128::from(since_secs.max(0)) * 1_000_000_000;
     let chunks = output

@@ -10,6 +10,7 @@ use crate::sync::lock;
 use berth_runtime::{
     ContainerInfo, ContainerSpec, ContainerState, Result, RuntimeError, RuntimeEvent,
 };
+use futures_util::stream::{self, BoxStream, StreamExt};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -189,6 +190,12 @@ impl Container {
             started_at,
         }
     }
+}
+
+/// A stream of one item: how a streaming call answers what it knows at once
+/// (an error, or an archive made in memory).
+pub(crate) fn single<T: Send + 'static>(item: Result<T>) -> BoxStream<'static, Result<T>> {
+    stream::once(async move { item }).boxed()
 }
 
 /// The engine's answer for a container it does not know.

@@ -2,11 +2,11 @@
 //! archives (how berth backs up and restores a volume).
 
 use crate::fs::{SharedFs, normalize};
-use crate::state::{Engine, Volume, no_such_container};
+use crate::state::{Engine, Volume, no_such_container, single};
 use crate::sync::lock;
 use berth_runtime::{Result, RuntimeError, VolumeInfo};
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt};
 use std::collections::BTreeMap;
 
 pub(crate) fn ensure(engine: &Engine, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
@@ -106,7 +106,7 @@ pub(crate) fn download(
     path: &str,
 ) -> BoxStream<'static, Result<Bytes>> {
     let result = archive(engine, container, path);
-    stream::once(async move { result }).boxed()
+    single(result)
 }
 
 pub(crate) async fn upload(
