@@ -1,13 +1,16 @@
-//! The only door to the container engine: the `Runtime` trait, and its Docker
-//! Engine implementation (`DockerRuntime`). A Swarm implementation will sit
-//! behind the same trait.
+//! The only door to a container engine: the `Runtime` trait, and its Docker
+//! Engine implementation (`DockerRuntime`), the one engine berth drives today.
+//! The trait speaks of labelled containers, images, networks and volumes, not
+//! of one engine's API or network kind, so that another engine plugs in behind
+//! it without a change above: the in-memory engine of `berth-testkit` does so
+//! for tests, and a Swarm implementation would.
 
 mod docker;
-mod storage;
+mod layers;
 pub mod subnets;
 
 pub use docker::DockerRuntime;
-pub use storage::{ImageDetails, VolumeInfo, chain_ids};
+pub use layers::chain_ids;
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
@@ -118,6 +121,25 @@ pub struct ImageInfo {
     pub created: i64,
 }
 
+/// What berth needs to know about an image on the engine.
+#[derive(Debug, Clone)]
+pub struct ImageDetails {
+    pub id: String,
+    pub size: u64,
+    /// TCP ports from `EXPOSE`, sorted.
+    pub exposed_tcp: Vec<u16>,
+    pub labels: BTreeMap<String, String>,
+    /// The image's layers, bottom first (`RootFS.Layers`, the diff ids).
+    pub diff_ids: Vec<String>,
+}
+
+/// A named engine volume.
+#[derive(Debug, Clone)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
 /// A container lifecycle event for a labelled container.
 #[derive(Debug, Clone)]
 pub struct RuntimeEvent {
@@ -160,8 +182,12 @@ pub struct BuildRequest<'a> {
 pub trait Runtime: Send + Sync + 'static {
     /// The engine's name and version, e.g. `docker 20.10.24 (API 1.41)`.
     async fn version(&self) -> Result<String>;
+    /// Where this runtime's engine is, for messages (e.g.
+    /// `unix:///var/run/docker.sock`); says nothing about whether it answers.
+    fn endpoint(&self) -> String;
 
-    /// Creates the network if absent (bridge, labelled); idempotent.
+    /// Creates the app network `name` if absent, labelled; idempotent. The
+    /// runtime picks the kind of network (on one Docker engine, a bridge).
     async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()>;
     /// Removes the network; absent is not an error.
     async fn remove_network(&self, name: &str) -> Result<()>;
@@ -226,8 +252,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>>;
     async fn resize_exec(&self, exec_id: &str, rows: u16, cols: u16) -> Result<()>;
 
-    // ---- volumes, archives, image transfer (Docker side in storage.rs) ----
-    /// Creates the named local volume if absent (labelled); idempotent.
+    // ---- volumes, archives, image transfer ----
+    /// Creates the named volume if absent (labelled); idempotent.
     async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()>;
     /// Volumes carrying label `key=value`, sorted by name.
     async fn list_volumes(&self, key: &str, value: &str) -> Result<Vec<VolumeInfo>>;

@@ -704,3 +704,14 @@ async fn networks_from_a_pool_get_their_own_subnets_until_it_is_full() {
     rt.ensure_network(&c, &labels).await.unwrap();
     assert_eq!(subnet_of(c.clone()).await, "10.247.0.0/24");
 }
+
+#[tokio::test]
+async fn endpoint_names_the_engine_it_connected_to() {
+    let rt = DockerRuntime::connect()
+        .await
+        .expect("connecting to the Docker engine");
+    let endpoint = rt.endpoint();
+    assert!(endpoint.starts_with("unix://"), "{endpoint}");
+    let elsewhere = rt.with_endpoint("tcp://10.0.0.5:2375");
+    assert_eq!(elsewhere.endpoint(), "tcp://10.0.0.5:2375");
+}

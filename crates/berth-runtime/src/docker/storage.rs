@@ -1,8 +1,9 @@
-//! Engine operations behind volumes, archives, image transfer and cleanup:
-//! the Docker side of the `Runtime` methods `ensure_volume` and after.
+//! Engine operations behind volumes, archives and image transfer: the Docker
+//! side of the `Runtime` methods `ensure_volume` and after.
 
-use crate::docker::{label_filter, map_err, status_of, to_hash_map};
-use crate::{Result, RuntimeError};
+use super::convert::{label_filter, map_err, status_of, to_hash_map};
+use crate::layers::chain_ids;
+use crate::{ImageDetails, Result, RuntimeError, VolumeInfo};
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig, VolumeCreateRequest};
@@ -18,44 +19,6 @@ use std::time::Duration;
 /// Loading a large image takes as long as its upload; bollard's default
 /// timeout (2 minutes) would cut it.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// A named engine volume.
-#[derive(Debug, Clone)]
-pub struct VolumeInfo {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-}
-
-/// What berth needs to know about an image on the engine.
-#[derive(Debug, Clone)]
-pub struct ImageDetails {
-    pub id: String,
-    pub size: u64,
-    /// TCP ports from `EXPOSE`, sorted.
-    pub exposed_tcp: Vec<u16>,
-    pub labels: BTreeMap<String, String>,
-    /// The image's layers, bottom first (`RootFS.Layers`, the diff ids).
-    pub diff_ids: Vec<String>,
-}
-
-/// The chain ids of a stack of layers (the engine's key for "this layer on
-/// top of exactly these"): `chain[0] = diff[0]`,
-/// `chain[i] = sha256(chain[i-1] + " " + diff[i])`.
-pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
-    use sha2::{Digest, Sha256};
-    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
-    for diff in diff_ids {
-        let next = match out.last() {
-            None => diff.clone(),
-            Some(parent) => format!(
-                "sha256:{}",
-                hex::encode(Sha256::digest(format!("{parent} {diff}").as_bytes()))
-            ),
-        };
-        out.push(next);
-    }
-    out
-}
 
 /// Chain ids of every layer of every image on the engine.
 pub(crate) async fn layer_chains(docker: &Docker) -> Result<std::collections::BTreeSet<String>> {
@@ -299,19 +262,6 @@ fn parse_tcp_port(p: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chain_ids_follow_the_oci_rule() {
-        let diffs = vec!["sha256:a".to_string(), "sha256:b".to_string()];
-        let chains = chain_ids(&diffs);
-        assert_eq!(chains[0], "sha256:a");
-        use sha2::{Digest, Sha256};
-        let expected = format!(
-            "sha256:{}",
-            hex::encode(Sha256::digest(b"sha256:a sha256:b"))
-        );
-        assert_eq!(chains[1], expected);
-    }
 
     #[test]
     fn exposed_ports() {

@@ -1,18 +1,31 @@
 //! `Runtime` on a Docker Engine, through its HTTP API (bollard).
+//!
+//! Layers, top to bottom (each uses only those below it):
+//! - this module: the engine client and the `Runtime` impl;
+//! - `storage`: volumes, archives and image transfer;
+//! - `logs`: the engine's log and attach frames turned into lines and chunks;
+//! - `convert`: engine models to berth's types, engine errors to `RuntimeError`.
 
+mod convert;
+mod logs;
+mod storage;
+
+use self::convert::{
+    info_from_inspect, info_from_summary, label_filter, map_err, network_error, runtime_event,
+    status_of, to_hash_map,
+};
+use self::logs::{LineBuffer, log_lines, session};
 use crate::subnets::{self, NetworkPool};
 use crate::{
-    BuildRequest, ContainerInfo, ContainerSpec, ContainerState, ImageInfo, LogLine, LogStream,
-    Result, Runtime, RuntimeError, RuntimeEvent, Session, SessionOutput,
+    BuildRequest, ContainerInfo, ContainerSpec, ContainerState, ImageDetails, ImageInfo, LogLine,
+    Result, Runtime, RuntimeError, RuntimeEvent, Session, VolumeInfo,
 };
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
-    ContainerSummaryStateEnum, EndpointSettings, EventMessage, HostConfig, Ipam, IpamConfig,
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HostConfig, Ipam, IpamConfig,
     NetworkCreateRequest, NetworkingConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
@@ -24,9 +37,8 @@ use bollard::query_parameters::{
     RemoveImageOptions, StopContainerOptions,
 };
 use bytes::Bytes;
-use futures_util::stream::{self, BoxStream, Stream, StreamExt};
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::IpAddr;
+use futures_util::stream::{BoxStream, StreamExt};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::io::ReaderStream;
@@ -54,6 +66,18 @@ pub struct DockerRuntime {
     docker: Docker,
     /// Where app networks get their subnets; `None`: the engine's default pools.
     network_pool: Option<NetworkPool>,
+    /// The engine's address as `endpoint()` reports it.
+    endpoint: String,
+}
+
+/// The socket bollard's `connect_with_local_defaults` uses on Unix: `DOCKER_HOST`
+/// when it is a `unix://` address, else the standard socket. bollard keeps its
+/// choice to itself, so the rule is repeated here; it ignores `tcp://` hosts.
+fn local_address() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|host| host.starts_with("unix://"))
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
 }
 
 impl DockerRuntime {
@@ -67,12 +91,22 @@ impl DockerRuntime {
     /// Wraps an existing client, negotiating the API version with its engine.
     /// bollard defaults to a newer API than older engines (20.10 speaks 1.41)
     /// accept, so a client that skipped negotiation would have every request refused.
+    /// `endpoint()` reports the local engine's address, as for `connect`; give
+    /// a client connected elsewhere its address with [`Self::with_endpoint`].
     pub async fn from_client(docker: Docker) -> Result<Self> {
         let docker = docker.negotiate_version().await.map_err(map_err)?;
         Ok(Self {
             docker,
             network_pool: None,
+            endpoint: local_address(),
         })
+    }
+
+    /// The address `endpoint()` reports, for a client that `from_client` cannot
+    /// ask (bollard does not say where it connects to).
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = endpoint.into();
+        self
     }
 
     /// App networks get a /24 each from `pool` rather than from the engine's
@@ -156,6 +190,10 @@ impl Runtime for DockerRuntime {
             v.version.as_deref().unwrap_or("unknown"),
             self.docker.client_version()
         ))
+    }
+
+    fn endpoint(&self) -> String {
+        self.endpoint.clone()
     }
 
     async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
@@ -664,15 +702,15 @@ impl Runtime for DockerRuntime {
     }
 
     async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
-        crate::storage::ensure_volume(&self.docker, name, labels).await
+        storage::ensure_volume(&self.docker, name, labels).await
     }
 
-    async fn list_volumes(&self, key: &str, value: &str) -> Result<Vec<crate::VolumeInfo>> {
-        crate::storage::list_volumes(&self.docker, key, value).await
+    async fn list_volumes(&self, key: &str, value: &str) -> Result<Vec<VolumeInfo>> {
+        storage::list_volumes(&self.docker, key, value).await
     }
 
     async fn remove_volume(&self, name: &str) -> Result<()> {
-        crate::storage::remove_volume(&self.docker, name).await
+        storage::remove_volume(&self.docker, name).await
     }
 
     async fn create_helper(
@@ -682,11 +720,11 @@ impl Runtime for DockerRuntime {
         labels: &BTreeMap<String, String>,
         volumes: &[(String, String)],
     ) -> Result<String> {
-        crate::storage::create_helper(&self.docker, name, image, labels, volumes).await
+        storage::create_helper(&self.docker, name, image, labels, volumes).await
     }
 
     fn download_archive(&self, container: &str, path: &str) -> BoxStream<'static, Result<Bytes>> {
-        crate::storage::download_archive(&self.docker, container, path)
+        storage::download_archive(&self.docker, container, path)
     }
 
     async fn upload_archive(
@@ -695,573 +733,25 @@ impl Runtime for DockerRuntime {
         path: &str,
         tar: BoxStream<'static, std::io::Result<Bytes>>,
     ) -> Result<()> {
-        crate::storage::upload_archive(&self.docker, container, path, tar).await
+        storage::upload_archive(&self.docker, container, path, tar).await
     }
 
     fn export_image(&self, name: &str) -> BoxStream<'static, Result<Bytes>> {
-        crate::storage::export_image(&self.docker, name)
+        storage::export_image(&self.docker, name)
     }
 
     async fn load_image(
         &self,
         tar: BoxStream<'static, std::io::Result<Bytes>>,
     ) -> Result<Vec<String>> {
-        crate::storage::load_image(&self.docker, tar).await
+        storage::load_image(&self.docker, tar).await
     }
 
-    async fn image_details(&self, name: &str) -> Result<Option<crate::ImageDetails>> {
-        crate::storage::image_details(&self.docker, name).await
+    async fn image_details(&self, name: &str) -> Result<Option<ImageDetails>> {
+        storage::image_details(&self.docker, name).await
     }
 
     async fn layer_chains(&self) -> Result<std::collections::BTreeSet<String>> {
-        crate::storage::layer_chains(&self.docker).await
-    }
-}
-
-type RawOutput =
-    std::pin::Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, BollardError>> + Send>>;
-
-fn session(
-    output: RawOutput,
-    input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
-) -> Session {
-    let output = output
-        .filter_map(|item| async move {
-            match item {
-                Ok(LogOutput::StdErr { message }) => Some(Ok(SessionOutput::Stderr(message))),
-                Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-                    Some(Ok(SessionOutput::Stdout(message)))
-                }
-                Ok(LogOutput::StdIn { .. }) => None,
-                Err(e) => Some(Err(map_err(e))),
-            }
-        })
-        .boxed();
-    Session { output, input }
-}
-
-pub(crate) fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
-    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-pub(crate) fn label_filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
-    HashMap::from([("label".to_string(), vec![format!("{key}={value}")])])
-}
-
-pub(crate) fn status_of(err: &BollardError) -> Option<u16> {
-    match err {
-        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
-        _ => None,
-    }
-}
-
-/// The error and its causes, `: `-joined: hyper's own messages ("client error
-/// (Connect)") hide the useful part ("Connection refused") in the sources.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-pub(crate) fn map_err(err: BollardError) -> RuntimeError {
-    match err {
-        BollardError::SocketNotFoundError(path) => {
-            RuntimeError::Connect(format!("socket {path} does not exist"))
-        }
-        BollardError::HyperLegacyError { err } if err.is_connect() => {
-            RuntimeError::Connect(error_chain(&err))
-        }
-        BollardError::IOError { err }
-            if matches!(
-                err.kind(),
-                std::io::ErrorKind::NotFound
-                    | std::io::ErrorKind::ConnectionRefused
-                    | std::io::ErrorKind::PermissionDenied
-            ) =>
-        {
-            RuntimeError::Connect(error_chain(&err))
-        }
-        BollardError::DockerResponseServerError {
-            status_code,
-            message,
-        } => RuntimeError::Engine(format!("{message} (HTTP {status_code})")),
-        BollardError::RequestTimeoutError => {
-            RuntimeError::Engine("the engine did not answer in time".to_string())
-        }
-        other => RuntimeError::Engine(error_chain(&other)),
-    }
-}
-
-fn ip_of(endpoint: &EndpointSettings) -> Option<IpAddr> {
-    [&endpoint.ip_address, &endpoint.global_ipv6_address]
-        .into_iter()
-        .flatten()
-        .find_map(|a| a.parse().ok())
-}
-
-/// The address on `preferred` if given, else on the first network (by name,
-/// for a stable answer) that has one.
-fn pick_ip(
-    networks: Option<&HashMap<String, EndpointSettings>>,
-    preferred: Option<&str>,
-) -> Option<IpAddr> {
-    let networks = networks?;
-    if let Some(name) = preferred {
-        return networks.get(name).and_then(ip_of);
-    }
-    let mut names: Vec<&String> = networks.keys().collect();
-    names.sort();
-    names.into_iter().find_map(|n| ip_of(&networks[n]))
-}
-
-/// The exit code from a list entry's status text, e.g. `Exited (137) 2 minutes ago`.
-fn exit_code_from_status(status: &str) -> Option<i64> {
-    let start = status.find('(')? + 1;
-    let end = start + status[start..].find(')')?;
-    status[start..end].parse().ok()
-}
-
-fn info_from_summary(c: ContainerSummary) -> ContainerInfo {
-    let state = match c.state {
-        Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::Running,
-        Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
-        Some(
-            ContainerSummaryStateEnum::EXITED
-            | ContainerSummaryStateEnum::DEAD
-            | ContainerSummaryStateEnum::REMOVING,
-        ) => ContainerState::Exited {
-            code: c.status.as_deref().and_then(exit_code_from_status),
-            oom_killed: false,
-        },
-        Some(other) => ContainerState::Other(other.to_string()),
-        None => ContainerState::Other(String::new()),
-    };
-    let ip = pick_ip(
-        c.network_settings
-            .as_ref()
-            .and_then(|n| n.networks.as_ref()),
-        None,
-    );
-    ContainerInfo {
-        id: c.id.unwrap_or_default(),
-        name: c
-            .names
-            .and_then(|n| n.into_iter().next())
-            .map(|n| n.trim_start_matches('/').to_string())
-            .unwrap_or_default(),
-        image: c.image.unwrap_or_default(),
-        labels: c.labels.unwrap_or_default().into_iter().collect(),
-        state,
-        ip,
-        started_at: None,
-    }
-}
-
-fn info_from_inspect(c: ContainerInspectResponse, network: Option<&str>) -> ContainerInfo {
-    let state = c.state.unwrap_or_default();
-    let mapped = match state.status {
-        Some(ContainerStateStatusEnum::RUNNING) => ContainerState::Running,
-        Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
-        Some(
-            ContainerStateStatusEnum::EXITED
-            | ContainerStateStatusEnum::DEAD
-            | ContainerStateStatusEnum::REMOVING,
-        ) => ContainerState::Exited {
-            code: state.exit_code,
-            oom_killed: state.oom_killed.unwrap_or(false),
-        },
-        Some(other) => ContainerState::Other(other.to_string()),
-        None => ContainerState::Other(String::new()),
-    };
-    let config = c.config.unwrap_or_default();
-    let ip = pick_ip(
-        c.network_settings
-            .as_ref()
-            .and_then(|n| n.networks.as_ref()),
-        network,
-    );
-    ContainerInfo {
-        id: c.id.unwrap_or_default(),
-        name: c
-            .name
-            .map(|n| n.trim_start_matches('/').to_string())
-            .unwrap_or_default(),
-        // The name it was created from (like the list reports), not the image id.
-        image: config.image.or(c.image).unwrap_or_default(),
-        labels: config.labels.unwrap_or_default().into_iter().collect(),
-        state: mapped,
-        ip,
-        // The engine reports the zero time for a container that never started.
-        started_at: state
-            .started_at
-            .filter(|s| !s.is_empty() && !s.starts_with("0001-")),
-    }
-}
-
-fn runtime_event(event: EventMessage) -> RuntimeEvent {
-    let actor = event.actor.unwrap_or_default();
-    let labels: BTreeMap<String, String> =
-        actor.attributes.unwrap_or_default().into_iter().collect();
-    RuntimeEvent {
-        container_id: actor.id.unwrap_or_default(),
-        action: event.action.unwrap_or_default(),
-        exit_code: labels.get("exitCode").and_then(|c| c.parse().ok()),
-        labels,
-    }
-}
-
-/// Build output arrives in chunks that need not end at a line boundary.
-#[derive(Default)]
-struct LineBuffer {
-    partial: String,
-}
-
-impl LineBuffer {
-    fn push(&mut self, text: &str) -> Vec<String> {
-        self.partial.push_str(text);
-        let mut lines = Vec::new();
-        while let Some(pos) = self.partial.find('\n') {
-            let line: String = self.partial.drain(..=pos).collect();
-            lines.push(line.trim_end_matches(['\n', '\r']).to_string());
-        }
-        lines
-    }
-
-    fn finish(&mut self) -> Option<String> {
-        let rest = std::mem::take(&mut self.partial);
-        (!rest.is_empty()).then_some(rest)
-    }
-}
-
-/// Longest timestamp prefix we look for, e.g. `2024-01-02T03:04:05.123456789+00:00 `.
-const MAX_TIMESTAMP_LEN: usize = 40;
-
-/// A `<RFC 3339 timestamp> ` prefix: its time in ns since the epoch and the
-/// prefix's length including the space.
-fn split_timestamp(buf: &[u8]) -> Option<(i128, usize)> {
-    let space = buf
-        .iter()
-        .take(MAX_TIMESTAMP_LEN)
-        .position(|b| *b == b' ')?;
-    let text = std::str::from_utf8(&buf[..space]).ok()?;
-    let ts =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    Some((ts.unix_timestamp_nanos(), space + 1))
-}
-
-/// One output stream's bytes on their way to lines.
-#[derive(Default)]
-struct LineAssembler {
-    /// The current line's bytes; while `line_ts` is `None` they still start with
-    /// (part of) its timestamp.
-    pending: Vec<u8>,
-    line_ts: Option<i128>,
-    /// For lines that came without a timestamp of their own.
-    last_ts: i128,
-}
-
-impl LineAssembler {
-    fn push(&mut self, mut frame: &[u8], stream: LogStream, out: &mut VecDeque<LogLine>) {
-        // The engine cuts lines longer than 16 KiB into several messages, each sent
-        // with its own timestamp; a continuation's timestamp is not part of the text.
-        if self.line_ts.is_some()
-            && let Some((_, len)) = split_timestamp(frame)
-        {
-            frame = &frame[len..];
-        }
-        self.pending.extend_from_slice(frame);
-        loop {
-            if self.line_ts.is_none() {
-                match split_timestamp(&self.pending) {
-                    Some((ts, len)) => {
-                        self.pending.drain(..len);
-                        self.line_ts = Some(ts);
-                        self.last_ts = ts;
-                    }
-                    None if self.pending.len() < MAX_TIMESTAMP_LEN
-                        && !self.pending.iter().any(|b| *b == b' ' || *b == b'\n') =>
-                    {
-                        // Possibly a timestamp cut short by the chunk boundary.
-                        return;
-                    }
-                    None => self.line_ts = Some(self.last_ts),
-                }
-            }
-            let Some(newline) = self.pending.iter().position(|b| *b == b'\n') else {
-                return;
-            };
-            let rest = self.pending.split_off(newline + 1);
-            let line = std::mem::replace(&mut self.pending, rest);
-            out.push_back(self.make_line(&line, stream));
-            self.line_ts = None;
-        }
-    }
-
-    fn finish(&mut self, stream: LogStream, out: &mut VecDeque<LogLine>) {
-        if self.line_ts.is_none()
-            && let Some((ts, len)) = split_timestamp(&self.pending)
-        {
-            self.pending.drain(..len);
-            self.line_ts = Some(ts);
-        }
-        if !self.pending.is_empty() {
-            let line = std::mem::take(&mut self.pending);
-            out.push_back(self.make_line(&line, stream));
-        }
-        self.line_ts = None;
-    }
-
-    fn make_line(&self, bytes: &[u8], stream: LogStream) -> LogLine {
-        let text = String::from_utf8_lossy(bytes);
-        LogLine {
-            ts_nanos: self.line_ts.unwrap_or(self.last_ts),
-            stream,
-            text: text.trim_end_matches(['\n', '\r']).to_string(),
-        }
-    }
-}
-
-/// Splits the engine's log frames into lines, keeping stdout and stderr apart.
-#[derive(Default)]
-struct LogSplitter {
-    stdout: LineAssembler,
-    stderr: LineAssembler,
-}
-
-impl LogSplitter {
-    fn push(&mut self, frame: LogOutput, out: &mut VecDeque<LogLine>) {
-        match frame {
-            LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                self.stdout.push(&message, LogStream::Stdout, out)
-            }
-            LogOutput::StdErr { message } => self.stderr.push(&message, LogStream::Stderr, out),
-            LogOutput::StdIn { .. } => {}
-        }
-    }
-
-    fn finish(&mut self, out: &mut VecDeque<LogLine>) {
-        self.stdout.finish(LogStream::Stdout, out);
-        self.stderr.finish(LogStream::Stderr, out);
-    }
-}
-
-fn log_lines(
-    frames: impl Stream<Item = std::result::Result<LogOutput, BollardError>> + Send + 'static,
-    id: String,
-) -> BoxStream<'static, Result<LogLine>> {
-    struct State<S> {
-        frames: S,
-        splitter: LogSplitter,
-        ready: VecDeque<LogLine>,
-        error: Option<RuntimeError>,
-        done: bool,
-        id: String,
-    }
-    let state = State {
-        frames: Box::pin(frames),
-        splitter: LogSplitter::default(),
-        ready: VecDeque::new(),
-        error: None,
-        done: false,
-        id,
-    };
-    stream::unfold(state, |mut s| async move {
-        loop {
-            if let Some(line) = s.ready.pop_front() {
-                return Some((Ok(line), s));
-            }
-            if let Some(err) = s.error.take() {
-                return Some((Err(err), s));
-            }
-            if s.done {
-                return None;
-            }
-            match s.frames.next().await {
-                Some(Ok(frame)) => s.splitter.push(frame, &mut s.ready),
-                Some(Err(e)) => {
-                    s.splitter.finish(&mut s.ready);
-                    s.error = Some(match status_of(&e) {
-                        Some(404) => RuntimeError::NotFound(s.id.clone()),
-                        _ => map_err(e),
-                    });
-                    s.done = true;
-                }
-                None => {
-                    s.splitter.finish(&mut s.ready);
-                    s.done = true;
-                }
-            }
-        }
-    })
-    .boxed()
-}
-
-/// Every app gets its own network, and dockerd's default address pools hold
-/// only about 30 of them; say how to make room instead of passing on the
-/// engine's terse message.
-fn network_error(name: &str, error: RuntimeError) -> RuntimeError {
-    match error {
-        RuntimeError::Engine(message) if is_pool_exhausted(&message) => {
-            RuntimeError::Engine(format!(
-                "cannot create network {name}: the Docker engine has no free address pool left ({message}); \
-             each berth app uses one network, and dockerd's default pools hold about 30. Add more in \
-             /etc/docker/daemon.json, e.g. \"default-address-pools\": [{{\"base\": \"10.200.0.0/14\", \"size\": 24}}], \
-             restart dockerd; or start berth with `--network-pool 10.210.0.0/16` to give each app a /24 of that pool; \
-             or delete unused apps and networks (`docker network prune`)"
-            ))
-        }
-        other => other,
-    }
-}
-
-fn is_pool_exhausted(message: &str) -> bool {
-    message.contains("non-overlapping") && message.contains("address pool")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn an_exhausted_address_pool_says_how_to_add_pools() {
-        let engine = RuntimeError::Engine(
-            "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".into(),
-        );
-        let message = network_error("berth-r-shop", engine).to_string();
-        assert!(message.contains("berth-r-shop"), "{message}");
-        assert!(message.contains("default-address-pools"), "{message}");
-        let other = network_error("n", RuntimeError::Engine("boom".into())).to_string();
-        assert_eq!(other, "Docker engine error: boom");
-    }
-    use super::*;
-
-    fn lines(frames: &[(&str, bool)]) -> Vec<(i128, LogStream, String)> {
-        let mut splitter = LogSplitter::default();
-        let mut out = VecDeque::new();
-        for (text, stderr) in frames {
-            let message = Bytes::copy_from_slice(text.as_bytes());
-            let frame = if *stderr {
-                LogOutput::StdErr { message }
-            } else {
-                LogOutput::StdOut { message }
-            };
-            splitter.push(frame, &mut out);
-        }
-        splitter.finish(&mut out);
-        out.into_iter()
-            .map(|l| (l.ts_nanos, l.stream, l.text))
-            .collect()
-    }
-
-    const T1: &str = "2024-01-02T03:04:05.123456789Z";
-    const T1_NS: i128 = 1_704_164_645_123_456_789;
-    const T2: &str = "2024-01-02T03:04:06.000000001Z";
-    const T2_NS: i128 = 1_704_164_646_000_000_001;
-
-    #[test]
-    fn parses_timestamp_prefix() {
-        assert_eq!(
-            split_timestamp(format!("{T1} hello").as_bytes()),
-            Some((T1_NS, T1.len() + 1))
-        );
-        assert_eq!(
-            split_timestamp(b"2024-01-02T04:04:05.5+01:00 x"),
-            Some((1_704_164_645_500_000_000, 28))
-        );
-        assert_eq!(split_timestamp(b"hello world"), None);
-        assert_eq!(split_timestamp(b"no-space-here"), None);
-    }
-
-    #[test]
-    fn one_frame_per_line() {
-        let got = lines(&[
-            (&format!("{T1} one\n"), false),
-            (&format!("{T2} two\n"), true),
-        ]);
-        assert_eq!(
-            got,
-            vec![
-                (T1_NS, LogStream::Stdout, "one".to_string()),
-                (T2_NS, LogStream::Stderr, "two".to_string()),
-            ]
-        );
-    }
-
-    #[test]
-    fn chunks_across_line_and_timestamp_boundaries() {
-        let all = format!("{T1} first line\r\n{T2} second\n{T1} tail");
-        // Every split point, including inside a timestamp.
-        for cut in 0..all.len() {
-            let got = lines(&[(&all[..cut], false), (&all[cut..], false)]);
-            assert_eq!(
-                got,
-                vec![
-                    (T1_NS, LogStream::Stdout, "first line".to_string()),
-                    (T2_NS, LogStream::Stdout, "second".to_string()),
-                    (T1_NS, LogStream::Stdout, "tail".to_string()),
-                ],
-                "cut at {cut}"
-            );
-        }
-    }
-
-    #[test]
-    fn long_line_continuations_drop_their_timestamps() {
-        let got = lines(&[
-            (&format!("{T1} aaaa"), false),
-            (&format!("{T2} bbbb"), false),
-            (&format!("{T2} cc\n"), false),
-        ]);
-        assert_eq!(got, vec![(T1_NS, LogStream::Stdout, "aaaabbbbcc".into())]);
-    }
-
-    #[test]
-    fn lines_without_timestamps_keep_the_last_one() {
-        let got = lines(&[(&format!("{T1} a\nplain text line\n"), false)]);
-        assert_eq!(
-            got,
-            vec![
-                (T1_NS, LogStream::Stdout, "a".into()),
-                (T1_NS, LogStream::Stdout, "plain text line".into()),
-            ]
-        );
-    }
-
-    #[test]
-    fn empty_lines_are_kept() {
-        let got = lines(&[(&format!("{T1} \n"), false)]);
-        assert_eq!(got, vec![(T1_NS, LogStream::Stdout, String::new())]);
-    }
-
-    #[test]
-    fn build_output_lines() {
-        let mut b = LineBuffer::default();
-        assert_eq!(b.push("Step 1/2 : FROM"), Vec::<String>::new());
-        assert_eq!(
-            b.push(" scratch\n ---> x\n"),
-            vec!["Step 1/2 : FROM scratch", " ---> x"]
-        );
-        assert_eq!(b.push("end"), Vec::<String>::new());
-        assert_eq!(b.finish(), Some("end".to_string()));
-        assert_eq!(b.finish(), None);
-    }
-
-    #[test]
-    fn exit_code_from_list_status() {
-        assert_eq!(
-            exit_code_from_status("Exited (137) 2 minutes ago"),
-            Some(137)
-        );
-        assert_eq!(
-            exit_code_from_status("Exited (0) Less than a second ago"),
-            Some(0)
-        );
-        assert_eq!(exit_code_from_status("Up 3 seconds"), None);
+        storage::layer_chains(&self.docker).await
     }
 }
