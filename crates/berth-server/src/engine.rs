@@ -32,15 +32,6 @@ pub struct EngineWatch {
     outage: Mutex<Option<Outage>>,
 }
 
-/// The engine's address as the server connects to it (`DOCKER_HOST` when it is a
-/// `unix://` address, else the default socket), for messages.
-pub fn address() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| h.starts_with("unix://"))
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
-}
-
 /// Whether `error` means the engine is not there at all (as opposed to an
 /// engine that answered with an error).
 pub fn is_unreachable(error: &RuntimeError) -> bool {

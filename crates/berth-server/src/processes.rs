@@ -18,7 +18,7 @@ pub async fn list(rack: &Rack, app: &str) -> Result<Vec<Process>> {
         return Err(Error::Unavailable(format!(
             "the states of app {app}'s processes are unknown while the Docker engine at {} \
              does not answer (for {} s): {error}",
-            crate::engine::address(),
+            rack.runtime.endpoint(),
             down_for.as_secs()
         )));
     }

@@ -72,7 +72,7 @@ pub enum EnvChanged {
 /// Checks an environment change before anything is written.
 pub fn check_env_change(change: &EnvChange) -> Result<()> {
     for key in change.set.keys().chain(change.unset.iter()) {
-        check_env_key(key)?;
+        berth_core::env::check_env_key(key).map_err(|e| Error::Invalid(e.to_string()))?;
     }
     if change.set.is_empty() && change.unset.is_empty() {
         return Err(Error::Invalid(
@@ -80,15 +80,6 @@ pub fn check_env_change(change: &EnvChange) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn check_env_key(key: &str) -> Result<()> {
-    if berth_core::manifest::is_valid_env_key(key) && key.len() <= 256 {
-        return Ok(());
-    }
-    Err(Error::Invalid(format!(
-        "invalid environment key {key:?}; use letters, digits and '_', not starting with a digit (e.g. DATABASE_URL)"
-    )))
 }
 
 /// Writes a new environment version and, when the app has a release, a new

@@ -6,6 +6,9 @@
 //! the same events, labels inherited from images, names reused after removal.
 //! For tests only: berth-server takes it as a dev-dependency.
 //!
+//! [`InProcessRouter`] is the other half: berth's real router inside the test
+//! process, behind the `RouterHandle` the server holds its router by.
+//!
 //! # Programs
 //!
 //! No process runs; a container runs a *program* named by its command (the
@@ -82,10 +85,12 @@ mod network;
 mod output;
 mod process;
 mod program;
+mod router;
 mod runtime;
 mod sessions;
 mod state;
 mod sync;
 mod volumes;
 
+pub use router::InProcessRouter;
 pub use runtime::{ImageSpec, MemoryRuntime, NetworkInfo};

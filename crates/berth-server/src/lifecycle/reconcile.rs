@@ -101,7 +101,7 @@ fn engine_lost(rack: &Rack, error: &berth_runtime::RuntimeError) {
     tracing::error!(
         "lost the Docker engine at {}: {error}. Processes are not supervised until it answers \
          again; berth keeps trying every {} s and puts back whatever its restart removed",
-        crate::engine::address(),
+        rack.runtime.endpoint(),
         RESYNC.as_secs()
     );
     tell_every_app(

@@ -1,0 +1,299 @@
+//! The HTTP API called in memory (`tower::ServiceExt::oneshot`), with the
+//! in-memory engine: authentication and the role policy on every route, the
+//! error bodies of bad requests, and the status of each kind of failure. The
+//! same behaviour against Docker is in the `berth` crate's integration tests.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use common::*;
+use serde_json::json;
+
+/// Every authenticated route: method, a path to call it with, the least role it
+/// needs (as the README documents the policy). `body` below gives the JSON
+/// routes a body of the right shape.
+const ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/rack", "read"),
+    ("POST", "/rack/prune", "admin"),
+    ("GET", "/apps", "read"),
+    ("POST", "/apps", "admin"),
+    ("GET", "/apps/shop", "read"),
+    ("DELETE", "/apps/shop", "admin"),
+    ("GET", "/apps/shop/builds", "read"),
+    ("POST", "/apps/shop/builds", "deploy"),
+    ("GET", "/apps/shop/builds/B1/logs", "read"),
+    ("POST", "/apps/shop/deploy", "deploy"),
+    ("POST", "/apps/shop/image?image=x", "deploy"),
+    ("POST", "/apps/shop/image/layers", "deploy"),
+    ("GET", "/apps/shop/releases", "read"),
+    ("POST", "/apps/shop/releases/R1/promote", "deploy"),
+    ("POST", "/apps/shop/releases/R1/rollback", "deploy"),
+    ("GET", "/apps/shop/releases/R1/info", "read"),
+    ("GET", "/apps/shop/env", "deploy"),
+    ("POST", "/apps/shop/env", "deploy"),
+    ("POST", "/apps/shop/services/web/scale", "deploy"),
+    ("GET", "/apps/shop/processes", "read"),
+    ("DELETE", "/apps/shop/processes/web-1", "deploy"),
+    ("POST", "/apps/shop/restart", "deploy"),
+    ("GET", "/apps/shop/logs", "read"),
+    ("GET", "/apps/shop/run", "deploy"),
+    ("POST", "/apps/shop/run", "deploy"),
+    ("GET", "/apps/shop/processes/web-1/exec", "deploy"),
+    ("GET", "/apps/shop/timers", "read"),
+    ("GET", "/apps/shop/volumes", "read"),
+    ("GET", "/apps/shop/volumes/data/archive", "deploy"),
+    ("PUT", "/apps/shop/volumes/data/archive", "deploy"),
+    ("GET", "/tokens", "admin"),
+    ("POST", "/tokens", "admin"),
+    ("DELETE", "/tokens/t1", "admin"),
+    ("GET", "/audit", "admin"),
+    ("GET", "/certs", "admin"),
+    ("POST", "/certs", "admin"),
+    ("POST", "/certs/generate", "admin"),
+    ("DELETE", "/certs/c-1", "admin"),
+];
+
+const ROLES: [&str; 3] = ["read", "deploy", "admin"];
+
+fn method(m: &str) -> Method {
+    Method::from_bytes(m.as_bytes()).expect("a method")
+}
+
+/// A well-formed body for the routes that take JSON, so that what is checked is
+/// the route's own answer, not the JSON extractor's.
+fn body(m: &str, path: &str) -> Option<serde_json::Value> {
+    let tail = path.rsplit('/').next().unwrap_or_default();
+    match (m, tail) {
+        ("POST", "apps") => Some(json!({ "name": "ghost-new" })),
+        ("POST", "layers") => Some(json!([])),
+        ("POST", "env") => Some(json!({ "set": { "A": "1" } })),
+        ("POST", "scale") => Some(json!({ "count": 1 })),
+        ("POST", "restart") => Some(json!({})),
+        ("POST", "run") => Some(json!({ "service": "web" })),
+        ("POST", "tokens") => Some(json!({ "role": "read" })),
+        ("POST", "certs") => Some(json!({ "cert_pem": "", "key_pem": "" })),
+        ("POST", "generate") => Some(json!({ "domains": ["a.example.com"] })),
+        _ => None,
+    }
+}
+
+fn error_of(body: &serde_json::Value) -> &str {
+    body["error"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_route_refuses_a_missing_wrong_or_malformed_token_alike() {
+    let t = TestRack::new().await;
+    for (m, path, _) in ROUTES {
+        for auth in [None, Some("Bearer wrong"), Some("Basic dXNlcjpwdw=="), Some("Bearer")] {
+            let mut request = Request::builder().method(method(m)).uri(*path);
+            if let Some(auth) = auth {
+                request = request.header(header::AUTHORIZATION, auth);
+            }
+            let request = request.body(Body::empty()).expect("a request");
+            let (status, body) = t.send(request).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{m} {path} with {auth:?}");
+            assert!(
+                error_of(&body).contains("missing or invalid token"),
+                "{m} {path}: {body}"
+            );
+        }
+    }
+    // The one open route.
+    let (status, body) = t.call(Method::GET, "/health", None, None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!("ok")));
+}
+
+#[tokio::test]
+async fn every_route_refuses_roles_below_its_need_and_lets_the_others_through() {
+    let t = TestRack::new().await;
+    let tokens: Vec<(String, &str)> = ROLES.iter().map(|r| (t.token(r, None), *r)).collect();
+    let rank = |r: &str| ROLES.iter().position(|x| *x == r).unwrap_or(0);
+    for (m, path, need) in ROUTES {
+        for (token, role) in &tokens {
+            // `ghost` does not exist, so what passes the policy changes nothing.
+            let path = path.replace("/shop", "/ghost");
+            let (status, body) = t.call(method(m), &path, Some(token), body(m, &path)).await;
+            if rank(role) < rank(need) {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{role} {m} {path}: {body}");
+                let error = error_of(&body);
+                assert!(
+                    error.contains(&format!("has role {role}"))
+                        && error.contains(&format!("needs role {need}")),
+                    "{role} {m} {path}: {error}"
+                );
+            } else {
+                assert!(
+                    status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+                    "{role} {m} {path} was refused: {status} {body}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_app_token_reaches_only_its_app() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.create_app("other").await;
+    let token = t.token("deploy", Some("shop"));
+    let (status, _) = t.call(Method::GET, "/apps/shop", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = t.call(Method::GET, "/rack", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK, "berth login checks GET /rack");
+    let within_deploy = |(_, p, need): &&(&str, &str, &str)| p.starts_with("/apps/shop") && *need != "admin";
+    for (m, path, _) in ROUTES.iter().filter(within_deploy) {
+        let path = path.replace("/shop", "/other");
+        let (status, body) = t.call(method(m), &path, Some(&token), body(m, &path)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{m} {path}: {body}");
+        assert!(error_of(&body).contains("limited to app shop"), "{body}");
+    }
+    let (status, _) = t.call(Method::GET, "/apps", Some(&token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn bad_json_wrong_types_and_framework_refusals_get_the_json_error_body() {
+    let t = TestRack::new().await;
+    let admin = t.admin.clone();
+    let post = |body: Body, content_type: Option<&str>| {
+        let mut r = Request::builder()
+            .method(Method::POST)
+            .uri("/apps")
+            .header(header::AUTHORIZATION, format!("Bearer {admin}"));
+        if let Some(c) = content_type {
+            r = r.header(header::CONTENT_TYPE, c);
+        }
+        r.body(body).expect("a request")
+    };
+    let (status, body) = t.send(post(Body::from("{\"name\":"), Some("application/json"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&body).contains("see the request types in berth-api"), "{body}");
+    let (status, body) = t.send(post(Body::from("{\"name\": 7}"), Some("application/json"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(error_of(&body).contains("name"), "{body}");
+    let (status, body) = t.send(post(Body::from("{\"name\":\"x\"}"), None)).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(error_of(&body).contains("Content-Type: application/json"), "{body}");
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(2 << 20));
+    let (status, body) = t.send(post(Body::from(big), Some("application/json"))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(error_of(&body).contains("limit for JSON bodies is 1 MiB"), "{body}");
+
+    let (status, body) = t.admin(Method::PUT, "/apps", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(error_of(&body).contains("does not take that method"), "{body}");
+    let (status, body) = t.admin(Method::GET, "/no/such/route", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(error_of(&body).contains("no such API route"), "{body}");
+}
+
+#[tokio::test]
+async fn unknown_apps_and_bad_names_say_what_to_do_on_every_app_route() {
+    let t = TestRack::new().await;
+    let app_routes = ROUTES
+        .iter()
+        .filter(|(_, p, _)| p.starts_with("/apps/shop"))
+        // WebSocket routes refuse a plain GET before looking at the app.
+        .filter(|(_, p, _)| !p.ends_with("/run") && !p.ends_with("/exec"));
+    for (m, path, _) in app_routes {
+        let json = body(m, path);
+        let (status, body) = t.admin(method(m), &path.replace("/shop", "/ghost"), json.clone()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{m} {path}: {body}");
+        assert!(
+            error_of(&body).contains("app ghost does not exist; create it with `berth apps create ghost`"),
+            "{m} {path}: {body}"
+        );
+        let (status, body) = t.admin(method(m), &path.replace("/shop", "/Bad_Name"), json).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{m} {path}: {body}");
+        assert!(error_of(&body).contains("invalid app name \"Bad_Name\""), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn each_kind_of_failure_has_its_status_through_the_api() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let cases: Vec<(Method, &str, Option<serde_json::Value>, StatusCode, &str)> = vec![
+        (Method::POST, "/apps", Some(json!({"name": "shop"})), StatusCode::CONFLICT, "already exists"),
+        (Method::POST, "/apps", Some(json!({"name": "Shop"})), StatusCode::BAD_REQUEST, "invalid app name"),
+        (Method::GET, "/apps/shop/releases/R9/info", None, StatusCode::NOT_FOUND, "release R9 of app shop does not exist"),
+        (Method::POST, "/apps/shop/releases/R9/promote", None, StatusCode::NOT_FOUND, "release R9"),
+        (Method::POST, "/apps/shop/restart", Some(json!({})), StatusCode::CONFLICT, "has no release yet"),
+        (Method::POST, "/apps/shop/services/web/scale", Some(json!({})), StatusCode::BAD_REQUEST, "nothing to scale"),
+        (Method::POST, "/apps/shop/env", Some(json!({"set": {"1BAD": "x"}})), StatusCode::BAD_REQUEST, "not a valid variable name"),
+        (Method::POST, "/apps/shop/env", Some(json!({})), StatusCode::BAD_REQUEST, "nothing to change"),
+        (Method::DELETE, "/apps/shop/processes/web-1", None, StatusCode::NOT_FOUND, "has no process web-1"),
+        (Method::POST, "/apps/shop/run", Some(json!({"service": "web"})), StatusCode::CONFLICT, "has no release yet"),
+        (Method::GET, "/apps/shop/volumes/data/archive", None, StatusCode::NOT_FOUND, "has no volume data"),
+        (Method::POST, "/tokens", Some(json!({"role": "root"})), StatusCode::BAD_REQUEST, "unknown role"),
+        (Method::DELETE, "/tokens/t00000000", None, StatusCode::NOT_FOUND, "does not exist"),
+        (Method::POST, "/certs/generate", Some(json!({"domains": []})), StatusCode::BAD_REQUEST, "name at least one domain"),
+        (Method::POST, "/certs", Some(json!({"cert_pem": "x", "key_pem": "y"})), StatusCode::BAD_REQUEST, "PEM"),
+        (Method::DELETE, "/certs/c-000000", None, StatusCode::NOT_FOUND, "does not exist"),
+        (Method::POST, "/apps/shop/image/layers", Some(json!(vec!["x"; 10_001])), StatusCode::BAD_REQUEST, "more than 10000 layers"),
+    ];
+    for (m, path, body, want, text) in cases {
+        let (status, answer) = t.admin(m.clone(), path, body).await;
+        assert_eq!(status, want, "{m} {path}: {answer}");
+        assert!(error_of(&answer).contains(text), "{m} {path}: {answer}");
+    }
+    // The last admin token cannot be revoked.
+    let (_, tokens) = t.admin(Method::GET, "/tokens", None).await;
+    let id = tokens[0]["id"].as_str().expect("the admin token's id").to_string();
+    let (status, body) = t.admin(Method::DELETE, &format!("/tokens/{id}"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(error_of(&body).contains("last admin token"), "{body}");
+    // An upload over --max-upload (1 MiB here) is refused while it is spooled.
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/apps/shop/deploy")
+        .header(header::AUTHORIZATION, format!("Bearer {}", t.admin))
+        .body(Body::from(vec![0u8; 2 << 20]))
+        .expect("a request");
+    let (status, body) = t.send(request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(error_of(&body).contains("the upload is over 1 MiB"), "{body}");
+    // Not a tar: refused before any stream starts.
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/apps/shop/deploy")
+        .header(header::AUTHORIZATION, format!("Bearer {}", t.admin))
+        .body(Body::from(vec![0x1f, 0x8b, 8, 0]))
+        .expect("a request");
+    let (status, body) = t.send(request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_of(&body).contains("gzip-compressed"), "{body}");
+    // An engine that does not answer: 503, naming where it was looked for.
+    t.runtime.set_unreachable(true);
+    let (status, body) = t.admin(Method::DELETE, "/apps/shop", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(error_of(&body).contains("cannot reach the Docker engine"), "{body}");
+    t.runtime.set_unreachable(false);
+    // ... and nothing was lost meanwhile.
+    let (status, _) = t.admin(Method::GET, "/apps/shop", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn changes_and_secret_reads_are_audited_plain_reads_are_not() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let reader = t.token("read", None);
+    t.call(Method::GET, "/apps/shop", Some(&reader), None).await;
+    t.call(Method::GET, "/apps/shop/env", Some(&reader), None).await;
+    t.admin(Method::GET, "/apps/shop/env", None).await;
+    let (_, audit) = t.admin(Method::GET, "/audit", None).await;
+    let lines: Vec<String> = audit
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|a| format!("{} {} {} {}", a["role"], a["method"], a["path"], a["status"]))
+        .collect();
+    assert!(lines.iter().any(|l| l == "\"admin\" \"POST\" \"/apps\" 201"), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "\"read\" \"GET\" \"/apps/shop/env\" 403"), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "\"admin\" \"GET\" \"/apps/shop/env\" 200"), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("\"GET\" \"/apps/shop\" ")), "{lines:?}");
+}
