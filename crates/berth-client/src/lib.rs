@@ -70,6 +70,10 @@ impl Error {
     }
 }
 
+/// Reads of uploads: large enough that an image of hundreds of MiB is few reads,
+/// small enough that the progress bar still moves smoothly.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
 /// A stream of the NDJSON [`Event`]s of long work (build, deploy, rollout).
 pub type EventStream = BoxStream<'static, Result<Event, Error>>;
 /// A stream of log lines.
@@ -370,19 +374,30 @@ impl Client {
         segments: &[&str],
         source_tar: &Path,
         manifest: &str,
-        mut progress: impl FnMut(u64) + Send + 'static,
+        progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<EventStream, Error> {
         let mut url = self.url(segments)?;
         url.query_pairs_mut().append_pair("manifest", manifest);
+        self.post_tar(url, source_tar, progress).await
+    }
+
+    /// POSTs the tar at `path`, streamed from disk, and follows the events of the work
+    /// it starts; `progress` gets the bytes sent so far.
+    async fn post_tar(
+        &self,
+        url: Url,
+        path: &Path,
+        mut progress: impl FnMut(u64) + Send + 'static,
+    ) -> Result<EventStream, Error> {
         let io_err = |source| Error::Io {
-            path: source_tar.to_path_buf(),
+            path: path.to_path_buf(),
             source,
         };
-        let file = tokio::fs::File::open(source_tar).await.map_err(io_err)?;
+        let file = tokio::fs::File::open(path).await.map_err(io_err)?;
         let len = file.metadata().await.map_err(io_err)?.len();
         let mut sent = 0u64;
         progress(0);
-        let body = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).map(
+        let body = tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK).map(
             move |chunk: std::io::Result<Bytes>| {
                 if let Ok(bytes) = &chunk {
                     sent += bytes.len() as u64;

@@ -1,6 +1,6 @@
 //! Client calls of the day-two routes: volumes, image deploys, release info, prune.
 
-use crate::{Client, Error, EventStream, ndjson};
+use crate::{Client, Error, EventStream};
 use berth_api::{PruneReport, ReleaseInfo, VolumeEntry};
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -69,7 +69,7 @@ impl Client {
         image: &str,
         manifest_text: Option<&str>,
         image_tar: &Path,
-        mut progress: impl FnMut(u64) + Send + 'static,
+        progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<EventStream, Error> {
         let mut url = self.url(&["apps", app, "image"])?;
         {
@@ -79,32 +79,7 @@ impl Client {
                 q.append_pair("manifest_text", text);
             }
         }
-        let io_err = |source| Error::Io {
-            path: image_tar.to_path_buf(),
-            source,
-        };
-        let file = tokio::fs::File::open(image_tar).await.map_err(io_err)?;
-        let len = file.metadata().await.map_err(io_err)?.len();
-        let mut sent = 0u64;
-        progress(0);
-        let body = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(
-            move |chunk: std::io::Result<Bytes>| {
-                if let Ok(bytes) = &chunk {
-                    sent += bytes.len() as u64;
-                    progress(sent);
-                }
-                chunk
-            },
-        );
-        let req = self
-            .http
-            .post(url.clone())
-            .header("content-type", "application/x-tar")
-            .header("content-length", len)
-            .header("accept", "application/x-ndjson")
-            .body(reqwest::Body::wrap_stream(body));
-        let resp = self.send(req, true).await?;
-        Ok(ndjson(resp, url.to_string()))
+        self.post_tar(url, image_tar, progress).await
     }
 
     /// `POST /apps/{app}/image/layers`: which of these layer chain ids the server has.
