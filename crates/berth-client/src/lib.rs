@@ -6,16 +6,15 @@
 
 mod access;
 mod certs;
-mod ops;
-pub mod source;
-
 pub mod config;
-
+mod image;
 pub mod session;
+pub mod source;
+mod volumes;
 
 use berth_api::{
-    App, AppInfo, Build, CreateApp, EnvChange, ErrorBody, Event, LogEntry, Process, RackInfo,
-    Release, RestartRequest, ScaleRequest,
+    App, AppInfo, Build, CreateApp, EnvChange, ErrorBody, Event, LogEntry, Process, PruneReport,
+    RackInfo, Release, ReleaseInfo, RestartRequest, ScaleRequest,
 };
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -169,6 +168,13 @@ impl Client {
         self.get_json(&["rack"]).await
     }
 
+    /// `POST /rack/prune`
+    pub async fn prune(&self) -> Result<PruneReport, Error> {
+        let url = self.url(&["rack", "prune"])?;
+        let resp = self.send(self.http.post(url.clone()), true).await?;
+        self.decode(&url, resp).await
+    }
+
     // ---- apps ----
 
     /// `GET /apps`
@@ -193,7 +199,18 @@ impl Client {
 
     /// `DELETE /apps/{app}`
     pub async fn delete_app(&self, app: &str) -> Result<(), Error> {
-        self.delete(&["apps", app]).await
+        self.delete_app_with(app, false).await
+    }
+
+    /// `DELETE /apps/{app}?volumes=BOOL`: with `volumes`, its volumes go too.
+    pub async fn delete_app_with(&self, app: &str, volumes: bool) -> Result<(), Error> {
+        let mut url = self.url(&["apps", app])?;
+        if volumes {
+            url.query_pairs_mut().append_pair("volumes", "true");
+        }
+        self.send(self.http.request(Method::DELETE, url), true)
+            .await?;
+        Ok(())
     }
 
     // ---- builds and deploys ----
@@ -242,6 +259,11 @@ impl Client {
     /// `GET /apps/{app}/releases`
     pub async fn releases(&self, app: &str) -> Result<Vec<Release>, Error> {
         self.get_json(&["apps", app, "releases"]).await
+    }
+
+    /// `GET /apps/{app}/releases/{id}/info`
+    pub async fn release_info(&self, app: &str, id: &str) -> Result<ReleaseInfo, Error> {
+        self.get_json(&["apps", app, "releases", id, "info"]).await
     }
 
     /// `POST /apps/{app}/releases/{id}/promote`

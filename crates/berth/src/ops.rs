@@ -91,30 +91,13 @@ pub async fn volumes(app: &str, json: bool, command: Option<VolumesCommand>) -> 
                     "restore reads a tar archive from stdin: `berth volumes restore {name} -a {app} < {name}.tar`"
                 );
             }
-            let stdin = tokio_util_stream(tokio::io::stdin());
-            client()?.volume_restore(app, &name, stdin).await?;
+            client()?
+                .volume_restore(app, &name, tokio::io::stdin())
+                .await?;
             println!("restored volume {name} of app {app}");
             Ok(())
         }
     }
-}
-
-fn tokio_util_stream(
-    reader: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-) -> futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>> {
-    futures_util::stream::unfold(reader, |mut reader| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 256 * 1024];
-        match reader.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(bytes::Bytes::from(buf)), reader))
-            }
-            Err(e) => Some((Err(e), reader)),
-        }
-    })
-    .boxed()
 }
 
 /// `berth deploy --image IMAGE`: `docker save` from the local engine, upload,
