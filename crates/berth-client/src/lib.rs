@@ -8,6 +8,7 @@ mod access;
 mod certs;
 pub mod config;
 mod image;
+pub mod saved_image;
 pub mod session;
 pub mod source;
 mod volumes;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use config::{Config, ConfigError};
+pub use image::Thinning;
 
 /// Everything a client call can fail with. The messages are meant for the user as they are.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    #[error(transparent)]
+    SavedImage(#[from] saved_image::SavedImageError),
 }
 
 impl Error {
@@ -601,8 +606,12 @@ impl LineParser {
 }
 
 #[cfg(test)]
+mod testing;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{response, serve_once};
 
     #[test]
     fn hosts_are_normalized() {
@@ -672,55 +681,6 @@ mod tests {
             p.next_line::<Event>(),
             Some(Err(Error::Decode { .. }))
         ));
-    }
-
-    /// Accepts one connection, reads one request (head and Content-Length body), answers
-    /// `response`, and hands back the raw request.
-    async fn serve_once(
-        response: String,
-    ) -> std::io::Result<(String, tokio::task::JoinHandle<std::io::Result<Vec<u8>>>)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await?;
-            let mut req = Vec::new();
-            let mut buf = [0u8; 8192];
-            let body_start = loop {
-                let n = sock.read(&mut buf).await?;
-                if n == 0 {
-                    return Ok(req);
-                }
-                req.extend_from_slice(&buf[..n]);
-                if let Some(p) = req.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break p + 4;
-                }
-            };
-            let head = String::from_utf8_lossy(&req[..body_start]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            while req.len() < body_start + len {
-                let n = sock.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                req.extend_from_slice(&buf[..n]);
-            }
-            sock.write_all(response.as_bytes()).await?;
-            sock.shutdown().await?;
-            Ok(req)
-        });
-        Ok((url, task))
-    }
-
-    fn response(status: &str, content_type: &str, body: &str) -> String {
-        format!(
-            "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ use crate::progress::Upload;
 use crate::resolve;
 use anyhow::{Context, Result, anyhow, bail};
 use berth_api::{ReleaseInfo, ServiceInfo};
+use berth_client::Thinning;
 use berth_runtime::Runtime;
 use clap::Subcommand;
 use futures_util::StreamExt;
@@ -157,16 +158,25 @@ pub async fn deploy_image(args: SourceArgs) -> Result<()> {
         out.flush().await?;
     }
     // Only layers the server lacks travel; on any doubt, the whole image does.
-    let thin = match thin_image(&client, &app, tar.path()).await {
-        Ok(thin) => thin,
+    let thin = tempfile::Builder::new()
+        .prefix("berth-image-thin-")
+        .suffix(".tar")
+        .tempfile()
+        .context("cannot create a temporary file for the image")?
+        .into_temp_path();
+    let upload_path: &std::path::Path = match client.thin_image(&app, tar.path(), &thin).await {
+        Ok(Thinning::Asked { layers, present }) => {
+            eprintln!("==> {present} of {layers} layers already on the server");
+            if present > 0 { &thin } else { tar.path() }
+        }
+        Ok(Thinning::Whole) => tar.path(),
         Err(e) => {
             eprintln!(
-                "==> note: cannot tell which layers the server has ({e:#}); uploading them all"
+                "==> note: cannot tell which layers the server has ({e}); uploading them all"
             );
-            None
+            tar.path()
         }
     };
-    let upload_path: &std::path::Path = thin.as_deref().unwrap_or(tar.path());
     let size = std::fs::metadata(upload_path).map(|m| m.len()).unwrap_or(0);
     let upload = Upload::start(size);
     let sent = client
@@ -189,125 +199,6 @@ pub async fn deploy_image(args: SourceArgs) -> Result<()> {
         }
     };
     finish(events).await
-}
-
-/// A `docker save` tar's layers: (path in the tar, chain id), and whether it
-/// holds symlinks (shared layer data, which thinning would break).
-fn save_layers(path: &std::path::Path) -> Result<(Vec<(String, String)>, bool)> {
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        #[serde(rename = "Config")]
-        config: String,
-        #[serde(rename = "Layers")]
-        layers: Vec<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Config {
-        rootfs: RootFs,
-    }
-    #[derive(serde::Deserialize)]
-    struct RootFs {
-        diff_ids: Vec<String>,
-    }
-    let mut archive = tar::Archive::new(std::fs::File::open(path)?);
-    let mut jsons = std::collections::HashMap::new();
-    let mut links = false;
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let name = entry.path()?.to_string_lossy().into_owned();
-        links |=
-            entry.header().entry_type().is_symlink() || entry.header().entry_type().is_hard_link();
-        if name.ends_with(".json") && entry.size() < 64 << 20 {
-            let mut buf = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut buf)?;
-            jsons.insert(name, buf);
-        }
-    }
-    let manifest: Vec<Entry> = serde_json::from_slice(
-        jsons
-            .get("manifest.json")
-            .ok_or_else(|| anyhow!("the saved image has no manifest.json"))?,
-    )?;
-    let mut out = Vec::new();
-    for entry in manifest {
-        let config: Config = serde_json::from_slice(
-            jsons
-                .get(&entry.config)
-                .ok_or_else(|| anyhow!("the saved image lacks its config {}", entry.config))?,
-        )?;
-        if config.rootfs.diff_ids.len() != entry.layers.len() {
-            bail!("the saved image's layer list does not match its config");
-        }
-        let chains = berth_runtime::chain_ids(&config.rootfs.diff_ids);
-        out.extend(entry.layers.into_iter().zip(chains));
-    }
-    Ok((out, links))
-}
-
-/// Copies a `docker save` tar without the data of the layers in `skip`.
-fn copy_without(
-    src: &std::path::Path,
-    dst: &std::path::Path,
-    skip: &std::collections::BTreeSet<String>,
-) -> Result<()> {
-    let mut archive = tar::Archive::new(std::fs::File::open(src)?);
-    let mut builder = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(dst)?));
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let name = entry.path()?.to_string_lossy().into_owned();
-        if skip.contains(&name) {
-            continue;
-        }
-        let mut header = entry.header().clone();
-        builder.append_data(&mut header, &name, &mut entry)?;
-    }
-    builder
-        .into_inner()?
-        .into_inner()
-        .map_err(|e| e.into_error())?
-        .sync_all()?;
-    Ok(())
-}
-
-/// The saved image without the layers the server's engine already has, or
-/// `None` when all must travel.
-async fn thin_image(
-    client: &berth_client::Client,
-    app: &str,
-    tar: &std::path::Path,
-) -> Result<Option<tempfile::TempPath>> {
-    let path = tar.to_path_buf();
-    let (layers, links) = tokio::task::spawn_blocking(move || save_layers(&path)).await??;
-    if links || layers.is_empty() {
-        return Ok(None);
-    }
-    let chains: Vec<String> = layers.iter().map(|(_, c)| c.clone()).collect();
-    let present: std::collections::BTreeSet<String> = client
-        .present_layers(app, &chains)
-        .await?
-        .into_iter()
-        .collect();
-    let skip: std::collections::BTreeSet<String> = layers
-        .iter()
-        .filter(|(_, c)| present.contains(c))
-        .map(|(p, _)| p.clone())
-        .collect();
-    eprintln!(
-        "==> {} of {} layers already on the server",
-        skip.len(),
-        layers.len()
-    );
-    if skip.is_empty() {
-        return Ok(None);
-    }
-    let out = tempfile::Builder::new()
-        .prefix("berth-image-thin-")
-        .suffix(".tar")
-        .tempfile()?
-        .into_temp_path();
-    let (src, dst) = (tar.to_path_buf(), out.to_path_buf());
-    tokio::task::spawn_blocking(move || copy_without(&src, &dst, &skip)).await??;
-    Ok(Some(out))
 }
 
 /// The host part of a router URL: `http://web.shop.localhost:8080/` → `web.shop.localhost`.
@@ -499,48 +390,17 @@ mod tests {
         );
     }
 
+    /// The CLI names layers by chain id and the server's engine answers by its own
+    /// computation of them: the two must agree.
     #[test]
-    fn thinning_drops_only_named_layers() -> Result<()> {
-        let dir = tempfile::tempdir()?;
-        let src = dir.path().join("save.tar");
-        {
-            let mut b = tar::Builder::new(std::fs::File::create(&src)?);
-            let mut add = |name: &str, data: &[u8]| -> std::io::Result<()> {
-                let mut h = tar::Header::new_gnu();
-                h.set_size(data.len() as u64);
-                h.set_mode(0o644);
-                b.append_data(&mut h, name, data)
-            };
-            add(
-                "manifest.json",
-                br#"[{"Config":"c.json","RepoTags":["x:1"],"Layers":["a/layer.tar","b/layer.tar"]}]"#,
-            )?;
-            add(
-                "c.json",
-                br#"{"rootfs":{"type":"layers","diff_ids":["sha256:1","sha256:2"]}}"#,
-            )?;
-            add("a/layer.tar", &[1u8; 1024])?;
-            add("b/layer.tar", &[2u8; 1024])?;
-            b.finish()?;
-        }
-        let (layers, links) = save_layers(&src)?;
-        assert!(!links);
-        let chains = berth_runtime::chain_ids(&["sha256:1".into(), "sha256:2".into()]);
+    fn client_and_runtime_chain_ids_agree() {
+        let diffs: Vec<String> = ["sha256:1", "sha256:2", "sha256:3"]
+            .map(String::from)
+            .to_vec();
         assert_eq!(
-            layers,
-            [
-                ("a/layer.tar".to_string(), chains[0].clone()),
-                ("b/layer.tar".to_string(), chains[1].clone())
-            ]
+            berth_client::saved_image::chain_ids(&diffs),
+            berth_runtime::chain_ids(&diffs)
         );
-        let dst = dir.path().join("thin.tar");
-        copy_without(&src, &dst, &["a/layer.tar".to_string()].into())?;
-        let mut names = Vec::new();
-        for e in tar::Archive::new(std::fs::File::open(&dst)?).entries()? {
-            names.push(e?.path()?.display().to_string());
-        }
-        assert_eq!(names, ["manifest.json", "c.json", "b/layer.tar"]);
-        Ok(())
     }
 
     #[test]
