@@ -61,6 +61,9 @@ pub enum Error {
 
     #[error(transparent)]
     SavedImage(#[from] saved_image::SavedImageError),
+
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 impl Error {
@@ -151,6 +154,13 @@ impl Client {
             base,
             token: token.to_string(),
         })
+    }
+
+    /// A client of the server `BERTH_HOST` and `BERTH_TOKEN` name, else the config
+    /// `berth login` wrote (see [`config::resolve`]).
+    pub fn from_config() -> Result<Client, Error> {
+        let config = config::resolve()?;
+        Client::new(&config.host, &config.token)
     }
 
     /// The server's base URL, without a trailing slash.

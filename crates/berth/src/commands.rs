@@ -163,8 +163,7 @@ pub async fn run(command: Command) -> Result<()> {
 
 /// A client for the configured server (env vars, else `berth login`'s config).
 pub(crate) fn client() -> Result<Client> {
-    let config = config::resolve()?;
-    Ok(Client::new(&config.host, &config.token)?)
+    Ok(Client::from_config()?)
 }
 
 pub(crate) fn print_json<T: Serialize>(value: &T) -> Result<()> {
@@ -496,7 +495,7 @@ async fn upload(args: SourceArgs, deploy: bool) -> Result<()> {
         &dir_abs,
     )?;
 
-    let client = client()?;
+    let client = Client::from_config()?;
     // Fails early, before packing, when the app is missing or the token is wrong.
     client.app(&app).await?;
 

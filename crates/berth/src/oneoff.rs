@@ -10,8 +10,8 @@ use crate::output::{or_dash, table};
 use crate::resolve;
 use anyhow::{Context, Result, bail};
 use berth_api::{ExecRequest, RunRequest};
+use berth_client::Client;
 use berth_client::session::{Outcome, Session};
-use berth_client::{Client, config};
 use clap::Args;
 use std::io::Write;
 use tokio::sync::mpsc;
@@ -47,15 +47,10 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-fn client() -> Result<Client> {
-    let config = config::resolve()?;
-    Ok(Client::new(&config.host, &config.token)?)
-}
-
 pub async fn run(args: RunArgs) -> Result<()> {
     let app = resolve::current_app(args.app.app.as_deref())?;
     berth_core::validate_service_name(&args.service)?;
-    let client = client()?;
+    let client = Client::from_config()?;
     let terminal = Terminal::detect();
     let mut req = RunRequest {
         service: args.service.clone(),
@@ -95,7 +90,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
 pub async fn exec(args: ExecArgs) -> Result<()> {
     let app = resolve::current_app(args.app.app.as_deref())?;
-    let client = client()?;
+    let client = Client::from_config()?;
     let terminal = Terminal::detect();
     let mut req = ExecRequest {
         command: args.command.clone(),
@@ -250,7 +245,7 @@ impl Drop for RawMode {
 
 pub async fn timers(app: &AppArg, json: JsonArg) -> Result<()> {
     let app = resolve::current_app(app.app.as_deref())?;
-    let timers = client()?.timers(&app).await?;
+    let timers = Client::from_config()?.timers(&app).await?;
     if json.json {
         return crate::commands::print_json(&timers);
     }
