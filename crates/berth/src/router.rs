@@ -1,30 +1,9 @@
 //! `berth router`: the HTTP router as its own process. `berth server` starts it and
 //! it outlives the server, so a server restart never closes the listening socket.
 
+use crate::cli::RouterArgs;
 use anyhow::{Context, Result};
-use clap::Args;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use tokio::signal::unix::{SignalKind, signal};
-
-#[derive(Debug, Args)]
-pub struct RouterArgs {
-    /// Address to serve HTTP on
-    #[arg(long, value_name = "ADDR")]
-    pub http: SocketAddr,
-    /// The server's control socket
-    #[arg(long, value_name = "PATH")]
-    pub control: PathBuf,
-    /// Event loops, each on a thread of its own [default: one per core]
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// Largest request body forwarded, in bytes
-    #[arg(long, value_name = "BYTES")]
-    pub max_body: Option<u64>,
-    /// Address to serve HTTPS on
-    #[arg(long, value_name = "ADDR")]
-    pub https: Option<SocketAddr>,
-}
 
 /// Runs `--threads` event loops (default: one per core), see `runtime`.
 pub async fn run(args: RouterArgs) -> Result<()> {

@@ -1,35 +1,16 @@
 //! `berth certs`: the TLS certificates the router serves over `--https`.
 
-use crate::commands::print_json;
-use crate::output::table;
+use crate::cli::{CertsCommand, JsonArg};
+use crate::output::{print_json, table};
 use anyhow::{Context, Result};
 use berth_client::Client;
-use clap::Subcommand;
-use std::path::PathBuf;
 
-#[derive(Debug, Subcommand)]
-pub enum CertsCommand {
-    /// Store a certificate chain and its private key (PEM files)
-    Import {
-        #[arg(value_name = "CERT.pem")]
-        cert: PathBuf,
-        #[arg(value_name = "KEY.pem")]
-        key: PathBuf,
-    },
-    /// Make a self-signed certificate for DOMAINs (`*.example.com` allowed)
-    Generate {
-        #[arg(value_name = "DOMAIN", required = true)]
-        domains: Vec<String>,
-    },
-    /// Remove a certificate
-    Delete { id: String },
-}
-
-pub async fn certs(client: &Client, json: bool, command: Option<CertsCommand>) -> Result<()> {
+pub async fn run(json: JsonArg, command: Option<CertsCommand>) -> Result<()> {
+    let client = Client::from_config()?;
     match command {
         None => {
             let certs = client.certs().await?;
-            if json {
+            if json.json {
                 return print_json(&certs);
             }
             let rows: Vec<Vec<String>> = certs

@@ -1,32 +1,18 @@
 //! `berth tokens` and `berth audit`.
 
-use crate::output::{age, or_dash, table};
+use crate::cli::{JsonArg, TokensCommand};
+use crate::output::{age, or_dash, print_json, table};
 use anyhow::{Result, bail};
 use berth_client::Client;
-use clap::Subcommand;
 
-#[derive(Debug, Subcommand)]
-pub enum TokensCommand {
-    /// Create a token and print its secret (shown this once)
-    Create {
-        /// admin (everything), deploy (builds, releases, env, scale, restart, ps stop and
-        /// reads), or read (read-only, no env values)
-        #[arg(long, value_name = "ROLE", value_parser = ["admin", "deploy", "read"])]
-        role: String,
-        /// Limit the token to this app
-        #[arg(long, value_name = "APP")]
-        app: Option<String>,
-    },
-    /// Revoke a token; requests with it are refused from now on
-    Revoke { id: String },
-}
-
-pub async fn tokens(client: &Client, json: bool, command: Option<TokensCommand>) -> Result<()> {
+pub async fn tokens(json: JsonArg, command: Option<TokensCommand>) -> Result<()> {
+    let client = Client::from_config()?;
+    let json = json.json;
     match command {
         None => {
             let tokens = client.tokens().await?;
             if json {
-                return crate::commands::print_json(&tokens);
+                return print_json(&tokens);
             }
             let rows: Vec<Vec<String>> = tokens
                 .iter()
@@ -55,7 +41,7 @@ pub async fn tokens(client: &Client, json: bool, command: Option<TokensCommand>)
             }
             let created = client.create_token(&role, app.as_deref()).await?;
             if json {
-                return crate::commands::print_json(&created);
+                return print_json(&created);
             }
             let scope = created
                 .token
@@ -78,10 +64,10 @@ pub async fn tokens(client: &Client, json: bool, command: Option<TokensCommand>)
     }
 }
 
-pub async fn audit(client: &Client, json: bool, limit: u32) -> Result<()> {
-    let entries = client.audit(limit).await?;
-    if json {
-        return crate::commands::print_json(&entries);
+pub async fn audit(json: JsonArg, limit: u32) -> Result<()> {
+    let entries = Client::from_config()?.audit(limit).await?;
+    if json.json {
+        return print_json(&entries);
     }
     let rows: Vec<Vec<String>> = entries
         .iter()
