@@ -1,7 +1,7 @@
 //! `berth tokens` and `berth audit`.
 
 use crate::cli::{JsonArg, TokensCommand};
-use crate::output::{age, or_dash, print_json, table};
+use crate::output::{age, or_dash, print_json, print_list};
 use anyhow::{Result, bail};
 use berth_client::Client;
 
@@ -11,12 +11,11 @@ pub async fn tokens(json: JsonArg, command: Option<TokensCommand>) -> Result<()>
     match command {
         None => {
             let tokens = client.tokens().await?;
-            if json {
-                return print_json(&tokens);
-            }
-            let rows: Vec<Vec<String>> = tokens
-                .iter()
-                .map(|t| {
+            print_list(
+                &tokens,
+                json,
+                &["id", "role", "app", "created", "last-used"],
+                |t| {
                     vec![
                         t.id.clone(),
                         t.role.clone(),
@@ -24,13 +23,8 @@ pub async fn tokens(json: JsonArg, command: Option<TokensCommand>) -> Result<()>
                         age(Some(&t.created)),
                         age(t.last_used.as_deref()),
                     ]
-                })
-                .collect();
-            print!(
-                "{}",
-                table(&["id", "role", "app", "created", "last-used"], &rows)
-            );
-            Ok(())
+                },
+            )
         }
         Some(TokensCommand::Create { role, app }) => {
             if let Some(app) = &app {
@@ -66,12 +60,11 @@ pub async fn tokens(json: JsonArg, command: Option<TokensCommand>) -> Result<()>
 
 pub async fn audit(json: JsonArg, limit: u32) -> Result<()> {
     let entries = Client::from_config()?.audit(limit).await?;
-    if json.json {
-        return print_json(&entries);
-    }
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .map(|e| {
+    print_list(
+        &entries,
+        json.json,
+        &["time", "token", "role", "method", "path", "status"],
+        |e| {
             vec![
                 e.time.clone(),
                 e.token.clone(),
@@ -80,14 +73,6 @@ pub async fn audit(json: JsonArg, limit: u32) -> Result<()> {
                 e.path.clone(),
                 e.status.to_string(),
             ]
-        })
-        .collect();
-    print!(
-        "{}",
-        table(
-            &["time", "token", "role", "method", "path", "status"],
-            &rows
-        )
-    );
-    Ok(())
+        },
+    )
 }

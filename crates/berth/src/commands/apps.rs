@@ -1,10 +1,10 @@
 //! `berth apps` and `berth services`.
 
 use crate::cli::{AppArg, AppsCommand, JsonArg};
-use crate::output::{age, key_values, or_dash, print_json, table};
+use crate::output::{age, key_values, or_dash, print_json, print_list, table};
 use crate::resolve;
 use anyhow::Result;
-use berth_api::{AppInfo, ServiceInfo};
+use berth_api::AppInfo;
 use berth_client::Client;
 use std::path::Path;
 
@@ -39,25 +39,19 @@ pub async fn run(app: AppArg, json: JsonArg, command: Option<AppsCommand>) -> Re
 
 async fn list(json: bool) -> Result<()> {
     let apps = Client::from_config()?.apps().await?;
-    if json {
-        return print_json(&apps);
-    }
-    let rows: Vec<Vec<String>> = apps
-        .iter()
-        .map(|a| {
+    print_list(
+        &apps,
+        json,
+        &["NAME", "STATUS", "RELEASE", "CREATED"],
+        |a| {
             vec![
                 a.name.clone(),
                 a.status.clone(),
                 or_dash(a.release.as_ref()),
                 age(Some(&a.created)),
             ]
-        })
-        .collect();
-    print!(
-        "{}",
-        table(&["NAME", "STATUS", "RELEASE", "CREATED"], &rows)
-    );
-    Ok(())
+        },
+    )
 }
 
 async fn info(name: &str, json: bool) -> Result<()> {
@@ -106,17 +100,11 @@ fn format_app_info(info: &AppInfo) -> String {
 pub async fn services(app: AppArg, json: JsonArg) -> Result<()> {
     let app = resolve::current_app(app.app.as_deref())?;
     let info = Client::from_config()?.app(&app).await?;
-    if json.json {
-        return print_json(&info.services);
-    }
-    print!("{}", services_table(&info.services));
-    Ok(())
-}
-
-fn services_table(services: &[ServiceInfo]) -> String {
-    let rows: Vec<Vec<String>> = services
-        .iter()
-        .map(|s| {
+    print_list(
+        &info.services,
+        json.json,
+        &["SERVICE", "DOMAIN", "PORT", "COUNT", "HEALTHY"],
+        |s| {
             let domains: Vec<String> = s.urls.iter().map(|u| host_of(u)).collect();
             vec![
                 s.name.clone(),
@@ -129,9 +117,8 @@ fn services_table(services: &[ServiceInfo]) -> String {
                 s.count.to_string(),
                 s.healthy.to_string(),
             ]
-        })
-        .collect();
-    table(&["SERVICE", "DOMAIN", "PORT", "COUNT", "HEALTHY"], &rows)
+        },
+    )
 }
 
 /// The host part of a router URL: `http://web.shop.localhost:8080/` → `web.shop.localhost`.
@@ -148,7 +135,7 @@ fn host_of(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_api::App;
+    use berth_api::{App, ServiceInfo};
 
     #[test]
     fn app_info_layout() {

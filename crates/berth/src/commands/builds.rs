@@ -1,7 +1,7 @@
 //! `berth builds`: an app's builds, and one build's output.
 
 use crate::cli::{AppArg, BuildsCommand, JsonArg};
-use crate::output::{age, elapsed, print_json, print_text, table};
+use crate::output::{age, elapsed, print_list, print_text};
 use crate::resolve;
 use anyhow::Result;
 use berth_client::Client;
@@ -19,12 +19,11 @@ pub async fn run(app: AppArg, json: JsonArg, command: Option<BuildsCommand>) -> 
 
 async fn list(app: &str, json: bool) -> Result<()> {
     let builds = Client::from_config()?.builds(app).await?;
-    if json {
-        return print_json(&builds);
-    }
-    let rows: Vec<Vec<String>> = builds
-        .iter()
-        .map(|b| {
+    print_list(
+        &builds,
+        json,
+        &["ID", "STATUS", "CREATED", "ELAPSED", "ERROR"],
+        |b| {
             vec![
                 b.id.clone(),
                 b.status.clone(),
@@ -32,11 +31,6 @@ async fn list(app: &str, json: bool) -> Result<()> {
                 elapsed(&b.created, b.finished.as_deref()),
                 b.error.clone().unwrap_or_default(),
             ]
-        })
-        .collect();
-    print!(
-        "{}",
-        table(&["ID", "STATUS", "CREATED", "ELAPSED", "ERROR"], &rows)
-    );
-    Ok(())
+        },
+    )
 }

@@ -1,7 +1,7 @@
 //! `berth certs`: the TLS certificates the router serves over `--https`.
 
 use crate::cli::{CertsCommand, JsonArg};
-use crate::output::{print_json, table};
+use crate::output::print_list;
 use anyhow::{Context, Result};
 use berth_client::Client;
 
@@ -10,22 +10,19 @@ pub async fn run(json: JsonArg, command: Option<CertsCommand>) -> Result<()> {
     match command {
         None => {
             let certs = client.certs().await?;
-            if json.json {
-                return print_json(&certs);
-            }
-            let rows: Vec<Vec<String>> = certs
-                .iter()
-                .map(|c| {
+            print_list(
+                &certs,
+                json.json,
+                &["ID", "DOMAINS", "EXPIRES", "SOURCE"],
+                |c| {
                     vec![
                         c.id.clone(),
                         c.domains.join(","),
                         c.not_after.clone(),
                         c.source.clone(),
                     ]
-                })
-                .collect();
-            print!("{}", table(&["ID", "DOMAINS", "EXPIRES", "SOURCE"], &rows));
-            Ok(())
+                },
+            )
         }
         Some(CertsCommand::Import { cert, key }) => {
             let cert_pem = std::fs::read_to_string(&cert)

@@ -6,7 +6,7 @@
 //! stay apart, and stdin is forwarded only when it is a pipe or a file.
 
 use crate::cli::{AppArg, ExecArgs, JsonArg, RunArgs};
-use crate::output::{or_dash, print_json, table};
+use crate::output::{or_dash, print_list};
 use crate::resolve;
 use anyhow::{Context, Result, bail};
 use berth_api::{ExecRequest, RunRequest};
@@ -214,12 +214,13 @@ impl Drop for RawMode {
 pub async fn timers(app: AppArg, json: JsonArg) -> Result<()> {
     let app = resolve::current_app(app.app.as_deref())?;
     let timers = Client::from_config()?.timers(&app).await?;
-    if json.json {
-        return print_json(&timers);
-    }
-    let rows: Vec<Vec<String>> = timers
-        .iter()
-        .map(|t| {
+    print_list(
+        &timers,
+        json.json,
+        &[
+            "NAME", "SCHEDULE", "SERVICE", "COMMAND", "LAST-RUN", "EXIT", "NEXT-RUN",
+        ],
+        |t| {
             vec![
                 t.name.clone(),
                 t.schedule.clone(),
@@ -232,11 +233,6 @@ pub async fn timers(app: AppArg, json: JsonArg) -> Result<()> {
                 or_dash(t.exit_code),
                 or_dash(t.next_run.as_ref()),
             ]
-        })
-        .collect();
-    let headers = [
-        "NAME", "SCHEDULE", "SERVICE", "COMMAND", "LAST-RUN", "EXIT", "NEXT-RUN",
-    ];
-    print!("{}", table(&headers, &rows));
-    Ok(())
+        },
+    )
 }

@@ -1,7 +1,7 @@
 //! `berth ps`, `berth scale` and `berth restart`: an app's processes.
 
 use crate::cli::{AppArg, JsonArg, PsCommand};
-use crate::output::{age, or_dash, print_json, table};
+use crate::output::{age, or_dash, print_list};
 use crate::progress::finish;
 use crate::resolve;
 use anyhow::Result;
@@ -22,12 +22,20 @@ pub async fn ps(app: AppArg, json: JsonArg, command: Option<PsCommand>) -> Resul
 
 async fn list(app: &str, json: bool) -> Result<()> {
     let processes = Client::from_config()?.processes(app).await?;
-    if json {
-        return print_json(&processes);
-    }
-    let rows: Vec<Vec<String>> = processes
-        .iter()
-        .map(|p| {
+    print_list(
+        &processes,
+        json,
+        &[
+            "ID",
+            "SERVICE",
+            "RELEASE",
+            "STATE",
+            "STARTED",
+            "ADDRESS",
+            "RESTARTS",
+            "LAST-EXIT",
+        ],
+        |p| {
             vec![
                 p.id.clone(),
                 p.service.clone(),
@@ -38,20 +46,8 @@ async fn list(app: &str, json: bool) -> Result<()> {
                 p.restarts.to_string(),
                 or_dash(p.last_exit.as_ref()),
             ]
-        })
-        .collect();
-    let headers = [
-        "ID",
-        "SERVICE",
-        "RELEASE",
-        "STATE",
-        "STARTED",
-        "ADDRESS",
-        "RESTARTS",
-        "LAST-EXIT",
-    ];
-    print!("{}", table(&headers, &rows));
-    Ok(())
+        },
+    )
 }
 
 pub async fn scale(app: AppArg, service: String, request: ScaleRequest) -> Result<()> {

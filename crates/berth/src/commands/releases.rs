@@ -1,7 +1,7 @@
 //! `berth releases`: list, promote, roll back, and one release's changes.
 
 use crate::cli::{AppArg, JsonArg, ReleasesCommand};
-use crate::output::{age, key_values, or_dash, print_json, table};
+use crate::output::{age, key_values, or_dash, print_json, print_list};
 use crate::progress::finish;
 use crate::resolve;
 use anyhow::Result;
@@ -27,12 +27,19 @@ pub async fn run(app: AppArg, json: JsonArg, command: Option<ReleasesCommand>) -
 
 async fn list(app: &str, json: bool) -> Result<()> {
     let releases = Client::from_config()?.releases(app).await?;
-    if json {
-        return print_json(&releases);
-    }
-    let rows: Vec<Vec<String>> = releases
-        .iter()
-        .map(|r| {
+    print_list(
+        &releases,
+        json,
+        &[
+            "ID",
+            "STATUS",
+            "BUILD",
+            "ENV",
+            "CREATED",
+            "DESCRIPTION",
+            "ERROR",
+        ],
+        |r| {
             vec![
                 r.id.clone(),
                 r.status.clone(),
@@ -42,19 +49,8 @@ async fn list(app: &str, json: bool) -> Result<()> {
                 r.description.clone(),
                 r.error.clone().unwrap_or_default(),
             ]
-        })
-        .collect();
-    let headers = [
-        "ID",
-        "STATUS",
-        "BUILD",
-        "ENV",
-        "CREATED",
-        "DESCRIPTION",
-        "ERROR",
-    ];
-    print!("{}", table(&headers, &rows));
-    Ok(())
+        },
+    )
 }
 
 async fn info(app: &str, id: &str, json: bool) -> Result<()> {

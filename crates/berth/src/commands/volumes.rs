@@ -1,7 +1,7 @@
 //! `berth volumes`: list an app's volumes, back one up to stdout, restore one from stdin.
 
 use crate::cli::{AppArg, JsonArg, VolumesCommand};
-use crate::output::{bytes, print_json, table};
+use crate::output::{bytes, print_list};
 use crate::resolve;
 use anyhow::{Context, Result, bail};
 use berth_client::Client;
@@ -33,25 +33,17 @@ pub async fn run(app: AppArg, json: JsonArg, command: Option<VolumesCommand>) ->
 
 async fn list(app: &str, json: bool) -> Result<()> {
     let volumes = Client::from_config()?.volumes(app).await?;
-    if json {
-        return print_json(&volumes);
-    }
-    let rows: Vec<Vec<String>> = volumes
-        .iter()
-        .map(|v| {
-            vec![
-                v.name.clone(),
-                v.size.map(bytes).unwrap_or_else(|| "-".into()),
-                if v.used_by.is_empty() {
-                    "-".into()
-                } else {
-                    v.used_by.join(",")
-                },
-            ]
-        })
-        .collect();
-    print!("{}", table(&["NAME", "SIZE", "USED-BY"], &rows));
-    Ok(())
+    print_list(&volumes, json, &["NAME", "SIZE", "USED-BY"], |v| {
+        vec![
+            v.name.clone(),
+            v.size.map(bytes).unwrap_or_else(|| "-".into()),
+            if v.used_by.is_empty() {
+                "-".into()
+            } else {
+                v.used_by.join(",")
+            },
+        ]
+    })
 }
 
 async fn backup(app: &str, name: &str) -> Result<()> {
