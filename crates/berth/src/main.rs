@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod daemon;
 mod dispatch;
 mod output;
 mod progress;

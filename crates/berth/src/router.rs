@@ -2,20 +2,13 @@
 //! it outlives the server, so a server restart never closes the listening socket.
 
 use crate::cli::RouterArgs;
-use anyhow::{Context, Result};
-use tokio::signal::unix::{SignalKind, signal};
+use crate::daemon;
+use anyhow::Result;
 
 /// Runs `--threads` event loops (default: one per core), see `runtime`.
 pub async fn run(args: RouterArgs) -> Result<()> {
-    init_logging();
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("router: SIGTERM received; draining"),
-            _ = int.recv() => tracing::info!("router: SIGINT received; draining"),
-        }
-    };
+    daemon::init_logging(false);
+    let shutdown = daemon::shutdown_signal("router: ", "draining")?;
     let options = berth_router::RouterOptions {
         http: args.http,
         control: args.control,
@@ -42,14 +35,4 @@ pub fn runtime(is_router: bool) -> std::io::Result<tokio::runtime::Runtime> {
             .enable_all()
             .build()
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
 }
