@@ -385,14 +385,49 @@ mod tests {
         for args in [
             &["apps", "--json"][..],
             &["apps", "info", "shop", "--json"][..],
+            &["apps", "--json", "info", "shop"][..],
             &["builds", "--json"][..],
             &["releases", "--json"][..],
+            &["releases", "info", "R1", "--json"][..],
             &["env", "--json"][..],
             &["ps", "--json"][..],
             &["rack", "--json"][..],
+            &["rack", "prune", "--json"][..],
             &["logs", "--json"][..],
+            &["services", "--json"][..],
+            &["volumes", "--json"][..],
+            &["timers", "--json"][..],
+            &["tokens", "--json"][..],
+            &["audit", "--json"][..],
+            &["certs", "--json"][..],
         ] {
             parse(args)?;
+        }
+        Ok(())
+    }
+
+    /// `--json` is taken where JSON is printed, and nowhere it would be ignored.
+    #[test]
+    fn json_after_tokens_create_and_not_after_writes() -> Result<(), clap::Error> {
+        for args in [
+            &["tokens", "create", "--role", "read", "--json"][..],
+            &["tokens", "--json", "create", "--role", "read"][..],
+        ] {
+            match parse(args)?.command {
+                Command::Tokens {
+                    json,
+                    command: Some(TokensCommand::Create { json: inner, .. }),
+                } => assert!(json.json || inner.json, "{args:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        for args in [
+            &["apps", "create", "shop", "--json"][..],
+            &["env", "set", "A=1", "--json"][..],
+            &["tokens", "revoke", "t1", "--json"][..],
+            &["builds", "logs", "B1", "--json"][..],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} accepted --json");
         }
         Ok(())
     }

@@ -88,6 +88,9 @@ pub enum TokensCommand {
         /// Limit the token to this app
         #[arg(long, value_name = "APP")]
         app: Option<String>,
+        /// `{"token": {...}, "secret": "..."}` for scripts
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Revoke a token; requests with it are refused from now on
     Revoke { id: String },

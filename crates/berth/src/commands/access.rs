@@ -26,7 +26,11 @@ pub async fn tokens(json: JsonArg, command: Option<TokensCommand>) -> Result<()>
                 },
             )
         }
-        Some(TokensCommand::Create { role, app }) => {
+        Some(TokensCommand::Create {
+            role,
+            app,
+            json: create_json,
+        }) => {
             if let Some(app) = &app {
                 if role == "admin" {
                     bail!("an admin token covers every app; drop --app or use --role deploy");
@@ -34,7 +38,7 @@ pub async fn tokens(json: JsonArg, command: Option<TokensCommand>) -> Result<()>
                 berth_core::validate_app_name(app)?;
             }
             let created = client.create_token(&role, app.as_deref()).await?;
-            if json {
+            if json || create_json.json {
                 return print_json(&created);
             }
             let scope = created
