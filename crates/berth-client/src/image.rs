@@ -40,11 +40,8 @@ impl Client {
 
     /// `POST /apps/{app}/image/layers`: which of these layer chain ids the server has.
     pub async fn present_layers(&self, app: &str, chains: &[String]) -> Result<Vec<String>, Error> {
-        let url = self.url(&["apps", app, "image", "layers"])?;
-        let resp = self
-            .send(self.http.post(url.clone()).json(chains), true)
-            .await?;
-        self.decode(&url, resp).await
+        self.post_json(&["apps", app, "image", "layers"], Some(chains))
+            .await
     }
 
     /// Copies the `docker save` archive `saved` to `thin` without the data of the

@@ -185,9 +185,7 @@ impl Client {
 
     /// `POST /rack/prune`
     pub async fn prune(&self) -> Result<PruneReport, Error> {
-        let url = self.url(&["rack", "prune"])?;
-        let resp = self.send(self.http.post(url.clone()), true).await?;
-        self.decode(&url, resp).await
+        self.post_json(&["rack", "prune"], None::<&()>).await
     }
 
     // ---- apps ----
@@ -199,12 +197,10 @@ impl Client {
 
     /// `POST /apps`
     pub async fn create_app(&self, name: &str) -> Result<App, Error> {
-        let url = self.url(&["apps"])?;
-        let req = self.http.post(url.clone()).json(&CreateApp {
+        let body = CreateApp {
             name: name.to_string(),
-        });
-        let resp = self.send(req, true).await?;
-        self.decode(&url, resp).await
+        };
+        self.post_json(&["apps"], Some(&body)).await
     }
 
     /// `GET /apps/{app}`
@@ -378,6 +374,21 @@ impl Client {
     async fn get_json<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, Error> {
         let url = self.url(segments)?;
         let resp = self.send(self.http.get(url.clone()), true).await?;
+        self.decode(&url, resp).await
+    }
+
+    /// POSTs `body` as JSON (or nothing) and decodes the JSON answer.
+    async fn post_json<B: serde::Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<T, Error> {
+        let url = self.url(segments)?;
+        let mut req = self.http.post(url.clone());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = self.send(req, true).await?;
         self.decode(&url, resp).await
     }
 
