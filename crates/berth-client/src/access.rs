@@ -11,13 +11,11 @@ impl Client {
 
     /// `POST /tokens`
     pub async fn create_token(&self, role: &str, app: Option<&str>) -> Result<CreatedToken, Error> {
-        let url = self.url(&["tokens"])?;
-        let req = self.http.post(url.clone()).json(&CreateToken {
+        let body = CreateToken {
             role: role.to_string(),
             app: app.map(str::to_string),
-        });
-        let resp = self.send(req, true).await?;
-        self.decode(&url, resp).await
+        };
+        self.post_json(&["tokens"], Some(&body)).await
     }
 
     /// `DELETE /tokens/{id}`

@@ -11,21 +11,14 @@ impl Client {
 
     /// `POST /certs`
     pub async fn import_cert(&self, cert_pem: String, key_pem: String) -> Result<CertInfo, Error> {
-        let url = self.url(&["certs"])?;
-        let req = self
-            .http
-            .post(url.clone())
-            .json(&ImportCert { cert_pem, key_pem });
-        let resp = self.send(req, true).await?;
-        self.decode(&url, resp).await
+        let body = ImportCert { cert_pem, key_pem };
+        self.post_json(&["certs"], Some(&body)).await
     }
 
     /// `POST /certs/generate`
     pub async fn generate_cert(&self, domains: Vec<String>) -> Result<CertInfo, Error> {
-        let url = self.url(&["certs", "generate"])?;
-        let req = self.http.post(url.clone()).json(&GenerateCert { domains });
-        let resp = self.send(req, true).await?;
-        self.decode(&url, resp).await
+        let body = GenerateCert { domains };
+        self.post_json(&["certs", "generate"], Some(&body)).await
     }
 
     /// `DELETE /certs/{id}`

@@ -2,20 +2,23 @@
 //!
 //! Plain requests return typed values; routes that stream NDJSON return a
 //! [`futures_util::Stream`] of items so the caller can show progress as it happens.
-//! Source uploads stream a file from disk and report the bytes sent.
+//! Source and image uploads stream a file from disk and report the bytes sent; an
+//! image upload can leave out the layers the server already has
+//! ([`Client::thin_image`], on [`saved_image`]).
 
 mod access;
 mod certs;
-mod ops;
-pub mod source;
-
 pub mod config;
-
+mod image;
+mod ndjson;
+pub mod saved_image;
 pub mod session;
+pub mod source;
+mod volumes;
 
 use berth_api::{
-    App, AppInfo, Build, CreateApp, EnvChange, ErrorBody, Event, LogEntry, Process, RackInfo,
-    Release, RestartRequest, ScaleRequest,
+    App, AppInfo, Build, CreateApp, EnvChange, ErrorBody, Event, LogEntry, Process, PruneReport,
+    RackInfo, Release, ReleaseInfo, RestartRequest, ScaleRequest,
 };
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -26,6 +29,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use config::{Config, ConfigError};
+pub use image::Thinning;
+use ndjson::ndjson;
 
 /// Everything a client call can fail with. The messages are meant for the user as they are.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +62,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    #[error(transparent)]
+    SavedImage(#[from] saved_image::SavedImageError),
+
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 impl Error {
@@ -69,6 +80,10 @@ impl Error {
         }
     }
 }
+
+/// Reads of uploads: large enough that an image of hundreds of MiB is few reads,
+/// small enough that the progress bar still moves smoothly.
+const UPLOAD_CHUNK: usize = 256 * 1024;
 
 /// A stream of the NDJSON [`Event`]s of long work (build, deploy, rollout).
 pub type EventStream = BoxStream<'static, Result<Event, Error>>;
@@ -145,6 +160,13 @@ impl Client {
         })
     }
 
+    /// A client of the server `BERTH_HOST` and `BERTH_TOKEN` name, else the config
+    /// `berth login` wrote (see [`config::resolve`]).
+    pub fn from_config() -> Result<Client, Error> {
+        let config = config::resolve()?;
+        Client::new(&config.host, &config.token)
+    }
+
     /// The server's base URL, without a trailing slash.
     pub fn base_url(&self) -> String {
         self.base.as_str().trim_end_matches('/').to_string()
@@ -165,6 +187,11 @@ impl Client {
         self.get_json(&["rack"]).await
     }
 
+    /// `POST /rack/prune`
+    pub async fn prune(&self) -> Result<PruneReport, Error> {
+        self.post_json(&["rack", "prune"], None::<&()>).await
+    }
+
     // ---- apps ----
 
     /// `GET /apps`
@@ -174,12 +201,10 @@ impl Client {
 
     /// `POST /apps`
     pub async fn create_app(&self, name: &str) -> Result<App, Error> {
-        let url = self.url(&["apps"])?;
-        let req = self.http.post(url.clone()).json(&CreateApp {
+        let body = CreateApp {
             name: name.to_string(),
-        });
-        let resp = self.send(req, true).await?;
-        self.decode(&url, resp).await
+        };
+        self.post_json(&["apps"], Some(&body)).await
     }
 
     /// `GET /apps/{app}`
@@ -189,7 +214,18 @@ impl Client {
 
     /// `DELETE /apps/{app}`
     pub async fn delete_app(&self, app: &str) -> Result<(), Error> {
-        self.delete(&["apps", app]).await
+        self.delete_app_with(app, false).await
+    }
+
+    /// `DELETE /apps/{app}?volumes=BOOL`: with `volumes`, its volumes go too.
+    pub async fn delete_app_with(&self, app: &str, volumes: bool) -> Result<(), Error> {
+        let mut url = self.url(&["apps", app])?;
+        if volumes {
+            url.query_pairs_mut().append_pair("volumes", "true");
+        }
+        self.send(self.http.request(Method::DELETE, url), true)
+            .await?;
+        Ok(())
     }
 
     // ---- builds and deploys ----
@@ -238,6 +274,11 @@ impl Client {
     /// `GET /apps/{app}/releases`
     pub async fn releases(&self, app: &str) -> Result<Vec<Release>, Error> {
         self.get_json(&["apps", app, "releases"]).await
+    }
+
+    /// `GET /apps/{app}/releases/{id}/info`
+    pub async fn release_info(&self, app: &str, id: &str) -> Result<ReleaseInfo, Error> {
+        self.get_json(&["apps", app, "releases", id, "info"]).await
     }
 
     /// `POST /apps/{app}/releases/{id}/promote`
@@ -340,6 +381,21 @@ impl Client {
         self.decode(&url, resp).await
     }
 
+    /// POSTs `body` as JSON (or nothing) and decodes the JSON answer.
+    async fn post_json<B: serde::Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<T, Error> {
+        let url = self.url(segments)?;
+        let mut req = self.http.post(url.clone());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = self.send(req, true).await?;
+        self.decode(&url, resp).await
+    }
+
     async fn delete(&self, segments: &[&str]) -> Result<(), Error> {
         let url = self.url(segments)?;
         self.send(self.http.request(Method::DELETE, url), true)
@@ -370,19 +426,30 @@ impl Client {
         segments: &[&str],
         source_tar: &Path,
         manifest: &str,
-        mut progress: impl FnMut(u64) + Send + 'static,
+        progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<EventStream, Error> {
         let mut url = self.url(segments)?;
         url.query_pairs_mut().append_pair("manifest", manifest);
+        self.post_tar(url, source_tar, progress).await
+    }
+
+    /// POSTs the tar at `path`, streamed from disk, and follows the events of the work
+    /// it starts; `progress` gets the bytes sent so far.
+    async fn post_tar(
+        &self,
+        url: Url,
+        path: &Path,
+        mut progress: impl FnMut(u64) + Send + 'static,
+    ) -> Result<EventStream, Error> {
         let io_err = |source| Error::Io {
-            path: source_tar.to_path_buf(),
+            path: path.to_path_buf(),
             source,
         };
-        let file = tokio::fs::File::open(source_tar).await.map_err(io_err)?;
+        let file = tokio::fs::File::open(path).await.map_err(io_err)?;
         let len = file.metadata().await.map_err(io_err)?.len();
         let mut sent = 0u64;
         progress(0);
-        let body = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).map(
+        let body = tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK).map(
             move |chunk: std::io::Result<Bytes>| {
                 if let Ok(bytes) = &chunk {
                     sent += bytes.len() as u64;
@@ -494,78 +561,13 @@ fn has_io_kind(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) 
     false
 }
 
-/// Splits a response body into lines and decodes each non-empty one as a `T`.
-fn ndjson<T: DeserializeOwned + Send + 'static>(
-    resp: Response,
-    url: String,
-) -> BoxStream<'static, Result<T, Error>> {
-    let bytes = resp.bytes_stream().boxed();
-    let parser = LineParser {
-        url,
-        buf: Vec::new(),
-    };
-    futures_util::stream::unfold(Some((bytes, parser)), |state| async move {
-        let (mut bytes, mut parser) = state?;
-        loop {
-            if let Some(item) = parser.next_line::<T>() {
-                return Some((item, Some((bytes, parser))));
-            }
-            match bytes.next().await {
-                Some(Ok(chunk)) => parser.buf.extend_from_slice(&chunk),
-                Some(Err(e)) => {
-                    let err = Error::Request {
-                        url: parser.url.clone(),
-                        reason: format!("the response broke off: {}", root_cause(&e)),
-                    };
-                    return Some((Err(err), None));
-                }
-                None => {
-                    return parser.rest::<T>().map(|item| (item, None));
-                }
-            }
-        }
-    })
-    .boxed()
-}
-
-struct LineParser {
-    url: String,
-    buf: Vec<u8>,
-}
-
-impl LineParser {
-    /// The next complete, non-empty line, decoded.
-    fn next_line<T: DeserializeOwned>(&mut self) -> Option<Result<T, Error>> {
-        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            if let Some(item) = self.parse(&line) {
-                return Some(item);
-            }
-        }
-        None
-    }
-
-    /// What is left after the body ended without a final newline.
-    fn rest<T: DeserializeOwned>(&mut self) -> Option<Result<T, Error>> {
-        let line = std::mem::take(&mut self.buf);
-        self.parse(&line)
-    }
-
-    fn parse<T: DeserializeOwned>(&self, line: &[u8]) -> Option<Result<T, Error>> {
-        let line = line.trim_ascii();
-        if line.is_empty() {
-            return None;
-        }
-        Some(serde_json::from_slice(line).map_err(|e| Error::Decode {
-            url: self.url.clone(),
-            reason: format!("bad line {:?}: {e}", String::from_utf8_lossy(line)),
-        }))
-    }
-}
+#[cfg(test)]
+mod testing;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{response, serve_once};
 
     #[test]
     fn hosts_are_normalized() {
@@ -613,77 +615,6 @@ mod tests {
             "the server answered 404 Not Found: nope"
         );
         assert_eq!(error_message(s, ""), "the server answered 404 Not Found");
-    }
-
-    #[test]
-    fn ndjson_lines() {
-        let mut p = LineParser {
-            url: "u".into(),
-            buf: Vec::new(),
-        };
-        p.buf
-            .extend_from_slice(b"{\"type\":\"step\",\"text\":\"a\"}\n\n{\"type\":\"bu");
-        let first: Option<Result<Event, Error>> = p.next_line();
-        assert!(matches!(first, Some(Ok(Event::Step { text })) if text == "a"));
-        assert!(p.next_line::<Event>().is_none());
-        p.buf.extend_from_slice(b"ild\",\"text\":\"b\"}");
-        assert!(p.next_line::<Event>().is_none());
-        assert!(matches!(p.rest::<Event>(), Some(Ok(Event::Build { text })) if text == "b"));
-        assert!(p.rest::<Event>().is_none());
-        p.buf.extend_from_slice(b"garbage\n");
-        assert!(matches!(
-            p.next_line::<Event>(),
-            Some(Err(Error::Decode { .. }))
-        ));
-    }
-
-    /// Accepts one connection, reads one request (head and Content-Length body), answers
-    /// `response`, and hands back the raw request.
-    async fn serve_once(
-        response: String,
-    ) -> std::io::Result<(String, tokio::task::JoinHandle<std::io::Result<Vec<u8>>>)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await?;
-            let mut req = Vec::new();
-            let mut buf = [0u8; 8192];
-            let body_start = loop {
-                let n = sock.read(&mut buf).await?;
-                if n == 0 {
-                    return Ok(req);
-                }
-                req.extend_from_slice(&buf[..n]);
-                if let Some(p) = req.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break p + 4;
-                }
-            };
-            let head = String::from_utf8_lossy(&req[..body_start]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            while req.len() < body_start + len {
-                let n = sock.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                req.extend_from_slice(&buf[..n]);
-            }
-            sock.write_all(response.as_bytes()).await?;
-            sock.shutdown().await?;
-            Ok(req)
-        });
-        Ok((url, task))
-    }
-
-    fn response(status: &str, content_type: &str, body: &str) -> String {
-        format!(
-            "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
     }
 
     #[tokio::test]

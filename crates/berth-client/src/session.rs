@@ -31,11 +31,7 @@ pub struct Session {
 impl Client {
     /// `POST /apps/{app}/run`: starts a detached one-off process.
     pub async fn run_detached(&self, app: &str, req: &RunRequest) -> Result<RunStarted, Error> {
-        let url = self.url(&["apps", app, "run"])?;
-        let resp = self
-            .send(self.http.post(url.clone()).json(req), true)
-            .await?;
-        self.decode(&url, resp).await
+        self.post_json(&["apps", app, "run"], Some(req)).await
     }
 
     /// `GET /apps/{app}/timers`

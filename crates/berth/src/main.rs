@@ -3,12 +3,10 @@
 //! Thin: parses the command line, then runs a command through `berth-client` or runs
 //! `berth-server`. Errors are printed as `error: <message>` and exit with status 1.
 
-mod access;
-mod certs;
 mod cli;
 mod commands;
-mod oneoff;
-mod ops;
+mod daemon;
+mod dispatch;
 mod output;
 mod progress;
 mod resolve;
@@ -41,7 +39,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(commands::run(cli.command));
+    let result = runtime.block_on(dispatch::run(cli.command));
     // Don't wait forever on blocking work still running (e.g. a stuck engine call).
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {

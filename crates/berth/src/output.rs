@@ -1,7 +1,43 @@
-//! Tables, ages and sizes for people to read.
+//! What commands print: JSON for scripts; tables, ages and sizes for people to read.
 
+use serde::Serialize;
+use std::io::Write;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+/// `value` as one pretty-printed JSON document on stdout.
+pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// A list as one JSON array (`json`), else as a table of a `row` per item.
+pub fn print_list<T: Serialize>(
+    items: &[T],
+    json: bool,
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) -> anyhow::Result<()> {
+    if json {
+        return print_json(&items);
+    }
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+    print!("{}", table(headers, &rows));
+    Ok(())
+}
+
+/// `text` on stdout as it is, ending in a newline.
+pub fn print_text(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.is_empty() && !text.ends_with('\n') {
+        writeln!(out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
 
 /// An aligned table: upper-case headers, columns two spaces apart, no trailing blanks.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {

@@ -11,9 +11,9 @@ use std::time::Instant;
 
 /// The work failed on the server; shown with the failing process's last log lines.
 #[derive(Debug)]
-pub struct WorkFailed {
-    pub error: String,
-    pub logs: Vec<String>,
+struct WorkFailed {
+    error: String,
+    logs: Vec<String>,
 }
 
 impl std::fmt::Display for WorkFailed {
@@ -33,7 +33,7 @@ impl std::error::Error for WorkFailed {}
 
 /// Prints events as they come (`Build` lines as they are, `Step` lines after `==> `)
 /// until the `result`, whose value it returns; an `error` event becomes [`WorkFailed`].
-pub async fn follow(mut events: EventStream) -> Result<serde_json::Value> {
+async fn follow(mut events: EventStream) -> Result<serde_json::Value> {
     while let Some(event) = events.next().await {
         match event? {
             Event::Build { text } => println!("{text}"),
@@ -47,8 +47,35 @@ pub async fn follow(mut events: EventStream) -> Result<serde_json::Value> {
     )
 }
 
+/// Follows a stream of long work to its end and prints the outcome.
+pub async fn finish(events: EventStream) -> Result<()> {
+    let value = follow(events).await?;
+    print_result(&value);
+    Ok(())
+}
+
+/// Runs an upload, showing its progress: `send` starts it with the callback for the
+/// bytes sent; the bar goes once the server answers, or the upload fails.
+pub async fn upload<F, Fut>(total: u64, send: F) -> Result<EventStream>
+where
+    F: FnOnce(Box<dyn FnMut(u64) + Send>) -> Fut,
+    Fut: Future<Output = Result<EventStream, berth_client::Error>>,
+{
+    let upload = Upload::start(total);
+    match send(Box::new(upload.callback())).await {
+        Ok(events) => {
+            upload.finish();
+            Ok(events)
+        }
+        Err(e) => {
+            upload.abandon();
+            Err(e.into())
+        }
+    }
+}
+
 /// Prints the outcome of a stream's `result`, whatever work it ended.
-pub fn print_result(value: &serde_json::Value) {
+fn print_result(value: &serde_json::Value) {
     if let Ok(r) = serde_json::from_value::<DeployResult>(value.clone()) {
         print_deploy(&r);
     } else if let Ok(r) = serde_json::from_value::<BuildResult>(value.clone()) {
@@ -73,14 +100,14 @@ fn print_release(r: &Release) {
 }
 
 /// Upload progress: a bar when stderr is a terminal, plain lines otherwise.
-pub struct Upload {
+struct Upload {
     bar: Option<ProgressBar>,
     total: u64,
     started: Instant,
 }
 
 impl Upload {
-    pub fn start(total: u64) -> Upload {
+    fn start(total: u64) -> Upload {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template(
@@ -101,7 +128,7 @@ impl Upload {
     }
 
     /// The callback for the client: bytes sent so far.
-    pub fn callback(&self) -> impl FnMut(u64) + Send + 'static {
+    fn callback(&self) -> impl FnMut(u64) + Send + 'static {
         let bar = self.bar.clone();
         move |sent| {
             if let Some(bar) = &bar {
@@ -111,7 +138,7 @@ impl Upload {
     }
 
     /// The server answered: the upload is over.
-    pub fn finish(self) {
+    fn finish(self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -120,7 +147,7 @@ impl Upload {
     }
 
     /// The upload failed; take the bar away so the error is readable.
-    pub fn abandon(self) {
+    fn abandon(self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

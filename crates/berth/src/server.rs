@@ -1,15 +1,15 @@
 //! `berth server`: runs the server in the foreground until SIGTERM or SIGINT.
 
 use crate::cli::ServerArgs;
+use crate::daemon;
 use anyhow::{Context, Result, anyhow};
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use tokio::signal::unix::{SignalKind, signal};
 
 pub async fn run(args: ServerArgs) -> Result<()> {
-    init_logging();
+    daemon::init_logging(std::io::stderr().is_terminal());
     let data_dir = match args.data {
         Some(dir) => dir,
         None => default_data_dir(
@@ -37,14 +37,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         announce_admin_token(&token, &data_dir, args.api);
     }
 
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
-        }
-    };
+    let shutdown = daemon::shutdown_signal("", "shutting down")?;
     let config = berth_server::ServerConfig {
         data_dir,
         api_addr: args.api,
@@ -85,17 +78,6 @@ fn announce_admin_token(token: &str, data_dir: &std::path::Path, api: SocketAddr
             tracing::warn!("could not save the CLI config: {e}");
         }
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Another subscriber (tests) may already be set; then keep it.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }
 
 fn is_root() -> bool {

@@ -4,23 +4,7 @@
 mod common;
 
 use common::*;
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn spawn_cli(s: &Server, dir: &std::path::Path, args: &[&str]) -> std::process::Child {
-    Command::new(BERTH)
-        .args(args)
-        .current_dir(dir)
-        .env("BERTH_HOST", format!("http://127.0.0.1:{}", s.api))
-        .env("BERTH_TOKEN", &s.token)
-        .env("HOME", s.home.path())
-        .env("XDG_CONFIG_HOME", s.home.path().join("config"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn berth CLI")
-}
 
 #[test]
 fn deploys_of_one_app_queue_and_other_apps_go_on() {

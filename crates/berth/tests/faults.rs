@@ -6,24 +6,8 @@
 mod common;
 
 use common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-/// Runs the CLI in the background (the server will die under it).
-fn spawn_cli(s: &Server, dir: &std::path::Path, args: &[&str]) -> Child {
-    Command::new(BERTH)
-        .args(args)
-        .current_dir(dir)
-        .env("BERTH_HOST", format!("http://127.0.0.1:{}", s.api))
-        .env("BERTH_TOKEN", &s.token)
-        .env("HOME", s.home.path())
-        .env("XDG_CONFIG_HOME", s.home.path().join("config"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn berth CLI")
-}
 
 fn kill9(s: &Server) {
     let pid = s.pid().expect("server running");
@@ -121,7 +105,7 @@ fn kill_9_mid_build_mid_deploy_and_mid_env_change_leaves_a_consistent_rack() {
             "RUN [\"/bin/busybox\", \"sleep\", \"6\"]\nCOPY www /www",
         ),
     );
-    let mut cli = spawn_cli(&s, slow.path(), &["deploy", "-a", &app]);
+    let cli = spawn_cli(&s, slow.path(), &["deploy", "-a", &app]);
     let log_has = |s: &Server, text: &str| s.server_log().contains(text);
     assert!(
         eventually(Duration::from_secs(30), || {
@@ -134,7 +118,7 @@ fn kill_9_mid_build_mid_deploy_and_mid_env_change_leaves_a_consistent_rack() {
     std::thread::sleep(Duration::from_secs(1));
     kill9(&s);
     faults += 1;
-    let _ = cli.wait();
+    let _ = cli.wait_with_output();
     s.spawn();
     check_consistent(&s, &app, "mid-build");
     let builds = s.json(&["builds", "--json", "-a", &app]);
@@ -162,14 +146,14 @@ fn kill_9_mid_build_mid_deploy_and_mid_env_change_leaves_a_consistent_rack() {
         ),
     );
     let before = containers(&app).len();
-    let mut cli = spawn_cli(&s, late.path(), &["deploy", "-a", &app]);
+    let cli = spawn_cli(&s, late.path(), &["deploy", "-a", &app]);
     assert!(
         wait_new_container(&app, before),
         "the new process never started"
     );
     kill9(&s);
     faults += 1;
-    let _ = cli.wait();
+    let _ = cli.wait_with_output();
     s.spawn();
     check_consistent(&s, &app, "mid-deploy");
     assert!(
@@ -188,7 +172,7 @@ fn kill_9_mid_build_mid_deploy_and_mid_env_change_leaves_a_consistent_rack() {
 
     // 3. Mid-env-change (rolled out): same rollout, started by `env set --promote`.
     let before = containers(&app).len();
-    let mut cli = spawn_cli(
+    let cli = spawn_cli(
         &s,
         src.path(),
         &["env", "set", "FAULT=1", "--promote", "-a", &app],
@@ -199,7 +183,7 @@ fn kill_9_mid_build_mid_deploy_and_mid_env_change_leaves_a_consistent_rack() {
     );
     kill9(&s);
     faults += 1;
-    let _ = cli.wait();
+    let _ = cli.wait_with_output();
     s.spawn();
     check_consistent(&s, &app, "mid-env-change");
     let env = s.ok(&["env", "-a", &app]);

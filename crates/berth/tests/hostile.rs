@@ -5,9 +5,7 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::io::Write;
 
 /// One raw tar entry: name, type flag, link target, data. Built by hand because
 /// the `tar` crate (rightly) refuses to write most of these.
@@ -56,8 +54,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     out.stdout
 }
 
-/// Sends one request with a binary body from a separate thread while reading the
-/// answer, so that a server answering early (413) and closing is still heard.
+/// One request with the admin token and a binary body; early answers (413) are heard.
 fn send(
     port: u16,
     method: &str,
@@ -66,46 +63,12 @@ fn send(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![("Authorization", auth.as_str())];
     if !content_type.is_empty() {
-        head.push_str(&format!("Content-Type: {content_type}\r\n"));
+        headers.push(("Content-Type", content_type));
     }
-    head.push_str("\r\n");
-    let mut writer = stream.try_clone().expect("clone stream");
-    let mut data = head.into_bytes();
-    data.extend_from_slice(body);
-    let sender = std::thread::spawn(move || {
-        for chunk in data.chunks(64 * 1024) {
-            if writer.write_all(chunk).is_err() {
-                return;
-            }
-        }
-    });
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(_) => break,
-        }
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-    let _ = sender.join();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    request_bytes(port, "x", method, path, &headers, Some(body)).unwrap_or((0, String::new()))
 }
 
 fn post_tar(port: u16, token: &str, path: &str, body: &[u8]) -> (u16, String) {

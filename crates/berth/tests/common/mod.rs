@@ -152,16 +152,21 @@ impl Server {
     }
 
     pub fn cli_in(&self, dir: &Path, args: &[&str]) -> Output {
-        Command::new(BERTH)
-            .args(args)
+        self.cli_command(dir, args).output().expect("run berth CLI")
+    }
+
+    /// The CLI in `dir`, set up for this server (address, token, a home of its own),
+    /// with stdin from /dev/null.
+    pub fn cli_command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BERTH);
+        cmd.args(args)
             .current_dir(dir)
             .env("BERTH_HOST", format!("http://127.0.0.1:{}", self.api))
             .env("BERTH_TOKEN", &self.token)
             .env("HOME", self.home.path())
             .env("XDG_CONFIG_HOME", self.home.path().join("config"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run berth CLI")
+            .stdin(Stdio::null());
+        cmd
     }
 
     /// Runs the CLI and insists it succeeds; returns stdout.
@@ -247,6 +252,16 @@ impl Server {
     }
 }
 
+/// Runs the CLI in the background, its stdout and stderr piped (read them with
+/// `wait_with_output`, which also keeps a chatty CLI from filling the pipe).
+pub fn spawn_cli(s: &Server, dir: &Path, args: &[&str]) -> Child {
+    s.cli_command(dir, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn berth CLI")
+}
+
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -309,6 +324,7 @@ pub fn http_get(port: u16, host: &str, path: &str) -> std::io::Result<(u16, Stri
 }
 
 /// A minimal HTTP/1.1 client over a fresh connection (Connection: close).
+/// `token` is the whole Authorization value; a body is sent as JSON.
 pub fn request(
     port: u16,
     host: &str,
@@ -317,25 +333,64 @@ pub fn request(
     token: Option<&str>,
     body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    let mut headers = Vec::new();
     if let Some(t) = token {
-        req.push_str(&format!("Authorization: {t}\r\n"));
+        headers.push(("Authorization", t));
+    }
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    request_bytes(port, host, method, path, &headers, body.map(str::as_bytes))
+}
+
+/// [`request`] with any headers and a body of bytes (given a Content-Length). The
+/// body goes out from a thread of its own while the answer is read, so that an
+/// answer the server sends early (413) before closing is still heard.
+pub fn request_bytes(
+    port: u16,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
+        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    head.push_str("\r\n");
+    let mut data = head.into_bytes();
+    data.extend_from_slice(body.unwrap_or_default());
+    let mut writer = stream.try_clone()?;
+    let sender = std::thread::spawn(move || {
+        for chunk in data.chunks(64 * 1024) {
+            if writer.write_all(chunk).is_err() {
+                return;
+            }
+        }
+    });
+    // A server that answers early may reset the connection: keep what came before.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = sender.join();
+    if raw.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the server closed the connection without an answer",
         ));
     }
-    req.push_str("\r\n");
-    if let Some(b) = body {
-        req.push_str(b);
-    }
-    stream.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).to_string();
     let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text

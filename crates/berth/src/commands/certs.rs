@@ -1,50 +1,28 @@
 //! `berth certs`: the TLS certificates the router serves over `--https`.
 
-use crate::commands::print_json;
-use crate::output::table;
+use crate::cli::{CertsCommand, JsonArg};
+use crate::output::print_list;
 use anyhow::{Context, Result};
 use berth_client::Client;
-use clap::Subcommand;
-use std::path::PathBuf;
 
-#[derive(Debug, Subcommand)]
-pub enum CertsCommand {
-    /// Store a certificate chain and its private key (PEM files)
-    Import {
-        #[arg(value_name = "CERT.pem")]
-        cert: PathBuf,
-        #[arg(value_name = "KEY.pem")]
-        key: PathBuf,
-    },
-    /// Make a self-signed certificate for DOMAINs (`*.example.com` allowed)
-    Generate {
-        #[arg(value_name = "DOMAIN", required = true)]
-        domains: Vec<String>,
-    },
-    /// Remove a certificate
-    Delete { id: String },
-}
-
-pub async fn certs(client: &Client, json: bool, command: Option<CertsCommand>) -> Result<()> {
+pub async fn run(json: JsonArg, command: Option<CertsCommand>) -> Result<()> {
+    let client = Client::from_config()?;
     match command {
         None => {
             let certs = client.certs().await?;
-            if json {
-                return print_json(&certs);
-            }
-            let rows: Vec<Vec<String>> = certs
-                .iter()
-                .map(|c| {
+            print_list(
+                &certs,
+                json.json,
+                &["ID", "DOMAINS", "EXPIRES", "SOURCE"],
+                |c| {
                     vec![
                         c.id.clone(),
                         c.domains.join(","),
                         c.not_after.clone(),
                         c.source.clone(),
                     ]
-                })
-                .collect();
-            print!("{}", table(&["ID", "DOMAINS", "EXPIRES", "SOURCE"], &rows));
-            Ok(())
+                },
+            )
         }
         Some(CertsCommand::Import { cert, key }) => {
             let cert_pem = std::fs::read_to_string(&cert)

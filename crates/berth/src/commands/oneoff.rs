@@ -5,57 +5,20 @@
 //! every way out) and its size follows SIGWINCH. Otherwise stdout and stderr
 //! stay apart, and stdin is forwarded only when it is a pipe or a file.
 
-use crate::cli::{AppArg, JsonArg};
-use crate::output::{or_dash, table};
+use crate::cli::{AppArg, ExecArgs, JsonArg, RunArgs};
+use crate::output::{or_dash, print_list};
 use crate::resolve;
 use anyhow::{Context, Result, bail};
 use berth_api::{ExecRequest, RunRequest};
+use berth_client::Client;
 use berth_client::session::{Outcome, Session};
-use berth_client::{Client, config};
-use clap::Args;
 use std::io::Write;
 use tokio::sync::mpsc;
-
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub app: AppArg,
-    /// The service whose image, env and volumes the process gets
-    pub service: String,
-    /// Run this release instead of the promoted one
-    #[arg(long, value_name = "R")]
-    pub release: Option<String>,
-    /// Leave it running in the background and print its id (its output goes to `berth logs`)
-    #[arg(short = 'd', long)]
-    pub detach: bool,
-    /// Stop it after this many seconds
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout: Option<u64>,
-    /// The command and its arguments, after `--` (default: the service's command)
-    #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct ExecArgs {
-    #[command(flatten)]
-    pub app: AppArg,
-    /// The process (an ID from `berth ps`)
-    pub process: String,
-    /// The command and its arguments, after `--`
-    #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<String>,
-}
-
-fn client() -> Result<Client> {
-    let config = config::resolve()?;
-    Ok(Client::new(&config.host, &config.token)?)
-}
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let app = resolve::current_app(args.app.app.as_deref())?;
     berth_core::validate_service_name(&args.service)?;
-    let client = client()?;
+    let client = Client::from_config()?;
     let terminal = Terminal::detect();
     let mut req = RunRequest {
         service: args.service.clone(),
@@ -95,7 +58,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
 pub async fn exec(args: ExecArgs) -> Result<()> {
     let app = resolve::current_app(args.app.app.as_deref())?;
-    let client = client()?;
+    let client = Client::from_config()?;
     let terminal = Terminal::detect();
     let mut req = ExecRequest {
         command: args.command.clone(),
@@ -248,15 +211,16 @@ impl Drop for RawMode {
     }
 }
 
-pub async fn timers(app: &AppArg, json: JsonArg) -> Result<()> {
+pub async fn timers(app: AppArg, json: JsonArg) -> Result<()> {
     let app = resolve::current_app(app.app.as_deref())?;
-    let timers = client()?.timers(&app).await?;
-    if json.json {
-        return crate::commands::print_json(&timers);
-    }
-    let rows: Vec<Vec<String>> = timers
-        .iter()
-        .map(|t| {
+    let timers = Client::from_config()?.timers(&app).await?;
+    print_list(
+        &timers,
+        json.json,
+        &[
+            "NAME", "SCHEDULE", "SERVICE", "COMMAND", "LAST-RUN", "EXIT", "NEXT-RUN",
+        ],
+        |t| {
             vec![
                 t.name.clone(),
                 t.schedule.clone(),
@@ -269,11 +233,6 @@ pub async fn timers(app: &AppArg, json: JsonArg) -> Result<()> {
                 or_dash(t.exit_code),
                 or_dash(t.next_run.as_ref()),
             ]
-        })
-        .collect();
-    let headers = [
-        "NAME", "SCHEDULE", "SERVICE", "COMMAND", "LAST-RUN", "EXIT", "NEXT-RUN",
-    ];
-    print!("{}", table(&headers, &rows));
-    Ok(())
+        },
+    )
 }

@@ -1,8 +1,18 @@
-//! The command line, as clap derive types.
+//! The command line, as clap derive types: every type clap parses is here, and this
+//! layer uses nothing of the crate but the value parsers in `resolve`.
 
-use clap::{ArgGroup, Args, Parser, Subcommand};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+mod app;
+mod flags;
+mod rack;
+
+pub use app::{
+    AppsCommand, BuildsCommand, EnvCommand, ExecArgs, PsCommand, ReleasesCommand, RunArgs,
+    SourceArgs, VolumesCommand,
+};
+pub use flags::{AppArg, JsonArg};
+pub use rack::{CertsCommand, RackCommand, RouterArgs, ServerArgs, TokensCommand};
+
+use clap::{ArgGroup, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -16,22 +26,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// `--app/-a`, accepted before or after a subcommand's own subcommand.
-#[derive(Debug, Clone, Default, Args)]
-pub struct AppArg {
-    /// The app (default: `app:` in ./berth.yml, else the current directory's name)
-    #[arg(short = 'a', long = "app", value_name = "APP", global = true)]
-    pub app: Option<String>,
-}
-
-/// `--json` of read commands.
-#[derive(Debug, Clone, Copy, Default, Args)]
-pub struct JsonArg {
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the berth server (API, router, deployer) in the foreground
@@ -39,7 +33,7 @@ pub enum Command {
 
     /// Run the HTTP router process (started by `berth server`, which it outlives)
     #[command(hide = true)]
-    Router(crate::router::RouterArgs),
+    Router(RouterArgs),
 
     /// Check a server URL and token, then save them to the CLI config
     Login {
@@ -125,10 +119,10 @@ pub enum Command {
     },
 
     /// Run a one-off process of a service, e.g. `berth run web -- ./migrate`; exits with its exit code
-    Run(crate::oneoff::RunArgs),
+    Run(RunArgs),
 
     /// Run a command inside a running process, e.g. `berth exec web-3f9a2c -- sh`
-    Exec(crate::oneoff::ExecArgs),
+    Exec(ExecArgs),
 
     /// List an app's timers: NAME SCHEDULE SERVICE COMMAND LAST-RUN EXIT NEXT-RUN
     Timers {
@@ -168,7 +162,7 @@ pub enum Command {
         #[command(flatten)]
         json: JsonArg,
         #[command(subcommand)]
-        command: Option<crate::ops::RackCommand>,
+        command: Option<RackCommand>,
     },
 
     /// List an app's volumes (NAME SIZE USED-BY), or back one up or restore it
@@ -178,7 +172,7 @@ pub enum Command {
         #[command(flatten)]
         json: JsonArg,
         #[command(subcommand)]
-        command: Option<crate::ops::VolumesCommand>,
+        command: Option<VolumesCommand>,
     },
 
     /// List an app's services (SERVICE DOMAIN PORT COUNT HEALTHY)
@@ -194,7 +188,7 @@ pub enum Command {
         #[command(flatten)]
         json: JsonArg,
         #[command(subcommand)]
-        command: Option<crate::access::TokensCommand>,
+        command: Option<TokensCommand>,
     },
 
     /// List the router's TLS certificates, or import, generate, delete one
@@ -202,7 +196,7 @@ pub enum Command {
         #[command(flatten)]
         json: JsonArg,
         #[command(subcommand)]
-        command: Option<crate::certs::CertsCommand>,
+        command: Option<CertsCommand>,
     },
 
     /// Show the audit trail: every change made through the API, who made it and when (admin only)
@@ -221,141 +215,11 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Args)]
-pub struct ServerArgs {
-    /// Data directory [default: /var/lib/berth as root, else $XDG_DATA_HOME/berth or ~/.local/share/berth]
-    #[arg(long, value_name = "DIR")]
-    pub data: Option<PathBuf>,
-    /// Address of the API
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
-    pub api: SocketAddr,
-    /// Address of the HTTP router
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    pub http: SocketAddr,
-    /// Apps get <service>.<app>.<DOMAIN>
-    #[arg(long, value_name = "D", default_value = "localhost")]
-    pub domain: String,
-    /// Largest source upload accepted, in MiB
-    #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
-    pub max_upload: u64,
-    /// Worker threads of the router process [default: one per core]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub router_threads: Option<u16>,
-    /// Serve HTTPS on this address too (certificates: `berth certs`)
-    #[arg(long, value_name = "ADDR")]
-    pub https: Option<SocketAddr>,
-    /// Largest request body the router forwards, in MiB; larger ones get 413
-    #[arg(long, value_name = "MIB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
-    pub max_body: u64,
-    /// Obtain and renew certificates for every served domain over ACME HTTP-01 from
-    /// this directory, e.g. https://acme-v02.api.letsencrypt.org/directory [default: off]
-    #[arg(long, value_name = "URL", requires = "https")]
-    pub acme_directory: Option<String>,
-    /// Contact email given to the ACME CA (expiry notices)
-    #[arg(long, value_name = "E", requires = "acme_directory")]
-    pub acme_email: Option<String>,
-    /// Also trust this PEM CA certificate for the ACME directory's HTTPS (a test CA)
-    #[arg(long, value_name = "PEM", requires = "acme_directory")]
-    pub acme_ca_cert: Option<PathBuf>,
-    /// Give each app network a /24 of this IPv4 pool, e.g. 10.210.0.0/16, instead of
-    /// the engine's default pools (which hold about 30 networks)
-    #[arg(long, value_name = "CIDR")]
-    pub network_pool: Option<berth_runtime::subnets::NetworkPool>,
-}
-
-#[derive(Debug, Args)]
-pub struct SourceArgs {
-    #[command(flatten)]
-    pub app: AppArg,
-    /// The source directory
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
-    /// The manifest, relative to DIR
-    #[arg(
-        short = 'f',
-        long = "manifest",
-        value_name = "FILE",
-        default_value = "berth.yml"
-    )]
-    pub manifest: PathBuf,
-    /// Deploy this image from the local Docker engine instead of building DIR
-    /// (with DIR's berth.yml if there is one)
-    #[arg(long, value_name = "IMAGE")]
-    pub image: Option<String>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AppsCommand {
-    /// Create an app
-    Create { name: String },
-    /// Delete an app, its processes, builds, releases and environment
-    Delete {
-        name: String,
-        /// Delete the app's volumes, and the data in them, too
-        #[arg(long)]
-        volumes: bool,
-    },
-    /// Show an app's status, release and services
-    Info {
-        /// The app (default: --app, else berth.yml's `app:`, else the directory's name)
-        name: Option<String>,
-        #[command(flatten)]
-        json: JsonArg,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BuildsCommand {
-    /// Print a build's output
-    Logs { id: String },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ReleasesCommand {
-    /// Roll a release out, making it the active one
-    Promote { id: String },
-    /// Make a new release with an older release's build and environment, and roll it out
-    Rollback { id: String },
-    /// Show a release: its build, the env keys and manifest lines changed since the one before
-    Info {
-        id: String,
-        #[command(flatten)]
-        json: JsonArg,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum EnvCommand {
-    /// Print one variable's value
-    Get { key: String },
-    /// Set variables (a new release; rolled out with --promote)
-    Set {
-        #[arg(required = true, value_name = "KEY=VALUE")]
-        pairs: Vec<String>,
-        /// Roll the new release out
-        #[arg(long)]
-        promote: bool,
-    },
-    /// Remove variables (a new release; rolled out with --promote)
-    Unset {
-        #[arg(required = true, value_name = "KEY")]
-        keys: Vec<String>,
-        /// Roll the new release out
-        #[arg(long)]
-        promote: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum PsCommand {
-    /// Stop a process (the supervisor replaces it if its service still wants it)
-    Stop { id: String },
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::path::PathBuf;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
@@ -467,19 +331,103 @@ mod tests {
         Ok(())
     }
 
+    /// The parsed command of a line that must parse.
+    fn command(args: &[&str]) -> Command {
+        match Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied())) {
+            Ok(cli) => cli.command,
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn day_two_command_lines() {
+        match command(&["volumes", "backup", "data", "-a", "shop"]) {
+            Command::Volumes {
+                app,
+                command: Some(VolumesCommand::Backup { name }),
+                ..
+            } => assert_eq!((app.app.as_deref(), name.as_str()), (Some("shop"), "data")),
+            other => panic!("{other:?}"),
+        }
+        match command(&["rack", "prune", "--json"]) {
+            Command::Rack {
+                command: Some(RackCommand::Prune { json }),
+                ..
+            } => assert!(json.json),
+            other => panic!("{other:?}"),
+        }
+        match command(&["deploy", "--image", "shop:dev", "-a", "shop"]) {
+            Command::Deploy(s) => assert_eq!(s.image.as_deref(), Some("shop:dev")),
+            other => panic!("{other:?}"),
+        }
+        match command(&["apps", "delete", "shop", "--volumes"]) {
+            Command::Apps {
+                command: Some(AppsCommand::Delete { name, volumes }),
+                ..
+            } => assert!(name == "shop" && volumes),
+            other => panic!("{other:?}"),
+        }
+        match command(&["releases", "info", "R2", "--json"]) {
+            Command::Releases {
+                command: Some(ReleasesCommand::Info { id, json }),
+                ..
+            } => assert!(id == "R2" && json.json),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            command(&["services", "--json"]),
+            Command::Services { json, .. } if json.json
+        ));
+    }
+
     #[test]
     fn json_on_read_commands() -> Result<(), clap::Error> {
         for args in [
             &["apps", "--json"][..],
             &["apps", "info", "shop", "--json"][..],
+            &["apps", "--json", "info", "shop"][..],
             &["builds", "--json"][..],
             &["releases", "--json"][..],
+            &["releases", "info", "R1", "--json"][..],
             &["env", "--json"][..],
             &["ps", "--json"][..],
             &["rack", "--json"][..],
+            &["rack", "prune", "--json"][..],
             &["logs", "--json"][..],
+            &["services", "--json"][..],
+            &["volumes", "--json"][..],
+            &["timers", "--json"][..],
+            &["tokens", "--json"][..],
+            &["audit", "--json"][..],
+            &["certs", "--json"][..],
         ] {
             parse(args)?;
+        }
+        Ok(())
+    }
+
+    /// `--json` is taken where JSON is printed, and nowhere it would be ignored.
+    #[test]
+    fn json_after_tokens_create_and_not_after_writes() -> Result<(), clap::Error> {
+        for args in [
+            &["tokens", "create", "--role", "read", "--json"][..],
+            &["tokens", "--json", "create", "--role", "read"][..],
+        ] {
+            match parse(args)?.command {
+                Command::Tokens {
+                    json,
+                    command: Some(TokensCommand::Create { json: inner, .. }),
+                } => assert!(json.json || inner.json, "{args:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        for args in [
+            &["apps", "create", "shop", "--json"][..],
+            &["env", "set", "A=1", "--json"][..],
+            &["tokens", "revoke", "t1", "--json"][..],
+            &["builds", "logs", "B1", "--json"][..],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} accepted --json");
         }
         Ok(())
     }

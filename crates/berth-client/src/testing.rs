@@ -1,0 +1,84 @@
+//! Test fixtures: a one-shot HTTP server and a small `docker save` archive.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Accepts one connection, reads one request (head and Content-Length body), answers
+/// `response`, and hands back the raw request.
+pub async fn serve_once(
+    response: String,
+) -> std::io::Result<(String, tokio::task::JoinHandle<std::io::Result<Vec<u8>>>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await?;
+        let mut req = Vec::new();
+        let mut buf = [0u8; 8192];
+        let body_start = loop {
+            let n = sock.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(req);
+            }
+            req.extend_from_slice(&buf[..n]);
+            if let Some(p) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&req[..body_start]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while req.len() < body_start + len {
+            let n = sock.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            req.extend_from_slice(&buf[..n]);
+        }
+        sock.write_all(response.as_bytes()).await?;
+        sock.shutdown().await?;
+        Ok(req)
+    });
+    Ok((url, task))
+}
+
+pub fn response(status: &str, content_type: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A saved image of two layers, `a/layer.tar` and `b/layer.tar`.
+pub fn saved_image(dir: &Path, link: bool) -> io::Result<PathBuf> {
+    let path = dir.join(if link { "linked.tar" } else { "save.tar" });
+    let mut b = tar::Builder::new(File::create(&path)?);
+    let mut add = |name: &str, data: &[u8]| -> io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, data)
+    };
+    add(
+        "manifest.json",
+        br#"[{"Config":"c.json","RepoTags":["x:1"],"Layers":["a/layer.tar","b/layer.tar"]}]"#,
+    )?;
+    add(
+        "c.json",
+        br#"{"rootfs":{"type":"layers","diff_ids":["sha256:1","sha256:2"]}}"#,
+    )?;
+    add("a/layer.tar", &[1u8; 1024])?;
+    add("b/layer.tar", &[2u8; 1024])?;
+    if link {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "c/layer.tar", "../a/layer.tar")?;
+    }
+    b.finish()?;
+    Ok(path)
+}

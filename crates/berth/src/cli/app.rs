@@ -1,0 +1,134 @@
+//! The subcommands and arguments of commands about one app.
+
+use super::flags::{AppArg, JsonArg};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The source directory
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The manifest, relative to DIR
+    #[arg(
+        short = 'f',
+        long = "manifest",
+        value_name = "FILE",
+        default_value = "berth.yml"
+    )]
+    pub manifest: PathBuf,
+    /// Deploy this image from the local Docker engine instead of building DIR
+    /// (with DIR's berth.yml if there is one)
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// Create an app
+    Create { name: String },
+    /// Delete an app, its processes, builds, releases and environment
+    Delete {
+        name: String,
+        /// Delete the app's volumes, and the data in them, too
+        #[arg(long)]
+        volumes: bool,
+    },
+    /// Show an app's status, release and services
+    Info {
+        /// The app (default: --app, else berth.yml's `app:`, else the directory's name)
+        name: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuildsCommand {
+    /// Print a build's output
+    Logs { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleasesCommand {
+    /// Roll a release out, making it the active one
+    Promote { id: String },
+    /// Make a new release with an older release's build and environment, and roll it out
+    Rollback { id: String },
+    /// Show a release: its build, the env keys and manifest lines changed since the one before
+    Info {
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Print one variable's value
+    Get { key: String },
+    /// Set variables (a new release; rolled out with --promote)
+    Set {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+        /// Roll the new release out
+        #[arg(long)]
+        promote: bool,
+    },
+    /// Remove variables (a new release; rolled out with --promote)
+    Unset {
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+        /// Roll the new release out
+        #[arg(long)]
+        promote: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PsCommand {
+    /// Stop a process (the supervisor replaces it if its service still wants it)
+    Stop { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The service whose image, env and volumes the process gets
+    pub service: String,
+    /// Run this release instead of the promoted one
+    #[arg(long, value_name = "R")]
+    pub release: Option<String>,
+    /// Leave it running in the background and print its id (its output goes to `berth logs`)
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Stop it after this many seconds
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+    /// The command and its arguments, after `--` (default: the service's command)
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The process (an ID from `berth ps`)
+    pub process: String,
+    /// The command and its arguments, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumesCommand {
+    /// Write a tar of a volume's content to stdout: `berth volumes backup data > data.tar`
+    Backup { name: String },
+    /// Extract a tar from stdin into a volume: `berth volumes restore data < data.tar`
+    /// (files in the tar replace those of the same name; others are kept)
+    Restore { name: String },
+}

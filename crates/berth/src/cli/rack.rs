@@ -1,0 +1,115 @@
+//! The subcommands and arguments of rack-wide commands, and of the server and router
+//! processes.
+
+use super::flags::JsonArg;
+use clap::{Args, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Data directory [default: /var/lib/berth as root, else $XDG_DATA_HOME/berth or ~/.local/share/berth]
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Address of the API
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub api: SocketAddr,
+    /// Address of the HTTP router
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Apps get <service>.<app>.<DOMAIN>
+    #[arg(long, value_name = "D", default_value = "localhost")]
+    pub domain: String,
+    /// Largest source upload accepted, in MiB
+    #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_upload: u64,
+    /// Worker threads of the router process [default: one per core]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub router_threads: Option<u16>,
+    /// Serve HTTPS on this address too (certificates: `berth certs`)
+    #[arg(long, value_name = "ADDR")]
+    pub https: Option<SocketAddr>,
+    /// Largest request body the router forwards, in MiB; larger ones get 413
+    #[arg(long, value_name = "MIB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_body: u64,
+    /// Obtain and renew certificates for every served domain over ACME HTTP-01 from
+    /// this directory, e.g. https://acme-v02.api.letsencrypt.org/directory [default: off]
+    #[arg(long, value_name = "URL", requires = "https")]
+    pub acme_directory: Option<String>,
+    /// Contact email given to the ACME CA (expiry notices)
+    #[arg(long, value_name = "E", requires = "acme_directory")]
+    pub acme_email: Option<String>,
+    /// Also trust this PEM CA certificate for the ACME directory's HTTPS (a test CA)
+    #[arg(long, value_name = "PEM", requires = "acme_directory")]
+    pub acme_ca_cert: Option<PathBuf>,
+    /// Give each app network a /24 of this IPv4 pool, e.g. 10.210.0.0/16, instead of
+    /// the engine's default pools (which hold about 30 networks)
+    #[arg(long, value_name = "CIDR")]
+    pub network_pool: Option<berth_runtime::subnets::NetworkPool>,
+}
+
+#[derive(Debug, Args)]
+pub struct RouterArgs {
+    /// Address to serve HTTP on
+    #[arg(long, value_name = "ADDR")]
+    pub http: SocketAddr,
+    /// The server's control socket
+    #[arg(long, value_name = "PATH")]
+    pub control: PathBuf,
+    /// Event loops, each on a thread of its own [default: one per core]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Largest request body forwarded, in bytes
+    #[arg(long, value_name = "BYTES")]
+    pub max_body: Option<u64>,
+    /// Address to serve HTTPS on
+    #[arg(long, value_name = "ADDR")]
+    pub https: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RackCommand {
+    /// Remove this rack's stopped containers and the images no kept release uses;
+    /// report what was freed (never touches anything without berth's labels)
+    Prune {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token and print its secret (shown this once)
+    Create {
+        /// admin (everything), deploy (builds, releases, env, scale, restart, ps stop and
+        /// reads), or read (read-only, no env values)
+        #[arg(long, value_name = "ROLE", value_parser = ["admin", "deploy", "read"])]
+        role: String,
+        /// Limit the token to this app
+        #[arg(long, value_name = "APP")]
+        app: Option<String>,
+        /// `{"token": {...}, "secret": "..."}` for scripts
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Revoke a token; requests with it are refused from now on
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Store a certificate chain and its private key (PEM files)
+    Import {
+        #[arg(value_name = "CERT.pem")]
+        cert: PathBuf,
+        #[arg(value_name = "KEY.pem")]
+        key: PathBuf,
+    },
+    /// Make a self-signed certificate for DOMAINs (`*.example.com` allowed)
+    Generate {
+        #[arg(value_name = "DOMAIN", required = true)]
+        domains: Vec<String>,
+    },
+    /// Remove a certificate
+    Delete { id: String },
+}

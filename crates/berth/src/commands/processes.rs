@@ -1,0 +1,75 @@
+//! `berth ps`, `berth scale` and `berth restart`: an app's processes.
+
+use crate::cli::{AppArg, JsonArg, PsCommand};
+use crate::output::{age, or_dash, print_list};
+use crate::progress::finish;
+use crate::resolve;
+use anyhow::Result;
+use berth_api::{RestartRequest, ScaleRequest};
+use berth_client::Client;
+
+pub async fn ps(app: AppArg, json: JsonArg, command: Option<PsCommand>) -> Result<()> {
+    let app = resolve::current_app(app.app.as_deref())?;
+    match command {
+        None => list(&app, json.json).await,
+        Some(PsCommand::Stop { id }) => {
+            Client::from_config()?.stop_process(&app, &id).await?;
+            println!("stopped process {id}");
+            Ok(())
+        }
+    }
+}
+
+async fn list(app: &str, json: bool) -> Result<()> {
+    let processes = Client::from_config()?.processes(app).await?;
+    print_list(
+        &processes,
+        json,
+        &[
+            "ID",
+            "SERVICE",
+            "RELEASE",
+            "STATE",
+            "STARTED",
+            "ADDRESS",
+            "RESTARTS",
+            "LAST-EXIT",
+        ],
+        |p| {
+            vec![
+                p.id.clone(),
+                p.service.clone(),
+                p.release.clone(),
+                p.state.clone(),
+                age(p.started.as_deref()),
+                or_dash(p.address.as_ref()),
+                p.restarts.to_string(),
+                or_dash(p.last_exit.as_ref()),
+            ]
+        },
+    )
+}
+
+pub async fn scale(app: AppArg, service: String, request: ScaleRequest) -> Result<()> {
+    let app = resolve::current_app(app.app.as_deref())?;
+    berth_core::validate_service_name(&service)?;
+    finish(
+        Client::from_config()?
+            .scale(&app, &service, &request)
+            .await?,
+    )
+    .await
+}
+
+pub async fn restart(app: AppArg, service: Option<String>) -> Result<()> {
+    let app = resolve::current_app(app.app.as_deref())?;
+    if let Some(s) = &service {
+        berth_core::validate_service_name(s)?;
+    }
+    finish(
+        Client::from_config()?
+            .restart(&app, &RestartRequest { service })
+            .await?,
+    )
+    .await
+}

@@ -1,0 +1,131 @@
+//! `berth build` and `berth deploy` from a source directory: pack it (minding
+//! .dockerignore), upload it, follow the build and rollout.
+
+use crate::cli::SourceArgs;
+use crate::output::bytes;
+use crate::progress;
+use crate::resolve;
+use anyhow::{Context, Result, anyhow, bail};
+use berth_client::Client;
+use std::path::{Path, PathBuf};
+
+/// `berth build DIR`: a new release, not rolled out.
+pub async fn build(args: SourceArgs) -> Result<()> {
+    if args.image.is_some() {
+        bail!(
+            "`berth build` builds from source; release a local image with `berth deploy --image IMAGE`"
+        );
+    }
+    upload(args, false).await
+}
+
+/// `berth deploy DIR`.
+pub async fn deploy(args: SourceArgs) -> Result<()> {
+    upload(args, true).await
+}
+
+/// Checks the manifest, packs, uploads, follows the work.
+async fn upload(args: SourceArgs, deploy: bool) -> Result<()> {
+    let dir = args.dir;
+    if !dir.is_dir() {
+        bail!(
+            "the source directory {} does not exist or is not a directory",
+            dir.display()
+        );
+    }
+    let manifest_rel = resolve::manifest_in_source(&dir, &args.manifest)?;
+    let manifest_path = dir.join(&manifest_rel);
+    let shown: PathBuf = if dir == Path::new(".") {
+        PathBuf::from(&manifest_rel)
+    } else {
+        manifest_path.clone()
+    };
+    let manifest = resolve::read_manifest_if_present(&manifest_path, &shown)?.ok_or_else(|| {
+        anyhow!(
+            "{} does not exist; write a berth.yml in the source directory or name the manifest with -f FILE",
+            shown.display()
+        )
+    })?;
+    let dir_abs = std::fs::canonicalize(&dir)
+        .with_context(|| format!("cannot read the source directory {}", dir.display()))?;
+    let app = resolve::pick_app(
+        args.app.app.as_deref(),
+        Some((&shown, manifest.app.as_deref())),
+        &dir_abs,
+    )?;
+
+    let client = Client::from_config()?;
+    // Fails early, before packing, when the app is missing or the token is wrong.
+    client.app(&app).await?;
+
+    let tar = tempfile::Builder::new()
+        .prefix("berth-source-")
+        .suffix(".tar")
+        .tempfile()
+        .context("cannot create a temporary file for the source archive")?;
+    // The manifest and the Dockerfiles it names go up even if .dockerignore lists them.
+    let keep = files_to_keep(&manifest_rel, &manifest);
+    let (files, size) = {
+        let src = dir.clone();
+        let mut out = tar
+            .reopen()
+            .context("cannot open the temporary source archive")?;
+        tokio::task::spawn_blocking(move || {
+            let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+            berth_client::source::pack_source_keeping(&src, &keep, &mut out)
+        })
+        .await
+        .context("packing the source panicked")??
+    };
+    eprintln!(
+        "==> packed {files} files ({}) from {} for app {app}",
+        bytes(size),
+        dir.display()
+    );
+
+    let size_on_disk = tar.as_file().metadata().map(|m| m.len()).unwrap_or(size);
+    let (client, app, path, manifest) = (&client, &app, tar.path(), &manifest_rel);
+    let events = progress::upload(size_on_disk, |progress| async move {
+        if deploy {
+            client.deploy(app, path, manifest, progress).await
+        } else {
+            client.build(app, path, manifest, progress).await
+        }
+    })
+    .await?;
+    progress::finish(events).await
+}
+
+/// Paths (relative to the source root, `/`-separated) the server needs from the upload:
+/// the manifest and each Dockerfile it builds with.
+fn files_to_keep(manifest_rel: &str, manifest: &berth_core::Manifest) -> Vec<String> {
+    let mut keep = vec![manifest_rel.to_string()];
+    for service in manifest.services.values() {
+        if let berth_core::ImageSource::Build(spec) = &service.source {
+            let path = match spec.path.trim_end_matches('/') {
+                "" | "." => spec.dockerfile.clone(),
+                context => format!("{context}/{}", spec.dockerfile),
+            };
+            keep.push(path);
+        }
+    }
+    keep.sort();
+    keep.dedup();
+    keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_manifest_and_dockerfiles() -> Result<(), berth_core::ManifestError> {
+        let yaml = "services:\n  web:\n    build: .\n    port: 8080\n  api:\n    build: {path: api, dockerfile: docker/Dockerfile.api}\n  db:\n    image: postgres\n";
+        let m = berth_core::parse_manifest("pod.yml", yaml)?;
+        assert_eq!(
+            files_to_keep("k8s/pod.yml", &m),
+            ["Dockerfile", "api/docker/Dockerfile.api", "k8s/pod.yml"]
+        );
+        Ok(())
+    }
+}

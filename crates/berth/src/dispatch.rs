@@ -1,0 +1,63 @@
+//! The top layer: runs what the command line asks for.
+
+use crate::cli::{Cli, Command};
+use crate::commands::{
+    access, apps, builds, certs, env, image, logs, oneoff, processes, rack, releases, source,
+    volumes,
+};
+use anyhow::Result;
+use berth_api::ScaleRequest;
+use berth_client::LogsQuery;
+
+pub async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Server(args) => crate::server::run(args).await,
+        Command::Router(args) => crate::router::run(args).await,
+        Command::Login { url, token } => rack::login(&url, &token).await,
+        Command::Apps { app, json, command } => apps::run(app, json, command).await,
+        Command::Build(args) => source::build(args).await,
+        Command::Deploy(args) if args.image.is_some() => image::deploy(args).await,
+        Command::Deploy(args) => source::deploy(args).await,
+        Command::Builds { app, json, command } => builds::run(app, json, command).await,
+        Command::Releases { app, json, command } => releases::run(app, json, command).await,
+        Command::Env { app, json, command } => env::run(app, json, command).await,
+        Command::Scale {
+            app,
+            service,
+            count,
+            memory,
+            cpu,
+        } => processes::scale(app, service, ScaleRequest { count, memory, cpu }).await,
+        Command::Ps { app, json, command } => processes::ps(app, json, command).await,
+        Command::Run(args) => oneoff::run(args).await,
+        Command::Exec(args) => oneoff::exec(args).await,
+        Command::Timers { app, json } => oneoff::timers(app, json).await,
+        Command::Restart { app, service } => processes::restart(app, service).await,
+        Command::Logs {
+            app,
+            json,
+            follow,
+            since,
+            service,
+        } => {
+            let query = LogsQuery {
+                since,
+                service,
+                follow,
+            };
+            logs::run(app, json, query).await
+        }
+        Command::Rack { json, command } => rack::run(json, command).await,
+        Command::Volumes { app, json, command } => volumes::run(app, json, command).await,
+        Command::Services { app, json } => apps::services(app, json).await,
+        Command::Tokens { json, command } => access::tokens(json, command).await,
+        Command::Certs { json, command } => certs::run(json, command).await,
+        Command::Audit { json, limit } => access::audit(json, limit).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
