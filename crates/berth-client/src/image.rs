@@ -113,7 +113,7 @@ mod tests {
     async fn thin_copy_leaves_out_what_the_server_has() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let saved = saved_image(dir.path(), false)?;
-        let chains = saved_image::chain_ids(&["sha256:1".into(), "sha256:2".into()]);
+        let chains = berth_core::layers::chain_ids(&["sha256:1".into(), "sha256:2".into()]);
         let body = serde_json::to_string(&[&chains[0]])?;
         let (url, task) = serve_once(response("200 OK", "application/json", &body)).await?;
         let thin = dir.path().join("thin.tar");

@@ -51,24 +51,6 @@ pub struct SavedImage {
     pub has_links: bool,
 }
 
-/// The chain ids of a stack of layers, base first, from their diff ids: the base's is
-/// its diff id, each other's `sha256(parent_chain + " " + diff_id)` (the OCI rule).
-pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
-    use sha2::{Digest, Sha256};
-    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
-    for diff in diff_ids {
-        let next = match out.last() {
-            None => diff.clone(),
-            Some(parent) => format!(
-                "sha256:{}",
-                hex::encode(Sha256::digest(format!("{parent} {diff}").as_bytes()))
-            ),
-        };
-        out.push(next);
-    }
-    out
-}
-
 /// Reads the layers of the archive at `path` (blocking: one pass over the file).
 pub fn read(path: &Path) -> Result<SavedImage, SavedImageError> {
     #[derive(serde::Deserialize)]
@@ -126,7 +108,7 @@ pub fn read(path: &Path) -> Result<SavedImage, SavedImageError> {
                 config.rootfs.diff_ids.len()
             )));
         }
-        let chains = chain_ids(&config.rootfs.diff_ids);
+        let chains = berth_core::layers::chain_ids(&config.rootfs.diff_ids);
         layers.extend(
             entry
                 .layers
@@ -191,24 +173,12 @@ mod tests {
     use crate::testing::saved_image;
 
     #[test]
-    fn chain_ids_follow_the_oci_rule() {
-        use sha2::{Digest, Sha256};
-        let chains = chain_ids(&["sha256:a".into(), "sha256:b".into()]);
-        let second = format!(
-            "sha256:{}",
-            hex::encode(Sha256::digest(b"sha256:a sha256:b"))
-        );
-        assert_eq!(chains, ["sha256:a".to_string(), second]);
-        assert!(chain_ids(&[]).is_empty());
-    }
-
-    #[test]
     fn thinning_drops_only_named_layers() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let src = saved_image(dir.path(), false)?;
         let image = read(&src)?;
         assert!(!image.has_links);
-        let chains = chain_ids(&["sha256:1".into(), "sha256:2".into()]);
+        let chains = berth_core::layers::chain_ids(&["sha256:1".into(), "sha256:2".into()]);
         assert_eq!(
             image.layers,
             [

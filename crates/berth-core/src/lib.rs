@@ -2,6 +2,7 @@
 //! validation, the desired state of a process. Pure: no I/O.
 
 pub mod env;
+pub mod layers;
 pub mod manifest;
 pub mod model;
 pub mod names;

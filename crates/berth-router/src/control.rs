@@ -15,7 +15,7 @@
 //! - `challenges`: replace the ACME HTTP-01 challenges answered for any host;
 //! - `stop`: drain and exit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -29,14 +29,13 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, mpsc, watch};
 
+pub use crate::access_log::AccessLine;
 use crate::{Backend, Route, RouteTable, Router};
 
 /// The longest a control call may take before the router counts as unreachable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a spawned router may take to answer `hello`.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// Access log lines kept between two `logs` calls; older ones are dropped.
-const ACCESS_BUFFER: usize = 20_000;
 /// How often the server collects access log lines.
 const LOG_POLL: Duration = Duration::from_millis(500);
 /// How often the server checks that its router is alive.
@@ -116,13 +115,6 @@ struct Reply {
     logs: Vec<AccessLine>,
 }
 
-/// One request as the router saw it, for the app's log stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccessLine {
-    pub app: String,
-    pub line: String,
-}
-
 fn to_wire(table: &RouteTable) -> Vec<WireRoute> {
     let mut by_route: HashMap<*const Route, WireRoute> = HashMap::new();
     for (host, route) in &table.hosts {
@@ -165,46 +157,6 @@ fn from_wire(routes: Vec<WireRoute>) -> RouteTable {
         }
     }
     table
-}
-
-/// Buffers the access log is split into, so worker threads rarely share a lock.
-const ACCESS_SHARDS: usize = 8;
-
-/// Where the access log lines of a router process wait for the server.
-#[derive(Default)]
-pub(crate) struct AccessLog {
-    shards: [Mutex<VecDeque<AccessLine>>; ACCESS_SHARDS],
-}
-
-thread_local! {
-    static SHARD: usize = {
-        use std::hash::BuildHasher;
-        std::collections::hash_map::RandomState::new().hash_one(std::thread::current().id())
-            as usize
-            % ACCESS_SHARDS
-    };
-}
-
-impl AccessLog {
-    pub(crate) fn push(&self, app: &str, line: String) {
-        let shard = SHARD.with(|s| *s);
-        let mut lines = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
-        if lines.len() >= ACCESS_BUFFER / ACCESS_SHARDS {
-            lines.pop_front();
-        }
-        lines.push_back(AccessLine {
-            app: app.to_owned(),
-            line,
-        });
-    }
-
-    fn take(&self) -> Vec<AccessLine> {
-        let mut out = Vec::new();
-        for shard in &self.shards {
-            out.extend(shard.lock().unwrap_or_else(|p| p.into_inner()).drain(..));
-        }
-        out
-    }
 }
 
 /// How `berth router` runs.
@@ -900,21 +852,5 @@ mod tests {
         // Hosts of one route still share it, as the data path expects.
         assert!(Arc::ptr_eq(a, b));
         assert_eq!(**a, *table.hosts["a.example"]);
-    }
-
-    #[test]
-    fn access_buffer_is_bounded() {
-        let log = AccessLog::default();
-        for i in 0..ACCESS_BUFFER + 5 {
-            log.push("a", i.to_string());
-        }
-        let lines = log.take();
-        // One thread writes to one shard: it keeps the newest of its share.
-        assert_eq!(lines.len(), ACCESS_BUFFER / ACCESS_SHARDS);
-        assert_eq!(
-            lines.last().map(|l| l.line.clone()),
-            Some((ACCESS_BUFFER + 4).to_string())
-        );
-        assert!(log.take().is_empty());
     }
 }

@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+mod access_log;
 mod body;
 mod conn;
 pub mod control;
@@ -94,7 +95,7 @@ pub struct Router {
     /// Largest request body accepted; larger ones get 413. `None`: no limit.
     max_body: Option<u64>,
     /// Access log lines for the server, when this router runs as its own process.
-    access: control::AccessLog,
+    access: access_log::AccessLog,
     log_access: bool,
     /// The HTTPS port, once the router serves HTTPS (for redirects).
     https_port: std::sync::OnceLock<u16>,
@@ -119,7 +120,7 @@ impl Router {
             state: ArcSwap::from_pointee(Compiled::new(RouteTable::default(), &mut HashMap::new())),
             inflight: Mutex::new(HashMap::new()),
             max_body,
-            access: control::AccessLog::default(),
+            access: access_log::AccessLog::default(),
             log_access,
             https_port: std::sync::OnceLock::new(),
             challenges: ArcSwap::from_pointee(HashMap::new()),

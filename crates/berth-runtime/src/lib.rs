@@ -6,11 +6,10 @@
 //! for tests, and a Swarm implementation would.
 
 mod docker;
-mod layers;
 pub mod subnets;
 
+pub use berth_core::layers::chain_ids;
 pub use docker::DockerRuntime;
-pub use layers::chain_ids;
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;

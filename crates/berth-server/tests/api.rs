@@ -86,7 +86,12 @@ fn error_of(body: &serde_json::Value) -> &str {
 async fn every_route_refuses_a_missing_wrong_or_malformed_token_alike() {
     let t = TestRack::new().await;
     for (m, path, _) in ROUTES {
-        for auth in [None, Some("Bearer wrong"), Some("Basic dXNlcjpwdw=="), Some("Bearer")] {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("Basic dXNlcjpwdw=="),
+            Some("Bearer"),
+        ] {
             let mut request = Request::builder().method(method(m)).uri(*path);
             if let Some(auth) = auth {
                 request = request.header(header::AUTHORIZATION, auth);
@@ -143,7 +148,8 @@ async fn an_app_token_reaches_only_its_app() {
     assert_eq!(status, StatusCode::OK);
     let (status, _) = t.call(Method::GET, "/rack", Some(&token), None).await;
     assert_eq!(status, StatusCode::OK, "berth login checks GET /rack");
-    let within_deploy = |(_, p, need): &&(&str, &str, &str)| p.starts_with("/apps/shop") && *need != "admin";
+    let within_deploy =
+        |(_, p, need): &&(&str, &str, &str)| p.starts_with("/apps/shop") && *need != "admin";
     for (m, path, _) in ROUTES.iter().filter(within_deploy) {
         let path = path.replace("/shop", "/other");
         let (status, body) = t.call(method(m), &path, Some(&token), body(m, &path)).await;
@@ -168,23 +174,41 @@ async fn bad_json_wrong_types_and_framework_refusals_get_the_json_error_body() {
         }
         r.body(body).expect("a request")
     };
-    let (status, body) = t.send(post(Body::from("{\"name\":"), Some("application/json"))).await;
+    let (status, body) = t
+        .send(post(Body::from("{\"name\":"), Some("application/json")))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(error_of(&body).contains("see the request types in berth-api"), "{body}");
-    let (status, body) = t.send(post(Body::from("{\"name\": 7}"), Some("application/json"))).await;
+    assert!(
+        error_of(&body).contains("see the request types in berth-api"),
+        "{body}"
+    );
+    let (status, body) = t
+        .send(post(Body::from("{\"name\": 7}"), Some("application/json")))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(error_of(&body).contains("name"), "{body}");
     let (status, body) = t.send(post(Body::from("{\"name\":\"x\"}"), None)).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(error_of(&body).contains("Content-Type: application/json"), "{body}");
+    assert!(
+        error_of(&body).contains("Content-Type: application/json"),
+        "{body}"
+    );
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(2 << 20));
-    let (status, body) = t.send(post(Body::from(big), Some("application/json"))).await;
+    let (status, body) = t
+        .send(post(Body::from(big), Some("application/json")))
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(error_of(&body).contains("limit for JSON bodies is 1 MiB"), "{body}");
+    assert!(
+        error_of(&body).contains("limit for JSON bodies is 1 MiB"),
+        "{body}"
+    );
 
     let (status, body) = t.admin(Method::PUT, "/apps", Some(json!({}))).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    assert!(error_of(&body).contains("does not take that method"), "{body}");
+    assert!(
+        error_of(&body).contains("does not take that method"),
+        "{body}"
+    );
     let (status, body) = t.admin(Method::GET, "/no/such/route", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(error_of(&body).contains("no such API route"), "{body}");
@@ -200,15 +224,23 @@ async fn unknown_apps_and_bad_names_say_what_to_do_on_every_app_route() {
         .filter(|(_, p, _)| !p.ends_with("/run") && !p.ends_with("/exec"));
     for (m, path, _) in app_routes {
         let json = body(m, path);
-        let (status, body) = t.admin(method(m), &path.replace("/shop", "/ghost"), json.clone()).await;
+        let (status, body) = t
+            .admin(method(m), &path.replace("/shop", "/ghost"), json.clone())
+            .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{m} {path}: {body}");
         assert!(
-            error_of(&body).contains("app ghost does not exist; create it with `berth apps create ghost`"),
+            error_of(&body)
+                .contains("app ghost does not exist; create it with `berth apps create ghost`"),
             "{m} {path}: {body}"
         );
-        let (status, body) = t.admin(method(m), &path.replace("/shop", "/Bad_Name"), json).await;
+        let (status, body) = t
+            .admin(method(m), &path.replace("/shop", "/Bad_Name"), json)
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{m} {path}: {body}");
-        assert!(error_of(&body).contains("invalid app name \"Bad_Name\""), "{body}");
+        assert!(
+            error_of(&body).contains("invalid app name \"Bad_Name\""),
+            "{body}"
+        );
     }
 }
 
@@ -217,23 +249,125 @@ async fn each_kind_of_failure_has_its_status_through_the_api() {
     let t = TestRack::new().await;
     t.create_app("shop").await;
     let cases: Vec<(Method, &str, Option<serde_json::Value>, StatusCode, &str)> = vec![
-        (Method::POST, "/apps", Some(json!({"name": "shop"})), StatusCode::CONFLICT, "already exists"),
-        (Method::POST, "/apps", Some(json!({"name": "Shop"})), StatusCode::BAD_REQUEST, "invalid app name"),
-        (Method::GET, "/apps/shop/releases/R9/info", None, StatusCode::NOT_FOUND, "release R9 of app shop does not exist"),
-        (Method::POST, "/apps/shop/releases/R9/promote", None, StatusCode::NOT_FOUND, "release R9"),
-        (Method::POST, "/apps/shop/restart", Some(json!({})), StatusCode::CONFLICT, "has no release yet"),
-        (Method::POST, "/apps/shop/services/web/scale", Some(json!({})), StatusCode::BAD_REQUEST, "nothing to scale"),
-        (Method::POST, "/apps/shop/env", Some(json!({"set": {"1BAD": "x"}})), StatusCode::BAD_REQUEST, "not a valid variable name"),
-        (Method::POST, "/apps/shop/env", Some(json!({})), StatusCode::BAD_REQUEST, "nothing to change"),
-        (Method::DELETE, "/apps/shop/processes/web-1", None, StatusCode::NOT_FOUND, "has no process web-1"),
-        (Method::POST, "/apps/shop/run", Some(json!({"service": "web"})), StatusCode::CONFLICT, "has no release yet"),
-        (Method::GET, "/apps/shop/volumes/data/archive", None, StatusCode::NOT_FOUND, "has no volume data"),
-        (Method::POST, "/tokens", Some(json!({"role": "root"})), StatusCode::BAD_REQUEST, "unknown role"),
-        (Method::DELETE, "/tokens/t00000000", None, StatusCode::NOT_FOUND, "does not exist"),
-        (Method::POST, "/certs/generate", Some(json!({"domains": []})), StatusCode::BAD_REQUEST, "name at least one domain"),
-        (Method::POST, "/certs", Some(json!({"cert_pem": "x", "key_pem": "y"})), StatusCode::BAD_REQUEST, "PEM"),
-        (Method::DELETE, "/certs/c-000000", None, StatusCode::NOT_FOUND, "does not exist"),
-        (Method::POST, "/apps/shop/image/layers", Some(json!(vec!["x"; 10_001])), StatusCode::BAD_REQUEST, "more than 10000 layers"),
+        (
+            Method::POST,
+            "/apps",
+            Some(json!({"name": "shop"})),
+            StatusCode::CONFLICT,
+            "already exists",
+        ),
+        (
+            Method::POST,
+            "/apps",
+            Some(json!({"name": "Shop"})),
+            StatusCode::BAD_REQUEST,
+            "invalid app name",
+        ),
+        (
+            Method::GET,
+            "/apps/shop/releases/R9/info",
+            None,
+            StatusCode::NOT_FOUND,
+            "release R9 of app shop does not exist",
+        ),
+        (
+            Method::POST,
+            "/apps/shop/releases/R9/promote",
+            None,
+            StatusCode::NOT_FOUND,
+            "release R9",
+        ),
+        (
+            Method::POST,
+            "/apps/shop/restart",
+            Some(json!({})),
+            StatusCode::CONFLICT,
+            "has no release yet",
+        ),
+        (
+            Method::POST,
+            "/apps/shop/services/web/scale",
+            Some(json!({})),
+            StatusCode::BAD_REQUEST,
+            "nothing to scale",
+        ),
+        (
+            Method::POST,
+            "/apps/shop/env",
+            Some(json!({"set": {"1BAD": "x"}})),
+            StatusCode::BAD_REQUEST,
+            "not a valid variable name",
+        ),
+        (
+            Method::POST,
+            "/apps/shop/env",
+            Some(json!({})),
+            StatusCode::BAD_REQUEST,
+            "nothing to change",
+        ),
+        (
+            Method::DELETE,
+            "/apps/shop/processes/web-1",
+            None,
+            StatusCode::NOT_FOUND,
+            "has no process web-1",
+        ),
+        (
+            Method::POST,
+            "/apps/shop/run",
+            Some(json!({"service": "web"})),
+            StatusCode::CONFLICT,
+            "has no release yet",
+        ),
+        (
+            Method::GET,
+            "/apps/shop/volumes/data/archive",
+            None,
+            StatusCode::NOT_FOUND,
+            "has no volume data",
+        ),
+        (
+            Method::POST,
+            "/tokens",
+            Some(json!({"role": "root"})),
+            StatusCode::BAD_REQUEST,
+            "unknown role",
+        ),
+        (
+            Method::DELETE,
+            "/tokens/t00000000",
+            None,
+            StatusCode::NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            Method::POST,
+            "/certs/generate",
+            Some(json!({"domains": []})),
+            StatusCode::BAD_REQUEST,
+            "name at least one domain",
+        ),
+        (
+            Method::POST,
+            "/certs",
+            Some(json!({"cert_pem": "x", "key_pem": "y"})),
+            StatusCode::BAD_REQUEST,
+            "PEM",
+        ),
+        (
+            Method::DELETE,
+            "/certs/c-000000",
+            None,
+            StatusCode::NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            Method::POST,
+            "/apps/shop/image/layers",
+            Some(json!(vec!["x"; 10_001])),
+            StatusCode::BAD_REQUEST,
+            "more than 10000 layers",
+        ),
     ];
     for (m, path, body, want, text) in cases {
         let (status, answer) = t.admin(m.clone(), path, body).await;
@@ -242,8 +376,13 @@ async fn each_kind_of_failure_has_its_status_through_the_api() {
     }
     // The last admin token cannot be revoked.
     let (_, tokens) = t.admin(Method::GET, "/tokens", None).await;
-    let id = tokens[0]["id"].as_str().expect("the admin token's id").to_string();
-    let (status, body) = t.admin(Method::DELETE, &format!("/tokens/{id}"), None).await;
+    let id = tokens[0]["id"]
+        .as_str()
+        .expect("the admin token's id")
+        .to_string();
+    let (status, body) = t
+        .admin(Method::DELETE, &format!("/tokens/{id}"), None)
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(error_of(&body).contains("last admin token"), "{body}");
     // An upload over --max-upload (1 MiB here) is refused while it is spooled.
@@ -255,7 +394,10 @@ async fn each_kind_of_failure_has_its_status_through_the_api() {
         .expect("a request");
     let (status, body) = t.send(request).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
-    assert!(error_of(&body).contains("the upload is over 1 MiB"), "{body}");
+    assert!(
+        error_of(&body).contains("the upload is over 1 MiB"),
+        "{body}"
+    );
     // Not a tar: refused before any stream starts.
     let request = Request::builder()
         .method(Method::POST)
@@ -270,7 +412,10 @@ async fn each_kind_of_failure_has_its_status_through_the_api() {
     t.runtime.set_unreachable(true);
     let (status, body) = t.admin(Method::DELETE, "/apps/shop", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(error_of(&body).contains("cannot reach the Docker engine"), "{body}");
+    assert!(
+        error_of(&body).contains("cannot reach the Docker engine"),
+        "{body}"
+    );
     t.runtime.set_unreachable(false);
     // ... and nothing was lost meanwhile.
     let (status, _) = t.admin(Method::GET, "/apps/shop", None).await;
@@ -283,17 +428,41 @@ async fn changes_and_secret_reads_are_audited_plain_reads_are_not() {
     t.create_app("shop").await;
     let reader = t.token("read", None);
     t.call(Method::GET, "/apps/shop", Some(&reader), None).await;
-    t.call(Method::GET, "/apps/shop/env", Some(&reader), None).await;
+    t.call(Method::GET, "/apps/shop/env", Some(&reader), None)
+        .await;
     t.admin(Method::GET, "/apps/shop/env", None).await;
     let (_, audit) = t.admin(Method::GET, "/audit", None).await;
     let lines: Vec<String> = audit
         .as_array()
         .expect("a list")
         .iter()
-        .map(|a| format!("{} {} {} {}", a["role"], a["method"], a["path"], a["status"]))
+        .map(|a| {
+            format!(
+                "{} {} {} {}",
+                a["role"], a["method"], a["path"], a["status"]
+            )
+        })
         .collect();
-    assert!(lines.iter().any(|l| l == "\"admin\" \"POST\" \"/apps\" 201"), "{lines:?}");
-    assert!(lines.iter().any(|l| l == "\"read\" \"GET\" \"/apps/shop/env\" 403"), "{lines:?}");
-    assert!(lines.iter().any(|l| l == "\"admin\" \"GET\" \"/apps/shop/env\" 200"), "{lines:?}");
-    assert!(!lines.iter().any(|l| l.contains("\"GET\" \"/apps/shop\" ")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "\"admin\" \"POST\" \"/apps\" 201"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "\"read\" \"GET\" \"/apps/shop/env\" 403"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "\"admin\" \"GET\" \"/apps/shop/env\" 200"),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("\"GET\" \"/apps/shop\" ")),
+        "{lines:?}"
+    );
 }

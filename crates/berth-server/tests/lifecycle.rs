@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 async fn ps(t: &TestRack, app: &str) -> Vec<serde_json::Value> {
-    let (status, body) = t.admin(Method::GET, &format!("/apps/{app}/processes"), None).await;
+    let (status, body) = t
+        .admin(Method::GET, &format!("/apps/{app}/processes"), None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body.as_array().cloned().unwrap_or_default()
 }
@@ -33,19 +35,38 @@ async fn a_deploy_serves_through_the_router_and_a_bad_release_keeps_the_old_one(
     let events = t.deploy("shop", &files(&good)).await;
     assert_eq!(outcome(&events)["type"], "result", "{events:?}");
     let urls = &outcome(&events)["value"]["urls"];
-    assert_eq!(urls, &json!(["http://web.shop.test:" .to_string() + &t.rack.router_url.rsplit(':').next().unwrap_or_default().to_string() + "/"]));
+    assert_eq!(
+        urls,
+        &json!(["http://web.shop.test:".to_string()
+            + &t.rack
+                .router_url
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+            + "/"])
+    );
     let processes = ps(&t, "shop").await;
     assert_eq!(processes.len(), 2, "{processes:?}");
-    assert!(processes.iter().all(|p| p["state"] == "running"), "{processes:?}");
+    assert!(
+        processes.iter().all(|p| p["state"] == "running"),
+        "{processes:?}"
+    );
     let (status, body) = t.get("web.shop.test", "/").await;
     assert_eq!(status, 200, "{body}");
 
     // A release whose health check fails is not promoted; the old one serves on.
-    let bad = web_app(r#"["serve", "--fail", "/"]"#, "    scale: {count: 2}\n    health: {path: /, attempts: 2}\n");
+    let bad = web_app(
+        r#"["serve", "--fail", "/"]"#,
+        "    scale: {count: 2}\n    health: {path: /, attempts: 2}\n",
+    );
     let events = t.deploy("shop", &files(&bad)).await;
     assert_eq!(outcome(&events)["type"], "error", "{events:?}");
     assert!(
-        outcome(&events)["error"].as_str().unwrap_or_default().contains("failed its health check"),
+        outcome(&events)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("failed its health check"),
         "{events:?}"
     );
     let (_, releases) = t.admin(Method::GET, "/apps/shop/releases", None).await;
@@ -53,7 +74,11 @@ async fn a_deploy_serves_through_the_router_and_a_bad_release_keeps_the_old_one(
     assert_eq!(releases[1]["status"], "active", "{releases}");
     let after = ps(&t, "shop").await;
     let ids = |v: &[serde_json::Value]| v.iter().map(|p| p["id"].clone()).collect::<Vec<_>>();
-    assert_eq!(ids(&after), ids(&processes), "the old processes were touched");
+    assert_eq!(
+        ids(&after),
+        ids(&processes),
+        "the old processes were touched"
+    );
     assert_eq!(t.get("web.shop.test", "/").await.0, 200);
 }
 
@@ -80,32 +105,57 @@ async fn the_reconciler_replaces_a_crashed_process_and_removes_strays() {
 
     // A container of this rack that no row wants goes; others are not touched.
     let replacement = t.rack.container_of("shop", &id);
-    let mut spec = t.runtime.container_spec(&replacement).expect("the process's spec");
+    let mut spec = t
+        .runtime
+        .container_spec(&replacement)
+        .expect("the process's spec");
     spec.name = format!("berth-{}-shop-web-stray", t.rack.rack_id);
-    spec.labels.insert("berth.process".into(), "web-stray".into());
-    let stray = berth_runtime::Runtime::run_container(&t.runtime, &spec).await.expect("a stray");
+    spec.labels
+        .insert("berth.process".into(), "web-stray".into());
+    let stray = berth_runtime::Runtime::run_container(&t.runtime, &spec)
+        .await
+        .expect("a stray");
     let mut foreign = spec.clone();
     foreign.name = "not-berths".into();
     foreign.labels.clear();
-    let foreign = berth_runtime::Runtime::run_container(&t.runtime, &foreign).await.expect("a foreign container");
+    let foreign = berth_runtime::Runtime::run_container(&t.runtime, &foreign)
+        .await
+        .expect("a foreign container");
     converge(&t.rack).await;
     let inspect = |id: String| {
         let runtime = t.runtime.clone();
-        async move { berth_runtime::Runtime::inspect_container(&runtime, &id).await.expect("inspect") }
+        async move {
+            berth_runtime::Runtime::inspect_container(&runtime, &id)
+                .await
+                .expect("inspect")
+        }
     };
-    assert!(inspect(stray.id).await.is_none(), "the stray is still there");
-    assert!(inspect(foreign.id).await.is_some(), "a container without berth's labels was removed");
+    assert!(
+        inspect(stray.id).await.is_none(),
+        "the stray is still there"
+    );
+    assert!(
+        inspect(foreign.id).await.is_some(),
+        "a container without berth's labels was removed"
+    );
 }
 
 #[tokio::test]
 async fn a_restarted_server_adopts_what_runs_without_restarting_it() {
     let t = TestRack::new().await;
     t.create_app("shop").await;
-    t.deploy("shop", &files(&web_app(r#"["serve"]"#, "    scale: {count: 2}\n"))).await;
+    t.deploy(
+        "shop",
+        &files(&web_app(r#"["serve"]"#, "    scale: {count: 2}\n")),
+    )
+    .await;
     let containers: Vec<String> = ps(&t, "shop")
         .await
         .iter()
-        .map(|p| t.rack.container_of("shop", p["id"].as_str().unwrap_or_default()))
+        .map(|p| {
+            t.rack
+                .container_of("shop", p["id"].as_str().unwrap_or_default())
+        })
         .collect();
     let table_before = berth_router::RouterHandle::table(&*t.router);
     let restarted = t.restarted();
@@ -133,7 +183,11 @@ async fn a_restarted_server_adopts_what_runs_without_restarting_it() {
 }
 
 /// Requests that take a while, started before a process is stopped, all finish.
-async fn slow_requests(t: &TestRack, host: &'static str, n: usize) -> Vec<tokio::task::JoinHandle<u16>> {
+async fn slow_requests(
+    t: &TestRack,
+    host: &'static str,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<u16>> {
     let handles: Vec<_> = (0..n)
         .map(|_| {
             let addr = berth_router::RouterHandle::http_addr(&*t.router);
@@ -142,7 +196,8 @@ async fn slow_requests(t: &TestRack, host: &'static str, n: usize) -> Vec<tokio:
                 let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
                     return 0;
                 };
-                let request = format!("GET /slow HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+                let request =
+                    format!("GET /slow HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
                 if s.write_all(request.as_bytes()).await.is_err() {
                     return 0;
                 }
@@ -172,18 +227,30 @@ async fn ps_stop_and_apps_delete_lose_no_request_that_reached_a_process() {
     // Each request takes 600 ms; processes drain for up to 5 s.
     let app = web_app(r#"["serve", "--delay", "600ms"]"#, "    drain: 5\n");
     t.deploy("shop", &files(&app)).await;
-    let id = ps(&t, "shop").await[0]["id"].as_str().expect("an id").to_string();
+    let id = ps(&t, "shop").await[0]["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
 
     let inflight = slow_requests(&t, "web.shop.test", 5).await;
-    let (status, body) = t.admin(Method::DELETE, &format!("/apps/shop/processes/{id}"), None).await;
+    let (status, body) = t
+        .admin(Method::DELETE, &format!("/apps/shop/processes/{id}"), None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     for h in inflight {
-        assert_eq!(h.await.expect("a request"), 200, "ps stop cut a request short");
+        assert_eq!(
+            h.await.expect("a request"),
+            200,
+            "ps stop cut a request short"
+        );
     }
     // Restarted in place once the reconciler runs; SIGTERM ended it (143).
     converge(&t.rack).await;
     let after = ps(&t, "shop").await;
-    assert_eq!((after[0]["id"].as_str(), after[0]["restarts"].as_u64()), (Some(id.as_str()), Some(1)));
+    assert_eq!(
+        (after[0]["id"].as_str(), after[0]["restarts"].as_u64()),
+        (Some(id.as_str()), Some(1))
+    );
     assert_eq!(after[0]["last_exit"], 143, "{after:?}");
     let back = eventually(Duration::from_secs(5), || async {
         t.get("web.shop.test", "/").await.0 == 200
@@ -195,7 +262,11 @@ async fn ps_stop_and_apps_delete_lose_no_request_that_reached_a_process() {
     let (status, body) = t.admin(Method::DELETE, "/apps/shop", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     for h in inflight {
-        assert_eq!(h.await.expect("a request"), 200, "apps delete cut a request short");
+        assert_eq!(
+            h.await.expect("a request"),
+            200,
+            "apps delete cut a request short"
+        );
     }
     assert_eq!(t.get("web.shop.test", "/").await.0, 404);
     let left = berth_runtime::Runtime::list_containers(&t.runtime, "berth.app", "shop")
@@ -208,20 +279,31 @@ async fn ps_stop_and_apps_delete_lose_no_request_that_reached_a_process() {
 async fn a_rolling_deploy_keeps_the_minimum_routed_and_scale_down_retires_the_newest() {
     let t = TestRack::new().await;
     t.create_app("shop").await;
-    let v1 = web_app(r#"["serve"]"#, "    scale: {count: 3}\n    deployment: {minimum: 67, maximum: 100}\n");
+    let v1 = web_app(
+        r#"["serve"]"#,
+        "    scale: {count: 3}\n    deployment: {minimum: 67, maximum: 100}\n",
+    );
     t.deploy("shop", &files(&v1)).await;
-    let v2 = web_app(r#"["serve", "--port", "8080"]"#, "    scale: {count: 3}\n    deployment: {minimum: 67, maximum: 100}\n");
+    let v2 = web_app(
+        r#"["serve", "--port", "8080"]"#,
+        "    scale: {count: 3}\n    deployment: {minimum: 67, maximum: 100}\n",
+    );
     let events = t.deploy("shop", &files(&v2)).await;
     assert_eq!(outcome(&events)["type"], "result", "{events:?}");
     let steps: Vec<&str> = events.iter().filter_map(|e| e["text"].as_str()).collect();
     assert!(
-        steps.iter().any(|s| s.contains("stopping 1 old process(es) first")),
+        steps
+            .iter()
+            .any(|s| s.contains("stopping 1 old process(es) first")),
         "{steps:?}"
     );
     let processes = ps(&t, "shop").await;
     assert_eq!(processes.len(), 3);
     let release = processes[0]["release"].clone();
-    assert!(processes.iter().all(|p| p["release"] == release), "{processes:?}");
+    assert!(
+        processes.iter().all(|p| p["release"] == release),
+        "{processes:?}"
+    );
 
     let oldest = processes
         .iter()

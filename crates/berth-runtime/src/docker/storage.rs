@@ -2,8 +2,8 @@
 //! side of the `Runtime` methods `ensure_volume` and after.
 
 use super::convert::{label_filter, map_err, status_of, to_hash_map};
-use crate::layers::chain_ids;
 use crate::{ImageDetails, Result, RuntimeError, VolumeInfo};
+use berth_core::layers::chain_ids;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig, VolumeCreateRequest};

@@ -40,7 +40,11 @@ impl TestRack {
         }
     }
 
-    fn parts(data: &tempfile::TempDir, runtime: &MemoryRuntime, router: &Arc<InProcessRouter>) -> Parts {
+    fn parts(
+        data: &tempfile::TempDir,
+        runtime: &MemoryRuntime,
+        router: &Arc<InProcessRouter>,
+    ) -> Parts {
         let (key, _) = berth_store::MasterKey::load_or_create(&data.path().join("master.key"))
             .expect("the master key");
         let store =
@@ -62,7 +66,11 @@ impl TestRack {
     /// The same data dir, engine and router seen by a new server, as after a
     /// restart of `berth server`.
     pub fn restarted(&self) -> Arc<Rack> {
-        Arc::new(Rack::new(Self::parts(&self.data, &self.runtime, &self.router)))
+        Arc::new(Rack::new(Self::parts(
+            &self.data,
+            &self.runtime,
+            &self.router,
+        )))
     }
 
     /// Requests in flight from the router to `process`.
@@ -83,11 +91,7 @@ impl TestRack {
     }
 
     pub fn token(&self, role: &str, app: Option<&str>) -> String {
-        self.rack
-            .store
-            .create_token(role, app)
-            .expect("a token")
-            .1
+        self.rack.store.create_token(role, app).expect("a token").1
     }
 
     /// One API call in memory: (status, body as JSON or as a JSON string).
@@ -129,14 +133,23 @@ impl TestRack {
         (status, json)
     }
 
-    pub async fn admin(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> (StatusCode, serde_json::Value) {
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
         let token = self.admin.clone();
         self.call(method, path, Some(&token), body).await
     }
 
     pub async fn create_app(&self, name: &str) {
         let (status, body) = self
-            .admin(Method::POST, "/apps", Some(serde_json::json!({ "name": name })))
+            .admin(
+                Method::POST,
+                "/apps",
+                Some(serde_json::json!({ "name": name })),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
@@ -157,16 +170,20 @@ impl TestRack {
     /// GET `path` through the router with `Host: host`: (status, body).
     pub async fn get(&self, host: &str, path: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(berth_router::RouterHandle::http_addr(&*self.router))
-            .await
-            .expect("the router answers");
+        let mut stream =
+            tokio::net::TcpStream::connect(berth_router::RouterHandle::http_addr(&*self.router))
+                .await
+                .expect("the router answers");
         let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.expect("send");
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await.expect("read");
         let text = String::from_utf8_lossy(&answer).to_string();
         let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (status, body)
     }
 }

@@ -114,19 +114,3 @@ async fn thin(client: &Client, app: &str, saved: &Path) -> Result<Option<TempPat
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    /// The CLI names layers by chain id and the server's engine answers by its own
-    /// computation of them: the two must agree.
-    #[test]
-    fn client_and_runtime_chain_ids_agree() {
-        let diffs: Vec<String> = ["sha256:1", "sha256:2", "sha256:3"]
-            .map(String::from)
-            .to_vec();
-        assert_eq!(
-            berth_client::saved_image::chain_ids(&diffs),
-            berth_runtime::chain_ids(&diffs)
-        );
-    }
-}
