@@ -388,3 +388,96 @@ fn a_rollout_failing_midway_restores_the_old_release_under_load() {
     );
     server.ok(&["apps", "delete", &app, "--volumes"]);
 }
+
+/// `ps stop` and `apps delete` are the same retirement as a rollout's: the
+/// process leaves the router, the requests it already has finish (within the
+/// service's `drain`), and only then is it sent SIGTERM. Slow requests held
+/// across either lose nothing; for `ps stop` the other process takes the load.
+/// The held requests are POSTs, which the router never retries elsewhere, so a
+/// request cut short would show.
+#[test]
+fn ps_stop_and_apps_delete_finish_the_requests_already_in_flight() {
+    let mut server = Server::start();
+    let app = server.create_app("retire");
+    let src = hello_source();
+    write(
+        src.path(),
+        "berth.yml",
+        "services:\n  web:\n    build: .\n    port: 8080\n    health: /\n    scale: {count: 2}\n    drain: 10\n    termination: {grace: 5}\n",
+    );
+    let slow = src.path().join("www/cgi-bin/slow");
+    write(
+        src.path(),
+        "www/cgi-bin/slow",
+        "#!/bin/sh\nsleep 2\nprintf 'Content-Type: text/plain\\r\\n\\r\\nslow done by %s\\n' \"$BERTH_PROCESS\"\n",
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    server.ok_in(src.path(), &["deploy", ".", "-a", &app]);
+    let host = format!("web.{app}.localhost");
+    let ps = server.json(&["ps", "--json", "-a", &app]);
+    let id = ps[0]["id"].as_str().expect("a process id").to_string();
+
+    let load = Load::start(server.http, &host, 4);
+    let counts = load.counts.clone();
+    // Round robin sends about half of these to the process about to stop.
+    let held: Vec<_> = (0..8)
+        .map(|_| held_post(server.http, host.clone()))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    server.ok(&["ps", "stop", &id, "-a", &app]);
+    let mut by_stopped = 0;
+    for h in held {
+        let (status, body) = h.join().expect("slow request thread").expect("an answer");
+        assert_eq!(status, 200, "ps stop cut a request: {body}");
+        assert!(body.starts_with("slow done by web-"), "{body}");
+        by_stopped += usize::from(body.trim().ends_with(&id));
+    }
+    assert!(
+        by_stopped > 0,
+        "no held request reached the stopped process; the test proved nothing"
+    );
+    let log = load.finish();
+    let (ok, bad, errors) = (
+        counts.ok.load(Ordering::Relaxed),
+        counts.non_2xx.load(Ordering::Relaxed),
+        counts.errors.load(Ordering::Relaxed),
+    );
+    assert!(
+        bad == 0 && errors == 0 && ok > 0,
+        "ps stop under load: {ok} ok, {bad} non-2xx, {errors} errors: {:?}",
+        &log[..log.len().min(10)]
+    );
+    let logs = server.ok(&["logs", "-a", &app]);
+    assert!(
+        logs.contains(&format!("process {id} stopped by request")),
+        "{}",
+        tail(&logs, 20)
+    );
+
+    let held: Vec<_> = (0..4)
+        .map(|_| held_post(server.http, host.clone()))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    server.ok(&["apps", "delete", &app]);
+    for h in held {
+        let (status, body) = h.join().expect("slow request thread").expect("an answer");
+        assert_eq!(status, 200, "apps delete cut a request: {body}");
+        assert!(body.starts_with("slow done by web-"), "{body}");
+    }
+    assert_eq!(
+        server.get(&host, "/").0,
+        404,
+        "the app still answers after its deletion"
+    );
+    println!(
+        "retire: ps stop under load: {ok} requests ok, {by_stopped} held ones on the stopped process finished; apps delete: 4 held requests finished"
+    );
+}
+
+/// A slow POST through the router, answered by the process it reached.
+fn held_post(port: u16, host: String) -> std::thread::JoinHandle<std::io::Result<(u16, String)>> {
+    std::thread::spawn(move || request(port, &host, "POST", "/cgi-bin/slow", None, Some("{}")))
+}
