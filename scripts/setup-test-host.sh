@@ -11,6 +11,8 @@ command -v docker >/dev/null 2>&1 || missing+=(docker.io)
 # Test apps are built FROM scratch from Debian's static busybox.
 [ -x /bin/busybox ] || missing+=(busybox-static)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+# CI checks module circles with a Python script.
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # tests/tls.rs speaks HTTPS with curl and makes a key with openssl.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
