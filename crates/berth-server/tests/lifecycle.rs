@@ -35,17 +35,8 @@ async fn a_deploy_serves_through_the_router_and_a_bad_release_keeps_the_old_one(
     let events = t.deploy("shop", &files(&good)).await;
     assert_eq!(outcome(&events)["type"], "result", "{events:?}");
     let urls = &outcome(&events)["value"]["urls"];
-    assert_eq!(
-        urls,
-        &json!(["http://web.shop.test:".to_string()
-            + &t.rack
-                .router_url
-                .rsplit(':')
-                .next()
-                .unwrap_or_default()
-                .to_string()
-            + "/"])
-    );
+    let port = berth_router::RouterHandle::http_addr(&*t.router).port();
+    assert_eq!(urls, &json!([format!("http://web.shop.test:{port}/")]));
     let processes = ps(&t, "shop").await;
     assert_eq!(processes.len(), 2, "{processes:?}");
     assert!(
