@@ -1,6 +1,6 @@
 //! Apps: listing, creating, describing and deleting them.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::lifecycle::{Retirement, retire};
 use crate::progress;
 use crate::rack::Rack;
@@ -138,21 +138,13 @@ pub async fn delete(rack: &Arc<Rack>, app: &str, with_volumes: bool) -> Result<(
 /// Grace of containers without a process row when their app is deleted.
 const LEFTOVER_GRACE: u32 = 10;
 
-/// An app's service, or a not-found error listing the services it has.
+/// Fails unless `service` is a service of the app's promoted release (an app
+/// without one has no services to check against yet).
 pub fn check_service(rack: &Rack, app: &str, service: &str) -> Result<()> {
     berth_core::validate_service_name(service)?;
-    if let Some(manifest) = rack.current_manifest(app)?
-        && !manifest.services.contains_key(service)
-    {
-        return Err(Error::NotFound(format!(
-            "app {app} has no service {service}; its services are: {}",
-            manifest
-                .services
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    Ok(())
+    let Some(release) = rack.store.app(app)?.release else {
+        return Ok(());
+    };
+    let manifest = rack.manifest(&rack.store.release(app, &release)?)?;
+    crate::spec::release_service(&manifest, app, &release, service).map(|_| ())
 }

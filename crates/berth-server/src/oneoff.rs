@@ -123,18 +123,7 @@ pub async fn create(
     };
     let release_row = rack.store.release(app, &release)?;
     let manifest = rack.manifest(&release_row)?;
-    let Some(svc) = manifest.services.get(&req.service) else {
-        return Err(Error::NotFound(format!(
-            "release {release} of app {app} has no service {}; the services are {}",
-            req.service,
-            manifest
-                .services
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    };
+    let svc = crate::spec::release_service(&manifest, app, &release, &req.service)?;
     let formation = rack.store.formation(app)?;
     let (_, memory, cpu) = desired(svc, formation.get(&req.service));
     let id = options.id.clone();

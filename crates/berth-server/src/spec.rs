@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::rack::Rack;
-use berth_core::{ImageSource, Service};
+use berth_core::{ImageSource, Manifest, Service};
 use berth_runtime::{ContainerSpec, LABEL_PROCESS, LABEL_RELEASE, LABEL_SERVICE};
 use berth_store::{Formation, ProcessRow};
 
@@ -34,6 +34,27 @@ impl<'a> From<&'a ProcessRow> for Instance<'a> {
     }
 }
 
+/// Service `name` of a release's manifest, or a not-found error that lists the
+/// services it has.
+pub fn release_service<'m>(
+    manifest: &'m Manifest,
+    app: &str,
+    release: &str,
+    name: &str,
+) -> Result<&'m Service> {
+    manifest.services.get(name).ok_or_else(|| {
+        Error::NotFound(format!(
+            "app {app} has no service {name} (release {release}); its services are: {}",
+            manifest
+                .services
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
 /// How many processes, and with which limits, a service runs.
 pub fn desired(svc: &Service, formation: Option<&Formation>) -> (u32, Option<u64>, Option<f64>) {
     let count = formation.and_then(|f| f.count).unwrap_or(svc.scale.count);
@@ -58,11 +79,7 @@ pub async fn container(
     } = instance;
     let release_row = rack.store.release(app, release)?;
     let manifest = rack.manifest(&release_row)?;
-    let svc = manifest.services.get(service).ok_or_else(|| {
-        Error::NotFound(format!(
-            "service {service} is not in release {release} of app {app}"
-        ))
-    })?;
+    let svc = release_service(&manifest, app, release, service)?;
     let image = match &svc.source {
         ImageSource::Image(name) => name.clone(),
         ImageSource::Build(_) => {

@@ -419,17 +419,7 @@ pub async fn scale(
     })?;
     let release = rack.store.release(app, &release_id)?;
     let manifest = rack.manifest(&release)?;
-    let svc = manifest.services.get(service).ok_or_else(|| {
-        Error::NotFound(format!(
-            "app {app} has no service {service}; its services are: {}",
-            manifest
-                .services
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
+    let svc = crate::spec::release_service(&manifest, app, &release.id, service)?;
     if let Some(count) = request.count
         && count > 100
     {
