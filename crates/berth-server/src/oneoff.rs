@@ -332,6 +332,41 @@ pub async fn finish_attached(
     code
 }
 
+/// Stops one-off `id` of `app` by request (`berth ps stop`): SIGTERM, SIGKILL
+/// after [`STOP_GRACE`]. It has no row and is never routed, so there is nothing
+/// to drain or keep; whoever waits on it (a session, the timer scheduler), else
+/// the reconciler, reports its exit and removes it. `Ok(false)`: `id` is not a
+/// one-off of `app`.
+pub async fn stop(rack: &Rack, app: &str, id: &str) -> Result<bool> {
+    let Some(info) = rack
+        .runtime
+        .inspect_container(&rack.container_name(app, id))
+        .await?
+    else {
+        return Ok(false);
+    };
+    // The labels, not the name, say whose it is (see `exec`).
+    if info.labels.get(LABEL_APP).map(String::as_str) != Some(app)
+        || !rack.owns(&info.labels)
+        || info.labels.get(LABEL_ONEOFF).map(String::as_str) != Some(id)
+    {
+        return Ok(false);
+    }
+    if let ContainerState::Exited { code, .. } = info.state {
+        return Err(Error::Conflict(format!(
+            "one-off {id} of app {app} already exited (code {}); nothing to stop",
+            code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
+        )));
+    }
+    rack.logs.event(
+        app,
+        &format!("one-off {id} stopped by request (SIGTERM, SIGKILL after {STOP_GRACE} s)"),
+    );
+    rack.runtime.stop_container(&info.id, STOP_GRACE).await?;
+    rack.forget_oneoffs(Some(app));
+    Ok(true)
+}
+
 /// A command running inside a process (or a running one-off).
 pub struct Exec {
     pub id: String,

@@ -318,3 +318,92 @@ async fn a_rolling_deploy_keeps_the_minimum_routed_and_scale_down_retires_the_ne
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(after[0]["id"], oldest.as_str(), "the oldest stays");
 }
+
+/// The texts of an app's log stream.
+async fn log_texts(t: &TestRack, app: &str) -> Vec<String> {
+    let (status, body) = t
+        .admin(Method::GET, &format!("/apps/{app}/logs"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    ndjson(&body)
+        .iter()
+        .filter_map(|e| e["text"].as_str().map(String::from))
+        .collect()
+}
+
+/// Starts a detached one-off of `shop`'s web service running `command`; its id.
+async fn run_detached(t: &TestRack, command: serde_json::Value) -> String {
+    let (status, started) = t
+        .admin(
+            Method::POST,
+            "/apps/shop/run",
+            Some(json!({"service": "web", "command": command})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    started["id"].as_str().expect("a one-off id").to_string()
+}
+
+async fn oneoff_containers(t: &TestRack) -> Vec<berth_runtime::ContainerInfo> {
+    berth_runtime::Runtime::list_containers(&t.runtime, "berth.app", "shop")
+        .await
+        .expect("a listing")
+        .into_iter()
+        .filter(|c| c.labels.contains_key("berth.oneoff"))
+        .collect()
+}
+
+#[tokio::test]
+async fn ps_stop_stops_a_one_off_for_good_and_still_refuses_unknown_ids() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+    let process = ps(&t, "shop").await[0]["id"].clone();
+    let id = run_detached(&t, json!(["sleep"])).await;
+
+    let (status, body) = t
+        .admin(Method::DELETE, &format!("/apps/shop/processes/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let stopped = oneoff_containers(&t).await;
+    assert!(
+        matches!(
+            stopped.first().map(|c| &c.state),
+            Some(berth_runtime::ContainerState::Exited {
+                code: Some(143),
+                ..
+            })
+        ),
+        "{stopped:?}"
+    );
+    // No row to keep: the reconciler removes it and reports its exit.
+    converge(&t.rack).await;
+    assert!(oneoff_containers(&t).await.is_empty());
+    let logs = log_texts(&t, "shop").await;
+    for needle in [
+        format!("one-off {id} stopped by request"),
+        format!("one-off {id} exited with code 143"),
+    ] {
+        assert!(
+            logs.iter().any(|l| l.contains(&needle)),
+            "{needle}: {logs:?}"
+        );
+    }
+    let after = ps(&t, "shop").await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(
+        (&after[0]["id"], &after[0]["restarts"]),
+        (&process, &json!(0))
+    );
+
+    let (status, body) = t
+        .admin(Method::DELETE, &format!("/apps/shop/processes/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("has no process {id}"))),
+        "{body}"
+    );
+}

@@ -246,6 +246,33 @@ fn detached_run_is_listed_then_removed_and_exec_reaches_a_process() {
         "the detached one-off outlived its timeout"
     );
 
+    // `ps stop` stops a one-off for good: it is removed, not replaced.
+    let id = server
+        .ok(&[
+            "run",
+            "web",
+            "-a",
+            &app,
+            "-d",
+            "--",
+            "sh",
+            "-c",
+            "while true; do sleep 1; done",
+        ])
+        .trim()
+        .to_string();
+    server.ok(&["ps", "stop", &id, "-a", &app]);
+    assert!(
+        eventually(Duration::from_secs(20), || oneoff_containers(&app)
+            .is_empty()),
+        "the stopped one-off was not removed"
+    );
+    let logs = server.ok(&["logs", "-a", &app]);
+    assert!(
+        logs.contains(&format!("one-off {id} stopped by request")),
+        "{logs}"
+    );
+
     // exec: output and exit code of a command inside a running process.
     let ps = server.json(&["ps", "-a", &app, "--json"]);
     let process = ps[0]["id"].as_str().expect("a process id").to_string();
