@@ -15,7 +15,7 @@
 use crate::error::{Error, Result};
 use crate::rack::Rack;
 use crate::spec::{Instance, desired};
-use berth_api::{ExecRequest, Process, RunRequest, RunStarted};
+use berth_api::{ExecRequest, Process, ProcessKind, RunRequest, RunStarted};
 use berth_runtime::{
     ContainerInfo, ContainerState, LABEL_APP, LABEL_DEADLINE, LABEL_DETACHED, LABEL_ONEOFF,
     LABEL_PROCESS, LABEL_SERVICE, LABEL_TIMER, Session,
@@ -426,7 +426,8 @@ pub async fn exec_exit_code(rack: &Rack, exec_id: &str) -> Option<i64> {
     None
 }
 
-/// The one-offs of `app` as `berth ps` shows them (SERVICE `web (run)`).
+/// The one-offs of `app` as `berth ps` shows them: kind `run` or `timer`, with
+/// their service and start time.
 pub async fn processes(rack: &Rack, app: &str) -> Vec<Process> {
     let containers = match rack.cached_oneoffs(app) {
         Ok(list) => list,
@@ -434,10 +435,11 @@ pub async fn processes(rack: &Rack, app: &str) -> Vec<Process> {
             let Ok(list) = rack.runtime.list_containers(LABEL_APP, app).await else {
                 return vec![];
             };
-            let list: Vec<_> = list
+            let oneoffs = list
                 .into_iter()
                 .filter(|c| c.labels.contains_key(LABEL_ONEOFF))
-                .collect();
+                .map(|c| with_start_time(rack, c));
+            let list = futures_util::future::join_all(oneoffs).await;
             rack.remember_oneoffs(app, generation, list.clone());
             list
         }
@@ -448,9 +450,10 @@ pub async fn processes(rack: &Rack, app: &str) -> Vec<Process> {
         .filter_map(|c| {
             let id = c.labels.get(LABEL_ONEOFF)?.clone();
             let service = c.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
-            let kind = match c.labels.get(LABEL_TIMER) {
-                Some(t) => format!("timer {t}"),
-                None => "run".into(),
+            let timer = c.labels.get(LABEL_TIMER).cloned();
+            let kind = match timer {
+                Some(_) => ProcessKind::Timer,
+                None => ProcessKind::Run,
             };
             let (state, last_exit) = match &c.state {
                 ContainerState::Running => ("running".to_string(), None),
@@ -461,7 +464,9 @@ pub async fn processes(rack: &Rack, app: &str) -> Vec<Process> {
             Some(Process {
                 id,
                 app: app.to_string(),
-                service: format!("{service} ({kind})"),
+                kind,
+                service,
+                timer,
                 release: c
                     .labels
                     .get(berth_runtime::LABEL_RELEASE)
@@ -475,6 +480,20 @@ pub async fn processes(rack: &Rack, app: &str) -> Vec<Process> {
             })
         })
         .collect()
+}
+
+/// The engine's list leaves out when a running container started: asked for.
+async fn with_start_time(rack: &Rack, c: ContainerInfo) -> ContainerInfo {
+    if c.state != ContainerState::Running || c.started_at.is_some() {
+        return c;
+    }
+    match rack.runtime.inspect_container(&c.id).await {
+        Ok(Some(inspected)) => ContainerInfo {
+            started_at: inspected.started_at,
+            ..c
+        },
+        _ => c,
+    }
 }
 
 /// The reconciler's part: one-offs of deleted apps are removed, those past

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::lifecycle::{Retirement, retire};
 use crate::progress;
 use crate::rack::Rack;
-use berth_api::Process;
+use berth_api::{Process, ProcessKind};
 use berth_core::ProcessState;
 use std::sync::Arc;
 
@@ -39,7 +39,9 @@ pub async fn list(rack: &Rack, app: &str) -> Result<Vec<Process>> {
             Process {
                 id: p.id.clone(),
                 app: p.app.clone(),
+                kind: ProcessKind::Service,
                 service: p.service.clone(),
+                timer: None,
                 release: p.release.clone(),
                 state: state.into(),
                 started: o.as_ref().and_then(|o| o.started.clone()),

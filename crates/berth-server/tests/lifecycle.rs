@@ -407,3 +407,56 @@ async fn ps_stop_stops_a_one_off_for_good_and_still_refuses_unknown_ids() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn ps_lists_one_offs_by_kind_with_their_service_and_start_time() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+    let run = run_detached(&t, json!(["sleep"])).await;
+    // A timer's run, started as the scheduler starts it.
+    let request = berth_api::RunRequest {
+        service: "web".into(),
+        command: vec!["sleep".into()],
+        ..Default::default()
+    };
+    let options = berth_server::oneoff::LaunchOptions {
+        id: berth_server::oneoff::new_id("web"),
+        detached: false,
+        timer: Some("tick"),
+    };
+    let timer_run = berth_server::oneoff::create(&t.rack, "shop", &request, options)
+        .await
+        .expect("a timer run");
+    berth_server::oneoff::start(&t.rack, &timer_run)
+        .await
+        .expect("started");
+
+    let listed = ps(&t, "shop").await;
+    let find = |id: &str| {
+        listed
+            .iter()
+            .find(|p| p["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} is not listed: {listed:?}"))
+    };
+    let one_off = find(&run);
+    assert_eq!(
+        (&one_off["kind"], &one_off["service"], &one_off["timer"]),
+        (&json!("run"), &json!("web"), &json!(null)),
+        "{one_off}"
+    );
+    assert!(one_off["started"].is_string(), "{one_off}");
+    let timed = find(&timer_run.id);
+    assert_eq!(
+        (&timed["kind"], &timed["service"], &timed["timer"]),
+        (&json!("timer"), &json!("web"), &json!("tick")),
+        "{timed}"
+    );
+    let process = listed
+        .iter()
+        .find(|p| p["kind"] == "service")
+        .expect("the web process");
+    assert_eq!(process["service"], "web", "{process}");
+    assert!(process["started"].is_string(), "{process}");
+}

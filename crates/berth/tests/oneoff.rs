@@ -194,6 +194,18 @@ fn detached_run_is_listed_then_removed_and_exec_reaches_a_process() {
     assert_eq!(oneoff_containers(&app).len(), 1);
     let ps = server.ok(&["ps", "-a", &app]);
     assert!(ps.contains(&id) && ps.contains("web (run)"), "{ps}");
+    let listed = server.json(&["ps", "-a", &app, "--json"]);
+    let one_off = listed
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["id"] == id.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (&one_off["kind"], &one_off["service"]),
+        (&serde_json::json!("run"), &serde_json::json!("web")),
+        "{listed}"
+    );
+    assert!(one_off["started"].is_string(), "{listed}");
     // Survives a reconciler pass while it runs (it has no process row).
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(oneoff_containers(&app).len(), 1, "removed while running");
