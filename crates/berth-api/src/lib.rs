@@ -324,11 +324,14 @@ pub enum SessionMessage {
     Resize { rows: u16, cols: u16 },
     /// Client: stdin ended.
     Eof,
-    /// Server, last: the exit code (`None` if unknown) and whether `timeout` stopped it.
+    /// Server, last: the exit code (`None` if unknown), whether `timeout` stopped
+    /// it and whether it was killed at its memory limit.
     Exit {
         code: Option<i64>,
         #[serde(default)]
         timed_out: bool,
+        #[serde(default)]
+        oom_killed: bool,
     },
     /// Server, last: the process could not be run.
     Error { error: String },

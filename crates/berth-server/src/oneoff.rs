@@ -300,14 +300,63 @@ pub async fn attach(rack: &Rack, app: &str, req: &RunRequest) -> Result<(Attache
     Ok((attached, session))
 }
 
-/// Ends an attached one-off: stops it unless it exited, waits for its exit
-/// code, removes it and logs how it ended. `None`: the code is unknown.
+/// How a one-off ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// `None`: the engine could not tell.
+    pub code: Option<i64>,
+    /// Killed at its memory limit.
+    pub oom_killed: bool,
+}
+
+/// Waits until a one-off's container has exited; its code and whether memory
+/// ran out (which only inspecting tells).
+pub async fn wait_ended(rack: &Rack, container: &str) -> Ended {
+    let code = rack.runtime.wait_container(container).await.ok();
+    Ended {
+        code,
+        oom_killed: ran_out_of_memory(rack, container).await,
+    }
+}
+
+/// Whether an exited container was killed at its memory limit.
+pub async fn ran_out_of_memory(rack: &Rack, container: &str) -> bool {
+    matches!(
+        rack.runtime.inspect_container(container).await,
+        Ok(Some(ContainerInfo {
+            state: ContainerState::Exited {
+                oom_killed: true,
+                ..
+            },
+            ..
+        }))
+    )
+}
+
+/// `exited with code N`, and why when memory ran out, with the fix: the same
+/// words for attached, detached and timer runs.
+pub fn exit_text(ended: Ended, app: &str, service: &str) -> String {
+    let code = ended
+        .code
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "?".into());
+    if ended.oom_killed {
+        format!(
+            "exited with code {code}: killed for running out of memory; raise the limit with `berth scale {service} --memory MIB -a {app}`"
+        )
+    } else {
+        format!("exited with code {code}")
+    }
+}
+
+/// Ends an attached one-off: stops it unless it exited, waits for its exit,
+/// removes it and logs how it ended.
 pub async fn finish_attached(
     rack: &Rack,
     attached: Attached,
     end: SessionEnd,
     timeout: Option<u64>,
-) -> Option<i64> {
+) -> Ended {
     let Attached { launch, .. } = attached;
     if end != SessionEnd::Exited {
         let _ = rack
@@ -315,21 +364,21 @@ pub async fn finish_attached(
             .stop_container(&launch.container, STOP_GRACE)
             .await;
     }
-    let code = rack.runtime.wait_container(&launch.container).await.ok();
+    let ended = wait_ended(rack, &launch.container).await;
     let _ = rack.runtime.remove_container(&launch.container).await;
     rack.forget_oneoffs(None);
-    let code_text = code.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
+    let exit = exit_text(ended, &launch.app, &launch.service);
     let text = if end == SessionEnd::TimedOut {
         format!(
-            "one-off {} timed out after {} s and was stopped (exit code {code_text})",
+            "one-off {} timed out after {} s and was stopped ({exit})",
             launch.id,
             timeout.unwrap_or(0),
         )
     } else {
-        format!("one-off {} exited with code {code_text}", launch.id)
+        format!("one-off {} {exit}", launch.id)
     };
     rack.logs.event(&launch.app, &text);
-    code
+    ended
 }
 
 /// Stops one-off `id` of `app` by request (`berth ps stop`): SIGTERM, SIGKILL
@@ -526,14 +575,16 @@ pub async fn converge(rack: &Rack, apps: &BTreeSet<String>, oneoffs: Vec<Contain
             }
             // Timer runs are the scheduler's to finish: it records their exit code.
             _ if c.labels.contains_key(LABEL_TIMER) => {}
-            ContainerState::Exited { code, .. } => {
+            ContainerState::Exited { code, oom_killed } => {
                 if c.labels.contains_key(LABEL_DETACHED) {
+                    let service = c.labels.get(LABEL_SERVICE).map_or("", String::as_str);
+                    let ended = Ended {
+                        code: *code,
+                        oom_killed: *oom_killed,
+                    };
                     rack.logs.event(
                         &app,
-                        &format!(
-                            "one-off {id} exited with code {}",
-                            code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
-                        ),
+                        &format!("one-off {id} {}", exit_text(ended, &app, service)),
                     );
                 }
                 let _ = rack.runtime.remove_container(&c.id).await;

@@ -460,3 +460,52 @@ async fn ps_lists_one_offs_by_kind_with_their_service_and_start_time() {
     assert_eq!(process["service"], "web", "{process}");
     assert!(process["started"].is_string(), "{process}");
 }
+
+#[tokio::test]
+async fn a_one_off_killed_at_its_memory_limit_says_so() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+
+    // Attached: the exit report carries it, and the app log says it.
+    let request = berth_api::RunRequest {
+        service: "web".into(),
+        command: vec!["oom".into()],
+        ..Default::default()
+    };
+    let (attached, _session) = berth_server::oneoff::attach(&t.rack, "shop", &request)
+        .await
+        .expect("an attached run");
+    let attached_id = attached.launch.id.clone();
+    let ended = berth_server::oneoff::finish_attached(
+        &t.rack,
+        attached,
+        berth_server::oneoff::SessionEnd::Exited,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (ended.code, ended.oom_killed),
+        (Some(137), true),
+        "{ended:?}"
+    );
+
+    // Detached: the reconciler reports it when it removes the one-off.
+    let detached_id = run_detached(&t, json!(["oom"])).await;
+    let exited = eventually(Duration::from_secs(5), || async {
+        oneoff_containers(&t)
+            .await
+            .iter()
+            .all(|c| matches!(c.state, berth_runtime::ContainerState::Exited { .. }))
+    })
+    .await;
+    assert!(exited, "the one-off did not end");
+    converge(&t.rack).await;
+    let logs = log_texts(&t, "shop").await;
+    for id in [attached_id, detached_id] {
+        let note = format!(
+            "one-off {id} exited with code 137: killed for running out of memory; raise the limit with `berth scale web --memory MIB -a shop`"
+        );
+        assert!(logs.contains(&note), "{note}: {logs:?}");
+    }
+}

@@ -65,7 +65,8 @@ fn cli_with_stdin(server: &Server, args: &[&str], input: &str) -> Output {
 #[test]
 fn run_streams_output_forwards_exit_code_and_cleans_up() {
     let mut server = Server::start();
-    let (app, _src) = deployed(&mut server, "run", "");
+    // A memory limit, for the one-off that runs out of memory at the end.
+    let (app, _src) = deployed(&mut server, "run", "    scale: {memory: 16}\n");
 
     // Output streamed apart (stdout, stderr), env as a process gets it, exit code forwarded.
     let out = server.cli(&[
@@ -169,6 +170,30 @@ fn run_streams_output_forwards_exit_code_and_cleans_up() {
     let logs = server.ok(&["logs", "-a", &app]);
     assert!(logs.contains("exited with code 3"), "{logs}");
     assert!(logs.contains("timed out"), "{logs}");
+
+    // Killed at its memory limit: said on stderr and in the app log, with the fix.
+    let out = server.cli(&[
+        "run",
+        "web",
+        "-a",
+        &app,
+        "--",
+        "sh",
+        "-c",
+        "x=a; while true; do x=$x$x$x$x; done",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    for needle in [
+        "killed for running out of memory",
+        "berth scale web --memory",
+    ] {
+        assert!(stderr(&out).contains(needle), "{needle}: {}", stderr(&out));
+    }
+    let logs = server.ok(&["logs", "-a", &app]);
+    assert!(
+        logs.contains("exited with code 137: killed for running out of memory"),
+        "{logs}"
+    );
 }
 
 #[test]
