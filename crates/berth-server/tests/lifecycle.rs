@@ -509,3 +509,92 @@ async fn a_one_off_killed_at_its_memory_limit_says_so() {
         assert!(logs.contains(&note), "{note}: {logs:?}");
     }
 }
+
+/// A service without a port built from a Dockerfile whose container runs `command`.
+fn worker_app(command: &str, service_extra: &str) -> Vec<(&'static str, String)> {
+    let dockerfile = format!("FROM scratch\nCMD {command}\n");
+    let manifest = format!(
+        "services:\n  worker:\n    build: .\n    termination: {{grace: 2}}\n{service_extra}"
+    );
+    vec![("Dockerfile", dockerfile), ("berth.yml", manifest)]
+}
+
+#[tokio::test]
+async fn a_worker_that_exits_within_its_grace_fails_the_rollout_like_a_deaf_web() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let good = worker_app(r#"["sleep"]"#, "    health: {grace: 1}\n");
+    let events = t.deploy("shop", &files(&good)).await;
+    assert_eq!(outcome(&events)["type"], "result", "{events:?}");
+    let before = ps(&t, "shop").await;
+    assert_eq!(before[0]["state"], "running", "{before:?}");
+
+    // Up for 3 s, within the default grace of 5 s: not started, so not promoted.
+    let bad = worker_app(
+        r#"["sh", "-c", "echo cannot reach the queue; sleep 3; exit 42"]"#,
+        "",
+    );
+    let events = t.deploy("shop", &files(&bad)).await;
+    let failed = outcome(&events);
+    assert_eq!(failed["type"], "error", "{events:?}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("exited with code 42 within 5 s of starting")),
+        "{failed}"
+    );
+    assert!(
+        failed["logs"]
+            .to_string()
+            .contains("cannot reach the queue"),
+        "{failed}"
+    );
+    let (_, releases) = t.admin(Method::GET, "/apps/shop/releases", None).await;
+    assert_eq!(releases[0]["status"], "failed", "{releases}");
+    assert_eq!(releases[1]["status"], "active", "{releases}");
+    let after = ps(&t, "shop").await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(
+        after[0]["id"], before[0]["id"],
+        "the old worker was touched"
+    );
+
+    // A replacement counts as healthy again once it has stayed up its grace.
+    let id = before[0]["id"].as_str().unwrap_or_default();
+    t.runtime
+        .kill(&t.rack.container_of("shop", id), 1)
+        .await
+        .expect("a crash");
+    converge(&t.rack).await;
+    let healthy_again = eventually(Duration::from_secs(3), || async {
+        ps(&t, "shop").await[0]["state"] == "running"
+    })
+    .await;
+    assert!(healthy_again, "{:?}", ps(&t, "shop").await);
+}
+
+#[tokio::test]
+async fn a_healthy_process_is_checked_at_the_calm_steady_interval() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+    let id = ps(&t, "shop").await[0]["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    let last_check = || t.rack.observed("shop", &id).and_then(|o| o.last_check);
+    let first = last_check();
+    assert!(
+        first.is_some(),
+        "the rollout's passing check is not recorded"
+    );
+    // The monitor looks every 500 ms; a process checked every second would be
+    // checked two or three times in this while.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(
+        last_check(),
+        first,
+        "checked again within {} s",
+        berth_core::DEFAULT_HEALTH_INTERVAL
+    );
+}
