@@ -574,6 +574,52 @@ async fn a_worker_that_exits_within_its_grace_fails_the_rollout_like_a_deaf_web(
 }
 
 #[tokio::test]
+async fn repeated_crashes_wait_out_a_growing_back_off_from_the_crash() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let app = worker_app(
+        r#"["crash-after", "1500ms", "42"]"#,
+        "    health: {grace: 1}\n",
+    );
+    let events = t.deploy("shop", &files(&app)).await;
+    assert_eq!(outcome(&events)["type"], "result", "{events:?}");
+    let mut backoff = Default::default();
+    let restarts = |t: &TestRack| t.rack.store.processes(Some("shop")).expect("rows")[0].restarts;
+    let running = |t: &TestRack| {
+        let id = t.rack.store.processes(Some("shop")).expect("rows")[0]
+            .id
+            .clone();
+        t.rack.observed("shop", &id).is_some_and(|o| o.running)
+    };
+    // The first crash is replaced at once; the second waits 2 s from the crash,
+    // although the process had been up for longer than that.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    let mut second_crash = None;
+    let mut down_for = None;
+    while tokio::time::Instant::now() < deadline && down_for.is_none() {
+        reconcile::converge(&t.rack, &mut backoff, false)
+            .await
+            .expect("a reconcile pass");
+        match second_crash {
+            None if restarts(&t) == 2 => second_crash = Some(tokio::time::Instant::now()),
+            Some(at) if running(&t) => down_for = Some(at.elapsed()),
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let down_for = down_for.expect("the process never came back after its second crash");
+    assert!(
+        down_for >= Duration::from_millis(1800),
+        "restarted {down_for:?} after its second crash"
+    );
+    let logs = log_texts(&t, "shop").await;
+    assert!(
+        logs.iter().any(|l| l.contains("restarting it in 2 s")),
+        "{logs:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_healthy_process_is_checked_at_the_calm_steady_interval() {
     let t = TestRack::new().await;
     t.create_app("shop").await;
@@ -597,4 +643,31 @@ async fn a_healthy_process_is_checked_at_the_calm_steady_interval() {
         "checked again within {} s",
         berth_core::DEFAULT_HEALTH_INTERVAL
     );
+}
+
+#[tokio::test]
+async fn a_process_stopped_by_request_is_no_crash_to_back_off_from() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+    let id = ps(&t, "shop").await[0]["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    let mut backoff = Default::default();
+    for round in 1..=2 {
+        let (status, body) = t
+            .admin(Method::DELETE, &format!("/apps/shop/processes/{id}"), None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        reconcile::converge(&t.rack, &mut backoff, false)
+            .await
+            .expect("a reconcile pass");
+        let process = ps(&t, "shop").await[0].clone();
+        assert_eq!(process["restarts"], round, "{process}");
+        assert!(
+            t.rack.observed("shop", &id).is_some_and(|o| o.running),
+            "stop {round} was not restarted at once: {process}"
+        );
+    }
 }
