@@ -311,7 +311,7 @@ pub struct Ended {
 
 /// Waits until a one-off's container has exited; its code and whether memory
 /// ran out (which only inspecting tells).
-pub async fn wait_ended(rack: &Rack, container: &str) -> Ended {
+async fn wait_ended(rack: &Rack, container: &str) -> Ended {
     let code = rack.runtime.wait_container(container).await.ok();
     Ended {
         code,

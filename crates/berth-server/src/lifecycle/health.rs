@@ -173,7 +173,7 @@ async fn stays_up(rack: &Rack, row: &ProcessRow, grace: u32) -> Result<(), Strin
         return Err(e.to_string());
     }
     let when = format!(
-        " within {grace} s of starting (a process without a port must stay up for `health.grace` seconds, here {grace})"
+        " within {grace} s of starting (a process without a port must stay up `health.grace` seconds to count as started)"
     );
     match rack.runtime.inspect_container(&container).await {
         Ok(Some(info)) => match info.state {
@@ -285,7 +285,7 @@ pub async fn monitor(rack: Arc<Rack>) {
 
 /// How long after its last check a process is checked again: a healthy one
 /// that passed calmly (berth's probes land in the app's log), any other soon.
-pub fn next_check(o: &Observed, health: &Health) -> Duration {
+fn next_check(o: &Observed, health: &Health) -> Duration {
     if o.healthy && o.failures == 0 {
         Duration::from_secs(u64::from(health.interval.max(1)))
     } else {
