@@ -171,9 +171,17 @@ pub struct RestartRequest {
 pub struct Process {
     pub id: String,
     pub app: String,
+    /// What it is: a process of its service, or a one-off of it.
+    #[serde(default)]
+    pub kind: ProcessKind,
+    /// The plain service name, whatever the kind.
     pub service: String,
+    /// The timer that started it (kind `timer`).
+    #[serde(default)]
+    pub timer: Option<String>,
     pub release: String,
-    /// `starting`, `running`, `unhealthy`, `crashed`, `stopping`, `missing`
+    /// `starting`, `running`, `unhealthy`, `crashed`, `stopping`, `missing`;
+    /// one-offs: `starting`, `running`, `exited`
     pub state: String,
     /// RFC 3339, when the current container started.
     pub started: Option<String>,
@@ -181,6 +189,19 @@ pub struct Process {
     pub address: Option<String>,
     pub restarts: u32,
     pub last_exit: Option<i64>,
+}
+
+/// What a [`Process`] is.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessKind {
+    /// One of its service's processes, kept running by the reconciler.
+    #[default]
+    Service,
+    /// A one-off of the service (`berth run`).
+    Run,
+    /// A one-off started by a timer.
+    Timer,
 }
 
 /// One line of an app's log stream.
@@ -303,11 +324,14 @@ pub enum SessionMessage {
     Resize { rows: u16, cols: u16 },
     /// Client: stdin ended.
     Eof,
-    /// Server, last: the exit code (`None` if unknown) and whether `timeout` stopped it.
+    /// Server, last: the exit code (`None` if unknown), whether `timeout` stopped
+    /// it and whether it was killed at its memory limit.
     Exit {
         code: Option<i64>,
         #[serde(default)]
         timed_out: bool,
+        #[serde(default)]
+        oom_killed: bool,
     },
     /// Server, last: the process could not be run.
     Error { error: String },

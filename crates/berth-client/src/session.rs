@@ -20,6 +20,8 @@ pub struct Outcome {
     pub code: Option<i64>,
     /// `--timeout` stopped it.
     pub timed_out: bool,
+    /// It was killed at its memory limit.
+    pub oom_killed: bool,
 }
 
 /// An open run or exec session, before its streams are driven.
@@ -156,9 +158,9 @@ impl Session {
                     Some(Ok(Message::Text(text))) => {
                         match serde_json::from_str::<SessionMessage>(text.as_str()) {
                             Ok(SessionMessage::Started { id: started }) => id = Some(started),
-                            Ok(SessionMessage::Exit { code, timed_out }) => {
+                            Ok(SessionMessage::Exit { code, timed_out, oom_killed }) => {
                                 let _ = ws.close(None).await;
-                                return Ok(Outcome { id, code, timed_out });
+                                return Ok(Outcome { id, code, timed_out, oom_killed });
                             }
                             Ok(SessionMessage::Error { error }) => {
                                 return Err(Error::Api { status: 400, message: error });

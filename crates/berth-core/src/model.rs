@@ -27,6 +27,14 @@ pub struct EnvRequirement {
 pub const DEFAULT_DRAIN: u32 = 10;
 /// Default for [`Service::timeout`], seconds.
 pub const DEFAULT_TIMEOUT: u32 = 60;
+/// Default for [`Health::interval`], seconds: a healthy process is checked this
+/// seldom, so berth's own requests do not crowd the app's log (a new, failing
+/// or unhealthy process is checked every second whatever the interval).
+pub const DEFAULT_HEALTH_INTERVAL: u32 = 10;
+/// Default for [`Health::grace`] of a service without a port, seconds: how long
+/// a new process must stay up to count as healthy. Most workers that cannot
+/// start (a missing setting, a bad command) exit well within it.
+pub const DEFAULT_UPTIME_GRACE: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Service {
@@ -52,6 +60,17 @@ pub struct Service {
     /// `tls:` options at the router.
     #[serde(default)]
     pub tls: TlsOptions,
+}
+
+impl Service {
+    /// Seconds a new process gets before its first health check; for a service
+    /// without a port, the seconds it must stay up to count as healthy.
+    pub fn health_grace(&self) -> u32 {
+        match self.port {
+            None if self.health.grace == 0 => DEFAULT_UPTIME_GRACE,
+            _ => self.health.grace,
+        }
+    }
 }
 
 /// A service's `tls:` options.
@@ -80,9 +99,11 @@ pub struct BuildSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     pub path: String,
-    /// Seconds to wait after start before the first check.
+    /// Seconds to wait after start before the first check. A service without a
+    /// port has no check: its process counts as healthy once it has stayed up
+    /// this long (0: [`DEFAULT_UPTIME_GRACE`]); see [`Service::health_grace`].
     pub grace: u32,
-    /// Seconds between checks.
+    /// Seconds between checks of a healthy process.
     pub interval: u32,
     /// Seconds one check may take.
     pub timeout: u32,
@@ -96,7 +117,7 @@ impl Default for Health {
         Health {
             path: "/".into(),
             grace: 0,
-            interval: 1,
+            interval: DEFAULT_HEALTH_INTERVAL,
             timeout: 3,
             attempts: 3,
         }

@@ -15,7 +15,7 @@
 use crate::error::{Error, Result};
 use crate::rack::Rack;
 use crate::spec::{Instance, desired};
-use berth_api::{ExecRequest, Process, RunRequest, RunStarted};
+use berth_api::{ExecRequest, Process, ProcessKind, RunRequest, RunStarted};
 use berth_runtime::{
     ContainerInfo, ContainerState, LABEL_APP, LABEL_DEADLINE, LABEL_DETACHED, LABEL_ONEOFF,
     LABEL_PROCESS, LABEL_SERVICE, LABEL_TIMER, Session,
@@ -300,14 +300,63 @@ pub async fn attach(rack: &Rack, app: &str, req: &RunRequest) -> Result<(Attache
     Ok((attached, session))
 }
 
-/// Ends an attached one-off: stops it unless it exited, waits for its exit
-/// code, removes it and logs how it ended. `None`: the code is unknown.
+/// How a one-off ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// `None`: the engine could not tell.
+    pub code: Option<i64>,
+    /// Killed at its memory limit.
+    pub oom_killed: bool,
+}
+
+/// Waits until a one-off's container has exited; its code and whether memory
+/// ran out (which only inspecting tells).
+async fn wait_ended(rack: &Rack, container: &str) -> Ended {
+    let code = rack.runtime.wait_container(container).await.ok();
+    Ended {
+        code,
+        oom_killed: ran_out_of_memory(rack, container).await,
+    }
+}
+
+/// Whether an exited container was killed at its memory limit.
+pub async fn ran_out_of_memory(rack: &Rack, container: &str) -> bool {
+    matches!(
+        rack.runtime.inspect_container(container).await,
+        Ok(Some(ContainerInfo {
+            state: ContainerState::Exited {
+                oom_killed: true,
+                ..
+            },
+            ..
+        }))
+    )
+}
+
+/// `exited with code N`, and why when memory ran out, with the fix: the same
+/// words for attached, detached and timer runs.
+pub fn exit_text(ended: Ended, app: &str, service: &str) -> String {
+    let code = ended
+        .code
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "?".into());
+    if ended.oom_killed {
+        format!(
+            "exited with code {code}: killed for running out of memory; raise the limit with `berth scale {service} --memory MIB -a {app}`"
+        )
+    } else {
+        format!("exited with code {code}")
+    }
+}
+
+/// Ends an attached one-off: stops it unless it exited, waits for its exit,
+/// removes it and logs how it ended.
 pub async fn finish_attached(
     rack: &Rack,
     attached: Attached,
     end: SessionEnd,
     timeout: Option<u64>,
-) -> Option<i64> {
+) -> Ended {
     let Attached { launch, .. } = attached;
     if end != SessionEnd::Exited {
         let _ = rack
@@ -315,21 +364,56 @@ pub async fn finish_attached(
             .stop_container(&launch.container, STOP_GRACE)
             .await;
     }
-    let code = rack.runtime.wait_container(&launch.container).await.ok();
+    let ended = wait_ended(rack, &launch.container).await;
     let _ = rack.runtime.remove_container(&launch.container).await;
     rack.forget_oneoffs(None);
-    let code_text = code.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
+    let exit = exit_text(ended, &launch.app, &launch.service);
     let text = if end == SessionEnd::TimedOut {
         format!(
-            "one-off {} timed out after {} s and was stopped (exit code {code_text})",
+            "one-off {} timed out after {} s and was stopped ({exit})",
             launch.id,
             timeout.unwrap_or(0),
         )
     } else {
-        format!("one-off {} exited with code {code_text}", launch.id)
+        format!("one-off {} {exit}", launch.id)
     };
     rack.logs.event(&launch.app, &text);
-    code
+    ended
+}
+
+/// Stops one-off `id` of `app` by request (`berth ps stop`): SIGTERM, SIGKILL
+/// after [`STOP_GRACE`]. It has no row and is never routed, so there is nothing
+/// to drain or keep; whoever waits on it (a session, the timer scheduler), else
+/// the reconciler, reports its exit and removes it. `Ok(false)`: `id` is not a
+/// one-off of `app`.
+pub async fn stop(rack: &Rack, app: &str, id: &str) -> Result<bool> {
+    let Some(info) = rack
+        .runtime
+        .inspect_container(&rack.container_name(app, id))
+        .await?
+    else {
+        return Ok(false);
+    };
+    // The labels, not the name, say whose it is (see `exec`).
+    if info.labels.get(LABEL_APP).map(String::as_str) != Some(app)
+        || !rack.owns(&info.labels)
+        || info.labels.get(LABEL_ONEOFF).map(String::as_str) != Some(id)
+    {
+        return Ok(false);
+    }
+    if let ContainerState::Exited { code, .. } = info.state {
+        return Err(Error::Conflict(format!(
+            "one-off {id} of app {app} already exited (code {}); nothing to stop",
+            code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
+        )));
+    }
+    rack.logs.event(
+        app,
+        &format!("one-off {id} stopped by request (SIGTERM, SIGKILL after {STOP_GRACE} s)"),
+    );
+    rack.runtime.stop_container(&info.id, STOP_GRACE).await?;
+    rack.forget_oneoffs(Some(app));
+    Ok(true)
 }
 
 /// A command running inside a process (or a running one-off).
@@ -391,7 +475,8 @@ pub async fn exec_exit_code(rack: &Rack, exec_id: &str) -> Option<i64> {
     None
 }
 
-/// The one-offs of `app` as `berth ps` shows them (SERVICE `web (run)`).
+/// The one-offs of `app` as `berth ps` shows them: kind `run` or `timer`, with
+/// their service and start time.
 pub async fn processes(rack: &Rack, app: &str) -> Vec<Process> {
     let containers = match rack.cached_oneoffs(app) {
         Ok(list) => list,
@@ -399,10 +484,11 @@ pub async fn processes(rack: &Rack, app: &str) -> Vec<Process> {
             let Ok(list) = rack.runtime.list_containers(LABEL_APP, app).await else {
                 return vec![];
             };
-            let list: Vec<_> = list
+            let oneoffs = list
                 .into_iter()
                 .filter(|c| c.labels.contains_key(LABEL_ONEOFF))
-                .collect();
+                .map(|c| with_start_time(rack, c));
+            let list = futures_util::future::join_all(oneoffs).await;
             rack.remember_oneoffs(app, generation, list.clone());
             list
         }
@@ -413,9 +499,10 @@ pub async fn processes(rack: &Rack, app: &str) -> Vec<Process> {
         .filter_map(|c| {
             let id = c.labels.get(LABEL_ONEOFF)?.clone();
             let service = c.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
-            let kind = match c.labels.get(LABEL_TIMER) {
-                Some(t) => format!("timer {t}"),
-                None => "run".into(),
+            let timer = c.labels.get(LABEL_TIMER).cloned();
+            let kind = match timer {
+                Some(_) => ProcessKind::Timer,
+                None => ProcessKind::Run,
             };
             let (state, last_exit) = match &c.state {
                 ContainerState::Running => ("running".to_string(), None),
@@ -426,7 +513,9 @@ pub async fn processes(rack: &Rack, app: &str) -> Vec<Process> {
             Some(Process {
                 id,
                 app: app.to_string(),
-                service: format!("{service} ({kind})"),
+                kind,
+                service,
+                timer,
                 release: c
                     .labels
                     .get(berth_runtime::LABEL_RELEASE)
@@ -440,6 +529,20 @@ pub async fn processes(rack: &Rack, app: &str) -> Vec<Process> {
             })
         })
         .collect()
+}
+
+/// The engine's list leaves out when a running container started: asked for.
+async fn with_start_time(rack: &Rack, c: ContainerInfo) -> ContainerInfo {
+    if c.state != ContainerState::Running || c.started_at.is_some() {
+        return c;
+    }
+    match rack.runtime.inspect_container(&c.id).await {
+        Ok(Some(inspected)) => ContainerInfo {
+            started_at: inspected.started_at,
+            ..c
+        },
+        _ => c,
+    }
 }
 
 /// The reconciler's part: one-offs of deleted apps are removed, those past
@@ -472,14 +575,16 @@ pub async fn converge(rack: &Rack, apps: &BTreeSet<String>, oneoffs: Vec<Contain
             }
             // Timer runs are the scheduler's to finish: it records their exit code.
             _ if c.labels.contains_key(LABEL_TIMER) => {}
-            ContainerState::Exited { code, .. } => {
+            ContainerState::Exited { code, oom_killed } => {
                 if c.labels.contains_key(LABEL_DETACHED) {
+                    let service = c.labels.get(LABEL_SERVICE).map_or("", String::as_str);
+                    let ended = Ended {
+                        code: *code,
+                        oom_killed: *oom_killed,
+                    };
                     rack.logs.event(
                         &app,
-                        &format!(
-                            "one-off {id} exited with code {}",
-                            code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
-                        ),
+                        &format!("one-off {id} {}", exit_text(ended, &app, service)),
                     );
                 }
                 let _ = rack.runtime.remove_container(&c.id).await;

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::lifecycle::{Retirement, retire};
 use crate::progress;
 use crate::rack::Rack;
-use berth_api::Process;
+use berth_api::{Process, ProcessKind};
 use berth_core::ProcessState;
 use std::sync::Arc;
 
@@ -39,7 +39,9 @@ pub async fn list(rack: &Rack, app: &str) -> Result<Vec<Process>> {
             Process {
                 id: p.id.clone(),
                 app: p.app.clone(),
+                kind: ProcessKind::Service,
                 service: p.service.clone(),
+                timer: None,
                 release: p.release.clone(),
                 state: state.into(),
                 started: o.as_ref().and_then(|o| o.started.clone()),
@@ -54,21 +56,27 @@ pub async fn list(rack: &Rack, app: &str) -> Result<Vec<Process>> {
 
 /// Stops one process the way every process stops (out of the router, drained,
 /// SIGTERM, SIGKILL after its grace); its row stays, so the reconciler starts
-/// it again in place.
+/// it again in place. A one-off is stopped for good (see [`crate::oneoff::stop`]).
 pub async fn stop(rack: &Arc<Rack>, app: &str, id: &str) -> Result<()> {
     crate::apps::get(rack, app)?;
+    let find_row = || -> Result<_> {
+        Ok(rack
+            .store
+            .processes(Some(app))?
+            .into_iter()
+            .find(|p| p.id == id))
+    };
+    // Looked for before the app's lock: a one-off need not wait for a deploy.
+    if find_row()?.is_none() && crate::oneoff::stop(rack, app, id).await? {
+        return Ok(());
+    }
     let lock = rack.app_lock(app);
     let _guard = lock.lock().await;
-    let row = rack
-        .store
-        .processes(Some(app))?
-        .into_iter()
-        .find(|p| p.id == id)
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "app {app} has no process {id}; list them with `berth ps -a {app}`"
-            ))
-        })?;
+    let row = find_row()?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "app {app} has no process {id} (nor a one-off of that id); list them with `berth ps -a {app}`"
+        ))
+    })?;
     retire(rack, &[row], Retirement::Restart, &progress::unobserved()).await?;
     rack.logs.event(
         app,

@@ -115,7 +115,7 @@ async fn tick(rack: &Arc<Rack>, waiting: &Arc<Mutex<HashSet<String>>>) -> Result
                     .contains(&key)
             {
                 // A run that outlived a server restart (or whose start was cut short).
-                spawn_waiter(rack, waiting, &app.name, name, id, true);
+                spawn_waiter(rack, waiting, &app.name, (name, &timer.service), id, true);
             }
             match decide(&cron, state.as_ref().map(|s| s.due), now, running.is_some()) {
                 Decision::Wait => {}
@@ -199,7 +199,7 @@ async fn start(
                     timer.command.join(" ")
                 ),
             );
-            spawn_waiter(rack, waiting, app, name, id, false);
+            spawn_waiter(rack, waiting, app, (name, &timer.service), id, false);
         }
         Err(e) => {
             let _ = rack.store.timer_finished(app, name, id, None);
@@ -216,7 +216,7 @@ fn spawn_waiter(
     rack: &Arc<Rack>,
     waiting: &Arc<Mutex<HashSet<String>>>,
     app: &str,
-    name: &str,
+    (name, service): (&str, &str),
     id: &str,
     adopted: bool,
 ) {
@@ -227,6 +227,7 @@ fn spawn_waiter(
         .insert(key.clone());
     let (rack, waiting) = (rack.clone(), waiting.clone());
     let (app, name, id) = (app.to_string(), name.to_string(), id.to_string());
+    let service = service.to_string();
     let guard = WaitGuard::new(&app, &id);
     tokio::spawn(async move {
         let _guard = guard;
@@ -247,7 +248,16 @@ fn spawn_waiter(
         // The output ends with the container; a stuck stream must not hold the record.
         let _ = tokio::time::timeout(Duration::from_secs(5), follower).await;
         let text = match &code {
-            Ok(c) => format!("timer {name}: {id} exited with code {c}"),
+            Ok(c) => {
+                let ended = oneoff::Ended {
+                    code: Some(*c),
+                    oom_killed: oneoff::ran_out_of_memory(&rack, &container).await,
+                };
+                format!(
+                    "timer {name}: {id} {}",
+                    oneoff::exit_text(ended, &app, &service)
+                )
+            }
             Err(e) => format!("timer {name}: {id} vanished ({e}); its exit code is unknown"),
         };
         let _ = rack.store.timer_finished(&app, &name, &id, code.ok());

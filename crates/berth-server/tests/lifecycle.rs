@@ -318,3 +318,356 @@ async fn a_rolling_deploy_keeps_the_minimum_routed_and_scale_down_retires_the_ne
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(after[0]["id"], oldest.as_str(), "the oldest stays");
 }
+
+/// The texts of an app's log stream.
+async fn log_texts(t: &TestRack, app: &str) -> Vec<String> {
+    let (status, body) = t
+        .admin(Method::GET, &format!("/apps/{app}/logs"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    ndjson(&body)
+        .iter()
+        .filter_map(|e| e["text"].as_str().map(String::from))
+        .collect()
+}
+
+/// Starts a detached one-off of `shop`'s web service running `command`; its id.
+async fn run_detached(t: &TestRack, command: serde_json::Value) -> String {
+    let (status, started) = t
+        .admin(
+            Method::POST,
+            "/apps/shop/run",
+            Some(json!({"service": "web", "command": command})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    started["id"].as_str().expect("a one-off id").to_string()
+}
+
+async fn oneoff_containers(t: &TestRack) -> Vec<berth_runtime::ContainerInfo> {
+    berth_runtime::Runtime::list_containers(&t.runtime, "berth.app", "shop")
+        .await
+        .expect("a listing")
+        .into_iter()
+        .filter(|c| c.labels.contains_key("berth.oneoff"))
+        .collect()
+}
+
+#[tokio::test]
+async fn ps_stop_stops_a_one_off_for_good_and_still_refuses_unknown_ids() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+    let process = ps(&t, "shop").await[0]["id"].clone();
+    let id = run_detached(&t, json!(["sleep"])).await;
+
+    let (status, body) = t
+        .admin(Method::DELETE, &format!("/apps/shop/processes/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let stopped = oneoff_containers(&t).await;
+    assert!(
+        matches!(
+            stopped.first().map(|c| &c.state),
+            Some(berth_runtime::ContainerState::Exited {
+                code: Some(143),
+                ..
+            })
+        ),
+        "{stopped:?}"
+    );
+    // No row to keep: the reconciler removes it and reports its exit.
+    converge(&t.rack).await;
+    assert!(oneoff_containers(&t).await.is_empty());
+    let logs = log_texts(&t, "shop").await;
+    for needle in [
+        format!("one-off {id} stopped by request"),
+        format!("one-off {id} exited with code 143"),
+    ] {
+        assert!(
+            logs.iter().any(|l| l.contains(&needle)),
+            "{needle}: {logs:?}"
+        );
+    }
+    let after = ps(&t, "shop").await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(
+        (&after[0]["id"], &after[0]["restarts"]),
+        (&process, &json!(0))
+    );
+
+    let (status, body) = t
+        .admin(Method::DELETE, &format!("/apps/shop/processes/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("has no process {id}"))),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn ps_lists_one_offs_by_kind_with_their_service_and_start_time() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+    let run = run_detached(&t, json!(["sleep"])).await;
+    // A timer's run, started as the scheduler starts it.
+    let request = berth_api::RunRequest {
+        service: "web".into(),
+        command: vec!["sleep".into()],
+        ..Default::default()
+    };
+    let options = berth_server::oneoff::LaunchOptions {
+        id: berth_server::oneoff::new_id("web"),
+        detached: false,
+        timer: Some("tick"),
+    };
+    let timer_run = berth_server::oneoff::create(&t.rack, "shop", &request, options)
+        .await
+        .expect("a timer run");
+    berth_server::oneoff::start(&t.rack, &timer_run)
+        .await
+        .expect("started");
+
+    let listed = ps(&t, "shop").await;
+    let find = |id: &str| {
+        listed
+            .iter()
+            .find(|p| p["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} is not listed: {listed:?}"))
+    };
+    let one_off = find(&run);
+    assert_eq!(
+        (&one_off["kind"], &one_off["service"], &one_off["timer"]),
+        (&json!("run"), &json!("web"), &json!(null)),
+        "{one_off}"
+    );
+    assert!(one_off["started"].is_string(), "{one_off}");
+    let timed = find(&timer_run.id);
+    assert_eq!(
+        (&timed["kind"], &timed["service"], &timed["timer"]),
+        (&json!("timer"), &json!("web"), &json!("tick")),
+        "{timed}"
+    );
+    let process = listed
+        .iter()
+        .find(|p| p["kind"] == "service")
+        .expect("the web process");
+    assert_eq!(process["service"], "web", "{process}");
+    assert!(process["started"].is_string(), "{process}");
+}
+
+#[tokio::test]
+async fn a_one_off_killed_at_its_memory_limit_says_so() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+
+    // Attached: the exit report carries it, and the app log says it.
+    let request = berth_api::RunRequest {
+        service: "web".into(),
+        command: vec!["oom".into()],
+        ..Default::default()
+    };
+    let (attached, _session) = berth_server::oneoff::attach(&t.rack, "shop", &request)
+        .await
+        .expect("an attached run");
+    let attached_id = attached.launch.id.clone();
+    let ended = berth_server::oneoff::finish_attached(
+        &t.rack,
+        attached,
+        berth_server::oneoff::SessionEnd::Exited,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (ended.code, ended.oom_killed),
+        (Some(137), true),
+        "{ended:?}"
+    );
+
+    // Detached: the reconciler reports it when it removes the one-off.
+    let detached_id = run_detached(&t, json!(["oom"])).await;
+    let exited = eventually(Duration::from_secs(5), || async {
+        oneoff_containers(&t)
+            .await
+            .iter()
+            .all(|c| matches!(c.state, berth_runtime::ContainerState::Exited { .. }))
+    })
+    .await;
+    assert!(exited, "the one-off did not end");
+    converge(&t.rack).await;
+    let logs = log_texts(&t, "shop").await;
+    for id in [attached_id, detached_id] {
+        let note = format!(
+            "one-off {id} exited with code 137: killed for running out of memory; raise the limit with `berth scale web --memory MIB -a shop`"
+        );
+        assert!(logs.contains(&note), "{note}: {logs:?}");
+    }
+}
+
+/// A service without a port built from a Dockerfile whose container runs `command`.
+fn worker_app(command: &str, service_extra: &str) -> Vec<(&'static str, String)> {
+    let dockerfile = format!("FROM scratch\nCMD {command}\n");
+    let manifest = format!(
+        "services:\n  worker:\n    build: .\n    termination: {{grace: 2}}\n{service_extra}"
+    );
+    vec![("Dockerfile", dockerfile), ("berth.yml", manifest)]
+}
+
+#[tokio::test]
+async fn a_worker_that_exits_within_its_grace_fails_the_rollout_like_a_deaf_web() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let good = worker_app(r#"["sleep"]"#, "    health: {grace: 1}\n");
+    let events = t.deploy("shop", &files(&good)).await;
+    assert_eq!(outcome(&events)["type"], "result", "{events:?}");
+    let before = ps(&t, "shop").await;
+    assert_eq!(before[0]["state"], "running", "{before:?}");
+
+    // Up for 3 s, within the default grace of 5 s: not started, so not promoted.
+    let bad = worker_app(
+        r#"["sh", "-c", "echo cannot reach the queue; sleep 3; exit 42"]"#,
+        "",
+    );
+    let events = t.deploy("shop", &files(&bad)).await;
+    let failed = outcome(&events);
+    assert_eq!(failed["type"], "error", "{events:?}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("exited with code 42 within 5 s of starting")),
+        "{failed}"
+    );
+    assert!(
+        failed["logs"]
+            .to_string()
+            .contains("cannot reach the queue"),
+        "{failed}"
+    );
+    let (_, releases) = t.admin(Method::GET, "/apps/shop/releases", None).await;
+    assert_eq!(releases[0]["status"], "failed", "{releases}");
+    assert_eq!(releases[1]["status"], "active", "{releases}");
+    let after = ps(&t, "shop").await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(
+        after[0]["id"], before[0]["id"],
+        "the old worker was touched"
+    );
+
+    // A replacement counts as healthy again once it has stayed up its grace.
+    let id = before[0]["id"].as_str().unwrap_or_default();
+    t.runtime
+        .kill(&t.rack.container_of("shop", id), 1)
+        .await
+        .expect("a crash");
+    converge(&t.rack).await;
+    let healthy_again = eventually(Duration::from_secs(3), || async {
+        ps(&t, "shop").await[0]["state"] == "running"
+    })
+    .await;
+    assert!(healthy_again, "{:?}", ps(&t, "shop").await);
+}
+
+#[tokio::test]
+async fn repeated_crashes_wait_out_a_growing_back_off_from_the_crash() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let app = worker_app(
+        r#"["crash-after", "1500ms", "42"]"#,
+        "    health: {grace: 1}\n",
+    );
+    let events = t.deploy("shop", &files(&app)).await;
+    assert_eq!(outcome(&events)["type"], "result", "{events:?}");
+    let mut backoff = Default::default();
+    let restarts = |t: &TestRack| t.rack.store.processes(Some("shop")).expect("rows")[0].restarts;
+    let running = |t: &TestRack| {
+        let id = t.rack.store.processes(Some("shop")).expect("rows")[0]
+            .id
+            .clone();
+        t.rack.observed("shop", &id).is_some_and(|o| o.running)
+    };
+    // The first crash is replaced at once; the second waits 2 s from the crash,
+    // although the process had been up for longer than that.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    let mut second_crash = None;
+    let mut down_for = None;
+    while tokio::time::Instant::now() < deadline && down_for.is_none() {
+        reconcile::converge(&t.rack, &mut backoff, false)
+            .await
+            .expect("a reconcile pass");
+        match second_crash {
+            None if restarts(&t) == 2 => second_crash = Some(tokio::time::Instant::now()),
+            Some(at) if running(&t) => down_for = Some(at.elapsed()),
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let down_for = down_for.expect("the process never came back after its second crash");
+    assert!(
+        down_for >= Duration::from_millis(1800),
+        "restarted {down_for:?} after its second crash"
+    );
+    let logs = log_texts(&t, "shop").await;
+    assert!(
+        logs.iter().any(|l| l.contains("restarting it in 2 s")),
+        "{logs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_healthy_process_is_checked_at_the_calm_steady_interval() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+    let id = ps(&t, "shop").await[0]["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    let last_check = || t.rack.observed("shop", &id).and_then(|o| o.last_check);
+    let first = last_check();
+    assert!(
+        first.is_some(),
+        "the rollout's passing check is not recorded"
+    );
+    // The monitor looks every 500 ms; a process checked every second would be
+    // checked two or three times in this while.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(
+        last_check(),
+        first,
+        "checked again within {} s",
+        berth_core::DEFAULT_HEALTH_INTERVAL
+    );
+}
+
+#[tokio::test]
+async fn a_process_stopped_by_request_is_no_crash_to_back_off_from() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+    let id = ps(&t, "shop").await[0]["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    let mut backoff = Default::default();
+    for round in 1..=2 {
+        let (status, body) = t
+            .admin(Method::DELETE, &format!("/apps/shop/processes/{id}"), None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        reconcile::converge(&t.rack, &mut backoff, false)
+            .await
+            .expect("a reconcile pass");
+        let process = ps(&t, "shop").await[0].clone();
+        assert_eq!(process["restarts"], round, "{process}");
+        assert!(
+            t.rack.observed("shop", &id).is_some_and(|o| o.running),
+            "stop {round} was not restarted at once: {process}"
+        );
+    }
+}

@@ -178,6 +178,29 @@ fn failed_health_check_keeps_the_old_release_serving() {
     let procs = ps.as_array().expect("list");
     assert_eq!(procs.len(), 1, "{ps}");
     assert_eq!(procs[0]["release"], "R1");
+
+    // A worker (no port) that exits within its first 5 s fails the rollout the same way.
+    write(
+        src.path(),
+        "berth.yml",
+        "services:\n  web:\n    build: .\n    port: 8080\n  worker:\n    build: .\n    command: [sh, -c, \"echo no queue here; sleep 2; exit 42\"]\n",
+    );
+    let out = server.cli_in(src.path(), &["deploy", ".", "-a", &app]);
+    assert!(
+        !out.status.success(),
+        "a worker that exits must fail the deploy"
+    );
+    let err = stderr(&out) + &stdout(&out);
+    assert!(err.contains("exited with code 42"), "{err}");
+    assert!(err.contains("no queue here"), "its last log lines:\n{err}");
+    assert_eq!(
+        server.get(&host(&app), "/").0,
+        200,
+        "old release stopped serving"
+    );
+    assert_eq!(server.release(&app, "R3")["status"], "failed");
+    let ps = server.json(&["ps", "-a", &app, "--json"]);
+    assert_eq!(ps.as_array().map(Vec::len), Some(1), "{ps}");
     server.ok(&["apps", "delete", &app]);
 }
 

@@ -65,7 +65,8 @@ fn cli_with_stdin(server: &Server, args: &[&str], input: &str) -> Output {
 #[test]
 fn run_streams_output_forwards_exit_code_and_cleans_up() {
     let mut server = Server::start();
-    let (app, _src) = deployed(&mut server, "run", "");
+    // A memory limit, for the one-off that runs out of memory at the end.
+    let (app, _src) = deployed(&mut server, "run", "    scale: {memory: 16}\n");
 
     // Output streamed apart (stdout, stderr), env as a process gets it, exit code forwarded.
     let out = server.cli(&[
@@ -169,6 +170,30 @@ fn run_streams_output_forwards_exit_code_and_cleans_up() {
     let logs = server.ok(&["logs", "-a", &app]);
     assert!(logs.contains("exited with code 3"), "{logs}");
     assert!(logs.contains("timed out"), "{logs}");
+
+    // Killed at its memory limit: said on stderr and in the app log, with the fix.
+    let out = server.cli(&[
+        "run",
+        "web",
+        "-a",
+        &app,
+        "--",
+        "sh",
+        "-c",
+        "x=a; while true; do x=$x$x$x$x; done",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    for needle in [
+        "killed for running out of memory",
+        "berth scale web --memory",
+    ] {
+        assert!(stderr(&out).contains(needle), "{needle}: {}", stderr(&out));
+    }
+    let logs = server.ok(&["logs", "-a", &app]);
+    assert!(
+        logs.contains("exited with code 137: killed for running out of memory"),
+        "{logs}"
+    );
 }
 
 #[test]
@@ -194,6 +219,18 @@ fn detached_run_is_listed_then_removed_and_exec_reaches_a_process() {
     assert_eq!(oneoff_containers(&app).len(), 1);
     let ps = server.ok(&["ps", "-a", &app]);
     assert!(ps.contains(&id) && ps.contains("web (run)"), "{ps}");
+    let listed = server.json(&["ps", "-a", &app, "--json"]);
+    let one_off = listed
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["id"] == id.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (&one_off["kind"], &one_off["service"]),
+        (&serde_json::json!("run"), &serde_json::json!("web")),
+        "{listed}"
+    );
+    assert!(one_off["started"].is_string(), "{listed}");
     // Survives a reconciler pass while it runs (it has no process row).
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(oneoff_containers(&app).len(), 1, "removed while running");
@@ -244,6 +281,33 @@ fn detached_run_is_listed_then_removed_and_exec_reaches_a_process() {
         eventually(Duration::from_secs(20), || oneoff_containers(&app)
             .is_empty()),
         "the detached one-off outlived its timeout"
+    );
+
+    // `ps stop` stops a one-off for good: it is removed, not replaced.
+    let id = server
+        .ok(&[
+            "run",
+            "web",
+            "-a",
+            &app,
+            "-d",
+            "--",
+            "sh",
+            "-c",
+            "while true; do sleep 1; done",
+        ])
+        .trim()
+        .to_string();
+    server.ok(&["ps", "stop", &id, "-a", &app]);
+    assert!(
+        eventually(Duration::from_secs(20), || oneoff_containers(&app)
+            .is_empty()),
+        "the stopped one-off was not removed"
+    );
+    let logs = server.ok(&["logs", "-a", &app]);
+    assert!(
+        logs.contains(&format!("one-off {id} stopped by request")),
+        "{logs}"
     );
 
     // exec: output and exit code of a command inside a running process.

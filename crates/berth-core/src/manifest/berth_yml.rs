@@ -1,7 +1,7 @@
 //! The `berth.yml` format: which keys exist where, what each may hold, and
 //! how they combine into a [`Manifest`].
 
-use super::checker::Checker;
+use super::checker::{Checker, Entry};
 use super::cron::check_cron;
 use super::hints::{did_you_mean, join};
 use super::values::{
@@ -10,8 +10,8 @@ use super::values::{
 use super::yaml::{Fail, Node, R, Raw, at, line_of, pos};
 use crate::env::{EnvKeyError, check_env_key, parse_env_requirement};
 use crate::model::{
-    BuildSpec, DEFAULT_DRAIN, DEFAULT_TIMEOUT, Deployment, EnvRequirement, Health, ImageSource,
-    Manifest, Scale, Service, Termination, Timer, VolumeMount,
+    BuildSpec, DEFAULT_DRAIN, DEFAULT_TIMEOUT, DEFAULT_UPTIME_GRACE, Deployment, EnvRequirement,
+    Health, ImageSource, Manifest, Scale, Service, Termination, Timer, VolumeMount,
 };
 use crate::names::{validate_app_name, validate_service_name, validate_timer_name};
 use std::collections::BTreeMap;
@@ -235,17 +235,8 @@ impl Checker<'_> {
             None => Vec::new(),
         };
         let health = match f.get("health") {
-            Some(h) => {
-                if port.is_none() {
-                    return Err(at(
-                        h.key_node,
-                        format!(
-                            "{path}.health: the health check is an HTTP request to the service's `port`, but it has none; add `port:` or remove `health`"
-                        ),
-                    ));
-                }
-                self.health(h.value, &join(path, "health"))?
-            }
+            Some(h) if port.is_none() => self.uptime_health(h, &join(path, "health"))?,
+            Some(h) => self.health(h.value, &join(path, "health"))?,
             None => Health::default(),
         };
         let scale = match f.value("scale") {
@@ -500,9 +491,42 @@ impl Checker<'_> {
                 return Err(self.expected(
                     node,
                     path,
-                    "a URL path such as `/health`, or a mapping such as `{path: /health, grace: 5, interval: 1, timeout: 3, attempts: 3}`",
+                    "a URL path such as `/health`, or a mapping such as `{path: /health, grace: 5, interval: 10, timeout: 3, attempts: 3}`",
                 ));
             }
+        }
+        Ok(h)
+    }
+
+    /// `health` of a service without a port: nothing answers HTTP, so only
+    /// `grace` applies, the seconds a new process must stay up to count as
+    /// healthy.
+    fn uptime_health(&self, entry: &Entry<'_>, path: &str) -> R<Health> {
+        let only_grace = format!(
+            "without a port, only `health: {{grace: N}}` applies: a new process counts as healthy once it has stayed up N seconds (default {DEFAULT_UPTIME_GRACE})"
+        );
+        if !matches!(entry.value.value, Raw::Map(_)) {
+            return Err(at(
+                entry.key_node,
+                format!(
+                    "{path}: the health check is an HTTP request to the service's `port`, but it has none; add `port:` or remove `health` ({only_grace})"
+                ),
+            ));
+        }
+        let f = self.fields(entry.value, path, "", HEALTH_KEYS)?;
+        for key in HEALTH_KEYS.iter().filter(|k| **k != "grace") {
+            if let Some(e) = f.get(key) {
+                return Err(at(
+                    e.key_node,
+                    format!(
+                        "{path}.{key}: the health check is an HTTP request to the service's `port`, but it has none; add `port:` or remove `{key}` ({only_grace})"
+                    ),
+                ));
+            }
+        }
+        let mut h = Health::default();
+        if let Some(n) = f.value("grace") {
+            h.grace = self.seconds(n, &join(path, "grace"), 1, 3600)?;
         }
         Ok(h)
     }

@@ -48,6 +48,26 @@ timers:
 "#;
 
 #[test]
+fn a_service_without_a_port_counts_as_healthy_after_an_uptime_grace() {
+    let m = parse_manifest(
+        "berth.yml",
+        "services:\n  a: {image: x}\n  b: {image: x, health: {grace: 12}}\n  web: {image: x, port: 80}\n",
+    )
+    .unwrap();
+    assert_eq!(m.services["a"].health_grace(), crate::DEFAULT_UPTIME_GRACE);
+    assert_eq!(m.services["b"].health_grace(), 12);
+    assert_eq!(
+        m.services["web"].health_grace(),
+        0,
+        "HTTP checks start at once"
+    );
+    assert_eq!(
+        m.services["web"].health.interval,
+        crate::DEFAULT_HEALTH_INTERVAL
+    );
+}
+
+#[test]
 fn tls_redirect_is_a_service_option() {
     let text = "services:\n  web:\n    image: x\n    port: 80\n    tls: {redirect: true}\n";
     let m = parse_manifest("berth.yml", text).expect("valid manifest");
@@ -394,6 +414,20 @@ fn bad_values_point_at_the_value() {
             "services:\n  web: {image: x, health: /h}\n",
             "health",
             &["has none; add `port:`"],
+        ),
+        (
+            "services:\n  worker: {image: x, health: {grace: 0}}\n",
+            "0}",
+            &["services.worker.health.grace", "from 1 to 3600"],
+        ),
+        (
+            "services:\n  worker: {image: x, health: {grace: 5, path: /up}}\n",
+            "path",
+            &[
+                "services.worker.health.path",
+                "has none; add `port:`",
+                "only `health: {grace: N}` applies",
+            ],
         ),
         (
             "services:\n  web: {image: x, command: \"\"}\n",

@@ -46,9 +46,13 @@ pub async fn run(
             let timeout = req.timeout.map(Duration::from_secs);
             pump(&mut socket, session, timeout, req.tty, resize).await
         };
-        let code = oneoff::finish_attached(&rack, attached, end, req.timeout).await;
-        let timed_out = end == SessionEnd::TimedOut;
-        finish(&mut socket, SessionMessage::Exit { code, timed_out }).await;
+        let ended = oneoff::finish_attached(&rack, attached, end, req.timeout).await;
+        let exit = SessionMessage::Exit {
+            code: ended.code,
+            timed_out: end == SessionEnd::TimedOut,
+            oom_killed: ended.oom_killed,
+        };
+        finish(&mut socket, exit).await;
     })
 }
 
@@ -72,6 +76,7 @@ pub async fn exec(
             let exit = SessionMessage::Exit {
                 code: None,
                 timed_out: false,
+                oom_killed: false,
             };
             return finish(&mut socket, exit).await;
         }
@@ -88,6 +93,7 @@ pub async fn exec(
         let exit = SessionMessage::Exit {
             code,
             timed_out: false,
+            oom_killed: false,
         };
         finish(&mut socket, exit).await;
     })

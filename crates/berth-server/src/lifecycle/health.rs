@@ -2,7 +2,7 @@
 //! process to pass one, and the monitor that takes failing processes out of
 //! the router and puts them back.
 
-use crate::rack::Rack;
+use crate::rack::{Observed, Rack};
 use berth_core::{Health, ProcessState, Service};
 use berth_runtime::ContainerState;
 use berth_store::ProcessRow;
@@ -73,11 +73,20 @@ pub async fn check(
         })
 }
 
-/// Waits until a freshly started process passes its health check.
+/// How often a process is checked while it is new, failing or unhealthy; a
+/// healthy one is checked every `health.interval` seconds.
+const FAST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Waits until a freshly started process passes its health check, checking
+/// every second whatever its steady `interval`. A process without a port has
+/// no check: it passes once it has stayed up for its grace.
 pub async fn wait_healthy(rack: &Rack, row: &ProcessRow, svc: &Service) -> Result<(), String> {
+    if svc.port.is_none() {
+        return stays_up(rack, row, svc.health_grace()).await;
+    }
     let health = &svc.health;
     tokio::time::sleep(Duration::from_secs(u64::from(health.grace))).await;
-    let interval = Duration::from_secs(u64::from(health.interval.max(1)));
+    let interval = FAST_INTERVAL;
     let mut failures = 0;
     let mut last_error;
     loop {
@@ -85,30 +94,11 @@ pub async fn wait_healthy(rack: &Rack, row: &ProcessRow, svc: &Service) -> Resul
         match rack.runtime.inspect_container(&observed.container_id).await {
             Ok(Some(info)) => {
                 if let ContainerState::Exited { code, oom_killed } = info.state {
-                    let why = if oom_killed {
-                        " (killed: out of memory; raise it with `berth scale --memory`)".to_string()
-                    } else {
-                        String::new()
-                    };
-                    return Err(format!(
-                        "process {} exited with code {}{why}",
-                        row.id,
-                        code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
-                    ));
+                    return Err(exited(row, code, oom_killed, ""));
                 }
             }
             Ok(None) => return Err(format!("process {} disappeared from the engine", row.id)),
             Err(e) => return Err(e.to_string()),
-        }
-        if svc.port.is_none() {
-            // Nothing to probe: staying up for one interval counts as healthy.
-            tokio::time::sleep(interval).await;
-            if failures > 0 {
-                rack.set_healthy(&row.app, &row.id, true);
-                return Ok(());
-            }
-            failures += 1;
-            continue;
         }
         let Some(addr) = observed.addr else {
             return Err(format!(
@@ -126,12 +116,12 @@ pub async fn wait_healthy(rack: &Rack, row: &ProcessRow, svc: &Service) -> Resul
         .await
         {
             Ok(_) => {
-                rack.set_healthy(&row.app, &row.id, true);
+                passed(rack, row, health);
                 return Ok(());
             }
             Err(e) => {
                 if not_listening_yet(&e) && listening_soon(addr, &host, health, interval).await {
-                    rack.set_healthy(&row.app, &row.id, true);
+                    passed(rack, row, health);
                     return Ok(());
                 }
                 failures += 1;
@@ -145,6 +135,62 @@ pub async fn wait_healthy(rack: &Rack, row: &ProcessRow, svc: &Service) -> Resul
             ));
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// A new process passed: routable, and counted as just checked, so the
+/// monitor's next check comes after the steady interval.
+fn passed(rack: &Rack, row: &ProcessRow, health: &Health) {
+    rack.set_healthy(&row.app, &row.id, true);
+    rack.record_check(&row.app, &row.id, true, health.attempts);
+}
+
+/// `process X exited with code N`, with why when memory ran out.
+fn exited(row: &ProcessRow, code: Option<i64>, oom_killed: bool, when: &str) -> String {
+    let why = if oom_killed {
+        " (killed: out of memory; raise it with `berth scale --memory`)"
+    } else {
+        ""
+    };
+    format!(
+        "process {} exited with code {}{when}{why}",
+        row.id,
+        code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
+    )
+}
+
+/// A new process without a port passes once it has stayed up `grace` seconds;
+/// one that exits before has failed, like a web process that never answers.
+async fn stays_up(rack: &Rack, row: &ProcessRow, grace: u32) -> Result<(), String> {
+    let observed = rack.observed(&row.app, &row.id).ok_or("process vanished")?;
+    let container = observed.container_id;
+    let waited = tokio::time::timeout(
+        Duration::from_secs(u64::from(grace)),
+        rack.runtime.wait_container(&container),
+    )
+    .await;
+    if let Ok(Err(e)) = waited {
+        return Err(e.to_string());
+    }
+    let when = format!(
+        " within {grace} s of starting (a process without a port must stay up `health.grace` seconds to count as started)"
+    );
+    match rack.runtime.inspect_container(&container).await {
+        Ok(Some(info)) => match info.state {
+            ContainerState::Running => {
+                rack.set_healthy(&row.app, &row.id, true);
+                Ok(())
+            }
+            ContainerState::Exited { code, oom_killed } => {
+                Err(exited(row, code, oom_killed, &when))
+            }
+            other => Err(format!(
+                "process {} is {other:?} after {grace} s instead of running",
+                row.id
+            )),
+        },
+        Ok(None) => Err(format!("process {} disappeared from the engine", row.id)),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -168,9 +214,11 @@ async fn listening_soon(addr: SocketAddr, host: &str, health: &Health, interval:
 
 const FAST_RETRY: Duration = Duration::from_millis(50);
 
-/// Checks every active process of a routed service each interval; a process
-/// is out of the router after `attempts` failures in a row and back in after
-/// one pass.
+/// Checks every active process: one of a routed service by HTTP, every
+/// `interval` seconds while it passes and every second while it is failing or
+/// out; it is out of the router after `attempts` failures in a row and back in
+/// after one pass. A process without a port counts as healthy again once it
+/// has stayed up for its grace (after the reconciler replaced it).
 pub async fn monitor(rack: Arc<Rack>) {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -185,14 +233,18 @@ pub async fn monitor(rack: Arc<Rack>) {
             if !o.running {
                 continue;
             }
-            let Some(addr) = o.addr else { continue };
             let Some(svc) = rack.service_of(&row) else {
                 continue;
             };
+            if svc.port.is_none() {
+                stayed_up(&rack, &row, &o, svc.health_grace()).await;
+                continue;
+            }
+            let Some(addr) = o.addr else { continue };
             let health = svc.health;
-            if o.last_check.is_some_and(|t| {
-                t.elapsed() < Duration::from_secs(u64::from(health.interval.max(1)))
-            }) {
+            if o.last_check
+                .is_some_and(|t| t.elapsed() < next_check(&o, &health))
+            {
                 continue;
             }
             let rack = rack.clone();
@@ -228,6 +280,48 @@ pub async fn monitor(rack: Arc<Rack>) {
         if changed {
             rack.refresh_routes();
         }
+    }
+}
+
+/// How long after its last check a process is checked again: a healthy one
+/// that passed calmly (berth's probes land in the app's log), any other soon.
+fn next_check(o: &Observed, health: &Health) -> Duration {
+    if o.healthy && o.failures == 0 {
+        Duration::from_secs(u64::from(health.interval.max(1)))
+    } else {
+        FAST_INTERVAL
+    }
+}
+
+/// A running process without a port that is not healthy yet (a replacement)
+/// becomes healthy once it has run for `grace` seconds.
+async fn stayed_up(rack: &Rack, row: &ProcessRow, o: &Observed, grace: u32) {
+    if o.healthy {
+        return;
+    }
+    // Without a start time (not known for what the engine lists) there is
+    // nothing to wait for.
+    let up_for = o
+        .started
+        .as_deref()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|started| chrono::Utc::now().signed_duration_since(started));
+    if up_for.is_some_and(|d| d < chrono::TimeDelta::seconds(i64::from(grace))) {
+        return;
+    }
+    // What is observed lags behind an exit by up to a reconcile pass: asked.
+    let still_running = matches!(
+        rack.runtime.inspect_container(&o.container_id).await,
+        Ok(Some(info)) if info.state == ContainerState::Running
+    );
+    if still_running && rack.set_healthy(&row.app, &row.id, true) {
+        rack.logs.event(
+            &row.app,
+            &format!(
+                "process {} has stayed up for {grace} s; counted healthy again",
+                row.id
+            ),
+        );
     }
 }
 

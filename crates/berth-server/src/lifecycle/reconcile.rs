@@ -5,7 +5,7 @@
 //! nothing, which adopts running containers without touching them.
 
 use super::health;
-use super::retire::{Retirement, retire};
+use super::retire::{Retirement, retire, take_requested_restart};
 use super::rollout::start_process;
 use crate::engine::Change;
 use crate::error::{Error, Result};
@@ -21,8 +21,34 @@ use std::time::{Duration, Instant};
 
 const RESYNC: Duration = Duration::from_secs(2);
 
-/// Back-off for processes that keep dying: (consecutive quick crashes, not before).
-type Backoff = HashMap<(String, String), (u32, Instant)>;
+/// Crash back-off of each process that crashed.
+type Backoff = HashMap<(String, String), Crashes>;
+
+/// A process's recent crashes.
+#[derive(Debug, Clone, Copy)]
+pub struct Crashes {
+    /// Crashes in a row, each within [`RECOVERED`] of the start before it.
+    in_a_row: u32,
+    /// When it was last started.
+    started: Instant,
+    /// Set while it waits out its back-off: when it may start again.
+    restart_at: Option<Instant>,
+}
+
+/// A process that stays up this long after a start has recovered: its next
+/// crash counts as its first.
+const RECOVERED: Duration = Duration::from_secs(30);
+
+/// How long a process waits before its restart after its `in_a_row`th crash:
+/// the first at once, then 2 s, doubling up to 60 s. The wait starts at the
+/// crash, so a process that crashes after a while is spaced out too (a delay
+/// counted from the start before it would be used up by its uptime).
+fn backoff_delay(in_a_row: u32) -> Duration {
+    if in_a_row <= 1 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs((1u64 << (in_a_row - 1).min(6)).min(60))
+}
 
 /// Recovers from a server that stopped mid-way: unfinished builds and
 /// deployments are marked failed and their half-started processes removed.
@@ -276,33 +302,38 @@ async fn converge_process(
             let key = (row.app.clone(), row.id.clone());
             if backoff
                 .get(&key)
-                .is_some_and(|(_, t)| t.elapsed() > Duration::from_secs(30))
+                .is_some_and(|c| c.restart_at.is_none() && c.started.elapsed() > RECOVERED)
             {
                 backoff.remove(&key);
             }
             ensure_collector(rack, row, &c.id);
             !known
         }
-        other => {
-            let (exit, oom) = match other.as_ref().map(|c| &c.state) {
+        other => replace(rack, row, other, port, backoff).await,
+    }
+}
+
+/// A process whose container is not running: the crash is counted and logged
+/// once, then it is started again, at once or after its back-off.
+async fn replace(
+    rack: &Arc<Rack>,
+    row: &ProcessRow,
+    container: Option<ContainerInfo>,
+    port: Option<u16>,
+    backoff: &mut Backoff,
+) -> bool {
+    let key = (row.app.clone(), row.id.clone());
+    let now = Instant::now();
+    let before = backoff.get(&key).copied();
+    let (what, in_a_row) = match (before, before.and_then(|c| c.restart_at)) {
+        (_, Some(at)) if now < at => return false,
+        (Some(c), Some(_)) => ("restarted after its crash back-off".to_string(), c.in_a_row),
+        _ => {
+            let (exit, oom) = match container.as_ref().map(|c| &c.state) {
                 Some(ContainerState::Exited { code, oom_killed }) => (*code, *oom_killed),
                 _ => (None, false),
             };
-            let key = (row.app.clone(), row.id.clone());
-            let now = Instant::now();
-            if let Some((_, not_before)) = backoff.get(&key)
-                && now < *not_before
-            {
-                return false;
-            }
-            let quick = backoff.get(&key).map(|(n, _)| *n).unwrap_or(0);
-            let delay = Duration::from_secs(if quick == 0 {
-                0
-            } else {
-                (1u64 << quick.min(6)).min(60)
-            });
-            backoff.insert(key, (quick + 1, now + delay));
-            let what = match (&other, oom) {
+            let what = match (&container, oom) {
                 (None, _) => "is missing".to_string(),
                 (Some(_), true) => "was killed for running out of memory".to_string(),
                 (Some(_), false) => format!(
@@ -311,21 +342,63 @@ async fn converge_process(
                 ),
             };
             let _ = rack.store.record_restart(&row.app, &row.id, exit);
-            rack.set_healthy(&row.app, &row.id, false);
-            match start_process(rack, row).await {
-                Ok(info) => {
-                    rack.logs
-                        .event(&row.app, &format!("process {} {what}; replaced", row.id));
-                    ensure_collector(rack, row, &info.id);
-                }
-                Err(e) => rack.logs.event(
-                    &row.app,
-                    &format!("process {} {what}; cannot replace it: {e}", row.id),
-                ),
+            // Seen as it is (`ps`: crashed, or missing) while it waits to start again.
+            match &container {
+                Some(c) => rack.observe(&row.app, &row.id, c, port, false),
+                None => rack.forget(&row.app, &row.id),
             }
-            true
+            rack.set_healthy(&row.app, &row.id, false);
+            // Stopped by request (`ps stop`): no crash, nothing to back off from.
+            let requested = take_requested_restart(&row.app, &row.id);
+            let in_a_row = match before {
+                _ if requested => before.map_or(0, |c| c.in_a_row),
+                Some(c) if c.started.elapsed() < RECOVERED => c.in_a_row + 1,
+                _ => 1,
+            };
+            let delay = backoff_delay(in_a_row);
+            if !delay.is_zero() {
+                backoff.insert(
+                    key,
+                    Crashes {
+                        in_a_row,
+                        started: before.map_or(now, |c| c.started),
+                        restart_at: Some(now + delay),
+                    },
+                );
+                rack.logs.event(
+                    &row.app,
+                    &format!(
+                        "process {} {what}: {in_a_row} crashes in a row, each within {} s of starting; restarting it in {} s",
+                        row.id,
+                        RECOVERED.as_secs(),
+                        delay.as_secs()
+                    ),
+                );
+                return true;
+            }
+            (format!("{what}; replaced"), in_a_row)
         }
+    };
+    backoff.insert(
+        key,
+        Crashes {
+            in_a_row,
+            started: now,
+            restart_at: None,
+        },
+    );
+    match start_process(rack, row).await {
+        Ok(info) => {
+            rack.logs
+                .event(&row.app, &format!("process {} {what}", row.id));
+            ensure_collector(rack, row, &info.id);
+        }
+        Err(e) => rack.logs.event(
+            &row.app,
+            &format!("process {} {what}; cannot replace it: {e}", row.id),
+        ),
     }
+    true
 }
 
 /// Follows a container's output into the app's log stream, from where the

@@ -15,6 +15,8 @@ use crate::progress::{Progress, step};
 use crate::rack::Rack;
 use berth_core::ProcessState;
 use berth_store::ProcessRow;
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +79,22 @@ pub async fn retire(
     first_error.map_or(Ok(()), Err)
 }
 
+/// Processes stopped by request to be started again, as `app/id`: their exit
+/// is no crash, so the reconciler's crash back-off leaves them out.
+fn requested_restarts() -> &'static Mutex<HashSet<String>> {
+    static REQUESTED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    REQUESTED.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+/// Whether process `id` of `app` was stopped by request (`ps stop`) since the
+/// last call: its exit is no crash.
+pub fn take_requested_restart(app: &str, id: &str) -> bool {
+    requested_restarts()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&format!("{app}/{id}"))
+}
+
 async fn stop(rack: &Rack, row: &ProcessRow, how: Retirement) -> Result<()> {
     let grace = match how {
         Retirement::Abandon => 0,
@@ -86,6 +104,12 @@ async fn stop(rack: &Rack, row: &ProcessRow, how: Retirement) -> Result<()> {
         }
     };
     let container = rack.container_of(&row.app, &row.id);
+    if how == Retirement::Restart {
+        requested_restarts()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(format!("{}/{}", row.app, row.id));
+    }
     let stopped = rack.runtime.stop_container(&container, grace).await;
     if how == Retirement::Restart {
         // Unhealthy before it stops leaving: no table may route to the stopped

@@ -89,7 +89,7 @@ pub enum EnvCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PsCommand {
-    /// Stop a process (the supervisor replaces it if its service still wants it)
+    /// Stop a process (the supervisor replaces it if its service still wants it) or a one-off (removed)
     Stop { id: String },
 }
 

@@ -53,6 +53,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
             or_dash(outcome.code)
         );
     }
+    if outcome.oom_killed {
+        eprintln!(
+            "berth: {} was killed for running out of memory (exit code {}); raise the limit with `berth scale {} --memory MIB -a {app}`",
+            outcome.id.as_deref().unwrap_or("the process"),
+            or_dash(outcome.code),
+            args.service
+        );
+    }
     exit_with(&outcome)
 }
 

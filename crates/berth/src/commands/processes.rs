@@ -5,7 +5,7 @@ use crate::output::{age, or_dash, print_list};
 use crate::progress::finish;
 use crate::resolve;
 use anyhow::Result;
-use berth_api::{RestartRequest, ScaleRequest};
+use berth_api::{Process, ProcessKind, RestartRequest, ScaleRequest};
 use berth_client::Client;
 
 pub async fn ps(app: AppArg, json: JsonArg, command: Option<PsCommand>) -> Result<()> {
@@ -38,7 +38,7 @@ async fn list(app: &str, json: bool) -> Result<()> {
         |p| {
             vec![
                 p.id.clone(),
-                p.service.clone(),
+                service_column(p),
                 p.release.clone(),
                 p.state.clone(),
                 age(p.started.as_deref()),
@@ -48,6 +48,16 @@ async fn list(app: &str, json: bool) -> Result<()> {
             ]
         },
     )
+}
+
+/// One-offs show under their service: `web (run)`, `web (timer cleanup)`.
+fn service_column(p: &Process) -> String {
+    match (p.kind, &p.timer) {
+        (ProcessKind::Service, _) => p.service.clone(),
+        (ProcessKind::Run, _) => format!("{} (run)", p.service),
+        (ProcessKind::Timer, Some(timer)) => format!("{} (timer {timer})", p.service),
+        (ProcessKind::Timer, None) => format!("{} (timer)", p.service),
+    }
 }
 
 pub async fn scale(app: AppArg, service: String, request: ScaleRequest) -> Result<()> {
