@@ -19,6 +19,7 @@
 //! - `GET /apps/{app}/processes` → `Vec<Process>`; `DELETE /apps/{app}/processes/{id}` → 204
 //! - `POST /apps/{app}/restart` [`RestartRequest`] → NDJSON [`Event`]s
 //! - `GET /apps/{app}/logs?since=SECS&service=S&follow=true` → NDJSON [`LogEntry`]s
+//!   (an unknown `service` is a 404 naming the app's services)
 //! - `GET /apps/{app}/run` (WebSocket, first message a [`RunRequest`], then
 //!   [`SessionMessage`]s and stream frames); `POST /apps/{app}/run` [`RunRequest`] →
 //!   [`RunStarted`] (detached)
@@ -191,6 +192,10 @@ pub struct LogEntry {
     /// `web/web-3f9a2c` for process output, `build/B2` for build output, `berth` for system events.
     pub source: String,
     pub text: String,
+    /// The service a system event is about (`process web-3f9a2c exited with
+    /// code 42`), so `logs --service web` shows it; absent for other lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// One item of a streamed (NDJSON) response of long work.

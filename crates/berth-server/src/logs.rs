@@ -2,7 +2,7 @@
 //! NDJSON file per app in the data dir, plus a live feed for `logs --follow`.
 
 use berth_api::LogEntry;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -93,11 +93,18 @@ impl LogBook {
 
     /// Appends one entry (with its timestamp in nanoseconds) and feeds followers.
     pub fn append_at(&self, app: &str, ts_nanos: i128, source: &str, text: &str) {
-        let entry = LogEntry {
-            ts: format_ts(ts_nanos),
-            source: source.into(),
-            text: text.into(),
-        };
+        self.append_entry(
+            app,
+            LogEntry {
+                ts: format_ts(ts_nanos),
+                source: source.into(),
+                text: text.into(),
+                service: None,
+            },
+        );
+    }
+
+    fn append_entry(&self, app: &str, entry: LogEntry) {
         let Ok(mut line) = serde_json::to_vec(&entry) else {
             return;
         };
@@ -220,6 +227,23 @@ impl LogBook {
         self.append(app, "berth", text);
     }
 
+    /// A system event about a process (or one-off) of `service`: in the
+    /// app's stream like [`LogBook::event`], and in `logs --service` of that
+    /// service too. An empty `service` (a container without its label) makes
+    /// it a plain event.
+    pub fn service_event(&self, app: &str, service: &str, text: &str) {
+        tracing::info!(app, service, "{text}");
+        self.append_entry(
+            app,
+            LogEntry {
+                ts: format_ts(now_nanos()),
+                source: "berth".into(),
+                text: text.into(),
+                service: (!service.is_empty()).then(|| service.to_string()),
+            },
+        );
+    }
+
     pub fn subscribe(&self, app: &str) -> std::io::Result<broadcast::Receiver<LogEntry>> {
         self.with_app(app, |log| log.feed.subscribe())
     }
@@ -241,6 +265,43 @@ impl LogBook {
         Ok(out)
     }
 
+    /// Whether any stored entry is of `service` (process output, or an event about it).
+    pub fn has_lines_of(&self, app: &str, service: &str) -> std::io::Result<bool> {
+        let mut found = false;
+        self.scan(app, |entry| {
+            found = found || matches(&entry, 0, Some(service));
+        })?;
+        Ok(found)
+    }
+
+    /// The services with process output or events in the stored log (build
+    /// and timer output are not services).
+    pub fn services(&self, app: &str) -> std::io::Result<BTreeSet<String>> {
+        let mut services = BTreeSet::new();
+        self.scan(app, |entry| {
+            if let Some(service) = entry.service {
+                services.insert(service);
+            } else if let Some(service) = service_of_process_source(&entry.source) {
+                services.insert(service.to_string());
+            }
+        })?;
+        Ok(services)
+    }
+
+    fn scan(&self, app: &str, mut each: impl FnMut(LogEntry)) -> std::io::Result<()> {
+        let path = self.path(app);
+        for file in [path.with_extension("log.1"), path] {
+            if let Some(file) = open_existing(&file)? {
+                for line in std::io::BufReader::new(file).lines() {
+                    if let Ok(entry) = serde_json::from_str::<LogEntry>(&line?) {
+                        each(entry);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn remove(&self, app: &str) {
         self.apps
             .lock()
@@ -253,13 +314,33 @@ impl LogBook {
 }
 
 pub fn matches(entry: &LogEntry, since_nanos: i128, service: Option<&str>) -> bool {
-    if let Some(s) = service {
+    if let Some(s) = service
+        && entry.service.as_deref() != Some(s)
+    {
         let prefix = format!("{s}/");
         if !entry.source.starts_with(&prefix) {
             return false;
         }
     }
     since_nanos == 0 || parse_ts(&entry.ts).is_some_and(|t| t >= since_nanos)
+}
+
+/// The service of process or one-off output (`web/web-3f9a2c`,
+/// `web/web-run-01cb29`); `None` for other sources (`build/B2`, `timer/nightly`).
+fn service_of_process_source(source: &str) -> Option<&str> {
+    let (service, process) = source.split_once('/')?;
+    process
+        .strip_prefix(service)
+        .is_some_and(|rest| rest.starts_with('-'))
+        .then_some(service)
+}
+
+fn open_existing(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    match std::fs::File::open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn read_file(
@@ -306,6 +387,40 @@ mod tests {
         assert_eq!(web.len(), 1);
         book.remove("shop");
         assert!(book.read("shop", 0, None).unwrap().is_empty());
+    }
+
+    fn texts(entries: Vec<LogEntry>) -> Vec<String> {
+        entries.into_iter().map(|e| e.text).collect()
+    }
+
+    #[test]
+    fn events_about_a_service_are_in_its_lines_and_old_entries_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("shop.log"),
+            "{\"ts\":\"2024-05-01T12:00:00Z\",\"source\":\"berth\",\"text\":\"old\"}\n",
+        )
+        .unwrap();
+        let book = LogBook::new(dir.path().to_path_buf()).unwrap();
+        book.service_event("shop", "web", "process web-1 exited with code 42");
+        book.event("shop", "deploy of release R2 started");
+        book.append("shop", "build/B1", "Step 1/2");
+        book.append("shop", "web/web-run-01cb29", "one-off output");
+        let web = book.read("shop", 0, Some("web")).unwrap();
+        assert_eq!(
+            texts(web),
+            ["process web-1 exited with code 42", "one-off output"]
+        );
+        assert_eq!(book.read("shop", 0, None).unwrap()[0].text, "old");
+        assert_eq!(
+            book.services("shop")
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["web"],
+            "build output is not a service's"
+        );
+        assert!(book.has_lines_of("shop", "build").unwrap());
     }
 
     #[test]

@@ -198,8 +198,9 @@ pub async fn run_detached(rack: &Arc<Rack>, app: &str, req: RunRequest) -> Resul
         let _ = rack.runtime.remove_container(&launch.container).await;
         return Err(e.into());
     }
-    rack.logs.event(
+    rack.logs.service_event(
         app,
+        &launch.service,
         &format!(
             "one-off {} started (detached) from release {}: {}",
             launch.id,
@@ -271,13 +272,17 @@ pub async fn attach(rack: &Rack, app: &str, req: &RunRequest) -> Result<(Attache
         Err(e) => {
             let _ = rack.runtime.remove_container(&launch.container).await;
             rack.forget_oneoffs(None);
-            rack.logs
-                .event(app, &format!("one-off {} failed: {e}", launch.id));
+            rack.logs.service_event(
+                app,
+                &launch.service,
+                &format!("one-off {} failed: {e}", launch.id),
+            );
             return Err(e);
         }
     };
-    rack.logs.event(
+    rack.logs.service_event(
         app,
+        &launch.service,
         &format!(
             "one-off {} started from release {}: {}",
             launch.id,
@@ -328,7 +333,7 @@ pub async fn finish_attached(
     } else {
         format!("one-off {} exited with code {code_text}", launch.id)
     };
-    rack.logs.event(&launch.app, &text);
+    rack.logs.service_event(&launch.app, &launch.service, &text);
     code
 }
 
@@ -449,6 +454,7 @@ pub async fn converge(rack: &Rack, apps: &BTreeSet<String>, oneoffs: Vec<Contain
     for c in oneoffs {
         let app = c.labels.get(LABEL_APP).cloned().unwrap_or_default();
         let id = c.labels.get(LABEL_ONEOFF).cloned().unwrap_or_default();
+        let service = c.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
         if !apps.contains(&app) {
             let _ = rack.runtime.remove_container(&c.id).await;
             continue;
@@ -463,8 +469,9 @@ pub async fn converge(rack: &Rack, apps: &BTreeSet<String>, oneoffs: Vec<Contain
                     .get(LABEL_DEADLINE)
                     .and_then(|d| d.parse::<i64>().ok());
                 if deadline.is_some_and(|d| now >= d) {
-                    rack.logs.event(
+                    rack.logs.service_event(
                         &app,
+                        &service,
                         &format!("one-off {id} passed its timeout; stopping it"),
                     );
                     let _ = rack.runtime.stop_container(&c.id, STOP_GRACE).await;
@@ -474,8 +481,9 @@ pub async fn converge(rack: &Rack, apps: &BTreeSet<String>, oneoffs: Vec<Contain
             _ if c.labels.contains_key(LABEL_TIMER) => {}
             ContainerState::Exited { code, .. } => {
                 if c.labels.contains_key(LABEL_DETACHED) {
-                    rack.logs.event(
+                    rack.logs.service_event(
                         &app,
+                        &service,
                         &format!(
                             "one-off {id} exited with code {}",
                             code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())

@@ -69,9 +69,16 @@ pub async fn stop(rack: &Arc<Rack>, app: &str, id: &str) -> Result<()> {
                 "app {app} has no process {id}; list them with `berth ps -a {app}`"
             ))
         })?;
-    retire(rack, &[row], Retirement::Restart, &progress::unobserved()).await?;
-    rack.logs.event(
+    retire(
+        rack,
+        std::slice::from_ref(&row),
+        Retirement::Restart,
+        &progress::unobserved(),
+    )
+    .await?;
+    rack.logs.service_event(
         app,
+        &row.service,
         &format!("process {id} stopped by request; the reconciler replaces it"),
     );
     rack.nudge.notify_one();

@@ -318,3 +318,61 @@ async fn a_rolling_deploy_keeps_the_minimum_routed_and_scale_down_retires_the_ne
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(after[0]["id"], oldest.as_str(), "the oldest stays");
 }
+
+/// The texts of the app's log lines read through the API.
+async fn log_texts(t: &TestRack, path: &str) -> Vec<String> {
+    let (status, body) = t.admin(Method::GET, path, None).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    // One line of NDJSON is a JSON document too, and `send` reads it as one.
+    let entries = match body {
+        serde_json::Value::Object(_) => vec![body],
+        _ => ndjson(&body),
+    };
+    entries
+        .iter()
+        .map(|e| e["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_services_logs_hold_the_events_about_it_and_an_unknown_service_is_named() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+    let id = ps(&t, "shop").await[0]["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    t.runtime
+        .kill(&t.rack.container_of("shop", &id), 42)
+        .await
+        .expect("a crash");
+    converge(&t.rack).await;
+    let web = log_texts(&t, "/apps/shop/logs?service=web").await;
+    for event in [
+        format!("process {id} started for release R1"),
+        format!("process {id} exited with code 42; replaced"),
+    ] {
+        assert!(web.contains(&event), "no {event:?} in {web:?}");
+    }
+
+    // A service gone from the release still shows the lines it left.
+    t.rack
+        .logs
+        .append("shop", "old/old-1a2b3c", "the last words");
+    assert_eq!(
+        log_texts(&t, "/apps/shop/logs?service=old").await,
+        ["the last words"]
+    );
+    let (status, body) = t
+        .admin(Method::GET, "/apps/shop/logs?service=nope", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("app shop has no service nope")
+            && error.contains("web (release R1)")
+            && error.contains("old (in the log only)"),
+        "{error}"
+    );
+}

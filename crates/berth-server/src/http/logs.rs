@@ -28,6 +28,9 @@ pub async fn logs(
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Response> {
     apps::get(&rack, &app)?;
+    if let Some(service) = &q.service {
+        check_service(&rack, &app, service)?;
+    }
     let since = q
         .since
         .map(|s| crate::logs::now_nanos() - i128::from(s) * 1_000_000_000)
@@ -68,4 +71,45 @@ pub async fn logs(
         }
     });
     Ok(ndjson::lines(rx))
+}
+
+/// Refuses a service the app neither runs (its promoted release) nor has
+/// lines of, naming the ones it has: an empty answer would look like a quiet
+/// service.
+fn check_service(rack: &Rack, app: &str, service: &str) -> Result<(), Error> {
+    berth_core::validate_service_name(service)?;
+    let release = rack.store.app(app)?.release;
+    let running: Vec<String> = match rack.current_manifest(app)? {
+        Some(manifest) => manifest.services.keys().cloned().collect(),
+        None => Vec::new(),
+    };
+    if running.iter().any(|s| s == service) || rack.logs.has_lines_of(app, service)? {
+        return Ok(());
+    }
+    let logged: Vec<String> = rack
+        .logs
+        .services(app)?
+        .into_iter()
+        .filter(|s| !running.contains(s))
+        .collect();
+    let mut known = Vec::new();
+    if let Some(release) = &release
+        && !running.is_empty()
+    {
+        known.push(format!("{} (release {release})", running.join(", ")));
+    }
+    if !logged.is_empty() {
+        known.push(format!("{} (in the log only)", logged.join(", ")));
+    }
+    if known.is_empty() {
+        return Err(Error::NotFound(format!(
+            "app {app} has no service {service}: it has no release and no service has written to its log yet; \
+             leave out --service to see every line"
+        )));
+    }
+    Err(Error::NotFound(format!(
+        "app {app} has no service {service}; its services are: {}; pick one with --service, \
+         or leave it out to see every line",
+        known.join("; ")
+    )))
 }

@@ -215,8 +215,11 @@ pub async fn monitor(rack: Arc<Rack>) {
                     } else {
                         "fails its health check; taken out of the router"
                     };
-                    rack.logs
-                        .event(&row.app, &format!("process {} {text}", row.id));
+                    rack.logs.service_event(
+                        &row.app,
+                        &row.service,
+                        &format!("process {} {text}", row.id),
+                    );
                 }
                 changed
             });

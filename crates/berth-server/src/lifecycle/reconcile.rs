@@ -142,15 +142,18 @@ async fn watch_events(rack: Arc<Rack>) {
                             .exit_code
                             .map(|c| c.to_string())
                             .unwrap_or_else(|| "?".into());
-                        if rack
+                        if let Some(row) = rack
                             .store
                             .processes(Some(app))
                             .unwrap_or_default()
                             .iter()
-                            .any(|p| &p.id == process && p.state != ProcessState::Stopping)
+                            .find(|p| &p.id == process && p.state != ProcessState::Stopping)
                         {
-                            rack.logs
-                                .event(app, &format!("process {process} exited with code {code}"));
+                            rack.logs.service_event(
+                                app,
+                                &row.service,
+                                &format!("process {process} exited with code {code}"),
+                            );
                         }
                         rack.set_healthy(app, process, false);
                         rack.refresh_routes();
@@ -314,12 +317,16 @@ async fn converge_process(
             rack.set_healthy(&row.app, &row.id, false);
             match start_process(rack, row).await {
                 Ok(info) => {
-                    rack.logs
-                        .event(&row.app, &format!("process {} {what}; replaced", row.id));
+                    rack.logs.service_event(
+                        &row.app,
+                        &row.service,
+                        &format!("process {} {what}; replaced", row.id),
+                    );
                     ensure_collector(rack, row, &info.id);
                 }
-                Err(e) => rack.logs.event(
+                Err(e) => rack.logs.service_event(
                     &row.app,
+                    &row.service,
                     &format!("process {} {what}; cannot replace it: {e}", row.id),
                 ),
             }
