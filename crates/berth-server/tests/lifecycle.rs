@@ -376,3 +376,21 @@ async fn a_services_logs_hold_the_events_about_it_and_an_unknown_service_is_name
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn output_is_collected_while_a_deploy_holds_the_app() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+    let lock = t.rack.app_lock("shop");
+    let _deploying = lock.lock().await;
+    converge(&t.rack).await;
+    let collected = eventually(Duration::from_secs(5), || async {
+        log_texts(&t, "/apps/shop/logs?service=web")
+            .await
+            .iter()
+            .any(|text| text.starts_with("listening on"))
+    })
+    .await;
+    assert!(collected, "the process's output waited for the app's lock");
+}

@@ -213,6 +213,15 @@ pub async fn converge(rack: &Arc<Rack>, backoff: &mut Backoff, adopt: bool) -> R
         let lock = rack.app_lock(app);
         // A deploy or scale in progress owns its app; it is looked at next pass.
         let Ok(_guard) = lock.try_lock() else {
+            // Output is still collected from the start: collected only once
+            // the deploy ends, it reached `logs --follow` seconds late.
+            for row in rows.iter().filter(|r| &r.app == app) {
+                if let Some(c) = by_process.get(&(row.app.clone(), row.id.clone()))
+                    && c.state == ContainerState::Running
+                {
+                    ensure_collector(rack, row, &c.id);
+                }
+            }
             by_process.retain(|(a, _), _| a != app);
             continue;
         };
