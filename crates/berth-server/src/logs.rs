@@ -1,9 +1,14 @@
 //! The app log stream: process output, build output and system events, one
 //! NDJSON file per app in the data dir, plus a live feed for `logs --follow`.
+//!
+//! Lines reach the stream out of time order: process output comes per
+//! container with the engine's timestamps, events and access lines are
+//! stamped when written. Reads sort by timestamp.
 
 use berth_api::LogEntry;
-use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, Write};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tokio::sync::broadcast;
@@ -39,14 +44,24 @@ struct AppLog {
     feed: broadcast::Sender<LogEntry>,
 }
 
+/// RFC 3339 in UTC with all nine digits of the fraction
+/// (`2024-05-01T12:00:00.120000000Z`): the `time` crate's RFC 3339 drops
+/// trailing zeros, which made columns ragged and text order differ from time
+/// order (`…:00Z` sorts after `…:00.5Z`).
 pub fn format_ts(nanos: i128) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
+        return String::new();
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
+    )
 }
 
 pub fn now_nanos() -> i128 {
@@ -255,14 +270,28 @@ impl LogBook {
         since_nanos: i128,
         service: Option<&str>,
     ) -> std::io::Result<Vec<LogEntry>> {
-        let mut out = Vec::new();
+        self.read_filtered(
+            app,
+            &LogFilter {
+                since_nanos,
+                service: service.map(str::to_string),
+                tail: None,
+            },
+        )
+    }
+
+    /// Stored entries that pass `filter`, in time order.
+    pub fn read_filtered(&self, app: &str, filter: &LogFilter) -> std::io::Result<Vec<LogEntry>> {
         let path = self.path(app);
-        for file in [path.with_extension("log.1"), path] {
-            read_file(&file, since_nanos, service, &mut out)?;
+        let files = [
+            open_existing(&path.with_extension("log.1"))?,
+            open_existing(&path)?,
+        ];
+        let mut kept = Newest::new(filter.tail);
+        for file in files.into_iter().flatten() {
+            read_entries(file, filter, &mut kept)?;
         }
-        // Process output arrives per container, so entries are sorted here to interleave in time.
-        out.sort_by(|a, b| a.ts.cmp(&b.ts));
-        Ok(out)
+        Ok(kept.into_sorted())
     }
 
     /// Whether any stored entry is of `service` (process output, or an event about it).
@@ -313,6 +342,17 @@ impl LogBook {
     }
 }
 
+/// Which stored lines a read returns.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    /// Only lines at or after this time (0: all).
+    pub since_nanos: i128,
+    /// Only lines of this service: its process output and events about it.
+    pub service: Option<String>,
+    /// Only the newest this many (after the other filters).
+    pub tail: Option<usize>,
+}
+
 pub fn matches(entry: &LogEntry, since_nanos: i128, service: Option<&str>) -> bool {
     if let Some(s) = service
         && entry.service.as_deref() != Some(s)
@@ -335,6 +375,9 @@ fn service_of_process_source(source: &str) -> Option<&str> {
         .then_some(service)
 }
 
+/// Width of a timestamp written by [`format_ts`].
+const TS_WIDTH: usize = "2024-05-01T12:00:00.000000000Z".len();
+
 fn open_existing(path: &Path) -> std::io::Result<Option<std::fs::File>> {
     match std::fs::File::open(path) {
         Ok(f) => Ok(Some(f)),
@@ -343,27 +386,107 @@ fn open_existing(path: &Path) -> std::io::Result<Option<std::fs::File>> {
     }
 }
 
-fn read_file(
-    path: &Path,
-    since_nanos: i128,
-    service: Option<&str>,
-    out: &mut Vec<LogEntry>,
-) -> std::io::Result<()> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
+fn read_entries(file: impl Read, filter: &LogFilter, kept: &mut Newest) -> std::io::Result<()> {
+    if filter.tail == Some(0) {
+        return Ok(());
+    }
     for line in std::io::BufReader::new(file).lines() {
         let line = line?;
         // A torn last line (disk full, crash) is skipped rather than failing the whole read.
-        if let Ok(entry) = serde_json::from_str::<LogEntry>(&line)
-            && matches(&entry, since_nanos, service)
-        {
-            out.push(entry);
+        let Ok(mut entry) = serde_json::from_str::<LogEntry>(&line) else {
+            continue;
+        };
+        let ts = parse_ts(&entry.ts);
+        if filter.since_nanos != 0 && ts.is_none_or(|t| t < filter.since_nanos) {
+            continue;
         }
+        if !matches(&entry, 0, filter.service.as_deref()) {
+            continue;
+        }
+        // Lines of older servers have fewer fraction digits: sent as every other line.
+        if let Some(t) = ts
+            && entry.ts.len() != TS_WIDTH
+        {
+            entry.ts = format_ts(t);
+        }
+        kept.push(ts.unwrap_or(i128::MIN), entry);
     }
     Ok(())
+}
+
+/// An entry with its time and its place in the files: entries of the same
+/// time keep the order they were written in.
+struct Keyed {
+    ts: i128,
+    seq: u64,
+    entry: LogEntry,
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.ts, self.seq) == (other.ts, other.seq)
+    }
+}
+impl Eq for Keyed {}
+impl PartialOrd for Keyed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Keyed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.ts, self.seq).cmp(&(other.ts, other.seq))
+    }
+}
+
+/// The entries a read keeps: all of them, or the newest `limit` in a heap,
+/// so `--tail` needs memory for its lines only, however long the log.
+struct Newest {
+    limit: Option<usize>,
+    seq: u64,
+    all: Vec<Keyed>,
+    newest: BinaryHeap<Reverse<Keyed>>,
+}
+
+impl Newest {
+    fn new(limit: Option<usize>) -> Newest {
+        Newest {
+            limit,
+            seq: 0,
+            all: Vec::new(),
+            newest: BinaryHeap::new(),
+        }
+    }
+
+    fn push(&mut self, ts: i128, entry: LogEntry) {
+        let keyed = Keyed {
+            ts,
+            seq: self.seq,
+            entry,
+        };
+        self.seq += 1;
+        match self.limit {
+            None => self.all.push(keyed),
+            Some(limit) if self.newest.len() < limit => self.newest.push(Reverse(keyed)),
+            Some(_) => {
+                if self
+                    .newest
+                    .peek()
+                    .is_some_and(|Reverse(oldest)| keyed > *oldest)
+                {
+                    self.newest.pop();
+                    self.newest.push(Reverse(keyed));
+                }
+            }
+        }
+    }
+
+    fn into_sorted(self) -> Vec<LogEntry> {
+        let mut entries = self.all;
+        entries.extend(self.newest.into_iter().map(|Reverse(k)| k));
+        entries.sort_unstable();
+        entries.into_iter().map(|k| k.entry).collect()
+    }
 }
 
 #[cfg(test)]
@@ -391,6 +514,19 @@ mod tests {
 
     fn texts(entries: Vec<LogEntry>) -> Vec<String> {
         entries.into_iter().map(|e| e.text).collect()
+    }
+
+    #[test]
+    fn timestamps_have_one_width() {
+        assert_eq!(format_ts(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            format_ts(1_714_564_800_120_000_000),
+            "2024-05-01T12:00:00.120000000Z"
+        );
+        assert_eq!(
+            parse_ts("2024-05-01T12:00:00.120000000Z"),
+            Some(1_714_564_800_120_000_000)
+        );
     }
 
     #[test]

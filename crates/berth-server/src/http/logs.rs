@@ -1,10 +1,11 @@
-//! `GET /apps/{app}/logs`: the app's log stream as NDJSON, then live lines
-//! with `follow=true`.
+//! `GET /apps/{app}/logs`: the app's log stream as NDJSON in time order, then
+//! live lines with `follow=true`.
 
 use super::error::ApiResult;
 use super::ndjson;
 use crate::apps;
 use crate::error::Error;
+use crate::logs::LogFilter;
 use crate::rack::Rack;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -18,6 +19,8 @@ pub struct LogQuery {
     /// Seconds back from now.
     since: Option<u64>,
     service: Option<String>,
+    /// Only the last this many stored lines (live lines all follow).
+    tail: Option<usize>,
     #[serde(default)]
     follow: bool,
 }
@@ -31,18 +34,25 @@ pub async fn logs(
     if let Some(service) = &q.service {
         check_service(&rack, &app, service)?;
     }
-    let since = q
-        .since
-        .map(|s| crate::logs::now_nanos() - i128::from(s) * 1_000_000_000)
-        .unwrap_or(0);
+    let filter = LogFilter {
+        since_nanos: q
+            .since
+            .map(|s| crate::logs::now_nanos() - i128::from(s) * 1_000_000_000)
+            .unwrap_or(0),
+        service: q.service.clone(),
+        tail: q.tail,
+    };
     let live = if q.follow {
         Some(rack.logs.subscribe(&app).map_err(Error::from)?)
     } else {
         None
     };
-    let past = rack
-        .logs
-        .read(&app, since, q.service.as_deref())
+    // A log file can be large: read it off the async workers.
+    let reader = rack.clone();
+    let read_app = app.clone();
+    let past = tokio::task::spawn_blocking(move || reader.logs.read_filtered(&read_app, &filter))
+        .await
+        .map_err(|e| Error::Internal(format!("reading the log of app {app} failed: {e}")))?
         .map_err(Error::from)?;
     let (tx, rx) = mpsc::channel::<LogEntry>(1024);
     tokio::spawn(async move {
