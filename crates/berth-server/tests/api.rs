@@ -535,3 +535,50 @@ async fn stored_logs_are_in_time_order_with_fixed_width_timestamps_and_tail_take
     );
     assert!(log_texts(&t, "/apps/shop/logs?tail=0").await.is_empty());
 }
+
+#[tokio::test]
+async fn followed_logs_are_sent_in_time_order() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let now = berth_server::logs::now_nanos();
+    let logs = &t.rack.logs;
+    logs.append_at("shop", now - 10 * SECOND, "web/web-1a2b3c", "s1");
+    logs.append_at("shop", now - SECOND / 10, "web/web-1a2b3c", "s3");
+    let request = Request::builder()
+        .uri("/apps/shop/logs?follow=true&service=web")
+        .header(header::AUTHORIZATION, format!("Bearer {}", t.admin))
+        .body(Body::empty())
+        .expect("a request");
+    let response = berth_server::http::app(t.rack.clone())
+        .oneshot(request)
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    // Arriving out of order, as the lines of a collector that started late do.
+    logs.append_at("shop", now, "web/web-1a2b3c", "l4");
+    logs.append_at("shop", now - 4 * SECOND / 10, "web/web-1a2b3c", "l2");
+
+    let mut body = response.into_body();
+    let mut text = String::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while text.matches('\n').count() < 4 {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        text.push_str(&String::from_utf8_lossy(data));
+                    }
+                }
+                _ => break,
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "only got {text}");
+    let texts: Vec<String> = ndjson(&serde_json::Value::String(text.clone()))
+        .iter()
+        .map(|e| e["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(texts, ["s1", "l2", "s3", "l4"], "{text}");
+}

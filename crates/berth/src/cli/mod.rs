@@ -146,7 +146,7 @@ pub enum Command {
         app: AppArg,
         #[command(flatten)]
         json: JsonArg,
-        /// Keep printing new lines as they come
+        /// Keep printing new lines as they come (each is held up to 1 s to be printed in time order)
         #[arg(short = 'f', long)]
         follow: bool,
         /// Only the last N lines, or `all` [default: a screenful on a terminal, all when piped]
