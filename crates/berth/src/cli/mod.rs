@@ -144,8 +144,10 @@ pub enum Command {
     Logs {
         #[command(flatten)]
         app: AppArg,
-        #[command(flatten)]
-        json: JsonArg,
+        /// Print NDJSON: one JSON object a line ({"ts", "source", "text"}, and
+        /// "service" on events about a service), not one JSON array
+        #[arg(long)]
+        json: bool,
         /// Keep printing new lines as they come (each is held up to 1 s to be printed in time order)
         #[arg(short = 'f', long)]
         follow: bool,
@@ -335,6 +337,17 @@ mod tests {
         assert!(parse(&["logs", "--tail", "-3"]).is_err());
         assert!(parse(&["logs", "--tail", "some"]).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn logs_help_says_json_is_ndjson() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("logs")
+            .map(|logs| logs.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(help.contains("NDJSON"), "{help}");
     }
 
     #[test]

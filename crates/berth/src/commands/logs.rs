@@ -1,18 +1,14 @@
-//! `berth logs`: an app's log lines in time order, as text or one JSON object a line.
+//! `berth logs`: an app's log lines in time order, as text or NDJSON (one JSON
+//! object a line).
 
-use crate::cli::{AppArg, JsonArg, Tail};
+use crate::cli::{AppArg, Tail};
 use crate::resolve;
 use anyhow::Result;
 use berth_client::{Client, LogsQuery};
 use futures_util::StreamExt;
 use std::io::{IsTerminal, Write};
 
-pub async fn run(
-    app: AppArg,
-    json: JsonArg,
-    tail: Option<Tail>,
-    mut query: LogsQuery,
-) -> Result<()> {
+pub async fn run(app: AppArg, json: bool, tail: Option<Tail>, mut query: LogsQuery) -> Result<()> {
     let app = resolve::current_app(app.app.as_deref())?;
     if let Some(s) = &query.service {
         berth_core::validate_service_name(s)?;
@@ -22,7 +18,7 @@ pub async fn run(
     while let Some(entry) = entries.next().await {
         let entry = entry?;
         let mut out = std::io::stdout().lock();
-        let written = if json.json {
+        let written = if json {
             serde_json::to_writer(&mut out, &entry)
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(out))
