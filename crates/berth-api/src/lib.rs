@@ -18,7 +18,9 @@
 //! - `POST /apps/{app}/services/{service}/scale` [`ScaleRequest`] → NDJSON [`Event`]s
 //! - `GET /apps/{app}/processes` → `Vec<Process>`; `DELETE /apps/{app}/processes/{id}` → 204
 //! - `POST /apps/{app}/restart` [`RestartRequest`] → NDJSON [`Event`]s
-//! - `GET /apps/{app}/logs?since=SECS&service=S&follow=true` → NDJSON [`LogEntry`]s
+//! - `GET /apps/{app}/logs?since=SECS&service=S&tail=N&follow=true` → NDJSON [`LogEntry`]s
+//!   in time order (`tail`: only the last N stored lines; an unknown `service` is a 404
+//!   naming the app's services)
 //! - `GET /apps/{app}/run` (WebSocket, first message a [`RunRequest`], then
 //!   [`SessionMessage`]s and stream frames); `POST /apps/{app}/run` [`RunRequest`] →
 //!   [`RunStarted`] (detached)
@@ -207,11 +209,18 @@ pub enum ProcessKind {
 /// One line of an app's log stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LogEntry {
-    /// RFC 3339 with nanoseconds.
+    /// RFC 3339 in UTC with all nine digits of nanoseconds
+    /// (`2024-05-01T12:00:00.120000000Z`), so every timestamp has the same
+    /// width and sorts as text. Lines written by older servers may have fewer
+    /// digits; they are still RFC 3339.
     pub ts: String,
     /// `web/web-3f9a2c` for process output, `build/B2` for build output, `berth` for system events.
     pub source: String,
     pub text: String,
+    /// The service a system event is about (`process web-3f9a2c exited with
+    /// code 42`), so `logs --service web` shows it; absent for other lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// One item of a streamed (NDJSON) response of long work.

@@ -97,6 +97,9 @@ pub struct LogsQuery {
     pub since: Option<u64>,
     /// Only lines of this service.
     pub service: Option<String>,
+    /// Only the last this many stored lines (the server picks them, so the
+    /// rest of a long log never travels).
+    pub tail: Option<usize>,
     /// Keep the stream open and send new lines as they come.
     pub follow: bool,
 }
@@ -344,6 +347,9 @@ impl Client {
             }
             if let Some(service) = &query.service {
                 pairs.append_pair("service", service);
+            }
+            if let Some(tail) = query.tail {
+                pairs.append_pair("tail", &tail.to_string());
             }
             if query.follow {
                 pairs.append_pair("follow", "true");

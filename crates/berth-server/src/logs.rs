@@ -1,9 +1,15 @@
 //! The app log stream: process output, build output and system events, one
 //! NDJSON file per app in the data dir, plus a live feed for `logs --follow`.
+//!
+//! Lines reach the stream out of time order: process output comes per
+//! container with the engine's timestamps, events and access lines are
+//! stamped when written. Reads sort by timestamp, and a followed stream goes
+//! through [`Reorder`], which holds new lines for [`FOLLOW_WINDOW_NANOS`].
 
 use berth_api::LogEntry;
-use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tokio::sync::broadcast;
@@ -39,14 +45,24 @@ struct AppLog {
     feed: broadcast::Sender<LogEntry>,
 }
 
+/// RFC 3339 in UTC with all nine digits of the fraction
+/// (`2024-05-01T12:00:00.120000000Z`): the `time` crate's RFC 3339 drops
+/// trailing zeros, which made columns ragged and text order differ from time
+/// order (`…:00Z` sorts after `…:00.5Z`).
 pub fn format_ts(nanos: i128) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
+        return String::new();
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
+    )
 }
 
 pub fn now_nanos() -> i128 {
@@ -57,6 +73,11 @@ fn parse_ts(ts: &str) -> Option<i128> {
     time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(|t| t.unix_timestamp_nanos())
+}
+
+/// An entry's time in Unix nanoseconds; the oldest possible if it has none.
+pub fn entry_nanos(entry: &LogEntry) -> i128 {
+    parse_ts(&entry.ts).unwrap_or(i128::MIN)
 }
 
 impl LogBook {
@@ -93,11 +114,18 @@ impl LogBook {
 
     /// Appends one entry (with its timestamp in nanoseconds) and feeds followers.
     pub fn append_at(&self, app: &str, ts_nanos: i128, source: &str, text: &str) {
-        let entry = LogEntry {
-            ts: format_ts(ts_nanos),
-            source: source.into(),
-            text: text.into(),
-        };
+        self.append_entry(
+            app,
+            LogEntry {
+                ts: format_ts(ts_nanos),
+                source: source.into(),
+                text: text.into(),
+                service: None,
+            },
+        );
+    }
+
+    fn append_entry(&self, app: &str, entry: LogEntry) {
         let Ok(mut line) = serde_json::to_vec(&entry) else {
             return;
         };
@@ -220,6 +248,23 @@ impl LogBook {
         self.append(app, "berth", text);
     }
 
+    /// A system event about a process (or one-off) of `service`: in the
+    /// app's stream like [`LogBook::event`], and in `logs --service` of that
+    /// service too. An empty `service` (a container without its label) makes
+    /// it a plain event.
+    pub fn service_event(&self, app: &str, service: &str, text: &str) {
+        tracing::info!(app, service, "{text}");
+        self.append_entry(
+            app,
+            LogEntry {
+                ts: format_ts(now_nanos()),
+                source: "berth".into(),
+                text: text.into(),
+                service: (!service.is_empty()).then(|| service.to_string()),
+            },
+        );
+    }
+
     pub fn subscribe(&self, app: &str) -> std::io::Result<broadcast::Receiver<LogEntry>> {
         self.with_app(app, |log| log.feed.subscribe())
     }
@@ -231,14 +276,91 @@ impl LogBook {
         since_nanos: i128,
         service: Option<&str>,
     ) -> std::io::Result<Vec<LogEntry>> {
-        let mut out = Vec::new();
+        self.read_filtered(
+            app,
+            &LogFilter {
+                since_nanos,
+                service: service.map(str::to_string),
+                tail: None,
+            },
+        )
+    }
+
+    /// Stored entries that pass `filter`, in time order.
+    pub fn read_filtered(&self, app: &str, filter: &LogFilter) -> std::io::Result<Vec<LogEntry>> {
+        let path = self.path(app);
+        let files = [
+            open_existing(&path.with_extension("log.1"))?,
+            open_existing(&path)?,
+        ];
+        let mut kept = Newest::new(filter.tail);
+        for file in files.into_iter().flatten() {
+            read_entries(file, filter, &mut kept)?;
+        }
+        Ok(kept.into_sorted())
+    }
+
+    /// The stored entries that pass `filter` and a feed of every entry
+    /// appended after them: no entry is in both, and none is missed.
+    pub fn follow(
+        &self,
+        app: &str,
+        filter: &LogFilter,
+    ) -> std::io::Result<(Vec<LogEntry>, broadcast::Receiver<LogEntry>)> {
+        // Appends write and feed under the same lock, so what the files hold
+        // up to this length is exactly what the feed will not carry. Open
+        // handles keep reading the same files if they are rotated meanwhile.
+        let (live, rotated, current, length) = self.with_app(app, |log| {
+            let path = self.path(app);
+            let rotated = open_existing(&path.with_extension("log.1"))?;
+            let current = open_existing(&path)?;
+            Ok::<_, std::io::Error>((log.feed.subscribe(), rotated, current, log.size))
+        })??;
+        let mut kept = Newest::new(filter.tail);
+        if let Some(file) = rotated {
+            read_entries(file, filter, &mut kept)?;
+        }
+        if let Some(file) = current {
+            read_entries(file.take(length), filter, &mut kept)?;
+        }
+        Ok((kept.into_sorted(), live))
+    }
+
+    /// Whether any stored entry is of `service` (process output, or an event about it).
+    pub fn has_lines_of(&self, app: &str, service: &str) -> std::io::Result<bool> {
+        let mut found = false;
+        self.scan(app, |entry| {
+            found = found || matches(&entry, 0, Some(service));
+        })?;
+        Ok(found)
+    }
+
+    /// The services with process output or events in the stored log (build
+    /// and timer output are not services).
+    pub fn services(&self, app: &str) -> std::io::Result<BTreeSet<String>> {
+        let mut services = BTreeSet::new();
+        self.scan(app, |entry| {
+            if let Some(service) = entry.service {
+                services.insert(service);
+            } else if let Some(service) = service_of_process_source(&entry.source) {
+                services.insert(service.to_string());
+            }
+        })?;
+        Ok(services)
+    }
+
+    fn scan(&self, app: &str, mut each: impl FnMut(LogEntry)) -> std::io::Result<()> {
         let path = self.path(app);
         for file in [path.with_extension("log.1"), path] {
-            read_file(&file, since_nanos, service, &mut out)?;
+            if let Some(file) = open_existing(&file)? {
+                for line in std::io::BufReader::new(file).lines() {
+                    if let Ok(entry) = serde_json::from_str::<LogEntry>(&line?) {
+                        each(entry);
+                    }
+                }
+            }
         }
-        // Process output arrives per container, so entries are sorted here to interleave in time.
-        out.sort_by(|a, b| a.ts.cmp(&b.ts));
-        Ok(out)
+        Ok(())
     }
 
     pub fn remove(&self, app: &str) {
@@ -252,8 +374,21 @@ impl LogBook {
     }
 }
 
+/// Which stored lines a read returns.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    /// Only lines at or after this time (0: all).
+    pub since_nanos: i128,
+    /// Only lines of this service: its process output and events about it.
+    pub service: Option<String>,
+    /// Only the newest this many (after the other filters).
+    pub tail: Option<usize>,
+}
+
 pub fn matches(entry: &LogEntry, since_nanos: i128, service: Option<&str>) -> bool {
-    if let Some(s) = service {
+    if let Some(s) = service
+        && entry.service.as_deref() != Some(s)
+    {
         let prefix = format!("{s}/");
         if !entry.source.starts_with(&prefix) {
             return false;
@@ -262,29 +397,181 @@ pub fn matches(entry: &LogEntry, since_nanos: i128, service: Option<&str>) -> bo
     since_nanos == 0 || parse_ts(&entry.ts).is_some_and(|t| t >= since_nanos)
 }
 
-fn read_file(
-    path: &Path,
-    since_nanos: i128,
-    service: Option<&str>,
-    out: &mut Vec<LogEntry>,
-) -> std::io::Result<()> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
+/// The service of process or one-off output (`web/web-3f9a2c`,
+/// `web/web-run-01cb29`); `None` for other sources (`build/B2`, `timer/nightly`).
+fn service_of_process_source(source: &str) -> Option<&str> {
+    let (service, process) = source.split_once('/')?;
+    process
+        .strip_prefix(service)
+        .is_some_and(|rest| rest.starts_with('-'))
+        .then_some(service)
+}
+
+/// Width of a timestamp written by [`format_ts`].
+const TS_WIDTH: usize = "2024-05-01T12:00:00.000000000Z".len();
+
+fn open_existing(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    match std::fs::File::open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_entries(file: impl Read, filter: &LogFilter, kept: &mut Newest) -> std::io::Result<()> {
+    if filter.tail == Some(0) {
+        return Ok(());
+    }
     for line in std::io::BufReader::new(file).lines() {
         let line = line?;
         // A torn last line (disk full, crash) is skipped rather than failing the whole read.
-        if let Ok(entry) = serde_json::from_str::<LogEntry>(&line)
-            && matches(&entry, since_nanos, service)
-        {
-            out.push(entry);
+        let Ok(mut entry) = serde_json::from_str::<LogEntry>(&line) else {
+            continue;
+        };
+        let ts = parse_ts(&entry.ts);
+        if filter.since_nanos != 0 && ts.is_none_or(|t| t < filter.since_nanos) {
+            continue;
         }
+        if !matches(&entry, 0, filter.service.as_deref()) {
+            continue;
+        }
+        // Lines of older servers have fewer fraction digits: sent as every other line.
+        if let Some(t) = ts
+            && entry.ts.len() != TS_WIDTH
+        {
+            entry.ts = format_ts(t);
+        }
+        kept.push(ts.unwrap_or(i128::MIN), entry);
     }
     Ok(())
 }
 
+/// An entry with its time and its place in the files: entries of the same
+/// time keep the order they were written in.
+struct Keyed {
+    ts: i128,
+    seq: u64,
+    entry: LogEntry,
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.ts, self.seq) == (other.ts, other.seq)
+    }
+}
+impl Eq for Keyed {}
+impl PartialOrd for Keyed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Keyed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.ts, self.seq).cmp(&(other.ts, other.seq))
+    }
+}
+
+/// The entries a read keeps: all of them, or the newest `limit` in a heap,
+/// so `--tail` needs memory for its lines only, however long the log.
+struct Newest {
+    limit: Option<usize>,
+    seq: u64,
+    all: Vec<Keyed>,
+    newest: BinaryHeap<Reverse<Keyed>>,
+}
+
+impl Newest {
+    fn new(limit: Option<usize>) -> Newest {
+        Newest {
+            limit,
+            seq: 0,
+            all: Vec::new(),
+            newest: BinaryHeap::new(),
+        }
+    }
+
+    fn push(&mut self, ts: i128, entry: LogEntry) {
+        let keyed = Keyed {
+            ts,
+            seq: self.seq,
+            entry,
+        };
+        self.seq += 1;
+        match self.limit {
+            None => self.all.push(keyed),
+            Some(limit) if self.newest.len() < limit => self.newest.push(Reverse(keyed)),
+            Some(_) => {
+                if self
+                    .newest
+                    .peek()
+                    .is_some_and(|Reverse(oldest)| keyed > *oldest)
+                {
+                    self.newest.pop();
+                    self.newest.push(Reverse(keyed));
+                }
+            }
+        }
+    }
+
+    fn into_sorted(self) -> Vec<LogEntry> {
+        let mut entries = self.all;
+        entries.extend(self.newest.into_iter().map(|Reverse(k)| k));
+        entries.sort_unstable();
+        entries.into_iter().map(|k| k.entry).collect()
+    }
+}
+
+/// How long a followed stream holds a new line. Process output reaches the
+/// server a little after its engine timestamp, events and access lines are
+/// stamped on arrival; within this window they are sent in time order.
+pub const FOLLOW_WINDOW_NANOS: i128 = 1_000_000_000;
+
+/// The lines of a followed stream, held for a window and released in time
+/// order. A line is due a window after its timestamp or its arrival,
+/// whichever is earlier, and lines leave oldest first, so nothing is held
+/// longer than the window; a line that arrives more than a window late is
+/// sent at once, after the newer lines already sent.
+pub struct Reorder {
+    window: i128,
+    seq: u64,
+    held: BTreeMap<(i128, u64), (LogEntry, i128)>,
+}
+
+impl Reorder {
+    pub fn new(window_nanos: i128) -> Reorder {
+        Reorder {
+            window: window_nanos,
+            seq: 0,
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// Holds `entry`, which reached the server at `arrived` (Unix nanoseconds).
+    pub fn push(&mut self, entry: LogEntry, arrived: i128) {
+        let ts = parse_ts(&entry.ts).unwrap_or(arrived);
+        self.held.insert((ts, self.seq), (entry, arrived));
+        self.seq += 1;
+    }
+
+    /// When the oldest held line is due (Unix nanoseconds), if any is held.
+    pub fn next_due(&self) -> Option<i128> {
+        self.held
+            .iter()
+            .next()
+            .map(|((ts, _), (_, arrived))| (*ts).min(*arrived) + self.window)
+    }
+
+    /// The lines due at `now`, oldest first.
+    pub fn take_due(&mut self, now: i128) -> Vec<LogEntry> {
+        let mut due = Vec::new();
+        while self.next_due().is_some_and(|at| at <= now) {
+            if let Some((_, (entry, _))) = self.held.pop_first() {
+                due.push(entry);
+            }
+        }
+        due
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +593,82 @@ mod tests {
         assert_eq!(web.len(), 1);
         book.remove("shop");
         assert!(book.read("shop", 0, None).unwrap().is_empty());
+    }
+
+    fn entry(ts: i128, text: &str) -> LogEntry {
+        LogEntry {
+            ts: format_ts(ts),
+            source: "web/web-1".into(),
+            text: text.into(),
+            service: None,
+        }
+    }
+
+    fn texts(entries: Vec<LogEntry>) -> Vec<String> {
+        entries.into_iter().map(|e| e.text).collect()
+    }
+
+    #[test]
+    fn timestamps_have_one_width() {
+        assert_eq!(format_ts(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            format_ts(1_714_564_800_120_000_000),
+            "2024-05-01T12:00:00.120000000Z"
+        );
+        assert_eq!(
+            parse_ts("2024-05-01T12:00:00.120000000Z"),
+            Some(1_714_564_800_120_000_000)
+        );
+    }
+
+    #[test]
+    fn followed_lines_leave_in_time_order_within_the_window_and_late_ones_at_once() {
+        const S: i128 = 1_000_000_000;
+        let t0 = 1_714_564_800 * S;
+        let mut window = Reorder::new(S);
+        window.push(entry(t0 + S / 2, "b"), t0 + S / 2);
+        window.push(entry(t0, "a"), t0 + S / 2 + 1);
+        assert!(window.take_due(t0 + S / 2 + 2).is_empty(), "held");
+        assert_eq!(window.next_due(), Some(t0 + S));
+        assert_eq!(texts(window.take_due(t0 + S)), ["a"]);
+        assert_eq!(texts(window.take_due(t0 + 3 * S / 2)), ["b"]);
+        // More than a window late: sent at once rather than held or dropped.
+        window.push(entry(t0 - 5 * S, "late"), t0 + 2 * S);
+        assert_eq!(texts(window.take_due(t0 + 2 * S)), ["late"]);
+        // A clock ahead of the server's holds a line no longer than the window.
+        window.push(entry(t0 + 60 * S, "ahead"), t0 + 2 * S);
+        assert_eq!(texts(window.take_due(t0 + 3 * S)), ["ahead"]);
+        assert_eq!(window.next_due(), None);
+    }
+
+    #[test]
+    fn events_about_a_service_are_in_its_lines_and_old_entries_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("shop.log"),
+            "{\"ts\":\"2024-05-01T12:00:00Z\",\"source\":\"berth\",\"text\":\"old\"}\n",
+        )
+        .unwrap();
+        let book = LogBook::new(dir.path().to_path_buf()).unwrap();
+        book.service_event("shop", "web", "process web-1 exited with code 42");
+        book.event("shop", "deploy of release R2 started");
+        book.append("shop", "build/B1", "Step 1/2");
+        book.append("shop", "web/web-run-01cb29", "one-off output");
+        let web = book.read("shop", 0, Some("web")).unwrap();
+        assert_eq!(
+            texts(web),
+            ["process web-1 exited with code 42", "one-off output"]
+        );
+        assert_eq!(book.read("shop", 0, None).unwrap()[0].text, "old");
+        assert_eq!(
+            book.services("shop")
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["web"],
+            "build output is not a service's"
+        );
+        assert!(book.has_lines_of("shop", "build").unwrap());
     }
 
     #[test]

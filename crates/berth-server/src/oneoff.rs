@@ -198,8 +198,9 @@ pub async fn run_detached(rack: &Arc<Rack>, app: &str, req: RunRequest) -> Resul
         let _ = rack.runtime.remove_container(&launch.container).await;
         return Err(e.into());
     }
-    rack.logs.event(
+    rack.logs.service_event(
         app,
+        &launch.service,
         &format!(
             "one-off {} started (detached) from release {}: {}",
             launch.id,
@@ -271,13 +272,17 @@ pub async fn attach(rack: &Rack, app: &str, req: &RunRequest) -> Result<(Attache
         Err(e) => {
             let _ = rack.runtime.remove_container(&launch.container).await;
             rack.forget_oneoffs(None);
-            rack.logs
-                .event(app, &format!("one-off {} failed: {e}", launch.id));
+            rack.logs.service_event(
+                app,
+                &launch.service,
+                &format!("one-off {} failed: {e}", launch.id),
+            );
             return Err(e);
         }
     };
-    rack.logs.event(
+    rack.logs.service_event(
         app,
+        &launch.service,
         &format!(
             "one-off {} started from release {}: {}",
             launch.id,
@@ -377,7 +382,7 @@ pub async fn finish_attached(
     } else {
         format!("one-off {} {exit}", launch.id)
     };
-    rack.logs.event(&launch.app, &text);
+    rack.logs.service_event(&launch.app, &launch.service, &text);
     ended
 }
 
@@ -407,8 +412,10 @@ pub async fn stop(rack: &Rack, app: &str, id: &str) -> Result<bool> {
             code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
         )));
     }
-    rack.logs.event(
+    let service = info.labels.get(LABEL_SERVICE).map_or("", String::as_str);
+    rack.logs.service_event(
         app,
+        service,
         &format!("one-off {id} stopped by request (SIGTERM, SIGKILL after {STOP_GRACE} s)"),
     );
     rack.runtime.stop_container(&info.id, STOP_GRACE).await?;
@@ -552,6 +559,7 @@ pub async fn converge(rack: &Rack, apps: &BTreeSet<String>, oneoffs: Vec<Contain
     for c in oneoffs {
         let app = c.labels.get(LABEL_APP).cloned().unwrap_or_default();
         let id = c.labels.get(LABEL_ONEOFF).cloned().unwrap_or_default();
+        let service = c.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
         if !apps.contains(&app) {
             let _ = rack.runtime.remove_container(&c.id).await;
             continue;
@@ -566,8 +574,9 @@ pub async fn converge(rack: &Rack, apps: &BTreeSet<String>, oneoffs: Vec<Contain
                     .get(LABEL_DEADLINE)
                     .and_then(|d| d.parse::<i64>().ok());
                 if deadline.is_some_and(|d| now >= d) {
-                    rack.logs.event(
+                    rack.logs.service_event(
                         &app,
+                        &service,
                         &format!("one-off {id} passed its timeout; stopping it"),
                     );
                     let _ = rack.runtime.stop_container(&c.id, STOP_GRACE).await;
@@ -577,14 +586,14 @@ pub async fn converge(rack: &Rack, apps: &BTreeSet<String>, oneoffs: Vec<Contain
             _ if c.labels.contains_key(LABEL_TIMER) => {}
             ContainerState::Exited { code, oom_killed } => {
                 if c.labels.contains_key(LABEL_DETACHED) {
-                    let service = c.labels.get(LABEL_SERVICE).map_or("", String::as_str);
                     let ended = Ended {
                         code: *code,
                         oom_killed: *oom_killed,
                     };
-                    rack.logs.event(
+                    rack.logs.service_event(
                         &app,
-                        &format!("one-off {id} {}", exit_text(ended, &app, service)),
+                        &service,
+                        &format!("one-off {id} {}", exit_text(ended, &app, &service)),
                     );
                 }
                 let _ = rack.runtime.remove_container(&c.id).await;

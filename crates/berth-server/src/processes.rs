@@ -77,9 +77,16 @@ pub async fn stop(rack: &Arc<Rack>, app: &str, id: &str) -> Result<()> {
             "app {app} has no process {id} (nor a one-off of that id); list them with `berth ps -a {app}`"
         ))
     })?;
-    retire(rack, &[row], Retirement::Restart, &progress::unobserved()).await?;
-    rack.logs.event(
+    retire(
+        rack,
+        std::slice::from_ref(&row),
+        Retirement::Restart,
+        &progress::unobserved(),
+    )
+    .await?;
+    rack.logs.service_event(
         app,
+        &row.service,
         &format!("process {id} stopped by request; the reconciler replaces it"),
     );
     rack.nudge.notify_one();

@@ -1,7 +1,8 @@
 //! The HTTP API called in memory (`tower::ServiceExt::oneshot`), with the
 //! in-memory engine: authentication and the role policy on every route, the
-//! error bodies of bad requests, and the status of each kind of failure. The
-//! same behaviour against Docker is in the `berth` crate's integration tests.
+//! error bodies of bad requests, and the status of each kind of failure; the
+//! log stream's order, timestamps and `tail`. The same behaviour against
+//! Docker is in the `berth` crate's integration tests.
 
 mod common;
 
@@ -465,4 +466,119 @@ async fn changes_and_secret_reads_are_audited_plain_reads_are_not() {
         !lines.iter().any(|l| l.contains("\"GET\" \"/apps/shop\" ")),
         "{lines:?}"
     );
+}
+
+const SECOND: i128 = 1_000_000_000;
+
+/// The texts of a (non-followed) log read.
+async fn log_texts(t: &TestRack, path: &str) -> Vec<String> {
+    let (status, body) = t.admin(Method::GET, path, None).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    // One line of NDJSON is a JSON document too, and `send` reads it as one.
+    let entries = match body {
+        serde_json::Value::Object(_) => vec![body],
+        _ => ndjson(&body),
+    };
+    entries
+        .iter()
+        .map(|e| e["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn stored_logs_are_in_time_order_with_fixed_width_timestamps_and_tail_takes_the_newest() {
+    let t = TestRack::new().await;
+    // A line as older servers wrote it: trailing zeros of the fraction dropped.
+    std::fs::write(
+        t.data.path().join("logs/blog.log"),
+        "{\"ts\":\"2024-05-01T12:00:00.5Z\",\"source\":\"berth\",\"text\":\"old\"}\n",
+    )
+    .expect("an old log");
+    t.create_app("blog").await;
+    t.create_app("shop").await;
+    // Whole seconds, where RFC 3339 prints no fraction at all; after every
+    // other line of the app, so they are the newest.
+    let base = (berth_server::logs::now_nanos() / SECOND + 60) * SECOND;
+    let logs = &t.rack.logs;
+    logs.append_at("shop", base + 2 * SECOND, "web/web-1a2b3c", "third");
+    logs.append_at("shop", base, "web/web-1a2b3c", "first");
+    logs.append_at("shop", base + SECOND / 2, "worker/worker-4d5e6f", "second");
+
+    let all = log_texts(&t, "/apps/shop/logs").await;
+    assert_eq!(
+        all[all.len() - 3..],
+        ["first", "second", "third"],
+        "{all:?}"
+    );
+    let (_, body) = t.admin(Method::GET, "/apps/shop/logs", None).await;
+    for entry in ndjson(&body) {
+        let ts = entry["ts"].as_str().unwrap_or_default();
+        assert!(
+            ts.len() == 30 && ts.ends_with('Z'),
+            "not fixed width: {entry}"
+        );
+    }
+    let (_, body) = t.admin(Method::GET, "/apps/blog/logs", None).await;
+    assert_eq!(
+        ndjson(&body)[0]["ts"],
+        "2024-05-01T12:00:00.500000000Z",
+        "an old line is sent fixed width too"
+    );
+
+    assert_eq!(
+        log_texts(&t, "/apps/shop/logs?tail=2").await,
+        ["second", "third"]
+    );
+    assert_eq!(
+        log_texts(&t, "/apps/shop/logs?tail=2&service=web").await,
+        ["first", "third"]
+    );
+    assert!(log_texts(&t, "/apps/shop/logs?tail=0").await.is_empty());
+}
+
+#[tokio::test]
+async fn followed_logs_are_sent_in_time_order() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let now = berth_server::logs::now_nanos();
+    let logs = &t.rack.logs;
+    logs.append_at("shop", now - 10 * SECOND, "web/web-1a2b3c", "s1");
+    logs.append_at("shop", now - SECOND / 10, "web/web-1a2b3c", "s3");
+    let request = Request::builder()
+        .uri("/apps/shop/logs?follow=true&service=web")
+        .header(header::AUTHORIZATION, format!("Bearer {}", t.admin))
+        .body(Body::empty())
+        .expect("a request");
+    let response = berth_server::http::app(t.rack.clone())
+        .oneshot(request)
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    // Arriving out of order, as the lines of a collector that started late do.
+    logs.append_at("shop", now, "web/web-1a2b3c", "l4");
+    logs.append_at("shop", now - 4 * SECOND / 10, "web/web-1a2b3c", "l2");
+
+    let mut body = response.into_body();
+    let mut text = String::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while text.matches('\n').count() < 4 {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        text.push_str(&String::from_utf8_lossy(data));
+                    }
+                }
+                _ => break,
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "only got {text}");
+    let texts: Vec<String> = ndjson(&serde_json::Value::String(text.clone()))
+        .iter()
+        .map(|e| e["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(texts, ["s1", "l2", "s3", "l4"], "{text}");
 }

@@ -320,7 +320,7 @@ async fn a_rolling_deploy_keeps_the_minimum_routed_and_scale_down_retires_the_ne
 }
 
 /// The texts of an app's log stream.
-async fn log_texts(t: &TestRack, app: &str) -> Vec<String> {
+async fn app_log_texts(t: &TestRack, app: &str) -> Vec<String> {
     let (status, body) = t
         .admin(Method::GET, &format!("/apps/{app}/logs"), None)
         .await;
@@ -353,6 +353,21 @@ async fn oneoff_containers(t: &TestRack) -> Vec<berth_runtime::ContainerInfo> {
         .collect()
 }
 
+/// The texts of the app's log lines read through the API.
+async fn log_texts(t: &TestRack, path: &str) -> Vec<String> {
+    let (status, body) = t.admin(Method::GET, path, None).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    // One line of NDJSON is a JSON document too, and `send` reads it as one.
+    let entries = match body {
+        serde_json::Value::Object(_) => vec![body],
+        _ => ndjson(&body),
+    };
+    entries
+        .iter()
+        .map(|e| e["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 #[tokio::test]
 async fn ps_stop_stops_a_one_off_for_good_and_still_refuses_unknown_ids() {
     let t = TestRack::new().await;
@@ -379,7 +394,7 @@ async fn ps_stop_stops_a_one_off_for_good_and_still_refuses_unknown_ids() {
     // No row to keep: the reconciler removes it and reports its exit.
     converge(&t.rack).await;
     assert!(oneoff_containers(&t).await.is_empty());
-    let logs = log_texts(&t, "shop").await;
+    let logs = app_log_texts(&t, "shop").await;
     for needle in [
         format!("one-off {id} stopped by request"),
         format!("one-off {id} exited with code 143"),
@@ -501,7 +516,7 @@ async fn a_one_off_killed_at_its_memory_limit_says_so() {
     .await;
     assert!(exited, "the one-off did not end");
     converge(&t.rack).await;
-    let logs = log_texts(&t, "shop").await;
+    let logs = app_log_texts(&t, "shop").await;
     for id in [attached_id, detached_id] {
         let note = format!(
             "one-off {id} exited with code 137: killed for running out of memory; raise the limit with `berth scale web --memory MIB -a shop`"
@@ -612,7 +627,7 @@ async fn repeated_crashes_wait_out_a_growing_back_off_from_the_crash() {
         down_for >= Duration::from_millis(1800),
         "restarted {down_for:?} after its second crash"
     );
-    let logs = log_texts(&t, "shop").await;
+    let logs = app_log_texts(&t, "shop").await;
     assert!(
         logs.iter().any(|l| l.contains("restarting it in 2 s")),
         "{logs:?}"
@@ -670,4 +685,65 @@ async fn a_process_stopped_by_request_is_no_crash_to_back_off_from() {
             "stop {round} was not restarted at once: {process}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_services_logs_hold_the_events_about_it_and_an_unknown_service_is_named() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+    let id = ps(&t, "shop").await[0]["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    t.runtime
+        .kill(&t.rack.container_of("shop", &id), 42)
+        .await
+        .expect("a crash");
+    converge(&t.rack).await;
+    let web = log_texts(&t, "/apps/shop/logs?service=web").await;
+    for event in [
+        format!("process {id} started for release R1"),
+        format!("process {id} exited with code 42; replaced"),
+    ] {
+        assert!(web.contains(&event), "no {event:?} in {web:?}");
+    }
+
+    // A service gone from the release still shows the lines it left.
+    t.rack
+        .logs
+        .append("shop", "old/old-1a2b3c", "the last words");
+    assert_eq!(
+        log_texts(&t, "/apps/shop/logs?service=old").await,
+        ["the last words"]
+    );
+    let (status, body) = t
+        .admin(Method::GET, "/apps/shop/logs?service=nope", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("app shop has no service nope")
+            && error.contains("web (release R1)")
+            && error.contains("old (in the log only)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn output_is_collected_while_a_deploy_holds_the_app() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+    let lock = t.rack.app_lock("shop");
+    let _deploying = lock.lock().await;
+    converge(&t.rack).await;
+    let collected = eventually(Duration::from_secs(5), || async {
+        log_texts(&t, "/apps/shop/logs?service=web")
+            .await
+            .iter()
+            .any(|text| text.starts_with("listening on"))
+    })
+    .await;
+    assert!(collected, "the process's output waited for the app's lock");
 }

@@ -37,15 +37,17 @@ pub async fn run(command: Command) -> Result<()> {
             app,
             json,
             follow,
+            tail,
             since,
             service,
         } => {
             let query = LogsQuery {
                 since,
                 service,
+                tail: None,
                 follow,
             };
-            logs::run(app, json, query).await
+            logs::run(app, json, tail, query).await
         }
         Command::Rack { json, command } => rack::run(json, command).await,
         Command::Volumes { app, json, command } => volumes::run(app, json, command).await,

@@ -102,6 +102,31 @@ fn app_lifecycle_from_deploy_to_delete() {
         "no process output in logs:\n{}",
         server.ok(&["logs", "-a", &app])
     );
+    // Fixed-width timestamps: every line's text starts in the same column.
+    for line in logs.lines() {
+        assert!(
+            line.len() > 31 && line.as_bytes()[29] == b'Z' && line.as_bytes()[30] == b' ',
+            "timestamp not fixed width: {line:?}"
+        );
+    }
+    // Events about a service are in its view; `--tail` picks the last lines.
+    let web = server.ok(&["logs", "-a", &app, "--service", "web"]);
+    assert!(
+        web.contains("berth process web-") && web.contains("started for release R1"),
+        "no events about web in its logs:\n{web}"
+    );
+    let last = server.ok(&["logs", "-a", &app, "--tail", "3"]);
+    assert_eq!(last.lines().count(), 3, "{last}");
+    let unknown = server.cli(&["logs", "-a", &app, "--service", "nope"]);
+    assert!(
+        !unknown.status.success(),
+        "an unknown service printed nothing and succeeded"
+    );
+    let said = stderr(&unknown);
+    assert!(
+        said.contains("has no service nope") && said.contains("web (release R3)"),
+        "{said}"
+    );
 
     // Info and rack.
     let info = server.json(&["apps", "info", &app, "--json"]);

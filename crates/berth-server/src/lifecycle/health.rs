@@ -267,8 +267,11 @@ pub async fn monitor(rack: Arc<Rack>) {
                     } else {
                         "fails its health check; taken out of the router"
                     };
-                    rack.logs
-                        .event(&row.app, &format!("process {} {text}", row.id));
+                    rack.logs.service_event(
+                        &row.app,
+                        &row.service,
+                        &format!("process {} {text}", row.id),
+                    );
                 }
                 changed
             });
@@ -315,8 +318,9 @@ async fn stayed_up(rack: &Rack, row: &ProcessRow, o: &Observed, grace: u32) {
         Ok(Some(info)) if info.state == ContainerState::Running
     );
     if still_running && rack.set_healthy(&row.app, &row.id, true) {
-        rack.logs.event(
+        rack.logs.service_event(
             &row.app,
+            &row.service,
             &format!(
                 "process {} has stayed up for {grace} s; counted healthy again",
                 row.id

@@ -168,15 +168,18 @@ async fn watch_events(rack: Arc<Rack>) {
                             .exit_code
                             .map(|c| c.to_string())
                             .unwrap_or_else(|| "?".into());
-                        if rack
+                        if let Some(row) = rack
                             .store
                             .processes(Some(app))
                             .unwrap_or_default()
                             .iter()
-                            .any(|p| &p.id == process && p.state != ProcessState::Stopping)
+                            .find(|p| &p.id == process && p.state != ProcessState::Stopping)
                         {
-                            rack.logs
-                                .event(app, &format!("process {process} exited with code {code}"));
+                            rack.logs.service_event(
+                                app,
+                                &row.service,
+                                &format!("process {process} exited with code {code}"),
+                            );
                         }
                         rack.set_healthy(app, process, false);
                         rack.refresh_routes();
@@ -236,6 +239,15 @@ pub async fn converge(rack: &Arc<Rack>, backoff: &mut Backoff, adopt: bool) -> R
         let lock = rack.app_lock(app);
         // A deploy or scale in progress owns its app; it is looked at next pass.
         let Ok(_guard) = lock.try_lock() else {
+            // Output is still collected from the start: collected only once
+            // the deploy ends, it reached `logs --follow` seconds late.
+            for row in rows.iter().filter(|r| &r.app == app) {
+                if let Some(c) = by_process.get(&(row.app.clone(), row.id.clone()))
+                    && c.state == ContainerState::Running
+                {
+                    ensure_collector(rack, row, &c.id);
+                }
+            }
             by_process.retain(|(a, _), _| a != app);
             continue;
         };
@@ -365,8 +377,9 @@ async fn replace(
                         restart_at: Some(now + delay),
                     },
                 );
-                rack.logs.event(
+                rack.logs.service_event(
                     &row.app,
+                    &row.service,
                     &format!(
                         "process {} {what}: {in_a_row} crashes in a row, each within {} s of starting; restarting it in {} s",
                         row.id,
@@ -389,12 +402,16 @@ async fn replace(
     );
     match start_process(rack, row).await {
         Ok(info) => {
-            rack.logs
-                .event(&row.app, &format!("process {} {what}", row.id));
+            rack.logs.service_event(
+                &row.app,
+                &row.service,
+                &format!("process {} {what}", row.id),
+            );
             ensure_collector(rack, row, &info.id);
         }
-        Err(e) => rack.logs.event(
+        Err(e) => rack.logs.service_event(
             &row.app,
+            &row.service,
             &format!("process {} {what}; cannot replace it: {e}", row.id),
         ),
     }

@@ -65,8 +65,11 @@ pub async fn retire(
     for (row, result) in rows.iter().zip(results) {
         match result {
             Ok(()) if how == Retirement::Remove => {
-                rack.logs
-                    .event(&row.app, &format!("process {} stopped", row.id));
+                rack.logs.service_event(
+                    &row.app,
+                    &row.service,
+                    &format!("process {} stopped", row.id),
+                );
                 step(progress, format!("stopped {}", row.id)).await;
             }
             Ok(()) => {}
@@ -134,8 +137,9 @@ async fn drain(rack: &Rack, row: &ProcessRow) {
         .drain(&row.id, Duration::from_secs(u64::from(seconds)))
         .await;
     if left > 0 {
-        rack.logs.event(
+        rack.logs.service_event(
             &row.app,
+            &row.service,
             &format!(
                 "process {} still had {left} request(s) in flight after draining {seconds}s; stopping it anyway",
                 row.id

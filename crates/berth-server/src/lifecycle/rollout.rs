@@ -95,8 +95,9 @@ async fn start_all(
             failure = Some((row.id.clone(), e.to_string()));
             break;
         }
-        rack.logs.event(
+        rack.logs.service_event(
             &row.app,
+            &row.service,
             &format!("process {} started for release {}", row.id, row.release),
         );
     }
@@ -452,8 +453,9 @@ pub async fn scale(
     rack.store.set_formation(app, service, &f)?;
     formation.insert(service.into(), f.clone());
     let (count, memory, cpu) = desired(svc, Some(&f));
-    rack.logs.event(
+    rack.logs.service_event(
         app,
+        service,
         &format!("scale {service}: count {count}, memory {memory:?} MiB, cpu {cpu:?}"),
     );
     if memory != old_memory || cpu != old_cpu {

@@ -17,3 +17,22 @@ pub struct JsonArg {
     #[arg(long)]
     pub json: bool,
 }
+
+/// How many stored lines `berth logs --tail` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Every stored line.
+    All,
+    /// The last this many.
+    Last(usize),
+}
+
+/// `--tail N` or `--tail all`.
+pub fn parse_tail(text: &str) -> Result<Tail, String> {
+    if text == "all" {
+        return Ok(Tail::All);
+    }
+    text.parse().map(Tail::Last).map_err(|_| {
+        format!("invalid line count {text:?}: use a number of lines, such as 100, or `all`")
+    })
+}

@@ -9,7 +9,7 @@ pub use app::{
     AppsCommand, BuildsCommand, EnvCommand, ExecArgs, PsCommand, ReleasesCommand, RunArgs,
     SourceArgs, VolumesCommand,
 };
-pub use flags::{AppArg, JsonArg};
+pub use flags::{AppArg, JsonArg, Tail};
 pub use rack::{CertsCommand, RackCommand, RouterArgs, ServerArgs, TokensCommand};
 
 use clap::{ArgGroup, Parser, Subcommand};
@@ -140,15 +140,20 @@ pub enum Command {
         service: Option<String>,
     },
 
-    /// Print an app's logs: TIME SOURCE TEXT
+    /// Print an app's logs in time order: TIME SOURCE TEXT
     Logs {
         #[command(flatten)]
         app: AppArg,
-        #[command(flatten)]
-        json: JsonArg,
-        /// Keep printing new lines as they come
+        /// Print NDJSON: one JSON object a line ({"ts", "source", "text"}, and
+        /// "service" on events about a service), not one JSON array
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new lines as they come (each is held up to 1 s to be printed in time order)
         #[arg(short = 'f', long)]
         follow: bool,
+        /// Only the last N lines, or `all` [default: a screenful on a terminal, all when piped]
+        #[arg(short = 'n', long, value_name = "N", value_parser = flags::parse_tail)]
+        tail: Option<Tail>,
         /// Only lines this recent: 30s, 10m, 2h, 1d
         #[arg(long, value_name = "DURATION", value_parser = crate::resolve::parse_duration)]
         since: Option<u64>,
@@ -315,6 +320,34 @@ mod tests {
         }
         assert!(parse(&["logs", "--since", "10x"]).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn logs_tail_is_a_count_or_all() -> Result<(), clap::Error> {
+        for (args, want) in [
+            (&["logs", "--tail", "50"][..], Some(Tail::Last(50))),
+            (&["logs", "-n", "all", "-f"][..], Some(Tail::All)),
+            (&["logs"][..], None),
+        ] {
+            match parse(args)?.command {
+                Command::Logs { tail, .. } => assert_eq!(tail, want, "{args:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(parse(&["logs", "--tail", "-3"]).is_err());
+        assert!(parse(&["logs", "--tail", "some"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn logs_help_says_json_is_ndjson() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("logs")
+            .map(|logs| logs.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(help.contains("NDJSON"), "{help}");
     }
 
     #[test]

@@ -1,26 +1,29 @@
-//! `berth logs`: an app's log lines, as text or one JSON object a line.
+//! `berth logs`: an app's log lines in time order, as text or NDJSON (one JSON
+//! object a line).
 
-use crate::cli::{AppArg, JsonArg};
+use crate::cli::{AppArg, Tail};
 use crate::resolve;
 use anyhow::Result;
 use berth_client::{Client, LogsQuery};
 use futures_util::StreamExt;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
-pub async fn run(app: AppArg, json: JsonArg, query: LogsQuery) -> Result<()> {
+pub async fn run(app: AppArg, json: bool, tail: Option<Tail>, mut query: LogsQuery) -> Result<()> {
     let app = resolve::current_app(app.app.as_deref())?;
     if let Some(s) = &query.service {
         berth_core::validate_service_name(s)?;
     }
+    query.tail = lines_wanted(tail, std::io::stdout().is_terminal(), terminal_rows);
     let mut entries = Client::from_config()?.logs(&app, &query).await?;
     while let Some(entry) = entries.next().await {
         let entry = entry?;
         let mut out = std::io::stdout().lock();
-        let written = if json.json {
+        let written = if json {
             serde_json::to_writer(&mut out, &entry)
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(out))
         } else {
+            // The server sends fixed-width timestamps, so the columns line up.
             writeln!(out, "{} {} {}", entry.ts, entry.source, entry.text)
         };
         match written {
@@ -31,4 +34,57 @@ pub async fn run(app: AppArg, json: JsonArg, query: LogsQuery) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The stored lines to ask for: `--tail` as given; else the last screenful
+/// on a terminal, where thousands of lines would scroll by unread (as
+/// `docker logs` users expect), and every line when piped, where a script
+/// or `grep` wants them all.
+fn lines_wanted(
+    tail: Option<Tail>,
+    terminal: bool,
+    rows: impl Fn() -> Option<u16>,
+) -> Option<usize> {
+    match tail {
+        Some(Tail::All) => None,
+        Some(Tail::Last(n)) => Some(n),
+        None if terminal => {
+            // One row is left for the prompt (or the first followed line).
+            let rows = rows().unwrap_or(DEFAULT_ROWS);
+            Some(usize::from(rows.saturating_sub(1).max(1)))
+        }
+        None => None,
+    }
+}
+
+/// Rows assumed when the terminal does not say.
+const DEFAULT_ROWS: u16 = 24;
+
+/// The height of the terminal on stdout.
+fn terminal_rows() -> Option<u16> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize into `ws`.
+    let ok = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) } == 0;
+    (ok && ws.ws_row > 0).then_some(ws.ws_row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_gets_a_screenful_a_pipe_everything_unless_tail_says() {
+        let rows = || Some(40);
+        assert_eq!(lines_wanted(None, true, rows), Some(39));
+        assert_eq!(lines_wanted(None, true, || None), Some(23));
+        assert_eq!(lines_wanted(None, false, rows), None);
+        assert_eq!(lines_wanted(Some(Tail::Last(5)), false, rows), Some(5));
+        assert_eq!(lines_wanted(Some(Tail::Last(0)), true, rows), Some(0));
+        assert_eq!(lines_wanted(Some(Tail::All), true, rows), None);
+    }
 }
