@@ -77,6 +77,34 @@ pub struct BuildSpec {
     pub args: BTreeMap<String, String>,
 }
 
+impl BuildSpec {
+    /// The Dockerfile's path in the source, `/`-separated (`Dockerfile`,
+    /// `api/Dockerfile.api`).
+    pub fn dockerfile_in_source(&self) -> String {
+        match self.path.trim_end_matches('/') {
+            "" | "." => self.dockerfile.clone(),
+            context => format!("{context}/{}", self.dockerfile),
+        }
+    }
+
+    /// Why this spec cannot build when its Dockerfile is not in the source; the
+    /// server (in the upload) and the CLI (before uploading) say the same.
+    pub fn missing_dockerfile(&self) -> String {
+        format!(
+            "{}/{} is missing from the upload; add a Dockerfile or set build.dockerfile in berth.yml",
+            self.path, self.dockerfile
+        )
+    }
+
+    /// Why this spec cannot build when its context is not a directory of the source.
+    pub fn missing_context(&self, service: &str) -> String {
+        format!(
+            "build path {:?} of service {service} is not a directory in the upload",
+            self.path
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     pub path: String,
