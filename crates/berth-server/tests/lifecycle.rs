@@ -318,3 +318,131 @@ async fn a_rolling_deploy_keeps_the_minimum_routed_and_scale_down_retires_the_ne
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(after[0]["id"], oldest.as_str(), "the oldest stays");
 }
+
+/// POSTs `body` (JSON, or none) to `path` as admin: (status, NDJSON events or the error body).
+async fn post(
+    t: &TestRack,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    t.admin(Method::POST, path, body).await
+}
+
+/// Uploads `files` to `path` (`/apps/{app}/deploy` or `/builds`) as admin.
+async fn upload(
+    t: &TestRack,
+    path: &str,
+    files: &[(&str, &str)],
+) -> (StatusCode, serde_json::Value) {
+    t.send(
+        axum::http::Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", t.admin))
+            .body(axum::body::Body::from(source_tar(files)))
+            .expect("a request"),
+    )
+    .await
+}
+
+fn error_of(body: &serde_json::Value) -> String {
+    body["error"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_host_another_app_or_service_serves_is_refused_on_every_path_to_a_rollout() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.create_app("blog").await;
+    let shop = web_app(r#"["serve"]"#, "    domain: shop.example\n");
+    assert_eq!(
+        outcome(&t.deploy("shop", &files(&shop)).await)["type"],
+        "result"
+    );
+
+    // Another app's domain, and another app's default host: refused before a build.
+    for (domain, owner_says) in [
+        ("shop.example", "a domain in its berth.yml"),
+        ("web.shop.test", "its default host"),
+    ] {
+        let blog = web_app(r#"["serve"]"#, &format!("    domain: {domain}\n"));
+        let (status, body) = upload(&t, "/apps/blog/deploy", &files(&blog)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        let error = error_of(&body);
+        assert!(
+            error.contains(&format!("domain {domain} of service web of app blog"))
+                && error.contains("service web of app shop")
+                && error.contains(owner_says),
+            "{error}"
+        );
+    }
+    let (_, builds) = t.admin(Method::GET, "/apps/blog/builds", None).await;
+    assert_eq!(builds, json!([]), "a refused deploy built nothing");
+
+    // Two services of one app: a domain that is the other's default host.
+    let two = [
+        ("Dockerfile", "FROM scratch\nCMD [\"serve\"]\n".to_string()),
+        (
+            "berth.yml",
+            "services:\n  web:\n    build: .\n    port: 8080\n  api:\n    build: .\n    port: 8080\n    domain: web.blog.test\n"
+                .to_string(),
+        ),
+    ];
+    let (status, body) = upload(&t, "/apps/blog/deploy", &files(&two)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(error_of(&body).contains("same app blog"), "{body}");
+
+    // A release built with the domain is refused by promote and by rollback.
+    let claiming = web_app(r#"["serve"]"#, "    domain: shop.example\n");
+    let (status, body) = upload(&t, "/apps/blog/builds", &files(&claiming)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(outcome(&ndjson(&body))["type"], "result", "{body}");
+    for path in [
+        "/apps/blog/releases/R1/promote",
+        "/apps/blog/releases/R1/rollback",
+    ] {
+        let (status, body) = post(&t, path, None).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{path}: {body}");
+        assert!(error_of(&body).contains("app shop"), "{path}: {body}");
+    }
+    // The rollout itself checks too (env --promote, deploy --image reach it
+    // without a check of their own).
+    let release = t.rack.store.release("blog", "R1").expect("R1");
+    let refused = berth_server::lifecycle::rollout(
+        &t.rack,
+        &release,
+        None,
+        &berth_server::progress::unobserved(),
+    )
+    .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("app shop")),
+        "{refused:?}"
+    );
+    assert_eq!(t.get("shop.example", "/").await.0, 200);
+
+    // A host of a release being rolled out counts before it is promoted.
+    t.create_app("news").await;
+    let news = web_app(r#"["serve"]"#, "    domain: news.example\n");
+    let (_, body) = upload(&t, "/apps/news/builds", &files(&news)).await;
+    assert_eq!(outcome(&ndjson(&body))["type"], "result", "{body}");
+    t.rack
+        .store
+        .start_deployment("news", "R1")
+        .expect("a deployment");
+    let blog = web_app(r#"["serve"]"#, "    domain: news.example\n");
+    let (status, body) = upload(&t, "/apps/blog/deploy", &files(&blog)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        error_of(&body).contains("release R1 being rolled out now"),
+        "{body}"
+    );
+
+    // Hosts of its own are fine.
+    let blog = web_app(r#"["serve"]"#, "    domain: blog.example\n");
+    let events = t.deploy("blog", &files(&blog)).await;
+    assert_eq!(outcome(&events)["type"], "result", "{events:?}");
+    assert_eq!(t.get("blog.example", "/").await.0, 200);
+}

@@ -3,7 +3,7 @@
 use super::error::ApiResult;
 use super::ndjson::stream_work;
 use crate::rack::Rack;
-use crate::{apps, releases, views};
+use crate::{apps, lifecycle, releases, views};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -30,7 +30,9 @@ pub async fn promote(
     Path((app, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     apps::get(&rack, &app)?;
-    rack.store.release(&app, &id)?;
+    let release = rack.store.release(&app, &id)?;
+    // Before the stream starts, so a refusal is a 409 status.
+    lifecycle::domains::check_release(&rack, &release, &*rack.manifest(&release)?)?;
     stream_work(rack, app.clone(), move |rack, progress| async move {
         releases::promote(&rack, &app, &id, &progress).await
     })
@@ -41,7 +43,9 @@ pub async fn rollback(
     Path((app, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     apps::get(&rack, &app)?;
-    rack.store.release(&app, &id)?;
+    let old = rack.store.release(&app, &id)?;
+    // Before the stream starts, so a refusal is a 409 status.
+    lifecycle::domains::check(&rack, &app, &*rack.manifest(&old)?)?;
     stream_work(rack, app.clone(), move |rack, progress| async move {
         releases::rollback(&rack, &app, &id, &progress).await
     })

@@ -2,6 +2,7 @@
 //! check, switch the router in one store transaction, then retire the old ones.
 //! Callers hold the app's lock.
 
+use super::domains;
 use super::health::wait_healthy;
 use super::retire::{Retirement, retire};
 use crate::error::{Error, Result};
@@ -142,7 +143,9 @@ pub async fn rollout(
     let app = release.app.clone();
     let manifest = rack.manifest(release)?;
     preflight(rack, release, &manifest).await?;
-    let deployment = rack.store.start_deployment(&app, &release.id)?;
+    let deployment = domains::claim(rack, release, &manifest, || {
+        Ok(rack.store.start_deployment(&app, &release.id)?)
+    })?;
     rack.logs
         .event(&app, &format!("deploy of release {} started", release.id));
     let result = rollout_inner(rack, release, &manifest, only, progress).await;
