@@ -345,6 +345,13 @@ async fn upload(
     .await
 }
 
+fn steps(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| e["text"].as_str().map(str::to_string))
+        .collect()
+}
+
 fn error_of(body: &serde_json::Value) -> String {
     body["error"].as_str().unwrap_or_default().to_string()
 }
@@ -445,4 +452,48 @@ async fn a_host_another_app_or_service_serves_is_refused_on_every_path_to_a_roll
     let events = t.deploy("blog", &files(&blog)).await;
     assert_eq!(outcome(&events)["type"], "result", "{events:?}");
     assert_eq!(t.get("blog.example", "/").await.0, 200);
+}
+
+#[tokio::test]
+async fn restart_and_scale_say_what_they_did_not_that_a_release_was_promoted() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let good = web_app(r#"["serve"]"#, "");
+    assert_eq!(
+        outcome(&t.deploy("shop", &files(&good)).await)["type"],
+        "result"
+    );
+    let restart = || post(&t, "/apps/shop/restart", Some(json!({"service": "web"})));
+    let (_, body) = restart().await;
+    assert!(
+        steps(&ndjson(&body)).contains(&"web: 1 process replaced".to_string()),
+        "{body}"
+    );
+    let (_, body) = post(
+        &t,
+        "/apps/shop/services/web/scale",
+        Some(json!({"memory": 64})),
+    )
+    .await;
+    let scaled = steps(&ndjson(&body));
+    assert!(
+        scaled.contains(&"web: 1 process replaced".to_string()),
+        "{scaled:?}"
+    );
+    assert!(!scaled.iter().any(|s| s.contains("promoted")), "{scaled:?}");
+    post(
+        &t,
+        "/apps/shop/services/web/scale",
+        Some(json!({"count": 0})),
+    )
+    .await;
+    let (_, body) = restart().await;
+    let events = ndjson(&body);
+    assert_eq!(outcome(&events)["type"], "result", "{events:?}");
+    assert!(
+        steps(&events)
+            .iter()
+            .any(|s| s.starts_with("web has no processes to restart")),
+        "{events:?}"
+    );
 }
