@@ -11,8 +11,10 @@
 //!   build, release, rollout; the last is `result` ([`DeployResult`]) or `error`
 //! - `GET /apps/{app}/builds` → `Vec<Build>`; `GET /apps/{app}/builds/{id}/logs` → text
 //! - `GET /apps/{app}/releases` → `Vec<Release>`
-//! - `POST /apps/{app}/releases/{id}/promote` → NDJSON [`Event`]s (rollout)
-//! - `POST /apps/{app}/releases/{id}/rollback` → NDJSON [`Event`]s (new release, rollout)
+//! - `POST /apps/{app}/releases/{id}/promote[?force=true]` → NDJSON [`Event`]s (rollout; the
+//!   active release is left as it is unless `force`, which replaces its processes)
+//! - `POST /apps/{app}/releases/{id}/rollback[?force=true]` → NDJSON [`Event`]s (new release,
+//!   rollout); 409 for a release that failed, unless `force`
 //! - `GET /apps/{app}/env` → `BTreeMap<String,String>`
 //! - `POST /apps/{app}/env` [`EnvChange`] → NDJSON [`Event`]s (new release, rollout if `promote`)
 //! - `POST /apps/{app}/services/{service}/scale` [`ScaleRequest`] → NDJSON [`Event`]s

@@ -281,16 +281,32 @@ impl Client {
         self.get_json(&["apps", app, "releases", id, "info"]).await
     }
 
-    /// `POST /apps/{app}/releases/{id}/promote`
-    pub async fn promote(&self, app: &str, id: &str) -> Result<EventStream, Error> {
-        self.post_stream(&["apps", app, "releases", id, "promote"], None::<&()>)
+    /// `POST /apps/{app}/releases/{id}/promote`. With `force`, an already active release has its processes replaced
+    /// (without it, promoting the active release does nothing).
+    pub async fn promote(&self, app: &str, id: &str, force: bool) -> Result<EventStream, Error> {
+        self.post_forced(&["apps", app, "releases", id, "promote"], force)
             .await
     }
 
-    /// `POST /apps/{app}/releases/{id}/rollback`
-    pub async fn rollback(&self, app: &str, id: &str) -> Result<EventStream, Error> {
-        self.post_stream(&["apps", app, "releases", id, "rollback"], None::<&()>)
+    /// `POST /apps/{app}/releases/{id}/rollback`; a release that failed is
+    /// refused unless `force`.
+    pub async fn rollback(&self, app: &str, id: &str, force: bool) -> Result<EventStream, Error> {
+        self.post_forced(&["apps", app, "releases", id, "rollback"], force)
             .await
+    }
+
+    /// A bodiless POST of long work, with `?force=true` when `force`.
+    async fn post_forced(&self, segments: &[&str], force: bool) -> Result<EventStream, Error> {
+        let mut url = self.url(segments)?;
+        if force {
+            url.query_pairs_mut().append_pair("force", "true");
+        }
+        let req = self
+            .http
+            .post(url.clone())
+            .header("accept", "application/x-ndjson");
+        let resp = self.send(req, true).await?;
+        Ok(ndjson(resp, url.to_string()))
     }
 
     // ---- environment ----

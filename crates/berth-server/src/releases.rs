@@ -18,6 +18,11 @@ pub async fn promote(
 ) -> Result<DeployResult> {
     let release = rack.store.release(app, id)?;
     crate::lifecycle::rollout(rack, &release, None, progress).await?;
+    deployed(rack, app, id)
+}
+
+/// The release `id` as it is now, with the URLs its services answer on.
+fn deployed(rack: &Rack, app: &str, id: &str) -> Result<DeployResult> {
     let release = rack.store.release(app, id)?;
     let manifest = rack.manifest(&release)?;
     let urls = manifest
@@ -31,13 +36,59 @@ pub async fn promote(
     })
 }
 
-/// A new release copying release `id`'s build, environment and manifest, rolled out.
+/// `berth releases promote`: [`promote`], except that the active release is
+/// left alone (replacing every process of what already runs is rarely what was
+/// meant) unless `force`.
+pub async fn promote_asked(
+    rack: &Rack,
+    app: &str,
+    id: &str,
+    force: bool,
+    progress: &Progress,
+) -> Result<DeployResult> {
+    rack.store.release(app, id)?;
+    if !force && rack.store.app(app)?.release.as_deref() == Some(id) {
+        step(
+            progress,
+            format!(
+                "release {id} is already active; nothing to do (`berth releases promote {id} --force -a {app}` replaces its processes)"
+            ),
+        )
+        .await;
+        return deployed(rack, app, id);
+    }
+    promote(rack, app, id, progress).await
+}
+
+/// Refuses to roll back to a release that failed, which would most likely fail
+/// the same way, unless `force`.
+pub fn check_rollback(rack: &Rack, app: &str, id: &str, force: bool) -> Result<()> {
+    let release = rack.store.release(app, id)?;
+    if force || release.status != "failed" {
+        return Ok(());
+    }
+    let why = release
+        .error
+        .as_deref()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
+    Err(Error::Conflict(format!(
+        "release {id} of app {app} failed{why}. Rolling back to it would most likely fail the same way; \
+         roll back to a release that ran (`berth releases -a {app}`), or try anyway with \
+         `berth releases rollback {id} --force -a {app}`"
+    )))
+}
+
+/// A new release copying release `id`'s build, environment and manifest, rolled
+/// out; refused for a failed release unless `force` ([`check_rollback`]).
 pub async fn rollback(
     rack: &Rack,
     app: &str,
     id: &str,
+    force: bool,
     progress: &Progress,
 ) -> Result<DeployResult> {
+    check_rollback(rack, app, id, force)?;
     let old = rack.store.release(app, id)?;
     let new = rack.store.create_release(
         app,

@@ -356,6 +356,13 @@ fn error_of(body: &serde_json::Value) -> String {
     body["error"].as_str().unwrap_or_default().to_string()
 }
 
+async fn release_count(t: &TestRack, app: &str) -> usize {
+    let (_, releases) = t
+        .admin(Method::GET, &format!("/apps/{app}/releases"), None)
+        .await;
+    releases.as_array().map(Vec::len).unwrap_or_default()
+}
+
 #[tokio::test]
 async fn a_host_another_app_or_service_serves_is_refused_on_every_path_to_a_rollout() {
     let t = TestRack::new().await;
@@ -495,5 +502,67 @@ async fn restart_and_scale_say_what_they_did_not_that_a_release_was_promoted() {
             .iter()
             .any(|s| s.starts_with("web has no processes to restart")),
         "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn promote_and_rollback_leave_the_active_and_a_failed_release_alone_unless_forced() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let good = web_app(r#"["serve"]"#, "");
+    assert_eq!(
+        outcome(&t.deploy("shop", &files(&good)).await)["type"],
+        "result"
+    );
+    let bad = web_app(
+        r#"["serve", "--fail", "/"]"#,
+        "    health: {path: /, attempts: 2}\n",
+    );
+    assert_eq!(
+        outcome(&t.deploy("shop", &files(&bad)).await)["type"],
+        "error"
+    );
+    let ids = |v: &[serde_json::Value]| v.iter().map(|p| p["id"].clone()).collect::<Vec<_>>();
+    let before = ids(&ps(&t, "shop").await);
+
+    // Promoting the active release changes nothing, unless forced.
+    let (status, body) = post(&t, "/apps/shop/releases/R1/promote", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let events = ndjson(&body);
+    assert!(
+        steps(&events)
+            .iter()
+            .any(|s| s.contains("release R1 is already active")),
+        "{events:?}"
+    );
+    assert_eq!(outcome(&events)["value"]["release"]["status"], "active");
+    assert_eq!(
+        ids(&ps(&t, "shop").await),
+        before,
+        "processes were replaced"
+    );
+    let (_, body) = post(&t, "/apps/shop/releases/R1/promote?force=true", None).await;
+    let events = ndjson(&body);
+    assert_eq!(outcome(&events)["type"], "result", "{events:?}");
+    assert!(
+        steps(&events).contains(&"web: 1 process replaced".to_string()),
+        "{events:?}"
+    );
+    assert_ne!(ids(&ps(&t, "shop").await), before);
+
+    // Rolling back to a release that failed says why, and wants --force.
+    let (status, body) = post(&t, "/apps/shop/releases/R2/rollback", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let error = error_of(&body);
+    assert!(
+        error.contains("release R2 of app shop failed: ")
+            && error.contains("health check")
+            && error.contains("`berth releases rollback R2 --force -a shop`"),
+        "{error}"
+    );
+    assert_eq!(
+        release_count(&t, "shop").await,
+        2,
+        "a refused rollback made a release"
     );
 }

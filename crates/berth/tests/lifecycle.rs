@@ -178,6 +178,23 @@ fn failed_health_check_keeps_the_old_release_serving() {
     let procs = ps.as_array().expect("list");
     assert_eq!(procs.len(), 1, "{ps}");
     assert_eq!(procs[0]["release"], "R1");
+
+    // Rolling back to the failed release is refused, saying why it failed.
+    let out = server.cli(&["releases", "rollback", "R2", "-a", &app]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("release R2") && err.contains("failed") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        server
+            .json(&["releases", "-a", &app, "--json"])
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "a refused rollback made a release"
+    );
     server.ok(&["apps", "delete", &app]);
 }
 

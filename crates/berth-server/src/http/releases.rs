@@ -5,11 +5,19 @@ use super::ndjson::stream_work;
 use crate::rack::Rack;
 use crate::{apps, lifecycle, releases, views};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use berth_api::{EnvChange, Release, ReleaseInfo};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// `?force=true` of promote and rollback.
+#[derive(Deserialize)]
+pub struct ForceQuery {
+    #[serde(default)]
+    force: bool,
+}
 
 pub async fn list(
     State(rack): State<Arc<Rack>>,
@@ -28,26 +36,29 @@ pub async fn list(
 pub async fn promote(
     State(rack): State<Arc<Rack>>,
     Path((app, id)): Path<(String, String)>,
+    Query(q): Query<ForceQuery>,
 ) -> ApiResult<Response> {
     apps::get(&rack, &app)?;
     let release = rack.store.release(&app, &id)?;
     // Before the stream starts, so a refusal is a 409 status.
     lifecycle::domains::check_release(&rack, &release, &*rack.manifest(&release)?)?;
     stream_work(rack, app.clone(), move |rack, progress| async move {
-        releases::promote(&rack, &app, &id, &progress).await
+        releases::promote_asked(&rack, &app, &id, q.force, &progress).await
     })
 }
 
 pub async fn rollback(
     State(rack): State<Arc<Rack>>,
     Path((app, id)): Path<(String, String)>,
+    Query(q): Query<ForceQuery>,
 ) -> ApiResult<Response> {
     apps::get(&rack, &app)?;
-    let old = rack.store.release(&app, &id)?;
     // Before the stream starts, so a refusal is a 409 status.
+    releases::check_rollback(&rack, &app, &id, q.force)?;
+    let old = rack.store.release(&app, &id)?;
     lifecycle::domains::check(&rack, &app, &*rack.manifest(&old)?)?;
     stream_work(rack, app.clone(), move |rack, progress| async move {
-        releases::rollback(&rack, &app, &id, &progress).await
+        releases::rollback(&rack, &app, &id, q.force, &progress).await
     })
 }
 

@@ -54,9 +54,19 @@ pub enum BuildsCommand {
 #[derive(Debug, Subcommand)]
 pub enum ReleasesCommand {
     /// Roll a release out, making it the active one
-    Promote { id: String },
+    Promote {
+        id: String,
+        /// Replace the processes even if the release is already the active one
+        #[arg(long)]
+        force: bool,
+    },
     /// Make a new release with an older release's build and environment, and roll it out
-    Rollback { id: String },
+    Rollback {
+        id: String,
+        /// Roll back even to a release that failed
+        #[arg(long)]
+        force: bool,
+    },
     /// Show a release: its build, the env keys and manifest lines changed since the one before
     Info {
         id: String,

@@ -378,6 +378,25 @@ mod tests {
             command(&["services", "--json"]),
             Command::Services { json, .. } if json.json
         ));
+        for (args, want) in [
+            (&["releases", "promote", "R1"][..], false),
+            (&["releases", "promote", "R1", "--force"][..], true),
+        ] {
+            match command(args) {
+                Command::Releases {
+                    command: Some(ReleasesCommand::Promote { id, force }),
+                    ..
+                } => assert!(id == "R1" && force == want, "{args:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        match command(&["releases", "rollback", "R4", "--force", "-a", "shop"]) {
+            Command::Releases {
+                command: Some(ReleasesCommand::Rollback { id, force }),
+                ..
+            } => assert!(id == "R4" && force),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
