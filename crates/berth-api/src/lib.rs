@@ -16,7 +16,8 @@
 //! - `POST /apps/{app}/releases/{id}/rollback[?force=true]` → NDJSON [`Event`]s (new release,
 //!   rollout); 409 for a release that failed, unless `force`
 //! - `GET /apps/{app}/env` → `BTreeMap<String,String>`
-//! - `POST /apps/{app}/env` [`EnvChange`] → NDJSON [`Event`]s (new release, rollout if `promote`)
+//! - `POST /apps/{app}/env` [`EnvChange`] → NDJSON [`Event`]s (new release, rollout if
+//!   `promote`; a change that changes nothing makes neither, and its `result` is `null`)
 //! - `POST /apps/{app}/services/{service}/scale` [`ScaleRequest`] → NDJSON [`Event`]s
 //! - `GET /apps/{app}/processes` → `Vec<Process>`; `DELETE /apps/{app}/processes/{id}` → 204
 //! - `POST /apps/{app}/restart` [`RestartRequest`] → NDJSON [`Event`]s

@@ -6,6 +6,7 @@ use crate::progress::{Progress, step};
 use crate::rack::Rack;
 use crate::views;
 use berth_api::{DeployResult, EnvChange, Release, ReleaseInfo};
+use berth_core::Manifest;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -112,6 +113,8 @@ pub async fn rollback(
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum EnvChanged {
+    /// Every value was already as asked: no environment version, no release.
+    Unchanged,
     /// The app has no release yet: the values wait for its first deploy.
     Saved,
     /// A new release, not promoted.
@@ -133,8 +136,71 @@ pub fn check_env_change(change: &EnvChange) -> Result<()> {
     Ok(())
 }
 
+/// Why unsetting `keys` leaves a manifest's requirements unmet: each key with
+/// where the manifest requires it (the line, when the text has one). Empty
+/// when nothing of `keys` is required.
+fn required_unsets(
+    release: &str,
+    manifest_text: &str,
+    manifest: &Manifest,
+    keys: &[String],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in keys {
+        for owner in manifest.required_by(key) {
+            let line =
+                berth_core::manifest::env_requirement_line(manifest_text, owner.as_deref(), key)
+                    .map(|l| format!("line {l}, "))
+                    .unwrap_or_default();
+            let list = match &owner {
+                None => "the app-wide `environment:`".to_string(),
+                Some(service) => format!("`environment:` of service {service}"),
+            };
+            out.push(format!(
+                "release {release}'s berth.yml requires {key} ({line}{list})"
+            ));
+        }
+    }
+    out
+}
+
+/// Refuses a rolled-out change that unsets keys the promoted release's
+/// manifest requires: its release could never start. Checked before anything
+/// is written.
+pub fn check_env_unset(rack: &Rack, app: &str, change: &EnvChange) -> Result<()> {
+    if !change.promote || change.unset.is_empty() {
+        return Ok(());
+    }
+    let row = rack.store.app(app)?;
+    let Some(id) = row.release else {
+        return Ok(());
+    };
+    let release = rack.store.release(app, &id)?;
+    let manifest = rack.manifest(&release)?;
+    // A key that is not set is no change (see `change_env`), whatever requires it.
+    let set = rack.store.env(app, row.env_version)?;
+    let keys: Vec<String> = change
+        .unset
+        .iter()
+        .filter(|k| set.contains_key(*k) && !manifest.required_by(k).is_empty())
+        .cloned()
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let required = required_unsets(&release.id, &release.manifest, &manifest, &keys);
+    let them = if keys.len() == 1 { "it" } else { "them" };
+    Err(Error::Conflict(format!(
+        "cannot unset {} of app {app}: {}, so the new release could never start. Keep {them} set, \
+         or first deploy a berth.yml that no longer requires {them}",
+        keys.join(", "),
+        required.join("; "),
+    )))
+}
+
 /// Writes a new environment version and, when the app has a release, a new
-/// release with it (rolled out when `change.promote`).
+/// release with it (rolled out when `change.promote`). A change that changes
+/// nothing (setting values already set, unsetting keys not set) writes neither.
 pub async fn change_env(
     rack: &Rack,
     app: &str,
@@ -142,6 +208,43 @@ pub async fn change_env(
     progress: &Progress,
 ) -> Result<EnvChanged> {
     check_env_change(change)?;
+    // Under the app's lock: the values compared with are those the change applies to.
+    let before = rack.store.env(app, rack.store.app(app)?.env_version)?;
+    let set: BTreeMap<String, String> = change
+        .set
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let unset: Vec<String> = change
+        .unset
+        .iter()
+        .filter(|k| before.contains_key(*k))
+        .cloned()
+        .collect();
+    if set.is_empty() && unset.is_empty() {
+        let mut same: Vec<String> = change
+            .set
+            .keys()
+            .map(|k| format!("{k} already has that value"))
+            .collect();
+        same.extend(change.unset.iter().map(|k| format!("{k} is not set")));
+        step(
+            progress,
+            format!(
+                "no change ({}): no new environment version or release",
+                same.join(", ")
+            ),
+        )
+        .await;
+        return Ok(EnvChanged::Unchanged);
+    }
+    let change = EnvChange {
+        set,
+        unset,
+        promote: change.promote,
+    };
+    check_env_unset(rack, app, &change)?;
     let version = rack.store.change_env(app, &change.set, &change.unset)?;
     let mut what: Vec<String> = change.set.keys().map(|k| format!("set {k}")).collect();
     what.extend(change.unset.iter().map(|k| format!("unset {k}")));
@@ -168,6 +271,20 @@ pub async fn change_env(
         return Ok(EnvChanged::Deployed(
             promote(rack, app, &release.id, progress).await?,
         ));
+    }
+    let manifest = rack.manifest(&base)?;
+    let required = required_unsets(&base.id, &base.manifest, &manifest, &change.unset);
+    if !required.is_empty() {
+        step(
+            progress,
+            format!(
+                "note: release {} cannot start as it is: {}; set it again or deploy a berth.yml without it",
+                release.id,
+                required.join("; ")
+            ),
+        )
+        .await;
+        return Ok(EnvChanged::Released(views::release(&release)));
     }
     step(
         progress,

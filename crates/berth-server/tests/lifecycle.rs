@@ -462,6 +462,68 @@ async fn a_host_another_app_or_service_serves_is_refused_on_every_path_to_a_roll
 }
 
 #[tokio::test]
+async fn env_changes_that_change_nothing_or_break_the_release_are_not_made() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let manifest = "environment:\n  - GREETING=hello\n  - SECRET_KEY\nservices:\n  web:\n    build: .\n    port: 8080\n    environment: [LEVEL=debug]\n";
+    let source = [
+        ("Dockerfile", "FROM scratch\nCMD [\"serve\"]\n"),
+        ("berth.yml", manifest),
+    ];
+    let (status, body) = post(
+        &t,
+        "/apps/shop/env",
+        Some(json!({"set": {"SECRET_KEY": "s3"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(outcome(&t.deploy("shop", &source).await)["type"], "result");
+    assert_eq!(release_count(&t, "shop").await, 1);
+    let version = |t: &TestRack| t.rack.store.app("shop").expect("shop").env_version;
+    let before = version(&t);
+
+    for change in [
+        json!({"set": {"SECRET_KEY": "s3"}, "promote": true}),
+        json!({"unset": ["NOTTHERE"]}),
+        json!({"set": {"SECRET_KEY": "s3"}, "unset": ["NOTTHERE"]}),
+    ] {
+        let (status, body) = post(&t, "/apps/shop/env", Some(change.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let events = ndjson(&body);
+        assert_eq!(
+            outcome(&events),
+            &json!({"type": "result", "value": null}),
+            "{change}"
+        );
+        assert!(
+            steps(&events).iter().any(|s| s.starts_with("no change")),
+            "{change}: {events:?}"
+        );
+    }
+    assert_eq!(release_count(&t, "shop").await, 1, "a no-op made a release");
+    assert_eq!(version(&t), before, "a no-op made an environment version");
+
+    // Unsetting what berth.yml requires, rolled out, is refused up front.
+    let (status, body) = post(
+        &t,
+        "/apps/shop/env",
+        Some(json!({"unset": ["SECRET_KEY"], "promote": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let error = error_of(&body);
+    assert!(
+        error.contains("cannot unset SECRET_KEY")
+            && error.contains(
+                "release R1's berth.yml requires SECRET_KEY (line 3, the app-wide `environment:`)"
+            ),
+        "{error}"
+    );
+    assert_eq!(release_count(&t, "shop").await, 1);
+    assert_eq!(version(&t), before);
+}
+
+#[tokio::test]
 async fn restart_and_scale_say_what_they_did_not_that_a_release_was_promoted() {
     let t = TestRack::new().await;
     t.create_app("shop").await;

@@ -85,6 +85,8 @@ pub async fn change_env(
 ) -> ApiResult<Response> {
     apps::get(&rack, &app)?;
     releases::check_env_change(&change)?;
+    // Checked again under the app's lock; here so that a refusal is a 409 status.
+    releases::check_env_unset(&rack, &app, &change)?;
     stream_work(rack, app.clone(), move |rack, progress| async move {
         releases::change_env(&rack, &app, &change, &progress).await
     })
