@@ -17,8 +17,8 @@ pub mod source;
 mod volumes;
 
 use berth_api::{
-    App, AppInfo, Build, CreateApp, EnvChange, ErrorBody, Event, LogEntry, Process, PruneReport,
-    RackInfo, Release, ReleaseInfo, RestartRequest, ScaleRequest,
+    App, AppInfo, Build, CreateApp, EffectiveEnv, EnvChange, ErrorBody, Event, LogEntry, Process,
+    PruneReport, RackInfo, Release, ReleaseInfo, RestartRequest, ScaleRequest,
 };
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -314,6 +314,12 @@ impl Client {
     /// `GET /apps/{app}/env`
     pub async fn env(&self, app: &str) -> Result<BTreeMap<String, String>, Error> {
         self.get_json(&["apps", app, "env"]).await
+    }
+
+    /// `GET /apps/{app}/env/effective`: the values and the manifest's defaults,
+    /// each with its source.
+    pub async fn effective_env(&self, app: &str) -> Result<EffectiveEnv, Error> {
+        self.get_json(&["apps", app, "env", "effective"]).await
     }
 
     /// `POST /apps/{app}/env`: makes a new release; rolls it out when `change.promote`.

@@ -1,11 +1,12 @@
 //! Releases: promoting one (a rollout), rolling back to one, environment
-//! changes that make a new one, and what changed between two.
+//! changes that make a new one, the environment processes get, and what
+//! changed between two.
 
 use crate::error::{Error, Result};
 use crate::progress::{Progress, step};
 use crate::rack::Rack;
 use crate::views;
-use berth_api::{DeployResult, EnvChange, Release, ReleaseInfo};
+use berth_api::{DeployResult, EffectiveEnv, EnvChange, EnvSource, EnvVar, Release, ReleaseInfo};
 use berth_core::Manifest;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -134,6 +135,17 @@ pub fn check_env_change(change: &EnvChange) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The manifest of the app's promoted release, which an environment change
+/// builds its release on; `None` before the first deploy.
+fn current_release(rack: &Rack, app: &str) -> Result<Option<(String, std::sync::Arc<Manifest>)>> {
+    let Some(id) = rack.store.app(app)?.release else {
+        return Ok(None);
+    };
+    let release = rack.store.release(app, &id)?;
+    let manifest = rack.manifest(&release)?;
+    Ok(Some((release.id, manifest)))
 }
 
 /// Why unsetting `keys` leaves a manifest's requirements unmet: each key with
@@ -295,6 +307,62 @@ pub async fn change_env(
     )
     .await;
     Ok(EnvChanged::Released(views::release(&release)))
+}
+
+/// The environment the app's processes get: the values set with `berth env
+/// set` (the app's current environment version) and the defaults of the
+/// promoted release's manifest, each with its source.
+pub fn effective_env(rack: &Rack, app: &str) -> Result<EffectiveEnv> {
+    let row = crate::apps::get(rack, app)?;
+    let set = rack.store.env(app, row.env_version)?;
+    let mut vars: Vec<EnvVar> = set
+        .iter()
+        .map(|(k, v)| EnvVar {
+            key: k.clone(),
+            value: v.clone(),
+            source: EnvSource::Set,
+            service: None,
+        })
+        .collect();
+    let Some((release, manifest)) = current_release(rack, app)? else {
+        return Ok(EffectiveEnv {
+            release: None,
+            services: vec![],
+            vars,
+            missing: vec![],
+        });
+    };
+    let defaults = |reqs: &[berth_core::EnvRequirement]| -> Vec<(String, String)> {
+        reqs.iter()
+            .filter(|r| !set.contains_key(&r.key))
+            .filter_map(|r| Some((r.key.clone(), r.default.clone()?)))
+            .collect()
+    };
+    for (key, value) in defaults(&manifest.environment) {
+        vars.push(EnvVar {
+            key,
+            value,
+            source: EnvSource::Default,
+            service: None,
+        });
+    }
+    for (name, svc) in &manifest.services {
+        for (key, value) in defaults(&svc.environment) {
+            vars.push(EnvVar {
+                key,
+                value,
+                source: EnvSource::Service,
+                service: Some(name.clone()),
+            });
+        }
+    }
+    vars.sort_by(|a, b| (&a.key, a.source, &a.service).cmp(&(&b.key, b.source, &b.service)));
+    Ok(EffectiveEnv {
+        release: Some(release),
+        services: manifest.services.keys().cloned().collect(),
+        missing: manifest.missing_env(&set),
+        vars,
+    })
 }
 
 /// A release with what changed since the one before it: env keys (never

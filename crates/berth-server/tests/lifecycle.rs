@@ -521,6 +521,25 @@ async fn env_changes_that_change_nothing_or_break_the_release_are_not_made() {
     );
     assert_eq!(release_count(&t, "shop").await, 1);
     assert_eq!(version(&t), before);
+
+    // The effective environment: values set, defaults, each with its source.
+    let (status, env) = t.admin(Method::GET, "/apps/shop/env/effective", None).await;
+    assert_eq!(status, StatusCode::OK, "{env}");
+    assert_eq!(env["release"], "R1");
+    assert_eq!(
+        env["vars"],
+        json!([
+            {"key": "GREETING", "value": "hello", "source": "default"},
+            {"key": "LEVEL", "value": "debug", "source": "service", "service": "web"},
+            {"key": "SECRET_KEY", "value": "s3", "source": "set"},
+        ])
+    );
+    let (_, plain) = t.admin(Method::GET, "/apps/shop/env", None).await;
+    assert_eq!(
+        plain,
+        json!({"SECRET_KEY": "s3"}),
+        "the old answer is unchanged"
+    );
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use crate::{apps, lifecycle, releases, views};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use berth_api::{EnvChange, Release, ReleaseInfo};
+use berth_api::{EffectiveEnv, EnvChange, Release, ReleaseInfo};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -76,6 +76,15 @@ pub async fn env(
 ) -> ApiResult<Json<BTreeMap<String, String>>> {
     let row = apps::get(&rack, &app)?;
     Ok(Json(rack.store.env(&app, row.env_version)?))
+}
+
+/// `GET /apps/{app}/env/effective`: the values with the manifest's defaults
+/// and where each comes from (a `deploy` role reads them, see `authz`).
+pub async fn effective_env(
+    State(rack): State<Arc<Rack>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<EffectiveEnv>> {
+    Ok(Json(releases::effective_env(&rack, &app)?))
 }
 
 pub async fn change_env(

@@ -77,8 +77,15 @@ pub enum ReleasesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum EnvCommand {
-    /// Print one variable's value
-    Get { key: String },
+    /// Print one variable's value as the app's processes get it (set, or berth.yml's default)
+    Get {
+        key: String,
+        /// The value this service gets, when berth.yml gives services different defaults
+        #[arg(short = 's', long, value_name = "SERVICE")]
+        service: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Set variables (a new release; rolled out with --promote)
     Set {
         #[arg(required = true, value_name = "KEY=VALUE")]
