@@ -227,6 +227,46 @@ fn missing_required_env_fails_before_anything_starts() {
         ""
     );
 
+    // Found before the upload, in the server's words.
+    assert!(err.contains("which are not set"), "{err}");
+    assert!(
+        !err.contains("uploading"),
+        "checked only after uploading: {err}"
+    );
+
+    // A missing Dockerfile, too; and a berth.yml naming another app is said.
+    std::fs::rename(
+        src.path().join("Dockerfile"),
+        src.path().join("Dockerfile.off"),
+    )
+    .expect("move the Dockerfile away");
+    write(
+        src.path(),
+        "berth.yml",
+        "app: other\nservices:\n  web:\n    build: .\n    port: 8080\n",
+    );
+    let out = server.cli_in(src.path(), &["deploy", ".", "-a", &app]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("./Dockerfile is missing from the upload") && !err.contains("uploading"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("berth.yml names app other, but --app says {app}")),
+        "{err}"
+    );
+    std::fs::rename(
+        src.path().join("Dockerfile.off"),
+        src.path().join("Dockerfile"),
+    )
+    .expect("put the Dockerfile back");
+    write(
+        src.path(),
+        "berth.yml",
+        "environment:\n  - DATABASE_URL\n  - API_KEY\nservices:\n  web:\n    build: .\n    port: 8080\n",
+    );
+
     // Set them, and the same source deploys.
     server.ok(&[
         "env",
