@@ -11,10 +11,15 @@
 //!   build, release, rollout; the last is `result` ([`DeployResult`]) or `error`
 //! - `GET /apps/{app}/builds` → `Vec<Build>`; `GET /apps/{app}/builds/{id}/logs` → text
 //! - `GET /apps/{app}/releases` → `Vec<Release>`
-//! - `POST /apps/{app}/releases/{id}/promote` → NDJSON [`Event`]s (rollout)
-//! - `POST /apps/{app}/releases/{id}/rollback` → NDJSON [`Event`]s (new release, rollout)
-//! - `GET /apps/{app}/env` → `BTreeMap<String,String>`
-//! - `POST /apps/{app}/env` [`EnvChange`] → NDJSON [`Event`]s (new release, rollout if `promote`)
+//! - `POST /apps/{app}/releases/{id}/promote[?force=true]` → NDJSON [`Event`]s (rollout; the
+//!   active release is left as it is unless `force`, which replaces its processes)
+//! - `POST /apps/{app}/releases/{id}/rollback[?force=true]` → NDJSON [`Event`]s (new release,
+//!   rollout); 409 for a release that failed, unless `force`
+//! - `GET /apps/{app}/env` → `BTreeMap<String,String>` (the values set with `env set`)
+//! - `GET /apps/{app}/env/effective` → [`EffectiveEnv`] (those values and the manifest's
+//!   defaults, each with its source)
+//! - `POST /apps/{app}/env` [`EnvChange`] → NDJSON [`Event`]s (new release, rollout if
+//!   `promote`; a change that changes nothing makes neither, and its `result` is `null`)
 //! - `POST /apps/{app}/services/{service}/scale` [`ScaleRequest`] → NDJSON [`Event`]s
 //! - `GET /apps/{app}/processes` → `Vec<Process>`; `DELETE /apps/{app}/processes/{id}` → 204
 //! - `POST /apps/{app}/restart` [`RestartRequest`] → NDJSON [`Event`]s
@@ -152,6 +157,46 @@ pub struct EnvChange {
     pub unset: Vec<String>,
     #[serde(default)]
     pub promote: bool,
+}
+
+/// The environment an app's processes get (`GET /apps/{app}/env/effective`): the
+/// values set with `berth env set` and the defaults of the promoted release's
+/// manifest, each with where it comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct EffectiveEnv {
+    /// The release whose manifest gives the defaults; `None` before the first deploy.
+    pub release: Option<String>,
+    /// The services of that manifest: a service without a default of its own for
+    /// a key gets the app-wide one.
+    pub services: Vec<String>,
+    /// Sorted by key; a key has one `set` entry, or an app-wide `default` and
+    /// `service` entries for the services that override it.
+    pub vars: Vec<EnvVar>,
+    /// Keys the manifest requires that are not set.
+    pub missing: Vec<String>,
+}
+
+/// One value of an [`EffectiveEnv`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnvVar {
+    pub key: String,
+    pub value: String,
+    pub source: EnvSource,
+    /// For [`EnvSource::Service`]: the service whose default it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+/// Where an environment value comes from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvSource {
+    /// `berth env set`; wins over every default.
+    Set,
+    /// The manifest's app-wide `environment:` (`KEY=default`).
+    Default,
+    /// A service's `environment:` in the manifest; wins over the app-wide default.
+    Service,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

@@ -17,8 +17,8 @@ pub mod source;
 mod volumes;
 
 use berth_api::{
-    App, AppInfo, Build, CreateApp, EnvChange, ErrorBody, Event, LogEntry, Process, PruneReport,
-    RackInfo, Release, ReleaseInfo, RestartRequest, ScaleRequest,
+    App, AppInfo, Build, CreateApp, EffectiveEnv, EnvChange, ErrorBody, Event, LogEntry, Process,
+    PruneReport, RackInfo, Release, ReleaseInfo, RestartRequest, ScaleRequest,
 };
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -284,16 +284,32 @@ impl Client {
         self.get_json(&["apps", app, "releases", id, "info"]).await
     }
 
-    /// `POST /apps/{app}/releases/{id}/promote`
-    pub async fn promote(&self, app: &str, id: &str) -> Result<EventStream, Error> {
-        self.post_stream(&["apps", app, "releases", id, "promote"], None::<&()>)
+    /// `POST /apps/{app}/releases/{id}/promote`. With `force`, an already active release has its processes replaced
+    /// (without it, promoting the active release does nothing).
+    pub async fn promote(&self, app: &str, id: &str, force: bool) -> Result<EventStream, Error> {
+        self.post_forced(&["apps", app, "releases", id, "promote"], force)
             .await
     }
 
-    /// `POST /apps/{app}/releases/{id}/rollback`
-    pub async fn rollback(&self, app: &str, id: &str) -> Result<EventStream, Error> {
-        self.post_stream(&["apps", app, "releases", id, "rollback"], None::<&()>)
+    /// `POST /apps/{app}/releases/{id}/rollback`; a release that failed is
+    /// refused unless `force`.
+    pub async fn rollback(&self, app: &str, id: &str, force: bool) -> Result<EventStream, Error> {
+        self.post_forced(&["apps", app, "releases", id, "rollback"], force)
             .await
+    }
+
+    /// A bodiless POST of long work, with `?force=true` when `force`.
+    async fn post_forced(&self, segments: &[&str], force: bool) -> Result<EventStream, Error> {
+        let mut url = self.url(segments)?;
+        if force {
+            url.query_pairs_mut().append_pair("force", "true");
+        }
+        let req = self
+            .http
+            .post(url.clone())
+            .header("accept", "application/x-ndjson");
+        let resp = self.send(req, true).await?;
+        Ok(ndjson(resp, url.to_string()))
     }
 
     // ---- environment ----
@@ -301,6 +317,12 @@ impl Client {
     /// `GET /apps/{app}/env`
     pub async fn env(&self, app: &str) -> Result<BTreeMap<String, String>, Error> {
         self.get_json(&["apps", app, "env"]).await
+    }
+
+    /// `GET /apps/{app}/env/effective`: the values and the manifest's defaults,
+    /// each with its source.
+    pub async fn effective_env(&self, app: &str) -> Result<EffectiveEnv, Error> {
+        self.get_json(&["apps", app, "env", "effective"]).await
     }
 
     /// `POST /apps/{app}/env`: makes a new release; rolls it out when `change.promote`.

@@ -102,6 +102,22 @@ pub(crate) fn parse_env_requirement(s: &str) -> Result<EnvRequirement, String> {
     }
 }
 
+/// The one wording of "the manifest requires variables that are not set", so the
+/// server (before a build or rollout) and the CLI (before an upload) say the same.
+/// `what` is what needs them (`app shop`, `release R4 of app shop`).
+pub fn unset_required_message(what: &str, app: &str, missing: &[String]) -> String {
+    let example = missing
+        .iter()
+        .map(|k| format!("{k}=..."))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let verb = if missing.len() == 1 { "is" } else { "are" };
+    format!(
+        "{what} needs environment {} which {verb} not set; set it with `berth env set {example} -a {app}` and deploy again",
+        missing.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +137,19 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn unset_required_agrees_in_number() {
+        let one = unset_required_message("app shop", "shop", &["A".into()]);
+        assert!(
+            one.contains("needs environment A which is not set"),
+            "{one}"
+        );
+        assert!(one.contains("`berth env set A=... -a shop`"), "{one}");
+        let two = unset_required_message("app shop", "shop", &["A".into(), "B".into()]);
+        assert!(two.contains("A, B which are not set"), "{two}");
+        assert!(two.contains("`berth env set A=... B=... -a shop`"), "{two}");
     }
 
     #[test]

@@ -96,6 +96,34 @@ pub struct BuildSpec {
     pub args: BTreeMap<String, String>,
 }
 
+impl BuildSpec {
+    /// The Dockerfile's path in the source, `/`-separated (`Dockerfile`,
+    /// `api/Dockerfile.api`).
+    pub fn dockerfile_in_source(&self) -> String {
+        match self.path.trim_end_matches('/') {
+            "" | "." => self.dockerfile.clone(),
+            context => format!("{context}/{}", self.dockerfile),
+        }
+    }
+
+    /// Why this spec cannot build when its Dockerfile is not in the source; the
+    /// server (in the upload) and the CLI (before uploading) say the same.
+    pub fn missing_dockerfile(&self) -> String {
+        format!(
+            "{}/{} is missing from the upload; add a Dockerfile or set build.dockerfile in berth.yml",
+            self.path, self.dockerfile
+        )
+    }
+
+    /// Why this spec cannot build when its context is not a directory of the source.
+    pub fn missing_context(&self, service: &str) -> String {
+        format!(
+            "build path {:?} of service {service} is not a directory in the upload",
+            self.path
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     pub path: String,
@@ -213,6 +241,36 @@ impl Manifest {
         missing.into_iter().collect()
     }
 
+    /// Where `key` is required with no default to fall back on, as
+    /// [`Manifest::missing_env`] counts it: `None` for the app-wide
+    /// `environment:`, `Some(service)` for a service's.
+    pub fn required_by(&self, key: &str) -> Vec<Option<String>> {
+        let app_default = self
+            .environment
+            .iter()
+            .any(|r| r.key == key && r.default.is_some());
+        let mut out = Vec::new();
+        if self
+            .environment
+            .iter()
+            .any(|r| r.key == key && r.default.is_none())
+        {
+            out.push(None);
+        }
+        if !app_default {
+            for (name, svc) in &self.services {
+                if svc
+                    .environment
+                    .iter()
+                    .any(|r| r.key == key && r.default.is_none())
+                {
+                    out.push(Some(name.clone()));
+                }
+            }
+        }
+        out
+    }
+
     /// The environment one service's processes get: app defaults, then service
     /// defaults, then the app's env values (which win).
     pub fn service_env(
@@ -275,5 +333,23 @@ mod tests {
             "debug",
             "app env wins over defaults"
         );
+    }
+
+    #[test]
+    fn requirements_are_found_with_their_line() {
+        let text = "environment: [DATABASE_URL, LOG_LEVEL=info, SHARED=x]\nservices:\n  web:\n    image: x\n    environment:\n      - PORT=8080\n      - API_KEY\n      - SHARED\n";
+        let m = parse_manifest("berth.yml", text).unwrap();
+        assert_eq!(m.required_by("DATABASE_URL"), [None]);
+        assert_eq!(m.required_by("API_KEY"), [Some("web".to_string())]);
+        // An app-wide default satisfies the service's requirement.
+        assert!(m.required_by("SHARED").is_empty());
+        assert!(m.required_by("LOG_LEVEL").is_empty());
+        let line = |service, key| crate::manifest::env_requirement_line(text, service, key);
+        assert_eq!(line(None, "DATABASE_URL"), Some(1));
+        assert_eq!(line(None, "LOG_LEVEL"), Some(1));
+        assert_eq!(line(Some("web"), "API_KEY"), Some(7));
+        assert_eq!(line(Some("web"), "PORT"), Some(6));
+        assert_eq!(line(Some("web"), "NOPE"), None);
+        assert_eq!(line(Some("nope"), "API_KEY"), None);
     }
 }

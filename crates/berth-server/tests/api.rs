@@ -32,6 +32,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/apps/shop/releases/R1/rollback", "deploy"),
     ("GET", "/apps/shop/releases/R1/info", "read"),
     ("GET", "/apps/shop/env", "deploy"),
+    ("GET", "/apps/shop/env/effective", "deploy"),
     ("POST", "/apps/shop/env", "deploy"),
     ("POST", "/apps/shop/services/web/scale", "deploy"),
     ("GET", "/apps/shop/processes", "read"),

@@ -747,3 +747,332 @@ async fn output_is_collected_while_a_deploy_holds_the_app() {
     .await;
     assert!(collected, "the process's output waited for the app's lock");
 }
+
+/// POSTs `body` (JSON, or none) to `path` as admin: (status, NDJSON events or the error body).
+async fn post(
+    t: &TestRack,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    t.admin(Method::POST, path, body).await
+}
+
+/// Uploads `files` to `path` (`/apps/{app}/deploy` or `/builds`) as admin.
+async fn upload(
+    t: &TestRack,
+    path: &str,
+    files: &[(&str, &str)],
+) -> (StatusCode, serde_json::Value) {
+    t.send(
+        axum::http::Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", t.admin))
+            .body(axum::body::Body::from(source_tar(files)))
+            .expect("a request"),
+    )
+    .await
+}
+
+fn steps(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| e["text"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn error_of(body: &serde_json::Value) -> String {
+    body["error"].as_str().unwrap_or_default().to_string()
+}
+
+async fn release_count(t: &TestRack, app: &str) -> usize {
+    let (_, releases) = t
+        .admin(Method::GET, &format!("/apps/{app}/releases"), None)
+        .await;
+    releases.as_array().map(Vec::len).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_host_another_app_or_service_serves_is_refused_on_every_path_to_a_rollout() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.create_app("blog").await;
+    let shop = web_app(r#"["serve"]"#, "    domain: shop.example\n");
+    assert_eq!(
+        outcome(&t.deploy("shop", &files(&shop)).await)["type"],
+        "result"
+    );
+
+    // Another app's domain, and another app's default host: refused before a build.
+    for (domain, owner_says) in [
+        ("shop.example", "a domain in its berth.yml"),
+        ("web.shop.test", "its default host"),
+    ] {
+        let blog = web_app(r#"["serve"]"#, &format!("    domain: {domain}\n"));
+        let (status, body) = upload(&t, "/apps/blog/deploy", &files(&blog)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        let error = error_of(&body);
+        assert!(
+            error.contains(&format!("domain {domain} of service web of app blog"))
+                && error.contains("service web of app shop")
+                && error.contains(owner_says),
+            "{error}"
+        );
+    }
+    let (_, builds) = t.admin(Method::GET, "/apps/blog/builds", None).await;
+    assert_eq!(builds, json!([]), "a refused deploy built nothing");
+
+    // Two services of one app: a domain that is the other's default host.
+    let two = [
+        ("Dockerfile", "FROM scratch\nCMD [\"serve\"]\n".to_string()),
+        (
+            "berth.yml",
+            "services:\n  web:\n    build: .\n    port: 8080\n  api:\n    build: .\n    port: 8080\n    domain: web.blog.test\n"
+                .to_string(),
+        ),
+    ];
+    let (status, body) = upload(&t, "/apps/blog/deploy", &files(&two)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(error_of(&body).contains("same app blog"), "{body}");
+
+    // A release built with the domain is refused by promote and by rollback.
+    let claiming = web_app(r#"["serve"]"#, "    domain: shop.example\n");
+    let (status, body) = upload(&t, "/apps/blog/builds", &files(&claiming)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(outcome(&ndjson(&body))["type"], "result", "{body}");
+    for path in [
+        "/apps/blog/releases/R1/promote",
+        "/apps/blog/releases/R1/rollback",
+    ] {
+        let (status, body) = post(&t, path, None).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{path}: {body}");
+        assert!(error_of(&body).contains("app shop"), "{path}: {body}");
+    }
+    // The rollout itself checks too (env --promote, deploy --image reach it
+    // without a check of their own).
+    let release = t.rack.store.release("blog", "R1").expect("R1");
+    let refused = berth_server::lifecycle::rollout(
+        &t.rack,
+        &release,
+        None,
+        &berth_server::progress::unobserved(),
+    )
+    .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("app shop")),
+        "{refused:?}"
+    );
+    assert_eq!(t.get("shop.example", "/").await.0, 200);
+
+    // A host of a release being rolled out counts before it is promoted.
+    t.create_app("news").await;
+    let news = web_app(r#"["serve"]"#, "    domain: news.example\n");
+    let (_, body) = upload(&t, "/apps/news/builds", &files(&news)).await;
+    assert_eq!(outcome(&ndjson(&body))["type"], "result", "{body}");
+    t.rack
+        .store
+        .start_deployment("news", "R1")
+        .expect("a deployment");
+    let blog = web_app(r#"["serve"]"#, "    domain: news.example\n");
+    let (status, body) = upload(&t, "/apps/blog/deploy", &files(&blog)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        error_of(&body).contains("release R1 being rolled out now"),
+        "{body}"
+    );
+
+    // Hosts of its own are fine.
+    let blog = web_app(r#"["serve"]"#, "    domain: blog.example\n");
+    let events = t.deploy("blog", &files(&blog)).await;
+    assert_eq!(outcome(&events)["type"], "result", "{events:?}");
+    assert_eq!(t.get("blog.example", "/").await.0, 200);
+}
+
+#[tokio::test]
+async fn env_changes_that_change_nothing_or_break_the_release_are_not_made() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let manifest = "environment:\n  - GREETING=hello\n  - SECRET_KEY\nservices:\n  web:\n    build: .\n    port: 8080\n    environment: [LEVEL=debug]\n";
+    let source = [
+        ("Dockerfile", "FROM scratch\nCMD [\"serve\"]\n"),
+        ("berth.yml", manifest),
+    ];
+    let (status, body) = post(
+        &t,
+        "/apps/shop/env",
+        Some(json!({"set": {"SECRET_KEY": "s3"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(outcome(&t.deploy("shop", &source).await)["type"], "result");
+    assert_eq!(release_count(&t, "shop").await, 1);
+    let version = |t: &TestRack| t.rack.store.app("shop").expect("shop").env_version;
+    let before = version(&t);
+
+    for change in [
+        json!({"set": {"SECRET_KEY": "s3"}, "promote": true}),
+        json!({"unset": ["NOTTHERE"]}),
+        json!({"set": {"SECRET_KEY": "s3"}, "unset": ["NOTTHERE"]}),
+    ] {
+        let (status, body) = post(&t, "/apps/shop/env", Some(change.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let events = ndjson(&body);
+        assert_eq!(
+            outcome(&events),
+            &json!({"type": "result", "value": null}),
+            "{change}"
+        );
+        assert!(
+            steps(&events).iter().any(|s| s.starts_with("no change")),
+            "{change}: {events:?}"
+        );
+    }
+    assert_eq!(release_count(&t, "shop").await, 1, "a no-op made a release");
+    assert_eq!(version(&t), before, "a no-op made an environment version");
+
+    // Unsetting what berth.yml requires, rolled out, is refused up front.
+    let (status, body) = post(
+        &t,
+        "/apps/shop/env",
+        Some(json!({"unset": ["SECRET_KEY"], "promote": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let error = error_of(&body);
+    assert!(
+        error.contains("cannot unset SECRET_KEY")
+            && error.contains(
+                "release R1's berth.yml requires SECRET_KEY (line 3, the app-wide `environment:`)"
+            ),
+        "{error}"
+    );
+    assert_eq!(release_count(&t, "shop").await, 1);
+    assert_eq!(version(&t), before);
+
+    // The effective environment: values set, defaults, each with its source.
+    let (status, env) = t.admin(Method::GET, "/apps/shop/env/effective", None).await;
+    assert_eq!(status, StatusCode::OK, "{env}");
+    assert_eq!(env["release"], "R1");
+    assert_eq!(
+        env["vars"],
+        json!([
+            {"key": "GREETING", "value": "hello", "source": "default"},
+            {"key": "LEVEL", "value": "debug", "source": "service", "service": "web"},
+            {"key": "SECRET_KEY", "value": "s3", "source": "set"},
+        ])
+    );
+    let (_, plain) = t.admin(Method::GET, "/apps/shop/env", None).await;
+    assert_eq!(
+        plain,
+        json!({"SECRET_KEY": "s3"}),
+        "the old answer is unchanged"
+    );
+}
+
+#[tokio::test]
+async fn restart_and_scale_say_what_they_did_not_that_a_release_was_promoted() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let good = web_app(r#"["serve"]"#, "");
+    assert_eq!(
+        outcome(&t.deploy("shop", &files(&good)).await)["type"],
+        "result"
+    );
+    let restart = || post(&t, "/apps/shop/restart", Some(json!({"service": "web"})));
+    let (_, body) = restart().await;
+    assert!(
+        steps(&ndjson(&body)).contains(&"web: 1 process replaced".to_string()),
+        "{body}"
+    );
+    let (_, body) = post(
+        &t,
+        "/apps/shop/services/web/scale",
+        Some(json!({"memory": 64})),
+    )
+    .await;
+    let scaled = steps(&ndjson(&body));
+    assert!(
+        scaled.contains(&"web: 1 process replaced".to_string()),
+        "{scaled:?}"
+    );
+    assert!(!scaled.iter().any(|s| s.contains("promoted")), "{scaled:?}");
+    post(
+        &t,
+        "/apps/shop/services/web/scale",
+        Some(json!({"count": 0})),
+    )
+    .await;
+    let (_, body) = restart().await;
+    let events = ndjson(&body);
+    assert_eq!(outcome(&events)["type"], "result", "{events:?}");
+    assert!(
+        steps(&events)
+            .iter()
+            .any(|s| s.starts_with("web has no processes to restart")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn promote_and_rollback_leave_the_active_and_a_failed_release_alone_unless_forced() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let good = web_app(r#"["serve"]"#, "");
+    assert_eq!(
+        outcome(&t.deploy("shop", &files(&good)).await)["type"],
+        "result"
+    );
+    let bad = web_app(
+        r#"["serve", "--fail", "/"]"#,
+        "    health: {path: /, attempts: 2}\n",
+    );
+    assert_eq!(
+        outcome(&t.deploy("shop", &files(&bad)).await)["type"],
+        "error"
+    );
+    let ids = |v: &[serde_json::Value]| v.iter().map(|p| p["id"].clone()).collect::<Vec<_>>();
+    let before = ids(&ps(&t, "shop").await);
+
+    // Promoting the active release changes nothing, unless forced.
+    let (status, body) = post(&t, "/apps/shop/releases/R1/promote", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let events = ndjson(&body);
+    assert!(
+        steps(&events)
+            .iter()
+            .any(|s| s.contains("release R1 is already active")),
+        "{events:?}"
+    );
+    assert_eq!(outcome(&events)["value"]["release"]["status"], "active");
+    assert_eq!(
+        ids(&ps(&t, "shop").await),
+        before,
+        "processes were replaced"
+    );
+    let (_, body) = post(&t, "/apps/shop/releases/R1/promote?force=true", None).await;
+    let events = ndjson(&body);
+    assert_eq!(outcome(&events)["type"], "result", "{events:?}");
+    assert!(
+        steps(&events).contains(&"web: 1 process replaced".to_string()),
+        "{events:?}"
+    );
+    assert_ne!(ids(&ps(&t, "shop").await), before);
+
+    // Rolling back to a release that failed says why, and wants --force.
+    let (status, body) = post(&t, "/apps/shop/releases/R2/rollback", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let error = error_of(&body);
+    assert!(
+        error.contains("release R2 of app shop failed: ")
+            && error.contains("health check")
+            && error.contains("`berth releases rollback R2 --force -a shop`"),
+        "{error}"
+    );
+    assert_eq!(
+        release_count(&t, "shop").await,
+        2,
+        "a refused rollback made a release"
+    );
+}

@@ -20,7 +20,12 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Deploy(args) => source::deploy(args).await,
         Command::Builds { app, json, command } => builds::run(app, json, command).await,
         Command::Releases { app, json, command } => releases::run(app, json, command).await,
-        Command::Env { app, json, command } => env::run(app, json, command).await,
+        Command::Env {
+            app,
+            json,
+            effective,
+            command,
+        } => env::run(app, json, effective, command).await,
         Command::Scale {
             app,
             service,

@@ -204,6 +204,23 @@ fn failed_health_check_keeps_the_old_release_serving() {
     assert_eq!(procs.len(), 1, "{ps}");
     assert_eq!(procs[0]["release"], "R1");
 
+    // Rolling back to the failed release is refused, saying why it failed.
+    let out = server.cli(&["releases", "rollback", "R2", "-a", &app]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("release R2") && err.contains("failed") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        server
+            .json(&["releases", "-a", &app, "--json"])
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "a refused rollback made a release"
+    );
+
     // A worker (no port) that exits within its first 5 s fails the rollout the same way.
     write(
         src.path(),
@@ -258,6 +275,46 @@ fn missing_required_env_fails_before_anything_starts() {
         ""
     );
 
+    // Found before the upload, in the server's words.
+    assert!(err.contains("which are not set"), "{err}");
+    assert!(
+        !err.contains("uploading"),
+        "checked only after uploading: {err}"
+    );
+
+    // A missing Dockerfile, too; and a berth.yml naming another app is said.
+    std::fs::rename(
+        src.path().join("Dockerfile"),
+        src.path().join("Dockerfile.off"),
+    )
+    .expect("move the Dockerfile away");
+    write(
+        src.path(),
+        "berth.yml",
+        "app: other\nservices:\n  web:\n    build: .\n    port: 8080\n",
+    );
+    let out = server.cli_in(src.path(), &["deploy", ".", "-a", &app]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("./Dockerfile is missing from the upload") && !err.contains("uploading"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("berth.yml names app other, but --app says {app}")),
+        "{err}"
+    );
+    std::fs::rename(
+        src.path().join("Dockerfile.off"),
+        src.path().join("Dockerfile"),
+    )
+    .expect("put the Dockerfile back");
+    write(
+        src.path(),
+        "berth.yml",
+        "environment:\n  - DATABASE_URL\n  - API_KEY\nservices:\n  web:\n    build: .\n    port: 8080\n",
+    );
+
     // Set them, and the same source deploys.
     server.ok(&[
         "env",
@@ -287,4 +344,119 @@ fn manifest_errors_name_file_line_and_column() {
     let err = stderr(&out);
     assert!(err.contains("berth.yml:4:5"), "{err}");
     assert!(err.contains("port"), "did-you-mean missing: {err}");
+}
+
+#[test]
+fn the_environment_shows_defaults_and_changes_that_change_nothing_or_break_are_not_made() {
+    let mut server = Server::start();
+    let app = server.create_app("envx");
+    let src = hello_source();
+    write(
+        src.path(),
+        "berth.yml",
+        "environment:\n  - GREETING=hello\n  - SECRET_KEY\nservices:\n  web:\n    build: .\n    port: 8080\n    health: /\n    termination: {grace: 5}\n",
+    );
+    server.ok(&["env", "set", "SECRET_KEY=s3", "-a", &app]);
+    server.ok_in(src.path(), &["deploy", ".", "-a", &app]);
+    let releases = |s: &Server| {
+        s.json(&["releases", "-a", &app, "--json"])
+            .as_array()
+            .map(Vec::len)
+    };
+    assert_eq!(releases(&server), Some(1));
+
+    // The defaults the processes get, marked as such; --json keeps its shape.
+    let env = server.ok(&["env", "-a", &app]);
+    assert!(
+        env.contains("# set with `berth env set`\nSECRET_KEY=s3\n")
+            && env.contains("# defaults in berth.yml (environment:)\nGREETING=hello\n"),
+        "{env}"
+    );
+    assert_eq!(
+        server.ok(&["env", "get", "GREETING", "-a", &app]),
+        "hello\n"
+    );
+    let greeting = server.json(&["env", "get", "GREETING", "--json", "-a", &app]);
+    assert_eq!(
+        greeting,
+        serde_json::json!({"key": "GREETING", "value": "hello", "source": "default"})
+    );
+    assert_eq!(
+        server.json(&["env", "--json", "-a", &app]),
+        serde_json::json!({"SECRET_KEY": "s3"})
+    );
+
+    // A multi-line value prints quoted, and what `env` prints `env set` reads back.
+    server.ok(&["env", "set", "NOTE=line one\nline two", "-a", &app]);
+    let env = server.ok(&["env", "-a", &app]);
+    let line = env
+        .lines()
+        .find(|l| l.starts_with("NOTE="))
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(line, r#"NOTE="line one\nline two""#, "{env}");
+    assert_eq!(releases(&server), Some(2));
+
+    // Changes that change nothing make no release, and say so.
+    for change in [
+        vec!["env", "set", line.as_str()],
+        vec!["env", "set", "SECRET_KEY=s3", "--promote"],
+        vec!["env", "unset", "NOTTHERE"],
+    ] {
+        let out = server.ok(&[&change[..], &["-a", &app]].concat());
+        assert!(out.contains("no change"), "{change:?}: {out}");
+    }
+    assert_eq!(
+        releases(&server),
+        Some(2),
+        "a change of nothing made a release"
+    );
+
+    // Unsetting what berth.yml requires, rolled out, is refused before anything is written.
+    let out = server.cli(&["env", "unset", "SECRET_KEY", "--promote", "-a", &app]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("SECRET_KEY") && err.contains("berth.yml requires SECRET_KEY (line 3"),
+        "{err}"
+    );
+    assert_eq!(releases(&server), Some(2));
+    assert_eq!(server.ok(&["env", "get", "SECRET_KEY", "-a", &app]), "s3\n");
+
+    // Promoting the active release does nothing; restart at count 0 says so.
+    let before = server.json(&["ps", "-a", &app, "--json"]);
+    let out = server.ok(&["releases", "promote", "R1", "-a", &app]);
+    assert!(out.contains("release R1 is already active"), "{out}");
+    assert_eq!(server.json(&["ps", "-a", &app, "--json"]), before);
+    server.ok(&["scale", "web", "--count", "0", "-a", &app]);
+    let out = server.ok(&["restart", "web", "-a", &app]);
+    assert!(
+        out.contains("web has no processes to restart") && !out.contains("promoted"),
+        "{out}"
+    );
+
+    // Another app claiming this app's host is refused before it builds.
+    let other = server.create_app("claim");
+    write(
+        src.path(),
+        "berth.yml",
+        &format!(
+            "services:\n  web:\n    build: .\n    port: 8080\n    domain: {}\n",
+            host(&app)
+        ),
+    );
+    let out = server.cli_in(src.path(), &["deploy", ".", "-a", &other]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("is already served by service web of app {app}")),
+        "{err}"
+    );
+    assert_eq!(
+        server
+            .json(&["builds", "-a", &other, "--json"])
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
 }

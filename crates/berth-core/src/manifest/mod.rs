@@ -23,7 +23,7 @@ pub use yaml::MAX_MANIFEST_BYTES;
 
 use crate::model::Manifest;
 use thiserror::Error;
-use yaml::{Fail, read_yaml};
+use yaml::{Fail, Node, Raw, line_of, read_yaml};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("{file}:{line}:{column}: {message}")]
@@ -59,4 +59,36 @@ pub fn parse_manifest(file: &str, text: &str) -> Result<Manifest, ManifestError>
         return pod::manifest(&root).map_err(to_err);
     }
     berth_yml::manifest(text, &root).map_err(to_err)
+}
+
+/// The line of `key` (as `KEY` or `KEY=default`) in a berth.yml's
+/// `environment:` list: the app-wide one, or `service`'s. The model keeps no
+/// spans, so a message about a requirement (such as refusing to unset a
+/// required key) finds it again in the text. `None` when the text is not a
+/// berth.yml or has no such entry.
+pub fn env_requirement_line(text: &str, service: Option<&str>, key: &str) -> Option<usize> {
+    fn get<'n>(node: &'n Node, name: &str) -> Option<&'n Node> {
+        let Raw::Map(entries) = &node.value else {
+            return None;
+        };
+        entries
+            .iter()
+            .find(|(k, _)| matches!(&k.value, Raw::Str(s) if s == name))
+            .map(|(_, v)| v)
+    }
+    let root = read_yaml(text).ok()?;
+    let owner = match service {
+        None => &root,
+        Some(name) => get(get(&root, "services")?, name)?,
+    };
+    let Raw::Seq(items) = &get(owner, "environment")?.value else {
+        return None;
+    };
+    items
+        .iter()
+        .find(|item| match &item.value {
+            Raw::Str(s) => s.split_once('=').map_or(s.as_str(), |(k, _)| k) == key,
+            _ => false,
+        })
+        .map(line_of)
 }

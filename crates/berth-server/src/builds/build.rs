@@ -88,16 +88,10 @@ async fn build_images(
             .path()
             .join(safe_relative(Path::new(&spec.path)).map_err(Error::Invalid)?);
         if !context_dir.is_dir() {
-            return Err(Error::Invalid(format!(
-                "build path {:?} of service {} is not a directory in the upload",
-                spec.path, services[0]
-            )));
+            return Err(Error::Invalid(spec.missing_context(&services[0])));
         }
         if !context_dir.join(&spec.dockerfile).is_file() {
-            return Err(Error::Invalid(format!(
-                "{}/{} is missing from the upload; add a Dockerfile or set build.dockerfile in berth.yml",
-                spec.path, spec.dockerfile
-            )));
+            return Err(Error::Invalid(spec.missing_dockerfile()));
         }
         let context_tar = source
             .dir
@@ -178,14 +172,8 @@ pub fn require_env(
     if missing.is_empty() {
         return Ok(());
     }
-    let example = missing
-        .iter()
-        .map(|k| format!("{k}=..."))
-        .collect::<Vec<_>>()
-        .join(" ");
-    Err(Error::Invalid(format!(
-        "{what} needs environment {} which is not set; set it with `berth env set {example} -a {app}` and deploy again",
-        missing.join(", ")
+    Err(Error::Invalid(berth_core::env::unset_required_message(
+        what, app, &missing,
     )))
 }
 

@@ -61,6 +61,7 @@ pub fn need(method: &Method, route: &str) -> Need {
         (
             true,
             "/apps/{app}/env"
+            | "/apps/{app}/env/effective"
             | "/apps/{app}/volumes/{name}/archive"
             | "/apps/{app}/run"
             | "/apps/{app}/processes/{id}/exec",
@@ -168,6 +169,12 @@ mod tests {
             (&post, "/apps", "/apps", [false, false, true]),
             (&delete, "/apps/{app}", "/apps/a", [false, false, true]),
             (&get, "/apps/{app}/env", "/apps/a/env", [false, true, true]),
+            (
+                &get,
+                "/apps/{app}/env/effective",
+                "/apps/a/env/effective",
+                [false, true, true],
+            ),
             (&post, "/apps/{app}/env", "/apps/a/env", [false, true, true]),
             (
                 &post,

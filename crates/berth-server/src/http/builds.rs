@@ -5,8 +5,9 @@ use super::error::ApiResult;
 use super::ndjson::stream_work;
 use super::spool::spool;
 use crate::builds::{self, ImageUpload};
+use crate::error::Error;
 use crate::rack::Rack;
-use crate::{apps, releases, views};
+use crate::{apps, lifecycle, releases, views};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -59,6 +60,9 @@ pub async fn deploy(
     body: Body,
 ) -> ApiResult<Response> {
     let source = open_upload(&rack, &app, q, body).await?;
+    // A host another app serves is refused before the build; the rollout checks
+    // again, under the lock that makes its claim.
+    lifecycle::domains::check(&rack, &app, &source.manifest)?;
     stream_work(rack, app.clone(), move |rack, progress| async move {
         let (_, release) = builds::build_upload(&rack, &app, &source, &progress).await?;
         releases::promote(&rack, &app, &release.id, &progress).await
@@ -83,8 +87,12 @@ pub async fn deploy_image(
         image: q.image,
         manifest_text: q.manifest_text,
     };
-    // Bad input is refused before anything is loaded.
+    // Bad input, and hosts another app serves, are refused before anything is loaded.
     upload.check()?;
+    if let Some(text) = &upload.manifest_text {
+        let manifest = berth_core::parse_manifest("berth.yml", text).map_err(Error::from)?;
+        lifecycle::domains::check(&rack, &app, &manifest)?;
+    }
     let tar = spool(&rack, body).await?;
     stream_work(rack, app.clone(), move |rack, progress| async move {
         let release = builds::release_image(&rack, &app, &upload, tar, &progress).await?;

@@ -61,6 +61,7 @@ pub fn app(rack: Arc<Rack>) -> Router {
             "/apps/{app}/env",
             get(releases::env).post(releases::change_env),
         )
+        .route("/apps/{app}/env/effective", get(releases::effective_env))
         .route(
             "/apps/{app}/services/{service}/scale",
             post(processes::scale),

@@ -3,13 +3,21 @@
 use super::error::ApiResult;
 use super::ndjson::stream_work;
 use crate::rack::Rack;
-use crate::{apps, releases, views};
+use crate::{apps, lifecycle, releases, views};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use berth_api::{EnvChange, Release, ReleaseInfo};
+use berth_api::{EffectiveEnv, EnvChange, Release, ReleaseInfo};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// `?force=true` of promote and rollback.
+#[derive(Deserialize)]
+pub struct ForceQuery {
+    #[serde(default)]
+    force: bool,
+}
 
 pub async fn list(
     State(rack): State<Arc<Rack>>,
@@ -28,22 +36,29 @@ pub async fn list(
 pub async fn promote(
     State(rack): State<Arc<Rack>>,
     Path((app, id)): Path<(String, String)>,
+    Query(q): Query<ForceQuery>,
 ) -> ApiResult<Response> {
     apps::get(&rack, &app)?;
-    rack.store.release(&app, &id)?;
+    let release = rack.store.release(&app, &id)?;
+    // Before the stream starts, so a refusal is a 409 status.
+    lifecycle::domains::check_release(&rack, &release, &*rack.manifest(&release)?)?;
     stream_work(rack, app.clone(), move |rack, progress| async move {
-        releases::promote(&rack, &app, &id, &progress).await
+        releases::promote_asked(&rack, &app, &id, q.force, &progress).await
     })
 }
 
 pub async fn rollback(
     State(rack): State<Arc<Rack>>,
     Path((app, id)): Path<(String, String)>,
+    Query(q): Query<ForceQuery>,
 ) -> ApiResult<Response> {
     apps::get(&rack, &app)?;
-    rack.store.release(&app, &id)?;
+    // Before the stream starts, so a refusal is a 409 status.
+    releases::check_rollback(&rack, &app, &id, q.force)?;
+    let old = rack.store.release(&app, &id)?;
+    lifecycle::domains::check(&rack, &app, &*rack.manifest(&old)?)?;
     stream_work(rack, app.clone(), move |rack, progress| async move {
-        releases::rollback(&rack, &app, &id, &progress).await
+        releases::rollback(&rack, &app, &id, q.force, &progress).await
     })
 }
 
@@ -63,6 +78,15 @@ pub async fn env(
     Ok(Json(rack.store.env(&app, row.env_version)?))
 }
 
+/// `GET /apps/{app}/env/effective`: the values with the manifest's defaults
+/// and where each comes from (a `deploy` role reads them, see `authz`).
+pub async fn effective_env(
+    State(rack): State<Arc<Rack>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<EffectiveEnv>> {
+    Ok(Json(releases::effective_env(&rack, &app)?))
+}
+
 pub async fn change_env(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -70,6 +94,8 @@ pub async fn change_env(
 ) -> ApiResult<Response> {
     apps::get(&rack, &app)?;
     releases::check_env_change(&change)?;
+    // Checked again under the app's lock; here so that a refusal is a 409 status.
+    releases::check_env_unset(&rack, &app, &change)?;
     stream_work(rack, app.clone(), move |rack, progress| async move {
         releases::change_env(&rack, &app, &change, &progress).await
     })

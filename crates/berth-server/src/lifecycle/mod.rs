@@ -1,8 +1,9 @@
 //! Process lifecycle: starting processes and waiting for their health checks
 //! (`rollout`), the one way they stop (`retire`), the health monitor
 //! (`health`) and the reconciler that keeps the engine matching the store
-//! (`reconcile`).
+//! (`reconcile`); `domains` keeps two releases from claiming one host.
 
+pub mod domains;
 pub mod health;
 pub mod reconcile;
 pub mod retire;

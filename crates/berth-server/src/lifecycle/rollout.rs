@@ -2,6 +2,7 @@
 //! check, switch the router in one store transaction, then retire the old ones.
 //! Callers hold the app's lock.
 
+use super::domains;
 use super::health::wait_healthy;
 use super::retire::{Retirement, retire};
 use crate::error::{Error, Result};
@@ -66,6 +67,88 @@ pub async fn preflight(rack: &Rack, release: &ReleaseRow, manifest: &Manifest) -
         }
     }
     Ok(())
+}
+
+/// What to say when rolling out the app's promoted release again (a restart)
+/// would start and stop nothing: the selected services are scaled to 0.
+fn nothing_to_replace(
+    rack: &Rack,
+    release: &ReleaseRow,
+    manifest: &Manifest,
+    only: Option<&BTreeSet<String>>,
+) -> Result<Option<String>> {
+    let app = &release.app;
+    if rack.store.app(app)?.release.as_deref() != Some(release.id.as_str()) {
+        return Ok(None);
+    }
+    let selected = |name: &String| only.is_none_or(|s| s.contains(name));
+    let formation = rack.store.formation(app)?;
+    let wanted: u32 = manifest
+        .services
+        .iter()
+        .filter(|(n, _)| selected(n))
+        .map(|(n, svc)| desired(svc, formation.get(n)).0)
+        .sum();
+    let running = rack
+        .store
+        .processes(Some(app))?
+        .iter()
+        .any(|p| p.state == ProcessState::Active && selected(&p.service));
+    if wanted > 0 || running {
+        return Ok(None);
+    }
+    let names: Vec<&str> = manifest
+        .services
+        .keys()
+        .filter(|n| selected(n))
+        .map(String::as_str)
+        .collect();
+    let (who, scale) = match names.as_slice() {
+        [one] => (one.to_string(), one.to_string()),
+        _ => (format!("app {app}"), "SERVICE".to_string()),
+    };
+    Ok(Some(format!(
+        "{who} has no processes to restart (scaled to 0); start some with `berth scale {scale} --count N -a {app}`"
+    )))
+}
+
+/// "1 process", "2 processes".
+fn processes(n: usize) -> String {
+    if n == 1 {
+        "1 process".into()
+    } else {
+        format!("{n} processes")
+    }
+}
+
+/// What a rollout did, once the router switched: a new release was promoted,
+/// or (for the release already promoted: a restart, new limits) which
+/// processes were replaced.
+fn rolled_out(
+    release: &ReleaseRow,
+    was_promoted: bool,
+    started: &[ProcessRow],
+    stopped: &[ProcessRow],
+) -> String {
+    if !was_promoted {
+        return format!("release {} promoted; router switched", release.id);
+    }
+    let mut per_service: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+    for row in started {
+        per_service.entry(&row.service).or_default().0 += 1;
+    }
+    for row in stopped {
+        per_service.entry(&row.service).or_default().1 += 1;
+    }
+    per_service
+        .into_iter()
+        .map(|(service, (new, old))| match (new, old) {
+            (0, old) => format!("{service}: {} stopped", processes(old)),
+            (new, 0) => format!("{service}: {} started", processes(new)),
+            (new, _) => format!("{service}: {} replaced", processes(new)),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Creates and starts the container of one process row.
@@ -142,8 +225,14 @@ pub async fn rollout(
 ) -> Result<()> {
     let app = release.app.clone();
     let manifest = rack.manifest(release)?;
+    if let Some(nothing) = nothing_to_replace(rack, release, &manifest, only)? {
+        step(progress, nothing).await;
+        return Ok(());
+    }
     preflight(rack, release, &manifest).await?;
-    let deployment = rack.store.start_deployment(&app, &release.id)?;
+    let deployment = domains::claim(rack, release, &manifest, || {
+        Ok(rack.store.start_deployment(&app, &release.id)?)
+    })?;
     rack.logs
         .event(&app, &format!("deploy of release {} started", release.id));
     let result = rollout_inner(rack, release, &manifest, only, progress).await;
@@ -180,6 +269,7 @@ async fn rollout_inner(
     progress: &Progress,
 ) -> Result<()> {
     let app = &release.app;
+    let was_promoted = rack.store.app(app)?.release.as_deref() == Some(release.id.as_str());
     let formation = rack.store.formation(app)?;
     let old: Vec<ProcessRow> = rack
         .store
@@ -233,23 +323,20 @@ async fn rollout_inner(
 
     let activate: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
     let retiring: Vec<ProcessRow> = old
-        .into_iter()
+        .iter()
         .filter(|p| {
             !(manifest
                 .services
                 .get(&p.service)
                 .is_some_and(|s| s.singleton))
         })
+        .cloned()
         .collect();
     let retire_ids: Vec<String> = retiring.iter().map(|r| r.id.clone()).collect();
     rack.store
         .promote(app, &release.id, &activate, &retire_ids)?;
     rack.refresh_routes_and_wait().await;
-    step(
-        progress,
-        format!("release {} promoted; router switched", release.id),
-    )
-    .await;
+    step(progress, rolled_out(release, was_promoted, &rows, &old)).await;
     let _ = retire(rack, &retiring, Retirement::Remove, progress).await;
     Ok(())
 }
@@ -279,6 +366,7 @@ async fn rolling(
     progress: &Progress,
 ) -> Result<()> {
     let app = &release.app;
+    let was_promoted = rack.store.app(app)?.release.as_deref() == Some(release.id.as_str());
     let mut started: Vec<ProcessRow> = vec![];
     let mut replaced: Vec<ProcessRow> = vec![];
     let mut result = Ok(());
@@ -386,11 +474,7 @@ async fn rolling(
     let rest_ids: Vec<String> = rest.iter().map(|r| r.id.clone()).collect();
     rack.store.promote(app, &release.id, &[], &rest_ids)?;
     rack.refresh_routes_and_wait().await;
-    step(
-        progress,
-        format!("release {} promoted; router switched", release.id),
-    )
-    .await;
+    step(progress, rolled_out(release, was_promoted, &started, &old)).await;
     let _ = retire(rack, &rest, Retirement::Remove, progress).await;
     Ok(())
 }

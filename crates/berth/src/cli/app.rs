@@ -54,9 +54,19 @@ pub enum BuildsCommand {
 #[derive(Debug, Subcommand)]
 pub enum ReleasesCommand {
     /// Roll a release out, making it the active one
-    Promote { id: String },
+    Promote {
+        id: String,
+        /// Replace the processes even if the release is already the active one
+        #[arg(long)]
+        force: bool,
+    },
     /// Make a new release with an older release's build and environment, and roll it out
-    Rollback { id: String },
+    Rollback {
+        id: String,
+        /// Roll back even to a release that failed
+        #[arg(long)]
+        force: bool,
+    },
     /// Show a release: its build, the env keys and manifest lines changed since the one before
     Info {
         id: String,
@@ -67,8 +77,15 @@ pub enum ReleasesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum EnvCommand {
-    /// Print one variable's value
-    Get { key: String },
+    /// Print one variable's value as the app's processes get it (set, or berth.yml's default)
+    Get {
+        key: String,
+        /// The value this service gets, when berth.yml gives services different defaults
+        #[arg(short = 's', long, value_name = "SERVICE")]
+        service: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Set variables (a new release; rolled out with --promote)
     Set {
         #[arg(required = true, value_name = "KEY=VALUE")]

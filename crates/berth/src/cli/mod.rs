@@ -80,12 +80,17 @@ pub enum Command {
         command: Option<ReleasesCommand>,
     },
 
-    /// Print an app's environment (KEY=VALUE, sorted), or change it
+    /// Print an app's environment (KEY=VALUE, sorted, with berth.yml's defaults, grouped
+    /// by where each value comes from), or change it
     Env {
         #[command(flatten)]
         app: AppArg,
         #[command(flatten)]
         json: JsonArg,
+        /// With --json: every value the processes get (berth.yml's defaults too), each with
+        /// its source, instead of the {KEY: VALUE} object of the values set with `env set`
+        #[arg(long)]
+        effective: bool,
         #[command(subcommand)]
         command: Option<EnvCommand>,
     },
@@ -411,6 +416,36 @@ mod tests {
             command(&["services", "--json"]),
             Command::Services { json, .. } if json.json
         ));
+        for (args, want) in [
+            (&["releases", "promote", "R1"][..], false),
+            (&["releases", "promote", "R1", "--force"][..], true),
+        ] {
+            match command(args) {
+                Command::Releases {
+                    command: Some(ReleasesCommand::Promote { id, force }),
+                    ..
+                } => assert!(id == "R1" && force == want, "{args:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        match command(&["releases", "rollback", "R4", "--force", "-a", "shop"]) {
+            Command::Releases {
+                command: Some(ReleasesCommand::Rollback { id, force }),
+                ..
+            } => assert!(id == "R4" && force),
+            other => panic!("{other:?}"),
+        }
+        match command(&["env", "get", "PORT", "--service", "web", "--json"]) {
+            Command::Env {
+                command: Some(EnvCommand::Get { key, service, json }),
+                ..
+            } => assert!(key == "PORT" && service.as_deref() == Some("web") && json.json),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            command(&["env", "--json", "--effective"]),
+            Command::Env { json, effective: true, .. } if json.json
+        ));
     }
 
     #[test]
@@ -423,6 +458,8 @@ mod tests {
             &["releases", "--json"][..],
             &["releases", "info", "R1", "--json"][..],
             &["env", "--json"][..],
+            &["env", "get", "K", "--json"][..],
+            &["env", "--json", "get", "K"][..],
             &["ps", "--json"][..],
             &["rack", "--json"][..],
             &["rack", "prune", "--json"][..],

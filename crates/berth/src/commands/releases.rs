@@ -12,11 +12,11 @@ pub async fn run(app: AppArg, json: JsonArg, command: Option<ReleasesCommand>) -
     let app = resolve::current_app(app.app.as_deref())?;
     match command {
         None => list(&app, json.json).await,
-        Some(ReleasesCommand::Promote { id }) => {
-            finish(Client::from_config()?.promote(&app, &id).await?).await
+        Some(ReleasesCommand::Promote { id, force }) => {
+            finish(Client::from_config()?.promote(&app, &id, force).await?).await
         }
-        Some(ReleasesCommand::Rollback { id }) => {
-            finish(Client::from_config()?.rollback(&app, &id).await?).await
+        Some(ReleasesCommand::Rollback { id, force }) => {
+            finish(Client::from_config()?.rollback(&app, &id, force).await?).await
         }
         Some(ReleasesCommand::Info {
             id,

@@ -54,9 +54,29 @@ async fn upload(args: SourceArgs, deploy: bool) -> Result<()> {
         &dir_abs,
     )?;
 
+    if let (Some(flag), Some(named)) = (args.app.app.as_deref(), manifest.app.as_deref())
+        && flag != named
+    {
+        eprintln!(
+            "warning: {} names app {named}, but --app says {flag}; deploying to {flag}",
+            shown.display()
+        );
+    }
+    // What the server would refuse after the whole upload is refused here first,
+    // with the server's words.
+    check_build_files(&dir, &manifest)?;
+
     let client = Client::from_config()?;
     // Fails early, before packing, when the app is missing or the token is wrong.
-    client.app(&app).await?;
+    if let Err(e) = client.app(&app).await {
+        if e.status() == Some(404)
+            && let Some(named) = manifest.app.as_deref().filter(|n| *n != app)
+        {
+            bail!("{e} ({} names app {named})", shown.display());
+        }
+        return Err(e.into());
+    }
+    check_required_env(&client, &app, &manifest).await?;
 
     let tar = tempfile::Builder::new()
         .prefix("berth-source-")
@@ -96,17 +116,51 @@ async fn upload(args: SourceArgs, deploy: bool) -> Result<()> {
     progress::finish(events).await
 }
 
+/// Fails as the server would when a service's build context or Dockerfile is
+/// not in the source directory.
+fn check_build_files(dir: &Path, manifest: &berth_core::Manifest) -> Result<()> {
+    for (name, service) in &manifest.services {
+        if let berth_core::ImageSource::Build(spec) = &service.source {
+            if !dir.join(&spec.path).is_dir() {
+                bail!("{}", spec.missing_context(name));
+            }
+            if !dir.join(spec.dockerfile_in_source()).is_file() {
+                bail!("{}", spec.missing_dockerfile());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fails as the server would when the manifest requires variables the app has
+/// not set. A token that may not read the values leaves this to the server.
+async fn check_required_env(
+    client: &Client,
+    app: &str,
+    manifest: &berth_core::Manifest,
+) -> Result<()> {
+    let env = match client.env(app).await {
+        Ok(env) => env,
+        Err(e) if e.status() == Some(403) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let missing = manifest.missing_env(&env);
+    if !missing.is_empty() {
+        bail!(
+            "{}",
+            berth_core::env::unset_required_message(&format!("app {app}"), app, &missing)
+        );
+    }
+    Ok(())
+}
+
 /// Paths (relative to the source root, `/`-separated) the server needs from the upload:
 /// the manifest and each Dockerfile it builds with.
 fn files_to_keep(manifest_rel: &str, manifest: &berth_core::Manifest) -> Vec<String> {
     let mut keep = vec![manifest_rel.to_string()];
     for service in manifest.services.values() {
         if let berth_core::ImageSource::Build(spec) = &service.source {
-            let path = match spec.path.trim_end_matches('/') {
-                "" | "." => spec.dockerfile.clone(),
-                context => format!("{context}/{}", spec.dockerfile),
-            };
-            keep.push(path);
+            keep.push(spec.dockerfile_in_source());
         }
     }
     keep.sort();
