@@ -35,13 +35,24 @@ pub enum Command {
     #[command(hide = true)]
     Router(RouterArgs),
 
-    /// Check a server URL and token, then save them to the CLI config
+    /// Check a server URL and token, then save them to the CLI config as the current server
     Login {
-        /// The server's API URL, e.g. http://127.0.0.1:7070
+        /// The server's API URL (the --api of `berth server`), e.g. http://127.0.0.1:7070
         url: String,
         /// An API token (the server prints the admin token on its first start)
         #[arg(long, value_name = "T")]
         token: String,
+        /// Save it under this name [default: the name it has, else one made from URL]
+        #[arg(long, value_name = "N")]
+        name: Option<String>,
+    },
+
+    /// List the servers saved in the CLI config (the current one marked *), or make one current
+    Switch {
+        /// The server to use from now on, as named in the list
+        name: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
     },
 
     /// List apps, or create, delete and inspect one
