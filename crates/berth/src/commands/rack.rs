@@ -14,6 +14,9 @@ pub async fn login(url: &str, token: &str, name: Option<&str>) -> Result<()> {
         config::check_name(name)?;
     }
     let client = Client::new(url, token)?;
+    // Unauthenticated first: berth's router or another server is named as such
+    // before the token is sent to it.
+    client.check_berth().await?;
     let rack = match client.rack().await {
         Ok(rack) => rack,
         Err(berth_client::Error::Unauthorized) => bail!(
