@@ -8,6 +8,7 @@ use crate::commands::{
 use anyhow::Result;
 use berth_api::ScaleRequest;
 use berth_client::LogsQuery;
+use std::io::Write;
 
 pub async fn run(command: Command) -> Result<()> {
     match command {
@@ -57,7 +58,12 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());
+            // Into memory first: clap_complete panics when it cannot write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "berth", &mut script);
+            let mut out = std::io::stdout().lock();
+            out.write_all(&script)?;
+            out.flush()?;
             Ok(())
         }
     }

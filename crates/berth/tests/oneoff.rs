@@ -169,6 +169,31 @@ fn run_streams_output_forwards_exit_code_and_cleans_up() {
     let logs = server.ok(&["logs", "-a", &app]);
     assert!(logs.contains("exited with code 3"), "{logs}");
     assert!(logs.contains("timed out"), "{logs}");
+
+    // A closed stdout (`| head -1`) ends every command quietly: status 0, nothing
+    // on stderr (no error, panic or backtrace).
+    for args in [
+        vec!["completions", "bash"],
+        vec!["apps"],
+        vec!["logs", "-a", &app],
+        vec!["run", "web", "-a", &app, "--", "seq", "1", "100000"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = server
+            .cli_command(std::path::Path::new("."), &args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run berth");
+        assert_eq!(stderr(&out), "", "berth {args:?}: {}", out.status);
+        assert!(out.status.success(), "berth {args:?}: {}", out.status);
+    }
+    assert!(
+        eventually(Duration::from_secs(20), || oneoff_containers(&app)
+            .is_empty()),
+        "the one-off cut off by the closed pipe was left behind"
+    );
 }
 
 #[test]
