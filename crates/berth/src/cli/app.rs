@@ -47,8 +47,13 @@ pub enum AppsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BuildsCommand {
-    /// Print a build's output
-    Logs { id: String },
+    /// Print a build's output (--json: a JSON array of its lines)
+    Logs {
+        /// The build (an ID from `berth builds`, e.g. B2)
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -398,6 +398,8 @@ mod tests {
             &["apps", "info", "shop", "--json"][..],
             &["apps", "--json", "info", "shop"][..],
             &["builds", "--json"][..],
+            &["builds", "logs", "B1", "--json"][..],
+            &["builds", "--json", "logs", "B1"][..],
             &["releases", "--json"][..],
             &["releases", "info", "R1", "--json"][..],
             &["env", "--json"][..],
@@ -436,7 +438,6 @@ mod tests {
             &["apps", "create", "shop", "--json"][..],
             &["env", "set", "A=1", "--json"][..],
             &["tokens", "revoke", "t1", "--json"][..],
-            &["builds", "logs", "B1", "--json"][..],
         ] {
             assert!(parse(args).is_err(), "{args:?} accepted --json");
         }
