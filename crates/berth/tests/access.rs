@@ -167,11 +167,29 @@ fn roles_are_refused_outside_their_reach_and_changes_are_audited() {
         "limited to app",
         "deploy@a reads b",
     );
-    expect(
-        api(&s, "GET", "/apps", Some(&dep_a), None),
-        403,
-        "limited to app",
-        "deploy@a lists apps",
+    // Listing apps shows a token limited to one app just that app, in the CLI too.
+    let listed = api(&s, "GET", "/apps", Some(&dep_a), None);
+    expect(listed.clone(), 200, &a, "deploy@a lists apps");
+    assert!(!listed.1.contains(&b), "deploy@a sees app b: {}", listed.1);
+    let out = s
+        .cli_command(std::path::Path::new("."), &["apps"])
+        .env("BERTH_TOKEN", &dep_a)
+        .output()
+        .expect("run berth");
+    assert!(out.status.success(), "berth apps: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&a) && !stdout(&out).contains(&b),
+        "{}",
+        stdout(&out)
+    );
+    // A token cannot be limited to an app that does not exist.
+    let out = s.cli(&["tokens", "create", "--role", "deploy", "--app", "nosuchapp"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("app nosuchapp does not exist")
+            && stderr(&out).contains("berth apps"),
+        "{}",
+        stderr(&out)
     );
     expect(
         api(&s, "GET", "/rack", Some(&dep_a), None),
