@@ -28,13 +28,21 @@ pub struct SourceArgs {
 #[derive(Debug, Subcommand)]
 pub enum AppsCommand {
     /// Create an app
-    Create { name: String },
-    /// Delete an app, its processes, builds, releases and environment
+    Create {
+        /// The new app's name: lowercase letters, digits and '-'
+        name: String,
+    },
+    /// Delete an app, its processes, builds, releases and environment; on a terminal,
+    /// asks you to type the app's name first
     Delete {
+        /// The app to delete
         name: String,
         /// Delete the app's volumes, and the data in them, too
         #[arg(long)]
         volumes: bool,
+        /// Do not ask for confirmation on a terminal
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
     /// Show an app's status, release and services
     Info {

@@ -373,9 +373,9 @@ mod tests {
         }
         match command(&["apps", "delete", "shop", "--volumes"]) {
             Command::Apps {
-                command: Some(AppsCommand::Delete { name, volumes }),
+                command: Some(AppsCommand::Delete { name, volumes, yes }),
                 ..
-            } => assert!(name == "shop" && volumes),
+            } => assert!(name == "shop" && volumes && !yes),
             other => panic!("{other:?}"),
         }
         match command(&["releases", "info", "R2", "--json"]) {
