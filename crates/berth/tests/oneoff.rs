@@ -401,6 +401,10 @@ fn timer_runs_on_schedule_and_records_its_exit() {
         table.contains("NEXT-RUN") && table.contains("tick") && table.contains("* * * * *"),
         "{table}"
     );
+    assert!(
+        table.contains("sh -c 'echo tick-ran; exit 5'"),
+        "the command is quoted as a shell reads it: {table}"
+    );
     let ran = eventually(Duration::from_secs(80), || {
         let t = server.json(&["timers", "-a", &app, "--json"]);
         t[0]["exit_code"] == 5 && t[0]["last_run"].is_string()

@@ -67,11 +67,18 @@ pub enum BuildsCommand {
 #[derive(Debug, Subcommand)]
 pub enum ReleasesCommand {
     /// Roll a release out, making it the active one
-    Promote { id: String },
+    Promote {
+        /// The release (an ID from `berth releases`, e.g. R4)
+        id: String,
+    },
     /// Make a new release with an older release's build and environment, and roll it out
-    Rollback { id: String },
+    Rollback {
+        /// The older release whose build and environment to copy (e.g. R1)
+        id: String,
+    },
     /// Show a release: its build, the env keys and manifest lines changed since the one before
     Info {
+        /// The release (an ID from `berth releases`, e.g. R4)
         id: String,
         #[command(flatten)]
         json: JsonArg,
@@ -81,9 +88,13 @@ pub enum ReleasesCommand {
 #[derive(Debug, Subcommand)]
 pub enum EnvCommand {
     /// Print one variable's value
-    Get { key: String },
+    Get {
+        /// The variable's name
+        key: String,
+    },
     /// Set variables (a new release; rolled out with --promote)
     Set {
+        /// The variables and their new values
         #[arg(required = true, value_name = "KEY=VALUE")]
         pairs: Vec<String>,
         /// Roll the new release out
@@ -92,6 +103,7 @@ pub enum EnvCommand {
     },
     /// Remove variables (a new release; rolled out with --promote)
     Unset {
+        /// The variables' names
         #[arg(required = true, value_name = "KEY")]
         keys: Vec<String>,
         /// Roll the new release out
@@ -103,7 +115,10 @@ pub enum EnvCommand {
 #[derive(Debug, Subcommand)]
 pub enum PsCommand {
     /// Stop a process (the supervisor replaces it if its service still wants it)
-    Stop { id: String },
+    Stop {
+        /// The process (an ID from `berth ps`, e.g. web-3f9a2c)
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -140,8 +155,14 @@ pub struct ExecArgs {
 #[derive(Debug, Subcommand)]
 pub enum VolumesCommand {
     /// Write a tar of a volume's content to stdout: `berth volumes backup data > data.tar`
-    Backup { name: String },
+    Backup {
+        /// The volume, as named in berth.yml
+        name: String,
+    },
     /// Extract a tar from stdin into a volume: `berth volumes restore data < data.tar`
     /// (files in the tar replace those of the same name; others are kept)
-    Restore { name: String },
+    Restore {
+        /// The volume, as named in berth.yml
+        name: String,
+    },
 }

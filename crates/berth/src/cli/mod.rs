@@ -111,8 +111,8 @@ pub enum Command {
         /// Number of processes
         #[arg(long, value_name = "N")]
         count: Option<u32>,
-        /// Memory limit per process, in MiB
-        #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+        /// Memory limit per process, in MiB (at least 1)
+        #[arg(long, value_name = "MIB", value_parser = crate::resolve::parse_memory)]
         memory: Option<u64>,
         /// CPU limit per process, in cores (e.g. 0.5)
         #[arg(long, value_name = "CORES", value_parser = crate::resolve::parse_cpu)]
@@ -221,6 +221,7 @@ pub enum Command {
 
     /// Print a shell completion script, e.g. `berth completions bash > /etc/bash_completion.d/berth`
     Completions {
+        /// The shell the script is for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -262,6 +263,36 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    /// `--help` describes every positional argument of every command.
+    #[test]
+    fn every_positional_argument_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_positionals() {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{}>", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "berth", &mut missing);
+        assert!(missing.is_empty(), "undescribed: {missing:?}");
+    }
+
+    #[test]
+    fn memory_is_at_least_one_mib() {
+        let e = parse(&["scale", "web", "--memory", "0"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("at least 1 MiB")),
+            "{e:?}"
+        );
+        assert!(parse(&["scale", "web", "--memory", "256"]).is_ok());
     }
 
     #[test]
