@@ -175,6 +175,7 @@ fn run_streams_output_forwards_exit_code_and_cleans_up() {
     for args in [
         vec!["completions", "bash"],
         vec!["apps"],
+        vec!["apps", "--json"],
         vec!["logs", "-a", &app],
         vec!["run", "web", "-a", &app, "--", "seq", "1", "100000"],
     ] {
