@@ -19,7 +19,7 @@ use clap::{ArgGroup, Parser, Subcommand};
     name = "berth",
     version,
     about = "berth: a self-hosted PaaS. Deploy apps to your own server with `berth deploy`.",
-    after_help = "The server and token come from BERTH_HOST and BERTH_TOKEN, else from the config `berth login` writes.\nThe app is --app/-a, else `app:` in ./berth.yml, else the current directory's name."
+    after_help = "The server and token come from BERTH_HOST and BERTH_TOKEN, else from the current server of the CLI config (`berth login` adds servers, `berth switch` picks one).\nThe app is --app/-a, else `app:` in ./berth.yml, else the current directory's name."
 )]
 pub struct Cli {
     #[command(subcommand)]
