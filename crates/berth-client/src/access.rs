@@ -29,6 +29,6 @@ impl Client {
         url.query_pairs_mut()
             .append_pair("limit", &limit.to_string());
         let resp = self.send(self.http.get(url.clone()), true).await?;
-        self.decode(&url, resp).await
+        self.decode("GET", &url, resp).await
     }
 }

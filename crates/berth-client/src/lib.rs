@@ -50,11 +50,24 @@ pub enum Error {
     #[error("{message}")]
     Api { status: u16, message: String },
 
+    /// An answer no berth API gives (HTML, plain text where JSON belongs): the URL is
+    /// berth's router, or not berth at all. `message` says which and what to use.
+    #[error("{message}")]
+    NotBerth { url: String, message: String },
+
     #[error("request to {url} failed: {reason}")]
     Request { url: String, reason: String },
 
     #[error("unexpected response from {url}: {reason}")]
     Decode { url: String, reason: String },
+
+    /// Writing what a process printed failed, e.g. to a closed pipe (`| head -1`); the
+    /// I/O error stays the source so the CLI can tell a closed stdout.
+    #[error("cannot write the process's output: {source}")]
+    Output {
+        #[source]
+        source: std::io::Error,
+    },
 
     #[error("cannot read {}: {source}", path.display())]
     Io {
@@ -185,6 +198,28 @@ impl Client {
         Ok(serde_json::from_str::<String>(&text).unwrap_or(text))
     }
 
+    /// `GET /health`, insisting on berth's answer (`ok`), so that a URL of berth's
+    /// router or of another server is named as such before a token is tried on it.
+    pub async fn check_berth(&self) -> Result<(), Error> {
+        let url = self.url(&["health"])?;
+        let resp = self.send(self.http.get(url.clone()), false).await?;
+        let status = resp.status();
+        let content_type = content_type(&resp);
+        let text = resp.text().await.map_err(|e| self.body_error(&url, &e))?;
+        let is_berth = text.trim() == "ok" || text.trim() == "\"ok\"";
+        if is_berth {
+            return Ok(());
+        }
+        Err(not_berth(
+            &self.base_url(),
+            "GET",
+            url.path(),
+            status,
+            content_type.as_deref(),
+            text.as_bytes(),
+        ))
+    }
+
     /// `GET /rack`
     pub async fn rack(&self) -> Result<RackInfo, Error> {
         self.get_json(&["rack"]).await
@@ -269,6 +304,7 @@ impl Client {
     pub async fn build_logs(&self, app: &str, id: &str) -> Result<String, Error> {
         let url = self.url(&["apps", app, "builds", id, "logs"])?;
         let resp = self.send(self.http.get(url.clone()), true).await?;
+        let resp = self.expect_type("GET", &url, resp, "text/plain")?;
         resp.text().await.map_err(|e| self.body_error(&url, &e))
     }
 
@@ -385,6 +421,7 @@ impl Client {
             .get(url.clone())
             .header("accept", "application/x-ndjson");
         let resp = self.send(req, true).await?;
+        let resp = self.expect_type("GET", &url, resp, "application/x-ndjson")?;
         Ok(ndjson(resp, url.to_string()))
     }
 
@@ -406,7 +443,7 @@ impl Client {
     async fn get_json<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, Error> {
         let url = self.url(segments)?;
         let resp = self.send(self.http.get(url.clone()), true).await?;
-        self.decode(&url, resp).await
+        self.decode("GET", &url, resp).await
     }
 
     /// POSTs `body` as JSON (or nothing) and decodes the JSON answer.
@@ -421,7 +458,7 @@ impl Client {
             req = req.json(b);
         }
         let resp = self.send(req, true).await?;
-        self.decode(&url, resp).await
+        self.decode("POST", &url, resp).await
     }
 
     async fn delete(&self, segments: &[&str]) -> Result<(), Error> {
@@ -446,6 +483,7 @@ impl Client {
             None => req,
         };
         let resp = self.send(req, true).await?;
+        let resp = self.expect_type("POST", &url, resp, "application/x-ndjson")?;
         Ok(ndjson(resp, url.to_string()))
     }
 
@@ -494,6 +532,7 @@ impl Client {
             .header("accept", "application/x-ndjson")
             .body(reqwest::Body::wrap_stream(body));
         let resp = self.send(req, true).await?;
+        let resp = self.expect_type("POST", &url, resp, "application/x-ndjson")?;
         Ok(ndjson(resp, url.to_string()))
     }
 
@@ -505,7 +544,9 @@ impl Client {
         } else {
             req
         };
-        let resp = match req.send().await {
+        let request = req.build().map_err(|e| self.transport_error(&e))?;
+        let (method, path) = (request.method().clone(), request.url().path().to_string());
+        let resp = match self.http.execute(request).await {
             Ok(resp) => resp,
             Err(e) => return Err(self.transport_error(&e)),
         };
@@ -513,18 +554,66 @@ impl Client {
         if status.is_success() {
             return Ok(resp);
         }
-        if status == StatusCode::UNAUTHORIZED {
-            return Err(Error::Unauthorized);
-        }
-        let text = resp.text().await.unwrap_or_default();
-        Err(Error::Api {
-            status: status.as_u16(),
-            message: error_message(status, &text),
-        })
+        let content_type = content_type(&resp);
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(answer_error(
+            &self.base_url(),
+            method.as_str(),
+            &path,
+            status,
+            content_type.as_deref(),
+            &body,
+        ))
     }
 
-    async fn decode<T: DeserializeOwned>(&self, url: &Url, resp: Response) -> Result<T, Error> {
+    /// `resp` when it has the content type berth's API gives this route, else the
+    /// error naming what answered instead.
+    fn expect_type(
+        &self,
+        method: &str,
+        url: &Url,
+        resp: Response,
+        wanted: &str,
+    ) -> Result<Response, Error> {
+        let content_type = content_type(&resp);
+        if content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with(wanted))
+        {
+            return Ok(resp);
+        }
+        Err(not_berth(
+            &self.base_url(),
+            method,
+            url.path(),
+            resp.status(),
+            content_type.as_deref(),
+            b"",
+        ))
+    }
+
+    async fn decode<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        url: &Url,
+        resp: Response,
+    ) -> Result<T, Error> {
+        let status = resp.status();
+        let content_type = content_type(&resp);
         let bytes = resp.bytes().await.map_err(|e| self.body_error(url, &e))?;
+        if !content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("application/json"))
+        {
+            return Err(not_berth(
+                &self.base_url(),
+                method,
+                url.path(),
+                status,
+                content_type.as_deref(),
+                &bytes,
+            ));
+        }
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
             url: url.to_string(),
             reason: e.to_string(),
@@ -566,6 +655,99 @@ fn error_message(status: StatusCode, body: &str) -> String {
         return format!("the server answered {status}: {body}");
     }
     format!("the server answered {status}")
+}
+
+/// The error of a non-2xx answer: the API's own ([`ErrorBody`] as JSON), or one that
+/// says the URL is not berth's API.
+pub(crate) fn answer_error(
+    base: &str,
+    method: &str,
+    path: &str,
+    status: StatusCode,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Error {
+    let is_json = content_type.is_some_and(|t| t.starts_with("application/json"));
+    if !is_json {
+        return not_berth(base, method, path, status, content_type, body);
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        return Error::Unauthorized;
+    }
+    Error::Api {
+        status: status.as_u16(),
+        message: error_message(status, &String::from_utf8_lossy(body)),
+    }
+}
+
+/// Where the API is, for messages about a URL that is not it.
+const USE_THE_API: &str = "use the address of berth's API instead: the --api of `berth server` (default http://127.0.0.1:7070), with `berth login URL --token T` or BERTH_HOST";
+
+/// Says what answered `method path` at `base` instead of berth's API: berth's router
+/// (its own answers are plain text starting `berth: `), or another server.
+pub(crate) fn not_berth(
+    base: &str,
+    method: &str,
+    path: &str,
+    status: StatusCode,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Error {
+    let text = String::from_utf8_lossy(body);
+    let is_plain = content_type.is_some_and(|t| t.starts_with("text/plain"));
+    let message = if is_plain && text.starts_with("berth: ") {
+        format!(
+            "{base} is berth's router, which serves the apps, not berth's API ({method} {path} answered {status}: {}); {USE_THE_API}",
+            first_line(&text)
+        )
+    } else {
+        let what = match content_type {
+            Some(t) => t.split(';').next().unwrap_or(t).trim().to_string(),
+            None => "no content type".into(),
+        };
+        let said = html_title(&text)
+            .or_else(|| {
+                is_plain
+                    .then(|| first_line(&text))
+                    .filter(|l| !l.is_empty())
+            })
+            .map(|s| format!(" ({s:?})"))
+            .unwrap_or_default();
+        format!(
+            "{base} is not a berth API: {method} {path} answered {status} with {what}{said}, where berth's API answers JSON; {USE_THE_API}"
+        )
+    };
+    Error::NotBerth {
+        url: base.to_string(),
+        message,
+    }
+}
+
+fn content_type(resp: &Response) -> Option<String> {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+}
+
+/// The first line of `text`, cut to a length that fits an error message.
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default().trim();
+    let mut cut: String = line.chars().take(160).collect();
+    if cut.len() < line.len() {
+        cut.push('…');
+    }
+    cut
+}
+
+/// An HTML page's `<title>`, which names what is serving it better than its markup.
+fn html_title(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    let start = lower.find("<title")?;
+    let open_end = start + lower[start..].find('>')? + 1;
+    let len = lower[open_end..].find("</title")?;
+    let title = text.get(open_end..open_end + len)?.trim();
+    (!title.is_empty()).then(|| first_line(title))
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -763,6 +945,66 @@ mod tests {
         assert_eq!(seen.first(), Some(&0));
         assert_eq!(seen.last(), Some(&200_000));
         assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn berths_router_is_named_as_not_the_api() -> Result<(), Box<dyn std::error::Error>> {
+        let body =
+            "berth: no app serves host \"127.0.0.1\"; check the domain or run 'berth apps'\n";
+        let (url, _task) =
+            serve_once(response("404 Not Found", "text/plain; charset=utf-8", body)).await?;
+        let err = Client::new(&url, "t")?
+            .rack()
+            .await
+            .err()
+            .ok_or("rack succeeded")?;
+        let msg = err.to_string();
+        assert!(matches!(err, Error::NotBerth { .. }), "{msg}");
+        assert!(
+            msg.contains("is berth's router") && msg.contains("--api") && msg.contains(&url),
+            "{msg}"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn other_servers_are_named_without_their_pages() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let page = "<!doctype html><html><head><title>Welcome to nginx!</title></head><body>"
+            .to_string()
+            + &"<p>filler</p>".repeat(100)
+            + "</body></html>";
+        for (status, call) in [
+            ("200 OK", "apps"),
+            ("404 Not Found", "apps"),
+            ("401 Unauthorized", "apps"),
+            ("200 OK", "health"),
+        ] {
+            let (url, _task) = serve_once(response(status, "text/html", &page)).await?;
+            let client = Client::new(&url, "t")?;
+            let err = match call {
+                "apps" => client.apps().await.err(),
+                _ => client.check_berth().await.err(),
+            }
+            .ok_or("the call succeeded")?;
+            let msg = err.to_string();
+            assert!(
+                matches!(err, Error::NotBerth { .. }),
+                "{status} {call}: {msg}"
+            );
+            assert!(
+                msg.contains("is not a berth API")
+                    && msg.contains("text/html")
+                    && msg.contains("Welcome to nginx!")
+                    && msg.contains("--api"),
+                "{msg}"
+            );
+            assert!(!msg.contains("filler"), "the page is dumped: {msg}");
+        }
+        let (url, _task) =
+            serve_once(response("200 OK", "text/plain; charset=utf-8", "ok")).await?;
+        Client::new(&url, "t")?.check_berth().await?;
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! client (see [`berth_api::SessionMessage`] for the protocol).
 
 use crate::{Client, Error};
-use berth_api::{ErrorBody, ExecRequest, RunRequest, RunStarted, SessionMessage, TimerInfo};
+use berth_api::{ExecRequest, RunRequest, RunStarted, SessionMessage, TimerInfo};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -88,17 +88,19 @@ impl Client {
         let (mut ws, _) = match tokio_tungstenite::connect_async(request).await {
             Ok(ok) => ok,
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                let status = resp.status().as_u16();
-                if status == 401 {
-                    return Err(Error::Unauthorized);
-                }
-                let message = resp
-                    .body()
-                    .as_ref()
-                    .and_then(|b| serde_json::from_slice::<ErrorBody>(b).ok())
-                    .map(|b| b.error)
-                    .unwrap_or_else(|| format!("the server answered {status}"));
-                return Err(Error::Api { status, message });
+                let content_type = resp
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_ascii_lowercase);
+                return Err(crate::answer_error(
+                    &self.base_url(),
+                    "GET",
+                    self.url(segments)?.path(),
+                    resp.status(),
+                    content_type.as_deref(),
+                    resp.body().as_deref().unwrap_or_default(),
+                ));
             }
             Err(tokio_tungstenite::tungstenite::Error::Io(e)) => {
                 return Err(Error::Connect {
@@ -153,7 +155,7 @@ impl Session {
                         } else {
                             stdout.write_all(bytes).await.and(stdout.flush().await)
                         };
-                        written.map_err(|e| broken(format!("cannot write the output: {e}")))?;
+                        written.map_err(|source| Error::Output { source })?;
                     }
                     Some(Ok(Message::Text(text))) => {
                         match serde_json::from_str::<SessionMessage>(text.as_str()) {

@@ -20,6 +20,7 @@ impl Client {
     ) -> Result<BoxStream<'static, Result<Bytes, Error>>, Error> {
         let url = self.url(&["apps", app, "volumes", name, "archive"])?;
         let resp = self.send(self.http.get(url.clone()), true).await?;
+        let resp = self.expect_type("GET", &url, resp, "application/x-tar")?;
         let shown = url.to_string();
         Ok(resp
             .bytes_stream()

@@ -34,8 +34,15 @@ pub fn view(rack: &Rack, row: &AppRow) -> App {
     }
 }
 
-pub fn list(rack: &Rack) -> Result<Vec<App>> {
-    Ok(rack.store.apps()?.iter().map(|a| view(rack, a)).collect())
+/// Every app, or with `only` (the app a token is limited to) just that one.
+pub fn list(rack: &Rack, only: Option<&str>) -> Result<Vec<App>> {
+    Ok(rack
+        .store
+        .apps()?
+        .iter()
+        .filter(|a| only.is_none_or(|only| a.name == only))
+        .map(|a| view(rack, a))
+        .collect())
 }
 
 pub fn create(rack: &Rack, name: &str) -> Result<App> {

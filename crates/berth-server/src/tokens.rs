@@ -36,6 +36,15 @@ pub fn create(rack: &Rack, req: &CreateToken) -> Result<CreatedToken> {
                 "an admin token covers every app; drop --app or use --role deploy".into(),
             ));
         }
+        match rack.store.app(app) {
+            Ok(_) => {}
+            Err(StoreError::NoApp(_)) => {
+                return Err(Error::NotFound(format!(
+                    "app {app} does not exist, so no token can be limited to it; list the apps with `berth apps`, or create it first with `berth apps create {app}`"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     let (id, secret) = rack.store.create_token(&req.role, req.app.as_deref())?;
     let token = rack

@@ -158,8 +158,46 @@ async fn an_app_token_reaches_only_its_app() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{m} {path}: {body}");
         assert!(error_of(&body).contains("limited to app shop"), "{body}");
     }
-    let (status, _) = t.call(Method::GET, "/apps", Some(&token), None).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Listing apps answers with its own app only.
+    let (status, body) = t.call(Method::GET, "/apps", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let names: Vec<&str> = body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(names, ["shop"], "{body}");
+    let (status, body) = t.admin(Method::GET, "/apps", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.as_array().map(Vec::len), Some(2), "{body}");
+}
+
+#[tokio::test]
+async fn tokens_cannot_be_limited_to_an_app_that_does_not_exist() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let (status, body) = t
+        .admin(
+            Method::POST,
+            "/tokens",
+            Some(json!({ "role": "deploy", "app": "nosuchapp" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let error = error_of(&body);
+    assert!(
+        error.contains("app nosuchapp does not exist") && error.contains("`berth apps`"),
+        "{body}"
+    );
+    let (status, body) = t
+        .admin(
+            Method::POST,
+            "/tokens",
+            Some(json!({ "role": "read", "app": "shop" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
 #[tokio::test]

@@ -8,12 +8,14 @@ use crate::commands::{
 use anyhow::Result;
 use berth_api::ScaleRequest;
 use berth_client::LogsQuery;
+use std::io::Write;
 
 pub async fn run(command: Command) -> Result<()> {
     match command {
         Command::Server(args) => crate::server::run(args).await,
         Command::Router(args) => crate::router::run(args).await,
-        Command::Login { url, token } => rack::login(&url, &token).await,
+        Command::Login { url, token, name } => rack::login(&url, &token, name.as_deref()).await,
+        Command::Switch { name, json } => rack::switch(name.as_deref(), json.json),
         Command::Apps { app, json, command } => apps::run(app, json, command).await,
         Command::Build(args) => source::build(args).await,
         Command::Deploy(args) if args.image.is_some() => image::deploy(args).await,
@@ -63,7 +65,12 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());
+            // Into memory first: clap_complete panics when it cannot write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "berth", &mut script);
+            let mut out = std::io::stdout().lock();
+            out.write_all(&script)?;
+            out.flush()?;
             Ok(())
         }
     }

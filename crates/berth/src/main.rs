@@ -1,9 +1,11 @@
 //! `berth`: the command line of a self-hosted PaaS, and its server (`berth server`).
 //!
 //! Thin: parses the command line, then runs a command through `berth-client` or runs
-//! `berth-server`. Errors are printed as `error: <message>` and exit with status 1.
+//! `berth-server`. Errors are printed as `error: <message>` and exit with status 1; a
+//! closed stdout ends a command quietly (`closed_stdout`).
 
 mod cli;
+mod closed_stdout;
 mod commands;
 mod daemon;
 mod dispatch;
@@ -32,6 +34,10 @@ fn main() -> ExitCode {
     // `berth router` runs event loops of its own on top of a current-thread runtime;
     // everything else gets a worker per core.
     let is_router = matches!(&cli.command, cli::Command::Router(_));
+    let is_daemon = is_router || matches!(&cli.command, cli::Command::Server(_));
+    if !is_daemon {
+        closed_stdout::install_panic_hook();
+    }
     let runtime = match router::runtime(is_router) {
         Ok(rt) => rt,
         Err(e) => {
@@ -39,14 +45,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(dispatch::run(cli.command));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(dispatch::run(cli.command))
+    }));
+    let failed = match &result {
+        Ok(Err(e)) => Some(e),
+        _ => None,
+    };
+    if !is_daemon && closed_stdout::ended_the_command(failed) {
+        // Now, not after the runtime's shutdown, which may wait on a read of stdin.
+        std::process::exit(0);
+    }
     // Don't wait forever on blocking work still running (e.g. a stuck engine call).
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }

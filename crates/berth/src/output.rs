@@ -164,6 +164,29 @@ pub fn bytes(n: u64) -> String {
     format!("{v:.1} {unit}")
 }
 
+/// A command as a shell would take it back: words with spaces, quotes or other
+/// characters a shell treats specially are single-quoted (`sh -c 'echo a b'`).
+pub fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| shell_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        return word.to_string();
+    }
+    // Inside single quotes nothing is special but the quote itself: end the
+    // quoting, add an escaped quote, and quote again.
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
 pub fn or_dash(v: Option<impl ToString>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
@@ -214,6 +237,27 @@ mod tests {
         assert_eq!(age_at(None, now), "-");
         assert_eq!(age_at(Some("yesterday"), now), "yesterday");
         Ok(())
+    }
+
+    #[test]
+    fn commands_are_quoted_as_a_shell_reads_them() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            shell_words(&words(&["sh", "-c", "echo timer ran; exit 5"])),
+            "sh -c 'echo timer ran; exit 5'"
+        );
+        assert_eq!(
+            shell_words(&words(&["./migrate", "--to=v2"])),
+            "./migrate --to=v2"
+        );
+        assert_eq!(
+            shell_words(&words(&["echo", "it's", ""])),
+            r"echo 'it'\''s' ''"
+        );
+        assert_eq!(
+            shell_words(&words(&["echo", "$HOME", "*"])),
+            "echo '$HOME' '*'"
+        );
     }
 
     #[test]

@@ -55,6 +55,17 @@ pub fn parse_cpu(text: &str) -> Result<f64, String> {
     }
 }
 
+/// `--memory`: a whole number of MiB, at least 1.
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(mib) if mib >= 1 => Ok(mib),
+        Ok(_) => Err("the memory limit must be at least 1 MiB, such as 256".into()),
+        Err(_) => Err(format!(
+            "invalid memory limit {text:?}: use a whole number of MiB, at least 1, such as 256"
+        )),
+    }
+}
+
 /// Where the app name came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppSource<'a> {
@@ -214,6 +225,15 @@ mod tests {
                 .err()
                 .is_some_and(|e| e.contains("10m"))
         );
+    }
+
+    #[test]
+    fn memory() {
+        assert_eq!(parse_memory("256"), Ok(256));
+        assert!(parse_memory("0").is_err_and(|e| e.contains("at least 1 MiB")));
+        for bad in ["-1", "x", "1.5", ""] {
+            assert!(parse_memory(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

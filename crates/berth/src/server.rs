@@ -64,19 +64,38 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
-/// Prints the new admin token once and points the CLI config at this server.
+/// Prints the new admin token once and adds this server to the CLI config, saying
+/// whether it became the current server or another one stays current.
 fn announce_admin_token(token: &str, data_dir: &std::path::Path, api: SocketAddr) {
     let token_file = data_dir.join("admin.token");
     let host = cli_host(api);
-    match berth_client::config::save(&host, token) {
-        Ok(_) => println!(
-            "admin token: {token}; saved to {} and the CLI config",
-            token_file.display()
+    match berth_client::config::add_local(&host, token) {
+        Ok(saved) => println!(
+            "admin token: {token}; saved to {} and to the CLI config {}",
+            token_file.display(),
+            config_outcome(&saved)
         ),
         Err(e) => {
             println!("admin token: {token}; saved to {}", token_file.display());
             tracing::warn!("could not save the CLI config: {e}");
         }
+    }
+}
+
+fn config_outcome(saved: &berth_client::config::LocalSaved) -> String {
+    let path = saved.path.display();
+    match saved.current.as_deref() {
+        Some(current) if current == saved.name => {
+            format!("({path}) as server {}, now the current one", saved.name)
+        }
+        Some(current) => format!(
+            "({path}) as server {name}; the current server is still {current}: use this one with `berth switch {name}`",
+            name = saved.name
+        ),
+        None => format!(
+            "({path}) as server {name}; pick the current server with `berth switch {name}`",
+            name = saved.name
+        ),
     }
 }
 

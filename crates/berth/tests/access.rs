@@ -167,11 +167,29 @@ fn roles_are_refused_outside_their_reach_and_changes_are_audited() {
         "limited to app",
         "deploy@a reads b",
     );
-    expect(
-        api(&s, "GET", "/apps", Some(&dep_a), None),
-        403,
-        "limited to app",
-        "deploy@a lists apps",
+    // Listing apps shows a token limited to one app just that app, in the CLI too.
+    let listed = api(&s, "GET", "/apps", Some(&dep_a), None);
+    expect(listed.clone(), 200, &a, "deploy@a lists apps");
+    assert!(!listed.1.contains(&b), "deploy@a sees app b: {}", listed.1);
+    let out = s
+        .cli_command(std::path::Path::new("."), &["apps"])
+        .env("BERTH_TOKEN", &dep_a)
+        .output()
+        .expect("run berth");
+    assert!(out.status.success(), "berth apps: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&a) && !stdout(&out).contains(&b),
+        "{}",
+        stdout(&out)
+    );
+    // A token cannot be limited to an app that does not exist.
+    let out = s.cli(&["tokens", "create", "--role", "deploy", "--app", "nosuchapp"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("app nosuchapp does not exist")
+            && stderr(&out).contains("berth apps"),
+        "{}",
+        stderr(&out)
     );
     expect(
         api(&s, "GET", "/rack", Some(&dep_a), None),
@@ -367,4 +385,146 @@ fn env_values_stay_out_of_logs_errors_and_listings() {
     for text in seen {
         assert!(!text.contains(&secret), "env value leaked:\n{text}");
     }
+}
+
+/// An HTTP server that is not berth: every request gets an HTML page.
+fn html_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = listener.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let page = "<html><head><title>Some other site</title></head><body><p>a page</p></body></html>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    port
+}
+
+/// The CLI config keeps every server: a new `berth server` adds itself next to the
+/// one saved by an older `berth login` (one-server form) instead of replacing it;
+/// `berth switch` lists and picks; `berth login` names berth's router and other
+/// servers as not the API, and so does any command sent to them.
+#[test]
+fn saved_servers_survive_a_new_server_and_login_says_what_it_reached() {
+    let config_home = tempfile::tempdir().expect("a config home");
+    let xdg = config_home
+        .path()
+        .to_str()
+        .expect("a UTF-8 path")
+        .to_string();
+    let config = config_home.path().join("berth/config.json");
+    std::fs::create_dir_all(config_home.path().join("berth")).expect("mkdir");
+    std::fs::write(
+        &config,
+        r#"{"host":"http://prod.example:7070","token":"prod-token"}"#,
+    )
+    .expect("an old config");
+    let s = Server::start_with_env(&[], &[("XDG_CONFIG_HOME", &xdg)]);
+    let saved = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&config).expect("the config"))
+            .expect("the config is JSON")
+    };
+    let after_start = saved();
+    assert_eq!(after_start["current"], "prod.example", "{after_start:#}");
+    assert_eq!(
+        after_start["servers"]["prod.example"]["token"], "prod-token",
+        "{after_start:#}"
+    );
+    assert_eq!(
+        after_start["servers"]["local"]["token"],
+        s.token.as_str(),
+        "{after_start:#}"
+    );
+    assert!(
+        s.server_log()
+            .contains("the current server is still prod.example"),
+        "{}",
+        s.server_log()
+    );
+
+    // The CLI as a user runs it: no BERTH_HOST, the config decides.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(BERTH)
+            .args(args)
+            .env_remove("BERTH_HOST")
+            .env_remove("BERTH_TOKEN")
+            .env("HOME", s.home.path())
+            .env("XDG_CONFIG_HOME", &xdg)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run berth")
+    };
+    let list = stdout(&cli(&["switch"]));
+    assert!(
+        list.contains("*  prod.example  http://prod.example:7070") && list.contains("local"),
+        "{list}"
+    );
+    assert!(cli(&["switch", "local"]).status.success());
+    let apps = cli(&["apps"]);
+    assert!(apps.status.success(), "{}", stderr(&apps));
+
+    let router = format!("http://127.0.0.1:{}", s.http);
+    let out = cli(&["login", &router, "--token", &s.token]);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("is berth's router") && said.contains("--api"),
+        "{said}"
+    );
+    let other = format!("http://127.0.0.1:{}", html_server());
+    let out = cli(&["login", &other, "--token", &s.token]);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("is not a berth API") && said.contains("text/html"),
+        "{said}"
+    );
+    let mut apps = std::process::Command::new(BERTH);
+    apps.args(["apps"])
+        .env("BERTH_HOST", &other)
+        .env("BERTH_TOKEN", "t")
+        .env("HOME", s.home.path());
+    let out = apps.output().expect("run berth");
+    let said = stderr(&out);
+    assert!(
+        said.contains("is not a berth API") && said.contains("Some other site"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("<html") && !said.contains("a page"),
+        "{said}"
+    );
+    assert_eq!(saved()["current"], "local", "failed logins change nothing");
+
+    let api = format!("http://127.0.0.1:{}", s.api);
+    let out = cli(&["login", &api, "--token", &s.token, "--name", "mine"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("as server mine"), "{}", stdout(&out));
+    let list: serde_json::Value =
+        serde_json::from_str(&stdout(&cli(&["switch", "--json"]))).expect("JSON");
+    let current: Vec<&str> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["current"] == true)
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(current, ["mine"], "{list:#}");
+    assert!(
+        !list.to_string().contains(&s.token),
+        "tokens are not listed"
+    );
 }

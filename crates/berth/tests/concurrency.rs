@@ -70,4 +70,31 @@ fn deploys_of_one_app_queue_and_other_apps_go_on() {
         .get(&format!("web.{a}.localhost"), "/")
         .0
         == 200));
+
+    // Deleting the app while a deploy holds its lock says that it waits, then deletes.
+    let third = spawn_cli(&s, slow.path(), &["deploy", "-a", &a]);
+    let deploying = || {
+        s.json(&["apps", "--json"]).as_array().is_some_and(|l| {
+            l.iter()
+                .any(|x| x["name"] == a.as_str() && x["status"] == "deploying")
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(60), deploying),
+        "third deploy never took the lock"
+    );
+    let deleted = s.cli(&["apps", "delete", &a]);
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    assert!(
+        text(&deleted).contains(&format!("waiting for another change to app {a}")),
+        "delete says it waits: {}",
+        text(&deleted)
+    );
+    let _ = third.wait_with_output();
+    let apps = s.json(&["apps", "--json"]);
+    assert!(
+        apps.as_array()
+            .is_some_and(|l| l.iter().all(|x| x["name"] != a.as_str())),
+        "{apps:#}"
+    );
 }

@@ -59,6 +59,15 @@ fn read_commands_print_json_of_their_shape() {
     let builds = array(&s, &["builds", "-a", a, "--json"]);
     assert_eq!(builds.len(), 1, "{builds:?}");
     assert_eq!(builds[0]["status"], "succeeded", "{builds:?}");
+    let build = builds[0]["id"].as_str().expect("build id");
+    let lines = array(&s, &["builds", "logs", build, "-a", a, "--json"]);
+    assert!(
+        lines.iter().all(Value::is_string)
+            && lines
+                .iter()
+                .any(|l| l.as_str().is_some_and(|l| l.starts_with("Step"))),
+        "{lines:?}"
+    );
 
     let releases = array(&s, &["releases", "-a", a, "--json"]);
     assert_eq!(releases.len(), 1, "{releases:?}");

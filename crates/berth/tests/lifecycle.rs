@@ -137,7 +137,43 @@ fn app_lifecycle_from_deploy_to_delete() {
         "{rack}"
     );
 
-    // Delete: containers, network, images and data go.
+    // On a terminal, delete asks for the app's name and keeps the app on a wrong
+    // answer; an unknown app is named with the command that lists the real ones.
+    let refused = std::process::Command::new("script")
+        .args(["-qec", &format!("{BERTH} apps delete {app}"), "/dev/null"])
+        .env("BERTH_HOST", format!("http://127.0.0.1:{}", server.api))
+        .env("BERTH_TOKEN", &server.token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(b"not-the-name\n")?;
+            }
+            child.wait_with_output()
+        })
+        .expect("run berth apps delete on a terminal (script, from util-linux)");
+    let said = stdout(&refused);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("Type the app's name") && said.contains("was not deleted"),
+        "{said}"
+    );
+    assert_eq!(
+        server.json(&["apps", "info", &app, "--json"])["name"],
+        app.as_str()
+    );
+    let out = server.cli(&["apps", "delete", "nosuch-app"]);
+    assert!(
+        stderr(&out).contains("list the apps with `berth apps`")
+            && !stderr(&out).contains("apps create"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Delete (no terminal: no question, as scripts expect): containers, network,
+    // images and data go.
     server.ok(&["apps", "delete", &app]);
     assert_eq!(
         docker(&["ps", "-aq", "--filter", &format!("label=berth.app={app}")]).trim(),

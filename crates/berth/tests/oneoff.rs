@@ -194,6 +194,32 @@ fn run_streams_output_forwards_exit_code_and_cleans_up() {
         logs.contains("exited with code 137: killed for running out of memory"),
         "{logs}"
     );
+
+    // A closed stdout (`| head -1`) ends every command quietly: status 0, nothing
+    // on stderr (no error, panic or backtrace).
+    for args in [
+        vec!["completions", "bash"],
+        vec!["apps"],
+        vec!["apps", "--json"],
+        vec!["logs", "-a", &app],
+        vec!["run", "web", "-a", &app, "--", "seq", "1", "100000"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = server
+            .cli_command(std::path::Path::new("."), &args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run berth");
+        assert_eq!(stderr(&out), "", "berth {args:?}: {}", out.status);
+        assert!(out.status.success(), "berth {args:?}: {}", out.status);
+    }
+    assert!(
+        eventually(Duration::from_secs(20), || oneoff_containers(&app)
+            .is_empty()),
+        "the one-off cut off by the closed pipe was left behind"
+    );
 }
 
 #[test]
@@ -439,6 +465,10 @@ fn timer_runs_on_schedule_and_records_its_exit() {
     assert!(
         table.contains("NEXT-RUN") && table.contains("tick") && table.contains("* * * * *"),
         "{table}"
+    );
+    assert!(
+        table.contains("sh -c 'echo tick-ran; exit 5'"),
+        "the command is quoted as a shell reads it: {table}"
     );
     let ran = eventually(Duration::from_secs(80), || {
         let t = server.json(&["timers", "-a", &app, "--json"]);

@@ -3,15 +3,20 @@
 use super::error::ApiResult;
 use crate::apps;
 use crate::rack::Rack;
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use berth_api::{App, AppInfo, CreateApp};
+use berth_store::access::Identity;
 use serde::Deserialize;
 use std::sync::Arc;
 
-pub async fn list(State(rack): State<Arc<Rack>>) -> ApiResult<Json<Vec<App>>> {
-    Ok(Json(apps::list(&rack)?))
+/// `GET /apps`: a token limited to one app sees only that app.
+pub async fn list(
+    State(rack): State<Arc<Rack>>,
+    Extension(who): Extension<Identity>,
+) -> ApiResult<Json<Vec<App>>> {
+    Ok(Json(apps::list(&rack, who.app.as_deref())?))
 }
 
 pub async fn create(

@@ -5,7 +5,8 @@
 //! Roles: `admin` (everything), `deploy` (builds, releases, env, scale, restart,
 //! stopping processes, and every read of its apps), `read` (read-only routes that
 //! reveal no secrets). A token made with `--app A` reaches only routes of app `A`
-//! (plus `GET /rack`, so `berth login` can check it).
+//! (plus `GET /rack`, so `berth login` can check it, and `GET /apps`, which then
+//! lists only `A`).
 
 use axum::http::Method;
 use berth_store::access::Identity;
@@ -133,7 +134,8 @@ pub fn authorize(who: &Identity, method: &Method, route: &str, path: &str) -> Re
     if let Some(allowed) = &who.app {
         let ok = match app_of(route, path) {
             Some(app) => &app == allowed,
-            None => *method == Method::GET && route == "/rack",
+            // `GET /apps` answers such a token with its own app only (`http::apps`).
+            None => *method == Method::GET && (route == "/rack" || route == "/apps"),
         };
         if !ok {
             return Err(format!(
@@ -254,7 +256,8 @@ mod tests {
         let e = authorize(&t, &Method::POST, "/apps/{app}/deploy", "/apps/api/deploy")
             .expect_err("other app");
         assert!(e.contains("limited to app web"), "{e}");
-        assert!(authorize(&t, &Method::GET, "/apps", "/apps").is_err());
+        assert!(authorize(&t, &Method::GET, "/apps", "/apps").is_ok());
+        assert!(authorize(&t, &Method::POST, "/apps", "/apps").is_err());
         assert!(authorize(&t, &Method::GET, "/rack", "/rack").is_ok());
         assert!(authorize(&t, &Method::GET, "/apps/{app}", "/apps/%ff").is_err());
         assert!(authorize(&who("weird", None), &Method::GET, "/rack", "/rack").is_err());

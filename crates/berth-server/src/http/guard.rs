@@ -41,8 +41,10 @@ fn bearer(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-/// The middleware of every authenticated route.
-pub async fn guard(State(rack): State<Arc<Rack>>, request: Request, next: Next) -> Response {
+/// The middleware of every authenticated route. Handlers that answer differently
+/// per token (`GET /apps` for a token limited to one app) find its `Identity` among
+/// the request's extensions.
+pub async fn guard(State(rack): State<Arc<Rack>>, mut request: Request, next: Next) -> Response {
     let secret = bearer(request.headers()).to_string();
     let store = rack.clone();
     let who = match tokio::task::spawn_blocking(move || store.store.authenticate(&secret)).await {
@@ -69,7 +71,10 @@ pub async fn guard(State(rack): State<Arc<Rack>>, request: Request, next: Next) 
     let audited = (method != Method::GET && method != Method::HEAD)
         || authz::need(&method, &route) > authz::Need::Read;
     let response = match authz::authorize(&who, &method, &route, &path) {
-        Ok(()) => next.run(request).await,
+        Ok(()) => {
+            request.extensions_mut().insert(who.clone());
+            next.run(request).await
+        }
         Err(why) => ApiError::new(StatusCode::FORBIDDEN, why).into_response(),
     };
     let response = rewrap_error(response).await;

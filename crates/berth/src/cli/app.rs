@@ -28,13 +28,21 @@ pub struct SourceArgs {
 #[derive(Debug, Subcommand)]
 pub enum AppsCommand {
     /// Create an app
-    Create { name: String },
-    /// Delete an app, its processes, builds, releases and environment
+    Create {
+        /// The new app's name: lowercase letters, digits and '-'
+        name: String,
+    },
+    /// Delete an app, its processes, builds, releases and environment; on a terminal,
+    /// asks you to type the app's name first
     Delete {
+        /// The app to delete
         name: String,
         /// Delete the app's volumes, and the data in them, too
         #[arg(long)]
         volumes: bool,
+        /// Do not ask for confirmation on a terminal
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
     /// Show an app's status, release and services
     Info {
@@ -47,14 +55,20 @@ pub enum AppsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BuildsCommand {
-    /// Print a build's output
-    Logs { id: String },
+    /// Print a build's output (--json: a JSON array of its lines)
+    Logs {
+        /// The build (an ID from `berth builds`, e.g. B2)
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ReleasesCommand {
     /// Roll a release out, making it the active one
     Promote {
+        /// The release (an ID from `berth releases`, e.g. R4)
         id: String,
         /// Replace the processes even if the release is already the active one
         #[arg(long)]
@@ -62,6 +76,7 @@ pub enum ReleasesCommand {
     },
     /// Make a new release with an older release's build and environment, and roll it out
     Rollback {
+        /// The older release whose build and environment to copy (e.g. R1)
         id: String,
         /// Roll back even to a release that failed
         #[arg(long)]
@@ -69,6 +84,7 @@ pub enum ReleasesCommand {
     },
     /// Show a release: its build, the env keys and manifest lines changed since the one before
     Info {
+        /// The release (an ID from `berth releases`, e.g. R4)
         id: String,
         #[command(flatten)]
         json: JsonArg,
@@ -79,6 +95,7 @@ pub enum ReleasesCommand {
 pub enum EnvCommand {
     /// Print one variable's value as the app's processes get it (set, or berth.yml's default)
     Get {
+        /// The variable's name
         key: String,
         /// The value this service gets, when berth.yml gives services different defaults
         #[arg(short = 's', long, value_name = "SERVICE")]
@@ -88,6 +105,7 @@ pub enum EnvCommand {
     },
     /// Set variables (a new release; rolled out with --promote)
     Set {
+        /// The variables and their new values
         #[arg(required = true, value_name = "KEY=VALUE")]
         pairs: Vec<String>,
         /// Roll the new release out
@@ -96,6 +114,7 @@ pub enum EnvCommand {
     },
     /// Remove variables (a new release; rolled out with --promote)
     Unset {
+        /// The variables' names
         #[arg(required = true, value_name = "KEY")]
         keys: Vec<String>,
         /// Roll the new release out
@@ -107,7 +126,10 @@ pub enum EnvCommand {
 #[derive(Debug, Subcommand)]
 pub enum PsCommand {
     /// Stop a process (the supervisor replaces it if its service still wants it) or a one-off (removed)
-    Stop { id: String },
+    Stop {
+        /// The process or one-off (an ID from `berth ps`, e.g. web-3f9a2c)
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -144,8 +166,14 @@ pub struct ExecArgs {
 #[derive(Debug, Subcommand)]
 pub enum VolumesCommand {
     /// Write a tar of a volume's content to stdout: `berth volumes backup data > data.tar`
-    Backup { name: String },
+    Backup {
+        /// The volume, as named in berth.yml
+        name: String,
+    },
     /// Extract a tar from stdin into a volume: `berth volumes restore data < data.tar`
     /// (files in the tar replace those of the same name; others are kept)
-    Restore { name: String },
+    Restore {
+        /// The volume, as named in berth.yml
+        name: String,
+    },
 }

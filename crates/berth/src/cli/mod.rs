@@ -19,7 +19,7 @@ use clap::{ArgGroup, Parser, Subcommand};
     name = "berth",
     version,
     about = "berth: a self-hosted PaaS. Deploy apps to your own server with `berth deploy`.",
-    after_help = "The server and token come from BERTH_HOST and BERTH_TOKEN, else from the config `berth login` writes.\nThe app is --app/-a, else `app:` in ./berth.yml, else the current directory's name."
+    after_help = "The server and token come from BERTH_HOST and BERTH_TOKEN, else from the current server of the CLI config (`berth login` adds servers, `berth switch` picks one).\nThe app is --app/-a, else `app:` in ./berth.yml, else the current directory's name."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -35,13 +35,24 @@ pub enum Command {
     #[command(hide = true)]
     Router(RouterArgs),
 
-    /// Check a server URL and token, then save them to the CLI config
+    /// Check a server URL and token, then save them to the CLI config as the current server
     Login {
-        /// The server's API URL, e.g. http://127.0.0.1:7070
+        /// The server's API URL (the --api of `berth server`), e.g. http://127.0.0.1:7070
         url: String,
         /// An API token (the server prints the admin token on its first start)
         #[arg(long, value_name = "T")]
         token: String,
+        /// Save it under this name [default: the name it has, else one made from URL]
+        #[arg(long, value_name = "N")]
+        name: Option<String>,
+    },
+
+    /// List the servers saved in the CLI config (the current one marked *), or make one current
+    Switch {
+        /// The server to use from now on, as named in the list
+        name: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
     },
 
     /// List apps, or create, delete and inspect one
@@ -105,8 +116,8 @@ pub enum Command {
         /// Number of processes
         #[arg(long, value_name = "N")]
         count: Option<u32>,
-        /// Memory limit per process, in MiB
-        #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+        /// Memory limit per process, in MiB (at least 1)
+        #[arg(long, value_name = "MIB", value_parser = crate::resolve::parse_memory)]
         memory: Option<u64>,
         /// CPU limit per process, in cores (e.g. 0.5)
         #[arg(long, value_name = "CORES", value_parser = crate::resolve::parse_cpu)]
@@ -220,6 +231,7 @@ pub enum Command {
 
     /// Print a shell completion script, e.g. `berth completions bash > /etc/bash_completion.d/berth`
     Completions {
+        /// The shell the script is for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -261,6 +273,36 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    /// `--help` describes every positional argument of every command.
+    #[test]
+    fn every_positional_argument_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_positionals() {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{}>", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "berth", &mut missing);
+        assert!(missing.is_empty(), "undescribed: {missing:?}");
+    }
+
+    #[test]
+    fn memory_is_at_least_one_mib() {
+        let e = parse(&["scale", "web", "--memory", "0"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("at least 1 MiB")),
+            "{e:?}"
+        );
+        assert!(parse(&["scale", "web", "--memory", "256"]).is_ok());
     }
 
     #[test]
@@ -400,9 +442,9 @@ mod tests {
         }
         match command(&["apps", "delete", "shop", "--volumes"]) {
             Command::Apps {
-                command: Some(AppsCommand::Delete { name, volumes }),
+                command: Some(AppsCommand::Delete { name, volumes, yes }),
                 ..
-            } => assert!(name == "shop" && volumes),
+            } => assert!(name == "shop" && volumes && !yes),
             other => panic!("{other:?}"),
         }
         match command(&["releases", "info", "R2", "--json"]) {
@@ -455,6 +497,8 @@ mod tests {
             &["apps", "info", "shop", "--json"][..],
             &["apps", "--json", "info", "shop"][..],
             &["builds", "--json"][..],
+            &["builds", "logs", "B1", "--json"][..],
+            &["builds", "--json", "logs", "B1"][..],
             &["releases", "--json"][..],
             &["releases", "info", "R1", "--json"][..],
             &["env", "--json"][..],
@@ -495,7 +539,6 @@ mod tests {
             &["apps", "create", "shop", "--json"][..],
             &["env", "set", "A=1", "--json"][..],
             &["tokens", "revoke", "t1", "--json"][..],
-            &["builds", "logs", "B1", "--json"][..],
         ] {
             assert!(parse(args).is_err(), "{args:?} accepted --json");
         }

@@ -93,23 +93,32 @@ pub enum TokensCommand {
         json: JsonArg,
     },
     /// Revoke a token; requests with it are refused from now on
-    Revoke { id: String },
+    Revoke {
+        /// The token (an ID from `berth tokens`, e.g. t3f9a2c1b)
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum CertsCommand {
     /// Store a certificate chain and its private key (PEM files)
     Import {
+        /// The certificate chain, leaf first (PEM)
         #[arg(value_name = "CERT.pem")]
         cert: PathBuf,
+        /// The certificate's private key (PEM)
         #[arg(value_name = "KEY.pem")]
         key: PathBuf,
     },
     /// Make a self-signed certificate for DOMAINs (`*.example.com` allowed)
     Generate {
+        /// The names it is for, e.g. shop.example.com or *.example.com
         #[arg(value_name = "DOMAIN", required = true)]
         domains: Vec<String>,
     },
     /// Remove a certificate
-    Delete { id: String },
+    Delete {
+        /// The certificate (an ID from `berth certs`, e.g. c-3f9a2c)
+        id: String,
+    },
 }

@@ -3,9 +3,10 @@
 use crate::cli::{AppArg, AppsCommand, JsonArg};
 use crate::output::{age, key_values, or_dash, print_json, print_list, table};
 use crate::resolve;
-use anyhow::Result;
+use anyhow::{Context, Result, anyhow, bail};
 use berth_api::AppInfo;
 use berth_client::Client;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 pub async fn run(app: AppArg, json: JsonArg, command: Option<AppsCommand>) -> Result<()> {
@@ -17,13 +18,7 @@ pub async fn run(app: AppArg, json: JsonArg, command: Option<AppsCommand>) -> Re
             println!("created app {}", created.name);
             Ok(())
         }
-        Some(AppsCommand::Delete { name, volumes }) => {
-            Client::from_config()?
-                .delete_app_with(&name, volumes)
-                .await?;
-            println!("deleted app {name}");
-            Ok(())
-        }
+        Some(AppsCommand::Delete { name, volumes, yes }) => delete(&name, volumes, yes).await,
         Some(AppsCommand::Info {
             name,
             json: info_json,
@@ -34,6 +29,66 @@ pub async fn run(app: AppArg, json: JsonArg, command: Option<AppsCommand>) -> Re
             };
             info(&name, json.json || info_json.json).await
         }
+    }
+}
+
+/// `berth apps delete`: asks on a terminal (unless `yes`); without one it deletes
+/// at once, as scripts expect. Says so when it has to wait for a change in progress.
+async fn delete(name: &str, volumes: bool, yes: bool) -> Result<()> {
+    resolve::pick_app(Some(name), None, Path::new(""))?;
+    let client = Client::from_config()?;
+    // Looked up first, so an unknown app fails before anything is asked.
+    let mut found = client.app(name).await.map_err(|e| unknown_app(name, e))?;
+    if !yes && std::io::stdin().is_terminal() {
+        let question = confirmation_question(name, volumes);
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut stderr = std::io::stderr();
+            stderr.write_all(question.as_bytes())?;
+            stderr.flush()?;
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            Ok::<_, std::io::Error>(line)
+        })
+        .await
+        .context("the confirmation prompt failed")?
+        .context("cannot read the confirmation from the terminal")?;
+        if answer.trim() != name {
+            bail!(
+                "app {name} was not deleted: the name typed did not match; type `{name}` when asked, or pass --yes to delete without asking"
+            );
+        }
+        found = client.app(name).await.map_err(|e| unknown_app(name, e))?;
+    }
+    // The server deletes once the app's lock is free, which a deploy, promote, scale or
+    // restart holds until it ends.
+    if found.app.status == "deploying" {
+        eprintln!(
+            "==> waiting for another change to app {name} (a deploy, promote, scale or restart) to finish, then deleting it"
+        );
+    }
+    client.delete_app_with(name, volumes).await?;
+    println!("deleted app {name}");
+    Ok(())
+}
+
+/// What is asked on a terminal before an app is deleted.
+fn confirmation_question(name: &str, volumes: bool) -> String {
+    let what = if volumes {
+        "its processes, builds, releases, environment, logs and volumes with their data"
+    } else {
+        "its processes, builds, releases, environment and logs"
+    };
+    format!(
+        "Delete app {name} with {what}? This cannot be undone.\nType the app's name to confirm (or --yes to skip this): "
+    )
+}
+
+/// An unknown app is named with the command that lists the real ones.
+fn unknown_app(name: &str, error: berth_client::Error) -> anyhow::Error {
+    if error.status() == Some(404) {
+        anyhow!("app {name} does not exist; list the apps with `berth apps`")
+    } else {
+        error.into()
     }
 }
 

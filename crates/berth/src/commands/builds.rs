@@ -1,7 +1,7 @@
 //! `berth builds`: an app's builds, and one build's output.
 
 use crate::cli::{AppArg, BuildsCommand, JsonArg};
-use crate::output::{age, elapsed, print_list, print_text};
+use crate::output::{age, elapsed, print_json, print_list, print_text};
 use crate::resolve;
 use anyhow::Result;
 use berth_client::Client;
@@ -10,8 +10,14 @@ pub async fn run(app: AppArg, json: JsonArg, command: Option<BuildsCommand>) -> 
     let app = resolve::current_app(app.app.as_deref())?;
     match command {
         None => list(&app, json.json).await,
-        Some(BuildsCommand::Logs { id }) => {
+        Some(BuildsCommand::Logs {
+            id,
+            json: logs_json,
+        }) => {
             let text = Client::from_config()?.build_logs(&app, &id).await?;
+            if json.json || logs_json.json {
+                return print_json(&text.lines().collect::<Vec<_>>());
+            }
             print_text(&text)
         }
     }

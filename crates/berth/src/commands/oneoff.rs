@@ -6,7 +6,7 @@
 //! stay apart, and stdin is forwarded only when it is a pipe or a file.
 
 use crate::cli::{AppArg, ExecArgs, JsonArg, RunArgs};
-use crate::output::{or_dash, print_list};
+use crate::output::{or_dash, print_list, shell_words};
 use crate::resolve;
 use anyhow::{Context, Result, bail};
 use berth_api::{ExecRequest, RunRequest};
@@ -233,7 +233,7 @@ pub async fn timers(app: AppArg, json: JsonArg) -> Result<()> {
                 t.name.clone(),
                 t.schedule.clone(),
                 t.service.clone(),
-                t.command.join(" "),
+                shell_words(&t.command),
                 match &t.running {
                     Some(id) => format!("running ({id})"),
                     None => or_dash(t.last_run.as_ref()),

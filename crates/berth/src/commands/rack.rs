@@ -1,14 +1,22 @@
-//! `berth login`, `berth rack` and `berth rack prune`: the server as a whole.
+//! `berth login`, `berth switch`, `berth rack` and `berth rack prune`: the server as a
+//! whole, and which one the CLI talks to.
 
 use crate::cli::{JsonArg, RackCommand};
-use crate::output::{bytes, key_values, long_span, print_json};
+use crate::output::{bytes, key_values, long_span, print_json, print_list};
 use anyhow::{Result, bail};
 use berth_client::{Client, config};
+use serde::Serialize;
 use std::io::Write;
 
-/// Checks the URL and token against the server, then saves them.
-pub async fn login(url: &str, token: &str) -> Result<()> {
+/// Checks the URL and token against the server, then saves them as the current server.
+pub async fn login(url: &str, token: &str, name: Option<&str>) -> Result<()> {
+    if let Some(name) = name {
+        config::check_name(name)?;
+    }
     let client = Client::new(url, token)?;
+    // Unauthenticated first: berth's router or another server is named as such
+    // before the token is sent to it.
+    client.check_berth().await?;
     let rack = match client.rack().await {
         Ok(rack) => rack,
         Err(berth_client::Error::Unauthorized) => bail!(
@@ -18,14 +26,72 @@ pub async fn login(url: &str, token: &str) -> Result<()> {
         Err(e) => return Err(e.into()),
     };
     let host = client.base_url();
-    let path = config::save(&host, token)?;
+    let saved = config::login(&host, token, name)?;
     println!(
-        "logged in to {host} (berth {}, {} apps); saved to {}",
+        "logged in to {host} (berth {}, {} apps) as server {}, now the current one; saved to {}",
         rack.version,
         rack.apps,
-        path.display()
+        saved.name,
+        saved.path.display()
     );
+    warn_if_env_overrides();
     Ok(())
+}
+
+/// A saved server as `berth switch --json` lists it (never its token).
+#[derive(Debug, Serialize)]
+struct SavedServer {
+    name: String,
+    host: String,
+    current: bool,
+}
+
+/// `berth switch`: lists the saved servers; `berth switch NAME` makes one current.
+pub fn switch(name: Option<&str>, json: bool) -> Result<()> {
+    let Some(name) = name else {
+        let (path, servers) = config::servers()?;
+        if servers.servers.is_empty() && !json {
+            println!(
+                "no servers saved in {}; add one with `berth login URL --token T`",
+                path.display()
+            );
+            return Ok(());
+        }
+        let current = servers.current_server().map(|(n, _)| n.to_string());
+        let list: Vec<SavedServer> = servers
+            .servers
+            .iter()
+            .map(|(n, c)| SavedServer {
+                name: n.clone(),
+                host: c.host.clone(),
+                current: current.as_deref() == Some(n.as_str()),
+            })
+            .collect();
+        print_list(&list, json, &["", "name", "host"], |s| {
+            vec![
+                if s.current { "*" } else { "" }.to_string(),
+                s.name.clone(),
+                s.host.clone(),
+            ]
+        })?;
+        warn_if_env_overrides();
+        return Ok(());
+    };
+    let (_, server) = config::switch(name)?;
+    println!("the current server is now {name} ({})", server.host);
+    warn_if_env_overrides();
+    Ok(())
+}
+
+/// The config's current server is not used while BERTH_HOST is set; say so where
+/// the user chose one.
+fn warn_if_env_overrides() {
+    if let Some(host) = std::env::var("BERTH_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+    {
+        eprintln!("note: BERTH_HOST is set, so commands go to {host} until you unset it");
+    }
 }
 
 pub async fn run(json: JsonArg, command: Option<RackCommand>) -> Result<()> {
