@@ -509,21 +509,6 @@ async fn changes_and_secret_reads_are_audited_plain_reads_are_not() {
 
 const SECOND: i128 = 1_000_000_000;
 
-/// The texts of a (non-followed) log read.
-async fn log_texts(t: &TestRack, path: &str) -> Vec<String> {
-    let (status, body) = t.admin(Method::GET, path, None).await;
-    assert_eq!(status, StatusCode::OK, "{path}: {body}");
-    // One line of NDJSON is a JSON document too, and `send` reads it as one.
-    let entries = match body {
-        serde_json::Value::Object(_) => vec![body],
-        _ => ndjson(&body),
-    };
-    entries
-        .iter()
-        .map(|e| e["text"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn stored_logs_are_in_time_order_with_fixed_width_timestamps_and_tail_takes_the_newest() {
     let t = TestRack::new().await;
@@ -543,7 +528,7 @@ async fn stored_logs_are_in_time_order_with_fixed_width_timestamps_and_tail_take
     logs.append_at("shop", base, "web/web-1a2b3c", "first");
     logs.append_at("shop", base + SECOND / 2, "worker/worker-4d5e6f", "second");
 
-    let all = log_texts(&t, "/apps/shop/logs").await;
+    let all = t.log_texts("/apps/shop/logs").await;
     assert_eq!(
         all[all.len() - 3..],
         ["first", "second", "third"],
@@ -565,14 +550,14 @@ async fn stored_logs_are_in_time_order_with_fixed_width_timestamps_and_tail_take
     );
 
     assert_eq!(
-        log_texts(&t, "/apps/shop/logs?tail=2").await,
+        t.log_texts("/apps/shop/logs?tail=2").await,
         ["second", "third"]
     );
     assert_eq!(
-        log_texts(&t, "/apps/shop/logs?tail=2&service=web").await,
+        t.log_texts("/apps/shop/logs?tail=2&service=web").await,
         ["first", "third"]
     );
-    assert!(log_texts(&t, "/apps/shop/logs?tail=0").await.is_empty());
+    assert!(t.log_texts("/apps/shop/logs?tail=0").await.is_empty());
 }
 
 #[tokio::test]

@@ -21,6 +21,14 @@ async fn ps(t: &TestRack, app: &str) -> Vec<serde_json::Value> {
     body.as_array().cloned().unwrap_or_default()
 }
 
+/// The id of the app's first process.
+async fn first_process(t: &TestRack, app: &str) -> String {
+    ps(t, app).await[0]["id"]
+        .as_str()
+        .expect("a process id")
+        .to_string()
+}
+
 async fn converge(rack: &Arc<Rack>) {
     reconcile::converge(rack, &mut Default::default(), false)
         .await
@@ -218,10 +226,7 @@ async fn ps_stop_and_apps_delete_lose_no_request_that_reached_a_process() {
     // Each request takes 600 ms; processes drain for up to 5 s.
     let app = web_app(r#"["serve", "--delay", "600ms"]"#, "    drain: 5\n");
     t.deploy("shop", &files(&app)).await;
-    let id = ps(&t, "shop").await[0]["id"]
-        .as_str()
-        .expect("an id")
-        .to_string();
+    let id = first_process(&t, "shop").await;
 
     let inflight = slow_requests(&t, "web.shop.test", 5).await;
     let (status, body) = t
@@ -319,18 +324,6 @@ async fn a_rolling_deploy_keeps_the_minimum_routed_and_scale_down_retires_the_ne
     assert_eq!(after[0]["id"], oldest.as_str(), "the oldest stays");
 }
 
-/// The texts of an app's log stream.
-async fn app_log_texts(t: &TestRack, app: &str) -> Vec<String> {
-    let (status, body) = t
-        .admin(Method::GET, &format!("/apps/{app}/logs"), None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    ndjson(&body)
-        .iter()
-        .filter_map(|e| e["text"].as_str().map(String::from))
-        .collect()
-}
-
 /// Starts a detached one-off of `shop`'s web service running `command`; its id.
 async fn run_detached(t: &TestRack, command: serde_json::Value) -> String {
     let (status, started) = t
@@ -350,21 +343,6 @@ async fn oneoff_containers(t: &TestRack) -> Vec<berth_runtime::ContainerInfo> {
         .expect("a listing")
         .into_iter()
         .filter(|c| c.labels.contains_key("berth.oneoff"))
-        .collect()
-}
-
-/// The texts of the app's log lines read through the API.
-async fn log_texts(t: &TestRack, path: &str) -> Vec<String> {
-    let (status, body) = t.admin(Method::GET, path, None).await;
-    assert_eq!(status, StatusCode::OK, "{path}: {body}");
-    // One line of NDJSON is a JSON document too, and `send` reads it as one.
-    let entries = match body {
-        serde_json::Value::Object(_) => vec![body],
-        _ => ndjson(&body),
-    };
-    entries
-        .iter()
-        .map(|e| e["text"].as_str().unwrap_or_default().to_string())
         .collect()
 }
 
@@ -394,7 +372,7 @@ async fn ps_stop_stops_a_one_off_for_good_and_still_refuses_unknown_ids() {
     // No row to keep: the reconciler removes it and reports its exit.
     converge(&t.rack).await;
     assert!(oneoff_containers(&t).await.is_empty());
-    let logs = app_log_texts(&t, "shop").await;
+    let logs = t.log_texts("/apps/shop/logs").await;
     for needle in [
         format!("one-off {id} stopped by request"),
         format!("one-off {id} exited with code 143"),
@@ -516,7 +494,7 @@ async fn a_one_off_killed_at_its_memory_limit_says_so() {
     .await;
     assert!(exited, "the one-off did not end");
     converge(&t.rack).await;
-    let logs = app_log_texts(&t, "shop").await;
+    let logs = t.log_texts("/apps/shop/logs").await;
     for id in [attached_id, detached_id] {
         let note = format!(
             "one-off {id} exited with code 137: killed for running out of memory; raise the limit with `berth scale web --memory MIB -a shop`"
@@ -627,7 +605,7 @@ async fn repeated_crashes_wait_out_a_growing_back_off_from_the_crash() {
         down_for >= Duration::from_millis(1800),
         "restarted {down_for:?} after its second crash"
     );
-    let logs = app_log_texts(&t, "shop").await;
+    let logs = t.log_texts("/apps/shop/logs").await;
     assert!(
         logs.iter().any(|l| l.contains("restarting it in 2 s")),
         "{logs:?}"
@@ -639,10 +617,7 @@ async fn a_healthy_process_is_checked_at_the_calm_steady_interval() {
     let t = TestRack::new().await;
     t.create_app("shop").await;
     t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
-    let id = ps(&t, "shop").await[0]["id"]
-        .as_str()
-        .expect("an id")
-        .to_string();
+    let id = first_process(&t, "shop").await;
     let last_check = || t.rack.observed("shop", &id).and_then(|o| o.last_check);
     let first = last_check();
     assert!(
@@ -665,10 +640,7 @@ async fn a_process_stopped_by_request_is_no_crash_to_back_off_from() {
     let t = TestRack::new().await;
     t.create_app("shop").await;
     t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
-    let id = ps(&t, "shop").await[0]["id"]
-        .as_str()
-        .expect("an id")
-        .to_string();
+    let id = first_process(&t, "shop").await;
     let mut backoff = Default::default();
     for round in 1..=2 {
         let (status, body) = t
@@ -692,16 +664,13 @@ async fn a_services_logs_hold_the_events_about_it_and_an_unknown_service_is_name
     let t = TestRack::new().await;
     t.create_app("shop").await;
     t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
-    let id = ps(&t, "shop").await[0]["id"]
-        .as_str()
-        .expect("an id")
-        .to_string();
+    let id = first_process(&t, "shop").await;
     t.runtime
         .kill(&t.rack.container_of("shop", &id), 42)
         .await
         .expect("a crash");
     converge(&t.rack).await;
-    let web = log_texts(&t, "/apps/shop/logs?service=web").await;
+    let web = t.log_texts("/apps/shop/logs?service=web").await;
     for event in [
         format!("process {id} started for release R1"),
         format!("process {id} exited with code 42; replaced"),
@@ -714,7 +683,7 @@ async fn a_services_logs_hold_the_events_about_it_and_an_unknown_service_is_name
         .logs
         .append("shop", "old/old-1a2b3c", "the last words");
     assert_eq!(
-        log_texts(&t, "/apps/shop/logs?service=old").await,
+        t.log_texts("/apps/shop/logs?service=old").await,
         ["the last words"]
     );
     let (status, body) = t
@@ -739,7 +708,7 @@ async fn output_is_collected_while_a_deploy_holds_the_app() {
     let _deploying = lock.lock().await;
     converge(&t.rack).await;
     let collected = eventually(Duration::from_secs(5), || async {
-        log_texts(&t, "/apps/shop/logs?service=web")
+        t.log_texts("/apps/shop/logs?service=web")
             .await
             .iter()
             .any(|text| text.starts_with("listening on"))

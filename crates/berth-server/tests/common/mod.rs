@@ -73,6 +73,21 @@ impl TestRack {
         )))
     }
 
+    /// The texts of the log lines a (non-followed) `GET .../logs` read answers.
+    pub async fn log_texts(&self, path: &str) -> Vec<String> {
+        let (status, body) = self.admin(Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        // One line of NDJSON is a JSON document too, and `send` reads it as one.
+        let entries = match body {
+            serde_json::Value::Object(_) => vec![body],
+            _ => ndjson(&body),
+        };
+        entries
+            .iter()
+            .map(|e| e["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// Requests in flight from the router to `process`.
     pub fn router_inflight(&self, process: &str) -> usize {
         self.router.inflight(process)
