@@ -6,6 +6,7 @@
 //! for tests, and a Swarm implementation would.
 
 mod docker;
+pub mod probe;
 pub mod subnets;
 
 pub use berth_core::layers::chain_ids;
@@ -14,8 +15,9 @@ pub use docker::DockerRuntime;
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
@@ -84,6 +86,9 @@ pub struct ContainerSpec {
     pub tty: bool,
     /// Keep stdin open for one attached client (closed when it detaches).
     pub stdin: bool,
+    /// Where it may run, as Swarm placement constraints
+    /// (`node.labels.disk==ssd`); a single engine has one place and ignores them.
+    pub placement: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +115,38 @@ pub struct ContainerInfo {
     /// RFC 3339, as the engine reports it. `list_containers` leaves it `None` for
     /// running containers (the list endpoint lacks it); inspect for it.
     pub started_at: Option<String>,
+    /// The node it runs on (its hostname), where the runtime has several;
+    /// `None` on a single engine.
+    pub node: Option<String>,
+}
+
+/// A machine processes run on: the engine itself on one engine, each Swarm node
+/// on a swarm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeInfo {
+    pub id: String,
+    pub hostname: String,
+    /// `manager` or `worker` (a single engine counts as a manager).
+    pub role: String,
+    /// `ready`, `down`, `disconnected` or `unknown`.
+    pub status: String,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+    /// The node's address as the cluster knows it.
+    pub addr: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Cores and bytes of memory the node offers.
+    pub cpus: f64,
+    pub memory: u64,
+}
+
+/// What a running container uses right now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    /// Of one core: 150.0 is one and a half cores busy.
+    pub cpu_percent: f64,
+    pub memory_bytes: u64,
+    pub memory_limit: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -293,6 +330,39 @@ pub trait Runtime: Send + Sync + 'static {
     /// Chain ids of every layer of every image on the engine (which layers a
     /// `docker load` would not need the data of).
     async fn layer_chains(&self) -> Result<std::collections::BTreeSet<String>>;
+
+    // ---- where processes run (one engine, or many nodes) ----
+    /// One HTTP health check of a process at `addr` (its address as
+    /// `ContainerInfo::ip` gives it), made from where processes can be reached:
+    /// the status of a 2xx or 3xx answer, else why not. The default connects
+    /// from this process, which reaches processes on a single engine's bridges.
+    async fn probe(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> std::result::Result<u16, String> {
+        probe::http_check(addr, host, path, timeout).await
+    }
+    /// CPU and memory a running container uses now.
+    async fn stats(&self, id: &str) -> Result<ProcessStats>;
+    /// The machines processes run on (one for a single engine).
+    async fn nodes(&self) -> Result<Vec<NodeInfo>>;
+    /// Moves processes away from a node (`drain`) or lets them back (`active`).
+    async fn set_node_availability(&self, node: &str, availability: &str) -> Result<()> {
+        let _ = (node, availability);
+        Err(RuntimeError::Engine(
+            "a single engine has no nodes to drain; run berth server --swarm on a Swarm manager to spread apps over several".into(),
+        ))
+    }
+    /// Makes an image that is on this runtime's (manager) engine available
+    /// wherever processes may run, sending one progress line per step to
+    /// `progress`; nothing to do on a single engine.
+    async fn distribute_image(&self, image: &str, progress: mpsc::Sender<String>) -> Result<()> {
+        let _ = (image, progress);
+        Ok(())
+    }
 }
 
 /// One chunk of an attached process's output, raw (a TTY's output is all `Stdout`).

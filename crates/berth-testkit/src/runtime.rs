@@ -7,8 +7,8 @@ use crate::state::{Bus, DEFAULT_NETWORK, Engine, random_id, single};
 use crate::{build, image_archive, lifecycle, sessions, volumes};
 use async_trait::async_trait;
 use berth_runtime::{
-    BuildRequest, ContainerInfo, ContainerSpec, ImageDetails, ImageInfo, LogLine, Result, Runtime,
-    RuntimeError, RuntimeEvent, Session, VolumeInfo,
+    BuildRequest, ContainerInfo, ContainerSpec, ImageDetails, ImageInfo, LogLine, NodeInfo,
+    ProcessStats, Result, Runtime, RuntimeError, RuntimeEvent, Session, VolumeInfo,
 };
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -386,5 +386,31 @@ impl Runtime for MemoryRuntime {
     async fn layer_chains(&self) -> Result<BTreeSet<String>> {
         self.engine.check()?;
         Ok(self.engine.lock().images.chains())
+    }
+
+    async fn stats(&self, id: &str) -> Result<ProcessStats> {
+        self.engine.check()?;
+        let engine = self.engine.lock();
+        let container = engine
+            .container(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        container
+            .stats()
+            .ok_or_else(|| RuntimeError::Engine(format!("container {id} is not running")))
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        self.engine.check()?;
+        Ok(vec![NodeInfo {
+            id: self.endpoint(),
+            hostname: "memory".into(),
+            role: "manager".into(),
+            status: "ready".into(),
+            availability: "active".into(),
+            addr: None,
+            labels: BTreeMap::new(),
+            cpus: 1.0,
+            memory: 1 << 30,
+        }])
     }
 }

@@ -8,7 +8,7 @@ use crate::output::{Output, Phase};
 use crate::process::Signal;
 use crate::sync::lock;
 use berth_runtime::{
-    ContainerInfo, ContainerSpec, ContainerState, Result, RuntimeError, RuntimeEvent,
+    ContainerInfo, ContainerSpec, ContainerState, ProcessStats, Result, RuntimeError, RuntimeEvent,
 };
 use futures_util::stream::{self, BoxStream, StreamExt};
 use std::collections::{BTreeMap, HashMap};
@@ -188,7 +188,25 @@ impl Container {
             state,
             ip: self.ip.map(IpAddr::V4),
             started_at,
+            node: None,
         }
+    }
+
+    /// What it uses: a program costs no CPU here, and its memory is a fixed
+    /// base plus the output it holds, so tests see a running process use some.
+    pub(crate) fn stats(&self) -> Option<ProcessStats> {
+        const BASE: u64 = 1 << 20;
+        matches!(self.current(), Status::Running { .. }).then(|| ProcessStats {
+            cpu_percent: 0.0,
+            memory_bytes: BASE
+                + self
+                    .output
+                    .chunks()
+                    .iter()
+                    .map(|c| c.bytes.len() as u64)
+                    .sum::<u64>(),
+            memory_limit: self.spec.memory_mib.map(|m| m << 20),
+        })
     }
 }
 

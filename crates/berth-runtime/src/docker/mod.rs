@@ -18,7 +18,7 @@ use self::logs::{LineBuffer, log_lines, session};
 use crate::subnets::{self, NetworkPool};
 use crate::{
     BuildRequest, ContainerInfo, ContainerSpec, ContainerState, ImageDetails, ImageInfo, LogLine,
-    Result, Runtime, RuntimeError, RuntimeEvent, Session, VolumeInfo,
+    NodeInfo, ProcessStats, Result, Runtime, RuntimeError, RuntimeEvent, Session, VolumeInfo,
 };
 use async_trait::async_trait;
 use bollard::Docker;
@@ -753,5 +753,35 @@ impl Runtime for DockerRuntime {
 
     async fn layer_chains(&self) -> Result<std::collections::BTreeSet<String>> {
         storage::layer_chains(&self.docker).await
+    }
+
+    async fn stats(&self, id: &str) -> Result<ProcessStats> {
+        // Not streamed and not one-shot: the engine waits for a second sample,
+        // so the answer holds CPU use over that interval.
+        let options = bollard::query_parameters::StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(false)
+            .build();
+        let mut samples = self.docker.stats(id, Some(options));
+        match samples.next().await {
+            Some(Ok(sample)) => Ok(convert::process_stats(&sample)),
+            Some(Err(e)) => Err(map_err(e)),
+            None => Err(RuntimeError::NotFound(id.to_string())),
+        }
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        let info = self.docker.info().await.map_err(map_err)?;
+        Ok(vec![NodeInfo {
+            id: info.id.unwrap_or_default(),
+            hostname: info.name.unwrap_or_default(),
+            role: "manager".into(),
+            status: "ready".into(),
+            availability: "active".into(),
+            addr: None,
+            labels: BTreeMap::new(),
+            cpus: info.ncpu.unwrap_or(0) as f64,
+            memory: info.mem_total.unwrap_or(0).max(0) as u64,
+        }])
     }
 }
