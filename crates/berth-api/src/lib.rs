@@ -470,3 +470,51 @@ impl std::fmt::Debug for ImportCert {
 pub struct GenerateCert {
     pub domains: Vec<String>,
 }
+
+/// An agent introduces itself to the server (`POST /agent/hello`, node token),
+/// every few seconds: the server knows the agent is alive by these.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AgentHello {
+    /// The Swarm node id of the engine the agent serves.
+    pub node_id: String,
+    pub hostname: String,
+    /// The agent's HTTPS base URL as the server reaches it, e.g. `https://10.0.0.12:7071`.
+    pub url: String,
+    /// A secret the agent made at start: the server sends it as
+    /// `Authorization: Bearer` on every call to the agent.
+    pub key: String,
+    /// berth's version on the node.
+    pub version: String,
+}
+
+/// The server's answer to [`AgentHello`]: how to run the node's router and the
+/// certificate to serve the agent's HTTPS with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AgentWelcome {
+    /// The rack (`berth.rack` label) whose containers the agent looks after.
+    pub rack_id: String,
+    pub router: RouterSettings,
+    pub tls: AgentTls,
+}
+
+/// How every node's router serves.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RouterSettings {
+    /// Host address (port) the router serves plain HTTP on, e.g. `0.0.0.0:80`.
+    pub http: String,
+    /// Host address for HTTPS, if any.
+    pub https: Option<String>,
+    /// Worker threads; `None`: one per core.
+    pub threads: Option<usize>,
+    /// Largest request body forwarded, bytes.
+    pub max_body: u64,
+}
+
+/// A certificate for the agent's own HTTPS, issued by the cluster's CA, and
+/// that CA (to trust the server with).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AgentTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+}
