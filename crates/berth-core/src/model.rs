@@ -60,6 +60,10 @@ pub struct Service {
     /// `tls:` options at the router.
     #[serde(default)]
     pub tls: TlsOptions,
+    /// Where its processes may run on a swarm: Swarm placement constraints
+    /// such as `node.labels.disk==ssd`. A single engine has one place.
+    #[serde(default)]
+    pub placement: Vec<String>,
 }
 
 impl Service {

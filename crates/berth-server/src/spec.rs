@@ -129,6 +129,7 @@ pub async fn container(
             .map(|v| (rack.volume_name(app, &v.volume), v.path.clone()))
             .collect(),
         stop_grace: svc.termination.grace,
+        placement: svc.placement.clone(),
         ..Default::default()
     };
     // Labelled volumes, made before the engine would make unlabelled ones.

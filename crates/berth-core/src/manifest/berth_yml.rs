@@ -5,7 +5,7 @@ use super::checker::{Checker, Entry};
 use super::cron::check_cron;
 use super::hints::{did_you_mean, join};
 use super::values::{
-    check_domain, check_health_path, normalise_relative, parse_volume, split_command,
+    check_domain, check_health_path, check_placement, normalise_relative, parse_volume, split_command,
 };
 use super::yaml::{Fail, Node, R, Raw, at, line_of, pos};
 use crate::env::{EnvKeyError, check_env_key, parse_env_requirement};
@@ -33,6 +33,7 @@ const SERVICE_KEYS: &[&str] = &[
     "singleton",
     "timeout",
     "tls",
+    "placement",
 ];
 const TLS_KEYS: &[&str] = &["redirect"];
 const BUILD_KEYS: &[&str] = &["path", "dockerfile", "args"];
@@ -297,6 +298,10 @@ impl Checker<'_> {
             }
             None => Default::default(),
         };
+        let placement = match f.value_or_empty("placement") {
+            Some(n) => self.placement(n, &join(path, "placement"))?,
+            None => Vec::new(),
+        };
 
         Ok(Service {
             source,
@@ -313,7 +318,24 @@ impl Checker<'_> {
             singleton,
             timeout,
             tls,
+            placement,
         })
+    }
+
+    fn placement(&self, node: &Node, path: &str) -> R<Vec<String>> {
+        const WHAT: &str = "a constraint such as `node.labels.disk==ssd`, or a list of them";
+        let items: Vec<&Node> = match &node.value {
+            Raw::Str(_) => vec![node],
+            Raw::Seq(items) => items.iter().collect(),
+            _ => return Err(self.expected(node, path, WHAT)),
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let c = self.string(item, path, WHAT)?;
+            check_placement(c).map_err(|e| at(item, format!("{path}: {e}")))?;
+            out.push(c.split_whitespace().collect::<String>());
+        }
+        Ok(out)
     }
 
     fn build(&self, node: &Node, path: &str) -> R<BuildSpec> {

@@ -487,6 +487,7 @@ fn container(
         singleton: false,
         timeout: DEFAULT_TIMEOUT,
         tls: Default::default(),
+        placement: Vec::new(),
     };
     Ok((name.to_string(), service))
 }

@@ -78,6 +78,34 @@ fn tls_redirect_is_a_service_option() {
     assert!(e.to_string().contains("redirekt"), "{e}");
 }
 
+#[test]
+fn placement_is_a_list_of_swarm_constraints() {
+    let text = "services:\n  web:\n    image: x\n    placement: [node.labels.disk == ssd, 'node.role!=manager']\n";
+    let m = parse_manifest("berth.yml", text).expect("valid manifest");
+    assert_eq!(
+        m.services["web"].placement,
+        strings(&["node.labels.disk==ssd", "node.role!=manager"])
+    );
+    let m = parse_manifest("berth.yml", "services:\n  web: {image: x, placement: node.hostname==a}\n")
+        .expect("one constraint as a string");
+    assert_eq!(m.services["web"].placement, strings(&["node.hostname==a"]));
+    assert_err(
+        "services:\n  web:\n    image: x\n    placement: [disk=ssd]\n",
+        "disk=ssd",
+        &["services.web.placement", "compares nothing", "node.labels.disk==ssd"],
+    );
+    assert_err(
+        "services:\n  web:\n    image: x\n    placement: [node.colour==red]\n",
+        "node.colour",
+        &["not a node attribute", "node.labels.KEY"],
+    );
+    assert_err(
+        "services:\n  web:\n    image: x\n    placement: [node.role==boss]\n",
+        "node.role==boss",
+        &["`manager` or `worker`"],
+    );
+}
+
 fn err(text: &str) -> ManifestError {
     match parse_manifest("berth.yml", text) {
         Ok(m) => panic!("expected an error, parsed {m:#?}"),
@@ -181,6 +209,7 @@ fn full_example_parses_to_the_model() {
         singleton: false,
         timeout: 60,
         tls: Default::default(),
+        placement: Vec::new(),
     };
     assert_eq!(web, &expected_web);
 

@@ -282,3 +282,46 @@ mod tests {
         assert!(normalise_relative("C:\\a").is_err());
     }
 }
+
+/// A Swarm placement constraint: `node.id`, `node.hostname`, `node.role`,
+/// `node.platform.os`, `node.platform.arch`, `node.labels.KEY` or
+/// `engine.labels.KEY`, then `==` or `!=`, then a value.
+pub(super) fn check_placement(c: &str) -> Result<(), String> {
+    const WHAT: &str = "a constraint such as `node.labels.disk==ssd` or `node.role!=manager`";
+    let (attr, op, value) = match (c.find("=="), c.find("!=")) {
+        (Some(i), _) => (&c[..i], "==", &c[i + 2..]),
+        (None, Some(i)) => (&c[..i], "!=", &c[i + 2..]),
+        (None, None) => {
+            return Err(format!("`{c}` compares nothing; write {WHAT}"));
+        }
+    };
+    let (attr, value) = (attr.trim(), value.trim());
+    let label_key = |k: &str| {
+        !k.is_empty()
+            && k.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_'))
+    };
+    let known = matches!(
+        attr,
+        "node.id" | "node.hostname" | "node.role" | "node.platform.os" | "node.platform.arch"
+    ) || attr
+        .strip_prefix("node.labels.")
+        .or_else(|| attr.strip_prefix("engine.labels."))
+        .is_some_and(label_key);
+    if !known {
+        return Err(format!(
+            "`{attr}` is not a node attribute Swarm places by; use node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.KEY or engine.labels.KEY ({WHAT})"
+        ));
+    }
+    if value.is_empty() || value.contains(char::is_whitespace) || value.contains('=') {
+        return Err(format!(
+            "`{c}` needs one value after `{op}`; write {WHAT}"
+        ));
+    }
+    if attr == "node.role" && !matches!(value, "manager" | "worker") {
+        return Err(format!(
+            "node.role is `manager` or `worker`, not `{value}`"
+        ));
+    }
+    Ok(())
+}
