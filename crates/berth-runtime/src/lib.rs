@@ -140,11 +140,13 @@ pub struct NodeInfo {
     pub memory: u64,
 }
 
-/// What a running container uses right now.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What a running container has used: counters the caller turns into rates by
+/// sampling twice (the CPU share over an interval is the growth of `cpu_nanos`
+/// over the interval's length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessStats {
-    /// Of one core: 150.0 is one and a half cores busy.
-    pub cpu_percent: f64,
+    /// CPU time used since the container started, all cores together.
+    pub cpu_nanos: u64,
     pub memory_bytes: u64,
     pub memory_limit: Option<u64>,
 }
@@ -345,7 +347,8 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> std::result::Result<u16, String> {
         probe::http_check(addr, host, path, timeout).await
     }
-    /// CPU and memory a running container uses now.
+    /// CPU time and memory a running container has used, read at once (no
+    /// waiting for a second sample).
     async fn stats(&self, id: &str) -> Result<ProcessStats>;
     /// The machines processes run on (one for a single engine).
     async fn nodes(&self) -> Result<Vec<NodeInfo>>;

@@ -175,6 +175,7 @@ fn insert(engine: &Engine, state: &mut State, blueprint: Blueprint) -> Result<St
         runs: 0,
         ip: None,
         started_at: None,
+        started: None,
         output: Output::new(Phase::NotStarted),
         stdin_client,
         stdin_program,

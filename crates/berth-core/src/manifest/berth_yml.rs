@@ -5,7 +5,8 @@ use super::checker::{Checker, Entry};
 use super::cron::check_cron;
 use super::hints::{did_you_mean, join};
 use super::values::{
-    check_domain, check_health_path, check_placement, normalise_relative, parse_volume, split_command,
+    check_domain, check_health_path, check_placement, normalise_relative, parse_volume,
+    split_command,
 };
 use super::yaml::{Fail, Node, R, Raw, at, line_of, pos};
 use crate::env::{EnvKeyError, check_env_key, parse_env_requirement};

@@ -86,13 +86,20 @@ fn placement_is_a_list_of_swarm_constraints() {
         m.services["web"].placement,
         strings(&["node.labels.disk==ssd", "node.role!=manager"])
     );
-    let m = parse_manifest("berth.yml", "services:\n  web: {image: x, placement: node.hostname==a}\n")
-        .expect("one constraint as a string");
+    let m = parse_manifest(
+        "berth.yml",
+        "services:\n  web: {image: x, placement: node.hostname==a}\n",
+    )
+    .expect("one constraint as a string");
     assert_eq!(m.services["web"].placement, strings(&["node.hostname==a"]));
     assert_err(
         "services:\n  web:\n    image: x\n    placement: [disk=ssd]\n",
         "disk=ssd",
-        &["services.web.placement", "compares nothing", "node.labels.disk==ssd"],
+        &[
+            "services.web.placement",
+            "compares nothing",
+            "node.labels.disk==ssd",
+        ],
     );
     assert_err(
         "services:\n  web:\n    image: x\n    placement: [node.colour==red]\n",

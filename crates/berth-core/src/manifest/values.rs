@@ -314,14 +314,10 @@ pub(super) fn check_placement(c: &str) -> Result<(), String> {
         ));
     }
     if value.is_empty() || value.contains(char::is_whitespace) || value.contains('=') {
-        return Err(format!(
-            "`{c}` needs one value after `{op}`; write {WHAT}"
-        ));
+        return Err(format!("`{c}` needs one value after `{op}`; write {WHAT}"));
     }
     if attr == "node.role" && !matches!(value, "manager" | "worker") {
-        return Err(format!(
-            "node.role is `manager` or `worker`, not `{value}`"
-        ));
+        return Err(format!("node.role is `manager` or `worker`, not `{value}`"));
     }
     Ok(())
 }

@@ -214,26 +214,8 @@ fn is_pool_exhausted(message: &str) -> bool {
     message.contains("non-overlapping") && message.contains("address pool")
 }
 
-/// CPU (against the sample before, which a non-streamed stats call includes) and
-/// memory of one stats sample.
+/// The counters of one stats sample.
 pub(super) fn process_stats(s: &bollard::models::ContainerStatsResponse) -> ProcessStats {
-    let total = |c: Option<&bollard::models::ContainerCpuStats>| {
-        c.and_then(|c| c.cpu_usage.as_ref())
-            .and_then(|u| u.total_usage)
-            .unwrap_or(0)
-    };
-    let system = |c: Option<&bollard::models::ContainerCpuStats>| {
-        c.and_then(|c| c.system_cpu_usage).unwrap_or(0)
-    };
-    let (now, before) = (s.cpu_stats.as_ref(), s.precpu_stats.as_ref());
-    let cpu_delta = total(now).saturating_sub(total(before)) as f64;
-    let system_delta = system(now).saturating_sub(system(before)) as f64;
-    let cpus = now.and_then(|c| c.online_cpus).unwrap_or(1).max(1) as f64;
-    let cpu_percent = if system_delta > 0.0 {
-        cpu_delta / system_delta * cpus * 100.0
-    } else {
-        0.0
-    };
     let memory = s.memory_stats.as_ref();
     // Page cache is reclaimable; `docker stats` leaves it out too.
     let cache = memory
@@ -245,7 +227,12 @@ pub(super) fn process_stats(s: &bollard::models::ContainerStatsResponse) -> Proc
         .copied()
         .unwrap_or(0);
     ProcessStats {
-        cpu_percent,
+        cpu_nanos: s
+            .cpu_stats
+            .as_ref()
+            .and_then(|c| c.cpu_usage.as_ref())
+            .and_then(|u| u.total_usage)
+            .unwrap_or(0),
         memory_bytes: memory
             .and_then(|m| m.usage)
             .unwrap_or(0)

@@ -756,11 +756,11 @@ impl Runtime for DockerRuntime {
     }
 
     async fn stats(&self, id: &str) -> Result<ProcessStats> {
-        // Not streamed and not one-shot: the engine waits for a second sample,
-        // so the answer holds CPU use over that interval.
+        // One shot: the engine answers at once instead of waiting a second for
+        // a second sample; rates come from the caller's own two samples.
         let options = bollard::query_parameters::StatsOptionsBuilder::new()
             .stream(false)
-            .one_shot(false)
+            .one_shot(true)
             .build();
         let mut samples = self.docker.stats(id, Some(options));
         match samples.next().await {
