@@ -214,7 +214,7 @@ pub struct RestartRequest {
     pub service: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Process {
     pub id: String,
     pub app: String,
@@ -236,6 +236,16 @@ pub struct Process {
     pub address: Option<String>,
     pub restarts: u32,
     pub last_exit: Option<i64>,
+    /// The node it runs on (on a swarm; `None` on a single engine).
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Share of one core it used over the last few seconds, in percent
+    /// (150.0: one and a half cores); `None` until sampled twice.
+    #[serde(default)]
+    pub cpu: Option<f64>,
+    /// Memory it uses, bytes (page cache left out).
+    #[serde(default)]
+    pub memory: Option<u64>,
 }
 
 /// What a [`Process`] is.

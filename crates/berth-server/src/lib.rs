@@ -215,6 +215,7 @@ pub async fn run(
     }
     let reconciler = tokio::spawn(lifecycle::reconcile::run(rack.clone()));
     let timers = tokio::spawn(timers::run(rack.clone()));
+    let sampler = tokio::spawn(rack::usage::sample(rack.clone()));
     tokio::spawn(write_access_lines(rack.clone(), access_lines));
     certs::push_to_router(&rack);
     let acme = acme.map(|acme| tokio::spawn(acme::run(rack.clone(), acme)));
@@ -233,6 +234,7 @@ pub async fn run(
         .await;
     reconciler.abort();
     timers.abort();
+    sampler.abort();
     if let Some(acme) = acme {
         acme.abort();
     }

@@ -533,6 +533,9 @@ pub async fn processes(rack: &Rack, app: &str) -> Vec<Process> {
                 address: c.ip.map(|ip| ip.to_string()),
                 restarts: 0,
                 last_exit,
+                node: c.node.clone(),
+                cpu: None,
+                memory: None,
             })
         })
         .collect()

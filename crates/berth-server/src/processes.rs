@@ -28,6 +28,7 @@ pub async fn list(rack: &Rack, app: &str) -> Result<Vec<Process>> {
         .into_iter()
         .map(|p| {
             let o = rack.observed(app, &p.id);
+            let usage = rack.usage(app, &p.id);
             let state = match (p.state, &o) {
                 (ProcessState::Starting, _) => "starting",
                 (ProcessState::Stopping, _) => "stopping",
@@ -48,6 +49,9 @@ pub async fn list(rack: &Rack, app: &str) -> Result<Vec<Process>> {
                 address: o.as_ref().and_then(|o| o.addr.map(|a| a.to_string())),
                 restarts: p.restarts,
                 last_exit: p.last_exit,
+                node: o.as_ref().and_then(|o| o.node.clone()),
+                cpu: usage.and_then(|u| u.cpu_percent),
+                memory: usage.map(|u| u.memory_bytes),
             }
         })
         .chain(oneoffs)

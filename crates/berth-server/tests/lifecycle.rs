@@ -1045,3 +1045,29 @@ async fn promote_and_rollback_leave_the_active_and_a_failed_release_alone_unless
         "a refused rollback made a release"
     );
 }
+
+#[tokio::test]
+async fn ps_shows_what_each_process_uses_once_sampled_twice() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    t.deploy("shop", &files(&web_app(r#"["serve"]"#, ""))).await;
+    let before = ps(&t, "shop").await;
+    assert_eq!(before[0]["cpu"], serde_json::Value::Null, "{before:?}");
+    berth_server::rack::usage::sample_once(&t.rack).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    berth_server::rack::usage::sample_once(&t.rack).await;
+    let after = ps(&t, "shop").await;
+    let cpu = after[0]["cpu"]
+        .as_f64()
+        .expect("a CPU share after two samples");
+    assert!(cpu > 0.0, "{after:?}");
+    assert!(
+        after[0]["memory"].as_u64().is_some_and(|m| m > 0),
+        "{after:?}"
+    );
+    assert_eq!(
+        after[0]["node"],
+        serde_json::Value::Null,
+        "one engine: no node"
+    );
+}

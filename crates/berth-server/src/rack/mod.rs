@@ -5,8 +5,10 @@
 
 mod observed;
 mod routes;
+pub mod usage;
 
 pub use observed::Observed;
+pub use usage::Usage;
 
 use crate::engine::EngineWatch;
 use crate::error::Result;
@@ -64,6 +66,8 @@ pub struct Rack {
     /// app → its one-off containers as last listed, so `berth ps` does not ask
     /// the engine on every call (a container listing is most of its cost).
     oneoff_view: Mutex<OneoffView>,
+    /// (app, process id) → its last sampled CPU and memory.
+    usage: Mutex<HashMap<(String, String), usage::Sample>>,
 }
 
 /// Listings are dropped on any engine event for the app and whenever berth
@@ -105,6 +109,7 @@ impl Rack {
             nudge: tokio::sync::Notify::new(),
             collectors: Mutex::new(HashMap::new()),
             oneoff_view: Mutex::new(OneoffView::default()),
+            usage: Mutex::new(HashMap::new()),
         }
     }
 

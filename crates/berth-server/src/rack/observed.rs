@@ -18,6 +18,8 @@ pub struct Observed {
     pub leaving: bool,
     pub failures: u32,
     pub last_check: Option<Instant>,
+    /// The node it runs on (on a swarm).
+    pub node: Option<String>,
 }
 
 impl Observed {
@@ -52,6 +54,9 @@ impl Rack {
                 if addr.is_some() {
                     o.addr = addr;
                 }
+                if info.node.is_some() {
+                    o.node = info.node.clone();
+                }
             }
             _ => {
                 observed.insert(
@@ -65,6 +70,7 @@ impl Rack {
                         leaving: false,
                         failures: 0,
                         last_check: None,
+                        node: info.node.clone(),
                     },
                 );
             }
@@ -131,6 +137,17 @@ impl Rack {
         observed
             .get_mut(&(app.to_string(), process.to_string()))
             .map(edit)
+    }
+
+    /// (app, process id, container id) of every process whose container runs.
+    pub fn running_processes(&self) -> Vec<(String, String, String)> {
+        self.observed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, o)| o.running)
+            .map(|((app, id), o)| (app.clone(), id.clone(), o.container_id.clone()))
+            .collect()
     }
 
     pub fn forget(&self, app: &str, process: &str) {

@@ -1,7 +1,7 @@
 //! `berth ps`, `berth scale` and `berth restart`: an app's processes.
 
 use crate::cli::{AppArg, JsonArg, PsCommand};
-use crate::output::{age, or_dash, print_list};
+use crate::output::{age, bytes, or_dash, print_list};
 use crate::progress::finish;
 use crate::resolve;
 use anyhow::Result;
@@ -22,32 +22,33 @@ pub async fn ps(app: AppArg, json: JsonArg, command: Option<PsCommand>) -> Resul
 
 async fn list(app: &str, json: bool) -> Result<()> {
     let processes = Client::from_config()?.processes(app).await?;
-    print_list(
-        &processes,
-        json,
-        &[
-            "ID",
-            "SERVICE",
-            "RELEASE",
-            "STATE",
-            "STARTED",
-            "ADDRESS",
-            "RESTARTS",
-            "LAST-EXIT",
-        ],
-        |p| {
-            vec![
-                p.id.clone(),
-                service_column(p),
-                p.release.clone(),
-                p.state.clone(),
-                age(p.started.as_deref()),
-                or_dash(p.address.as_ref()),
-                p.restarts.to_string(),
-                or_dash(p.last_exit.as_ref()),
-            ]
-        },
-    )
+    // On a single engine every process is on the one node: no column for it.
+    let nodes = processes.iter().any(|p| p.node.is_some());
+    let mut headers = vec!["ID", "SERVICE", "RELEASE", "STATE"];
+    if nodes {
+        headers.push("NODE");
+    }
+    headers.extend(["STARTED", "ADDRESS", "CPU", "MEM", "RESTARTS", "LAST-EXIT"]);
+    print_list(&processes, json, &headers, |p| {
+        let mut row = vec![
+            p.id.clone(),
+            service_column(p),
+            p.release.clone(),
+            p.state.clone(),
+        ];
+        if nodes {
+            row.push(or_dash(p.node.as_ref()));
+        }
+        row.extend([
+            age(p.started.as_deref()),
+            or_dash(p.address.as_ref()),
+            p.cpu.map_or_else(|| "-".into(), |c| format!("{c:.1}%")),
+            p.memory.map_or_else(|| "-".into(), bytes),
+            p.restarts.to_string(),
+            or_dash(p.last_exit.as_ref()),
+        ]);
+        row
+    })
 }
 
 /// One-offs show under their service: `web (run)`, `web (timer cleanup)`.
