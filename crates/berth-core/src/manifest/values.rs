@@ -248,41 +248,6 @@ pub(super) fn parse_volume(s: &str) -> Result<VolumeMount, String> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn strings(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn command_splitting() {
-        assert_eq!(split_command("a  b\tc").unwrap(), strings(&["a", "b", "c"]));
-        assert_eq!(
-            split_command("sh -c 'echo $HOME; ls'").unwrap(),
-            strings(&["sh", "-c", "echo $HOME; ls"])
-        );
-        assert_eq!(
-            split_command(r#"x "a b" '' c\ d"#).unwrap(),
-            strings(&["x", "a b", "", "c d"])
-        );
-        assert!(split_command("\"abc").is_err());
-    }
-
-    #[test]
-    fn paths_are_normalised() {
-        assert_eq!(normalise_relative(".").unwrap(), ".");
-        assert_eq!(normalise_relative("./").unwrap(), ".");
-        assert_eq!(normalise_relative("a//b/./c/").unwrap(), "a/b/c");
-        assert_eq!(normalise_relative("a/../b").unwrap(), "b");
-        assert_eq!(normalise_relative("a/..").unwrap(), ".");
-        assert!(normalise_relative("a/../..").is_err());
-        assert!(normalise_relative("/a").is_err());
-        assert!(normalise_relative("C:\\a").is_err());
-    }
-}
-
 /// A Swarm placement constraint: `node.id`, `node.hostname`, `node.role`,
 /// `node.platform.os`, `node.platform.arch`, `node.labels.KEY` or
 /// `engine.labels.KEY`, then `==` or `!=`, then a value.
@@ -320,4 +285,39 @@ pub(super) fn check_placement(c: &str) -> Result<(), String> {
         return Err(format!("node.role is `manager` or `worker`, not `{value}`"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn command_splitting() {
+        assert_eq!(split_command("a  b\tc").unwrap(), strings(&["a", "b", "c"]));
+        assert_eq!(
+            split_command("sh -c 'echo $HOME; ls'").unwrap(),
+            strings(&["sh", "-c", "echo $HOME; ls"])
+        );
+        assert_eq!(
+            split_command(r#"x "a b" '' c\ d"#).unwrap(),
+            strings(&["x", "a b", "", "c d"])
+        );
+        assert!(split_command("\"abc").is_err());
+    }
+
+    #[test]
+    fn paths_are_normalised() {
+        assert_eq!(normalise_relative(".").unwrap(), ".");
+        assert_eq!(normalise_relative("./").unwrap(), ".");
+        assert_eq!(normalise_relative("a//b/./c/").unwrap(), "a/b/c");
+        assert_eq!(normalise_relative("a/../b").unwrap(), "b");
+        assert_eq!(normalise_relative("a/..").unwrap(), ".");
+        assert!(normalise_relative("a/../..").is_err());
+        assert!(normalise_relative("/a").is_err());
+        assert!(normalise_relative("C:\\a").is_err());
+    }
 }
