@@ -43,6 +43,9 @@
 //!   server's engine has (their data may be left out of the `docker save` tar)
 //! - `GET /apps/{app}/releases/{id}/info` → [`ReleaseInfo`]
 //! - `POST /rack/prune` → [`PruneReport`]
+//! - `GET /instances` → `Vec<Instance>`; `POST /instances/join` → [`JoinInstructions`]
+//!   (admin); `POST /instances/{id}/drain`, `POST /instances/{id}/activate` → 204 (admin)
+//! - `POST /agent/hello` [`AgentHello`] → [`AgentWelcome`] (node tokens only)
 //! - `GET /certs` → `Vec<CertInfo>`; `POST /certs` [`ImportCert`] → [`CertInfo`];
 //!   `POST /certs/generate` [`GenerateCert`] → [`CertInfo`]; `DELETE /certs/{id}` → 204 (admin)
 
@@ -527,4 +530,35 @@ pub struct AgentTls {
     pub cert_pem: String,
     pub key_pem: String,
     pub ca_pem: String,
+}
+
+/// One machine of the rack (`GET /instances`): the engine itself on a single
+/// engine, each Swarm node on a swarm.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    pub hostname: String,
+    /// `manager` or `worker`.
+    pub role: String,
+    /// `ready`, `down`, `disconnected` or `unknown`, as the cluster sees it.
+    pub status: String,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+    /// Its agent: `connected`, `lost` (no hello for a while) or `missing`
+    /// (never heard of); `None` on a single engine, which needs none.
+    pub agent: Option<String>,
+    /// berth processes (not one-offs) running on it.
+    pub processes: u32,
+    /// Cores and bytes of memory it offers.
+    pub cpus: f64,
+    pub memory: u64,
+}
+
+/// What `POST /instances/join` answers: a new node token and the command that
+/// starts an agent with it on a node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JoinInstructions {
+    /// The node token's id (revoke it with `berth tokens revoke`).
+    pub token_id: String,
+    pub command: String,
 }

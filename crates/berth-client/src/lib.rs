@@ -17,8 +17,9 @@ pub mod source;
 mod volumes;
 
 use berth_api::{
-    App, AppInfo, Build, CreateApp, EffectiveEnv, EnvChange, ErrorBody, Event, LogEntry, Process,
-    PruneReport, RackInfo, Release, ReleaseInfo, RestartRequest, ScaleRequest,
+    App, AppInfo, Build, CreateApp, EffectiveEnv, EnvChange, ErrorBody, Event, Instance,
+    JoinInstructions, LogEntry, Process, PruneReport, RackInfo, Release, ReleaseInfo,
+    RestartRequest, ScaleRequest,
 };
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -228,6 +229,26 @@ impl Client {
     /// `POST /rack/prune`
     pub async fn prune(&self) -> Result<PruneReport, Error> {
         self.post_json(&["rack", "prune"], None::<&()>).await
+    }
+
+    // ---- instances ----
+
+    /// `GET /instances`
+    pub async fn instances(&self) -> Result<Vec<Instance>, Error> {
+        self.get_json(&["instances"]).await
+    }
+
+    /// `POST /instances/join`
+    pub async fn join_instance(&self) -> Result<JoinInstructions, Error> {
+        self.post_json(&["instances", "join"], None::<&()>).await
+    }
+
+    /// `POST /instances/{id}/drain` (`active`: `/activate`)
+    pub async fn set_instance_availability(&self, id: &str, drain: bool) -> Result<(), Error> {
+        let action = if drain { "drain" } else { "activate" };
+        let url = self.url(&["instances", id, action])?;
+        self.send(self.http.post(url), true).await?;
+        Ok(())
     }
 
     // ---- apps ----

@@ -23,6 +23,7 @@ pub mod disk;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod instances;
 pub mod lifecycle;
 pub mod logs;
 pub mod oneoff;
@@ -204,6 +205,8 @@ pub async fn run(
         data_dir: config.data_dir.clone(),
         engine: engine.clone(),
         max_upload: config.max_upload,
+        swarm: false,
+        api_url: format!("http://{}", config.api_addr),
     }));
     // Leftovers of an interrupted upload are never needed again.
     let _ = std::fs::remove_dir_all(config.data_dir.join("tmp"));

@@ -17,6 +17,10 @@ use serde_json::json;
 const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/rack", "read"),
     ("POST", "/rack/prune", "admin"),
+    ("GET", "/instances", "read"),
+    ("POST", "/instances/join", "admin"),
+    ("POST", "/instances/n1/drain", "admin"),
+    ("POST", "/instances/n1/activate", "admin"),
     ("GET", "/apps", "read"),
     ("POST", "/apps", "admin"),
     ("GET", "/apps/shop", "read"),
@@ -605,4 +609,24 @@ async fn followed_logs_are_sent_in_time_order() {
         .map(|e| e["text"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(texts, ["s1", "l2", "s3", "l4"], "{text}");
+}
+
+#[tokio::test]
+async fn a_single_engine_is_one_instance_that_needs_no_agent() {
+    let t = TestRack::new().await;
+    let (status, body) = t.admin(Method::GET, "/instances", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instances = body.as_array().expect("a list");
+    assert_eq!(instances.len(), 1, "{body}");
+    assert_eq!(instances[0]["agent"], serde_json::Value::Null, "{body}");
+    assert_eq!(instances[0]["status"], "ready", "{body}");
+    for path in [
+        "/instances/join",
+        "/instances/x/drain",
+        "/instances/x/activate",
+    ] {
+        let (status, body) = t.admin(Method::POST, path, None).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{path}: {body}");
+        assert!(error_of(&body).contains("--swarm"), "{path}: {body}");
+    }
 }

@@ -3,8 +3,13 @@
 use crate::{Result, Store, StoreError, now_rfc3339, seal};
 use rusqlite::params;
 
-/// The roles a token can have, from most to least powerful.
-pub const ROLES: &[&str] = &["admin", "deploy", "read"];
+/// The roles a token can have: `admin`, `deploy` and `read` from most to least
+/// powerful, and `node`, which is no user's: it only lets `berth agent` on a
+/// swarm node introduce itself.
+pub const ROLES: &[&str] = &["admin", "deploy", "read", NODE_ROLE];
+
+/// The role of the tokens agents use (`berth instances join` makes them).
+pub const NODE_ROLE: &str = "node";
 
 /// Who a request comes from, once its token checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]

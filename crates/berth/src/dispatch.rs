@@ -57,6 +57,7 @@ pub async fn run(command: Command) -> Result<()> {
             logs::run(app, json, tail, query).await
         }
         Command::Rack { json, command } => rack::run(json, command).await,
+        Command::Instances { json, command } => rack::instances(json, command).await,
         Command::Volumes { app, json, command } => volumes::run(app, json, command).await,
         Command::Services { app, json } => apps::services(app, json).await,
         Command::Tokens { json, command } => access::tokens(json, command).await,

@@ -106,6 +106,16 @@ fn read_commands_print_json_of_their_shape() {
     assert!(rack["apps"].as_u64().is_some_and(|n| n >= 1), "{rack:?}");
     let pruned = object(&s, &["rack", "prune", "--json"]);
     assert!(pruned["containers"].is_u64(), "{pruned:?}");
+    let instances = array(&s, &["instances", "--json"]);
+    assert_eq!(
+        instances.len(),
+        1,
+        "one engine is one instance: {instances:?}"
+    );
+    assert!(
+        instances[0]["processes"].as_u64().is_some_and(|n| n >= 1),
+        "{instances:?}"
+    );
 
     // Logs are a stream: one JSON object a line. A request gives httpd -v a line.
     let host = format!("web.{a}.localhost");

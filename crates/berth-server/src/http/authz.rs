@@ -9,7 +9,7 @@
 //! lists only `A`).
 
 use axum::http::Method;
-use berth_store::access::Identity;
+use berth_store::access::{Identity, NODE_ROLE};
 
 /// The least role a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,6 +45,7 @@ pub fn need(method: &Method, route: &str) -> Need {
         (
             true,
             "/rack"
+            | "/instances"
             | "/apps"
             | "/apps/{app}"
             | "/apps/{app}/builds"
@@ -115,6 +116,26 @@ fn percent_decode(s: &str) -> Option<String> {
 /// `Ok` when `who` may call `method` on `route` (requested as `path`), else the
 /// reason, naming the token, what it lacks and what to use instead.
 pub fn authorize(who: &Identity, method: &Method, route: &str, path: &str) -> Result<(), String> {
+    // Node tokens and the agents' routes are a world of their own: a node token
+    // reaches nothing else, and no user token reaches them.
+    let agent_route = route.starts_with("/agent/");
+    let node_token = who.role == NODE_ROLE;
+    match (node_token, agent_route) {
+        (true, true) => return Ok(()),
+        (true, false) => {
+            return Err(format!(
+                "token {} is a node token: it only lets `berth agent` introduce its node; use an admin, deploy or read token for {method} {path}",
+                who.id
+            ));
+        }
+        (false, true) => {
+            return Err(format!(
+                "{method} {path} is for berth agents, which call it with a node token (made by `berth instances join`); token {} has role {}",
+                who.id, who.role
+            ));
+        }
+        (false, false) => {}
+    }
     let need = need(method, route);
     let Some(have) = rank(&who.role) else {
         return Err(format!(
@@ -156,6 +177,30 @@ mod tests {
             id: "t1".into(),
             role: role.into(),
             app: app.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn node_tokens_reach_only_the_agents_routes_and_no_one_else_does() {
+        let node = who("node", None);
+        assert!(authorize(&node, &Method::POST, "/agent/hello", "/agent/hello").is_ok());
+        for (method, route) in [
+            (Method::GET, "/rack"),
+            (Method::GET, "/apps"),
+            (Method::POST, "/tokens"),
+        ] {
+            let e = authorize(&node, &method, route, route).expect_err("a node token elsewhere");
+            assert!(e.contains("is a node token"), "{e}");
+        }
+        for role in ["admin", "deploy", "read"] {
+            let e = authorize(
+                &who(role, None),
+                &Method::POST,
+                "/agent/hello",
+                "/agent/hello",
+            )
+            .expect_err("a user token on the agents' route");
+            assert!(e.contains("berth instances join"), "{role}: {e}");
         }
     }
 

@@ -11,6 +11,7 @@ mod builds;
 mod certs;
 pub mod error;
 mod guard;
+mod instances;
 mod logs;
 mod ndjson;
 mod processes;
@@ -46,6 +47,10 @@ pub fn app(rack: Arc<Rack>) -> Router {
     Router::new()
         .route("/rack", get(rack::info))
         .route("/rack/prune", post(rack::prune))
+        .route("/instances", get(instances::list))
+        .route("/instances/join", post(instances::join))
+        .route("/instances/{id}/drain", post(instances::drain))
+        .route("/instances/{id}/activate", post(instances::activate))
         .route("/apps", get(apps::list).post(apps::create))
         .route("/apps/{app}", get(apps::info).delete(apps::delete))
         .route("/apps/{app}/builds/{id}/logs", get(builds::logs))

@@ -3,6 +3,7 @@
 //! was last seen to run. Everything else in the server works on a `Rack`; this
 //! module knows nothing above it.
 
+pub mod agents;
 mod observed;
 mod routes;
 pub mod usage;
@@ -37,6 +38,10 @@ pub struct Parts {
     pub engine: String,
     /// Largest source or image upload accepted, bytes.
     pub max_upload: u64,
+    /// Processes run on a Docker Swarm (nodes with agents), not one engine.
+    pub swarm: bool,
+    /// The API's URL as agents on other nodes reach it.
+    pub api_url: String,
 }
 
 pub struct Rack {
@@ -51,6 +56,8 @@ pub struct Rack {
     pub started: Instant,
     pub engine: String,
     pub max_upload: u64,
+    pub swarm: bool,
+    pub api_url: String,
     /// Whether the engine answers (it may restart while the server runs).
     pub engine_watch: EngineWatch,
     /// Per-app lock: deploys, scale, restart, env promotion, `ps stop` and deletion
@@ -68,6 +75,8 @@ pub struct Rack {
     oneoff_view: Mutex<OneoffView>,
     /// (app, process id) → its last sampled CPU and memory.
     usage: Mutex<HashMap<(String, String), usage::Sample>>,
+    /// The agents of a swarm's nodes.
+    pub agents: agents::Agents,
 }
 
 /// Listings are dropped on any engine event for the app and whenever berth
@@ -102,6 +111,8 @@ impl Rack {
             started: Instant::now(),
             engine: parts.engine,
             max_upload: parts.max_upload,
+            swarm: parts.swarm,
+            api_url: parts.api_url,
             engine_watch: EngineWatch::default(),
             locks: Mutex::new(HashMap::new()),
             observed: Mutex::new(HashMap::new()),
@@ -110,6 +121,7 @@ impl Rack {
             collectors: Mutex::new(HashMap::new()),
             oneoff_view: Mutex::new(OneoffView::default()),
             usage: Mutex::new(HashMap::new()),
+            agents: agents::Agents::default(),
         }
     }
 
@@ -251,6 +263,12 @@ impl Rack {
     /// Whether an engine object's labels say it belongs to this rack.
     pub fn owns(&self, labels: &BTreeMap<String, String>) -> bool {
         labels.get(LABEL_RACK) == Some(&self.rack_id)
+    }
+
+    /// What `berth agent` needs besides the server's URL and its token to trust
+    /// the server (nothing over plain HTTP).
+    pub fn agent_trust_flags(&self) -> String {
+        String::new()
     }
 
     /// The last lines a process printed, for error reports.

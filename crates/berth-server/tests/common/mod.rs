@@ -60,6 +60,8 @@ impl TestRack {
             data_dir: data.path().to_path_buf(),
             engine: "memory".into(),
             max_upload: 1 << 20,
+            swarm: false,
+            api_url: "http://127.0.0.1:7070".into(),
         }
     }
 

@@ -10,7 +10,9 @@ pub use app::{
     SourceArgs, VolumesCommand,
 };
 pub use flags::{AppArg, JsonArg, Tail};
-pub use rack::{CertsCommand, RackCommand, RouterArgs, ServerArgs, TokensCommand};
+pub use rack::{
+    CertsCommand, InstancesCommand, RackCommand, RouterArgs, ServerArgs, TokensCommand,
+};
 
 use clap::{ArgGroup, Parser, Subcommand};
 
@@ -184,6 +186,15 @@ pub enum Command {
         json: JsonArg,
         #[command(subcommand)]
         command: Option<RackCommand>,
+    },
+
+    /// List the rack's machines (ID HOSTNAME ROLE STATUS AVAILABILITY AGENT PROCESSES CPU MEM),
+    /// or join, drain or re-activate a node of a swarm
+    Instances {
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(subcommand)]
+        command: Option<InstancesCommand>,
     },
 
     /// List an app's volumes (NAME SIZE USED-BY), or back one up or restore it

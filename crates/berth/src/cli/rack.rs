@@ -78,6 +78,23 @@ pub enum RackCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum InstancesCommand {
+    /// Make a node token and print the command that starts an agent with it on a
+    /// new node (after `docker swarm join` there); admin only
+    Join,
+    /// Move every process off a node (Swarm availability `drain`); admin only
+    Drain {
+        /// The instance (an ID or hostname from `berth instances`)
+        id: String,
+    },
+    /// Let processes run on a drained node again; admin only
+    Activate {
+        /// The instance (an ID or hostname from `berth instances`)
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TokensCommand {
     /// Create a token and print its secret (shown this once)
     Create {

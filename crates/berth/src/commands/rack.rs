@@ -1,7 +1,7 @@
 //! `berth login`, `berth switch`, `berth rack` and `berth rack prune`: the server as a
 //! whole, and which one the CLI talks to.
 
-use crate::cli::{JsonArg, RackCommand};
+use crate::cli::{InstancesCommand, JsonArg, RackCommand};
 use crate::output::{bytes, key_values, long_span, print_json, print_list};
 use anyhow::{Result, bail};
 use berth_client::{Client, config};
@@ -137,4 +137,61 @@ async fn prune(json: bool) -> Result<()> {
         bytes(report.bytes)
     )?;
     Ok(())
+}
+
+/// `berth instances`: the rack's machines; `join`, `drain ID`, `activate ID`.
+pub async fn instances(json: JsonArg, command: Option<InstancesCommand>) -> Result<()> {
+    let client = Client::from_config()?;
+    match command {
+        None => {
+            let instances = client.instances().await?;
+            print_list(
+                &instances,
+                json.json,
+                &[
+                    "ID",
+                    "HOSTNAME",
+                    "ROLE",
+                    "STATUS",
+                    "AVAILABILITY",
+                    "AGENT",
+                    "PROCESSES",
+                    "CPU",
+                    "MEM",
+                ],
+                |i| {
+                    vec![
+                        i.id.chars().take(12).collect(),
+                        i.hostname.clone(),
+                        i.role.clone(),
+                        i.status.clone(),
+                        i.availability.clone(),
+                        i.agent.clone().unwrap_or_else(|| "-".into()),
+                        i.processes.to_string(),
+                        format!("{}", i.cpus),
+                        bytes(i.memory),
+                    ]
+                },
+            )
+        }
+        Some(InstancesCommand::Join) => {
+            let join = client.join_instance().await?;
+            eprintln!(
+                "on the new node, after `docker swarm join`, run (node token {}; revoke it with `berth tokens revoke {}`):",
+                join.token_id, join.token_id
+            );
+            println!("{}", join.command);
+            Ok(())
+        }
+        Some(InstancesCommand::Drain { id }) => {
+            client.set_instance_availability(&id, true).await?;
+            println!("instance {id} drained: Swarm moves its processes to the other nodes");
+            Ok(())
+        }
+        Some(InstancesCommand::Activate { id }) => {
+            client.set_instance_availability(&id, false).await?;
+            println!("instance {id} is active: processes may run on it again");
+            Ok(())
+        }
+    }
 }

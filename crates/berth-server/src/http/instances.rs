@@ -1,0 +1,33 @@
+//! `/instances`: the rack's machines, joining nodes and draining them.
+
+use super::error::ApiResult;
+use crate::instances;
+use crate::rack::Rack;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use berth_api::{Instance, JoinInstructions};
+use std::sync::Arc;
+
+pub async fn list(State(rack): State<Arc<Rack>>) -> ApiResult<Json<Vec<Instance>>> {
+    Ok(Json(instances::list(&rack).await?))
+}
+
+pub async fn join(
+    State(rack): State<Arc<Rack>>,
+) -> ApiResult<(StatusCode, Json<JoinInstructions>)> {
+    Ok((StatusCode::CREATED, Json(instances::join(&rack)?)))
+}
+
+pub async fn drain(State(rack): State<Arc<Rack>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    instances::set_availability(&rack, &id, "drain").await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn activate(
+    State(rack): State<Arc<Rack>>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    instances::set_availability(&rack, &id, "active").await?;
+    Ok(StatusCode::NO_CONTENT)
+}
