@@ -36,8 +36,14 @@ fn new_row(
     }
 }
 
-/// Fails early, before anything starts, when the release cannot run.
-pub async fn preflight(rack: &Rack, release: &ReleaseRow, manifest: &Manifest) -> Result<()> {
+/// Fails early, before anything starts, when the release cannot run; else the
+/// images its processes run.
+pub async fn preflight(
+    rack: &Rack,
+    release: &ReleaseRow,
+    manifest: &Manifest,
+) -> Result<BTreeSet<String>> {
+    let mut images = BTreeSet::new();
     let env = rack.store.env(&release.app, release.env_version)?;
     crate::builds::require_env(
         manifest,
@@ -65,6 +71,28 @@ pub async fn preflight(rack: &Rack, release: &ReleaseRow, manifest: &Manifest) -
                 }
             )));
         }
+        images.insert(image);
+    }
+    Ok(images)
+}
+
+/// Makes each of a release's images available wherever its processes may run
+/// (on a swarm: sent to every node that lacks it, only the missing layers),
+/// saying so in the rollout's progress.
+pub async fn distribute_images(
+    rack: &Rack,
+    images: &BTreeSet<String>,
+    progress: &Progress,
+) -> Result<()> {
+    for image in images {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
+        let forward = async {
+            while let Some(line) = rx.recv().await {
+                step(progress, line).await;
+            }
+        };
+        let (distributed, ()) = tokio::join!(rack.runtime.distribute_image(image, tx), forward);
+        distributed?;
     }
     Ok(())
 }
@@ -229,13 +257,16 @@ pub async fn rollout(
         step(progress, nothing).await;
         return Ok(());
     }
-    preflight(rack, release, &manifest).await?;
+    let images = preflight(rack, release, &manifest).await?;
     let deployment = domains::claim(rack, release, &manifest, || {
         Ok(rack.store.start_deployment(&app, &release.id)?)
     })?;
     rack.logs
         .event(&app, &format!("deploy of release {} started", release.id));
-    let result = rollout_inner(rack, release, &manifest, only, progress).await;
+    let result = match distribute_images(rack, &images, progress).await {
+        Ok(()) => rollout_inner(rack, release, &manifest, only, progress).await,
+        Err(e) => Err(e),
+    };
     match &result {
         Ok(()) => {
             rack.store.finish_deployment(deployment, None)?;
