@@ -436,8 +436,13 @@ fn ensure_collector(rack: &Arc<Rack>, row: &ProcessRow, container_id: &str) {
         .and_then(|ps| ps.into_iter().find(|p| p.id == row.id))
         .map(|p| p.log_cursor)
         .unwrap_or(0);
+    // On a swarm the node is named with the process, so one stream tells where
+    // each line came from.
+    let source = match rack.observed(&row.app, &row.id).and_then(|o| o.node) {
+        Some(node) => format!("{service}/{process}@{node}"),
+        None => format!("{service}/{process}"),
+    };
     let handle = tokio::spawn(async move {
-        let source = format!("{service}/{process}");
         let mut last = cursor as i128;
         let mut saved = Instant::now();
         let mut lines = rack2.runtime.logs(&id, cursor / 1_000_000_000);
