@@ -207,6 +207,7 @@ pub async fn run(
         max_upload: config.max_upload,
         swarm: false,
         api_url: format!("http://{}", config.api_addr),
+        agents: Default::default(),
     }));
     // Leftovers of an interrupted upload are never needed again.
     let _ = std::fs::remove_dir_all(config.data_dir.join("tmp"));

@@ -42,6 +42,9 @@ pub struct Parts {
     pub swarm: bool,
     /// The API's URL as agents on other nodes reach it.
     pub api_url: String,
+    /// The agents of a swarm's nodes (made before the rack: the swarm runtime
+    /// and the routers reach the nodes through them).
+    pub agents: Arc<agents::Agents>,
 }
 
 pub struct Rack {
@@ -76,7 +79,7 @@ pub struct Rack {
     /// (app, process id) → its last sampled CPU and memory.
     usage: Mutex<HashMap<(String, String), usage::Sample>>,
     /// The agents of a swarm's nodes.
-    pub agents: agents::Agents,
+    pub agents: Arc<agents::Agents>,
 }
 
 /// Listings are dropped on any engine event for the app and whenever berth
@@ -121,7 +124,7 @@ impl Rack {
             collectors: Mutex::new(HashMap::new()),
             oneoff_view: Mutex::new(OneoffView::default()),
             usage: Mutex::new(HashMap::new()),
-            agents: agents::Agents::default(),
+            agents: parts.agents,
         }
     }
 

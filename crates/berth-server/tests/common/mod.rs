@@ -62,6 +62,7 @@ impl TestRack {
             max_upload: 1 << 20,
             swarm: false,
             api_url: "http://127.0.0.1:7070".into(),
+            agents: Default::default(),
         }
     }
 
