@@ -465,13 +465,20 @@ async fn build_run_observe_and_remove() {
     assert_eq!(config.hostname.as_deref(), Some("web-1"));
 
     // --- what it uses, and the one node a single engine is
-    let stats = rt.stats(&web.id).await.expect("stats of a running container");
+    let stats = rt
+        .stats(&web.id)
+        .await
+        .expect("stats of a running container");
     assert!(stats.memory_bytes > 0, "{stats:?}");
     assert!(stats.cpu_percent >= 0.0, "{stats:?}");
     let nodes = rt.nodes().await.expect("nodes");
     assert_eq!(nodes.len(), 1, "{nodes:?}");
     assert!(nodes[0].cpus >= 1.0 && nodes[0].memory > 0, "{nodes:?}");
-    assert!(rt.set_node_availability(&nodes[0].id, "drain").await.is_err());
+    assert!(
+        rt.set_node_availability(&nodes[0].id, "drain")
+            .await
+            .is_err()
+    );
 
     // --- a second process finds the first by its alias, and its output is followed
     let client = rt
