@@ -8,9 +8,11 @@
 mod docker;
 pub mod probe;
 pub mod subnets;
+pub mod swarm;
 
 pub use berth_core::layers::chain_ids;
 pub use docker::DockerRuntime;
+pub use swarm::{DirectNodeEngines, NodeEngines, SwarmRuntime};
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
@@ -58,6 +60,15 @@ pub enum RuntimeError {
     Engine(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// One node of a swarm cannot be reached; the others (and the manager) may be fine.
+    #[error(
+        "cannot reach the engine of node {node}: {reason}; is the node up (`docker node ls`) and its berth agent running?"
+    )]
+    NodeUnreachable { node: String, reason: String },
+    #[error(
+        "the Docker engine at {endpoint} is not a Swarm manager ({state}); berth server --swarm needs one: run it on a manager node or point DOCKER_HOST at one, make this engine a manager with `docker swarm init`, or start berth server without --swarm"
+    )]
+    NotSwarmManager { endpoint: String, state: String },
 }
 
 pub type Result<T> = std::result::Result<T, RuntimeError>;
