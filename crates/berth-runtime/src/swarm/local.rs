@@ -1,8 +1,8 @@
 //! Node-local work: one-offs and volume helpers (plain containers on one
 //! node, ids `<node id>/<container id>`), and volumes, which live on nodes.
 
-use super::SwarmRuntime;
 use super::model::{hostname, local_id, node_active, node_ready};
+use super::{SwarmRuntime, at, on_node};
 use crate::docker::convert::map_err;
 use crate::{ContainerInfo, ContainerSpec, LABEL_RACK, Result, Runtime, RuntimeError, VolumeInfo};
 use bollard::models::{Node, TaskState};
@@ -96,7 +96,7 @@ impl SwarmRuntime {
         }
         for (node, engine) in self.ready_engines(nodes).await? {
             for (volume, (key, value)) in &wanted {
-                let listed = engine.list_volumes(key, value).await?;
+                let listed = engine.list_volumes(key, value).await.map_err(at(&node))?;
                 if listed.iter().any(|v| &v.name == *volume) {
                     return Ok(Some(node));
                 }
@@ -142,11 +142,19 @@ impl SwarmRuntime {
 
     /// Creates the volumes `ensure_volume` was told about on `engine`, with
     /// their labels, before a bind would make them unlabelled.
-    async fn volumes_on(&self, engine: &dyn Runtime, volumes: &[(String, String)]) -> Result<()> {
+    async fn volumes_on(
+        &self,
+        node: &str,
+        engine: &dyn Runtime,
+        volumes: &[(String, String)],
+    ) -> Result<()> {
         let labels = self.volume_labels();
         for (volume, _) in volumes {
             if let Some(labels) = labels.get(volume) {
-                engine.ensure_volume(volume, labels).await?;
+                engine
+                    .ensure_volume(volume, labels)
+                    .await
+                    .map_err(at(node))?;
             }
         }
         Ok(())
@@ -166,8 +174,8 @@ impl SwarmRuntime {
             }
         }
         self.image_on(&node, &spec.image).await?;
-        self.volumes_on(&*engine, &spec.volumes).await?;
-        let id = engine.create_container(spec).await?;
+        self.volumes_on(&node, &*engine, &spec.volumes).await?;
+        let id = engine.create_container(spec).await.map_err(at(&node))?;
         Ok(local_id(&node, &id))
     }
 
@@ -181,7 +189,11 @@ impl SwarmRuntime {
         if !known {
             return Ok(());
         }
-        self.engine(node).await?.remove_container(container).await
+        self.engine(node)
+            .await?
+            .remove_container(container)
+            .await
+            .map_err(at(node))
     }
 
     pub(super) async fn inspect_local(
@@ -197,7 +209,8 @@ impl SwarmRuntime {
             .engine(node)
             .await?
             .inspect_container(container)
-            .await?
+            .await
+            .map_err(at(node))?
         else {
             return Ok(None);
         };
@@ -214,8 +227,8 @@ impl SwarmRuntime {
     ) -> Result<Vec<VolumeInfo>> {
         let nodes = self.swarm_nodes().await?;
         let mut all: BTreeMap<String, VolumeInfo> = BTreeMap::new();
-        for (_, engine) in self.ready_engines(&nodes).await? {
-            for volume in engine.list_volumes(key, value).await? {
+        for (node, engine) in self.ready_engines(&nodes).await? {
+            for volume in engine.list_volumes(key, value).await.map_err(at(&node))? {
                 all.entry(volume.name.clone()).or_insert(volume);
             }
         }
@@ -228,7 +241,7 @@ impl SwarmRuntime {
         for (node, engine) in self.ready_engines(&nodes).await? {
             engine.remove_volume(name).await.map_err(|e| match e {
                 RuntimeError::Engine(m) => RuntimeError::Engine(format!("on node {node}: {m}")),
-                other => other,
+                other => on_node(&node, other),
             })?;
         }
         self.volume_labels
@@ -248,8 +261,11 @@ impl SwarmRuntime {
     ) -> Result<String> {
         let (node, engine) = self.place(volumes).await?;
         self.image_on(&node, image).await?;
-        self.volumes_on(&*engine, volumes).await?;
-        let id = engine.create_helper(name, image, labels, volumes).await?;
+        self.volumes_on(&node, &*engine, volumes).await?;
+        let id = engine
+            .create_helper(name, image, labels, volumes)
+            .await
+            .map_err(at(&node))?;
         Ok(local_id(&node, &id))
     }
 }

@@ -96,7 +96,7 @@ impl SwarmRuntime {
         if swarm.control_available != Some(true) {
             let state = match swarm.local_node_state.map(|s| s.to_string()).as_deref() {
                 Some("active") => "it is a worker of its swarm".to_string(),
-                Some("") | None => "it is in no swarm".to_string(),
+                Some("" | "inactive") | None => "it is in no swarm".to_string(),
                 Some(other) => format!("its swarm state is {other}"),
             };
             return Err(RuntimeError::NotSwarmManager {
@@ -184,6 +184,21 @@ fn on_node(node: &str, error: RuntimeError) -> RuntimeError {
     }
 }
 
+/// `on_node` for `map_err`.
+fn at(node: &str) -> impl Fn(RuntimeError) -> RuntimeError + '_ {
+    move |e| on_node(node, e)
+}
+
+/// A node engine's stream, its errors passed through `on_node`.
+fn on_node_stream<T: Send + 'static>(
+    node: String,
+    stream: BoxStream<'static, Result<T>>,
+) -> BoxStream<'static, Result<T>> {
+    stream
+        .map(move |item| item.map_err(|e| on_node(&node, e)))
+        .boxed()
+}
+
 /// A stream made by an async step first (finding a container's node).
 fn deferred<T: Send + 'static>(
     find: impl std::future::Future<Output = Result<BoxStream<'static, Result<T>>>> + Send + 'static,
@@ -260,12 +275,12 @@ impl Runtime for SwarmRuntime {
 
     async fn stop_container(&self, id: &str, grace: u32) -> Result<()> {
         match split_local(id) {
-            Some((node, container)) => {
-                self.engine(node)
-                    .await?
-                    .stop_container(container, grace)
-                    .await
-            }
+            Some((node, container)) => self
+                .engine(node)
+                .await?
+                .stop_container(container, grace)
+                .await
+                .map_err(at(node)),
             None => self.stop_process(id, grace).await,
         }
     }
@@ -295,14 +310,14 @@ impl Runtime for SwarmRuntime {
     fn logs(&self, id: &str, since_secs: i64) -> BoxStream<'static, Result<LogLine>> {
         let (this, id) = (self.clone(), id.to_string());
         deferred(async move {
-            let (_, engine, container) = this.locate(&id).await?;
-            Ok(engine.logs(&container, since_secs))
+            let (node, engine, container) = this.locate(&id).await?;
+            Ok(on_node_stream(node, engine.logs(&container, since_secs)))
         })
     }
 
     async fn tail_logs(&self, id: &str, lines: usize) -> Result<Vec<LogLine>> {
-        let (_, engine, container) = self.locate(id).await?;
-        engine.tail_logs(&container, lines).await
+        let (node, engine, container) = self.locate(id).await?;
+        engine.tail_logs(&container, lines).await.map_err(at(&node))
     }
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
@@ -310,27 +325,43 @@ impl Runtime for SwarmRuntime {
     }
 
     async fn attach_container(&self, id: &str, stdin: bool) -> Result<Session> {
-        let (_, engine, container) = self.locate(id).await?;
-        engine.attach_container(&container, stdin).await
+        let (node, engine, container) = self.locate(id).await?;
+        engine
+            .attach_container(&container, stdin)
+            .await
+            .map_err(at(&node))
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
         match split_local(id) {
-            Some((node, container)) => self.engine(node).await?.start_container(container).await,
+            Some((node, container)) => self
+                .engine(node)
+                .await?
+                .start_container(container)
+                .await
+                .map_err(at(node)),
             None => self.start_process(id).await,
         }
     }
 
     async fn wait_container(&self, id: &str) -> Result<i64> {
         match split_local(id) {
-            Some((node, container)) => self.engine(node).await?.wait_container(container).await,
+            Some((node, container)) => self
+                .engine(node)
+                .await?
+                .wait_container(container)
+                .await
+                .map_err(at(node)),
             None => self.wait_process(id).await,
         }
     }
 
     async fn resize_container(&self, id: &str, rows: u16, cols: u16) -> Result<()> {
-        let (_, engine, container) = self.locate(id).await?;
-        engine.resize_container(&container, rows, cols).await
+        let (node, engine, container) = self.locate(id).await?;
+        engine
+            .resize_container(&container, rows, cols)
+            .await
+            .map_err(at(&node))
     }
 
     async fn exec(
@@ -341,18 +372,29 @@ impl Runtime for SwarmRuntime {
         stdin: bool,
     ) -> Result<(String, Session)> {
         let (node, engine, container) = self.locate(container).await?;
-        let (exec, session) = engine.exec(&container, command, tty, stdin).await?;
+        let (exec, session) = engine
+            .exec(&container, command, tty, stdin)
+            .await
+            .map_err(at(&node))?;
         Ok((model::local_id(&node, &exec), session))
     }
 
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>> {
         let (node, exec) = split_exec(exec_id)?;
-        self.engine(node).await?.exec_exit_code(exec).await
+        self.engine(node)
+            .await?
+            .exec_exit_code(exec)
+            .await
+            .map_err(at(node))
     }
 
     async fn resize_exec(&self, exec_id: &str, rows: u16, cols: u16) -> Result<()> {
         let (node, exec) = split_exec(exec_id)?;
-        self.engine(node).await?.resize_exec(exec, rows, cols).await
+        self.engine(node)
+            .await?
+            .resize_exec(exec, rows, cols)
+            .await
+            .map_err(at(node))
     }
 
     /// Nothing is made here: the node a process or helper lands on makes the
@@ -383,8 +425,11 @@ impl Runtime for SwarmRuntime {
     fn download_archive(&self, container: &str, path: &str) -> BoxStream<'static, Result<Bytes>> {
         let (this, id, path) = (self.clone(), container.to_string(), path.to_string());
         deferred(async move {
-            let (_, engine, container) = this.locate(&id).await?;
-            Ok(engine.download_archive(&container, &path))
+            let (node, engine, container) = this.locate(&id).await?;
+            Ok(on_node_stream(
+                node,
+                engine.download_archive(&container, &path),
+            ))
         })
     }
 
@@ -394,8 +439,11 @@ impl Runtime for SwarmRuntime {
         path: &str,
         tar: BoxStream<'static, std::io::Result<Bytes>>,
     ) -> Result<()> {
-        let (_, engine, container) = self.locate(container).await?;
-        engine.upload_archive(&container, path, tar).await
+        let (node, engine, container) = self.locate(container).await?;
+        engine
+            .upload_archive(&container, path, tar)
+            .await
+            .map_err(at(&node))
     }
 
     fn export_image(&self, name: &str) -> BoxStream<'static, Result<Bytes>> {
@@ -451,8 +499,8 @@ impl Runtime for SwarmRuntime {
     }
 
     async fn stats(&self, id: &str) -> Result<ProcessStats> {
-        let (_, engine, container) = self.locate(id).await?;
-        engine.stats(&container).await
+        let (node, engine, container) = self.locate(id).await?;
+        engine.stats(&container).await.map_err(at(&node))
     }
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>> {

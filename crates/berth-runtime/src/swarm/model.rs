@@ -154,12 +154,17 @@ pub(crate) fn phase(task: &Task, node_ready: bool) -> Phase {
     }
 }
 
-/// The exit code Swarm recorded for a task's container, if it ran.
+/// The exit code Swarm recorded for a task's container, once it ended (a
+/// running container's is 0, which would be wrong for one lost with its node).
 pub(crate) fn exit_code(task: &Task) -> Option<i64> {
-    task.status
-        .as_ref()
-        .and_then(|s| s.container_status.as_ref())
-        .and_then(|c| c.exit_code)
+    let status = task.status.as_ref()?;
+    let ended = matches!(
+        status.state,
+        Some(TaskState::COMPLETE | TaskState::FAILED | TaskState::SHUTDOWN | TaskState::REJECTED)
+    );
+    ended
+        .then(|| status.container_status.as_ref()?.exit_code)
+        .flatten()
 }
 
 /// The id of a task's container on its node, once it has one.
@@ -318,8 +323,15 @@ mod tests {
                 }
             );
         }
-        // Its node died: the manager still says running.
+        // Its node died: the manager still says running, with exit code 0.
         assert_eq!(phase(&t(TaskState::RUNNING), false), Phase::Ended);
+        assert_eq!(
+            container_state(&t(TaskState::RUNNING), false),
+            ContainerState::Exited {
+                code: None,
+                oom_killed: false
+            }
+        );
         // Not yet on any node: waiting for one, not ended.
         let mut pending = t(TaskState::PENDING);
         pending.node_id = None;

@@ -36,13 +36,18 @@ impl SwarmRuntime {
 
     async fn tasks_of(&self, service_id: &str) -> Result<Vec<Task>> {
         let filters = HashMap::from([("service".to_string(), vec![service_id.to_string()])]);
-        let tasks = self
+        let tasks = match self
             .docker()
             .list_tasks(Some(ListTasksOptions {
                 filters: Some(filters),
             }))
             .await
-            .map_err(map_err)?;
+        {
+            Ok(tasks) => tasks,
+            // The service is gone, and with it its tasks.
+            Err(e) if status_of(&e) == Some(404) => Vec::new(),
+            Err(e) => return Err(map_err(e)),
+        };
         // The filter also matches services whose name starts with the id.
         Ok(tasks
             .into_iter()
@@ -159,12 +164,7 @@ impl SwarmRuntime {
                 .and_then(|id| tasks_by_service.get(id))
                 .cloned()
                 .unwrap_or_default();
-            out.push(process_info(
-                service,
-                tasks,
-                &nodes,
-                &task_containers,
-            ));
+            out.push(process_info(service, tasks, &nodes, &task_containers));
         }
         Ok(out)
     }
@@ -311,9 +311,10 @@ impl SwarmRuntime {
         }
     }
 
-    /// SIGTERM, SIGKILL after `grace`, by the task's node (Swarm's own stop
-    /// would use the grace period the service was made with), then no
-    /// replicas, so Swarm knows it is meant to be stopped.
+    /// SIGTERM, SIGKILL after `grace`, by the task's node: Swarm's own stop
+    /// would use the grace period the service was made with, and scaling to
+    /// no replicas would delete the task, its exit code and its output. With
+    /// no restart policy Swarm leaves the stopped task as it is.
     pub(super) async fn stop_process(&self, id: &str, grace: u32) -> Result<()> {
         let Some(service) = self.service(id).await? else {
             return Ok(());
@@ -322,22 +323,29 @@ impl SwarmRuntime {
         let tasks = self.tasks_of(&service_id).await?;
         let nodes = self.swarm_nodes().await?;
         let nodes = by_id(&nodes);
-        if let Some(task) = current_task(&tasks)
-            && phase(task, task_node_ready(task, &nodes)) != Phase::Ended
-            && let (Some(node), Some(container)) = (task.node_id.as_deref(), container_id(task))
-        {
-            match self.engine(node).await {
+        let Some(task) = current_task(&tasks) else {
+            return Ok(());
+        };
+        if phase(task, task_node_ready(task, &nodes)) == Phase::Ended {
+            return Ok(());
+        }
+        let stopped = match (task.node_id.as_deref(), container_id(task)) {
+            (Some(node), Some(container)) => match self.engine(node).await {
                 Ok(engine) => match engine.stop_container(container, grace).await {
-                    Ok(()) | Err(RuntimeError::NodeUnreachable { .. }) => {}
-                    Err(RuntimeError::Connect(_)) => {}
+                    Ok(()) => true,
+                    Err(RuntimeError::Connect(_) | RuntimeError::NodeUnreachable { .. }) => false,
                     Err(e) => return Err(e),
                 },
-                // Swarm stops it when it can.
-                Err(RuntimeError::NodeUnreachable { .. }) => {}
+                Err(RuntimeError::NodeUnreachable { .. }) => false,
                 Err(e) => return Err(e),
-            }
+            },
+            _ => false,
+        };
+        if !stopped {
+            // Not started yet, or its node cannot be reached: Swarm stops it
+            // (and forgets the task) when it can.
+            self.scale(&service, 0).await?;
         }
-        self.scale(&service, 0).await?;
         let deadline = Instant::now() + Duration::from_secs(u64::from(grace)) + STOP_SLACK;
         while Instant::now() < deadline {
             let tasks = self.tasks_of(&service_id).await?;
@@ -363,7 +371,13 @@ impl SwarmRuntime {
             .service(id)
             .await?
             .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
-        self.scale(&service, 1).await
+        let mut spec = service.spec.clone().unwrap_or_default();
+        spec.mode = Some(replicated(1));
+        // A forced update replaces the ended task with a new one.
+        if let Some(task) = spec.task_template.as_mut() {
+            task.force_update = Some(task.force_update.unwrap_or(0) + 1);
+        }
+        self.update(&service, spec).await
     }
 
     async fn scale(&self, service: &Service, replicas: i64) -> Result<()> {
@@ -377,6 +391,10 @@ impl SwarmRuntime {
             return Ok(());
         }
         spec.mode = Some(replicated(replicas));
+        self.update(service, spec).await
+    }
+
+    async fn update(&self, service: &Service, spec: bollard::models::ServiceSpec) -> Result<()> {
         let version = service
             .version
             .as_ref()
@@ -391,7 +409,7 @@ impl SwarmRuntime {
         let id = service.id.clone().unwrap_or_default();
         match self.docker().update_service(&id, spec, options, None).await {
             Ok(_) => Ok(()),
-            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Err(RuntimeError::NotFound(id)),
             Err(e) => Err(map_err(e)),
         }
     }
