@@ -117,11 +117,24 @@ impl SwarmRuntime {
             }))
             .await
             .map_err(map_err)?;
-        let tasks = self
-            .docker()
-            .list_tasks(None::<ListTasksOptions>)
-            .await
-            .map_err(map_err)?;
+        let ids: Vec<String> = services.iter().filter_map(|s| s.id.clone()).collect();
+        let tasks = if ids.is_empty() {
+            Vec::new()
+        } else {
+            let only = ListTasksOptions {
+                filters: Some(HashMap::from([("service".to_string(), ids)])),
+            };
+            match self.docker().list_tasks(Some(only)).await {
+                Ok(tasks) => tasks,
+                // One of them was removed since: all tasks, then.
+                Err(e) if status_of(&e) == Some(404) => self
+                    .docker()
+                    .list_tasks(None::<ListTasksOptions>)
+                    .await
+                    .map_err(map_err)?,
+                Err(e) => return Err(map_err(e)),
+            }
+        };
         let nodes = self.swarm_nodes().await?;
         let listed = futures_util::future::join_all(
             nodes
