@@ -300,6 +300,7 @@ fn events_of(rt: &SwarmRuntime, rack: &str) -> mpsc::UnboundedReceiver<RuntimeEv
     tokio::spawn(async move {
         while let Some(event) = events.next().await {
             let event = event.expect("the event stream failed");
+            // Shown with a failing test's output.
             eprintln!(
                 "event {} {} {:?}",
                 event.action, event.container_id, event.exit_code

@@ -6,7 +6,7 @@
 //! container id and its labels plus `name`, as an engine's event would.
 
 use super::model::{Phase, exit_code, node_ready, parse_time, phase};
-use crate::docker::convert::{label_filter, map_err};
+use crate::docker::convert::{label_filter, map_err, status_of};
 use crate::{Result, RuntimeEvent};
 use bollard::Docker;
 use bollard::models::{Node, Service, Task};
@@ -83,11 +83,24 @@ impl Watch {
             .list_nodes(None::<ListNodesOptions>)
             .await
             .map_err(map_err)?;
-        let tasks = self
-            .docker
-            .list_tasks(None::<ListTasksOptions>)
-            .await
-            .map_err(map_err)?;
+        let ids: Vec<String> = services.iter().filter_map(|s| s.id.clone()).collect();
+        let tasks = if ids.is_empty() {
+            Vec::new()
+        } else {
+            let only = ListTasksOptions {
+                filters: Some(HashMap::from([("service".to_string(), ids)])),
+            };
+            match self.docker.list_tasks(Some(only)).await {
+                Ok(tasks) => tasks,
+                // One of them was removed since: all tasks, then.
+                Err(e) if status_of(&e) == Some(404) => self
+                    .docker
+                    .list_tasks(None::<ListTasksOptions>)
+                    .await
+                    .map_err(map_err)?,
+                Err(e) => return Err(map_err(e)),
+            }
+        };
         let now = labelled(&services);
         let events = diff(
             self.tasks.as_ref(),
