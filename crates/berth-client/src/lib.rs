@@ -11,10 +11,11 @@ mod certs;
 pub mod config;
 mod image;
 mod ndjson;
-pub mod saved_image;
 pub mod session;
 pub mod source;
 mod volumes;
+
+pub use berth_image::saved_image;
 
 use berth_api::{
     App, AppInfo, Build, CreateApp, EffectiveEnv, EnvChange, ErrorBody, Event, Instance,

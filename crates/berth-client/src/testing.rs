@@ -1,8 +1,6 @@
 //! Test fixtures: a one-shot HTTP server and a small `docker save` archive.
 
-use std::fs::File;
-use std::io;
-use std::path::{Path, PathBuf};
+pub use berth_image::testing::saved_image;
 
 /// Accepts one connection, reads one request (head and Content-Length body), answers
 /// `response`, and hands back the raw request.
@@ -51,34 +49,4 @@ pub fn response(status: &str, content_type: &str, body: &str) -> String {
         "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )
-}
-
-/// A saved image of two layers, `a/layer.tar` and `b/layer.tar`.
-pub fn saved_image(dir: &Path, link: bool) -> io::Result<PathBuf> {
-    let path = dir.join(if link { "linked.tar" } else { "save.tar" });
-    let mut b = tar::Builder::new(File::create(&path)?);
-    let mut add = |name: &str, data: &[u8]| -> io::Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        b.append_data(&mut h, name, data)
-    };
-    add(
-        "manifest.json",
-        br#"[{"Config":"c.json","RepoTags":["x:1"],"Layers":["a/layer.tar","b/layer.tar"]}]"#,
-    )?;
-    add(
-        "c.json",
-        br#"{"rootfs":{"type":"layers","diff_ids":["sha256:1","sha256:2"]}}"#,
-    )?;
-    add("a/layer.tar", &[1u8; 1024])?;
-    add("b/layer.tar", &[2u8; 1024])?;
-    if link {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(0);
-        b.append_link(&mut h, "c/layer.tar", "../a/layer.tar")?;
-    }
-    b.finish()?;
-    Ok(path)
 }

@@ -1,16 +1,35 @@
-//! The only door to a container engine: the `Runtime` trait, and its Docker
-//! Engine implementation (`DockerRuntime`), the one engine berth drives today.
-//! The trait speaks of labelled containers, images, networks and volumes, not
-//! of one engine's API or network kind, so that another engine plugs in behind
-//! it without a change above: the in-memory engine of `berth-testkit` does so
-//! for tests, and a Swarm implementation would.
+//! The only door to a container engine: the `Runtime` trait and its two
+//! implementations. The trait speaks of labelled containers, images, networks
+//! and volumes, not of one engine's API or network kind, so that another
+//! engine plugs in behind it without a change above (the in-memory engine of
+//! `berth-testkit` does so for tests).
+//!
+//! What runs where:
+//! - [`DockerRuntime`] (`docker/`): one Docker engine does everything. A
+//!   process is a container on the app's bridge network; health checks
+//!   connect from this process (or, given a probe image, from a container on
+//!   the engine, for an engine on another machine).
+//! - [`SwarmRuntime`] (`swarm/`): a Docker Swarm. The manager's engine (the
+//!   one `DOCKER_HOST` names) builds and holds images and runs the cluster: a
+//!   process is a one-replica Swarm service on the app's attachable overlay,
+//!   placed by Swarm, its id the service id. Each node's own engine, reached
+//!   through [`NodeEngines`] (the server's agents, or [`DirectNodeEngines`]
+//!   over sockets), does what only it can: the output, stats and execs of
+//!   the processes on it, one-offs and volume helpers (plain containers,
+//!   ids `<node id>/<container id>`), its volumes, loading the images
+//!   `distribute_image` sends it (only the layers it lacks, no registry), and
+//!   health checks from inside the overlays.
+//! - `probe`: the HTTP health check the in-process path uses; `subnets`: the
+//!   /24s app bridges get from `--network-pool`.
 
 mod docker;
 pub mod probe;
 pub mod subnets;
+pub mod swarm;
 
 pub use berth_core::layers::chain_ids;
 pub use docker::DockerRuntime;
+pub use swarm::{DirectNodeEngines, NodeEngines, SwarmRuntime};
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
@@ -58,6 +77,15 @@ pub enum RuntimeError {
     Engine(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// One node of a swarm cannot be reached; the others (and the manager) may be fine.
+    #[error(
+        "cannot reach the engine of node {node}: {reason}; is the node up (`docker node ls`) and its berth agent running?"
+    )]
+    NodeUnreachable { node: String, reason: String },
+    #[error(
+        "the Docker engine at {endpoint} is not a Swarm manager ({state}); berth server --swarm needs one: run it on a manager node or point DOCKER_HOST at one, make this engine a manager with `docker swarm init`, or start berth server without --swarm"
+    )]
+    NotSwarmManager { endpoint: String, state: String },
 }
 
 pub type Result<T> = std::result::Result<T, RuntimeError>;

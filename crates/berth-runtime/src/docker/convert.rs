@@ -1,4 +1,5 @@
-//! Engine models to berth's types, and engine errors to `RuntimeError`.
+//! Engine models to berth's types, and engine errors to `RuntimeError`
+//! (the label and error helpers are shared with the Swarm runtime).
 
 use crate::{ContainerInfo, ContainerState, ProcessStats, RuntimeError, RuntimeEvent};
 use bollard::errors::Error as BollardError;
@@ -9,15 +10,15 @@ use bollard::models::{
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-pub(super) fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
+pub(crate) fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
     map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-pub(super) fn label_filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
+pub(crate) fn label_filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), vec![format!("{key}={value}")])])
 }
 
-pub(super) fn status_of(err: &BollardError) -> Option<u16> {
+pub(crate) fn status_of(err: &BollardError) -> Option<u16> {
     match err {
         BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
@@ -40,7 +41,7 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-pub(super) fn map_err(err: BollardError) -> RuntimeError {
+pub(crate) fn map_err(err: BollardError) -> RuntimeError {
     match err {
         BollardError::SocketNotFoundError(path) => {
             RuntimeError::Connect(format!("socket {path} does not exist"))

@@ -2,12 +2,14 @@
 //!
 //! Layers, top to bottom (each uses only those below it):
 //! - this module: the engine client and the `Runtime` impl;
-//! - `storage`: volumes, archives and image transfer;
+//! - `storage`: volumes, archives and image transfer; `remote_probe`: health
+//!   checks from a container on the engine, for an engine on another machine;
 //! - `logs`: the engine's log and attach frames turned into lines and chunks;
 //! - `convert`: engine models to berth's types, engine errors to `RuntimeError`.
 
-mod convert;
+pub(crate) mod convert;
 mod logs;
+mod remote_probe;
 mod storage;
 
 use self::convert::{
@@ -68,6 +70,19 @@ pub struct DockerRuntime {
     network_pool: Option<NetworkPool>,
     /// The engine's address as `endpoint()` reports it.
     endpoint: String,
+    /// An image with `sh` and `nc` to probe processes from a container on the
+    /// engine; `None`: probes connect from this process.
+    probe_image: Option<String>,
+}
+
+/// The kind of an app network the runtime makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NetworkKind {
+    /// One engine's bridge, with a subnet from the network pool when set.
+    Bridge,
+    /// A Swarm overlay that plain containers may join too (one-offs), from
+    /// the swarm's own address pools.
+    AttachableOverlay,
 }
 
 /// The socket bollard's `connect_with_local_defaults` uses on Unix: `DOCKER_HOST`
@@ -99,7 +114,18 @@ impl DockerRuntime {
             docker,
             network_pool: None,
             endpoint: local_address(),
+            probe_image: None,
         })
+    }
+
+    /// Probes processes from a short-lived container of `image` (which must
+    /// have busybox-style `sh` and `nc`) on the engine's network holding the
+    /// address, rather than from this process: for an engine on another
+    /// machine, whose networks this process cannot reach (a Swarm node's
+    /// engine reached over its socket, as `DirectNodeEngines` does).
+    pub fn with_probe_image(mut self, image: impl Into<String>) -> Self {
+        self.probe_image = Some(image.into());
+        self
     }
 
     /// The address `endpoint()` reports, for a client that `from_client` cannot
@@ -152,6 +178,57 @@ impl DockerRuntime {
         &self.docker
     }
 
+    /// Creates the app network `name` of `kind` if absent, labelled; idempotent.
+    pub(crate) async fn ensure_network_of(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        kind: NetworkKind,
+    ) -> Result<()> {
+        let _guard = NETWORK_LOCK.lock().await;
+        if self.network_exists(name).await? {
+            return Ok(());
+        }
+        let (driver, ipam) = match (kind, &self.network_pool) {
+            (NetworkKind::Bridge, Some(pool)) => {
+                ("bridge", Some(self.subnet_from_pool(pool, name).await?))
+            }
+            (NetworkKind::Bridge, None) => ("bridge", None),
+            // The pool is carved for one engine's bridges; a swarm hands out
+            // overlay subnets from its own pools (`docker swarm init --default-addr-pool`).
+            (NetworkKind::AttachableOverlay, _) => ("overlay", None),
+        };
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some(driver.to_string()),
+            attachable: (kind == NetworkKind::AttachableOverlay).then_some(true),
+            labels: Some(to_hash_map(labels)),
+            ipam,
+            ..Default::default()
+        };
+        // Before API 1.44 the engine creates a second network with the same name
+        // unless `CheckDuplicate` is set, and bollard's model (written for 1.44+,
+        // where the check is always on) has no such field: send the body ourselves.
+        // This keeps another process that created it since our check from getting
+        // a twin (not fully: see NETWORK_LOCK).
+        let mut body = serde_json::to_value(&request)
+            .map_err(|e| RuntimeError::Engine(format!("encoding network request: {e}")))?;
+        body["CheckDuplicate"] = serde_json::Value::Bool(true);
+        let body = Bytes::from(body.to_string());
+        let client = self.docker.clone().with_request_modifier(move |mut req| {
+            if req.uri().path().ends_with("/networks/create") {
+                *req.body_mut() = bollard::body_full(body.clone());
+            }
+            req
+        });
+        match client.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Another process created it between our check and our create.
+            Err(e) if status_of(&e) == Some(409) => Ok(()),
+            Err(e) => Err(network_error(name, map_err(e))),
+        }
+    }
+
     async fn network_exists(&self, name: &str) -> Result<bool> {
         // The `name` filter matches substrings, hence the exact comparison.
         let options = ListNetworksOptions {
@@ -197,42 +274,8 @@ impl Runtime for DockerRuntime {
     }
 
     async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
-        let _guard = NETWORK_LOCK.lock().await;
-        if self.network_exists(name).await? {
-            return Ok(());
-        }
-        let ipam = match &self.network_pool {
-            Some(pool) => Some(self.subnet_from_pool(pool, name).await?),
-            None => None,
-        };
-        let request = NetworkCreateRequest {
-            name: name.to_string(),
-            driver: Some("bridge".to_string()),
-            labels: Some(to_hash_map(labels)),
-            ipam,
-            ..Default::default()
-        };
-        // Before API 1.44 the engine creates a second network with the same name
-        // unless `CheckDuplicate` is set, and bollard's model (written for 1.44+,
-        // where the check is always on) has no such field: send the body ourselves.
-        // This keeps another process that created it since our check from getting
-        // a twin (not fully: see NETWORK_LOCK).
-        let mut body = serde_json::to_value(&request)
-            .map_err(|e| RuntimeError::Engine(format!("encoding network request: {e}")))?;
-        body["CheckDuplicate"] = serde_json::Value::Bool(true);
-        let body = Bytes::from(body.to_string());
-        let client = self.docker.clone().with_request_modifier(move |mut req| {
-            if req.uri().path().ends_with("/networks/create") {
-                *req.body_mut() = bollard::body_full(body.clone());
-            }
-            req
-        });
-        match client.create_network(request).await {
-            Ok(_) => Ok(()),
-            // Another process created it between our check and our create.
-            Err(e) if status_of(&e) == Some(409) => Ok(()),
-            Err(e) => Err(network_error(name, map_err(e))),
-        }
+        self.ensure_network_of(name, labels, NetworkKind::Bridge)
+            .await
     }
 
     async fn remove_network(&self, name: &str) -> Result<()> {
@@ -767,6 +810,21 @@ impl Runtime for DockerRuntime {
             Some(Ok(sample)) => Ok(convert::process_stats(&sample)),
             Some(Err(e)) => Err(map_err(e)),
             None => Err(RuntimeError::NotFound(id.to_string())),
+        }
+    }
+
+    async fn probe(
+        &self,
+        addr: std::net::SocketAddr,
+        host: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> std::result::Result<u16, String> {
+        match &self.probe_image {
+            None => crate::probe::http_check(addr, host, path, timeout).await,
+            Some(image) => {
+                remote_probe::probe(&self.docker, image, addr, host, path, timeout).await
+            }
         }
     }
 
