@@ -375,6 +375,7 @@ async fn a_process_runs_on_a_node_and_is_reached_there() {
                 Duration::from_secs(3),
             )
             .await
+            .inspect_err(|e| eprintln!("probe of {ip} on {node}: {e}"))
             .ok()
         },
     )

@@ -47,7 +47,7 @@ use bollard::query_parameters::ListNodesOptions;
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +71,10 @@ pub struct SwarmRuntime {
     distributing: Arc<tokio::sync::Mutex<()>>,
     /// Where exported images are spooled on their way to the nodes.
     temp_dir: PathBuf,
+    /// Process address → the node (id) its task runs on, as last seen: a
+    /// health check goes from that node first, so it does not depend on the
+    /// overlay between nodes (slow to settle after a node comes back).
+    addresses: Arc<std::sync::Mutex<HashMap<IpAddr, String>>>,
 }
 
 impl std::fmt::Debug for SwarmRuntime {
@@ -111,6 +115,7 @@ impl SwarmRuntime {
             volume_labels: Arc::default(),
             distributing: Arc::default(),
             temp_dir: std::env::temp_dir(),
+            addresses: Arc::default(),
         })
     }
 
@@ -163,6 +168,16 @@ impl SwarmRuntime {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_string(), labels.clone());
+    }
+
+    fn remember_address(&self, ip: IpAddr, node: &str) {
+        if let Ok(mut addresses) = self.addresses.lock() {
+            addresses.insert(ip, node.to_string());
+        }
+    }
+
+    fn node_of_address(&self, ip: IpAddr) -> Option<String> {
+        self.addresses.lock().ok()?.get(&ip).cloned()
     }
 
     fn volume_labels(&self) -> VolumeLabels {
@@ -465,8 +480,9 @@ impl Runtime for SwarmRuntime {
         self.manager.layer_chains().await
     }
 
-    /// From the manager's node first (its agent reaches every overlay, and
-    /// its engine sees every swarm network), else from any Ready node.
+    /// From the node the process at `addr` was last seen on, then the
+    /// manager's node (its engine sees every swarm network), then any Ready
+    /// node.
     async fn probe(
         &self,
         addr: SocketAddr,
@@ -480,7 +496,8 @@ impl Runtime for SwarmRuntime {
             .filter(|n| node_ready(n))
             .filter_map(|n| n.id.as_deref())
             .collect();
-        order.sort_by_key(|id| *id != self.manager_node);
+        let home = self.node_of_address(addr.ip());
+        order.sort_by_key(|id| (Some(*id) != home.as_deref(), *id != self.manager_node));
         let mut unreachable = Vec::new();
         for node in order {
             match self.engine(node).await {

@@ -97,12 +97,26 @@ impl SwarmRuntime {
         {
             containers.insert(info.id.clone(), info);
         }
-        Ok(Some(process_info(
-            &service,
-            tasks.iter(),
-            &by_id(&nodes),
-            &containers,
-        )))
+        let info = process_info(&service, tasks.iter(), &by_id(&nodes), &containers);
+        self.remember_addresses(&nodes, [&info]);
+        Ok(Some(info))
+    }
+
+    /// Notes which node each listed process's address is on (for `probe`).
+    fn remember_addresses<'a>(
+        &self,
+        nodes: &[Node],
+        processes: impl IntoIterator<Item = &'a ContainerInfo>,
+    ) {
+        for info in processes {
+            let node = nodes
+                .iter()
+                .find(|n| info.node.as_deref() == Some(hostname(n).as_str()))
+                .and_then(|n| n.id.as_deref());
+            if let (Some(ip), Some(node)) = (info.ip, node) {
+                self.remember_address(ip, node);
+            }
+        }
     }
 
     /// Every process and node-local container carrying `key=value`. Nodes
@@ -169,7 +183,8 @@ impl SwarmRuntime {
                 tasks_by_service.entry(service).or_default().push(task);
             }
         }
-        let nodes = by_id(&nodes);
+        let swarm_nodes = nodes;
+        let nodes = by_id(&swarm_nodes);
         for service in &services {
             let tasks = service
                 .id
@@ -179,6 +194,7 @@ impl SwarmRuntime {
                 .unwrap_or_default();
             out.push(process_info(service, tasks, &nodes, &task_containers));
         }
+        self.remember_addresses(&swarm_nodes, &out);
         Ok(out)
     }
 
