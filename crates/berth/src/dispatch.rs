@@ -14,6 +14,7 @@ pub async fn run(command: Command) -> Result<()> {
     match command {
         Command::Server(args) => crate::server::run(args).await,
         Command::Router(args) => crate::router::run(args).await,
+        Command::Agent(args) => crate::agent::run(args).await,
         Command::Login { url, token, name } => rack::login(&url, &token, name.as_deref()).await,
         Command::Switch { name, json } => rack::switch(name.as_deref(), json.json),
         Command::Apps { app, json, command } => apps::run(app, json, command).await,

@@ -59,6 +59,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             }),
         network_pool: args.network_pool,
         max_upload: args.max_upload.saturating_mul(1024 * 1024),
+        swarm: args.swarm,
     };
     berth_server::run(config, shutdown).await?;
     Ok(())

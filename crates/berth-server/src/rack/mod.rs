@@ -4,6 +4,7 @@
 //! module knows nothing above it.
 
 pub mod agents;
+pub mod fleet;
 mod observed;
 mod routes;
 pub mod usage;
@@ -45,6 +46,8 @@ pub struct Parts {
     /// The agents of a swarm's nodes (made before the rack: the swarm runtime
     /// and the routers reach the nodes through them).
     pub agents: Arc<agents::Agents>,
+    /// The cluster's CA (agents' certificates).
+    pub ca: Arc<crate::cluster_ca::ClusterCa>,
 }
 
 pub struct Rack {
@@ -80,6 +83,7 @@ pub struct Rack {
     usage: Mutex<HashMap<(String, String), usage::Sample>>,
     /// The agents of a swarm's nodes.
     pub agents: Arc<agents::Agents>,
+    pub ca: Arc<crate::cluster_ca::ClusterCa>,
 }
 
 /// Listings are dropped on any engine event for the app and whenever berth
@@ -125,6 +129,7 @@ impl Rack {
             oneoff_view: Mutex::new(OneoffView::default()),
             usage: Mutex::new(HashMap::new()),
             agents: parts.agents,
+            ca: parts.ca,
         }
     }
 
