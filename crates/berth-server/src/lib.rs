@@ -234,7 +234,7 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    tracing::info!(api = %config.api_addr, router = %http_addr, engine, "berth server ready");
+    tracing::info!(api = %config.api_addr, router = %http_addr, engine, rack = %rack.rack_id, "berth server ready");
     let mut api_stop = stop_rx;
     let served = axum::serve(api_listener, http::app(rack.clone()))
         .with_graceful_shutdown(async move {
@@ -322,7 +322,7 @@ async fn swarm_engine(
         .await?
         .with_temp_dir(spool)
         .with_prober(fleet.clone());
-    let version = format!("{} (swarm)", runtime.version().await?);
+    let version = runtime.version().await?;
     Ok(Engine {
         runtime: Arc::new(runtime),
         router: fleet,
