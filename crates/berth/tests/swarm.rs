@@ -649,3 +649,150 @@ fn rollouts_and_stops_under_load_through_one_node_lose_no_request() {
     });
     assert!(back, "{:#?}", rack.processes(&app));
 }
+
+/// When `check` first held, polling every 200 ms for at most `limit`.
+fn time_until(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if check() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+/// Running tasks of a plain Swarm service on nodes other than `lost`.
+fn swarm_tasks_running(service: &str, lost: &str) -> usize {
+    on_node(
+        1,
+        &[
+            "service",
+            "ps",
+            service,
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Node}} {{.CurrentState}}",
+        ],
+    )
+    .lines()
+    .filter(|l| !l.starts_with(lost) && l.contains("Running"))
+    .count()
+}
+
+#[test]
+fn a_lost_node_is_shown_down_and_its_processes_come_back_elsewhere() {
+    let rack = SwarmRack::start();
+    let app = unique_app("swlost");
+    rack.deploy_hello(&app, 3);
+    let host = format!("web.{app}.localhost");
+    // Swarm's own reschedule of a plain 3-replica service, timed in the same run.
+    let baseline = format!("swbase-{}", rack.rack_id);
+    on_node(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            &baseline,
+            "--label",
+            &format!("berth.rack={}", rack.rack_id),
+            "--replicas",
+            "3",
+            "--replicas-max-per-node",
+            "1",
+            "--endpoint-mode",
+            "dnsrr",
+            "swarmlab-busybox:latest",
+            "sleep",
+            "3600",
+        ],
+    );
+    let spread = eventually(Duration::from_secs(30), || {
+        swarm_tasks_running(&baseline, "-") == 3
+    });
+    assert!(spread, "the baseline service did not start");
+    // With one per node, the baseline cannot come back to 3 without node 3:
+    // allow two per node for the reschedule.
+    on_node(
+        1,
+        &[
+            "service",
+            "update",
+            "--detach",
+            "--replicas-max-per-node",
+            "2",
+            &baseline,
+        ],
+    );
+
+    let load = Load::start(node_ip(1), rack.http, host.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    swarmlab(&["kill", "3"]);
+    let killed = std::time::Instant::now();
+    let restore = scopeguard(|| swarmlab(&["start", "3"]));
+
+    let shown_down = time_until(Duration::from_secs(30), || {
+        rack.json(&["instances", "--json"])
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|i| i["hostname"] == "swarmlab-node3" && i["status"] == "down")
+    });
+    // Both watched in one loop, so neither time waits on the other.
+    let (mut berth_back, mut swarm_back) = (None, None);
+    while killed.elapsed() < Duration::from_secs(90)
+        && (berth_back.is_none() || swarm_back.is_none())
+    {
+        if berth_back.is_none()
+            && rack
+                .processes(&app)
+                .iter()
+                .filter(|p| p["state"] == "running" && p["node"] != "swarmlab-node3")
+                .count()
+                == 3
+        {
+            berth_back = Some(killed.elapsed());
+        }
+        if swarm_back.is_none() && swarm_tasks_running(&baseline, "swarmlab-node3") == 3 {
+            swarm_back = Some(killed.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (sent, failed) = load.finish();
+    drop(restore);
+    on_node(1, &["service", "rm", &baseline]);
+
+    println!(
+        "bench: node kill: shown down after {shown_down:?}; berth back to 3 after {berth_back:?}; \
+         Swarm's own reschedule of a plain service {swarm_back:?}; failed GETs {} of {sent} through node 1",
+        failed.len()
+    );
+    let shown_down = shown_down.expect("node 3 shown down in `berth instances`");
+    assert!(shown_down < Duration::from_secs(20), "{shown_down:?}");
+    berth_back.expect("berth's processes back to 3 on the surviving nodes");
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} GETs failed across the node kill: {failed:?}",
+        failed.len()
+    );
+    for n in 1..=2 {
+        assert_eq!(rack.get(n, &host, "/").0, 200);
+    }
+}
+
+/// Runs `f` when dropped (also when the test panics).
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
