@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::rack::Rack;
 use berth_api::{AgentHello, AgentTls, AgentWelcome, Instance, JoinInstructions};
 use berth_store::access::NODE_ROLE;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Every node with its agent and the berth processes it runs.
@@ -61,6 +62,12 @@ pub fn join(rack: &Rack) -> Result<JoinInstructions> {
 }
 
 /// `drain` moves its processes to other nodes; `active` lets them back.
+///
+/// Swarm's own drain stops a node's tasks at once, while routers still send
+/// to them. So berth first pauses the node (nothing new lands there), rolls
+/// the services that have processes on it (health-gated, as `berth
+/// restart`: the new processes start elsewhere before the old ones are
+/// drained and stopped), and only then sets Swarm's `drain`.
 pub async fn set_availability(rack: &Rack, node: &str, availability: &str) -> Result<()> {
     if !rack.swarm {
         return Err(Error::Conflict(
@@ -76,10 +83,41 @@ pub async fn set_availability(rack: &Rack, node: &str, availability: &str) -> Re
             "no instance {node}; list them with `berth instances`"
         )));
     };
+    if availability == "drain" {
+        rack.runtime.set_node_availability(&n.id, "pause").await?;
+        move_processes_off(rack, &n.hostname).await?;
+    }
     rack.runtime
         .set_node_availability(&n.id, availability)
         .await?;
     rack.nudge.notify_one();
+    Ok(())
+}
+
+/// Rolls every service that has a process on `hostname` (which must take no
+/// new work), so its processes come up elsewhere.
+async fn move_processes_off(rack: &Rack, hostname: &str) -> Result<()> {
+    let mut services: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for row in rack.store.processes(None)? {
+        let here = rack
+            .observed(&row.app, &row.id)
+            .and_then(|o| o.node)
+            .is_some_and(|node| node == hostname);
+        if here {
+            services.entry(row.app).or_default().insert(row.service);
+        }
+    }
+    for (app, only) in services {
+        let lock = rack.app_lock(&app);
+        let _guard = lock.lock().await;
+        let Some(current) = rack.store.app(&app)?.release else {
+            continue;
+        };
+        let release = rack.store.release(&app, &current)?;
+        tracing::info!(%app, node = hostname, "moving processes off a node being drained");
+        crate::lifecycle::rollout(rack, &release, Some(&only), &crate::progress::unobserved())
+            .await?;
+    }
     Ok(())
 }
 

@@ -637,6 +637,21 @@ fn rollouts_and_stops_under_load_through_one_node_lose_no_request() {
         .to_string();
     rack.ok(&["ps", "stop", &off_node1, "-a", &app]);
     rack.ok(&["scale", "web", "--count", "3", "-a", &app]);
+    // A drained node gives up its processes, which come up elsewhere first.
+    rack.ok(&["instances", "drain", "swarmlab-node2"]);
+    let instances = rack.json(&["instances", "--json"]);
+    let node2 = instances
+        .as_array()
+        .and_then(|i| i.iter().find(|i| i["hostname"] == "swarmlab-node2"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (node2["availability"].as_str(), node2["processes"].as_u64()),
+        (Some("drain"), Some(0)),
+        "{instances:#}"
+    );
+    assert_eq!(running(&rack.processes(&app)), 3);
+    rack.ok(&["instances", "activate", "swarmlab-node2"]);
     let (sent, failed) = load.finish();
     assert!(sent > 50, "only {sent} requests");
     assert!(

@@ -29,20 +29,32 @@ pub async fn wait_healthy(rack: &Rack, row: &ProcessRow, svc: &Service) -> Resul
     let mut last_error;
     loop {
         let observed = rack.observed(&row.app, &row.id).ok_or("process vanished")?;
-        match rack.runtime.inspect_container(&observed.container_id).await {
+        // A failed look (an engine on another node that did not answer just
+        // now) or no address yet (the reconciler's next pass finds it) count
+        // as a failed check, not as the end.
+        let looked = match rack.runtime.inspect_container(&observed.container_id).await {
             Ok(Some(info)) => {
                 if let ContainerState::Exited { code, oom_killed } = info.state {
                     return Err(exited(row, code, oom_killed, ""));
                 }
+                observed
+                    .addr
+                    .ok_or_else(|| format!("process {} has no address on the app network", row.id))
             }
             Ok(None) => return Err(format!("process {} disappeared from the engine", row.id)),
-            Err(e) => return Err(e.to_string()),
-        }
-        let Some(addr) = observed.addr else {
-            return Err(format!(
-                "process {} has no address on the app network",
-                row.id
-            ));
+            Err(e) => Err(e.to_string()),
+        };
+        let addr = match looked {
+            Ok(addr) => addr,
+            Err(e) => {
+                failures += 1;
+                if failures >= health.attempts {
+                    return Err(e);
+                }
+                tracing::debug!(process = %row.id, "health check postponed: {e}");
+                tokio::time::sleep(interval).await;
+                continue;
+            }
         };
         let host = rack.default_host(&row.app, &row.service);
         match rack
