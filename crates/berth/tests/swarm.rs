@@ -811,3 +811,64 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
     }
     Guard(Some(f))
 }
+
+/// The sizes in `==> node: N of M layers sent (SIZE)` progress lines.
+fn sent_sizes(progress: &str) -> Vec<String> {
+    progress
+        .lines()
+        .filter(|l| l.contains("layers sent"))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// `bench/swarm.sh` runs this (ignored in the test suite): deploy to three
+/// nodes against one, and the bytes each node is sent, against `docker save`.
+#[test]
+#[ignore = "a benchmark: bench/swarm.sh"]
+fn bench_deploy_three_nodes_against_one() {
+    let rack = SwarmRack::start();
+    // A first deploy finds no layer of the app on the workers.
+    for n in 2..=3 {
+        let images = on_node(n, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+        for image in images.lines().filter(|i| i.starts_with("berth/")) {
+            on_node(n, &["rmi", "-f", image]);
+        }
+    }
+    let spread = unique_app("swbench3");
+    let started = std::time::Instant::now();
+    let (source, first) = rack.deploy_hello(&spread, 3);
+    let three = started.elapsed();
+
+    let pinned = unique_app("swbench1");
+    let one_source = hello_source();
+    let manifest = std::fs::read_to_string(one_source.path().join("berth.yml")).expect("berth.yml");
+    let manifest = manifest.replace("app: hello", &format!("app: {pinned}")).replace(
+        "    port: 8080\n",
+        "    port: 8080\n    scale: {count: 3}\n    placement: [node.hostname==swarmlab-node1]\n",
+    );
+    write(one_source.path(), "berth.yml", &manifest);
+    rack.ok(&["apps", "create", &pinned]);
+    let started = std::time::Instant::now();
+    rack.deploy(one_source.path(), &pinned);
+    let one = started.elapsed();
+
+    let saved = Command::new("docker")
+        .args(["save", &format!("berth/{spread}:B1")])
+        .env("DOCKER_HOST", "unix:///run/swarmlab/node1/docker.sock")
+        .output()
+        .map(|o| o.stdout.len())
+        .unwrap_or(0);
+    write(
+        &source.path().join("www"),
+        "index.html",
+        "<h1>hello again</h1>\n",
+    );
+    let second = rack.deploy(source.path(), &spread);
+    println!(
+        "bench: deploy of the example app, 3 processes on 3 nodes: {three:.1?}; on 1 node: {one:.1?}; ratio {:.2}",
+        three.as_secs_f64() / one.as_secs_f64()
+    );
+    println!("bench: docker save of the image: {saved} bytes");
+    println!("bench: first deploy sent {:?}", sent_sizes(&first));
+    println!("bench: changed deploy sent {:?}", sent_sizes(&second));
+}
