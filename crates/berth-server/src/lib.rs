@@ -19,6 +19,7 @@ pub mod acme;
 pub mod apps;
 pub mod builds;
 pub mod certs;
+pub mod cluster_ca;
 pub mod disk;
 pub mod engine;
 pub mod error;
@@ -59,6 +60,41 @@ pub struct ServerConfig {
     pub network_pool: Option<berth_runtime::subnets::NetworkPool>,
     /// Largest source or image upload accepted, bytes (`--max-upload`).
     pub max_upload: u64,
+    /// Whether and with which certificate the API is served over HTTPS.
+    pub api_tls: ApiTls,
+}
+
+/// HTTPS for the API. It is served over HTTPS whenever its address is not a
+/// loopback one ([`ApiTls::https`]), with a certificate of the cluster CA
+/// (`DATA/ca/`) unless `files` are given.
+#[derive(Debug, Clone, Default)]
+pub struct ApiTls {
+    /// HTTPS on a loopback address too (`--tls`).
+    pub force: bool,
+    /// A PEM certificate chain and its PEM key to serve instead of a certificate of
+    /// the cluster CA (`--tls-cert`, `--tls-key`).
+    pub files: Option<(PathBuf, PathBuf)>,
+    /// More names (DNS or IP) for the cluster CA's certificate (`--api-name`).
+    pub names: Vec<String>,
+}
+
+impl ApiTls {
+    /// Whether an API on `addr` is served over HTTPS.
+    pub fn https(&self, addr: SocketAddr) -> bool {
+        self.force || self.files.is_some() || !addr.ip().is_loopback()
+    }
+
+    /// The names the cluster CA's certificate for an API on `addr` carries: the
+    /// machine's (see [`cluster_ca::machine_names`]) and the `--api-name`s.
+    pub fn cert_names(&self, addr: SocketAddr) -> Vec<String> {
+        let mut names = cluster_ca::machine_names(addr.ip());
+        for name in &self.names {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
 }
 
 /// How the server starts its router process (see `berth_router::control`).
@@ -91,6 +127,13 @@ pub enum ServerError {
     Router(#[from] berth_router::ControlError),
     #[error("{0}")]
     Acme(#[from] acme::AcmeError),
+    #[error("{0}")]
+    Ca(#[from] cluster_ca::CaError),
+    #[error(
+        "cannot serve the API over HTTPS with {}: {reason}; pass a PEM certificate chain with --tls-cert and its PEM private key with --tls-key, or leave both out to use a certificate of the cluster CA",
+        path.display()
+    )]
+    TlsFiles { path: PathBuf, reason: String },
     #[error(
         "cannot listen on {addr} ({what}): {source}; is another berth server running? pick another address with {flag}"
     )]
@@ -172,6 +215,17 @@ pub async fn run(
         .with_network_pool(config.network_pool);
     let engine = runtime.version().await?;
     let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+    let ca = Arc::new(cluster_ca::ClusterCa::load_or_create(&config.data_dir)?);
+    let https = config.api_tls.https(config.api_addr);
+    let api_tls = if https {
+        tracing::info!(
+            fingerprint = %ca.fingerprint(),
+            "the API is served over HTTPS; clients trust the cluster CA with `berth login URL --token T --ca-sha256 FINGERPRINT`"
+        );
+        Some(api_tls_config(&config, &ca)?)
+    } else {
+        None
+    };
     let logs =
         logs::LogBook::new(config.data_dir.join("logs")).map_err(data_err(&config.data_dir))?;
     let api_listener = tokio::net::TcpListener::bind(config.api_addr)
@@ -206,8 +260,13 @@ pub async fn run(
         engine: engine.clone(),
         max_upload: config.max_upload,
         swarm: false,
-        api_url: format!("http://{}", config.api_addr),
+        api_url: format!(
+            "{}://{}",
+            if https { "https" } else { "http" },
+            config.api_addr
+        ),
         agents: Default::default(),
+        ca,
     }));
     // Leftovers of an interrupted upload are never needed again.
     let _ = std::fs::remove_dir_all(config.data_dir.join("tmp"));
@@ -229,13 +288,18 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    tracing::info!(api = %config.api_addr, router = %http_addr, engine, "berth server ready");
+    tracing::info!(api = %rack.api_url, router = %http_addr, engine, "berth server ready");
     let mut api_stop = stop_rx;
-    let served = axum::serve(api_listener, http::app(rack.clone()))
-        .with_graceful_shutdown(async move {
-            let _ = api_stop.wait_for(|s| *s).await;
-        })
-        .await;
+    let served = match api_tls {
+        Some(tls) => http::tls::serve(api_listener, tls, http::app(rack.clone()), api_stop).await,
+        None => {
+            axum::serve(api_listener, http::app(rack.clone()))
+                .with_graceful_shutdown(async move {
+                    let _ = api_stop.wait_for(|s| *s).await;
+                })
+                .await
+        }
+    };
     reconciler.abort();
     timers.abort();
     sampler.abort();
@@ -247,6 +311,67 @@ pub async fn run(
         addr: config.api_addr,
         source,
     })
+}
+
+/// The API's TLS settings: the given certificate files, else a certificate of the
+/// cluster CA for the API's names (kept in `DATA/ca/api.pem`, issued again when the
+/// names change).
+fn api_tls_config(
+    config: &ServerConfig,
+    ca: &cluster_ca::ClusterCa,
+) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert_pem, key_pem, cert_path, key_path) = match &config.api_tls.files {
+        Some((cert_path, key_path)) => {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|e| ServerError::TlsFiles {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })
+            };
+            (
+                read(cert_path)?,
+                read(key_path)?,
+                cert_path.clone(),
+                key_path.clone(),
+            )
+        }
+        None => {
+            let names = config.api_tls.cert_names(config.api_addr);
+            let issued = ca.load_or_issue(&config.data_dir, "api", "berth API", &names)?;
+            tracing::info!(names = %names.join(", "), "the API's certificate (cluster CA) names");
+            let dir = config.data_dir.join("ca");
+            (
+                issued.cert_pem.into_bytes(),
+                issued.key_pem.into_bytes(),
+                dir.join("api.pem"),
+                dir.join("api.key"),
+            )
+        }
+    };
+    let bad = |path: &PathBuf, reason: String| ServerError::TlsFiles {
+        path: path.clone(),
+        reason,
+    };
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&cert_path, format!("not a PEM certificate chain ({e})")))?;
+    if certs.is_empty() {
+        return Err(bad(&cert_path, "it holds no CERTIFICATE block".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| bad(&key_path, format!("not a PEM private key ({e})")))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(&cert_path, e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| bad(&key_path, format!("it does not fit the certificate ({e})")))?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
 }
 
 /// Writes the router's access log lines into each app's log stream.

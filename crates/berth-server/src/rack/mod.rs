@@ -11,6 +11,7 @@ pub mod usage;
 pub use observed::Observed;
 pub use usage::Usage;
 
+use crate::cluster_ca::ClusterCa;
 use crate::engine::EngineWatch;
 use crate::error::Result;
 use crate::logs::LogBook;
@@ -45,6 +46,8 @@ pub struct Parts {
     /// The agents of a swarm's nodes (made before the rack: the swarm runtime
     /// and the routers reach the nodes through them).
     pub agents: Arc<agents::Agents>,
+    /// The cluster's CA (`DATA/ca/`): the API's certificate, agents' trust.
+    pub ca: Arc<ClusterCa>,
 }
 
 pub struct Rack {
@@ -80,6 +83,8 @@ pub struct Rack {
     usage: Mutex<HashMap<(String, String), usage::Sample>>,
     /// The agents of a swarm's nodes.
     pub agents: Arc<agents::Agents>,
+    /// The cluster's CA.
+    pub ca: Arc<ClusterCa>,
 }
 
 /// Listings are dropped on any engine event for the app and whenever berth
@@ -125,6 +130,7 @@ impl Rack {
             oneoff_view: Mutex::new(OneoffView::default()),
             usage: Mutex::new(HashMap::new()),
             agents: parts.agents,
+            ca: parts.ca,
         }
     }
 
@@ -269,9 +275,14 @@ impl Rack {
     }
 
     /// What `berth agent` needs besides the server's URL and its token to trust
-    /// the server (nothing over plain HTTP).
+    /// the server: the cluster CA's fingerprint when the API is served over HTTPS,
+    /// nothing over plain HTTP.
     pub fn agent_trust_flags(&self) -> String {
-        String::new()
+        if self.api_url.starts_with("https://") {
+            format!("--ca-sha256 {}", self.ca.fingerprint())
+        } else {
+            String::new()
+        }
     }
 
     /// The last lines a process printed, for error reports.
