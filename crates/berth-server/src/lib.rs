@@ -218,10 +218,16 @@ pub async fn run(
     let ca = Arc::new(cluster_ca::ClusterCa::load_or_create(&config.data_dir)?);
     let https = config.api_tls.https(config.api_addr);
     let api_tls = if https {
-        tracing::info!(
-            fingerprint = %ca.fingerprint(),
-            "the API is served over HTTPS; clients trust the cluster CA with `berth login URL --token T --ca-sha256 FINGERPRINT`"
-        );
+        match &config.api_tls.files {
+            None => tracing::info!(
+                fingerprint = %ca.fingerprint(),
+                "the API is served over HTTPS; clients trust the cluster CA with `berth login URL --token T --ca-sha256 FINGERPRINT`"
+            ),
+            Some((cert, _)) => tracing::info!(
+                cert = %cert.display(),
+                "the API is served over HTTPS with the given certificate"
+            ),
+        }
         Some(api_tls_config(&config, &ca)?)
     } else {
         None
@@ -268,6 +274,9 @@ pub async fn run(
         agents: Default::default(),
         ca,
     }));
+    if https && config.api_tls.files.is_some() {
+        rack.set_api_cert_given();
+    }
     // Leftovers of an interrupted upload are never needed again.
     let _ = std::fs::remove_dir_all(config.data_dir.join("tmp"));
     lifecycle::reconcile::recover(&rack).await;

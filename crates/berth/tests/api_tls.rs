@@ -224,3 +224,68 @@ fn a_wildcard_api_address_is_served_over_https_by_itself() {
         panic!("{e}");
     }
 }
+
+#[test]
+fn given_certificates_are_served_instead_and_bad_ones_are_named() {
+    // A CA of a data dir of its own stands for the operator's CA.
+    let own = tempfile::tempdir().expect("a CA dir");
+    let ca = berth_server::cluster_ca::ClusterCa::load_or_create(own.path()).expect("a CA");
+    let issued = ca
+        .issue("berth API", &["127.0.0.1".to_string()])
+        .expect("a certificate");
+    let cert = own.path().join("api.pem");
+    let key = own.path().join("api.key");
+    std::fs::write(&cert, &issued.cert_pem).expect("write the certificate");
+    std::fs::write(&key, &issued.key_pem).expect("write the key");
+    let (cert_arg, key_arg) = (
+        cert.to_str().expect("UTF-8").to_string(),
+        key.to_str().expect("UTF-8").to_string(),
+    );
+
+    // A key that is not one: the start fails naming the file and the flags.
+    let data = tempfile::tempdir().expect("a data dir");
+    let out = Command::new(BERTH)
+        .args(["server", "--data"])
+        .arg(data.path().join("rack"))
+        .args(["--api", &format!("127.0.0.1:{}", free_port())])
+        .args(["--http", &format!("127.0.0.1:{}", free_port())])
+        .args(["--tls-cert", &cert_arg, "--tls-key", &cert_arg])
+        .env("HOME", data.path())
+        .env("XDG_CONFIG_HOME", data.path().join("config"))
+        .output()
+        .expect("run berth server");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&cert_arg) && err.contains("--tls-key"),
+        "{err}"
+    );
+    if let Ok(pid) = std::fs::read_to_string(data.path().join("rack/router.pid")) {
+        let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+    }
+
+    let server = Server::start_with(&["--tls", "--tls-cert", &cert_arg, "--tls-key", &key_arg]);
+    let rt = runtime();
+    let url = server.api_url();
+    // The given certificate is served: its CA is trusted, the cluster's is not.
+    let health = rt
+        .block_on(
+            berth_client::Client::with_ca(&url, &server.token, Some(ca.ca_pem()))
+                .expect("a client")
+                .health(),
+        )
+        .expect("health over the given certificate");
+    assert_eq!(health, "ok");
+    let cluster_ca = std::fs::read_to_string(server.ca_file()).expect("the cluster CA");
+    let err = rt
+        .block_on(
+            berth_client::Client::with_ca(&url, &server.token, Some(&cluster_ca))
+                .expect("a client")
+                .health(),
+        )
+        .map(|_| ())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("not trusted"), "{err}");
+}

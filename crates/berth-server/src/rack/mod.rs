@@ -85,6 +85,8 @@ pub struct Rack {
     pub agents: Arc<agents::Agents>,
     /// The cluster's CA.
     pub ca: Arc<ClusterCa>,
+    /// The API serves a certificate given to it (`--tls-cert`), not one of `ca`.
+    api_cert_given: std::sync::atomic::AtomicBool,
 }
 
 /// Listings are dropped on any engine event for the app and whenever berth
@@ -131,6 +133,7 @@ impl Rack {
             usage: Mutex::new(HashMap::new()),
             agents: parts.agents,
             ca: parts.ca,
+            api_cert_given: Default::default(),
         }
     }
 
@@ -274,11 +277,21 @@ impl Rack {
         labels.get(LABEL_RACK) == Some(&self.rack_id)
     }
 
+    /// Marks the API's certificate as given (`--tls-cert`): agents trust it through
+    /// their system's roots, not by the cluster CA's fingerprint.
+    pub fn set_api_cert_given(&self) {
+        self.api_cert_given
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// What `berth agent` needs besides the server's URL and its token to trust
-    /// the server: the cluster CA's fingerprint when the API is served over HTTPS,
-    /// nothing over plain HTTP.
+    /// the server: the cluster CA's fingerprint when the API is served over HTTPS
+    /// with a certificate of it, nothing over plain HTTP or with a given certificate.
     pub fn agent_trust_flags(&self) -> String {
-        if self.api_url.starts_with("https://") {
+        let given = self
+            .api_cert_given
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if self.api_url.starts_with("https://") && !given {
             format!("--ca-sha256 {}", self.ca.fingerprint())
         } else {
             String::new()
