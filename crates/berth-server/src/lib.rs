@@ -2,14 +2,16 @@
 //! below it:
 //!
 //! - `http`: the API (axum): routes, auth, the role policy, audit, error
-//!   statuses, NDJSON streams, WebSocket sessions. Nothing else knows axum.
+//!   statuses, NDJSON streams, WebSocket sessions, serving over TLS (`http::tls`).
+//!   Nothing else knows axum.
 //! - operations the API offers: `apps`, `builds`, `releases`, `processes`,
 //!   `oneoff` (run, exec), `timers`, `volumes`, `certs` and `acme`, `tokens`,
 //!   `prune`;
 //! - `lifecycle`: rollouts and scale, the one way a process stops (`retire`),
 //!   health checks and the reconciler;
 //! - `spec` (the container of a process or one-off) over `volumes`;
-//! - `rack` (shared state: store, runtime, router handle, what is observed),
+//! - `cluster_ca` (the cluster's CA in `DATA/ca/`), `rack` (shared state: store,
+//!   runtime, router handle, what is observed),
 //!   `error`, `progress`, `views`, `logs`, `engine`, `disk`.
 //!
 //! `run` starts it all: the store, the engine, the router process, a first
