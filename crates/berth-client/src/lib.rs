@@ -16,7 +16,7 @@ pub mod source;
 mod tls;
 mod volumes;
 
-pub use tls::fetch_pinned_ca;
+pub use tls::{fetch_pinned_ca, install_default_crypto_provider};
 
 pub use berth_image::saved_image;
 

@@ -11,6 +11,14 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Makes ring rustls's process-wide default, if no provider is yet. The workspace's
+/// reqwest has no provider of its own (`rustls-no-provider`, so aws-lc-rs stays
+/// out): a `reqwest::Client` built without a preconfigured TLS config (as
+/// [`crate::Client`] has) needs this first, else it panics. `berth` calls it at start.
+pub fn install_default_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
