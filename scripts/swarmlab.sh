@@ -51,9 +51,9 @@
 #   SWARMLAB_SUBNET_PREFIX [10.213.0]  SWARMLAB_ADDR_POOL [10.214.0.0/16] (swarm overlay pool)
 #   SWARMLAB_HEARTBEAT [1s] (swarm dispatcher heartbeat; docker's default 5s => slower failover)
 #   SWARMLAB_DOCKERD_ARGS [] extra dockerd flags for every node (applied when a node is created)
-#   SWARMLAB_MOUNT [] HOST:NODE[,HOST:NODE...] host directories bind-mounted read-only into every
-#                  node when it is created, e.g. SWARMLAB_MOUNT=$PWD/target/debug:/opt/berth to run
-#                  the freshly built berth inside the nodes (/opt/berth/berth agent ...). `up` with
+#   SWARMLAB_MOUNT [<target dir>/debug:/opt/berth, when that dir exists] HOST:NODE[,HOST:NODE...]
+#                  host directories bind-mounted read-only into every node when it is created, so
+#                  the freshly built berth runs inside the nodes (/opt/berth/berth agent ...). `up` with
 #                  a different SWARMLAB_MOUNT than the nodes were made with refuses (run `down` first).
 #   SWARMLAB_BERTH [$CARGO_TARGET_DIR or <repo>/target, debug then release]/berth: the berth binary
 #                  whose libraries the node image must hold; `up` rebuilds the image when it lacks one
@@ -69,12 +69,16 @@ SUBNET=${PFX}.0/24
 GW=${PFX}.1
 ADDR_POOL=${SWARMLAB_ADDR_POOL:-10.214.0.0/16}
 HEARTBEAT=${SWARMLAB_HEARTBEAT:-1s}
-MOUNTS=${SWARMLAB_MOUNT:-}
+MOUNTS=${SWARMLAB_MOUNT-default}
 IMG=${P}-node:latest
 BBIMG=${P}-busybox:latest
 SOCKDIR=/run/${P}
 LOCK=/run/${P}.lock
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [[ "$MOUNTS" == default ]]; then
+  MOUNTS=""; _debug=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+  [[ -d "$_debug" ]] && MOUNTS="$_debug:/opt/berth"
+fi
 DCLI=$(command -v docker) || { echo "docker CLI not found" >&2; exit 1; }
 LIBDIR=/usr/lib/x86_64-linux-gnu
 

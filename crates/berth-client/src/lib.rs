@@ -286,6 +286,14 @@ impl Client {
         self.post_json(&["instances", "join"], None::<&()>).await
     }
 
+    /// `POST /agent/hello` (a node token): the agent's heartbeat.
+    pub async fn agent_hello(
+        &self,
+        hello: &berth_api::AgentHello,
+    ) -> Result<berth_api::AgentWelcome, Error> {
+        self.post_json(&["agent", "hello"], Some(hello)).await
+    }
+
     /// `POST /instances/{id}/drain` (`active`: `/activate`)
     pub async fn set_instance_availability(&self, id: &str, drain: bool) -> Result<(), Error> {
         let action = if drain { "drain" } else { "activate" };

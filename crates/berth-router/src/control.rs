@@ -13,7 +13,13 @@
 //! - `logs`: take the access log lines gathered since the last call;
 //! - `certs`: replace the TLS certificates;
 //! - `challenges`: replace the ACME HTTP-01 challenges answered for any host;
+//! - `probe`: a health check of a process made from the router (on a swarm
+//!   the router is the one on every app network; the server is not);
 //! - `stop`: drain and exit.
+//!
+//! On one engine the server spawns the router ([`RouterLink::start`]); on a
+//! swarm each node's agent runs it in a container and the server reaches its
+//! socket through the agent ([`RouterLink::attach`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -79,12 +85,26 @@ pub enum ControlError {
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Request {
     Hello,
-    Table { routes: Vec<WireRoute> },
-    Inflight { process: String },
+    Table {
+        routes: Vec<WireRoute>,
+    },
+    Inflight {
+        process: String,
+    },
     Logs,
     Stop,
-    Certs { certs: Vec<crate::tls::TlsCert> },
-    Challenges { challenges: HashMap<String, String> },
+    Certs {
+        certs: Vec<crate::tls::TlsCert>,
+    },
+    Challenges {
+        challenges: HashMap<String, String>,
+    },
+    Probe {
+        addr: SocketAddr,
+        host: String,
+        path: String,
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -113,6 +133,9 @@ struct Reply {
     inflight: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     logs: Vec<AccessLine>,
+    /// A probe's outcome: the status, or why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    probe: Option<Result<u16, String>>,
 }
 
 fn to_wire(table: &RouteTable) -> Vec<WireRoute> {
@@ -386,6 +409,19 @@ async fn serve_control(
                         logs: router.access.take(),
                         ..Reply::default()
                     },
+                    Ok(Request::Probe {
+                        addr,
+                        host,
+                        path,
+                        timeout_ms,
+                    }) => {
+                        let timeout = Duration::from_millis(timeout_ms);
+                        Reply {
+                            ok: true,
+                            probe: Some(berth_probe::http_check(addr, &host, &path, timeout).await),
+                            ..Reply::default()
+                        }
+                    }
                     Ok(Request::Stop) => {
                         stop.notify_one();
                         Reply {
@@ -410,6 +446,10 @@ async fn serve_control(
 }
 
 async fn call(socket: &Path, request: &Request) -> io::Result<Reply> {
+    call_within(socket, request, CALL_TIMEOUT).await
+}
+
+async fn call_within(socket: &Path, request: &Request, limit: Duration) -> io::Result<Reply> {
     let exchange = async {
         let mut stream = UnixStream::connect(socket).await?;
         let mut line = serde_json::to_vec(request).map_err(io::Error::other)?;
@@ -426,7 +466,7 @@ async fn call(socket: &Path, request: &Request) -> io::Result<Reply> {
         }
         Ok(reply)
     };
-    tokio::time::timeout(CALL_TIMEOUT, exchange)
+    tokio::time::timeout(limit, exchange)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer"))?
 }
@@ -450,6 +490,9 @@ pub struct LinkOptions {
 /// counts, collects access log lines, and restarts the router if it dies.
 pub struct RouterLink {
     options: LinkOptions,
+    /// Whether this link starts the router when none answers (one engine),
+    /// or only attaches to one run by someone else (a node's agent).
+    spawns: bool,
     http: SocketAddr,
     table: Mutex<Arc<RouteTable>>,
     certs: Mutex<Arc<Vec<crate::tls::TlsCert>>>,
@@ -475,10 +518,54 @@ impl RouterLink {
         options: LinkOptions,
     ) -> Result<(Arc<RouterLink>, mpsc::Receiver<AccessLine>), ControlError> {
         let http = ensure_running(&options).await?;
+        Ok(Self::link(options, http, true))
+    }
+
+    /// Attaches to a router someone else runs (a node's agent, in a container)
+    /// answering on `control`, e.g. a local socket that leads to the node.
+    /// `http` is the address its clients reach it at, `describe` says where
+    /// it runs, for messages. It does not start the router: a router that
+    /// stops answering gets the current table again once it is back.
+    pub async fn attach(
+        control: PathBuf,
+        http: SocketAddr,
+        describe: &str,
+    ) -> Result<(Arc<RouterLink>, mpsc::Receiver<AccessLine>), ControlError> {
+        let options = LinkOptions {
+            exe: PathBuf::new(),
+            http,
+            control,
+            log: PathBuf::from(describe),
+            threads: None,
+            max_body: None,
+            https: None,
+        };
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        while call(&options.control, &Request::Hello).await.is_err() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ControlError::Io {
+                    socket: options.control.display().to_string(),
+                    source: io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("{describe} did not answer within {START_TIMEOUT:?}"),
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(Self::link(options, http, false))
+    }
+
+    fn link(
+        options: LinkOptions,
+        http: SocketAddr,
+        spawns: bool,
+    ) -> (Arc<RouterLink>, mpsc::Receiver<AccessLine>) {
         let (generation, generation_rx) = watch::channel(0u64);
         let (acked_tx, acked) = watch::channel(0u64);
         let link = Arc::new(RouterLink {
             options,
+            spawns,
             http,
             table: Mutex::new(Arc::new(RouteTable::default())),
             certs: Mutex::new(Arc::new(Vec::new())),
@@ -491,7 +578,38 @@ impl RouterLink {
         tokio::spawn(push_tables(weak.clone(), generation_rx, acked_tx));
         tokio::spawn(collect_logs(weak.clone(), logs_tx));
         tokio::spawn(watchdog(weak));
-        Ok((link, logs_rx))
+        (link, logs_rx)
+    }
+
+    /// A health check of `addr` made by the router (which reaches the app
+    /// networks where the caller may not).
+    pub async fn probe(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<u16, String> {
+        let request = Request::Probe {
+            addr,
+            host: host.to_string(),
+            path: path.to_string(),
+            timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
+        };
+        match call_within(&self.options.control, &request, timeout + CALL_TIMEOUT).await {
+            Ok(reply) => reply
+                .probe
+                .unwrap_or_else(|| Err("the router does not make health checks; update it".into())),
+            Err(e) => Err(format!(
+                "cannot ask the router at {} to check {addr}: {e}",
+                self.options.log.display()
+            )),
+        }
+    }
+
+    /// Whether the router answers its control socket now.
+    pub async fn alive(&self) -> bool {
+        call(&self.options.control, &Request::Hello).await.is_ok()
     }
 
     /// The router's HTTP address.
@@ -806,10 +924,22 @@ async fn collect_logs(link: std::sync::Weak<RouterLink>, out: mpsc::Sender<Acces
 
 /// Restarts a router that died (killed, crashed) and gives it the current table.
 async fn watchdog(link: std::sync::Weak<RouterLink>) {
+    let mut lost = false;
     loop {
         tokio::time::sleep(WATCHDOG).await;
         let Some(link) = link.upgrade() else { return };
         if call(&link.options.control, &Request::Hello).await.is_ok() {
+            if !link.spawns && std::mem::take(&mut lost) {
+                tracing::info!(router = %link.options.log.display(), "the router answers again");
+                link.generation.send_modify(|g| *g += 1);
+            }
+            continue;
+        }
+        if !link.spawns {
+            if !lost {
+                tracing::warn!(router = %link.options.log.display(), "the router does not answer");
+            }
+            lost = true;
             continue;
         }
         tracing::warn!("the router does not answer; starting it again");

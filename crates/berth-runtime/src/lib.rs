@@ -23,13 +23,14 @@
 //!   /24s app bridges get from `--network-pool`.
 
 mod docker;
-pub mod probe;
+/// The HTTP health check (its own crate, so the router can make it too).
+pub use berth_probe as probe;
 pub mod subnets;
 pub mod swarm;
 
 pub use berth_core::layers::chain_ids;
 pub use docker::DockerRuntime;
-pub use swarm::{DirectNodeEngines, NodeEngines, SwarmRuntime};
+pub use swarm::{DirectNodeEngines, NodeEngines, Prober, SwarmRuntime};
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;

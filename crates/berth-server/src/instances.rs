@@ -3,8 +3,9 @@
 
 use crate::error::{Error, Result};
 use crate::rack::Rack;
-use berth_api::{Instance, JoinInstructions};
+use berth_api::{AgentHello, AgentTls, AgentWelcome, Instance, JoinInstructions};
 use berth_store::access::NODE_ROLE;
+use std::sync::Arc;
 
 /// Every node with its agent and the berth processes it runs.
 pub async fn list(rack: &Rack) -> Result<Vec<Instance>> {
@@ -80,4 +81,54 @@ pub async fn set_availability(rack: &Rack, node: &str, availability: &str) -> Re
         .await?;
     rack.nudge.notify_one();
     Ok(())
+}
+
+/// An agent's hello (its heartbeat): records it, links to the node in the
+/// background, and answers how to run the node's router and the certificate
+/// for the agent's tunnel.
+pub async fn agent_hello(
+    rack: &Arc<Rack>,
+    token_id: &str,
+    hello: AgentHello,
+) -> Result<AgentWelcome> {
+    let Some(router) = rack.agents.router_settings().cloned() else {
+        return Err(Error::Conflict(
+            "this server drives one engine and has no use for agents; start it with --swarm on a Swarm manager".into(),
+        ));
+    };
+    let host = berth_agent::tunnel::url_host(&hello.url).ok_or_else(|| {
+        Error::Invalid(format!(
+            "the agent's URL {:?} is not https://HOST:PORT; give berth agent a valid --advertise",
+            hello.url
+        ))
+    })?;
+    let nodes = rack.runtime.nodes().await?;
+    if !nodes.iter().any(|n| n.id == hello.node_id) {
+        return Err(Error::Invalid(format!(
+            "node {} ({}) is not a node of this server's swarm; run `docker swarm join` on it with this swarm's join token, then start the agent again",
+            hello.node_id, hello.hostname
+        )));
+    }
+    let tls = rack.agents.cert_for(&hello.node_id, &host, || {
+        let issued = rack
+            .ca
+            .issue(
+                &format!("berth agent {}", hello.hostname),
+                std::slice::from_ref(&host),
+            )
+            .map_err(|e| Error::Internal(format!("cannot issue the agent's certificate: {e}")))?;
+        Ok::<_, Error>(AgentTls {
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+            ca_pem: rack.ca.ca_pem().to_string(),
+        })
+    })?;
+    let node_id = hello.node_id.clone();
+    rack.agents.hello(token_id, hello);
+    rack.agents.ensure_link(&node_id);
+    Ok(AgentWelcome {
+        rack_id: rack.rack_id.clone(),
+        router,
+        tls,
+    })
 }

@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub network_pool: Option<berth_runtime::subnets::NetworkPool>,
     /// Largest source or image upload accepted, bytes (`--max-upload`).
     pub max_upload: u64,
+    /// Run processes on the Docker Swarm whose manager the engine is, with a
+    /// router on every node (`--swarm`).
+    pub swarm: bool,
     /// Whether and with which certificate the API is served over HTTPS.
     pub api_tls: ApiTls,
 }
@@ -136,6 +139,8 @@ pub enum ServerError {
         path.display()
     )]
     TlsFiles { path: PathBuf, reason: String },
+    #[error("swarm mode: {0}")]
+    Swarm(String),
     #[error(
         "cannot listen on {addr} ({what}): {source}; is another berth server running? pick another address with {flag}"
     )]
@@ -212,11 +217,6 @@ pub async fn run(
     let acme = config.acme.clone().map(acme::Acme::new).transpose()?;
     let store = open_store(&config.data_dir)?;
     let rack_id = store.meta("rack_id")?.unwrap_or_else(|| "default".into());
-    let runtime = berth_runtime::DockerRuntime::connect()
-        .await?
-        .with_network_pool(config.network_pool);
-    let engine = runtime.version().await?;
-    let runtime: Arc<dyn Runtime> = Arc::new(runtime);
     let ca = Arc::new(cluster_ca::ClusterCa::load_or_create(&config.data_dir)?);
     let https = config.api_tls.https(config.api_addr);
     let api_tls = if https {
@@ -244,18 +244,17 @@ pub async fn run(
             flag: "--api",
             source,
         })?;
-    // The router is a process of its own that outlives this one: a server restart
-    // attaches to it again, so the listening socket never closes.
-    let (router, access_lines) = berth_router::RouterLink::start(berth_router::LinkOptions {
-        exe: config.router.exe.clone(),
-        http: config.http_addr,
-        control: config.data_dir.join("router.sock"),
-        log: config.data_dir.join("router.log"),
-        threads: config.router.threads,
-        max_body: Some(config.router.max_body),
-        https: config.router.https,
-    })
-    .await?;
+    let Engine {
+        runtime,
+        router,
+        access_lines,
+        agents,
+        version: engine,
+    } = if config.swarm {
+        swarm_engine(&config, &rack_id, &ca).await?
+    } else {
+        single_engine(&config).await?
+    };
     let http_addr = router.http_addr();
     let rack = Arc::new(rack::Rack::new(rack::Parts {
         store,
@@ -267,13 +266,13 @@ pub async fn run(
         data_dir: config.data_dir.clone(),
         engine: engine.clone(),
         max_upload: config.max_upload,
-        swarm: false,
+        swarm: config.swarm,
         api_url: format!(
             "{}://{}",
             if https { "https" } else { "http" },
             config.api_addr
         ),
-        agents: Default::default(),
+        agents,
         ca,
     }));
     if https && config.api_tls.files.is_some() {
@@ -383,6 +382,84 @@ fn api_tls_config(
     .map_err(|e| bad(&key_path, format!("it does not fit the certificate ({e})")))?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(tls))
+}
+
+/// The engine side of a server: where processes run and what routes to them.
+struct Engine {
+    runtime: Arc<dyn Runtime>,
+    router: Arc<dyn berth_router::RouterHandle>,
+    access_lines: tokio::sync::mpsc::Receiver<berth_router::AccessLine>,
+    agents: Arc<rack::agents::Agents>,
+    /// The engine's name and version.
+    version: String,
+}
+
+/// One Docker engine, and the router as a process of this machine.
+async fn single_engine(config: &ServerConfig) -> Result<Engine, ServerError> {
+    let runtime = berth_runtime::DockerRuntime::connect()
+        .await?
+        .with_network_pool(config.network_pool);
+    let version = runtime.version().await?;
+    // The router is a process of its own that outlives this one: a server restart
+    // attaches to it again, so the listening socket never closes.
+    let (router, access_lines) = berth_router::RouterLink::start(berth_router::LinkOptions {
+        exe: config.router.exe.clone(),
+        http: config.http_addr,
+        control: config.data_dir.join("router.sock"),
+        log: config.data_dir.join("router.log"),
+        threads: config.router.threads,
+        max_body: Some(config.router.max_body),
+        https: config.router.https,
+    })
+    .await?;
+    Ok(Engine {
+        runtime: Arc::new(runtime),
+        router,
+        access_lines,
+        agents: Default::default(),
+        version,
+    })
+}
+
+/// A Docker Swarm through its manager engine: processes as Swarm services,
+/// each node reached through its agent, a router on every node.
+async fn swarm_engine(
+    config: &ServerConfig,
+    rack_id: &str,
+    ca: &cluster_ca::ClusterCa,
+) -> Result<Engine, ServerError> {
+    let manager = berth_runtime::DockerRuntime::connect().await?;
+    let spool = config.data_dir.join("spool");
+    std::fs::create_dir_all(&spool).map_err(data_err(&spool))?;
+    let tls = rack::agents::agent_tls(ca.ca_pem()).map_err(ServerError::Swarm)?;
+    let (access, access_lines) = tokio::sync::mpsc::channel(256);
+    let agents = Arc::new(rack::agents::Agents::for_swarm(rack::agents::SwarmSetup {
+        dir: config.data_dir.join("nodes"),
+        rack_id: rack_id.to_string(),
+        http: config.http_addr,
+        tls,
+        manager: manager.client().clone(),
+        access,
+        router: berth_api::RouterSettings {
+            http: config.http_addr.to_string(),
+            https: config.router.https.map(|a| a.to_string()),
+            threads: config.router.threads,
+            max_body: config.router.max_body,
+        },
+    }));
+    let fleet = rack::fleet::RouterFleet::new(agents.clone(), config.http_addr);
+    let runtime = berth_runtime::SwarmRuntime::new(manager, agents.clone())
+        .await?
+        .with_temp_dir(spool)
+        .with_prober(fleet.clone());
+    let version = format!("{} (swarm)", runtime.version().await?);
+    Ok(Engine {
+        runtime: Arc::new(runtime),
+        router: fleet,
+        access_lines,
+        agents,
+        version,
+    })
 }
 
 /// Writes the router's access log lines into each app's log stream.

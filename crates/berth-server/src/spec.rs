@@ -104,6 +104,12 @@ pub async fn container(
     rack.runtime
         .ensure_network(&network, &rack.labels(app))
         .await?;
+    // On a swarm every node's router must reach the network before a
+    // process on it is routed to.
+    rack.agents
+        .join_routers(&network)
+        .await
+        .map_err(crate::error::Error::Unavailable)?;
     let mut env = manifest.service_env(service, &env);
     env.insert("BERTH_APP".into(), app.to_string());
     env.insert("BERTH_SERVICE".into(), service.to_string());

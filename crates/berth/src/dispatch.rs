@@ -14,6 +14,7 @@ pub async fn run(command: Command) -> Result<()> {
     match command {
         Command::Server(args) => crate::server::run(*args).await,
         Command::Router(args) => crate::router::run(args).await,
+        Command::Agent(args) => crate::agent::run(args).await,
         Command::Login {
             url,
             token,

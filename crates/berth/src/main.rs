@@ -4,6 +4,7 @@
 //! `berth-server`. Errors are printed as `error: <message>` and exit with status 1; a
 //! closed stdout ends a command quietly (`closed_stdout`).
 
+mod agent;
 mod cli;
 mod closed_stdout;
 mod commands;
@@ -36,7 +37,11 @@ fn main() -> ExitCode {
     // `berth router` runs event loops of its own on top of a current-thread runtime;
     // everything else gets a worker per core.
     let is_router = matches!(&cli.command, cli::Command::Router(_));
-    let is_daemon = is_router || matches!(&cli.command, cli::Command::Server(_));
+    let is_daemon = is_router
+        || matches!(
+            &cli.command,
+            cli::Command::Server(_) | cli::Command::Agent(_)
+        );
     if !is_daemon {
         closed_stdout::install_panic_hook();
     }

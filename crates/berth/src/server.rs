@@ -78,6 +78,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         network_pool: args.network_pool,
         max_upload: args.max_upload.saturating_mul(1024 * 1024),
         api_tls,
+        swarm: args.swarm,
     };
     berth_server::run(config, shutdown).await?;
     Ok(())

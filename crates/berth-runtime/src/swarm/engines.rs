@@ -21,6 +21,22 @@ pub trait NodeEngines: Send + Sync + 'static {
     async fn engines(&self) -> Vec<(String, Arc<dyn Runtime>)>;
 }
 
+/// Who makes health checks of processes on a swarm, when not the node
+/// engines (the server's routers, which are on every app network).
+#[async_trait]
+pub trait Prober: Send + Sync + 'static {
+    /// One check of `addr`; `node` is the node id the process was last seen
+    /// on, if known (a check from there does not cross the overlay).
+    async fn probe(
+        &self,
+        node: Option<&str>,
+        addr: std::net::SocketAddr,
+        host: &str,
+        path: &str,
+        timeout: std::time::Duration,
+    ) -> std::result::Result<u16, String>;
+}
+
 /// Node engines reached directly over their sockets (node id → a
 /// [`DockerRuntime`] on `unix://…`): for a server that can reach every
 /// node's engine itself, and for tests against a lab swarm. Clients are

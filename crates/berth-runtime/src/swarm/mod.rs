@@ -31,7 +31,7 @@ mod local;
 mod model;
 mod processes;
 
-pub use engines::{DirectNodeEngines, NodeEngines};
+pub use engines::{DirectNodeEngines, NodeEngines, Prober};
 
 use self::model::{hostname, node_ready, split_local};
 use crate::docker::convert::map_err;
@@ -75,6 +75,8 @@ pub struct SwarmRuntime {
     /// health check goes from that node first, so it does not depend on the
     /// overlay between nodes (slow to settle after a node comes back).
     addresses: Arc<std::sync::Mutex<HashMap<IpAddr, String>>>,
+    /// Makes health checks instead of the node engines, when given.
+    prober: Option<Arc<dyn Prober>>,
 }
 
 impl std::fmt::Debug for SwarmRuntime {
@@ -116,6 +118,7 @@ impl SwarmRuntime {
             distributing: Arc::default(),
             temp_dir: std::env::temp_dir(),
             addresses: Arc::default(),
+            prober: None,
         })
     }
 
@@ -123,6 +126,13 @@ impl SwarmRuntime {
     /// rather than the system's temp dir.
     pub fn with_temp_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.temp_dir = dir.into();
+        self
+    }
+
+    /// Health checks go to `prober` (e.g. the routers on the nodes) rather
+    /// than to the node engines.
+    pub fn with_prober(mut self, prober: Arc<dyn Prober>) -> Self {
+        self.prober = Some(prober);
         self
     }
 
@@ -490,13 +500,18 @@ impl Runtime for SwarmRuntime {
         path: &str,
         timeout: Duration,
     ) -> std::result::Result<u16, String> {
+        let home = self.node_of_address(addr.ip());
+        if let Some(prober) = &self.prober {
+            return prober
+                .probe(home.as_deref(), addr, host, path, timeout)
+                .await;
+        }
         let nodes = self.swarm_nodes().await.map_err(|e| e.to_string())?;
         let mut order: Vec<&str> = nodes
             .iter()
             .filter(|n| node_ready(n))
             .filter_map(|n| n.id.as_deref())
             .collect();
-        let home = self.node_of_address(addr.ip());
         order.sort_by_key(|id| (Some(*id) != home.as_deref(), *id != self.manager_node));
         let mut unreachable = Vec::new();
         for node in order {

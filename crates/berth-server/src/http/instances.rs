@@ -4,9 +4,10 @@ use super::error::ApiResult;
 use crate::instances;
 use crate::rack::Rack;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use berth_api::{Instance, JoinInstructions};
+use berth_api::{AgentHello, AgentWelcome, Instance, JoinInstructions};
+use berth_store::access::Identity;
 use std::sync::Arc;
 
 pub async fn list(State(rack): State<Arc<Rack>>) -> ApiResult<Json<Vec<Instance>>> {
@@ -30,4 +31,12 @@ pub async fn activate(
 ) -> ApiResult<StatusCode> {
     instances::set_availability(&rack, &id, "active").await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn agent_hello(
+    State(rack): State<Arc<Rack>>,
+    Extension(who): Extension<Identity>,
+    Json(hello): Json<AgentHello>,
+) -> ApiResult<Json<AgentWelcome>> {
+    Ok(Json(instances::agent_hello(&rack, &who.id, hello).await?))
 }

@@ -52,6 +52,7 @@ pub fn app(rack: Arc<Rack>) -> Router {
         .route("/instances/join", post(instances::join))
         .route("/instances/{id}/drain", post(instances::drain))
         .route("/instances/{id}/activate", post(instances::activate))
+        .route("/agent/hello", post(instances::agent_hello))
         .route("/apps", get(apps::list).post(apps::create))
         .route("/apps/{app}", get(apps::info).delete(apps::delete))
         .route("/apps/{app}/builds/{id}/logs", get(builds::logs))

@@ -4,6 +4,7 @@
 //! module knows nothing above it.
 
 pub mod agents;
+pub mod fleet;
 mod observed;
 mod routes;
 pub mod usage;

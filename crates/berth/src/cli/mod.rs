@@ -11,7 +11,7 @@ pub use app::{
 };
 pub use flags::{AppArg, JsonArg, Tail};
 pub use rack::{
-    CertsCommand, InstancesCommand, RackCommand, RouterArgs, ServerArgs, TokensCommand,
+    AgentArgs, CertsCommand, InstancesCommand, RackCommand, RouterArgs, ServerArgs, TokensCommand,
 };
 
 use clap::{ArgGroup, Parser, Subcommand};
@@ -32,6 +32,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the berth server (API, router, deployer) in the foreground
     Server(Box<ServerArgs>),
+
+    /// Run the agent of a Swarm node: it gives the server this node's engine and runs
+    /// the node's router (the command is printed by `berth instances join`)
+    Agent(AgentArgs),
 
     /// Run the HTTP router process (started by `berth server`, which it outlives)
     #[command(hide = true)]

@@ -59,6 +59,42 @@ pub struct ServerArgs {
     /// the engine's default pools (which hold about 30 networks)
     #[arg(long, value_name = "CIDR")]
     pub network_pool: Option<berth_runtime::subnets::NetworkPool>,
+    /// Run apps on the Docker Swarm whose manager the engine is (DOCKER_HOST), with a
+    /// router on every node; nodes join with `berth instances join`
+    #[arg(long)]
+    pub swarm: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The server's API URL, e.g. https://manager:7070
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// A node token (printed by `berth instances join`)
+    #[arg(
+        long,
+        value_name = "T",
+        env = "BERTH_NODE_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: String,
+    /// Trust the server's certificate if its CA has this SHA-256 fingerprint
+    /// (printed by `berth instances join`)
+    #[arg(long, value_name = "HEX", conflicts_with = "ca_cert")]
+    pub ca_sha256: Option<String>,
+    /// Trust the server's certificate if this PEM CA certificate signed it
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+    /// Address the server's tunnel to this node's engine and router listens on
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7071")]
+    pub listen: SocketAddr,
+    /// Host or address the server reaches this node at [default: this machine's
+    /// address towards the server]
+    #[arg(long, value_name = "HOST")]
+    pub advertise: Option<String>,
+    /// The agent's files (the router's control socket)
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/berth-agent")]
+    pub data: PathBuf,
 }
 
 #[derive(Debug, Args)]
