@@ -157,7 +157,8 @@ pub async fn run(
         key: hex::encode(rand::random::<[u8; 32]>()),
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    let client = Client::new(&options.server, &options.token)?;
+    // Over HTTPS, only the cluster CA is trusted when the agent was given it.
+    let client = Client::with_ca(&options.server, &options.token, options.ca_pem.as_deref())?;
     let control_dir = options.data_dir.join("router");
     let targets = tunnel::Targets {
         engine: engine_socket(),

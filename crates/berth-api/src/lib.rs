@@ -1,7 +1,9 @@
 //! Wire types shared by the server, the client and the CLI. Serde only.
 //!
-//! Routes (all but `GET /health` need `Authorization: Bearer <token>`):
+//! Routes (all but `GET /health` and `GET /ca.pem` need `Authorization: Bearer <token>`):
 //! - `GET /health` → `"ok"`
+//! - `GET /ca.pem` → the cluster CA's certificate (`application/x-pem-file`), which a
+//!   client checks against the fingerprint it was given (`berth login --ca-sha256`)
 //! - `GET /rack` → [`RackInfo`]
 //! - `GET /apps` → `Vec<App>`; `POST /apps` [`CreateApp`] → [`App`]
 //! - `GET /apps/{app}` → [`AppInfo`]; `DELETE /apps/{app}` → 204

@@ -2,12 +2,14 @@
 //! current.
 //!
 //! Stored at `$XDG_CONFIG_HOME/berth/config.json` (else `~/.config/berth/config.json`),
-//! mode 0600, as `{"current": "prod", "servers": {"prod": {"host": "...", "token": "..."}}}`.
+//! mode 0600, as `{"current": "prod", "servers": {"prod": {"host": "...", "token": "..."}}}`
+//! (an entry may carry `ca_pem`, the only CA trusted for its HTTPS server).
 //! `berth login` adds or updates an entry and makes it current, `berth switch` picks
 //! another, and the first start of a local `berth server` adds its own entry without
 //! taking the current one's place. The one-server file of earlier versions,
 //! `{"host": "...", "token": "..."}`, is read as one entry and written in the new form
-//! at the next change. `BERTH_HOST` and `BERTH_TOKEN` override it.
+//! at the next change. `BERTH_HOST` and `BERTH_TOKEN` override it, and
+//! `BERTH_CA_CERT=FILE` the CA to trust.
 
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
@@ -16,11 +18,14 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// A server URL and the token to use with it.
+/// A server URL, the token to use with it and, for an HTTPS server with a
+/// certificate of its own CA, that CA's certificate (PEM), the only one trusted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
     pub host: String,
     pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
 }
 
 /// Every server the config file knows, by name, and the current one.
@@ -85,6 +90,16 @@ pub enum ConfigError {
     )]
     Parse { path: PathBuf, reason: String },
 
+    #[error(
+        "cannot read the CA certificate BERTH_CA_CERT names, {}: {source}; point BERTH_CA_CERT at a copy of the server's DATA/ca/ca.pem or unset it",
+        path.display()
+    )]
+    CaCert {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("cannot write {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -101,6 +116,8 @@ struct FileConfig {
     host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca_pem: Option<String>,
 }
 
 impl FileConfig {
@@ -108,6 +125,7 @@ impl FileConfig {
         FileConfig {
             host: Some(config.host.clone()),
             token: Some(config.token.clone()),
+            ca_pem: config.ca_pem.clone(),
         }
     }
 }
@@ -139,12 +157,23 @@ impl Servers {
             (Some(host), Some(token)) => {
                 let mut servers = Servers::default();
                 let name = servers.name_for(&host, &derived_name(&host));
-                servers.servers.insert(name.clone(), Config { host, token });
+                servers.servers.insert(
+                    name.clone(),
+                    Config {
+                        host,
+                        token,
+                        ca_pem: None,
+                    },
+                );
                 servers.current = Some(name);
                 servers
             }
             (host, token) => Servers {
-                incomplete: FileConfig { host, token },
+                incomplete: FileConfig {
+                    host,
+                    token,
+                    ca_pem: None,
+                },
                 ..Servers::default()
             },
         }
@@ -352,14 +381,20 @@ pub fn save(host: &str, token: &str) -> Result<PathBuf, ConfigError> {
 }
 
 fn save_to(path: &Path, host: &str, token: &str) -> Result<(), ConfigError> {
-    login_at(path, host, token, None).map(|_| ())
+    login_at(path, host, token, None, None).map(|_| ())
 }
 
 /// `berth login`: adds or updates the entry `name` (default: the one `host` has,
-/// else a name made from `host`) and makes it current.
-pub fn login(host: &str, token: &str, name: Option<&str>) -> Result<Saved, ConfigError> {
+/// else a name made from `host`), with the CA to trust for it if any, and makes it
+/// current.
+pub fn login(
+    host: &str,
+    token: &str,
+    name: Option<&str>,
+    ca_pem: Option<String>,
+) -> Result<Saved, ConfigError> {
     let path = path()?;
-    let name = login_at(&path, host, token, name)?;
+    let name = login_at(&path, host, token, name, ca_pem)?;
     Ok(Saved { path, name })
 }
 
@@ -368,6 +403,7 @@ fn login_at(
     host: &str,
     token: &str,
     name: Option<&str>,
+    ca_pem: Option<String>,
 ) -> Result<String, ConfigError> {
     if let Some(name) = name {
         check_name(name)?;
@@ -382,6 +418,7 @@ fn login_at(
         Config {
             host: host.to_string(),
             token: token.to_string(),
+            ca_pem,
         },
     );
     servers.current = Some(name.clone());
@@ -402,9 +439,13 @@ pub struct LocalSaved {
 /// Adds the entry of a new local server (updating the one its address has: a new
 /// server there makes that token useless) and makes it current only when no server
 /// was configured, so a saved production server stays the one commands go to.
-pub fn add_local(host: &str, token: &str) -> Result<LocalSaved, ConfigError> {
+pub fn add_local(
+    host: &str,
+    token: &str,
+    ca_pem: Option<String>,
+) -> Result<LocalSaved, ConfigError> {
     let path = path()?;
-    let (name, current) = add_local_at(&path, host, token)?;
+    let (name, current) = add_local_at(&path, host, token, ca_pem)?;
     Ok(LocalSaved {
         path,
         name,
@@ -416,6 +457,7 @@ fn add_local_at(
     path: &Path,
     host: &str,
     token: &str,
+    ca_pem: Option<String>,
 ) -> Result<(String, Option<String>), ConfigError> {
     let mut servers = read_servers(path)?.unwrap_or_default();
     let name = servers.name_for(host, "local");
@@ -425,6 +467,7 @@ fn add_local_at(
         Config {
             host: host.to_string(),
             token: token.to_string(),
+            ca_pem,
         },
     );
     if !had_current {
@@ -509,7 +552,22 @@ pub fn resolve() -> Result<Config, ConfigError> {
             Err(_) => Servers::default(),
         }
     };
-    resolve_servers(env_host, env_token, &servers)
+    let mut config = resolve_servers(env_host, env_token, &servers)?;
+    if let Some(pem) = env_ca_pem()? {
+        config.ca_pem = Some(pem);
+    }
+    Ok(config)
+}
+
+/// The CA certificate `BERTH_CA_CERT` names, if it is set.
+pub fn env_ca_pem() -> Result<Option<String>, ConfigError> {
+    let Some(file) = std::env::var_os("BERTH_CA_CERT").filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(file);
+    std::fs::read_to_string(&path)
+        .map(Some)
+        .map_err(|source| ConfigError::CaCert { path, source })
 }
 
 fn resolve_servers(
@@ -534,10 +592,20 @@ fn resolve_from(
     env_token: Option<String>,
     file: FileConfig,
 ) -> Result<Config, ConfigError> {
+    // The file's CA belongs to the file's server only.
+    let ca_pem = match (&env_host, &file.host) {
+        (Some(env), Some(own)) if same_host(env, own) => file.ca_pem,
+        (Some(_), _) => None,
+        (None, _) => file.ca_pem,
+    };
     let host = env_host.or(file.host).filter(|h| !h.trim().is_empty());
     let token = env_token.or(file.token).filter(|t| !t.trim().is_empty());
     match (host, token) {
-        (Some(host), Some(token)) => Ok(Config { host, token }),
+        (Some(host), Some(token)) => Ok(Config {
+            host,
+            token,
+            ca_pem,
+        }),
         (None, None) => Err(ConfigError::NotConfigured),
         (None, Some(_)) => Err(ConfigError::NoHost),
         (Some(host), None) => Err(ConfigError::NoToken { host }),
@@ -564,13 +632,15 @@ mod tests {
         let file = FileConfig {
             host: Some("http://f".into()),
             token: Some("ft".into()),
+            ca_pem: None,
         };
         let c = resolve_from(Some("http://e".into()), None, file.clone());
         assert_eq!(
             c.ok(),
             Some(Config {
                 host: "http://e".into(),
-                token: "ft".into()
+                token: "ft".into(),
+                ca_pem: None
             })
         );
         let c = resolve_from(None, Some("et".into()), file.clone());
@@ -578,7 +648,8 @@ mod tests {
             c.ok(),
             Some(Config {
                 host: "http://f".into(),
-                token: "et".into()
+                token: "et".into(),
+                ca_pem: None
             })
         );
         let c = resolve_from(None, None, file);
@@ -586,7 +657,8 @@ mod tests {
             c.ok(),
             Some(Config {
                 host: "http://f".into(),
-                token: "ft".into()
+                token: "ft".into(),
+                ca_pem: None
             })
         );
     }
@@ -620,7 +692,8 @@ mod tests {
             read,
             Some(FileConfig {
                 host: Some("http://h:1".into()),
-                token: Some("tok".into())
+                token: Some("tok".into()),
+                ca_pem: None
             })
         );
         // Overwriting keeps it private and replaces the values.
@@ -657,7 +730,7 @@ mod tests {
             &path,
             r#"{"host":"http://prod.example:7070","token":"prod-token"}"#,
         )?;
-        let (name, current) = add_local_at(&path, "http://127.0.0.1:7070", "local-token")?;
+        let (name, current) = add_local_at(&path, "http://127.0.0.1:7070", "local-token", None)?;
         assert_eq!(name, "local");
         assert_eq!(current.as_deref(), Some("prod.example"));
         let servers = read_servers(&path)?.ok_or("no config")?;
@@ -672,9 +745,9 @@ mod tests {
 
         // A second local server on another port gets an entry of its own; a new
         // server on the first one's address replaces that entry (its token is stale).
-        let (name, _) = add_local_at(&path, "http://127.0.0.1:7071", "t2")?;
+        let (name, _) = add_local_at(&path, "http://127.0.0.1:7071", "t2", None)?;
         assert_eq!(name, "local-7071");
-        let (name, _) = add_local_at(&path, "http://127.0.0.1:7070", "t3")?;
+        let (name, _) = add_local_at(&path, "http://127.0.0.1:7070", "t3", None)?;
         assert_eq!(name, "local");
         let servers = read_servers(&path)?.ok_or("no config")?;
         assert_eq!(servers.servers.len(), 3);
@@ -687,7 +760,7 @@ mod tests {
     {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("config.json");
-        let (name, current) = add_local_at(&path, "http://127.0.0.1:7070", "t")?;
+        let (name, current) = add_local_at(&path, "http://127.0.0.1:7070", "t", None)?;
         assert_eq!(
             (name.as_str(), current.as_deref()),
             ("local", Some("local"))
@@ -701,18 +774,18 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("config.json");
         assert_eq!(
-            login_at(&path, "https://Prod.Example:7070", "a", None)?,
+            login_at(&path, "https://Prod.Example:7070", "a", None, None)?,
             "prod.example"
         );
         assert_eq!(
-            login_at(&path, "http://h:1", "b", Some("staging"))?,
+            login_at(&path, "http://h:1", "b", Some("staging"), None)?,
             "staging"
         );
         // The same URL again updates its entry, whatever it is named.
-        assert_eq!(login_at(&path, "http://h:1/", "c", None)?, "staging");
+        assert_eq!(login_at(&path, "http://h:1/", "c", None, None)?, "staging");
         // Another server of the same host name does not replace it.
         assert_eq!(
-            login_at(&path, "https://prod.example:8443", "d", None)?,
+            login_at(&path, "https://prod.example:8443", "d", None, None)?,
             "prod.example-8443"
         );
         let servers = read_servers(&path)?.ok_or("no config")?;
@@ -734,7 +807,7 @@ mod tests {
         );
         for bad in ["", "Prod", "-x", "a b", &"x".repeat(64)] {
             assert!(
-                login_at(&path, "http://h:9", "t", Some(bad)).is_err(),
+                login_at(&path, "http://h:9", "t", Some(bad), None).is_err(),
                 "{bad:?}"
             );
         }
@@ -750,6 +823,7 @@ mod tests {
                 Config {
                     host: host.into(),
                     token: token.into(),
+                    ca_pem: None,
                 },
             );
         }
@@ -761,6 +835,32 @@ mod tests {
         servers.current = None;
         let e = resolve_servers(None, None, &servers);
         assert!(matches!(e, Err(ConfigError::NoCurrent { .. })), "{e:?}");
+    }
+
+    #[test]
+    fn a_saved_ca_is_kept_for_its_server_only() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("config.json");
+        login_at(&path, "https://h:1", "t", None, Some("PEM".into()))?;
+        let text = std::fs::read_to_string(&path)?;
+        assert!(text.contains("\"ca_pem\": \"PEM\""), "{text}");
+        login_at(&path, "http://plain:1", "t", None, None)?;
+        let text = std::fs::read_to_string(&path)?;
+        // An entry without a CA is written as before.
+        assert_eq!(text.matches("ca_pem").count(), 1, "{text}");
+        let servers = read_servers(&path)?.ok_or("no config")?;
+        let c = resolve_servers(Some("https://h:1".into()), None, &servers)?;
+        assert_eq!(c.ca_pem.as_deref(), Some("PEM"));
+        let c = resolve_servers(None, None, &servers)?;
+        assert_eq!(c.ca_pem, None);
+        // BERTH_HOST naming another server does not get the current one's CA.
+        switch_at(&path, "h")?;
+        let servers = read_servers(&path)?.ok_or("no config")?;
+        let c = resolve_servers(Some("https://other:1".into()), Some("t".into()), &servers)?;
+        assert_eq!(c.ca_pem, None);
+        let c = resolve_servers(None, None, &servers)?;
+        assert_eq!(c.ca_pem.as_deref(), Some("PEM"));
+        Ok(())
     }
 
     #[test]

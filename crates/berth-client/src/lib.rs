@@ -13,7 +13,10 @@ mod image;
 mod ndjson;
 pub mod session;
 pub mod source;
+mod tls;
 mod volumes;
+
+pub use tls::{fetch_pinned_ca, install_default_crypto_provider};
 
 pub use berth_image::saved_image;
 
@@ -47,6 +50,32 @@ pub enum Error {
 
     #[error("the server refused the token; run `berth login URL --token T` or set BERTH_TOKEN")]
     Unauthorized,
+
+    /// The server's certificate does not chain to the trusted CA (the configured
+    /// one, else the system's roots).
+    #[error(
+        "the certificate of the berth server at {url} is not trusted ({reason}); run `berth login {url} --token T --ca-sha256 FP` with the CA fingerprint `berth instances join` prints (also in the server's log), or set BERTH_CA_CERT to the server's CA certificate file (DATA/ca/ca.pem)"
+    )]
+    Untrusted { url: String, reason: String },
+
+    #[error(
+        "{what} cannot be used: {reason}; give the PEM file of the berth server's CA (DATA/ca/ca.pem on the server)"
+    )]
+    BadCa { what: String, reason: String },
+
+    #[error(
+        "{given:?} is not a SHA-256 fingerprint: it must be 64 hex digits (colons allowed), as `berth instances join` prints it"
+    )]
+    BadFingerprint { given: String },
+
+    #[error(
+        "the CA certificate {url} answered has the SHA-256 fingerprint {got}, not the expected {expected}; check the URL and the fingerprint (`berth instances join` on the server prints it): something between you and the server may be impersonating it"
+    )]
+    FingerprintMismatch {
+        url: String,
+        expected: String,
+        got: String,
+    },
 
     /// A non-2xx answer; `message` is the server's [`ErrorBody::error`].
     #[error("{message}")]
@@ -125,6 +154,8 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     token: String,
+    /// The TLS settings, for WebSocket sessions too.
+    tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
 /// Turns `127.0.0.1:7070`, `http://host:7070/` and the like into a base URL.
@@ -160,10 +191,20 @@ pub fn normalize_host(host: &str) -> Result<Url, Error> {
 }
 
 impl Client {
-    /// A client of the server at `base_url` (e.g. `http://127.0.0.1:7070`) using `token`.
+    /// A client of the server at `base_url` (e.g. `http://127.0.0.1:7070`) using `token`;
+    /// an `https` server must have a certificate the system trusts.
     pub fn new(base_url: &str, token: &str) -> Result<Client, Error> {
+        Client::with_ca(base_url, token, None)
+    }
+
+    /// A client of the server at `base_url` using `token` that, over HTTPS, trusts only
+    /// the CA certificate(s) of `ca_pem` when given (the cluster CA), else the
+    /// system's roots.
+    pub fn with_ca(base_url: &str, token: &str, ca_pem: Option<&str>) -> Result<Client, Error> {
         let base = normalize_host(base_url)?;
+        let tls = tls::client_config(ca_pem)?;
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.clone())
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -175,6 +216,7 @@ impl Client {
             http,
             base,
             token: token.to_string(),
+            tls: std::sync::Arc::new(tls),
         })
     }
 
@@ -182,7 +224,7 @@ impl Client {
     /// `berth login` wrote (see [`config::resolve`]).
     pub fn from_config() -> Result<Client, Error> {
         let config = config::resolve()?;
-        Client::new(&config.host, &config.token)
+        Client::with_ca(&config.host, &config.token, config.ca_pem.as_deref())
     }
 
     /// The server's base URL, without a trailing slash.
@@ -652,6 +694,12 @@ impl Client {
 
     fn transport_error(&self, e: &reqwest::Error) -> Error {
         let base = self.base_url();
+        if tls::is_untrusted_certificate(e) {
+            return Error::Untrusted {
+                url: base,
+                reason: root_cause(e),
+            };
+        }
         if e.is_connect() {
             let reason = if has_io_kind(e, std::io::ErrorKind::ConnectionRefused) {
                 "connection refused".to_string()

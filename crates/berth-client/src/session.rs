@@ -85,7 +85,11 @@ impl Client {
             .parse()
             .map_err(|_| request_error("the token is not a valid header value".into()))?;
         request.headers_mut().insert("authorization", auth);
-        let (mut ws, _) = match tokio_tungstenite::connect_async(request).await {
+        let connector = tokio_tungstenite::Connector::Rustls(self.tls.clone());
+        let connected =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector))
+                .await;
+        let (mut ws, _) = match connected {
             Ok(ok) => ok,
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
                 let content_type = resp
@@ -103,6 +107,12 @@ impl Client {
                 ));
             }
             Err(tokio_tungstenite::tungstenite::Error::Io(e)) => {
+                if crate::tls::is_untrusted_certificate(&e) {
+                    return Err(Error::Untrusted {
+                        url: self.base_url(),
+                        reason: e.to_string(),
+                    });
+                }
                 return Err(Error::Connect {
                     url: self.base_url(),
                     reason: e.to_string(),

@@ -2,14 +2,16 @@
 //! below it:
 //!
 //! - `http`: the API (axum): routes, auth, the role policy, audit, error
-//!   statuses, NDJSON streams, WebSocket sessions. Nothing else knows axum.
+//!   statuses, NDJSON streams, WebSocket sessions, serving over TLS (`http::tls`).
+//!   Nothing else knows axum.
 //! - operations the API offers: `apps`, `builds`, `releases`, `processes`,
 //!   `oneoff` (run, exec), `timers`, `volumes`, `certs` and `acme`, `tokens`,
 //!   `prune`;
 //! - `lifecycle`: rollouts and scale, the one way a process stops (`retire`),
 //!   health checks and the reconciler;
 //! - `spec` (the container of a process or one-off) over `volumes`;
-//! - `rack` (shared state: store, runtime, router handle, what is observed),
+//! - `cluster_ca` (the cluster's CA in `DATA/ca/`), `rack` (shared state: store,
+//!   runtime, router handle, what is observed),
 //!   `error`, `progress`, `views`, `logs`, `engine`, `disk`.
 //!
 //! `run` starts it all: the store, the engine, the router process, a first
@@ -63,6 +65,41 @@ pub struct ServerConfig {
     /// Run processes on the Docker Swarm whose manager the engine is, with a
     /// router on every node (`--swarm`).
     pub swarm: bool,
+    /// Whether and with which certificate the API is served over HTTPS.
+    pub api_tls: ApiTls,
+}
+
+/// HTTPS for the API. It is served over HTTPS whenever its address is not a
+/// loopback one ([`ApiTls::https`]), with a certificate of the cluster CA
+/// (`DATA/ca/`) unless `files` are given.
+#[derive(Debug, Clone, Default)]
+pub struct ApiTls {
+    /// HTTPS on a loopback address too (`--tls`).
+    pub force: bool,
+    /// A PEM certificate chain and its PEM key to serve instead of a certificate of
+    /// the cluster CA (`--tls-cert`, `--tls-key`).
+    pub files: Option<(PathBuf, PathBuf)>,
+    /// More names (DNS or IP) for the cluster CA's certificate (`--api-name`).
+    pub names: Vec<String>,
+}
+
+impl ApiTls {
+    /// Whether an API on `addr` is served over HTTPS.
+    pub fn https(&self, addr: SocketAddr) -> bool {
+        self.force || self.files.is_some() || !addr.ip().is_loopback()
+    }
+
+    /// The names the cluster CA's certificate for an API on `addr` carries: the
+    /// machine's (see [`cluster_ca::machine_names`]) and the `--api-name`s.
+    pub fn cert_names(&self, addr: SocketAddr) -> Vec<String> {
+        let mut names = cluster_ca::machine_names(addr.ip());
+        for name in &self.names {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
 }
 
 /// How the server starts its router process (see `berth_router::control`).
@@ -95,6 +132,13 @@ pub enum ServerError {
     Router(#[from] berth_router::ControlError),
     #[error("{0}")]
     Acme(#[from] acme::AcmeError),
+    #[error("{0}")]
+    Ca(#[from] cluster_ca::CaError),
+    #[error(
+        "cannot serve the API over HTTPS with {}: {reason}; pass a PEM certificate chain with --tls-cert and its PEM private key with --tls-key, or leave both out to use a certificate of the cluster CA",
+        path.display()
+    )]
+    TlsFiles { path: PathBuf, reason: String },
     #[error("swarm mode: {0}")]
     Swarm(String),
     #[error(
@@ -173,10 +217,23 @@ pub async fn run(
     let acme = config.acme.clone().map(acme::Acme::new).transpose()?;
     let store = open_store(&config.data_dir)?;
     let rack_id = store.meta("rack_id")?.unwrap_or_else(|| "default".into());
-    let ca = Arc::new(
-        cluster_ca::ClusterCa::load_or_create(&config.data_dir)
-            .map_err(|e| ServerError::Swarm(e.to_string()))?,
-    );
+    let ca = Arc::new(cluster_ca::ClusterCa::load_or_create(&config.data_dir)?);
+    let https = config.api_tls.https(config.api_addr);
+    let api_tls = if https {
+        match &config.api_tls.files {
+            None => tracing::info!(
+                fingerprint = %ca.fingerprint(),
+                "the API is served over HTTPS; clients trust the cluster CA with `berth login URL --token T --ca-sha256 FINGERPRINT`"
+            ),
+            Some((cert, _)) => tracing::info!(
+                cert = %cert.display(),
+                "the API is served over HTTPS with the given certificate"
+            ),
+        }
+        Some(api_tls_config(&config, &ca)?)
+    } else {
+        None
+    };
     let logs =
         logs::LogBook::new(config.data_dir.join("logs")).map_err(data_err(&config.data_dir))?;
     let api_listener = tokio::net::TcpListener::bind(config.api_addr)
@@ -210,10 +267,17 @@ pub async fn run(
         engine: engine.clone(),
         max_upload: config.max_upload,
         swarm: config.swarm,
-        api_url: format!("http://{}", config.api_addr),
+        api_url: format!(
+            "{}://{}",
+            if https { "https" } else { "http" },
+            config.api_addr
+        ),
         agents,
         ca,
     }));
+    if https && config.api_tls.files.is_some() {
+        rack.set_api_cert_given();
+    }
     // Leftovers of an interrupted upload are never needed again.
     let _ = std::fs::remove_dir_all(config.data_dir.join("tmp"));
     lifecycle::reconcile::recover(&rack).await;
@@ -234,13 +298,18 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    tracing::info!(api = %config.api_addr, router = %http_addr, engine, rack = %rack.rack_id, "berth server ready");
+    tracing::info!(api = %rack.api_url, router = %http_addr, engine, rack = %rack.rack_id, "berth server ready");
     let mut api_stop = stop_rx;
-    let served = axum::serve(api_listener, http::app(rack.clone()))
-        .with_graceful_shutdown(async move {
-            let _ = api_stop.wait_for(|s| *s).await;
-        })
-        .await;
+    let served = match api_tls {
+        Some(tls) => http::tls::serve(api_listener, tls, http::app(rack.clone()), api_stop).await,
+        None => {
+            axum::serve(api_listener, http::app(rack.clone()))
+                .with_graceful_shutdown(async move {
+                    let _ = api_stop.wait_for(|s| *s).await;
+                })
+                .await
+        }
+    };
     reconciler.abort();
     timers.abort();
     sampler.abort();
@@ -252,6 +321,67 @@ pub async fn run(
         addr: config.api_addr,
         source,
     })
+}
+
+/// The API's TLS settings: the given certificate files, else a certificate of the
+/// cluster CA for the API's names (kept in `DATA/ca/api.pem`, issued again when the
+/// names change).
+fn api_tls_config(
+    config: &ServerConfig,
+    ca: &cluster_ca::ClusterCa,
+) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert_pem, key_pem, cert_path, key_path) = match &config.api_tls.files {
+        Some((cert_path, key_path)) => {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|e| ServerError::TlsFiles {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })
+            };
+            (
+                read(cert_path)?,
+                read(key_path)?,
+                cert_path.clone(),
+                key_path.clone(),
+            )
+        }
+        None => {
+            let names = config.api_tls.cert_names(config.api_addr);
+            let issued = ca.load_or_issue(&config.data_dir, "api", "berth API", &names)?;
+            tracing::info!(names = %names.join(", "), "the API's certificate (cluster CA) names");
+            let dir = config.data_dir.join("ca");
+            (
+                issued.cert_pem.into_bytes(),
+                issued.key_pem.into_bytes(),
+                dir.join("api.pem"),
+                dir.join("api.key"),
+            )
+        }
+    };
+    let bad = |path: &PathBuf, reason: String| ServerError::TlsFiles {
+        path: path.clone(),
+        reason,
+    };
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&cert_path, format!("not a PEM certificate chain ({e})")))?;
+    if certs.is_empty() {
+        return Err(bad(&cert_path, "it holds no CERTIFICATE block".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| bad(&key_path, format!("not a PEM private key ({e})")))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(&cert_path, e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| bad(&key_path, format!("it does not fit the certificate ({e})")))?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
 }
 
 /// The engine side of a server: where processes run and what routes to them.

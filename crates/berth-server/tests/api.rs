@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::*;
 use serde_json::json;
+use tower::ServiceExt;
 
 /// Every authenticated route: method, a path to call it with, the least role it
 /// needs (as the README documents the policy). `body` below gives the JSON
@@ -111,9 +112,30 @@ async fn every_route_refuses_a_missing_wrong_or_malformed_token_alike() {
             );
         }
     }
-    // The one open route.
+    // The open routes.
     let (status, body) = t.call(Method::GET, "/health", None, None).await;
     assert_eq!((status, body), (StatusCode::OK, json!("ok")));
+    let request = Request::builder()
+        .uri("/ca.pem")
+        .body(Body::empty())
+        .expect("a request");
+    let response = berth_server::http::app(t.rack.clone())
+        .oneshot(request)
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.as_bytes()),
+        Some(&b"application/x-pem-file"[..])
+    );
+    let (status, body) = t.call(Method::GET, "/ca.pem", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let on_disk = std::fs::read_to_string(t.data.path().join("ca/ca.pem")).unwrap_or_default();
+    assert_eq!(body.as_str(), Some(on_disk.as_str()));
+    assert!(on_disk.contains("BEGIN CERTIFICATE"), "{on_disk}");
 }
 
 #[tokio::test]

@@ -13,7 +13,9 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the CA certificate {}", path.display()))?,
         ),
-        (None, Some(_fingerprint)) => anyhow::bail!("--ca-sha256: not yet (merging)"),
+        (None, Some(fingerprint)) => {
+            Some(berth_client::fetch_pinned_ca(&args.server, fingerprint).await?)
+        }
         (None, None) => None,
     };
     let options = berth_agent::AgentOptions {

@@ -12,10 +12,23 @@ use std::io::Write;
 
 pub async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Server(args) => crate::server::run(args).await,
+        Command::Server(args) => crate::server::run(*args).await,
         Command::Router(args) => crate::router::run(args).await,
         Command::Agent(args) => crate::agent::run(args).await,
-        Command::Login { url, token, name } => rack::login(&url, &token, name.as_deref()).await,
+        Command::Login {
+            url,
+            token,
+            name,
+            ca_cert,
+            ca_sha256,
+        } => {
+            let trust = match (ca_cert, ca_sha256) {
+                (Some(file), _) => rack::LoginTrust::CaFile(file),
+                (None, Some(fp)) => rack::LoginTrust::Fingerprint(fp),
+                (None, None) => rack::LoginTrust::Default,
+            };
+            rack::login(&url, &token, name.as_deref(), trust).await
+        }
         Command::Switch { name, json } => rack::switch(name.as_deref(), json.json),
         Command::Apps { app, json, command } => apps::run(app, json, command).await,
         Command::Build(args) => source::build(args).await,

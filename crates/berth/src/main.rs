@@ -32,6 +32,8 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Any HTTPS client in this process uses ring (see the function's doc).
+    berth_client::install_default_crypto_provider();
     // `berth router` runs event loops of its own on top of a current-thread runtime;
     // everything else gets a worker per core.
     let is_router = matches!(&cli.command, cli::Command::Router(_));

@@ -33,8 +33,26 @@ pub async fn run(args: ServerArgs) -> Result<()> {
                 )
             })?
     };
+    let api_tls = berth_server::ApiTls {
+        force: args.tls,
+        files: args.tls_cert.zip(args.tls_key),
+        names: args.api_name,
+    };
+    let https = api_tls.https(args.api);
+    // The CLI entry of an HTTPS API carries the CA that signed its certificate.
+    let ca_pem = if https && api_tls.files.is_none() {
+        let dir = data_dir.clone();
+        let ca = tokio::task::spawn_blocking(move || {
+            berth_server::cluster_ca::ClusterCa::load_or_create(&dir)
+        })
+        .await
+        .context("loading the cluster CA panicked")??;
+        Some(ca.ca_pem().to_string())
+    } else {
+        None
+    };
     if let Some(token) = outcome.new_admin_token {
-        announce_admin_token(&token, &data_dir, args.api);
+        announce_admin_token(&token, &data_dir, args.api, https, ca_pem);
     }
 
     let shutdown = daemon::shutdown_signal("", "shutting down")?;
@@ -59,6 +77,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             }),
         network_pool: args.network_pool,
         max_upload: args.max_upload.saturating_mul(1024 * 1024),
+        api_tls,
         swarm: args.swarm,
     };
     berth_server::run(config, shutdown).await?;
@@ -67,10 +86,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
 
 /// Prints the new admin token once and adds this server to the CLI config, saying
 /// whether it became the current server or another one stays current.
-fn announce_admin_token(token: &str, data_dir: &std::path::Path, api: SocketAddr) {
+fn announce_admin_token(
+    token: &str,
+    data_dir: &std::path::Path,
+    api: SocketAddr,
+    https: bool,
+    ca_pem: Option<String>,
+) {
     let token_file = data_dir.join("admin.token");
-    let host = cli_host(api);
-    match berth_client::config::add_local(&host, token) {
+    let host = cli_host(api, https);
+    match berth_client::config::add_local(&host, token, ca_pem) {
         Ok(saved) => println!(
             "admin token: {token}; saved to {} and to the CLI config {}",
             token_file.display(),
@@ -126,13 +151,14 @@ pub fn default_data_dir(
 
 /// The URL the CLI should use for an API listening on `addr`: a wildcard address is
 /// reached through loopback.
-pub fn cli_host(addr: SocketAddr) -> String {
+pub fn cli_host(addr: SocketAddr, https: bool) -> String {
     let ip = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    format!("http://{}", SocketAddr::new(ip, addr.port()))
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
 }
 
 #[cfg(test)]
@@ -163,10 +189,16 @@ mod tests {
 
     #[test]
     fn cli_host_uses_loopback_for_wildcards() -> Result<(), std::net::AddrParseError> {
-        assert_eq!(cli_host("127.0.0.1:7070".parse()?), "http://127.0.0.1:7070");
-        assert_eq!(cli_host("0.0.0.0:7070".parse()?), "http://127.0.0.1:7070");
-        assert_eq!(cli_host("[::]:7070".parse()?), "http://[::1]:7070");
-        assert_eq!(cli_host("10.0.0.5:1".parse()?), "http://10.0.0.5:1");
+        assert_eq!(
+            cli_host("127.0.0.1:7070".parse()?, false),
+            "http://127.0.0.1:7070"
+        );
+        assert_eq!(
+            cli_host("0.0.0.0:7070".parse()?, true),
+            "https://127.0.0.1:7070"
+        );
+        assert_eq!(cli_host("[::]:7070".parse()?, false), "http://[::1]:7070");
+        assert_eq!(cli_host("10.0.0.5:1".parse()?, true), "https://10.0.0.5:1");
         Ok(())
     }
 }

@@ -19,6 +19,7 @@ mod rack;
 mod releases;
 mod sessions;
 mod spool;
+pub mod tls;
 mod tokens;
 mod volumes;
 
@@ -96,6 +97,7 @@ pub fn app(rack: Arc<Rack>) -> Router {
             guard::guard,
         ))
         .route("/health", get(|| async { "ok" }))
+        .route("/ca.pem", get(rack::ca_pem))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -1,4 +1,4 @@
-//! `GET /rack`, `POST /rack/prune`.
+//! `GET /rack`, `POST /rack/prune`, `GET /ca.pem`.
 
 use super::error::ApiResult;
 use crate::rack::Rack;
@@ -24,4 +24,13 @@ pub async fn info(State(rack): State<Arc<Rack>>) -> ApiResult<Json<RackInfo>> {
 
 pub async fn prune(State(rack): State<Arc<Rack>>) -> ApiResult<Json<PruneReport>> {
     Ok(Json(crate::prune::prune(&rack).await?))
+}
+
+/// `GET /ca.pem` (no token): the cluster CA's certificate, which clients check
+/// against the fingerprint they were given before trusting it.
+pub async fn ca_pem(State(rack): State<Arc<Rack>>) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+        rack.ca.ca_pem().to_string(),
+    )
 }

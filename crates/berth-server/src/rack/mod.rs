@@ -12,6 +12,7 @@ pub mod usage;
 pub use observed::Observed;
 pub use usage::Usage;
 
+use crate::cluster_ca::ClusterCa;
 use crate::engine::EngineWatch;
 use crate::error::Result;
 use crate::logs::LogBook;
@@ -46,8 +47,8 @@ pub struct Parts {
     /// The agents of a swarm's nodes (made before the rack: the swarm runtime
     /// and the routers reach the nodes through them).
     pub agents: Arc<agents::Agents>,
-    /// The cluster's CA (agents' certificates).
-    pub ca: Arc<crate::cluster_ca::ClusterCa>,
+    /// The cluster's CA (`DATA/ca/`): the API's certificate, agents' trust.
+    pub ca: Arc<ClusterCa>,
 }
 
 pub struct Rack {
@@ -83,7 +84,10 @@ pub struct Rack {
     usage: Mutex<HashMap<(String, String), usage::Sample>>,
     /// The agents of a swarm's nodes.
     pub agents: Arc<agents::Agents>,
-    pub ca: Arc<crate::cluster_ca::ClusterCa>,
+    /// The cluster's CA.
+    pub ca: Arc<ClusterCa>,
+    /// The API serves a certificate given to it (`--tls-cert`), not one of `ca`.
+    api_cert_given: std::sync::atomic::AtomicBool,
 }
 
 /// Listings are dropped on any engine event for the app and whenever berth
@@ -130,6 +134,7 @@ impl Rack {
             usage: Mutex::new(HashMap::new()),
             agents: parts.agents,
             ca: parts.ca,
+            api_cert_given: Default::default(),
         }
     }
 
@@ -273,10 +278,25 @@ impl Rack {
         labels.get(LABEL_RACK) == Some(&self.rack_id)
     }
 
+    /// Marks the API's certificate as given (`--tls-cert`): agents trust it through
+    /// their system's roots, not by the cluster CA's fingerprint.
+    pub fn set_api_cert_given(&self) {
+        self.api_cert_given
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// What `berth agent` needs besides the server's URL and its token to trust
-    /// the server (nothing over plain HTTP).
+    /// the server: the cluster CA's fingerprint when the API is served over HTTPS
+    /// with a certificate of it, nothing over plain HTTP or with a given certificate.
     pub fn agent_trust_flags(&self) -> String {
-        String::new()
+        let given = self
+            .api_cert_given
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if self.api_url.starts_with("https://") && !given {
+            format!("--ca-sha256 {}", self.ca.fingerprint())
+        } else {
+            String::new()
+        }
     }
 
     /// The last lines a process printed, for error reports.

@@ -64,7 +64,8 @@ impl TestRack {
             api_url: "http://127.0.0.1:7070".into(),
             agents: Default::default(),
             ca: Arc::new(
-                berth_server::cluster_ca::ClusterCa::load_or_create(data.path()).expect("the CA"),
+                berth_server::cluster_ca::ClusterCa::load_or_create(data.path())
+                    .expect("the cluster CA"),
             ),
         }
     }

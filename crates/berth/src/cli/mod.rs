@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the berth server (API, router, deployer) in the foreground
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
 
     /// Run the agent of a Swarm node: it gives the server this node's engine and runs
     /// the node's router (the command is printed by `berth instances join`)
@@ -51,6 +51,13 @@ pub enum Command {
         /// Save it under this name [default: the name it has, else one made from URL]
         #[arg(long, value_name = "N")]
         name: Option<String>,
+        /// Trust only this PEM CA certificate for the server's HTTPS (its DATA/ca/ca.pem)
+        #[arg(long, value_name = "FILE", conflicts_with = "ca_sha256")]
+        ca_cert: Option<std::path::PathBuf>,
+        /// Fetch the server's CA certificate (URL/ca.pem), check that its SHA-256 is FP
+        /// (as `berth instances join` prints it) and trust only it from now on
+        #[arg(long, value_name = "FP")]
+        ca_sha256: Option<String>,
     },
 
     /// List the servers saved in the CLI config (the current one marked *), or make one current

@@ -11,9 +11,22 @@ pub struct ServerArgs {
     /// Data directory [default: /var/lib/berth as root, else $XDG_DATA_HOME/berth or ~/.local/share/berth]
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Address of the API
+    /// Address of the API; served over HTTPS unless it is a loopback address
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
     pub api: SocketAddr,
+    /// Serve the API over HTTPS on a loopback address too
+    #[arg(long)]
+    pub tls: bool,
+    /// Serve the API with this PEM certificate chain instead of one of the cluster CA
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Another name (DNS name or IP address) for the API's certificate from the
+    /// cluster CA, e.g. the name agents reach this machine by (repeatable)
+    #[arg(long, value_name = "NAME", conflicts_with = "tls_cert")]
+    pub api_name: Vec<String>,
     /// Address of the HTTP router
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,

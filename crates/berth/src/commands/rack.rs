@@ -3,17 +3,49 @@
 
 use crate::cli::{InstancesCommand, JsonArg, RackCommand};
 use crate::output::{bytes, key_values, long_span, print_json, print_list};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use berth_client::{Client, config};
 use serde::Serialize;
 use std::io::Write;
 
-/// Checks the URL and token against the server, then saves them as the current server.
-pub async fn login(url: &str, token: &str, name: Option<&str>) -> Result<()> {
+/// Which CA `berth login` trusts for an HTTPS server.
+pub enum LoginTrust {
+    /// BERTH_CA_CERT if set (not saved), else the system's roots.
+    Default,
+    /// `--ca-cert FILE`, saved with the entry.
+    CaFile(std::path::PathBuf),
+    /// `--ca-sha256 FP`: `URL/ca.pem` checked against FP, saved with the entry.
+    Fingerprint(String),
+}
+
+/// Checks the URL and token against the server, then saves them (and the CA to
+/// trust, if given) as the current server.
+pub async fn login(url: &str, token: &str, name: Option<&str>, trust: LoginTrust) -> Result<()> {
     if let Some(name) = name {
         config::check_name(name)?;
     }
-    let client = Client::new(url, token)?;
+    // A server whose CA is given is an HTTPS one.
+    let url = if !matches!(trust, LoginTrust::Default) && !url.contains("://") {
+        format!("https://{}", url.trim())
+    } else {
+        url.to_string()
+    };
+    let url = url.as_str();
+    let saved_ca = match trust {
+        LoginTrust::Default => None,
+        LoginTrust::CaFile(file) => Some(std::fs::read_to_string(&file).with_context(|| {
+            format!(
+                "cannot read the CA certificate {}; give the server's DATA/ca/ca.pem (copied here) or use --ca-sha256 FP",
+                file.display()
+            )
+        })?),
+        LoginTrust::Fingerprint(fp) => Some(berth_client::fetch_pinned_ca(url, &fp).await?),
+    };
+    let check_ca = match &saved_ca {
+        Some(pem) => Some(pem.clone()),
+        None => config::env_ca_pem()?,
+    };
+    let client = Client::with_ca(url, token, check_ca.as_deref())?;
     // Unauthenticated first: berth's router or another server is named as such
     // before the token is sent to it.
     client.check_berth().await?;
@@ -26,7 +58,7 @@ pub async fn login(url: &str, token: &str, name: Option<&str>) -> Result<()> {
         Err(e) => return Err(e.into()),
     };
     let host = client.base_url();
-    let saved = config::login(&host, token, name)?;
+    let saved = config::login(&host, token, name, saved_ca)?;
     println!(
         "logged in to {host} (berth {}, {} apps) as server {}, now the current one; saved to {}",
         rack.version,

@@ -82,8 +82,26 @@ impl Server {
         server
     }
 
+    /// Whether the API is served over HTTPS (`--tls`); the CLI then trusts the
+    /// cluster CA through BERTH_CA_CERT.
+    pub fn https(&self) -> bool {
+        self.extra_args.iter().any(|a| a == "--tls")
+    }
+
+    /// The API's URL.
+    pub fn api_url(&self) -> String {
+        let scheme = if self.https() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.api)
+    }
+
+    /// The cluster CA's certificate file in the data dir.
+    pub fn ca_file(&self) -> PathBuf {
+        self.data.path().join("rack/ca/ca.pem")
+    }
+
     /// Starts (or restarts) the server process with the same flags.
     pub fn spawn(&mut self) {
+        let ready_before = self.server_log().matches("berth server ready").count();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -106,7 +124,12 @@ impl Server {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok((200, _)) = http_get(self.api, "127.0.0.1", "/health") {
+            let ready = if self.https() {
+                self.server_log().matches("berth server ready").count() > ready_before
+            } else {
+                matches!(http_get(self.api, "127.0.0.1", "/health"), Ok((200, _)))
+            };
+            if ready {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -161,11 +184,14 @@ impl Server {
         let mut cmd = Command::new(BERTH);
         cmd.args(args)
             .current_dir(dir)
-            .env("BERTH_HOST", format!("http://127.0.0.1:{}", self.api))
+            .env("BERTH_HOST", self.api_url())
             .env("BERTH_TOKEN", &self.token)
             .env("HOME", self.home.path())
             .env("XDG_CONFIG_HOME", self.home.path().join("config"))
             .stdin(Stdio::null());
+        if self.https() {
+            cmd.env("BERTH_CA_CERT", self.ca_file());
+        }
         cmd
     }
 
