@@ -53,11 +53,12 @@ pub fn join(rack: &Rack) -> Result<JoinInstructions> {
         ));
     }
     let (token_id, secret) = rack.store.create_token(NODE_ROLE, None)?;
-    let command = format!(
-        "berth agent --server {} --token {secret}{}",
-        rack.api_url,
-        rack.agent_trust_flags()
-    );
+    let mut command = format!("berth agent --server {} --token {secret}", rack.api_url);
+    let trust = rack.agent_trust_flags();
+    if !trust.is_empty() {
+        command.push(' ');
+        command.push_str(&trust);
+    }
     Ok(JoinInstructions { token_id, command })
 }
 

@@ -128,7 +128,8 @@ impl SwarmRack {
             .nth(1);
         match given {
             Some(url) => url.clone(),
-            None => format!("http://{GATEWAY}:{}", self.api),
+            // Not loopback: the API is served over HTTPS.
+            None => format!("https://{GATEWAY}:{}", self.api),
         }
     }
 
