@@ -54,7 +54,7 @@
 #   SWARMLAB_MOUNT [<target dir>/debug:/opt/berth, when that dir exists] HOST:NODE[,HOST:NODE...]
 #                  host directories bind-mounted read-only into every node when it is created, so
 #                  the freshly built berth runs inside the nodes (/opt/berth/berth agent ...). `up` with
-#                  a different SWARMLAB_MOUNT than the nodes were made with refuses (run `down` first).
+#                  a different SWARMLAB_MOUNT than the nodes were made with makes the nodes again.
 #   SWARMLAB_BERTH [$CARGO_TARGET_DIR or <repo>/target, debug then release]/berth: the berth binary
 #                  whose libraries the node image must hold; `up` rebuilds the image when it lacks one
 #   SWARMLAB_REBUILD=1 rebuild the node image
@@ -281,6 +281,17 @@ cmd_up() {
   local t0=$SECONDS n i m=""
   build_node_image
   build_busybox_image
+  # Nodes made with other mounts (another checkout's target dir) are remade:
+  # a node's mounts are fixed when it is created.
+  local had
+  for n in $(seq 1 "$NODES"); do
+    had=$(hd inspect -f '{{index .Config.Labels "swarmlab.mount"}}' "$(node_name "$n")" 2>/dev/null) || continue
+    if [[ -n "$MOUNTS" && "$had" != "$MOUNTS" ]]; then
+      log "the nodes were made with SWARMLAB_MOUNT='$had', not '$MOUNTS'; making them again"
+      cmd_down --keep-images
+      break
+    fi
+  done
   hd network inspect "$NET" >/dev/null 2>&1 || \
     hd network create --driver bridge --subnet "$SUBNET" --gateway "$GW" --label ${P}=1 \
       -o com.docker.network.bridge.name=${P}0 "$NET" >/dev/null
