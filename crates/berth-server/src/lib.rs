@@ -280,36 +280,60 @@ pub async fn run(
     }
     // Leftovers of an interrupted upload are never needed again.
     let _ = std::fs::remove_dir_all(config.data_dir.join("tmp"));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let api_stop = stop_rx;
+    let api = {
+        let app = http::app(rack.clone());
+        async move {
+            match api_tls {
+                Some(tls) => http::tls::serve(api_listener, tls, app, api_stop).await,
+                None => {
+                    let mut api_stop = api_stop;
+                    axum::serve(api_listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = api_stop.wait_for(|s| *s).await;
+                        })
+                        .await
+                }
+            }
+        }
+    };
+    // On a swarm, the first pass must see the processes on every node with
+    // their addresses, which needs the agents' links, which needs their
+    // hellos: the API serves them (and refuses the rest) meanwhile.
+    let has_processes = rack.store.processes(None).is_ok_and(|p| !p.is_empty());
+    let api = if config.swarm && has_processes {
+        rack.starting
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let api = tokio::spawn(api);
+        wait_for_agents(&rack, std::time::Duration::from_secs(20)).await;
+        futures_util::future::Either::Left(async move {
+            api.await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+        })
+    } else {
+        futures_util::future::Either::Right(api)
+    };
     lifecycle::reconcile::recover(&rack).await;
     // Adopt what runs before anything can rebuild the route table: a table built from
     // nothing observed would take every process out of the (still running) router.
     if let Err(e) = lifecycle::reconcile::converge(&rack, &mut Default::default(), true).await {
         tracing::warn!(error = %e, "first reconcile pass failed; the router keeps its table");
     }
+    rack.starting
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     let reconciler = tokio::spawn(lifecycle::reconcile::run(rack.clone()));
     let timers = tokio::spawn(timers::run(rack.clone()));
     let sampler = tokio::spawn(rack::usage::sample(rack.clone()));
     tokio::spawn(write_access_lines(rack.clone(), access_lines));
     certs::push_to_router(&rack);
     let acme = acme.map(|acme| tokio::spawn(acme::run(rack.clone(), acme)));
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
     tracing::info!(api = %rack.api_url, router = %http_addr, engine, rack = %rack.rack_id, "berth server ready");
-    let mut api_stop = stop_rx;
-    let served = match api_tls {
-        Some(tls) => http::tls::serve(api_listener, tls, http::app(rack.clone()), api_stop).await,
-        None => {
-            axum::serve(api_listener, http::app(rack.clone()))
-                .with_graceful_shutdown(async move {
-                    let _ = api_stop.wait_for(|s| *s).await;
-                })
-                .await
-        }
-    };
+    let served = api.await;
     reconciler.abort();
     timers.abort();
     sampler.abort();
@@ -460,6 +484,36 @@ async fn swarm_engine(
         agents,
         version,
     })
+}
+
+/// Waits (at most `limit`) until every Ready node's agent is linked.
+async fn wait_for_agents(rack: &rack::Rack, limit: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let ready: Vec<String> = match rack.runtime.nodes().await {
+            Ok(nodes) => nodes
+                .into_iter()
+                .filter(|n| n.status == "ready")
+                .map(|n| n.id)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let missing: Vec<&String> = ready
+            .iter()
+            .filter(|id| rack.agents.link(id).is_none())
+            .collect();
+        if !ready.is_empty() && missing.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                nodes = missing.len(),
+                "not every node's agent is linked yet; starting without them (their processes are adopted once they are)"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 /// Writes the router's access log lines into each app's log stream.

@@ -69,14 +69,17 @@ struct SwarmRack {
     data: tempfile::TempDir,
     home: tempfile::TempDir,
     api: u16,
-    /// The routers' port on every node.
+    /// The routers' ports on every node.
     http: u16,
+    https: u16,
     token: String,
     rack_id: String,
     server: Option<Child>,
     /// The agent command `berth instances join` printed, without `berth`.
     agent_args: Vec<String>,
     agent_port: u16,
+    /// The server log's length when the server was last started.
+    log_mark: usize,
 }
 
 impl SwarmRack {
@@ -88,11 +91,13 @@ impl SwarmRack {
             home: tempfile::tempdir().expect("temp home"),
             api: free_port(),
             http: free_port(),
+            https: free_port(),
             token: String::new(),
             rack_id: String::new(),
             server: None,
             agent_args: Vec::new(),
             agent_port: free_port(),
+            log_mark: 0,
         };
         rack.spawn_server();
         rack.token = std::fs::read_to_string(rack.data.path().join("rack/admin.token"))
@@ -139,6 +144,7 @@ impl SwarmRack {
 
     fn spawn_server(&mut self) {
         let starts_before = self.server_log().matches("berth server ready").count();
+        self.log_mark = self.server_log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -149,6 +155,7 @@ impl SwarmRack {
             .arg(self.data.path().join("rack"))
             .args(["--api", &format!("{GATEWAY}:{}", self.api)])
             .args(["--http", &format!("0.0.0.0:{}", self.http)])
+            .args(["--https", &format!("0.0.0.0:{}", self.https)])
             .env("DOCKER_HOST", "unix:///run/swarmlab/node1/docker.sock")
             .env("HOME", self.home.path())
             .env("XDG_CONFIG_HOME", self.home.path().join("config"))
@@ -236,14 +243,15 @@ impl SwarmRack {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
-    /// Waits until the server linked to the agents of `nodes` (their engines
-    /// and routers reachable through their tunnels).
+    /// Waits until the server (since its latest start) linked to the agents of
+    /// `nodes` (their engines and routers reachable through their tunnels).
     fn wait_linked(&self, nodes: &[usize]) {
         let linked = eventually(Duration::from_secs(90), || {
             let log = self.server_log();
-            nodes
-                .iter()
-                .all(|n| log.contains(&format!("linked to the node's agent node=swarmlab-node{n}")))
+            let latest = log.get(self.log_mark..).unwrap_or_default();
+            nodes.iter().all(|n| {
+                latest.contains(&format!("linked to the node's agent node=swarmlab-node{n}"))
+            })
         });
         assert!(
             linked,
@@ -587,6 +595,38 @@ fn the_nodes_keep_serving_while_the_server_is_away_and_it_adopts_them_again() {
             "node {n} without its server"
         );
     }
+    // A process prints while the server is away: its node's engine keeps the
+    // line, and the server, back, collects it once.
+    let far = before
+        .iter()
+        .find(|p| p["node"] != "swarmlab-node1")
+        .expect("a process off the manager");
+    let n: usize = far["node"]
+        .as_str()
+        .and_then(|node| node.strip_prefix("swarmlab-node"))
+        .and_then(|n| n.parse().ok())
+        .expect("a lab node");
+    let process = far["id"].as_str().expect("id");
+    let container = on_node(
+        n,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=berth.process={process}"),
+        ],
+    );
+    let marker = format!("printed-while-away-{}", rack.rack_id);
+    on_node(
+        n,
+        &[
+            "exec",
+            container.trim(),
+            "sh",
+            "-c",
+            &format!("echo {marker} > /proc/1/fd/1"),
+        ],
+    );
     let load = Load::start(node_ip(2), rack.http, host.clone());
     rack.spawn_server();
     rack.wait_linked(&[1, 2, 3]);
@@ -595,8 +635,10 @@ fn the_nodes_keep_serving_while_the_server_is_away_and_it_adopts_them_again() {
     assert!(sent > 10);
     assert!(
         failed.is_empty(),
-        "{} of {sent} failed: {failed:?}",
-        failed.len()
+        "{} of {sent} failed: {:?}\nserver log:\n{}",
+        failed.len(),
+        &failed[..failed.len().min(3)],
+        tail(&rack.server_log(), 40)
     );
     let after = rack.processes(&app);
     let ids = |ps: &[serde_json::Value]| {
@@ -610,13 +652,26 @@ fn the_nodes_keep_serving_while_the_server_is_away_and_it_adopts_them_again() {
         "the restarted server replaced processes"
     );
     assert!(after.iter().all(|p| p["restarts"] == 0), "{after:#?}");
+    let count = || {
+        rack.ok(&["logs", "-a", &app, "--tail", "1000"])
+            .matches(&marker)
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || count() >= 1),
+        "the line printed while the server was away never arrived; the engine of node {n} has:\n{}\nberth logs:\n{}",
+        on_node(n, &["logs", "--tail", "5", container.trim()]),
+        rack.ok(&["logs", "-a", &app, "--tail", "20"])
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(), 1, "the line printed while the server was away");
 }
 
 #[test]
 fn rollouts_and_stops_under_load_through_one_node_lose_no_request() {
     let rack = SwarmRack::start();
     let app = unique_app("swload");
-    rack.deploy_hello(&app, 3);
+    let (source, _) = rack.deploy_hello(&app, 3);
     let host = format!("web.{app}.localhost");
     let load = Load::start(node_ip(1), rack.http, host.clone());
     rack.ok(&["scale", "web", "--count", "4", "-a", &app]);
@@ -664,6 +719,35 @@ fn rollouts_and_stops_under_load_through_one_node_lose_no_request() {
         running(&rack.processes(&app)) == 3
     });
     assert!(back, "{:#?}", rack.processes(&app));
+
+    // A release that never gets healthy is not promoted; the old one serves on.
+    let active = |rack: &SwarmRack| {
+        rack.json(&["apps", "info", &app, "--json"])["release"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let serving = active(&rack);
+    let manifest = std::fs::read_to_string(source.path().join("berth.yml")).expect("berth.yml");
+    write(
+        source.path(),
+        "berth.yml",
+        &manifest.replace("health: /", "health: /missing"),
+    );
+    let load = Load::start(node_ip(3), rack.http, host.clone());
+    let failed_deploy = rack.cli_in(source.path(), &["deploy", "-a", &app]);
+    let (sent, failed) = load.finish();
+    assert!(
+        !failed_deploy.status.success(),
+        "an unhealthy release was promoted"
+    );
+    assert_eq!(active(&rack), serving);
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {failed:?}",
+        failed.len()
+    );
+    assert_eq!(running(&rack.processes(&app)), 3);
 }
 
 /// When `check` first held, polling every 200 ms for at most `limit`.
@@ -872,4 +956,101 @@ fn bench_deploy_three_nodes_against_one() {
     println!("bench: docker save of the image: {saved} bytes");
     println!("bench: first deploy sent {:?}", sent_sizes(&first));
     println!("bench: changed deploy sent {:?}", sent_sizes(&second));
+}
+
+#[test]
+fn images_volumes_timers_and_certificates_work_on_a_swarm_as_on_one_engine() {
+    let rack = SwarmRack::start();
+    let app = unique_app("swday");
+    // An image built on this machine, deployed with --image: no registry.
+    let source = hello_source();
+    let image = format!("berth-swtest-{}:dev", rack.rack_id);
+    let built = Command::new("docker")
+        .args(["build", "-q", "-t", &image])
+        .arg(source.path())
+        .env_remove("DOCKER_HOST")
+        .output()
+        .expect("docker build");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let _image = scopeguard({
+        let image = image.clone();
+        move || {
+            common::docker(&["rmi", "-f", &image]);
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "berth.yml",
+        &format!(
+            "app: {app}\nservices:\n  web:\n    build: .\n    port: 8080\n    health: /\n    volumes: [data:/data]\n\
+             timers:\n  tick:\n    schedule: \"* * * * *\"\n    service: web\n    command: [\"sh\", \"-c\", \"echo tick >> /data/ticks\"]\n"
+        ),
+    );
+    rack.ok(&["apps", "create", &app]);
+    let deployed = rack.cli_in(dir.path(), &["deploy", "--image", &image, "-a", &app]);
+    assert!(
+        deployed.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&deployed.stdout),
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    let host = format!("web.{app}.localhost");
+    for n in 1..=3 {
+        assert_eq!(rack.get(n, &host, "/").0, 200, "node {n}");
+    }
+
+    // A volume stays on its node: a restarted process finds its data.
+    let first = rack.processes(&app);
+    let process = first[0]["id"].as_str().expect("id").to_string();
+    let node = first[0]["node"].clone();
+    rack.ok(&[
+        "exec",
+        &process,
+        "-a",
+        &app,
+        "--",
+        "sh",
+        "-c",
+        "echo kept > /data/note",
+    ]);
+    rack.ok(&["ps", "stop", &process, "-a", &app]);
+    let back = eventually(Duration::from_secs(60), || {
+        rack.processes(&app)
+            .iter()
+            .any(|p| p["id"] == process.as_str() && p["state"] == "running")
+    });
+    assert!(back, "{:#?}", rack.processes(&app));
+    let again = rack.processes(&app);
+    assert_eq!(again[0]["node"], node, "the process left its volume's node");
+    let note = rack.ok(&["exec", &process, "-a", &app, "--", "cat", "/data/note"]);
+    assert_eq!(note.trim(), "kept");
+
+    // HTTPS on every node's router with a certificate made through the CLI.
+    rack.ok(&["certs", "generate", &host]);
+    let served = eventually(Duration::from_secs(20), || {
+        let out = Command::new("curl")
+            .args(["-sS", "-k", "--resolve"])
+            .arg(format!("{host}:{}:{}", rack.https, node_ip(2)))
+            .arg(format!("https://{host}:{}/", rack.https))
+            .output()
+            .expect("curl is installed");
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("hello")
+    });
+    assert!(served, "HTTPS through node 2's router");
+
+    // The timer runs (within a minute) on the volume's node.
+    let ticked = eventually(Duration::from_secs(80), || {
+        rack.cli_in(
+            Path::new("."),
+            &["exec", &process, "-a", &app, "--", "cat", "/data/ticks"],
+        )
+        .stdout
+        .starts_with(b"tick")
+    });
+    assert!(ticked, "{}", rack.ok(&["timers", "-a", &app]));
 }

@@ -7,7 +7,7 @@ use bollard::models::{
     EndpointSpec, EndpointSpecModeEnum, Limit, Mount, MountType, MountVolumeOptions,
     NetworkAttachmentConfig, Node, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState,
     ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecLogDriver, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use std::collections::{BTreeMap, HashMap};
@@ -93,6 +93,15 @@ pub(crate) fn service_spec(
         placement: (!constraints.is_empty()).then(|| TaskSpecPlacement {
             constraints: Some(constraints),
             ..Default::default()
+        }),
+        // A node keeps a process's output while the server cannot read it
+        // (the server resumes from its cursor), bounded: 5 files of 10 MiB.
+        log_driver: Some(TaskSpecLogDriver {
+            name: Some("json-file".into()),
+            options: Some(HashMap::from([
+                ("max-size".to_string(), "10m".to_string()),
+                ("max-file".to_string(), "5".to_string()),
+            ])),
         }),
         networks: Some(vec![NetworkAttachmentConfig {
             target: Some(spec.network.clone()),
@@ -386,6 +395,9 @@ mod tests {
         let task = s.task_template.unwrap_or_default();
         let c = task.container_spec.unwrap_or_default();
         assert_eq!(c.image.as_deref(), Some("sha256:abc"));
+        let logs = task.log_driver.clone().unwrap_or_default();
+        assert_eq!(logs.name.as_deref(), Some("json-file"));
+        assert!(logs.options.unwrap_or_default().contains_key("max-size"));
         assert_eq!(c.args, Some(vec!["serve".to_string()]));
         assert_eq!(c.command, None);
         assert_eq!(c.labels, s.labels);

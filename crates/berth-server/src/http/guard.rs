@@ -45,6 +45,15 @@ fn bearer(headers: &HeaderMap) -> &str {
 /// per token (`GET /apps` for a token limited to one app) find its `Identity` among
 /// the request's extensions.
 pub async fn guard(State(rack): State<Arc<Rack>>, mut request: Request, next: Next) -> Response {
+    if rack.starting.load(std::sync::atomic::Ordering::SeqCst)
+        && request.uri().path() != "/agent/hello"
+    {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is starting: it waits for the nodes' agents to adopt what runs; try again in a few seconds",
+        )
+        .into_response();
+    }
     let secret = bearer(request.headers()).to_string();
     let store = rack.clone();
     let who = match tokio::task::spawn_blocking(move || store.store.authenticate(&secret)).await {

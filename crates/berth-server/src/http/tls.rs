@@ -37,7 +37,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = stop.wait_for(|s| *s) => break,
+            () = stopped(&mut stop) => break,
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
@@ -77,4 +77,10 @@ fn is_per_connection(e: &std::io::Error) -> bool {
             | std::io::ErrorKind::ConnectionReset
             | std::io::ErrorKind::ConnectionRefused
     )
+}
+
+/// Resolves once `stop` says so (the guard `wait_for` gives is dropped here,
+/// so the accept loop stays `Send`).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }

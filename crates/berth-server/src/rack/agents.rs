@@ -373,7 +373,11 @@ async fn join_router(setup: &SwarmSetup, link: &NodeLink, network: &str) -> Resu
     };
     match link.engine.client().connect_network(network, request).await {
         Ok(()) => {}
-        Err(e) if e.to_string().contains("already exists") => {}
+        // Joined before (by an earlier server): bridge networks say "already
+        // exists", overlays "is already attached".
+        Err(e)
+            if e.to_string().contains("already exists")
+                || e.to_string().contains("already attached") => {}
         Err(e) => Err(format!(
             "cannot join the router {container} on node {} to network {network}: {e}",
             link.hostname

@@ -26,6 +26,12 @@ pub struct RouterFleet {
     certs: Mutex<Vec<TlsCert>>,
     challenges: Mutex<HashMap<String, String>>,
     generation: watch::Sender<u64>,
+    /// Whether the server gave a table (and certificates) yet: a router
+    /// linked before that keeps what it serves rather than get an empty
+    /// table (after a server restart, the routers' tables are the truth
+    /// until the first reconcile pass).
+    has_table: std::sync::atomic::AtomicBool,
+    has_certs: std::sync::atomic::AtomicBool,
 }
 
 impl RouterFleet {
@@ -38,6 +44,8 @@ impl RouterFleet {
             certs: Mutex::new(Vec::new()),
             challenges: Mutex::new(HashMap::new()),
             generation: watch::channel(0).0,
+            has_table: Default::default(),
+            has_certs: Default::default(),
         });
         tokio::spawn(hand_over_to_new_links(Arc::downgrade(&fleet)));
         fleet
@@ -49,9 +57,14 @@ impl RouterFleet {
 
     /// Gives a (new) link everything the routers hold now.
     fn bring_up_to_date(&self, link: &NodeLink) {
-        link.router.update(RouteTable::clone(&self.table()));
-        link.router
-            .update_certs(self.certs.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        use std::sync::atomic::Ordering;
+        if self.has_table.load(Ordering::SeqCst) {
+            link.router.update(RouteTable::clone(&self.table()));
+        }
+        if self.has_certs.load(Ordering::SeqCst) {
+            link.router
+                .update_certs(self.certs.lock().unwrap_or_else(|p| p.into_inner()).clone());
+        }
         let challenges = self
             .challenges
             .lock()
@@ -100,6 +113,8 @@ impl RouterHandle for RouterFleet {
     fn update(&self, table: RouteTable) {
         let table = Arc::new(table);
         *self.table.lock().unwrap_or_else(|p| p.into_inner()) = table.clone();
+        self.has_table
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         for link in self.links() {
             link.router.update(RouteTable::clone(&table));
         }
@@ -108,6 +123,8 @@ impl RouterHandle for RouterFleet {
 
     fn update_certs(&self, certs: Vec<TlsCert>) {
         *self.certs.lock().unwrap_or_else(|p| p.into_inner()) = certs.clone();
+        self.has_certs
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         for link in self.links() {
             link.router.update_certs(certs.clone());
         }

@@ -75,6 +75,9 @@ pub struct Rack {
     manifests: Mutex<HashMap<(String, String), Arc<Manifest>>>,
     /// Wakes the reconciler early (engine events, deletions).
     pub nudge: tokio::sync::Notify,
+    /// Set while a swarm server starts: the API serves the agents (whose
+    /// links the first reconcile pass needs) and refuses the rest.
+    pub starting: std::sync::atomic::AtomicBool,
     /// Container ids whose output is being collected.
     pub collectors: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     /// app → its one-off containers as last listed, so `berth ps` does not ask
@@ -129,6 +132,7 @@ impl Rack {
             observed: Mutex::new(HashMap::new()),
             manifests: Mutex::new(HashMap::new()),
             nudge: tokio::sync::Notify::new(),
+            starting: Default::default(),
             collectors: Mutex::new(HashMap::new()),
             oneoff_view: Mutex::new(OneoffView::default()),
             usage: Mutex::new(HashMap::new()),
