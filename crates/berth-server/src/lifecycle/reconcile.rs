@@ -418,6 +418,14 @@ async fn replace(
     true
 }
 
+/// A process's name in the log stream: `web/web-3f9a2c`, with `@node` on a swarm.
+fn log_source(service: &str, process: &str, node: Option<&str>) -> String {
+    match node {
+        Some(node) => format!("{service}/{process}@{node}"),
+        None => format!("{service}/{process}"),
+    }
+}
+
 /// Follows a container's output into the app's log stream, from where the
 /// last collector of this process stopped.
 fn ensure_collector(rack: &Arc<Rack>, row: &ProcessRow, container_id: &str) {
@@ -437,11 +445,11 @@ fn ensure_collector(rack: &Arc<Rack>, row: &ProcessRow, container_id: &str) {
         .map(|p| p.log_cursor)
         .unwrap_or(0);
     // On a swarm the node is named with the process, so one stream tells where
-    // each line came from.
-    let source = match rack.observed(&row.app, &row.id).and_then(|o| o.node) {
-        Some(node) => format!("{service}/{process}@{node}"),
-        None => format!("{service}/{process}"),
-    };
+    // each line came from (looked up again until known: a process may be
+    // observed before its node is).
+    let node = rack.observed(&row.app, &row.id).and_then(|o| o.node);
+    let mut source = log_source(&service, &process, node.as_deref());
+    let mut node_known = !rack.swarm || source.contains('@');
     let handle = tokio::spawn(async move {
         let mut last = cursor as i128;
         let mut saved = Instant::now();
@@ -451,6 +459,10 @@ fn ensure_collector(rack: &Arc<Rack>, row: &ProcessRow, container_id: &str) {
                 continue;
             }
             last = line.ts_nanos;
+            if !node_known && let Some(node) = rack2.observed(&app, &process).and_then(|o| o.node) {
+                source = log_source(&service, &process, Some(&node));
+                node_known = true;
+            }
             rack2
                 .logs
                 .append_at(&app, line.ts_nanos, &source, &line.text);
