@@ -493,8 +493,19 @@ async fn a_process_runs_on_a_node_and_is_reached_there() {
     let mut quick = rack.web("quick-1", &[]);
     quick.command = Some(vec!["sh".into(), "-c".into(), "exit 3".into()]);
     let quick = rt.run_container(&quick).await.unwrap();
+    // Its task may still be seen running when the start returns (so may a
+    // container on one engine): the exit and its code follow.
+    let exited = wait_for(
+        "the quick process's exit",
+        Duration::from_secs(20),
+        async || {
+            let info = rt.inspect_container(&quick.id).await.unwrap()?;
+            matches!(info.state, ContainerState::Exited { .. }).then_some(info.state)
+        },
+    )
+    .await;
     assert_eq!(
-        quick.state,
+        exited,
         ContainerState::Exited {
             code: Some(3),
             oom_killed: false

@@ -1054,3 +1054,26 @@ fn images_volumes_timers_and_certificates_work_on_a_swarm_as_on_one_engine() {
     });
     assert!(ticked, "{}", rack.ok(&["timers", "-a", &app]));
 }
+
+#[test]
+fn swarm_mode_needs_a_swarm_manager_and_says_so() {
+    // This machine's own engine is in no swarm.
+    let data = tempfile::tempdir().expect("temp dir");
+    let home = tempfile::tempdir().expect("temp home");
+    let out = Command::new(BERTH)
+        .args(["server", "--swarm", "--data"])
+        .arg(data.path().join("rack"))
+        .args(["--api", &format!("127.0.0.1:{}", free_port())])
+        .args(["--http", &format!("127.0.0.1:{}", free_port())])
+        .env_remove("DOCKER_HOST")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .output()
+        .expect("run berth server --swarm");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("not a Swarm manager") || stderr.contains("no swarm"),
+        "{stderr}"
+    );
+}
