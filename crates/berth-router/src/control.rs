@@ -129,6 +129,10 @@ struct Reply {
     https: Option<SocketAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pid: Option<u32>,
+    /// Made at the router's start: a new one means a new router process
+    /// (in a container, the pid does not tell), which has an empty table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    boot: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     inflight: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -337,6 +341,20 @@ pub async fn run_router_process(
     served.map_err(io_err)
 }
 
+/// A number that differs between two starts of the router.
+fn boot_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
 /// Resolves when the data dir was deleted: no server can ever attach again.
 async fn orphaned(data_dir: PathBuf) {
     loop {
@@ -354,6 +372,7 @@ async fn serve_control(
     stop: Arc<Notify>,
     certs: Arc<crate::tls::CertStore>,
 ) {
+    let boot = boot_id();
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -376,6 +395,7 @@ async fn serve_control(
                         http: Some(http),
                         https,
                         pid: Some(std::process::id()),
+                        boot: Some(boot),
                         ..Reply::default()
                     },
                     Ok(Request::Table { routes }) => {
@@ -925,11 +945,16 @@ async fn collect_logs(link: std::sync::Weak<RouterLink>, out: mpsc::Sender<Acces
 /// Restarts a router that died (killed, crashed) and gives it the current table.
 async fn watchdog(link: std::sync::Weak<RouterLink>) {
     let mut lost = false;
+    let mut boot: Option<u64> = None;
     loop {
         tokio::time::sleep(WATCHDOG).await;
         let Some(link) = link.upgrade() else { return };
-        if call(&link.options.control, &Request::Hello).await.is_ok() {
-            if !link.spawns && std::mem::take(&mut lost) {
+        if let Ok(reply) = call(&link.options.control, &Request::Hello).await {
+            // A router that restarted (its boot id changed) lost its table.
+            let restarted = matches!((boot, reply.boot), (Some(was), Some(now)) if was != now);
+            boot = reply.boot.or(boot);
+            let was_lost = std::mem::take(&mut lost);
+            if (!link.spawns && was_lost) || restarted {
                 tracing::info!(router = %link.options.log.display(), "the router answers again");
                 link.generation.send_modify(|g| *g += 1);
             }

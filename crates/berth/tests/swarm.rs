@@ -665,6 +665,15 @@ fn the_nodes_keep_serving_while_the_server_is_away_and_it_adopts_them_again() {
     );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(count(), 1, "the line printed while the server was away");
+
+    // A node's router that restarts (empty) gets the table again at once.
+    let router = format!("berth-router-{}", rack.rack_id);
+    on_node(2, &["restart", "-t", "1", &router]);
+    let served_again = eventually(Duration::from_secs(10), || rack.get(2, &host, "/").0 == 200);
+    assert!(
+        served_again,
+        "node 2's restarted router serves the app again"
+    );
 }
 
 #[test]
