@@ -222,17 +222,12 @@ impl Remote {
         key: &str,
         tls: Arc<rustls::ClientConfig>,
     ) -> Result<Remote, TunnelError> {
+        let host = url_host(url).ok_or_else(|| TunnelError::ServerName(url.to_string()))?;
         let addr = url
             .trim_start_matches("https://")
             .trim_end_matches('/')
             .to_string();
-        let host = match addr.rsplit_once(':') {
-            Some((host, port)) if port.parse::<u16>().is_ok() => host,
-            _ => addr.as_str(),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let name = ServerName::try_from(host.to_string())
-            .map_err(|_| TunnelError::ServerName(host.to_string()))?;
+        let name = ServerName::try_from(host.clone()).map_err(|_| TunnelError::ServerName(host))?;
         Ok(Remote {
             addr,
             name,
