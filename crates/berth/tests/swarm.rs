@@ -715,7 +715,10 @@ fn rollouts_and_stops_under_load_through_one_node_lose_no_request() {
         (Some("drain"), Some(0)),
         "{instances:#}"
     );
-    assert_eq!(running(&rack.processes(&app)), 3);
+    let three = eventually(Duration::from_secs(30), || {
+        running(&rack.processes(&app)) == 3
+    });
+    assert!(three, "{:#?}", rack.processes(&app));
     rack.ok(&["instances", "activate", "swarmlab-node2"]);
     let (sent, failed) = load.finish();
     assert!(sent > 50, "only {sent} requests");

@@ -364,6 +364,13 @@ impl Agents {
     }
 }
 
+/// Joined before (by an earlier server): bridge networks say "already
+/// exists", overlays "is already attached".
+fn already_joined(e: &bollard::errors::Error) -> bool {
+    let text = e.to_string();
+    text.contains("already exists") || text.contains("already attached")
+}
+
 /// Connects the node's router container to `network`; already connected is fine.
 async fn join_router(setup: &SwarmSetup, link: &NodeLink, network: &str) -> Result<(), String> {
     let container = berth_agent::router::container_name(&setup.rack_id);
@@ -371,13 +378,27 @@ async fn join_router(setup: &SwarmSetup, link: &NodeLink, network: &str) -> Resu
         container: container.clone(),
         ..Default::default()
     };
-    match link.engine.client().connect_network(network, request).await {
+    // Swarm's attachment of a container to an overlay can time out on a busy
+    // manager ("context deadline exceeded"): tried three times.
+    let mut outcome = link
+        .engine
+        .client()
+        .connect_network(network, request.clone())
+        .await;
+    for _ in 0..2 {
+        if outcome.as_ref().map_or_else(already_joined, |()| true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        outcome = link
+            .engine
+            .client()
+            .connect_network(network, request.clone())
+            .await;
+    }
+    match outcome {
         Ok(()) => {}
-        // Joined before (by an earlier server): bridge networks say "already
-        // exists", overlays "is already attached".
-        Err(e)
-            if e.to_string().contains("already exists")
-                || e.to_string().contains("already attached") => {}
+        Err(e) if already_joined(&e) => {}
         Err(e) => Err(format!(
             "cannot join the router {container} on node {} to network {network}: {e}",
             link.hostname
