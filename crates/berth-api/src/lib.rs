@@ -46,7 +46,8 @@
 //! - `GET /apps/{app}/releases/{id}/info` → [`ReleaseInfo`]
 //! - `POST /rack/prune` → [`PruneReport`]
 //! - `GET /instances` → `Vec<Instance>`; `POST /instances/join` → [`JoinInstructions`]
-//!   (admin); `POST /instances/{id}/drain`, `POST /instances/{id}/activate` → 204 (admin)
+//!   (admin); `POST /instances/{id}/drain[?force=true]`, `POST /instances/{id}/activate` → 204 (admin;
+//!   a drain is refused with 409 while processes that cannot move run there, unless forced)
 //! - `POST /agent/hello` [`AgentHello`] → [`AgentWelcome`] (node tokens only)
 //! - `GET /certs` → `Vec<CertInfo>`; `POST /certs` [`ImportCert`] → [`CertInfo`];
 //!   `POST /certs/generate` [`GenerateCert`] → [`CertInfo`]; `DELETE /certs/{id}` → 204 (admin)

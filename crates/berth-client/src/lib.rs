@@ -294,10 +294,18 @@ impl Client {
         self.post_json(&["agent", "hello"], Some(hello)).await
     }
 
-    /// `POST /instances/{id}/drain` (`active`: `/activate`)
-    pub async fn set_instance_availability(&self, id: &str, drain: bool) -> Result<(), Error> {
+    /// `POST /instances/{id}/drain[?force=true]` (`active`: `/activate`)
+    pub async fn set_instance_availability(
+        &self,
+        id: &str,
+        drain: bool,
+        force: bool,
+    ) -> Result<(), Error> {
         let action = if drain { "drain" } else { "activate" };
-        let url = self.url(&["instances", id, action])?;
+        let mut url = self.url(&["instances", id, action])?;
+        if force {
+            url.query_pairs_mut().append_pair("force", "true");
+        }
         self.send(self.http.post(url), true).await?;
         Ok(())
     }

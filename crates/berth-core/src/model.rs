@@ -67,6 +67,13 @@ pub struct Service {
 }
 
 impl Service {
+    /// Whether its processes stay on one node of a swarm: its placement names
+    /// a node, or it has volumes, which live on the local disk of the node
+    /// that holds them.
+    pub fn stays_on_one_node(&self) -> bool {
+        !self.volumes.is_empty() || names_a_node(&self.placement)
+    }
+
     /// Seconds a new process gets before its first health check; for a service
     /// without a port, the seconds it must stay up to count as healthy.
     pub fn health_grace(&self) -> u32 {
@@ -75,6 +82,15 @@ impl Service {
             _ => self.health.grace,
         }
     }
+}
+
+/// Whether placement constraints name one node (`node.id==…` or
+/// `node.hostname==…`).
+pub fn names_a_node(constraints: &[String]) -> bool {
+    constraints.iter().any(|c| {
+        let c = c.trim_start();
+        (c.starts_with("node.id") || c.starts_with("node.hostname")) && c.contains("==")
+    })
 }
 
 /// A service's `tls:` options.
@@ -355,5 +371,21 @@ mod tests {
         assert_eq!(line(Some("web"), "PORT"), Some(6));
         assert_eq!(line(Some("web"), "NOPE"), None);
         assert_eq!(line(Some("nope"), "API_KEY"), None);
+    }
+
+    #[test]
+    fn a_service_stays_on_one_node_with_volumes_or_a_named_node() {
+        assert!(super::names_a_node(&strings(&["node.id==x"])));
+        assert!(super::names_a_node(&strings(&[" node.hostname == n2"])));
+        assert!(!super::names_a_node(&strings(&["node.labels.disk==ssd"])));
+        assert!(!super::names_a_node(&strings(&["node.id!=x"])));
+        let m = parse_manifest(
+            "berth.yml",
+            "services:\n  db: {build: ., volumes: [data:/data]}\n  web: {build: ., placement: [node.role==worker]}\n  pinned: {build: ., placement: [node.hostname==n2]}\n",
+        )
+        .expect("manifest");
+        assert!(m.services["db"].stays_on_one_node());
+        assert!(!m.services["web"].stays_on_one_node());
+        assert!(m.services["pinned"].stays_on_one_node());
     }
 }

@@ -68,8 +68,16 @@ pub fn join(rack: &Rack) -> Result<JoinInstructions> {
 /// to them. So berth first pauses the node (nothing new lands there), rolls
 /// the services that have processes on it (health-gated, as `berth
 /// restart`: the new processes start elsewhere before the old ones are
-/// drained and stopped), and only then sets Swarm's `drain`.
-pub async fn set_availability(rack: &Rack, node: &str, availability: &str) -> Result<()> {
+/// drained and stopped), and only then sets Swarm's `drain`. Processes that
+/// cannot move (their volumes are on this node, or their placement names it)
+/// make the drain refused unless `force`, which lets Swarm stop them until
+/// the node is active again. A drain that fails leaves the node as it was.
+pub async fn set_availability(
+    rack: &Rack,
+    node: &str,
+    availability: &str,
+    force: bool,
+) -> Result<()> {
     if !rack.swarm {
         return Err(Error::Conflict(
             "this server drives one engine, which has no nodes to drain; start it with --swarm on a Swarm manager to spread apps over several".into(),
@@ -84,9 +92,38 @@ pub async fn set_availability(rack: &Rack, node: &str, availability: &str) -> Re
             "no instance {node}; list them with `berth instances`"
         )));
     };
-    if availability == "drain" {
+    if availability == "drain" && n.availability != "drain" {
+        let on_node = services_on(rack, &n.hostname)?;
+        let (stuck, movable): (Vec<_>, Vec<_>) =
+            on_node.into_iter().partition(|s| s.stays_on_one_node);
+        if !stuck.is_empty() && !force {
+            let names: Vec<String> = stuck
+                .iter()
+                .map(|s| format!("{} of app {} ({})", s.service, s.app, s.why))
+                .collect();
+            return Err(Error::Conflict(format!(
+                "instance {} runs processes that cannot move to another node: {}; \
+                 drain it with --force to stop them until the node is active again, \
+                 or change the service's placement (and move its data) first",
+                n.hostname,
+                names.join(", ")
+            )));
+        }
         rack.runtime.set_node_availability(&n.id, "pause").await?;
-        move_processes_off(rack, &n.hostname).await?;
+        if let Err(e) = move_processes_off(rack, &n.hostname, &movable).await {
+            let back = rack
+                .runtime
+                .set_node_availability(&n.id, &n.availability)
+                .await;
+            let state = match back {
+                Ok(()) => format!("it is {} again", n.availability),
+                Err(b) => format!("and setting it back to {} failed too: {b}", n.availability),
+            };
+            return Err(Error::Conflict(format!(
+                "instance {} was not drained, {state}: moving its processes failed: {e}",
+                n.hostname
+            )));
+        }
     }
     rack.runtime
         .set_node_availability(&n.id, availability)
@@ -95,26 +132,79 @@ pub async fn set_availability(rack: &Rack, node: &str, availability: &str) -> Re
     Ok(())
 }
 
-/// Rolls every service that has a process on `hostname` (which must take no
-/// new work), so its processes come up elsewhere.
-async fn move_processes_off(rack: &Rack, hostname: &str) -> Result<()> {
-    let mut services: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+/// A service with processes on the node being drained.
+struct ServiceOnNode {
+    app: String,
+    service: String,
+    stays_on_one_node: bool,
+    /// Why it stays, when it does.
+    why: String,
+}
+
+/// The services of the apps' current releases that have a process on
+/// `hostname`.
+fn services_on(rack: &Rack, hostname: &str) -> Result<Vec<ServiceOnNode>> {
+    let mut here: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for row in rack.store.processes(None)? {
-        let here = rack
+        let on_it = rack
             .observed(&row.app, &row.id)
             .and_then(|o| o.node)
             .is_some_and(|node| node == hostname);
-        if here {
-            services.entry(row.app).or_default().insert(row.service);
+        if on_it {
+            here.entry(row.app).or_default().insert(row.service);
         }
     }
-    for (app, only) in services {
-        let lock = rack.app_lock(&app);
+    let mut out = Vec::new();
+    for (app, services) in here {
+        let manifest = rack.current_manifest(&app)?;
+        for service in services {
+            let spec = manifest.as_ref().and_then(|m| m.services.get(&service));
+            let (stays, why) = match spec {
+                Some(s) if !s.volumes.is_empty() => (
+                    true,
+                    format!(
+                        "its volume {} is on this node",
+                        s.volumes
+                            .iter()
+                            .map(|v| v.volume.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+                Some(s) if s.stays_on_one_node() => (
+                    true,
+                    format!("its placement {} names this node", s.placement.join(", ")),
+                ),
+                _ => (false, String::new()),
+            };
+            out.push(ServiceOnNode {
+                app: app.clone(),
+                service,
+                stays_on_one_node: stays,
+                why,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Rolls `services` (which have processes on `hostname`, which must take no
+/// new work), so their processes come up elsewhere.
+async fn move_processes_off(rack: &Rack, hostname: &str, services: &[ServiceOnNode]) -> Result<()> {
+    let mut by_app: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for s in services {
+        by_app
+            .entry(s.app.as_str())
+            .or_default()
+            .insert(s.service.clone());
+    }
+    for (app, only) in by_app {
+        let lock = rack.app_lock(app);
         let _guard = lock.lock().await;
-        let Some(current) = rack.store.app(&app)?.release else {
+        let Some(current) = rack.store.app(app)?.release else {
             continue;
         };
-        let release = rack.store.release(&app, &current)?;
+        let release = rack.store.release(app, &current)?;
         tracing::info!(%app, node = hostname, "moving processes off a node being drained");
         crate::lifecycle::rollout(rack, &release, Some(&only), &crate::progress::unobserved())
             .await?;

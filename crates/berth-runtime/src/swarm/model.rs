@@ -281,14 +281,6 @@ pub(crate) fn availability(value: &str) -> Option<NodeSpecAvailabilityEnum> {
     }
 }
 
-/// Whether placement constraints already pin the node (then volumes do not).
-pub(crate) fn pins_node(constraints: &[String]) -> bool {
-    constraints.iter().any(|c| {
-        let c = c.trim_start();
-        (c.starts_with("node.id") || c.starts_with("node.hostname")) && c.contains("==")
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,9 +413,6 @@ mod tests {
         assert_eq!(limits.nano_cpus, Some(500_000_000));
         let net = &task.networks.unwrap_or_default()[0];
         assert_eq!(net.aliases, Some(vec!["web".to_string()]));
-        assert!(pins_node(&["node.id==x".into()]));
-        assert!(!pins_node(&["node.labels.disk==ssd".into()]));
-        assert!(!pins_node(&["node.id!=x".into()]));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use super::SwarmRuntime;
 use super::model::{
     Phase, TASK_ID_LABEL, container_id, container_state, current_task, exit_code, hostname,
-    local_id, node_ready, phase, pins_node, replicated, service_spec, task_error,
+    local_id, node_ready, phase, replicated, service_spec, task_error,
 };
 use crate::docker::convert::{label_filter, map_err, status_of};
 use crate::{ContainerInfo, ContainerSpec, ContainerState, Result, Runtime, RuntimeError};
@@ -217,7 +217,7 @@ impl SwarmRuntime {
             }
         }
         if !spec.volumes.is_empty()
-            && !pins_node(&constraints)
+            && !berth_core::names_a_node(&constraints)
             && let Some(node) = self.node_holding(&spec.volumes, &nodes).await?
         {
             constraints.push(format!("node.id=={node}"));

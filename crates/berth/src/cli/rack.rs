@@ -135,6 +135,11 @@ pub enum InstancesCommand {
     Drain {
         /// The instance (an ID or hostname from `berth instances`)
         id: String,
+        /// Drain even if processes that cannot move run there (volumes on
+        /// its disk, or a placement naming it): they stop until the node is
+        /// active again
+        #[arg(long)]
+        force: bool,
     },
     /// Let processes run on a drained node again; admin only
     Activate {

@@ -215,13 +215,13 @@ pub async fn instances(json: JsonArg, command: Option<InstancesCommand>) -> Resu
             println!("{}", join.command);
             Ok(())
         }
-        Some(InstancesCommand::Drain { id }) => {
-            client.set_instance_availability(&id, true).await?;
-            println!("instance {id} drained: Swarm moves its processes to the other nodes");
+        Some(InstancesCommand::Drain { id, force }) => {
+            client.set_instance_availability(&id, true, force).await?;
+            println!("instance {id} drained: its processes run on the other nodes now");
             Ok(())
         }
         Some(InstancesCommand::Activate { id }) => {
-            client.set_instance_availability(&id, false).await?;
+            client.set_instance_availability(&id, false, false).await?;
             println!("instance {id} is active: processes may run on it again");
             Ok(())
         }
