@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 /// The preamble's first word; a later protocol gets another.
 const MAGIC: &str = "BERTH-TUNNEL/1";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The preamble is a short line; anything longer is not ours.
 const MAX_PREAMBLE: usize = 256;
 
@@ -295,11 +295,21 @@ impl Forwarder {
                 };
                 let remote = remote.clone();
                 tokio::spawn(async move {
-                    match remote.open(target).await {
+                    // A busy node may miss one opening; the local client
+                    // (bollard, the router link) waits longer than both.
+                    let mut opened = remote.open(target).await;
+                    if let Err(e) = &opened {
+                        tracing::info!(agent = %remote.addr, "tunnel: {e}; trying once more");
+                        opened = remote.open(target).await;
+                    }
+                    match opened {
                         Ok(mut tunnel) => {
                             let _ = tokio::io::copy_bidirectional(&mut local, &mut tunnel).await;
                         }
-                        Err(e) => tracing::debug!(agent = %remote.addr, "tunnel: {e}"),
+                        Err(e) => tracing::warn!(
+                            agent = %remote.addr,
+                            "cannot open a tunnel to the node's agent: {e}"
+                        ),
                     }
                 });
             }

@@ -9,11 +9,15 @@ use berth_runtime::probe::not_listening_yet;
 use berth_store::ProcessRow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often a process is checked while it is new, failing or unhealthy; a
 /// healthy one is checked every `health.interval` seconds.
 const FAST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a new process's check may wait for berth to see it (its engine
+/// answering, its address known) before the wait fails.
+const LOOK_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Waits until a freshly started process passes its health check, checking
 /// every second whatever its steady `interval`. A process without a port has
@@ -27,28 +31,37 @@ pub async fn wait_healthy(rack: &Rack, row: &ProcessRow, svc: &Service) -> Resul
     let interval = FAST_INTERVAL;
     let mut failures = 0;
     let mut last_error;
+    // Since when berth could not look at the process (see below).
+    let mut blind_since: Option<Instant> = None;
     loop {
         let observed = rack.observed(&row.app, &row.id).ok_or("process vanished")?;
         // A failed look (an engine on another node that did not answer just
-        // now) or no address yet (the reconciler's next pass finds it) count
-        // as a failed check, not as the end.
+        // now) or no address yet (a swarm node that has not reported it) is
+        // berth not seeing the process, not the process failing: the check
+        // is postponed, for at most LOOK_PATIENCE.
         let looked = match rack.runtime.inspect_container(&observed.container_id).await {
             Ok(Some(info)) => {
                 if let ContainerState::Exited { code, oom_killed } = info.state {
                     return Err(exited(row, code, oom_killed, ""));
                 }
+                if observed.addr.is_none() && info.ip.is_some() {
+                    rack.observe(&row.app, &row.id, &info, svc.port, false);
+                }
                 observed
                     .addr
+                    .or_else(|| Some(SocketAddr::new(info.ip?, svc.port?)))
                     .ok_or_else(|| format!("process {} has no address on the app network", row.id))
             }
             Ok(None) => return Err(format!("process {} disappeared from the engine", row.id)),
             Err(e) => Err(e.to_string()),
         };
         let addr = match looked {
-            Ok(addr) => addr,
+            Ok(addr) => {
+                blind_since = None;
+                addr
+            }
             Err(e) => {
-                failures += 1;
-                if failures >= health.attempts {
+                if blind_since.get_or_insert_with(Instant::now).elapsed() >= LOOK_PATIENCE {
                     return Err(e);
                 }
                 tracing::debug!(process = %row.id, "health check postponed: {e}");
