@@ -11,475 +11,12 @@
 
 mod common;
 
-use common::{BERTH, eventually, free_port, hello_source, tail, unique_app, write};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use common::pebble::Pebble;
+use common::swarm::*;
+use common::{BERTH, BerthCli, eventually, free_port, hello_source, tail, unique_app, write};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
-
-/// Where the nodes reach this machine.
-const GATEWAY: &str = "10.213.0.1";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn node_ip(n: usize) -> String {
-    format!("10.213.0.{}", 10 + n)
-}
-
-fn swarmlab(args: &[&str]) {
-    let status = Command::new(repo_root().join("scripts/swarmlab.sh"))
-        .args(args)
-        .stdout(Stdio::null())
-        .status()
-        .expect("running scripts/swarmlab.sh");
-    assert!(status.success(), "scripts/swarmlab.sh {args:?} failed");
-}
-
-/// The lab, up once per test binary; one swarm rack at a time.
-fn lab() -> MutexGuard<'static, ()> {
-    static UP: OnceLock<()> = OnceLock::new();
-    static TURN: Mutex<()> = Mutex::new(());
-    let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
-    UP.get_or_init(|| swarmlab(&["up"]));
-    turn
-}
-
-/// The docker CLI against node `n`'s engine (tests inspect and clean up with
-/// it; berth itself never uses the CLI).
-fn on_node(n: usize, args: &[&str]) -> String {
-    Command::new("docker")
-        .args(args)
-        .env(
-            "DOCKER_HOST",
-            format!("unix:///run/swarmlab/node{n}/docker.sock"),
-        )
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .unwrap_or_default()
-}
-
-/// A `berth server --swarm` with an agent on each of the lab's 3 nodes.
-struct SwarmRack {
-    _turn: MutexGuard<'static, ()>,
-    data: tempfile::TempDir,
-    home: tempfile::TempDir,
-    api: u16,
-    /// The routers' ports on every node.
-    http: u16,
-    https: u16,
-    token: String,
-    rack_id: String,
-    server: Option<Child>,
-    /// The agent command `berth instances join` printed, without `berth`.
-    agent_args: Vec<String>,
-    agent_port: u16,
-    /// The server log's length when the server was last started.
-    log_mark: usize,
-}
-
-impl SwarmRack {
-    fn start() -> SwarmRack {
-        let turn = lab();
-        let mut rack = SwarmRack {
-            _turn: turn,
-            data: tempfile::tempdir().expect("temp data dir"),
-            home: tempfile::tempdir().expect("temp home"),
-            api: free_port(),
-            http: free_port(),
-            https: free_port(),
-            token: String::new(),
-            rack_id: String::new(),
-            server: None,
-            agent_args: Vec::new(),
-            agent_port: free_port(),
-            log_mark: 0,
-        };
-        rack.spawn_server();
-        rack.token = std::fs::read_to_string(rack.data.path().join("rack/admin.token"))
-            .expect("admin.token")
-            .trim()
-            .to_string();
-        let log = rack.server_log();
-        rack.rack_id = log
-            .split("rack=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("the server logs its rack id")
-            .to_string();
-        let join = rack.ok(&["instances", "join"]);
-        let words: Vec<String> = join.split_whitespace().map(str::to_string).collect();
-        assert_eq!(words.first().map(String::as_str), Some("berth"), "{join}");
-        assert_eq!(words.get(1).map(String::as_str), Some("agent"), "{join}");
-        rack.agent_args = words[1..].to_vec();
-        for n in 1..=3 {
-            rack.start_agent(n);
-        }
-        rack.wait_linked(&[1, 2, 3]);
-        rack
-    }
-
-    /// The API's URL: the one the join command gives agents, once known (its
-    /// scheme says whether the API is served over HTTPS).
-    fn api_url(&self) -> String {
-        let given = self
-            .agent_args
-            .iter()
-            .skip_while(|a| *a != "--server")
-            .nth(1);
-        match given {
-            Some(url) => url.clone(),
-            // Not loopback: the API is served over HTTPS.
-            None => format!("https://{GATEWAY}:{}", self.api),
-        }
-    }
-
-    fn ca_file(&self) -> PathBuf {
-        self.data.path().join("rack/ca/ca.pem")
-    }
-
-    fn spawn_server(&mut self) {
-        let starts_before = self.server_log().matches("berth server ready").count();
-        self.log_mark = self.server_log().len();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data.path().join("server.log"))
-            .expect("server log");
-        let child = Command::new(BERTH)
-            .args(["server", "--swarm", "--data"])
-            .arg(self.data.path().join("rack"))
-            .args(["--api", &format!("{GATEWAY}:{}", self.api)])
-            .args(["--http", &format!("0.0.0.0:{}", self.http)])
-            .args(["--https", &format!("0.0.0.0:{}", self.https)])
-            .env("DOCKER_HOST", "unix:///run/swarmlab/node1/docker.sock")
-            .env("HOME", self.home.path())
-            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
-            .env("RUST_LOG", "info")
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .spawn()
-            .expect("start berth server --swarm");
-        self.server = Some(child);
-        let ready = eventually(Duration::from_secs(30), || {
-            self.server_log().matches("berth server ready").count() > starts_before
-        });
-        assert!(
-            ready,
-            "berth server --swarm did not start:\n{}",
-            self.server_log()
-        );
-    }
-
-    fn server_log(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
-    }
-
-    fn stop_server(&mut self) {
-        if let Some(mut child) = self.server.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let stopped = eventually(Duration::from_secs(20), || {
-                matches!(child.try_wait(), Ok(Some(_)))
-            });
-            if !stopped {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-        }
-    }
-
-    fn start_agent(&self, n: usize) {
-        let args = self
-            .agent_args
-            .iter()
-            .map(|a| format!("'{a}'"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let script = format!(
-            "echo $$ > /tmp/agent-{id}.pid; RUST_LOG=info exec /opt/berth/berth {args} --listen 0.0.0.0:{port} --data /var/lib/berth-agent-{id} >> /tmp/agent-{id}.log 2>&1",
-            id = self.rack_id,
-            port = self.agent_port,
-        );
-        let status = Command::new("docker")
-            .args([
-                "exec",
-                "-d",
-                &format!("swarmlab-node{n}"),
-                "sh",
-                "-c",
-                &script,
-            ])
-            .status()
-            .expect("docker exec");
-        assert!(status.success());
-    }
-
-    fn stop_agent(&self, n: usize) {
-        let script = format!(
-            "[ -f /tmp/agent-{id}.pid ] && kill $(cat /tmp/agent-{id}.pid); rm -f /tmp/agent-{id}.pid; true",
-            id = self.rack_id
-        );
-        let _ = Command::new("docker")
-            .args(["exec", &format!("swarmlab-node{n}"), "sh", "-c", &script])
-            .output();
-    }
-
-    fn agent_log(&self, n: usize) -> String {
-        let out = Command::new("docker")
-            .args([
-                "exec",
-                &format!("swarmlab-node{n}"),
-                "cat",
-                &format!("/tmp/agent-{}.log", self.rack_id),
-            ])
-            .output()
-            .expect("docker exec");
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    /// Waits until the server (since its latest start) linked to the agents of
-    /// `nodes` (their engines and routers reachable through their tunnels).
-    fn wait_linked(&self, nodes: &[usize]) {
-        let linked = eventually(Duration::from_secs(90), || {
-            let log = self.server_log();
-            let latest = log.get(self.log_mark..).unwrap_or_default();
-            nodes.iter().all(|n| {
-                latest.contains(&format!("linked to the node's agent node=swarmlab-node{n}"))
-            })
-        });
-        assert!(
-            linked,
-            "the server did not link to every agent:\n{}\nagent on node 1:\n{}",
-            tail(&self.server_log(), 30),
-            tail(&self.agent_log(1), 20)
-        );
-    }
-
-    fn cli_command(&self, dir: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BERTH);
-        cmd.args(args)
-            .current_dir(dir)
-            .env("BERTH_HOST", self.api_url())
-            .env("BERTH_TOKEN", &self.token)
-            .env("HOME", self.home.path())
-            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
-            .stdin(Stdio::null());
-        if self.api_url().starts_with("https:") {
-            cmd.env("BERTH_CA_CERT", self.ca_file());
-        }
-        cmd
-    }
-
-    fn cli_in(&self, dir: &Path, args: &[&str]) -> Output {
-        self.cli_command(dir, args).output().expect("run berth")
-    }
-
-    fn ok_in(&self, dir: &Path, args: &[&str]) -> String {
-        let out = self.cli_in(dir, args);
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\nserver log tail:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            tail(&self.server_log(), 40)
-        );
-        stdout
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_in(Path::new("."), args)
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.ok(args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("berth {args:?}: {e}\n{out}"))
-    }
-
-    /// A GET through node `n`'s router.
-    fn get(&self, n: usize, host: &str, path: &str) -> (u16, String) {
-        get(&node_ip(n), self.http, host, path).unwrap_or((0, String::new()))
-    }
-
-    /// Deploys the hello example as `app` with `count` web processes.
-    fn deploy_hello(&self, app: &str, count: u32) -> (tempfile::TempDir, String) {
-        let source = hello_source();
-        let manifest = std::fs::read_to_string(source.path().join("berth.yml")).expect("berth.yml");
-        let manifest = manifest
-            .replace("app: hello", &format!("app: {app}"))
-            .replace(
-                "    port: 8080\n",
-                &format!("    port: 8080\n    scale: {{count: {count}}}\n"),
-            );
-        write(source.path(), "berth.yml", &manifest);
-        self.ok(&["apps", "create", app]);
-        let out = self.deploy(source.path(), app);
-        (source, out)
-    }
-
-    /// `berth deploy` in `dir`: its output (progress included).
-    fn deploy(&self, dir: &Path, app: &str) -> String {
-        let out = self.cli_in(dir, &["deploy", "-a", app]);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "deploy failed:\n{text}\nserver log:\n{}",
-            tail(&self.server_log(), 40)
-        );
-        text
-    }
-
-    /// `berth ps -a app --json`.
-    fn processes(&self, app: &str) -> Vec<serde_json::Value> {
-        self.json(&["ps", "-a", app, "--json"])
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for SwarmRack {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.server.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let label = format!("label=berth.rack={}", self.rack_id);
-        for n in 1..=3 {
-            self.stop_agent(n);
-        }
-        for id in on_node(1, &["service", "ls", "-q", "--filter", &label]).split_whitespace() {
-            on_node(1, &["service", "rm", id]);
-        }
-        for n in 1..=3 {
-            let containers = on_node(n, &["ps", "-aq", "--filter", &label]);
-            for id in containers.split_whitespace() {
-                on_node(n, &["rm", "-f", id]);
-            }
-            let volumes = on_node(n, &["volume", "ls", "-q", "--filter", &label]);
-            for name in volumes.split_whitespace() {
-                on_node(n, &["volume", "rm", "-f", name]);
-            }
-            let images = on_node(n, &["images", "-q", "--filter", &label]);
-            for id in images.split_whitespace() {
-                on_node(n, &["rmi", "-f", id]);
-            }
-            let _ = Command::new("docker")
-                .args([
-                    "exec",
-                    &format!("swarmlab-node{n}"),
-                    "rm",
-                    "-rf",
-                    &format!("/var/lib/berth-agent-{}", self.rack_id),
-                    &format!("/tmp/agent-{}.log", self.rack_id),
-                ])
-                .output();
-        }
-        // Networks last: the services' tasks must be gone first.
-        let _ = eventually(Duration::from_secs(20), || {
-            let networks = on_node(1, &["network", "ls", "-q", "--filter", &label]);
-            for id in networks.split_whitespace() {
-                on_node(1, &["network", "rm", id]);
-            }
-            on_node(1, &["network", "ls", "-q", "--filter", &label])
-                .trim()
-                .is_empty()
-        });
-    }
-}
-
-fn get(ip: &str, port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect((ip, port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// GETs in a loop through one node's router until stopped: (sent, failed).
-struct Load {
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-    failed: Arc<Mutex<Vec<String>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(ip: String, port: u16, host: String) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(Mutex::new(Vec::new()));
-        let (s, n, f) = (stop.clone(), sent.clone(), failed.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                n.fetch_add(1, Ordering::Relaxed);
-                match get(&ip, port, &host, "/") {
-                    Ok((200, _)) => {}
-                    Ok((status, body)) => f
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(format!("{status}: {}", body.trim())),
-                    Err(e) => f
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(e.to_string()),
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        Load {
-            stop,
-            sent,
-            failed,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops it: (requests sent, failures).
-    fn finish(mut self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let failed = self
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        (self.sent.load(Ordering::Relaxed), failed)
-    }
-}
-
-fn nodes_of(processes: &[serde_json::Value]) -> std::collections::BTreeSet<String> {
-    processes
-        .iter()
-        .filter_map(|p| p["node"].as_str().map(str::to_string))
-        .collect()
-}
-
-fn running(processes: &[serde_json::Value]) -> usize {
-    processes.iter().filter(|p| p["state"] == "running").count()
-}
 
 #[test]
 fn an_app_on_three_nodes_is_served_by_every_node_without_a_registry() {
@@ -896,19 +433,6 @@ fn a_lost_node_is_shown_down_and_its_processes_come_back_elsewhere() {
     }
 }
 
-/// Runs `f` when dropped (also when the test panics).
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
-}
-
 /// The sizes in `==> node: N of M layers sent (SIZE)` progress lines.
 fn sent_sizes(progress: &str) -> Vec<String> {
     progress
@@ -1065,6 +589,230 @@ fn images_volumes_timers_and_certificates_work_on_a_swarm_as_on_one_engine() {
         .starts_with(b"tick")
     });
     assert!(ticked, "{}", rack.ok(&["timers", "-a", &app]));
+
+    // Draining the volume's node is refused, naming the service that cannot
+    // move, and leaves the node as it was; --force stops the process until
+    // the node is active again, and then it comes back with its data.
+    let node = node.as_str().expect("node name").to_string();
+    let availability = |rack: &SwarmRack| {
+        rack.json(&["instances", "--json"])
+            .as_array()
+            .and_then(|all| all.iter().find(|i| i["hostname"] == node.as_str()).cloned())
+            .map(|i| i["availability"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    let refused = rack.cli_in(Path::new("."), &["instances", "drain", &node]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("web of app {app}")) && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(availability(&rack), "active");
+    assert_eq!(rack.get(2, &host, "/").0, 200);
+    rack.ok(&["instances", "drain", &node, "--force"]);
+    assert_eq!(availability(&rack), "drain");
+    let stopped = eventually(Duration::from_secs(60), || {
+        running(&rack.processes(&app)) == 0
+    });
+    assert!(stopped, "{:#?}", rack.processes(&app));
+    rack.ok(&["instances", "activate", &node]);
+    let back = eventually(Duration::from_secs(90), || {
+        let now = rack.processes(&app);
+        running(&now) == 1 && now[0]["node"] == node.as_str()
+    });
+    assert!(back, "{:#?}", rack.processes(&app));
+    let id = rack.processes(&app)[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let note = rack.ok(&["exec", &id, "-a", &app, "--", "cat", "/data/note"]);
+    assert_eq!(note.trim(), "kept");
+}
+
+/// The memory and CPU limits of `app`'s processes as Swarm has them.
+fn service_limits(app: &str) -> Vec<String> {
+    let ids = on_node(
+        1,
+        &[
+            "service",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=berth.app={app}"),
+        ],
+    );
+    ids.split_whitespace()
+        .map(|id| {
+            on_node(
+                1,
+                &[
+                    "service",
+                    "inspect",
+                    "-f",
+                    "{{.Spec.TaskTemplate.Resources.Limits.MemoryBytes}} {{.Spec.TaskTemplate.Resources.Limits.NanoCPUs}}",
+                    id,
+                ],
+            )
+            .trim()
+            .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn pod_specs_resource_limits_and_acme_certificates_work_on_a_swarm() {
+    let mut pebble = Pebble::prepare();
+    let mut extra = vec!["--domain".to_string(), "berth.test".to_string()];
+    extra.extend(pebble.server_args());
+    let rack = SwarmRack::start_with(extra);
+    // Pebble resolves every name to node 2: the challenge is fetched through
+    // node 2's router, while the server that asked runs on this machine.
+    pebble.start(&node_ip(2), rack.http);
+    let app = unique_app("swpod");
+
+    // The Pod's image is on the manager's engine only, as an operator would
+    // load it there; berth sends it to the node that runs the process.
+    let image = format!("berth-swpod-{}:1.0", rack.rack_id);
+    let source = hello_source();
+    let built = Command::new("docker")
+        .args(["build", "-q", "-t", &image])
+        .arg(source.path())
+        .env_remove("DOCKER_HOST")
+        .output()
+        .expect("docker build");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let _image = scopeguard({
+        let image = image.clone();
+        move || {
+            common::docker(&["rmi", "-f", &image]);
+            for n in 1..=3 {
+                on_node(n, &["rmi", "-f", &image]);
+            }
+        }
+    });
+    let loaded = Command::new("sh")
+        .args(["-c", &format!("docker save {image} | DOCKER_HOST=unix:///run/swarmlab/node1/docker.sock docker load -q")])
+        .env_remove("DOCKER_HOST")
+        .output()
+        .expect("docker save | docker load");
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let image_id = on_node(1, &["image", "inspect", "-f", "{{.Id}}", &image])
+        .trim()
+        .to_string();
+    assert!(image_id.starts_with("sha256:"), "{image_id}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "pod.yaml",
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: nginx
+spec:
+  containers:
+  - name: nginx
+    image: {image}
+    command: [\"/bin/httpd\"]
+    args: [\"-f\", \"-p\", \"80\", \"-h\", \"/www\"]
+    ports:
+    - containerPort: 80
+    resources:
+      limits:
+        memory: \"64Mi\"
+        cpu: \"500m\"
+    readinessProbe:
+      httpGet:
+        path: /index.html
+        port: 80
+      periodSeconds: 1
+"
+        ),
+    );
+    rack.ok(&["apps", "create", &app]);
+    rack.ok_in(dir.path(), &["deploy", "-f", "pod.yaml", "-a", &app]);
+    let host = format!("nginx.{app}.berth.test");
+    for n in 1..=3 {
+        let (status, body) = rack.get(n, &host, "/");
+        assert_eq!(status, 200, "node {n}: {body}");
+    }
+    let process = rack.processes(&app);
+    let node = process[0]["node"]
+        .as_str()
+        .expect("the process's node")
+        .to_string();
+    let n: usize = node
+        .trim_start_matches("swarmlab-node")
+        .parse()
+        .expect("node number");
+    assert_eq!(
+        on_node(n, &["image", "inspect", "-f", "{{.Id}}", &image_id]).trim(),
+        image_id,
+        "the image did not reach {node}"
+    );
+    assert_eq!(service_limits(&app), ["67108864 500000000"]);
+
+    // `berth scale` changes the limits: the process is replaced, still served.
+    rack.ok(&[
+        "scale", "nginx", "--memory", "96", "--cpu", "0.25", "-a", &app,
+    ]);
+    assert_eq!(service_limits(&app), ["100663296 250000000"]);
+    assert_eq!(rack.get(3, &host, "/").0, 200);
+
+    // An ACME certificate for the app's domain, validated through node 2's
+    // router, served by node 3's.
+    let issued = eventually(Duration::from_secs(120), || {
+        rack.json(&["certs", "--json"])
+            .as_array()
+            .is_some_and(|certs| {
+                certs.iter().any(|c| {
+                    c["source"] == "acme"
+                        && c["domains"]
+                            .as_array()
+                            .is_some_and(|d| d.iter().any(|d| d == host.as_str()))
+                })
+            })
+    });
+    assert!(
+        issued,
+        "no ACME certificate for {host}:\n{}\n{}",
+        tail(&rack.server_log(), 40),
+        pebble.log()
+    );
+    assert!(
+        pebble.log().contains(&format!(
+            "Attempting to validate w/ HTTP: http://{host}:{}/.well-known/acme-challenge/",
+            rack.http
+        )),
+        "{}",
+        pebble.log()
+    );
+    let root = pebble.root();
+    let served = eventually(Duration::from_secs(20), || {
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&root)
+            .arg("--resolve")
+            .arg(format!("{host}:{}:{}", rack.https, node_ip(3)))
+            .arg(format!("https://{host}:{}/", rack.https))
+            .output()
+            .expect("curl is installed");
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Hello from berth")
+    });
+    assert!(
+        served,
+        "HTTPS with the ACME certificate through node 3's router"
+    );
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //! driven through the real CLI binary, against the real Docker engine.
 #![allow(dead_code)]
 
+pub mod pebble;
+pub mod swarm;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -169,48 +172,17 @@ impl Server {
         }
     }
 
-    /// Runs the CLI with this server's address and token.
-    pub fn cli(&self, args: &[&str]) -> Output {
-        self.cli_in(Path::new("."), args)
-    }
-
-    pub fn cli_in(&self, dir: &Path, args: &[&str]) -> Output {
-        self.cli_command(dir, args).output().expect("run berth CLI")
-    }
-
     /// The CLI in `dir`, set up for this server (address, token, a home of its own),
     /// with stdin from /dev/null.
     pub fn cli_command(&self, dir: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BERTH);
-        cmd.args(args)
-            .current_dir(dir)
-            .env("BERTH_HOST", self.api_url())
-            .env("BERTH_TOKEN", &self.token)
-            .env("HOME", self.home.path())
-            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
-            .stdin(Stdio::null());
-        if self.https() {
-            cmd.env("BERTH_CA_CERT", self.ca_file());
-        }
-        cmd
-    }
-
-    /// Runs the CLI and insists it succeeds; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
-        self.ok_in(Path::new("."), args)
-    }
-
-    pub fn ok_in(&self, dir: &Path, args: &[&str]) -> String {
-        let out = self.cli_in(dir, args);
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\nserver log tail:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            tail(&self.server_log(), 40)
-        );
-        stdout
+        cli_for(
+            &self.api_url(),
+            &self.token,
+            self.home.path(),
+            self.https().then(|| self.ca_file()).as_deref(),
+            dir,
+            args,
+        )
     }
 
     /// GET through the router with a Host header.
@@ -232,18 +204,90 @@ impl Server {
             .unwrap_or_default()
     }
 
-    pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.ok(args);
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("berth {args:?} printed no JSON ({e}):\n{out}"))
-    }
-
     pub fn create_app(&mut self, prefix: &str) -> String {
         let app = unique_app(prefix);
         self.ok(&["apps", "create", &app]);
         self.apps.push(app.clone());
         app
     }
+}
+
+/// The CLI against a running berth server: what both a one-engine `Server`
+/// and the swarm tests' rack give their tests.
+pub trait BerthCli {
+    /// The CLI in `dir`, set up for this server, with stdin from /dev/null.
+    fn cli_command(&self, dir: &Path, args: &[&str]) -> Command;
+
+    /// The server's log (shown when a command fails).
+    fn server_log(&self) -> String;
+
+    /// Runs the CLI with this server's address and token.
+    fn cli(&self, args: &[&str]) -> Output {
+        self.cli_in(Path::new("."), args)
+    }
+
+    fn cli_in(&self, dir: &Path, args: &[&str]) -> Output {
+        self.cli_command(dir, args).output().expect("run berth CLI")
+    }
+
+    /// Runs the CLI and insists it succeeds; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(Path::new("."), args)
+    }
+
+    fn ok_in(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self.cli_in(dir, args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\nserver log tail:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.server_log(), 40)
+        );
+        stdout
+    }
+
+    /// `ok` for a command printing JSON, parsed.
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("berth {args:?} printed no JSON ({e}):\n{out}"))
+    }
+}
+
+impl BerthCli for Server {
+    fn cli_command(&self, dir: &Path, args: &[&str]) -> Command {
+        Server::cli_command(self, dir, args)
+    }
+
+    fn server_log(&self) -> String {
+        Server::server_log(self)
+    }
+}
+
+/// The CLI for the server at `api_url` with `token`, a `home` of its own, and
+/// (for an API over HTTPS) the CA to trust.
+pub fn cli_for(
+    api_url: &str,
+    token: &str,
+    home: &Path,
+    ca_file: Option<&Path>,
+    dir: &Path,
+    args: &[&str],
+) -> Command {
+    let mut cmd = Command::new(BERTH);
+    cmd.args(args)
+        .current_dir(dir)
+        .env("BERTH_HOST", api_url)
+        .env("BERTH_TOKEN", token)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .stdin(Stdio::null());
+    if let Some(ca) = ca_file {
+        cmd.env("BERTH_CA_CERT", ca);
+    }
+    cmd
 }
 
 impl Drop for Server {
@@ -380,7 +424,20 @@ pub fn request_bytes(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    request_at("127.0.0.1", port, host, method, path, headers, body)
+}
+
+/// [`request_bytes`] to another address than 127.0.0.1 (e.g. a swarm lab node).
+pub fn request_at(
+    ip: &str,
+    port: u16,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect((ip, port))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (name, value) in headers {
