@@ -15,6 +15,8 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Server(args) => crate::server::run(*args).await,
         Command::Router(args) => crate::router::run(args).await,
         Command::Agent(args) => crate::agent::run(args).await,
+        Command::Install(args) => crate::install::install(args),
+        Command::Uninstall(args) => crate::install::uninstall(args),
         Command::Login {
             url,
             token,

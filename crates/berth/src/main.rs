@@ -10,6 +10,7 @@ mod closed_stdout;
 mod commands;
 mod daemon;
 mod dispatch;
+mod install;
 mod output;
 mod progress;
 mod resolve;

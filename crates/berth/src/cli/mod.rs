@@ -11,7 +11,8 @@ pub use app::{
 };
 pub use flags::{AppArg, JsonArg, Tail};
 pub use rack::{
-    AgentArgs, CertsCommand, InstancesCommand, RackCommand, RouterArgs, ServerArgs, TokensCommand,
+    AgentArgs, CertsCommand, InstallArgs, InstancesCommand, RackCommand, RouterArgs, ServerArgs,
+    TokensCommand, UninstallArgs,
 };
 
 use clap::{ArgGroup, Parser, Subcommand};
@@ -36,6 +37,13 @@ pub enum Command {
     /// Run the agent of a Swarm node: it gives the server this node's engine and runs
     /// the node's router (the command is printed by `berth instances join`)
     Agent(AgentArgs),
+
+    /// Set berth up as a systemd service on this machine (as root): the server, or with
+    /// --agent the agent of a Swarm node; safe to run again (new flags, new binary)
+    Install(InstallArgs),
+
+    /// Remove what `berth install` set up; the data stays unless --purge
+    Uninstall(UninstallArgs),
 
     /// Run the HTTP router process (started by `berth server`, which it outlives)
     #[command(hide = true)]

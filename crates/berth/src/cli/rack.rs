@@ -98,6 +98,38 @@ pub struct AgentArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Install the agent of a Swarm node (berth-agent.service) instead of the server
+    #[arg(long)]
+    pub agent: bool,
+    /// Write every file under DIR instead of / and start nothing (to package berth,
+    /// or to look at the files first)
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Write the files and enable the unit, but do not (re)start it
+    #[arg(long)]
+    pub no_start: bool,
+    /// The flags of `berth server` (with --agent: of `berth agent`), after `--`,
+    /// e.g. `-- --api 0.0.0.0:7070 --domain example.com`
+    #[arg(last = true, value_name = "FLAGS")]
+    pub flags: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Remove the agent's unit (berth-agent.service) instead of the server's
+    #[arg(long)]
+    pub agent: bool,
+    /// Remove the files under DIR instead of / (as `install --root` wrote them)
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Also delete the data directory (apps, releases, tokens, certificates, the
+    /// master key) and the installed binary
+    #[arg(long)]
+    pub purge: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RouterArgs {
     /// Address to serve HTTP on
     #[arg(long, value_name = "ADDR")]

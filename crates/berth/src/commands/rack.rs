@@ -213,6 +213,11 @@ pub async fn instances(json: JsonArg, command: Option<InstancesCommand>) -> Resu
                 join.token_id, join.token_id
             );
             println!("{}", join.command);
+            if let Some(flags) = join.command.strip_prefix("berth agent ") {
+                eprintln!(
+                    "or, to run it as a systemd service there: berth install --agent -- {flags}"
+                );
+            }
             Ok(())
         }
         Some(InstancesCommand::Drain { id, force }) => {
