@@ -954,7 +954,10 @@ async fn watchdog(link: std::sync::Weak<RouterLink>) {
             let restarted = matches!((boot, reply.boot), (Some(was), Some(now)) if was != now);
             boot = reply.boot.or(boot);
             let was_lost = std::mem::take(&mut lost);
-            if (!link.spawns && was_lost) || restarted {
+            if restarted {
+                tracing::warn!(router = %link.options.log.display(), "the router restarted with an empty table; sending it the table");
+                link.generation.send_modify(|g| *g += 1);
+            } else if !link.spawns && was_lost {
                 tracing::info!(router = %link.options.log.display(), "the router answers again");
                 link.generation.send_modify(|g| *g += 1);
             }

@@ -172,10 +172,10 @@ fn the_nodes_keep_serving_while_the_server_is_away_and_it_adopts_them_again() {
     assert!(sent > 10);
     assert!(
         failed.is_empty(),
-        "{} of {sent} failed: {:?}\nserver log:\n{}",
+        "{} of {sent} failed: {:?}\n{}",
         failed.len(),
         &failed[..failed.len().min(3)],
-        tail(&rack.server_log(), 40)
+        rack.diagnostics()
     );
     let after = rack.processes(&app);
     let ids = |ps: &[serde_json::Value]| {
@@ -261,8 +261,11 @@ fn rollouts_and_stops_under_load_through_one_node_lose_no_request() {
     assert!(sent > 50, "only {sent} requests");
     assert!(
         failed.is_empty(),
-        "{} of {sent} failed: {failed:?}",
-        failed.len()
+        "{} of {sent} failed: first {:?}, last {:?}\n{}",
+        failed.len(),
+        failed.first(),
+        failed.last(),
+        rack.diagnostics()
     );
     let back = eventually(Duration::from_secs(30), || {
         running(&rack.processes(&app)) == 3
@@ -293,8 +296,11 @@ fn rollouts_and_stops_under_load_through_one_node_lose_no_request() {
     assert_eq!(active(&rack), serving);
     assert!(
         failed.is_empty(),
-        "{} of {sent} failed: {failed:?}",
-        failed.len()
+        "{} of {sent} failed: first {:?}, last {:?}\n{}",
+        failed.len(),
+        failed.first(),
+        failed.last(),
+        rack.diagnostics()
     );
     assert_eq!(running(&rack.processes(&app)), 3);
 }
@@ -425,8 +431,9 @@ fn a_lost_node_is_shown_down_and_its_processes_come_back_elsewhere() {
     berth_back.expect("berth's processes back to 3 on the surviving nodes");
     assert!(
         failed.is_empty(),
-        "{} of {sent} GETs failed across the node kill: {failed:?}",
-        failed.len()
+        "{} of {sent} GETs failed across the node kill: {failed:?}\n{}",
+        failed.len(),
+        rack.diagnostics()
     );
     for n in 1..=2 {
         assert_eq!(rack.get(n, &host, "/").0, 200);

@@ -263,6 +263,46 @@ impl SwarmRack {
         );
     }
 
+    /// What to look at when requests failed: the server's log and, for each
+    /// node, its router container's start time and last lines and its agent's.
+    pub fn diagnostics(&self) -> String {
+        let mut out = format!("server log:\n{}\n", tail(&self.server_log(), 60));
+        let router = format!("berth-router-{}", self.rack_id);
+        for n in 1..=3 {
+            let state = on_node(
+                n,
+                &[
+                    "inspect",
+                    "-f",
+                    "{{.State.StartedAt}} {{.State.Status}} {{.RestartCount}}",
+                    &router,
+                ],
+            );
+            let logs = Command::new("docker")
+                .args(["logs", "--tail", "15", &router])
+                .env(
+                    "DOCKER_HOST",
+                    format!("unix:///run/swarmlab/node{n}/docker.sock"),
+                )
+                .output()
+                .map(|o| {
+                    format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    )
+                })
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "node {n} router: {}\n{}\nagent:\n{}\n",
+                state.trim(),
+                tail(&logs, 15),
+                tail(&self.agent_log(n), 15)
+            ));
+        }
+        out
+    }
+
     /// A GET through node `n`'s router.
     pub fn get(&self, n: usize, host: &str, path: &str) -> (u16, String) {
         get(&node_ip(n), self.http, host, path).unwrap_or((0, String::new()))
@@ -393,16 +433,15 @@ impl Load {
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 n.fetch_add(1, Ordering::Relaxed);
-                match get(&ip, port, &host, "/") {
-                    Ok((200, _)) => {}
-                    Ok((status, body)) => f
-                        .lock()
+                let failure = match get(&ip, port, &host, "/") {
+                    Ok((200, _)) => None,
+                    Ok((status, body)) => Some(format!("{status}: {}", body.trim())),
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(failure) = failure {
+                    f.lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push(format!("{status}: {}", body.trim())),
-                    Err(e) => f
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(e.to_string()),
+                        .push(format!("{} {failure}", utc_now()));
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -428,6 +467,22 @@ impl Load {
             .clone();
         (self.sent.load(Ordering::Relaxed), failed)
     }
+}
+
+/// The time of day (UTC) as the server's log writes it, to place a failure
+/// among its lines.
+fn utc_now() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60,
+        since.subsec_millis()
+    )
 }
 
 pub fn nodes_of(processes: &[serde_json::Value]) -> std::collections::BTreeSet<String> {
