@@ -60,15 +60,54 @@ pub enum SourceError {
 /// returns (files, bytes) packed: the number of regular files and symlinks, and the total
 /// size of the regular files' contents.
 pub fn pack_source(dir: &Path, out: &mut impl Write) -> Result<(u64, u64), SourceError> {
-    pack_source_keeping(dir, &[], out)
+    pack_source_keeping(dir, &[], &[], out)
+}
+
+/// A file that is not in the source directory but goes into the upload (a
+/// manifest kept elsewhere): its path in the archive and its bytes.
+pub struct ExtraFile<'a> {
+    pub path: &'a str,
+    pub bytes: &'a [u8],
+}
+
+/// An upload of `files` alone (a manifest that builds nothing needs no source).
+pub fn pack_files(files: &[ExtraFile], out: &mut impl Write) -> Result<(u64, u64), SourceError> {
+    let mut builder = tar::Builder::new(out);
+    let bytes = append_extra(&mut builder, files)?;
+    let out = builder
+        .into_inner()
+        .map_err(|source| SourceError::Write { source })?;
+    out.flush()
+        .map_err(|source| SourceError::Write { source })?;
+    Ok((files.len() as u64, bytes))
+}
+
+fn append_extra<W: Write>(
+    builder: &mut tar::Builder<W>,
+    files: &[ExtraFile],
+) -> Result<u64, SourceError> {
+    let mut bytes = 0;
+    for file in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_size(file.bytes.len() as u64);
+        builder
+            .append_data(&mut header, file.path, file.bytes)
+            .map_err(|source| SourceError::Write { source })?;
+        bytes += file.bytes.len() as u64;
+    }
+    Ok(bytes)
 }
 
 /// Like [`pack_source`], and also sends each path in `keep` (relative to `dir`, with `/`
 /// separators) even if `.dockerignore` excludes it, for example a Dockerfile that a
 /// manifest names with `build: {dockerfile: ...}`. [`ALWAYS_SENT`] is always kept.
+/// `extra` files are added after the directory's.
 pub fn pack_source_keeping(
     dir: &Path,
     keep: &[&str],
+    extra: &[ExtraFile],
     out: &mut impl Write,
 ) -> Result<(u64, u64), SourceError> {
     let meta = fs::metadata(dir).map_err(|source| SourceError::Read {
@@ -111,6 +150,8 @@ pub fn pack_source_keeping(
         bytes: 0,
     };
     packer.walk(dir, Path::new(""), "")?;
+    packer.bytes += append_extra(&mut packer.builder, extra)?;
+    packer.files += extra.len() as u64;
     let out = packer
         .builder
         .into_inner()
@@ -857,7 +898,7 @@ mod tests {
         write(root, "docker/Dockerfile.web", "FROM x\n");
         write(root, "docker/other", "x");
         let mut out = Vec::new();
-        pack_source_keeping(root, &["docker/Dockerfile.web"], &mut out).unwrap();
+        pack_source_keeping(root, &["docker/Dockerfile.web"], &[], &mut out).unwrap();
         let mut names: Vec<String> = tar::Archive::new(out.as_slice())
             .entries()
             .unwrap()

@@ -136,6 +136,40 @@ pub fn read_manifest_if_present(path: &Path, shown: &Path) -> Result<Option<bert
     Ok(Some(manifest))
 }
 
+/// Where a deploy's manifest is on disk, how errors name it, and its path in
+/// the source directory when it is inside it.
+#[derive(Debug, PartialEq)]
+pub struct ManifestFile {
+    pub path: PathBuf,
+    pub shown: PathBuf,
+    pub in_source: Option<String>,
+}
+
+/// Finds `-f MANIFEST`: in the source directory `dir` (or absolute), else, as
+/// `kubectl apply -f` reads it, from the current directory; a manifest may
+/// live outside the source it builds (a Pod spec needs none).
+pub fn locate_manifest(dir: &Path, manifest: &Path) -> Result<ManifestFile> {
+    let in_dir = dir.join(manifest);
+    let from_here = !manifest.is_absolute() && !in_dir.is_file() && manifest.is_file();
+    let (path, in_source) = if from_here {
+        let abs = std::fs::canonicalize(manifest)
+            .with_context(|| format!("cannot read {}", manifest.display()))?;
+        (manifest.to_path_buf(), manifest_in_source(dir, &abs).ok())
+    } else {
+        (in_dir, manifest_in_source(dir, manifest).ok())
+    };
+    let shown = if from_here || dir == Path::new(".") || manifest.is_absolute() {
+        manifest.to_path_buf()
+    } else {
+        path.clone()
+    };
+    Ok(ManifestFile {
+        path,
+        shown,
+        in_source,
+    })
+}
+
 /// The manifest's path inside the source directory, with `/` separators, as the server
 /// wants it in `?manifest=`. Fails when the manifest is outside `dir`.
 pub fn manifest_in_source(dir: &Path, manifest: &Path) -> Result<String> {
@@ -304,6 +338,24 @@ mod tests {
             "sub/m.yml"
         );
         assert!(manifest_in_source(&tmp.path().join("sub"), &tmp.path().join("m.yml")).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_manifest_is_found_in_the_source_else_from_here() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(src.join("k8s"))?;
+        std::fs::write(src.join("k8s/pod.yml"), "x")?;
+        std::fs::write(tmp.path().join("other.yml"), "x")?;
+        let found = locate_manifest(&src, Path::new("k8s/pod.yml"))?;
+        assert_eq!(found.path, src.join("k8s/pod.yml"));
+        assert_eq!(found.in_source.as_deref(), Some("k8s/pod.yml"));
+        let outside = tmp.path().join("other.yml");
+        let found = locate_manifest(&src, &outside)?;
+        assert_eq!((found.path, found.in_source), (outside.clone(), None));
+        let found = locate_manifest(&src, Path::new("../other.yml"))?;
+        assert_eq!(found.in_source, None);
         Ok(())
     }
 

@@ -326,6 +326,61 @@ spec:
 }
 
 #[test]
+fn manifests_kept_outside_the_source_directory_deploy() {
+    let mut server = Server::start();
+    let top = tempfile::tempdir().expect("temp dir");
+    // berth.yml kept apart from the source it builds, named from here (as
+    // `kubectl apply -f` names files): `deploy -f conf/berth.yml SRC`.
+    let app = server.create_app("far");
+    let src = hello_source();
+    let manifest = std::fs::read_to_string(src.path().join("berth.yml")).expect("berth.yml");
+    std::fs::remove_file(src.path().join("berth.yml")).expect("rm berth.yml");
+    std::fs::create_dir(top.path().join("conf")).expect("mkdir");
+    write(&top.path().join("conf"), "berth.yml", &manifest);
+    let src_arg = src.path().to_string_lossy().to_string();
+    server.ok_in(
+        top.path(),
+        &["deploy", "-f", "conf/berth.yml", &src_arg, "-a", &app],
+    );
+    let (status, body) = server.get(&host("web", &app), "/");
+    assert_eq!(status, 200, "{body}");
+
+    // A Pod spec elsewhere, deployed from a directory of unrelated files:
+    // it builds nothing, so it alone is sent.
+    let pod_app = server.create_app("farpod");
+    let image = format!("berthtest-far-{pod_app}:1");
+    let _made = Made {
+        containers: vec![],
+        images: vec![image.clone()],
+    };
+    let built = Command::new("docker")
+        .args(["build", "-q", "-t", &image])
+        .arg(src.path())
+        .output()
+        .expect("docker build");
+    assert!(built.status.success(), "{}", stderr(&built));
+    let specs = tempfile::tempdir().expect("temp dir");
+    write(
+        specs.path(),
+        "pod.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nginx\nspec:\n  containers:\n  - name: nginx\n    image: {image}\n    command: [\"/bin/httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n    ports:\n    - containerPort: 80\n"
+        ),
+    );
+    let pod = specs.path().join("pod.yaml").to_string_lossy().to_string();
+    let out = server.cli_in(top.path(), &["deploy", "-f", &pod, "-a", &pod_app]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stderr(&out).contains("builds nothing: sending it alone"),
+        "{}",
+        stderr(&out)
+    );
+    let (status, body) = server.get(&host("nginx", &pod_app), "/");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Hello from berth"), "{body}");
+}
+
+#[test]
 fn prune_removes_berth_leftovers_only() {
     let mut server = Server::start();
     let app = server.create_app("prune");

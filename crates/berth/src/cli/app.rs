@@ -11,7 +11,8 @@ pub struct SourceArgs {
     /// The source directory
     #[arg(default_value = ".")]
     pub dir: PathBuf,
-    /// The manifest, relative to DIR
+    /// The manifest: in DIR, else from the current directory (it may live outside DIR; one
+    /// that builds nothing, like a Pod spec, is sent alone)
     #[arg(
         short = 'f',
         long = "manifest",

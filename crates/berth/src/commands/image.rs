@@ -37,13 +37,9 @@ pub async fn deploy(args: SourceArgs) -> Result<()> {
 /// The app, and the text of DIR's manifest if there is one (the image needs none).
 fn app_and_manifest(args: &SourceArgs) -> Result<(String, Option<String>)> {
     let dir = &args.dir;
-    let manifest_path = dir.join(&args.manifest);
-    let shown = if dir == Path::new(".") {
-        args.manifest.clone()
-    } else {
-        manifest_path.clone()
-    };
-    let (manifest_text, manifest) = match std::fs::read_to_string(&manifest_path) {
+    let located = resolve::locate_manifest(dir, &args.manifest)?;
+    let shown = located.shown;
+    let (manifest_text, manifest) = match std::fs::read_to_string(&located.path) {
         Ok(text) => {
             let m = berth_core::parse_manifest(&shown.to_string_lossy(), &text)?;
             (Some(text), Some(m))

@@ -7,7 +7,8 @@ use crate::progress;
 use crate::resolve;
 use anyhow::{Context, Result, anyhow, bail};
 use berth_client::Client;
-use std::path::{Path, PathBuf};
+use berth_client::source::ExtraFile;
+use std::path::Path;
 
 /// `berth build DIR`: a new release, not rolled out.
 pub async fn build(args: SourceArgs) -> Result<()> {
@@ -27,26 +28,28 @@ pub async fn deploy(args: SourceArgs) -> Result<()> {
 /// Checks the manifest, packs, uploads, follows the work.
 async fn upload(args: SourceArgs, deploy: bool) -> Result<()> {
     let dir = args.dir;
-    if !dir.is_dir() {
-        bail!(
-            "the source directory {} does not exist or is not a directory",
-            dir.display()
-        );
-    }
-    let manifest_rel = resolve::manifest_in_source(&dir, &args.manifest)?;
-    let manifest_path = dir.join(&manifest_rel);
-    let shown: PathBuf = if dir == Path::new(".") {
-        PathBuf::from(&manifest_rel)
-    } else {
-        manifest_path.clone()
-    };
-    let manifest = resolve::read_manifest_if_present(&manifest_path, &shown)?.ok_or_else(|| {
+    let located = resolve::locate_manifest(&dir, &args.manifest)?;
+    let shown = located.shown.clone();
+    let manifest = resolve::read_manifest_if_present(&located.path, &shown)?.ok_or_else(|| {
         anyhow!(
             "{} does not exist; write a berth.yml in the source directory or name the manifest with -f FILE",
             shown.display()
         )
     })?;
+    let builds = manifest
+        .services
+        .values()
+        .any(|s| matches!(s.source, berth_core::ImageSource::Build(_)));
+    if builds && !dir.is_dir() {
+        bail!(
+            "the source directory {} does not exist or is not a directory",
+            dir.display()
+        );
+    }
+    // The app's name may come from the source directory's; a manifest that
+    // builds nothing may have no source directory at all.
     let dir_abs = std::fs::canonicalize(&dir)
+        .or_else(|_| std::env::current_dir())
         .with_context(|| format!("cannot read the source directory {}", dir.display()))?;
     let app = resolve::pick_app(
         args.app.app.as_deref(),
@@ -78,6 +81,25 @@ async fn upload(args: SourceArgs, deploy: bool) -> Result<()> {
     }
     check_required_env(&client, &app, &manifest).await?;
 
+    // The manifest's path in the upload: where it is in the source, else a
+    // name of its own (it is sent along: it lives elsewhere, or nothing else
+    // needs sending because nothing is built).
+    let file_name = located
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "berth.yml".into());
+    let (manifest_rel, extra) = match (&located.in_source, builds) {
+        (Some(rel), true) => (rel.clone(), false),
+        (None, true) => (format!(".berth/{file_name}"), true),
+        (_, false) => (file_name, true),
+    };
+    let extra_bytes = if extra {
+        std::fs::read(&located.path).with_context(|| format!("cannot read {}", shown.display()))?
+    } else {
+        Vec::new()
+    };
+
     let tar = tempfile::Builder::new()
         .prefix("berth-source-")
         .suffix(".tar")
@@ -90,18 +112,38 @@ async fn upload(args: SourceArgs, deploy: bool) -> Result<()> {
         let mut out = tar
             .reopen()
             .context("cannot open the temporary source archive")?;
+        let rel = manifest_rel.clone();
         tokio::task::spawn_blocking(move || {
-            let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-            berth_client::source::pack_source_keeping(&src, &keep, &mut out)
+            let extra: Vec<ExtraFile> = if extra {
+                vec![ExtraFile {
+                    path: &rel,
+                    bytes: &extra_bytes,
+                }]
+            } else {
+                Vec::new()
+            };
+            if builds {
+                let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+                berth_client::source::pack_source_keeping(&src, &keep, &extra, &mut out)
+            } else {
+                berth_client::source::pack_files(&extra, &mut out)
+            }
         })
         .await
         .context("packing the source panicked")??
     };
-    eprintln!(
-        "==> packed {files} files ({}) from {} for app {app}",
-        bytes(size),
-        dir.display()
-    );
+    if builds {
+        eprintln!(
+            "==> packed {files} files ({}) from {} for app {app}",
+            bytes(size),
+            dir.display()
+        );
+    } else {
+        eprintln!(
+            "==> {} builds nothing: sending it alone for app {app}",
+            shown.display()
+        );
+    }
 
     let size_on_disk = tar.as_file().metadata().map(|m| m.len()).unwrap_or(size);
     let (client, app, path, manifest) = (&client, &app, tar.path(), &manifest_rel);
