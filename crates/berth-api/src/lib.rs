@@ -50,7 +50,8 @@
 //!   a drain is refused with 409 while processes that cannot move run there, unless forced)
 //! - `POST /agent/hello` [`AgentHello`] → [`AgentWelcome`] (node tokens only)
 //! - `GET /certs` → `Vec<CertInfo>`; `POST /certs` [`ImportCert`] → [`CertInfo`];
-//!   `POST /certs/generate` [`GenerateCert`] → [`CertInfo`]; `DELETE /certs/{id}` → 204 (admin)
+//!   `POST /certs/generate` [`GenerateCert`] → [`CertInfo`]; `POST /certs/{id}/default` →
+//!   [`CertInfo`] (served to clients without SNI); `DELETE /certs/{id}` → 204 (admin)
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -466,6 +467,9 @@ pub struct CertInfo {
     pub not_after: String,
     /// `imported`, `self-signed` or `acme`.
     pub source: String,
+    /// Served to HTTPS clients that send no server name (SNI), e.g. by address.
+    #[serde(default)]
+    pub default: bool,
 }
 
 /// `POST /certs`: a PEM chain and its PEM private key.

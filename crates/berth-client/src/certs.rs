@@ -21,6 +21,12 @@ impl Client {
         self.post_json(&["certs", "generate"], Some(&body)).await
     }
 
+    /// `POST /certs/{id}/default`
+    pub async fn default_cert(&self, id: &str) -> Result<CertInfo, Error> {
+        self.post_json::<(), _>(&["certs", id, "default"], None)
+            .await
+    }
+
     /// `DELETE /certs/{id}`
     pub async fn delete_cert(&self, id: &str) -> Result<(), Error> {
         self.delete(&["certs", id]).await

@@ -1,6 +1,7 @@
 //! HTTPS: rustls with the ring provider (chosen explicitly: aws-lc-rs needs cmake and
-//! nasm to build), certificates picked by SNI (exact name, then `*.parent`), HTTP/2
-//! and HTTP/1.1 offered by ALPN.
+//! nasm to build), certificates picked by SNI (exact name, then `*.parent`; a
+//! client that sends no SNI, connecting by address, gets the default one, as
+//! nginx and haproxy serve theirs), HTTP/2 and HTTP/1.1 offered by ALPN.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +24,9 @@ pub struct TlsCert {
     pub domains: Vec<String>,
     pub cert_pem: String,
     pub key_pem: String,
+    /// Served to clients that name no server (no SNI: they connect by address).
+    #[serde(default)]
+    pub default: bool,
 }
 
 impl std::fmt::Debug for TlsCert {
@@ -58,16 +62,19 @@ pub fn certified_key(cert_pem: &str, key_pem: &str) -> Result<CertifiedKey, Stri
     Ok(ck)
 }
 
-/// Domain → certificate, swapped as a whole.
+/// Domain → certificate, swapped as a whole, and the one for clients that
+/// send no SNI.
 #[derive(Debug, Default)]
 pub struct CertStore {
     by_name: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
+    default: ArcSwap<Option<Arc<CertifiedKey>>>,
 }
 
 impl CertStore {
     /// Replaces every certificate; unusable ones are skipped with a warning.
     pub fn update(&self, certs: &[TlsCert]) {
         let mut by_name = HashMap::new();
+        let mut default = None;
         for cert in certs {
             match certified_key(&cert.cert_pem, &cert.key_pem) {
                 Ok(ck) => {
@@ -75,11 +82,20 @@ impl CertStore {
                     for d in &cert.domains {
                         by_name.insert(canonical_name(d), ck.clone());
                     }
+                    if cert.default {
+                        default = Some(ck);
+                    }
                 }
                 Err(e) => tracing::warn!(domains = ?cert.domains, "certificate skipped: {e}"),
             }
         }
         self.by_name.store(Arc::new(by_name));
+        self.default.store(Arc::new(default));
+    }
+
+    /// The certificate for a client that names no server.
+    pub fn default_cert(&self) -> Option<Arc<CertifiedKey>> {
+        Option::clone(&self.default.load())
     }
 
     /// The certificate for `name`: exact, else the wildcard one level up.
@@ -102,7 +118,10 @@ pub fn wildcard_above(name: &str) -> Option<String> {
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.lookup(hello.server_name()?)
+        match hello.server_name() {
+            Some(name) => self.lookup(name),
+            None => self.default_cert(),
+        }
     }
 }
 

@@ -11,30 +11,50 @@ use berth_store::certs::CertRow;
 /// How long a generated self-signed certificate is valid.
 const SELF_SIGNED_DAYS: i64 = 90;
 
-fn info(row: &CertRow) -> CertInfo {
+fn info(row: &CertRow, default: Option<&str>) -> CertInfo {
     CertInfo {
         id: row.id.clone(),
         domains: row.domains.clone(),
         not_after: row.not_after.clone(),
         source: row.source.clone(),
+        default: default == Some(row.id.as_str()),
     }
+}
+
+/// The certificate for clients that send no SNI: the one marked with `berth
+/// certs default`, else the first imported, else the oldest (`rows` are
+/// oldest first).
+fn default_id<'a>(rows: &'a [(CertRow, String)], marked: Option<&str>) -> Option<&'a str> {
+    let ids = || rows.iter().map(|(r, _)| r);
+    ids()
+        .find(|r| Some(r.id.as_str()) == marked)
+        .or_else(|| ids().find(|r| r.source == "imported"))
+        .or_else(|| ids().next())
+        .map(|r| r.id.as_str())
 }
 
 /// Gives the router every stored certificate.
 pub fn push_to_router(rack: &Rack) {
-    match rack.store.certs() {
-        Ok(certs) => rack.router.update_certs(
-            certs
-                .into_iter()
-                .map(|(row, key_pem)| TlsCert {
-                    domains: row.domains,
-                    cert_pem: row.cert_pem,
-                    key_pem,
-                })
-                .collect(),
-        ),
-        Err(e) => tracing::warn!(error = %e, "cannot load certificates for the router"),
-    }
+    let certs = match rack.store.certs() {
+        Ok(certs) => certs,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load certificates for the router");
+            return;
+        }
+    };
+    let marked = rack.store.default_cert().ok().flatten();
+    let default = default_id(&certs, marked.as_deref()).map(str::to_string);
+    rack.router.update_certs(
+        certs
+            .into_iter()
+            .map(|(row, key_pem)| TlsCert {
+                default: default.as_deref() == Some(row.id.as_str()),
+                domains: row.domains,
+                cert_pem: row.cert_pem,
+                key_pem,
+            })
+            .collect(),
+    );
 }
 
 /// A host name or `*.` wildcard the router can serve.
@@ -106,16 +126,32 @@ pub(crate) fn new_id() -> String {
 fn store(rack: &Rack, row: CertRow, key_pem: &str) -> Result<CertInfo> {
     rack.store.put_cert(&row, key_pem)?;
     push_to_router(rack);
-    Ok(info(&row))
+    Ok(list(rack)?
+        .into_iter()
+        .find(|c| c.id == row.id)
+        .unwrap_or_else(|| info(&row, None)))
 }
 
 pub fn list(rack: &Rack) -> Result<Vec<CertInfo>> {
-    Ok(rack
-        .store
-        .certs()?
-        .iter()
-        .map(|(row, _)| info(row))
-        .collect())
+    let certs = rack.store.certs()?;
+    let marked = rack.store.default_cert()?;
+    let default = default_id(&certs, marked.as_deref());
+    Ok(certs.iter().map(|(row, _)| info(row, default)).collect())
+}
+
+/// Makes `id` the certificate served to clients that send no SNI.
+pub fn make_default(rack: &Rack, id: &str) -> Result<CertInfo> {
+    let Some(cert) = list(rack)?.into_iter().find(|c| c.id == id) else {
+        return Err(Error::NotFound(format!(
+            "certificate {id} does not exist; list them with `berth certs`"
+        )));
+    };
+    rack.store.set_default_cert(id)?;
+    push_to_router(rack);
+    Ok(CertInfo {
+        default: true,
+        ..cert
+    })
 }
 
 /// Stores a PEM chain and its key, once the key matches the chain.
@@ -215,7 +251,9 @@ mod tests {
             domains,
             cert_pem: cert,
             key_pem: key,
+            default: true,
         }]);
+        assert!(store.default_cert().is_some());
         assert!(store.lookup("A.example.com").is_some());
         assert!(store.lookup("x.b.example.com").is_some());
         assert!(store.lookup("b.example.com").is_none());

@@ -59,6 +59,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/certs", "admin"),
     ("POST", "/certs/generate", "admin"),
     ("DELETE", "/certs/c-1", "admin"),
+    ("POST", "/certs/c-1/default", "admin"),
 ];
 
 const ROLES: [&str; 3] = ["read", "deploy", "admin"];

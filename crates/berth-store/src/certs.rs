@@ -100,6 +100,16 @@ impl Store {
         )?))
     }
 
+    /// Marks the certificate served to clients that send no SNI.
+    pub fn set_default_cert(&self, id: &str) -> Result<()> {
+        self.set_meta("default_cert", id)
+    }
+
+    /// The certificate marked with [`Store::set_default_cert`], if any.
+    pub fn default_cert(&self) -> Result<Option<String>> {
+        self.meta("default_cert")
+    }
+
     /// Removes a certificate; false when there was none with that id.
     pub fn delete_cert(&self, id: &str) -> Result<bool> {
         Ok(self

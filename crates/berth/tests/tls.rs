@@ -1,5 +1,6 @@
 //! HTTPS through the router: certificates generated and imported through the CLI,
-//! picked by SNI (wildcards included), HTTP/2 offered, `X-Forwarded-Proto: https`.
+//! picked by SNI (wildcards included; a default one without SNI), HTTP/2 offered,
+//! `X-Forwarded-Proto: https`.
 
 mod common;
 
@@ -136,6 +137,44 @@ fn https_with_generated_and_imported_certificates() {
         table.contains("EXPIRES") && table.contains(&format!("*.{app}.localhost")),
         "{table}"
     );
+
+    // A client that connects by address sends no SNI: it gets the default
+    // certificate (the first imported one) and is routed by its Host header;
+    // `certs default` picks another.
+    let by_address = |host: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-k", "-v", "-H", &format!("Host: {host}")])
+            .arg(format!("https://127.0.0.1:{https}/"))
+            .output()
+            .expect("curl is installed");
+        (out.status.success(), stdout(&out), stderr(&out))
+    };
+    let (ok, body, err) = by_address(&host);
+    assert!(ok, "no certificate for a client without SNI:\n{err}");
+    assert!(err.contains(&format!("CN={exact}")), "{err}");
+    assert!(body.contains("Hello from berth"), "{body}");
+    let wildcard = list
+        .iter()
+        .find(|c| c["source"] == "self-signed")
+        .and_then(|c| c["id"].as_str())
+        .expect("the generated certificate")
+        .to_string();
+    let out = server.ok(&["certs", "default", &wildcard]);
+    assert!(out.contains("no server name"), "{out}");
+    let (ok, _, err) = by_address(&host);
+    assert!(
+        ok && err.contains(&format!("CN=*.{app}.localhost")),
+        "{err}"
+    );
+    let listed = server.json(&["certs", "--json"]);
+    let defaults: Vec<&serde_json::Value> = listed
+        .as_array()
+        .map(|l| l.iter().filter(|c| c["default"] == true).collect())
+        .unwrap_or_default();
+    assert_eq!(defaults.len(), 1, "{listed}");
+    assert_eq!(defaults[0]["id"], wildcard.as_str());
+    let nope = server.cli(&["certs", "default", "c-000000"]);
+    assert!(!nope.status.success() && stderr(&nope).contains("berth certs"));
 
     // Certificates survive a server restart (keys sealed in the store) and the
     // router keeps serving them throughout.

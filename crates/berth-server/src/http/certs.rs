@@ -27,6 +27,13 @@ pub async fn generate(
     Ok(Json(certs::generate(&rack, req)?))
 }
 
+pub async fn make_default(
+    State(rack): State<Arc<Rack>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CertInfo>> {
+    Ok(Json(certs::make_default(&rack, &id)?))
+}
+
 pub async fn delete(
     State(rack): State<Arc<Rack>>,
     Path(id): Path<String>,

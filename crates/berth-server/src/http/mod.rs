@@ -90,6 +90,7 @@ pub fn app(rack: Arc<Rack>) -> Router {
         .route("/certs", get(certs::list).post(certs::import))
         .route("/certs/generate", post(certs::generate))
         .route("/certs/{id}", delete(certs::delete))
+        .route("/certs/{id}/default", post(certs::make_default))
         .merge(uploads)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -219,6 +219,12 @@ pub enum CertsCommand {
         #[arg(value_name = "DOMAIN", required = true)]
         domains: Vec<String>,
     },
+    /// Serve this certificate to HTTPS clients that send no server name (SNI), e.g.
+    /// clients that connect by IP address [default: the first imported one]
+    Default {
+        /// The certificate (an ID from `berth certs`)
+        id: String,
+    },
     /// Remove a certificate
     Delete {
         /// The certificate (an ID from `berth certs`, e.g. c-3f9a2c)

@@ -13,13 +13,14 @@ pub async fn run(json: JsonArg, command: Option<CertsCommand>) -> Result<()> {
             print_list(
                 &certs,
                 json.json,
-                &["ID", "DOMAINS", "EXPIRES", "SOURCE"],
+                &["ID", "DOMAINS", "EXPIRES", "SOURCE", "DEFAULT"],
                 |c| {
                     vec![
                         c.id.clone(),
                         c.domains.join(","),
                         c.not_after.clone(),
                         c.source.clone(),
+                        if c.default { "yes" } else { "-" }.to_string(),
                     ]
                 },
             )
@@ -45,6 +46,15 @@ pub async fn run(json: JsonArg, command: Option<CertsCommand>) -> Result<()> {
                 c.id,
                 c.domains.join(", "),
                 c.not_after
+            );
+            Ok(())
+        }
+        Some(CertsCommand::Default { id }) => {
+            let c = client.default_cert(&id).await?;
+            println!(
+                "{} ({}) is served to clients that send no server name",
+                c.id,
+                c.domains.join(", ")
             );
             Ok(())
         }
