@@ -99,6 +99,30 @@ pub struct TlsOptions {
     /// Plain HTTP requests are answered with a redirect to HTTPS.
     #[serde(default)]
     pub redirect: bool,
+    /// `Strict-Transport-Security` on the service's HTTPS responses.
+    #[serde(default)]
+    pub hsts: Option<Hsts>,
+}
+
+/// HSTS: browsers use only HTTPS for the domain for `max_age` seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hsts {
+    pub max_age: u64,
+    pub include_subdomains: bool,
+}
+
+/// One year, what `hsts: true` means (and what preload lists ask for).
+pub const DEFAULT_HSTS_MAX_AGE: u64 = 31_536_000;
+
+impl Hsts {
+    /// The `Strict-Transport-Security` header's value.
+    pub fn header_value(&self) -> String {
+        if self.include_subdomains {
+            format!("max-age={}; includeSubDomains", self.max_age)
+        } else {
+            format!("max-age={}", self.max_age)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

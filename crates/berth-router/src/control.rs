@@ -116,6 +116,8 @@ struct WireRoute {
     timeout_ms: u64,
     #[serde(default)]
     tls_redirect: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hsts: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -158,6 +160,7 @@ fn to_wire(table: &RouteTable) -> Vec<WireRoute> {
                     .collect(),
                 timeout_ms: u64::try_from(route.timeout.as_millis()).unwrap_or(u64::MAX),
                 tls_redirect: route.tls_redirect,
+                hsts: route.hsts.clone(),
             })
             .hosts
             .push(host.clone());
@@ -178,6 +181,7 @@ fn from_wire(routes: Vec<WireRoute>) -> RouteTable {
                 .collect(),
             timeout: Duration::from_millis(r.timeout_ms),
             tls_redirect: r.tls_redirect,
+            hsts: r.hsts,
         });
         for host in r.hosts {
             table.hosts.insert(host, route.clone());
@@ -993,6 +997,7 @@ mod tests {
             }],
             timeout: Duration::from_millis(1500),
             tls_redirect: true,
+            hsts: Some("max-age=60".into()),
         });
         let mut table = RouteTable::default();
         table.hosts.insert("a.example".into(), route.clone());

@@ -77,6 +77,8 @@ pub struct Route {
     /// Plain HTTP requests get a 308 to the same URL over HTTPS (when the router
     /// serves HTTPS).
     pub tls_redirect: bool,
+    /// `Strict-Transport-Security` value added to HTTPS responses that have none.
+    pub hsts: Option<String>,
 }
 
 /// Host (lower-case, without port) → route.

@@ -201,6 +201,7 @@ mod tests {
             backends: vec![],
             timeout: Duration::from_secs(30),
             tls_redirect: false,
+            hsts: None,
         };
         let answer = || Answer::failure(Failure::Timeout, &route);
         let bytes = answer().to_http1(b"id-1", true);

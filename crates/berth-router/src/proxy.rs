@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use http::header::HOST;
+use http::header::{HOST, STRICT_TRANSPORT_SECURITY};
 use http::uri::{self, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Incoming};
@@ -190,6 +190,13 @@ impl Router {
 
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
+        if conn.https
+            && let Some(hsts) = &route.hsts
+            && !parts.headers.contains_key(STRICT_TRANSPORT_SECURITY)
+            && let Ok(value) = HeaderValue::from_str(hsts)
+        {
+            parts.headers.insert(STRICT_TRANSPORT_SECURITY, value);
+        }
         Response::from_parts(parts, ResBody::Counted(body, inflight))
     }
 

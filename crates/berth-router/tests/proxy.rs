@@ -143,6 +143,7 @@ fn route(backends: Vec<Backend>, timeout: Duration) -> Arc<Route> {
         backends,
         timeout,
         tls_redirect: false,
+        hsts: None,
     })
 }
 

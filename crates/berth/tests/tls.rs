@@ -58,7 +58,7 @@ fn https_with_generated_and_imported_certificates() {
     write(
         src.path(),
         "berth.yml",
-        "app: hello\nenvironment:\n  - GREETING=hello\nservices:\n  web:\n    build: .\n    port: 8080\n    health: /\n    tls: {redirect: true}\n",
+        "app: hello\nenvironment:\n  - GREETING=hello\nservices:\n  web:\n    build: .\n    port: 8080\n    health: /\n    tls: {redirect: true, hsts: {max_age: 600, include_subdomains: true}}\n",
     );
     server.ok_in(src.path(), &["deploy", ".", "-a", &app]);
     let host = format!("web.{app}.localhost");
@@ -84,6 +84,17 @@ fn https_with_generated_and_imported_certificates() {
     assert!(body.contains("PROTO=https"), "{body}");
     assert!(body.contains("HTTP_VERSION=2"), "not HTTP/2: {body}");
     assert!(err.contains(&format!("CN=*.{app}.localhost")), "{err}");
+    // HSTS on HTTPS answers only (the redirect over plain HTTP has none).
+    assert!(
+        err.to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=600; includesubdomains"),
+        "{err}"
+    );
+    assert!(
+        !raw.to_ascii_lowercase()
+            .contains("strict-transport-security"),
+        "{raw}"
+    );
 
     // An imported certificate for an exact name wins over the wildcard for that name.
     let dir = tempfile::tempdir().expect("temp dir");

@@ -36,7 +36,8 @@ const SERVICE_KEYS: &[&str] = &[
     "tls",
     "placement",
 ];
-const TLS_KEYS: &[&str] = &["redirect"];
+const TLS_KEYS: &[&str] = &["redirect", "hsts"];
+const HSTS_KEYS: &[&str] = &["max_age", "include_subdomains"];
 const BUILD_KEYS: &[&str] = &["path", "dockerfile", "args"];
 const HEALTH_KEYS: &[&str] = &["path", "grace", "interval", "timeout", "attempts"];
 const SCALE_KEYS: &[&str] = &["count", "memory", "cpu"];
@@ -295,6 +296,9 @@ impl Checker<'_> {
                 if let Some(r) = tf.value("redirect") {
                     t.redirect = self.boolean(r, &join(&p, "redirect"))?;
                 }
+                if let Some(h) = tf.value("hsts") {
+                    t.hsts = self.hsts(h, &join(&p, "hsts"))?;
+                }
                 t
             }
             None => Default::default(),
@@ -321,6 +325,41 @@ impl Checker<'_> {
             tls,
             placement,
         })
+    }
+
+    /// `hsts: true`, `false`, or `{max_age: SECONDS, include_subdomains: BOOL}`.
+    fn hsts(&self, node: &Node, path: &str) -> R<Option<crate::model::Hsts>> {
+        use crate::model::{DEFAULT_HSTS_MAX_AGE, Hsts};
+        if let Raw::Bool(on) = node.value {
+            return Ok(on.then_some(Hsts {
+                max_age: DEFAULT_HSTS_MAX_AGE,
+                include_subdomains: false,
+            }));
+        }
+        let f = self.fields(
+            node,
+            path,
+            "`true`, or a mapping such as `{max_age: 31536000, include_subdomains: true}`",
+            HSTS_KEYS,
+        )?;
+        let max_age = match f.value("max_age") {
+            Some(n) => self.uint(
+                n,
+                &join(path, "max_age"),
+                0,
+                10 * DEFAULT_HSTS_MAX_AGE,
+                "a number of seconds up to 315360000 (ten years), e.g. 31536000 for one",
+            )?,
+            None => DEFAULT_HSTS_MAX_AGE,
+        };
+        let include_subdomains = match f.value("include_subdomains") {
+            Some(n) => self.boolean(n, &join(path, "include_subdomains"))?,
+            None => false,
+        };
+        Ok(Some(Hsts {
+            max_age,
+            include_subdomains,
+        }))
     }
 
     fn placement(&self, node: &Node, path: &str) -> R<Vec<String>> {

@@ -79,6 +79,28 @@ fn tls_redirect_is_a_service_option() {
 }
 
 #[test]
+fn hsts_is_on_or_a_mapping() {
+    let hsts = |tls: &str| {
+        let text = format!("services:\n  web:\n    image: x\n    port: 80\n    tls: {tls}\n");
+        parse_manifest("berth.yml", &text).map(|m| m.services["web"].tls.hsts.clone())
+    };
+    let year = crate::Hsts {
+        max_age: 31_536_000,
+        include_subdomains: false,
+    };
+    assert_eq!(hsts("{hsts: true}").ok(), Some(Some(year)));
+    assert_eq!(hsts("{hsts: false}").ok(), Some(None));
+    let full = hsts("{hsts: {max_age: 600, include_subdomains: true}}")
+        .expect("valid")
+        .expect("on");
+    assert_eq!(full.header_value(), "max-age=600; includeSubDomains");
+    let e = hsts("{hsts: {max_age: -1}}").expect_err("negative");
+    assert!(e.to_string().contains("tls.hsts.max_age"), "{e}");
+    let e = hsts("{hsts: {maxage: 1}}").expect_err("misspelt");
+    assert!(e.to_string().contains("maxage"), "{e}");
+}
+
+#[test]
 fn placement_is_a_list_of_swarm_constraints() {
     let text = "services:\n  web:\n    image: x\n    placement: [node.labels.disk == ssd, 'node.role!=manager']\n";
     let m = parse_manifest("berth.yml", text).expect("valid manifest");

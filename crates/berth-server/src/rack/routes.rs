@@ -56,6 +56,7 @@ impl Rack {
                     backends,
                     timeout: Duration::from_secs(u64::from(svc.timeout)),
                     tls_redirect: svc.tls.redirect,
+                    hsts: svc.tls.hsts.as_ref().map(|h| h.header_value()),
                 });
                 table
                     .hosts
