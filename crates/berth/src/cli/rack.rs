@@ -114,6 +114,9 @@ pub struct RouterArgs {
     /// Address to serve HTTPS on
     #[arg(long, value_name = "ADDR")]
     pub https: Option<SocketAddr>,
+    /// Count nothing for metrics (only to measure what counting costs)
+    #[arg(long, hide = true)]
+    pub no_metrics: bool,
 }
 
 #[derive(Debug, Subcommand)]
