@@ -197,13 +197,15 @@ impl Router {
         let mut in_flight: HashMap<*const RouteStats, u64> = HashMap::new();
         for entry in compiled.hosts.values() {
             // Hosts sharing a route share its entry: count each entry once.
-            in_flight.entry(Arc::as_ptr(&entry.stats)).or_insert_with(|| {
-                entry
-                    .targets
-                    .iter()
-                    .map(|t| t.inflight.load(Ordering::Relaxed) as u64)
-                    .sum()
-            });
+            in_flight
+                .entry(Arc::as_ptr(&entry.stats))
+                .or_insert_with(|| {
+                    entry
+                        .targets
+                        .iter()
+                        .map(|t| t.inflight.load(Ordering::Relaxed) as u64)
+                        .sum()
+                });
         }
         let stats: Vec<Arc<RouteStats>> = self
             .stats

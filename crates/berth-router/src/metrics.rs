@@ -84,6 +84,11 @@ pub(crate) fn method_index(method: &str) -> usize {
     }
 }
 
+/// The `method` label of `method`: itself if standard, else `other`.
+pub fn method_label(method: &str) -> &'static str {
+    METHODS[method_index(method)]
+}
+
 /// The counters of one app's service, kept across table swaps while the service is
 /// routed.
 pub(crate) struct RouteStats {
@@ -239,7 +244,7 @@ impl Collector for RouterMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut requests = encoder.encode_descriptor(
             "berth_router_requests",
-            "Requests answered by the router, by app, service, method and status code",
+            "Requests answered by the router, by app, service, method and status code.",
             None,
             MetricType::Counter,
         )?;
@@ -258,7 +263,7 @@ impl Collector for RouterMetrics {
 
         let mut durations = encoder.encode_descriptor(
             "berth_router_request_duration",
-            "Time from a request's arrival until its response was passed on",
+            "Time from a request's arrival until its response was passed on.",
             Some(&Unit::Seconds),
             MetricType::Histogram,
         )?;
@@ -268,7 +273,12 @@ impl Collector for RouterMetrics {
                 .iter()
                 .copied()
                 .chain([f64::INFINITY])
-                .zip(r.duration_buckets.iter().copied().chain(std::iter::repeat(0)))
+                .zip(
+                    r.duration_buckets
+                        .iter()
+                        .copied()
+                        .chain(std::iter::repeat(0)),
+                )
                 .collect();
             let count = r.duration_buckets.iter().sum();
             durations
@@ -283,7 +293,7 @@ impl Collector for RouterMetrics {
 
         let mut in_flight = encoder.encode_descriptor(
             "berth_router_in_flight_requests",
-            "Requests sent to a service's processes and not finished yet",
+            "Requests sent to a service's processes and not finished yet.",
             None,
             MetricType::Gauge,
         )?;
@@ -295,7 +305,7 @@ impl Collector for RouterMetrics {
 
         let mut errors = encoder.encode_descriptor(
             "berth_router_upstream_errors",
-            "Requests a service's processes did not answer, by kind (connect, timeout, reset)",
+            "Requests a service's processes did not answer, by kind (connect, timeout, reset).",
             None,
             MetricType::Counter,
         )?;
@@ -312,7 +322,7 @@ impl Collector for RouterMetrics {
 
         let open = encoder.encode_descriptor(
             "berth_router_open_connections",
-            "Client connections the router holds open",
+            "Client connections the router holds open.",
             None,
             MetricType::Gauge,
         )?;

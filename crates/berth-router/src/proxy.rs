@@ -112,7 +112,13 @@ impl Router {
             );
         };
         let mut resp = self
-            .route_to(&entry, req, upgrade, conn, (host.into_owned(), original_host, absolute_form))
+            .route_to(
+                &entry,
+                req,
+                upgrade,
+                conn,
+                (host.into_owned(), original_host, absolute_form),
+            )
             .await;
         resp.extensions_mut().insert(Counted(entry.stats.clone()));
         resp

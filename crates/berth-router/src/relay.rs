@@ -438,11 +438,13 @@ async fn exchange(
                 return Ok(!closing && !relayed.close_delimited);
             }
             Err(SendError::Connect(e)) => {
-                entry.stats.upstream_error(if e.kind() == io::ErrorKind::TimedOut {
-                    UpstreamError::Timeout
-                } else {
-                    UpstreamError::Connect
-                });
+                entry
+                    .stats
+                    .upstream_error(if e.kind() == io::ErrorKind::TimedOut {
+                        UpstreamError::Timeout
+                    } else {
+                        UpstreamError::Connect
+                    });
                 entry.attempt_failed(target, "cannot connect to process", &e);
             }
             Err(SendError::Broken(e)) => {
