@@ -7,7 +7,8 @@
 # each proxy it also prints the CPU time the proxy spent per request: where the
 # load generator and the backend share the proxy's cores, requests/s also depends
 # on how the kernel schedules them all, while CPU per request is the proxy's own
-# cost.
+# cost. berth also runs with its request counting off (`berth router --no-metrics`),
+# right after the same run with it on, for what the metrics cost per request.
 #
 # Needs: wrk, nginx, haproxy, pgrep (apt-get install wrk nginx-light haproxy procps), python3,
 # and a release build of berth (BERTH=path/to/berth, default target/release/berth).
@@ -158,13 +159,13 @@ EOF
     wait_port "$2"
 }
 
-# start_berth THREADS PORT HOSTS: berth's router process with HOSTS routed hosts
-# (the benchmarked one among them), its table pushed over the control socket.
+# start_berth THREADS PORT HOSTS [FLAGS...]: berth's router process with HOSTS routed
+# hosts (the benchmarked one among them), its table pushed over the control socket.
 start_berth() {
     local dir="$WORK/berth-$2"
     mkdir -p "$dir"
     $PROXY_PIN "$BERTH" router --http "127.0.0.1:$2" --control "$dir/router.sock" --threads "$1" \
-        >"$dir/router.log" 2>&1 &
+        "${@:4}" >"$dir/router.log" 2>&1 &
     PIDS+=($!)
     wait_port "$2"
     python3 - "$dir/router.sock" "$BACKEND" "$3" "$HOST" <<'EOF'
@@ -191,6 +192,7 @@ for threads in 1 "$CORES"; do
     p=$(free_port); start_nginx "$threads" "$p"; run "nginx ($threads thread)" "$p" "${PIDS[-1]}"
     p=$(free_port); start_haproxy "$threads" "$p"; run "haproxy ($threads thread)" "$p" "${PIDS[-1]}"
     p=$(free_port); start_berth "$threads" "$p" 1; run "berth ($threads thread)" "$p" "${PIDS[-1]}"
+    p=$(free_port); start_berth "$threads" "$p" 1 --no-metrics; run "berth no metrics ($threads thread)" "$p" "${PIDS[-1]}"
 done
 # One thread again, now on a core of its own: wrk and the backend are moved to
 # the other cores, so no proxy shares its core with the threads its sends wake.
@@ -203,6 +205,7 @@ if [ "$CORES" -ge 2 ]; then
     p=$(free_port); start_nginx 1 "$p"; run "nginx (1 thread, own core)" "$p" "${PIDS[-1]}"
     p=$(free_port); start_haproxy 1 "$p"; run "haproxy (1 thread, own core)" "$p" "${PIDS[-1]}"
     p=$(free_port); start_berth 1 "$p" 1; run "berth (1 thread, own core)" "$p" "${PIDS[-1]}"
+    p=$(free_port); start_berth 1 "$p" 1 --no-metrics; run "berth no metrics (1 thread, own core)" "$p" "${PIDS[-1]}"
     for p in "$BACKEND_PID" $(pgrep -P "$BACKEND_PID"); do taskset -a -p -c "0-$((CORES - 1))" "$p" >/dev/null; done
     LOAD_PIN=""
     PROXY_PIN=""
@@ -227,6 +230,10 @@ for t in ["1 thread", f"{cores} thread", "1 thread, own core"]:
           f"berth/nginx {b / r[f'nginx ({t})']:.2f}x, berth/direct {b / r['direct']:.2f}x; "
           f"CPU per request (lower is better) berth/haproxy {bc / cpu[f'haproxy ({t})']:.2f}x, "
           f"berth/nginx {bc / cpu[f'nginx ({t})']:.2f}x")
+    if f"berth no metrics ({t})" in r:
+        n, nc = r[f"berth no metrics ({t})"], cpu[f"berth no metrics ({t})"]
+        print(f"{t}: metrics on/off: CPU per request {bc:.1f}/{nc:.1f} us = {bc / nc:.3f}x, "
+              f"req/s {b:.0f}/{n:.0f} = {b / n:.3f}x")
 print(f"berth 1000 hosts / 1 host ({cores} threads): "
       f"{r[f'berth ({cores} thread, 1000 hosts)'] / r[f'berth ({cores} thread)']:.2f}x")
 EOF

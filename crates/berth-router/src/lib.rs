@@ -23,6 +23,8 @@
 //! - `routing` (the compiled table, the order a route's processes are tried in,
 //!   in-flight counts) and `tls` (certificates, rustls).
 //! - `headers`: header rules and the writing of heads; knows no router type.
+//! - `metrics`: the per-route counters the data paths add to, and the snapshot the
+//!   server reads over the control socket; knows no router type.
 //!
 //! This file holds the public types and the [`Router`]'s state, which every layer
 //! reads. The access log buffer in that state is `control`'s (the control socket
