@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -240,85 +242,123 @@ fn add_all(into: &mut Vec<u64>, from: &[u64]) {
     }
 }
 
+/// One metric as exposed: its name (without the unit and `_total`, which the
+/// encoder adds), help, unit and type.
+pub struct Describe<'a> {
+    pub name: &'a str,
+    pub help: &'a str,
+    pub unit: Option<Unit>,
+    pub kind: MetricType,
+}
+
+/// Encodes one metric with a series per `(labels, value)` of `series`.
+pub fn encode_series<L: EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    metric: &Describe,
+    series: impl IntoIterator<Item = (L, M)>,
+) -> std::fmt::Result {
+    let mut family =
+        encoder.encode_descriptor(metric.name, metric.help, metric.unit.as_ref(), metric.kind)?;
+    for (labels, value) in series {
+        value.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A histogram whose counts were made elsewhere (non-cumulative, per bucket of
+/// [`BUCKETS`], then the one above them all).
+struct CountedHistogram<'a> {
+    buckets: &'a [u64],
+    sum: f64,
+}
+
+impl EncodeMetric for CountedHistogram<'_> {
+    fn encode(&self, mut encoder: MetricEncoder) -> std::fmt::Result {
+        let buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(self.buckets.iter().copied().chain(std::iter::repeat(0)))
+            .collect();
+        let count = self.buckets.iter().sum();
+        encoder.encode_histogram::<NoLabelSet>(self.sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+fn gauge(n: u64) -> ConstGauge {
+    ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
 impl Collector for RouterMetrics {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut requests = encoder.encode_descriptor(
-            "berth_router_requests",
-            "Requests answered by the router, by app, service, method and status code.",
-            None,
-            MetricType::Counter,
-        )?;
-        for r in &self.routes {
-            for (method, code, n) in &r.requests {
-                let code = code.to_string();
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let route = |r: &'_ RouteSnapshot| [("app", r.app.clone()), ("service", r.service.clone())];
+        let requests = self.routes.iter().flat_map(|r| {
+            r.requests.iter().map(move |(method, code, n)| {
+                let [app, service] = route(r);
                 let labels = [
-                    ("app", r.app.as_str()),
-                    ("service", r.service.as_str()),
-                    ("method", method.as_str()),
-                    ("code", code.as_str()),
+                    app,
+                    service,
+                    ("method", method.clone()),
+                    ("code", code.to_string()),
                 ];
-                ConstCounter::new(*n).encode(requests.encode_family(&labels)?)?;
-            }
-        }
+                (labels, ConstCounter::new(*n))
+            })
+        });
+        let describe = Describe {
+            name: "berth_router_requests",
+            help: "Requests answered by the router, by app, service, method and status code.",
+            unit: None,
+            kind: MetricType::Counter,
+        };
+        encode_series(&mut encoder, &describe, requests)?;
 
-        let mut durations = encoder.encode_descriptor(
-            "berth_router_request_duration",
-            "Time from a request's arrival until its response was passed on.",
-            Some(&Unit::Seconds),
-            MetricType::Histogram,
-        )?;
-        for r in &self.routes {
-            let labels = [("app", r.app.as_str()), ("service", r.service.as_str())];
-            let buckets: Vec<(f64, u64)> = BUCKETS
+        let durations = self.routes.iter().map(|r| {
+            let histogram = CountedHistogram {
+                buckets: &r.duration_buckets,
+                sum: r.duration_seconds,
+            };
+            (route(r), histogram)
+        });
+        let describe = Describe {
+            name: "berth_router_request_duration",
+            help: "Time from a request's arrival until its response was passed on.",
+            unit: Some(Unit::Seconds),
+            kind: MetricType::Histogram,
+        };
+        encode_series(&mut encoder, &describe, durations)?;
+
+        let in_flight = self.routes.iter().map(|r| (route(r), gauge(r.in_flight)));
+        let describe = Describe {
+            name: "berth_router_in_flight_requests",
+            help: "Requests sent to a service's processes and not finished yet.",
+            unit: None,
+            kind: MetricType::Gauge,
+        };
+        encode_series(&mut encoder, &describe, in_flight)?;
+
+        let errors = self.routes.iter().flat_map(|r| {
+            ERROR_KINDS
                 .iter()
-                .copied()
-                .chain([f64::INFINITY])
-                .zip(
-                    r.duration_buckets
-                        .iter()
-                        .copied()
-                        .chain(std::iter::repeat(0)),
-                )
-                .collect();
-            let count = r.duration_buckets.iter().sum();
-            durations
-                .encode_family(&labels)?
-                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                    r.duration_seconds,
-                    count,
-                    &buckets,
-                    None,
-                )?;
-        }
-
-        let mut in_flight = encoder.encode_descriptor(
-            "berth_router_in_flight_requests",
-            "Requests sent to a service's processes and not finished yet.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for r in &self.routes {
-            let labels = [("app", r.app.as_str()), ("service", r.service.as_str())];
-            let n = i64::try_from(r.in_flight).unwrap_or(i64::MAX);
-            ConstGauge::new(n).encode(in_flight.encode_family(&labels)?)?;
-        }
-
-        let mut errors = encoder.encode_descriptor(
-            "berth_router_upstream_errors",
-            "Requests a service's processes did not answer, by kind (connect, timeout, reset).",
-            None,
-            MetricType::Counter,
-        )?;
-        for r in &self.routes {
-            for (kind, n) in ERROR_KINDS.iter().zip(&r.upstream_errors) {
-                let labels = [
-                    ("app", r.app.as_str()),
-                    ("service", r.service.as_str()),
-                    ("kind", kind),
-                ];
-                ConstCounter::new(*n).encode(errors.encode_family(&labels)?)?;
-            }
-        }
+                .zip(&r.upstream_errors)
+                .map(move |(kind, n)| {
+                    let [app, service] = route(r);
+                    (
+                        [app, service, ("kind", (*kind).to_owned())],
+                        ConstCounter::new(*n),
+                    )
+                })
+        });
+        let describe = Describe {
+            name: "berth_router_upstream_errors",
+            help: "Requests a service's processes did not answer, by kind (connect, timeout, reset).",
+            unit: None,
+            kind: MetricType::Counter,
+        };
+        encode_series(&mut encoder, &describe, errors)?;
 
         let open = encoder.encode_descriptor(
             "berth_router_open_connections",
@@ -326,9 +366,7 @@ impl Collector for RouterMetrics {
             None,
             MetricType::Gauge,
         )?;
-        let n = i64::try_from(self.open_connections).unwrap_or(i64::MAX);
-        ConstGauge::new(n).encode(open)?;
-        Ok(())
+        gauge(self.open_connections).encode(open)
     }
 }
 

@@ -10,6 +10,7 @@
 
 use crate::rack::Rack;
 use berth_core::ProcessState;
+use berth_router::metrics::{Describe, encode_series};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -124,76 +125,90 @@ fn unix_seconds(rfc3339: &str) -> Option<i64> {
         .map(|t| t.unix_timestamp())
 }
 
+/// The series of one metric of every process.
+fn per_process<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    processes: &[ProcessNow],
+    metric: &Describe,
+    value: impl Fn(&ProcessNow) -> Option<M>,
+) -> std::fmt::Result {
+    let series = processes
+        .iter()
+        .filter_map(|p| Some((p.labels.clone(), value(p)?)));
+    encode_series(encoder, metric, series)
+}
+
 impl Collector for Now {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let mut cpu = encoder.encode_descriptor(
+        let processes = &self.processes;
+        let describe = |name, help, unit, kind| Describe {
+            name,
+            help,
+            unit,
+            kind,
+        };
+        let cpu = describe(
             "berth_process_cpu",
             "CPU time a process's container used since it started.",
-            Some(&Unit::Seconds),
+            Some(Unit::Seconds),
             MetricType::Counter,
-        )?;
-        for p in &self.processes {
-            if let Some(seconds) = p.cpu_seconds {
-                ConstCounter::new(seconds).encode(cpu.encode_family(&p.labels)?)?;
-            }
-        }
-        let mut memory = encoder.encode_descriptor(
+        );
+        per_process(&mut encoder, processes, &cpu, |p| {
+            p.cpu_seconds.map(ConstCounter::new)
+        })?;
+        let memory = describe(
             "berth_process_memory",
             "Memory a process uses (page cache left out).",
-            Some(&Unit::Bytes),
+            Some(Unit::Bytes),
             MetricType::Gauge,
-        )?;
-        for p in &self.processes {
-            if let Some(bytes) = p.memory_bytes {
-                ConstGauge::new(bytes).encode(memory.encode_family(&p.labels)?)?;
-            }
-        }
-        let mut limit = encoder.encode_descriptor(
+        );
+        per_process(&mut encoder, processes, &memory, |p| {
+            p.memory_bytes.map(ConstGauge::new)
+        })?;
+        let limit = describe(
             "berth_process_memory_limit",
             "A process's memory limit (its scale.memory, else what the engine enforces).",
-            Some(&Unit::Bytes),
+            Some(Unit::Bytes),
             MetricType::Gauge,
-        )?;
-        for p in &self.processes {
-            if let Some(bytes) = p.memory_limit {
-                ConstGauge::new(bytes).encode(limit.encode_family(&p.labels)?)?;
-            }
-        }
-        let mut restarts = encoder.encode_descriptor(
+        );
+        per_process(&mut encoder, processes, &limit, |p| {
+            p.memory_limit.map(ConstGauge::new)
+        })?;
+        let restarts = describe(
             "berth_process_restarts",
             "Times the reconciler started a process again after it exited.",
             None,
             MetricType::Counter,
-        )?;
-        for p in &self.processes {
-            ConstCounter::new(u64::from(p.restarts)).encode(restarts.encode_family(&p.labels)?)?;
-        }
-        let mut up = encoder.encode_descriptor(
+        );
+        per_process(&mut encoder, processes, &restarts, |p| {
+            Some(ConstCounter::new(u64::from(p.restarts)))
+        })?;
+        let up = describe(
             "berth_process_up",
             "1 when a process runs and passes its health check, else 0.",
             None,
             MetricType::Gauge,
-        )?;
-        for p in &self.processes {
-            ConstGauge::new(i64::from(p.up)).encode(up.encode_family(&p.labels)?)?;
-        }
+        );
+        per_process(&mut encoder, processes, &up, |p| {
+            Some(ConstGauge::new(i64::from(p.up)))
+        })?;
+        let certs = describe(
+            "berth_tls_certificate_not_after",
+            "When the router's certificate for a domain expires, Unix time.",
+            Some(Unit::Seconds),
+            MetricType::Gauge,
+        );
+        let series = self
+            .certs
+            .iter()
+            .map(|(domain, not_after)| ([("domain", domain.clone())], ConstGauge::new(*not_after)));
+        encode_series(&mut encoder, &certs, series)?;
         let engine = encoder.encode_descriptor(
             "berth_engine_up",
             "1 when the container engine answers, else 0.",
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new(i64::from(self.engine_up)).encode(engine)?;
-        let mut certs = encoder.encode_descriptor(
-            "berth_tls_certificate_not_after",
-            "When the router's certificate for a domain expires, Unix time.",
-            Some(&Unit::Seconds),
-            MetricType::Gauge,
-        )?;
-        for (domain, not_after) in &self.certs {
-            let labels = [("domain", domain.as_str())];
-            ConstGauge::new(*not_after).encode(certs.encode_family(&labels)?)?;
-        }
-        Ok(())
+        ConstGauge::new(i64::from(self.engine_up)).encode(engine)
     }
 }
