@@ -158,3 +158,51 @@ impl ServerMetrics {
         prometheus_client::encoding::prometheus_text::encode(out, &self.registry)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(metrics: &ServerMetrics) -> String {
+        let mut out = String::new();
+        metrics.encode(&mut out).expect("encodes");
+        out
+    }
+
+    #[test]
+    fn api_requests_are_counted_by_template_with_bounded_methods() {
+        let metrics = ServerMetrics::default();
+        metrics.api_request("/apps/{app}", "GET", 200);
+        metrics.api_request("/apps/{app}", "GET", 200);
+        metrics.api_request("/apps/{app}", "BREW", 405);
+        let out = text(&metrics);
+        assert!(
+            out.contains(
+                "berth_api_requests_total{route=\"/apps/{app}\",method=\"GET\",code=\"200\"} 2"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("method=\"other\",code=\"405\"} 1"), "{out}");
+        assert!(!out.contains("BREW"), "{out}");
+    }
+
+    #[test]
+    fn outcomes_show_from_the_start() {
+        let metrics = ServerMetrics::default();
+        let out = text(&metrics);
+        assert!(
+            out.contains("berth_deploys_total{outcome=\"failed\"} 0"),
+            "{out}"
+        );
+        metrics.build(Outcome::Succeeded, Duration::from_secs(3));
+        let out = text(&metrics);
+        assert!(
+            out.contains("berth_builds_total{outcome=\"succeeded\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("berth_build_duration_seconds_bucket{outcome=\"succeeded\",le=\"5\"} 1"),
+            "{out}"
+        );
+    }
+}
