@@ -5,7 +5,8 @@
 # connections, minus those of a run with no request (start-up and shutdown),
 # divided by REQUESTS. Measured in one run for berth's router (one thread),
 # haproxy (one thread) and, when BASE names another berth binary (e.g. one
-# built before a change), that one too; prints the ratios.
+# built before a change), that one too; also berth with its request counting
+# off (`berth router --no-metrics`), for what the metrics cost; prints the ratios.
 #
 # Needs: valgrind, haproxy, nginx (the backend), python3, pgrep
 # (apt-get install valgrind haproxy nginx-light procps), and a release build of
@@ -125,13 +126,14 @@ PY
 }
 
 echo "callgrind: user-space instructions per request, $REQUESTS requests over 4 keep-alive connections, one proxy thread"
+# run_berth BINARY NAME [ROUTER FLAGS...]
 run_berth() {
     local busy idle
     AFTER_START=berth_table
     PORT=$(free_port)
-    busy=$(measure "$2" "$REQUESTS" "$1" router --http "127.0.0.1:$PORT" --control "$WORK/router-$PORT.sock" --threads 1)
+    busy=$(measure "$2" "$REQUESTS" "$1" router --http "127.0.0.1:$PORT" --control "$WORK/router-$PORT.sock" --threads 1 "${@:3}")
     PORT=$(free_port)
-    idle=$(measure "$2" 0 "$1" router --http "127.0.0.1:$PORT" --control "$WORK/router-$PORT.sock" --threads 1)
+    idle=$(measure "$2" 0 "$1" router --http "127.0.0.1:$PORT" --control "$WORK/router-$PORT.sock" --threads 1 "${@:3}")
     AFTER_START=
     echo $(( (busy - idle) / REQUESTS ))
 }
@@ -160,10 +162,13 @@ CONF
 }
 
 berth=$(run_berth "$BERTH" berth)
+unmetered=$(run_berth "$BERTH" unmetered --no-metrics)
 haproxy=$(run_haproxy)
 echo "berth router: $berth"
+echo "berth router, counting nothing (--no-metrics): $unmetered"
 echo "haproxy:      $haproxy"
 python3 -c "print(f'berth/haproxy: {$berth / $haproxy:.2f}x')"
+python3 -c "print(f'metrics on/off: {$berth / $unmetered:.3f}x')"
 if [ -n "$BASE" ]; then
     base=$(run_berth "$BASE" base)
     echo "BASE berth:   $base"
