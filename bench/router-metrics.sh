@@ -28,45 +28,9 @@ done
 PROXY_CORE=$((CORES - 1))
 LOAD_CORES="0-$((CORES - 2))"
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on port $1" >&2
-    exit 1
-}
-
-BACKEND=$(free_port)
-mkdir -p "$WORK/backend"
-cat >"$WORK/backend/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/backend/nginx.pid;
-error_log $WORK/backend/error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$BACKEND reuseport;
-        location / { return 200 "hello, world\n"; }
-    }
-}
-CONF
-taskset -c "$LOAD_CORES" nginx -c "$WORK/backend/nginx.conf" -p "$WORK/backend" &
-PIDS+=($!)
-wait_port "$BACKEND"
+# shellcheck source=bench/proxy-common.sh
+. "$(dirname "$0")/proxy-common.sh"
+start_backend 1 taskset -c "$LOAD_CORES"
 
 # start_berth PORT [FLAGS...]: a one-thread router on the last core, routing $HOST.
 start_berth() {
@@ -74,16 +38,7 @@ start_berth() {
         --threads 1 "${@:2}" >"$WORK/router-$1.log" 2>&1 &
     PIDS+=($!)
     wait_port "$1"
-    python3 - "$WORK/router-$1.sock" "$BACKEND" "$HOST" <<'PY'
-import json, socket, sys
-sock, backend, host = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-routes = [{"hosts": [host], "app": "bench", "service": "web",
-           "backends": [[f"127.0.0.1:{backend}", "web-1"]], "timeout_ms": 60000}]
-s = socket.socket(socket.AF_UNIX)
-s.connect(sock)
-s.sendall((json.dumps({"op": "table", "routes": routes}) + "\n").encode())
-assert json.loads(s.makefile().readline()).get("ok")
-PY
+    push_table "$WORK/router-$1.sock" "$HOST" 1
 }
 
 TICK=$(getconf CLK_TCK)

@@ -29,47 +29,11 @@ for tool in wrk nginx haproxy python3; do
 done
 [ -x "$BERTH" ] || { echo "no berth binary at $BERTH; run cargo build --release -p berth or set BERTH" >&2; exit 1; }
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on port $1" >&2
-    exit 1
-}
+# shellcheck source=bench/proxy-common.sh
+. "$(dirname "$0")/proxy-common.sh"
 
 # The backend: nginx answering a fixed 13-byte body, on all cores.
-BACKEND=$(free_port)
-mkdir -p "$WORK/backend"
-cat >"$WORK/backend/nginx.conf" <<EOF
-worker_processes $CORES;
-daemon off;
-pid $WORK/backend/nginx.pid;
-error_log $WORK/backend/error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$BACKEND reuseport;
-        location / { return 200 "hello, world\n"; }
-    }
-}
-EOF
-nginx -c "$WORK/backend/nginx.conf" -p "$WORK/backend" &
-PIDS+=($!)
-BACKEND_PID=$!
-wait_port "$BACKEND"
+start_backend "$CORES"
 
 # cpu_ticks PID: CPU time (clock ticks) used so far by PID and its children's
 # processes (nginx's workers), user plus system.
@@ -168,18 +132,7 @@ start_berth() {
         "${@:4}" >"$dir/router.log" 2>&1 &
     PIDS+=($!)
     wait_port "$2"
-    python3 - "$dir/router.sock" "$BACKEND" "$3" "$HOST" <<'EOF'
-import json, socket, sys
-sock, backend, hosts, host = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-routes = [{"hosts": [host if i == 0 else f"web.app{i}.example.com"], "app": f"app{i}",
-           "service": "web", "backends": [[f"127.0.0.1:{backend}", f"web-{i}"]],
-           "timeout_ms": 60000} for i in range(hosts)]
-s = socket.socket(socket.AF_UNIX)
-s.connect(sock)
-s.sendall((json.dumps({"op": "table", "routes": routes}) + "\n").encode())
-reply = json.loads(s.makefile().readline())
-assert reply.get("ok"), reply
-EOF
+    push_table "$dir/router.sock" "$HOST" "$3"
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
