@@ -5,7 +5,8 @@
 # connections, minus those of a run with no request (start-up and shutdown),
 # divided by REQUESTS. Measured in one run for berth's router (one thread),
 # haproxy (one thread) and, when BASE names another berth binary (e.g. one
-# built before a change), that one too; prints the ratios.
+# built before a change), that one too; also berth with its request counting
+# off (`berth router --no-metrics`), for what the metrics cost; prints the ratios.
 #
 # Needs: valgrind, haproxy, nginx (the backend), python3, pgrep
 # (apt-get install valgrind haproxy nginx-light procps), and a release build of
@@ -25,45 +26,9 @@ done
 [ -x "$BERTH" ] || { echo "no berth binary at $BERTH; run cargo build --release -p berth or set BERTH" >&2; exit 1; }
 [ -z "$BASE" ] || [ -x "$BASE" ] || { echo "BASE=$BASE is not an executable berth binary" >&2; exit 1; }
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 600); do
-        (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    exit 1
-}
-
-BACKEND=$(free_port)
-mkdir -p "$WORK/backend"
-cat >"$WORK/backend/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/backend/nginx.pid;
-error_log $WORK/backend/error.log;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$BACKEND;
-        location / { return 200 "hello, world\n"; }
-    }
-}
-CONF
-nginx -c "$WORK/backend/nginx.conf" -p "$WORK/backend" &
-PIDS+=($!)
-wait_port "$BACKEND"
+# shellcheck source=bench/proxy-common.sh
+. "$(dirname "$0")/proxy-common.sh"
+start_backend 1
 
 # load PORT N: N GET requests over 4 keep-alive connections, each answer read whole.
 load() {
@@ -108,30 +73,17 @@ measure() {
     awk '/^(summary|totals):/ {print $2; exit}' "$out"
 }
 
-berth_table() {
-    python3 - "$WORK/router-$PORT.sock" "$BACKEND" "$HOST" <<'PY'
-import json, socket, sys, time
-sock, backend, host = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-routes = [{"hosts": [host], "app": "bench", "service": "web",
-           "backends": [[f"127.0.0.1:{backend}", "web-1"]], "timeout_ms": 60000}]
-for _ in range(600):
-    try:
-        s = socket.socket(socket.AF_UNIX); s.connect(sock); break
-    except OSError:
-        time.sleep(0.1)
-s.sendall((json.dumps({"op": "table", "routes": routes}) + "\n").encode())
-assert json.loads(s.makefile().readline()).get("ok")
-PY
-}
+berth_table() { push_table "$WORK/router-$PORT.sock" "$HOST" 1; }
 
 echo "callgrind: user-space instructions per request, $REQUESTS requests over 4 keep-alive connections, one proxy thread"
+# run_berth BINARY NAME [ROUTER FLAGS...]
 run_berth() {
     local busy idle
     AFTER_START=berth_table
     PORT=$(free_port)
-    busy=$(measure "$2" "$REQUESTS" "$1" router --http "127.0.0.1:$PORT" --control "$WORK/router-$PORT.sock" --threads 1)
+    busy=$(measure "$2" "$REQUESTS" "$1" router --http "127.0.0.1:$PORT" --control "$WORK/router-$PORT.sock" --threads 1 "${@:3}")
     PORT=$(free_port)
-    idle=$(measure "$2" 0 "$1" router --http "127.0.0.1:$PORT" --control "$WORK/router-$PORT.sock" --threads 1)
+    idle=$(measure "$2" 0 "$1" router --http "127.0.0.1:$PORT" --control "$WORK/router-$PORT.sock" --threads 1 "${@:3}")
     AFTER_START=
     echo $(( (busy - idle) / REQUESTS ))
 }
@@ -160,10 +112,13 @@ CONF
 }
 
 berth=$(run_berth "$BERTH" berth)
+unmetered=$(run_berth "$BERTH" unmetered --no-metrics)
 haproxy=$(run_haproxy)
 echo "berth router: $berth"
+echo "berth router, counting nothing (--no-metrics): $unmetered"
 echo "haproxy:      $haproxy"
 python3 -c "print(f'berth/haproxy: {$berth / $haproxy:.2f}x')"
+python3 -c "print(f'metrics on/off: {$berth / $unmetered:.3f}x')"
 if [ -n "$BASE" ]; then
     base=$(run_berth "$BASE" base)
     echo "BASE berth:   $base"

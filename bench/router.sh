@@ -7,7 +7,8 @@
 # each proxy it also prints the CPU time the proxy spent per request: where the
 # load generator and the backend share the proxy's cores, requests/s also depends
 # on how the kernel schedules them all, while CPU per request is the proxy's own
-# cost.
+# cost. berth also runs with its request counting off (`berth router --no-metrics`),
+# right after the same run with it on, for what the metrics cost per request.
 #
 # Needs: wrk, nginx, haproxy, pgrep (apt-get install wrk nginx-light haproxy procps), python3,
 # and a release build of berth (BERTH=path/to/berth, default target/release/berth).
@@ -28,47 +29,11 @@ for tool in wrk nginx haproxy python3; do
 done
 [ -x "$BERTH" ] || { echo "no berth binary at $BERTH; run cargo build --release -p berth or set BERTH" >&2; exit 1; }
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on port $1" >&2
-    exit 1
-}
+# shellcheck source=bench/proxy-common.sh
+. "$(dirname "$0")/proxy-common.sh"
 
 # The backend: nginx answering a fixed 13-byte body, on all cores.
-BACKEND=$(free_port)
-mkdir -p "$WORK/backend"
-cat >"$WORK/backend/nginx.conf" <<EOF
-worker_processes $CORES;
-daemon off;
-pid $WORK/backend/nginx.pid;
-error_log $WORK/backend/error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$BACKEND reuseport;
-        location / { return 200 "hello, world\n"; }
-    }
-}
-EOF
-nginx -c "$WORK/backend/nginx.conf" -p "$WORK/backend" &
-PIDS+=($!)
-BACKEND_PID=$!
-wait_port "$BACKEND"
+start_backend "$CORES"
 
 # cpu_ticks PID: CPU time (clock ticks) used so far by PID and its children's
 # processes (nginx's workers), user plus system.
@@ -158,27 +123,16 @@ EOF
     wait_port "$2"
 }
 
-# start_berth THREADS PORT HOSTS: berth's router process with HOSTS routed hosts
-# (the benchmarked one among them), its table pushed over the control socket.
+# start_berth THREADS PORT HOSTS [FLAGS...]: berth's router process with HOSTS routed
+# hosts (the benchmarked one among them), its table pushed over the control socket.
 start_berth() {
     local dir="$WORK/berth-$2"
     mkdir -p "$dir"
     $PROXY_PIN "$BERTH" router --http "127.0.0.1:$2" --control "$dir/router.sock" --threads "$1" \
-        >"$dir/router.log" 2>&1 &
+        "${@:4}" >"$dir/router.log" 2>&1 &
     PIDS+=($!)
     wait_port "$2"
-    python3 - "$dir/router.sock" "$BACKEND" "$3" "$HOST" <<'EOF'
-import json, socket, sys
-sock, backend, hosts, host = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-routes = [{"hosts": [host if i == 0 else f"web.app{i}.example.com"], "app": f"app{i}",
-           "service": "web", "backends": [[f"127.0.0.1:{backend}", f"web-{i}"]],
-           "timeout_ms": 60000} for i in range(hosts)]
-s = socket.socket(socket.AF_UNIX)
-s.connect(sock)
-s.sendall((json.dumps({"op": "table", "routes": routes}) + "\n").encode())
-reply = json.loads(s.makefile().readline())
-assert reply.get("ok"), reply
-EOF
+    push_table "$dir/router.sock" "$HOST" "$3"
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
@@ -191,6 +145,7 @@ for threads in 1 "$CORES"; do
     p=$(free_port); start_nginx "$threads" "$p"; run "nginx ($threads thread)" "$p" "${PIDS[-1]}"
     p=$(free_port); start_haproxy "$threads" "$p"; run "haproxy ($threads thread)" "$p" "${PIDS[-1]}"
     p=$(free_port); start_berth "$threads" "$p" 1; run "berth ($threads thread)" "$p" "${PIDS[-1]}"
+    p=$(free_port); start_berth "$threads" "$p" 1 --no-metrics; run "berth no metrics ($threads thread)" "$p" "${PIDS[-1]}"
 done
 # One thread again, now on a core of its own: wrk and the backend are moved to
 # the other cores, so no proxy shares its core with the threads its sends wake.
@@ -203,6 +158,7 @@ if [ "$CORES" -ge 2 ]; then
     p=$(free_port); start_nginx 1 "$p"; run "nginx (1 thread, own core)" "$p" "${PIDS[-1]}"
     p=$(free_port); start_haproxy 1 "$p"; run "haproxy (1 thread, own core)" "$p" "${PIDS[-1]}"
     p=$(free_port); start_berth 1 "$p" 1; run "berth (1 thread, own core)" "$p" "${PIDS[-1]}"
+    p=$(free_port); start_berth 1 "$p" 1 --no-metrics; run "berth no metrics (1 thread, own core)" "$p" "${PIDS[-1]}"
     for p in "$BACKEND_PID" $(pgrep -P "$BACKEND_PID"); do taskset -a -p -c "0-$((CORES - 1))" "$p" >/dev/null; done
     LOAD_PIN=""
     PROXY_PIN=""
@@ -227,6 +183,10 @@ for t in ["1 thread", f"{cores} thread", "1 thread, own core"]:
           f"berth/nginx {b / r[f'nginx ({t})']:.2f}x, berth/direct {b / r['direct']:.2f}x; "
           f"CPU per request (lower is better) berth/haproxy {bc / cpu[f'haproxy ({t})']:.2f}x, "
           f"berth/nginx {bc / cpu[f'nginx ({t})']:.2f}x")
+    if f"berth no metrics ({t})" in r:
+        n, nc = r[f"berth no metrics ({t})"], cpu[f"berth no metrics ({t})"]
+        print(f"{t}: metrics on/off: CPU per request {bc:.1f}/{nc:.1f} us = {bc / nc:.3f}x, "
+              f"req/s {b:.0f}/{n:.0f} = {b / n:.3f}x")
 print(f"berth 1000 hosts / 1 host ({cores} threads): "
       f"{r[f'berth ({cores} thread, 1000 hosts)'] / r[f'berth ({cores} thread)']:.2f}x")
 EOF

@@ -22,6 +22,8 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 { [ -x /usr/bin/kill ] || [ -x /bin/kill ]; } || missing+=(procps)
 # tests/acme.rs runs Let's Encrypt's test CA.
 { command -v pebble >/dev/null 2>&1 || [ -x /usr/bin/pebble ]; } || missing+=(pebble)
+# tests/metrics.rs scrapes berth with a real Prometheus.
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "the tests need these Debian packages: ${missing[*]}; install them (apt-get install ${missing[*]}) or run this as root" >&2

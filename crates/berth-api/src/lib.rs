@@ -99,6 +99,12 @@ pub struct AppInfo {
     #[serde(flatten)]
     pub app: App,
     pub services: Vec<ServiceInfo>,
+    /// What its processes use together, as last sampled: percent of one core
+    /// (`None` until sampled twice) and memory in bytes.
+    #[serde(default)]
+    pub cpu: Option<f64>,
+    #[serde(default)]
+    pub memory: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -253,6 +259,10 @@ pub struct Process {
     /// Memory it uses, bytes (page cache left out).
     #[serde(default)]
     pub memory: Option<u64>,
+    /// Its memory limit, bytes: `scale.memory`, else what the engine enforces
+    /// (the machine's memory when nothing is set).
+    #[serde(default)]
+    pub memory_limit: Option<u64>,
 }
 
 /// What a [`Process`] is.

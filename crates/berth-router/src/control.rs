@@ -92,6 +92,8 @@ enum Request {
         process: String,
     },
     Logs,
+    /// What the router counted ([`crate::RouterMetrics`]).
+    Metrics,
     Stop,
     Certs {
         certs: Vec<crate::tls::TlsCert>,
@@ -139,6 +141,8 @@ struct Reply {
     inflight: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     logs: Vec<AccessLine>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metrics: Option<crate::RouterMetrics>,
     /// A probe's outcome: the status, or why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     probe: Option<Result<u16, String>>,
@@ -203,6 +207,9 @@ pub struct RouterOptions {
     /// HTTP event loops: the caller's, plus `loops - 1` on threads of their own,
     /// all accepting from the one listening socket.
     pub loops: usize,
+    /// Count requests for the server's metrics (off only to measure what counting
+    /// costs).
+    pub metrics: bool,
 }
 
 /// Runs a router process until `shutdown` resolves or the server sends `stop`;
@@ -254,7 +261,7 @@ pub async fn run_router_process(
     let pid_file = options.control.with_extension("pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(io_err)?;
 
-    let router = Router::build(options.max_body, true);
+    let router = Router::build(options.max_body, true, options.metrics);
     if let Some(addr) = https {
         let _ = router.https_port.set(addr.port());
     }
@@ -431,6 +438,11 @@ async fn serve_control(
                     Ok(Request::Logs) => Reply {
                         ok: true,
                         logs: router.access.take(),
+                        ..Reply::default()
+                    },
+                    Ok(Request::Metrics) => Reply {
+                        ok: true,
+                        metrics: Some(router.metrics()),
                         ..Reply::default()
                     },
                     Ok(Request::Probe {
@@ -632,6 +644,14 @@ impl RouterLink {
     }
 
     /// Whether the router answers its control socket now.
+    /// What the router counted; an error when it does not answer.
+    pub async fn metrics(&self) -> io::Result<crate::RouterMetrics> {
+        let reply = call(&self.options.control, &Request::Metrics).await?;
+        reply.metrics.ok_or_else(|| {
+            io::Error::other("the router does not count requests; restart it to update it")
+        })
+    }
+
     pub async fn alive(&self) -> bool {
         call(&self.options.control, &Request::Hello).await.is_ok()
     }

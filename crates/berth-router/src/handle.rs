@@ -42,6 +42,9 @@ pub trait RouterHandle: Send + Sync + 'static {
     /// Waits until the router runs the latest table and has nothing in flight to
     /// `process`, at most `timeout`; the requests still in flight.
     async fn drain(&self, process: &str, timeout: Duration) -> u64;
+    /// What the router counted (on many nodes: all routers' counts added up);
+    /// `None` when no router answers.
+    async fn metrics(&self) -> Option<crate::RouterMetrics>;
 }
 
 #[async_trait]
@@ -85,5 +88,15 @@ impl RouterHandle for RouterLink {
 
     async fn drain(&self, process: &str, timeout: Duration) -> u64 {
         RouterLink::drain(self, process, timeout).await
+    }
+
+    async fn metrics(&self) -> Option<crate::RouterMetrics> {
+        match RouterLink::metrics(self).await {
+            Ok(metrics) => Some(metrics),
+            Err(e) => {
+                tracing::warn!("cannot read the router's metrics: {e}");
+                None
+            }
+        }
     }
 }

@@ -23,6 +23,8 @@
 //! - `routing` (the compiled table, the order a route's processes are tried in,
 //!   in-flight counts) and `tls` (certificates, rustls).
 //! - `headers`: header rules and the writing of heads; knows no router type.
+//! - `metrics`: the per-route counters the data paths add to, and the snapshot the
+//!   server reads over the control socket; knows no router type.
 //!
 //! This file holds the public types and the [`Router`]'s state, which every layer
 //! reads. The access log buffer in that state is `control`'s (the control socket
@@ -30,7 +32,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +44,7 @@ mod conn;
 pub mod control;
 mod handle;
 mod headers;
+pub mod metrics;
 mod outcome;
 mod proxy;
 mod relay;
@@ -53,7 +56,9 @@ pub use control::{
     AccessLine, ControlError, LinkOptions, RouterLink, RouterOptions, run_router_process,
 };
 pub use handle::RouterHandle;
+pub use metrics::RouterMetrics;
 
+use metrics::{RouteStats, StatsByRoute};
 use routing::{Compiled, Entry};
 
 /// One process a route can send requests to.
@@ -103,36 +108,61 @@ pub struct Router {
     https_port: std::sync::OnceLock<u16>,
     /// ACME HTTP-01 challenges the server is answering: token → key authorization.
     challenges: ArcSwap<HashMap<String, String>>,
+    /// (app, service) → its counters, kept across table swaps while it is routed.
+    stats: Mutex<StatsByRoute>,
+    /// Requests for hosts no route serves.
+    unknown: Arc<RouteStats>,
+    /// Client connections open now.
+    pub(crate) open_connections: AtomicU64,
+    /// Whether requests are counted (`berth router --no-metrics` turns it off, for
+    /// benchmarks).
+    pub(crate) counting: bool,
 }
 
 impl Router {
     /// A router with an empty table (every host answers 404).
     pub fn new() -> Arc<Router> {
-        Router::build(None, false)
+        Router::build(None, false, true)
     }
 
     /// A router with an empty table that answers 413 to request bodies larger than
     /// `max_body` bytes.
     pub fn with_limits(max_body: Option<u64>) -> Arc<Router> {
-        Router::build(max_body, false)
+        Router::build(max_body, false, true)
     }
 
-    fn build(max_body: Option<u64>, log_access: bool) -> Arc<Router> {
+    fn build(max_body: Option<u64>, log_access: bool, counting: bool) -> Arc<Router> {
         Arc::new(Router {
-            state: ArcSwap::from_pointee(Compiled::new(RouteTable::default(), &mut HashMap::new())),
+            state: ArcSwap::from_pointee(Compiled::new(
+                RouteTable::default(),
+                &mut HashMap::new(),
+                &mut HashMap::new(),
+            )),
             inflight: Mutex::new(HashMap::new()),
             max_body,
             access: access_log::AccessLog::default(),
             log_access,
             https_port: std::sync::OnceLock::new(),
             challenges: ArcSwap::from_pointee(HashMap::new()),
+            stats: Mutex::new(HashMap::new()),
+            unknown: Arc::new(RouteStats::new(metrics::UNKNOWN, metrics::UNKNOWN)),
+            open_connections: AtomicU64::new(0),
+            counting,
         })
     }
 
     /// Atomically replaces the table; requests in flight keep the old one.
     pub fn update(&self, table: RouteTable) {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        let compiled = Compiled::new(table, &mut inflight);
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = HashMap::new();
+        let compiled = Compiled::new(table, &mut inflight, &mut stats);
+        // Counters of services no longer routed go; the others carry on.
+        for entry in compiled.hosts.values() {
+            let key = (entry.route.app.clone(), entry.route.service.clone());
+            kept.insert(key, entry.stats.clone());
+        }
+        *stats = kept;
         // Forget processes that left and have nothing in flight.
         let routed: std::collections::HashSet<&str> = compiled
             .table
@@ -162,6 +192,44 @@ impl Router {
             .unwrap_or_else(|p| p.into_inner())
             .get(process)
             .map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+
+    /// What the router counted: every routed service's requests and upstream errors
+    /// since it was first routed, those of unknown hosts, what is in flight now.
+    pub fn metrics(&self) -> RouterMetrics {
+        let compiled = self.state.load();
+        let mut in_flight: HashMap<*const RouteStats, u64> = HashMap::new();
+        for entry in compiled.hosts.values() {
+            // Hosts sharing a route share its entry: count each entry once.
+            in_flight
+                .entry(Arc::as_ptr(&entry.stats))
+                .or_insert_with(|| {
+                    entry
+                        .targets
+                        .iter()
+                        .map(|t| t.inflight.load(Ordering::Relaxed) as u64)
+                        .sum()
+                });
+        }
+        let stats: Vec<Arc<RouteStats>> = self
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        RouterMetrics::collect(
+            stats
+                .iter()
+                .chain([&self.unknown])
+                .map(|s| (&**s, in_flight.get(&Arc::as_ptr(s)).copied().unwrap_or(0))),
+            self.open_connections.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The counters of requests for hosts no route serves.
+    pub(crate) fn unknown_stats(&self) -> &RouteStats {
+        &self.unknown
     }
 
     /// The current table.

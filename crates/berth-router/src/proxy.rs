@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use crate::body::{ReqBody, ResBody};
 use crate::conn::{ConnCtx, Phase};
 use crate::headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
+use crate::metrics::{RouteStats, UpstreamError, method_index};
 use crate::outcome::{Answer, Failure, access_line_start};
 use crate::routing::{
     ACME_CHALLENGE_PATH, Attempt, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, is_retryable,
@@ -32,6 +33,11 @@ struct AccessTag {
     process: String,
 }
 
+/// The counters of the route that served a request (none: counted as an unknown
+/// host); never sent to the client.
+#[derive(Clone)]
+struct Counted(std::sync::Arc<RouteStats>);
+
 /// Serves one request the fast path left to hyper (every request on HTTPS, and on a
 /// plain connection from the first request `relay` hands over).
 pub(crate) async fn handle(mut req: Request<Incoming>, conn: &ConnCtx) -> Response<ResBody> {
@@ -39,14 +45,19 @@ pub(crate) async fn handle(mut req: Request<Incoming>, conn: &ConnCtx) -> Respon
     let upgrade = headers::upgrade_protocol(req.headers());
     headers::strip_hop_by_hop(req.headers_mut());
     let request_id = headers::ensure_request_id(req.headers_mut());
+    let start = Instant::now();
+    let method = method_index(req.method().as_str());
     let access = router.log_access.then(|| {
         let host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
-        let line = access_line_start(req.method().as_str(), host.unwrap_or("-"), req.uri().path());
-        (Instant::now(), line)
+        access_line_start(req.method().as_str(), host.unwrap_or("-"), req.uri().path())
     });
     let mut resp = router.route(req, upgrade, conn).await;
-    if let (Some((start, line)), Some(tag)) = (access, resp.extensions_mut().remove::<AccessTag>())
-    {
+    let counted = resp.extensions_mut().remove::<Counted>();
+    if router.counting {
+        let stats = counted.as_ref().map_or(router.unknown_stats(), |c| &*c.0);
+        stats.record(method, resp.status().as_u16(), start.elapsed());
+    }
+    if let (Some(line), Some(tag)) = (access, resp.extensions_mut().remove::<AccessTag>()) {
         let bytes = resp
             .headers()
             .get(http::header::CONTENT_LENGTH)
@@ -62,7 +73,7 @@ pub(crate) async fn handle(mut req: Request<Incoming>, conn: &ConnCtx) -> Respon
 impl Router {
     async fn route(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         upgrade: Option<HeaderValue>,
         conn: &ConnCtx,
     ) -> Response<ResBody> {
@@ -100,6 +111,29 @@ impl Router {
                 ),
             );
         };
+        let mut resp = self
+            .route_to(
+                &entry,
+                req,
+                upgrade,
+                conn,
+                (host.into_owned(), original_host, absolute_form),
+            )
+            .await;
+        resp.extensions_mut().insert(Counted(entry.stats.clone()));
+        resp
+    }
+
+    /// Serves a request for `entry`'s route: redirect to HTTPS, 503 without healthy
+    /// processes, else forwarded. `host` is the normalised and the original host.
+    async fn route_to(
+        &self,
+        entry: &Entry,
+        mut req: Request<Incoming>,
+        upgrade: Option<HeaderValue>,
+        conn: &ConnCtx,
+        (host, original_host, absolute_form): (String, HeaderValue, bool),
+    ) -> Response<ResBody> {
         let route = &entry.route;
         if route.tls_redirect
             && !conn.https
@@ -155,7 +189,7 @@ impl Router {
         }
 
         let result = self
-            .forward(&entry, parts.method, path_and_query, headers, body)
+            .forward(entry, parts.method, path_and_query, headers, body)
             .await;
         let (mut resp, inflight, backend) = match result {
             Ok(ok) => ok,
@@ -259,13 +293,17 @@ impl Router {
             let result = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, sent).await {
                     Ok(result) => result,
-                    Err(_) => return Err(Failure::Timeout),
+                    Err(_) => {
+                        entry.stats.upstream_error(UpstreamError::Timeout);
+                        return Err(Failure::Timeout);
+                    }
                 },
                 None => sent.await,
             };
             match result {
                 Ok(resp) => return Ok((resp, guard, target.backend)),
                 Err(e) if e.is_connect() => {
+                    entry.stats.upstream_error(UpstreamError::Connect);
                     entry.attempt_failed(target, "cannot connect to process", &ErrorChain(&e));
                     if let Some(mut rx) = giveback {
                         match rx.try_recv() {
@@ -276,6 +314,7 @@ impl Router {
                     }
                 }
                 Err(e) if !last && retryable => {
+                    entry.stats.upstream_error(UpstreamError::Reset);
                     let what = "process failed to answer; retrying";
                     entry.attempt_failed(target, what, &ErrorChain(&e));
                 }
@@ -283,6 +322,7 @@ impl Router {
                     return Err(Failure::TooLarge(self.max_body.unwrap_or_default()));
                 }
                 Err(e) => {
+                    entry.stats.upstream_error(UpstreamError::Reset);
                     entry.attempt_failed(target, "process failed to answer", &ErrorChain(&e));
                     return Err(Failure::Backend {
                         process: entry.route.backends[target.backend].process.clone(),

@@ -31,6 +31,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
+use crate::metrics::{UpstreamError, method_index};
 use crate::outcome::{Answer, Failure, access_line_start};
 use crate::routing::{
     ACME_CHALLENGE_PATH, Attempt, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, is_retryable,
@@ -135,6 +136,8 @@ struct Request {
     retryable: bool,
     /// The client asked to close the connection after this request.
     close: bool,
+    /// The method's index in `metrics::METHODS`.
+    method: usize,
     /// The access log line's start (`METHOD HOST PATH`), when access is logged.
     log: Option<String>,
 }
@@ -364,6 +367,7 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
         is_head: method == "HEAD",
         retryable: is_retryable(method, body_len > 0),
         close,
+        method: method_index(method),
         log,
     })
 }
@@ -398,6 +402,7 @@ async fn exchange(
                     biased;
                     result = sent => result,
                     () = timer.as_mut() => {
+                        entry.stats.upstream_error(UpstreamError::Timeout);
                         failure = Failure::Timeout;
                         break;
                     }
@@ -412,6 +417,11 @@ async fn exchange(
                 drop(inflight);
                 let relayed = relayed?;
                 let done = Instant::now();
+                if ctx.router.counting {
+                    entry
+                        .stats
+                        .record(request.method, relayed.status, done - start_time);
+                }
                 if let Some(line) = request.log.take() {
                     ctx.router.push_access_line(
                         &route.app,
@@ -428,9 +438,17 @@ async fn exchange(
                 return Ok(!closing && !relayed.close_delimited);
             }
             Err(SendError::Connect(e)) => {
+                entry
+                    .stats
+                    .upstream_error(if e.kind() == io::ErrorKind::TimedOut {
+                        UpstreamError::Timeout
+                    } else {
+                        UpstreamError::Connect
+                    });
                 entry.attempt_failed(target, "cannot connect to process", &e);
             }
             Err(SendError::Broken(e)) => {
+                entry.stats.upstream_error(UpstreamError::Reset);
                 entry.attempt_failed(target, "process failed to answer", &e);
                 failure = Failure::Broken {
                     process: backend.process.clone(),
@@ -447,8 +465,11 @@ async fn exchange(
     let bytes = answer.to_http1(request.request_id.as_bytes(), closing);
     let status = answer.status.as_u16();
     client.write_all(&bytes).await.map_err(|_| ClientGone)?;
+    let elapsed = start_time.elapsed();
+    if ctx.router.counting {
+        entry.stats.record(request.method, status, elapsed);
+    }
     if let Some(line) = request.log.take() {
-        let elapsed = start_time.elapsed();
         ctx.router
             .push_access_line(&route.app, line, status, None, elapsed, "-");
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use http::uri::Authority;
 
 use crate::headers;
+use crate::metrics::{RouteStats, StatsByRoute};
 use crate::{Route, RouteTable};
 
 /// Where ACME HTTP-01 challenges are fetched (RFC 8555, section 8.3); the router
@@ -54,6 +55,8 @@ pub(crate) struct Entry {
     next: AtomicUsize,
     /// The backends' `ip:port`, ready to put into a URI.
     pub(crate) targets: Box<[Target]>,
+    /// The counters of the route's app and service.
+    pub(crate) stats: Arc<RouteStats>,
 }
 
 pub(crate) struct Target {
@@ -64,13 +67,25 @@ pub(crate) struct Target {
 }
 
 impl Compiled {
-    pub(crate) fn new(table: RouteTable, inflight: &mut HashMap<String, Arc<AtomicUsize>>) -> Self {
+    /// `stats` holds the counters of the routes of the table before; routes of the
+    /// same app and service carry on with them, new ones get theirs added.
+    pub(crate) fn new(
+        table: RouteTable,
+        inflight: &mut HashMap<String, Arc<AtomicUsize>>,
+        stats: &mut StatsByRoute,
+    ) -> Self {
         let mut entries: HashMap<*const Route, Arc<Entry>> = HashMap::new();
         let mut hosts = HashMap::with_capacity_and_hasher(table.hosts.len(), Default::default());
         for (host, route) in &table.hosts {
             let entry = entries
                 .entry(Arc::as_ptr(route))
-                .or_insert_with(|| Arc::new(Entry::new(route.clone(), inflight)))
+                .or_insert_with(|| {
+                    let stats = stats
+                        .entry((route.app.clone(), route.service.clone()))
+                        .or_insert_with(|| Arc::new(RouteStats::new(&route.app, &route.service)))
+                        .clone();
+                    Arc::new(Entry::new(route.clone(), inflight, stats))
+                })
                 .clone();
             hosts.insert(headers::canonical_name(host), entry);
         }
@@ -82,7 +97,11 @@ impl Compiled {
 }
 
 impl Entry {
-    fn new(route: Arc<Route>, inflight: &mut HashMap<String, Arc<AtomicUsize>>) -> Self {
+    fn new(
+        route: Arc<Route>,
+        inflight: &mut HashMap<String, Arc<AtomicUsize>>,
+        stats: Arc<RouteStats>,
+    ) -> Self {
         let targets = route
             .backends
             .iter()
@@ -103,6 +122,7 @@ impl Entry {
             route,
             next: AtomicUsize::new(headers::random_u64() as usize),
             targets,
+            stats,
         }
     }
 }

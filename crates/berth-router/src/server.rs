@@ -9,6 +9,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -159,6 +160,7 @@ async fn serve_connection(
     http: Arc<http1::Builder>,
     _alive: mpsc::Sender<Infallible>,
 ) {
+    let _open = OpenConnection::count(&ctx.router);
     set_nodelay(&stream);
     let mut phase = ctx.phase.clone();
     let relayed = tokio::select! {
@@ -186,6 +188,7 @@ async fn serve_tls_connection(
     ctx: ConnCtx,
     _alive: mpsc::Sender<Infallible>,
 ) {
+    let _open = OpenConnection::count(&ctx.router);
     set_nodelay(&stream);
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
@@ -198,6 +201,22 @@ async fn serve_tls_connection(
     let phase = ctx.phase.clone();
     let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service(ctx));
     drive(conn, phase, |conn| conn.graceful_shutdown()).await;
+}
+
+/// One open client connection, counted while it lives.
+struct OpenConnection(Arc<Router>);
+
+impl OpenConnection {
+    fn count(router: &Arc<Router>) -> OpenConnection {
+        router.open_connections.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(router.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn set_nodelay(stream: &TcpStream) {

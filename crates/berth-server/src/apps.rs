@@ -82,9 +82,20 @@ pub fn info(rack: &Rack, app: &str) -> Result<AppInfo> {
             });
         }
     }
+    let usages: Vec<crate::rack::Usage> = rack
+        .usages()
+        .into_iter()
+        .filter(|((a, _), _)| a == app)
+        .map(|(_, u)| u)
+        .collect();
     Ok(AppInfo {
         app: view(rack, &row),
         services,
+        cpu: usages
+            .iter()
+            .filter_map(|u| u.cpu_percent)
+            .reduce(|a, b| a + b),
+        memory: usages.iter().map(|u| u.memory_bytes).reduce(|a, b| a + b),
     })
 }
 

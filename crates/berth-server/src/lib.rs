@@ -29,6 +29,7 @@ pub mod http;
 pub mod instances;
 pub mod lifecycle;
 pub mod logs;
+pub mod metrics;
 pub mod oneoff;
 pub mod processes;
 pub mod progress;
@@ -67,6 +68,8 @@ pub struct ServerConfig {
     pub swarm: bool,
     /// Whether and with which certificate the API is served over HTTPS.
     pub api_tls: ApiTls,
+    /// Serve Prometheus metrics at `/metrics` on this address (`--metrics`).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// HTTPS for the API. It is served over HTTPS whenever its address is not a
@@ -244,6 +247,19 @@ pub async fn run(
             flag: "--api",
             source,
         })?;
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Listen {
+                    addr,
+                    what: "metrics",
+                    flag: "--metrics",
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let Engine {
         runtime,
         router,
@@ -285,6 +301,13 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(http::metrics::serve(
+            listener,
+            rack.clone(),
+            stop_rx.clone(),
+        ));
+    }
     let api_stop = stop_rx;
     let api = {
         let app = http::app(rack.clone());

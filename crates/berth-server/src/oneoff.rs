@@ -536,6 +536,7 @@ pub async fn processes(rack: &Rack, app: &str) -> Vec<Process> {
                 node: c.node.clone(),
                 cpu: None,
                 memory: None,
+                memory_limit: None,
             })
         })
         .collect()

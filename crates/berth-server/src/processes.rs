@@ -52,6 +52,7 @@ pub async fn list(rack: &Rack, app: &str) -> Result<Vec<Process>> {
                 node: o.as_ref().and_then(|o| o.node.clone()),
                 cpu: usage.and_then(|u| u.cpu_percent),
                 memory: usage.map(|u| u.memory_bytes),
+                memory_limit: crate::rack::usage::memory_limit(p.memory, usage.as_ref()),
             }
         })
         .chain(oneoffs)

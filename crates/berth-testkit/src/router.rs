@@ -138,4 +138,8 @@ impl RouterHandle for InProcessRouter {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+
+    async fn metrics(&self) -> Option<berth_router::RouterMetrics> {
+        Some(self.router.metrics())
+    }
 }

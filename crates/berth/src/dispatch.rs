@@ -52,6 +52,7 @@ pub async fn run(command: Command) -> Result<()> {
             cpu,
         } => processes::scale(app, service, ScaleRequest { count, memory, cpu }).await,
         Command::Ps { app, json, command } => processes::ps(app, json, command).await,
+        Command::Top { sort, json } => processes::top(sort, json).await,
         Command::Run(args) => oneoff::run(args).await,
         Command::Exec(args) => oneoff::exec(args).await,
         Command::Timers { app, json } => oneoff::timers(app, json).await,

@@ -17,6 +17,7 @@ pub async fn run(args: RouterArgs) -> Result<()> {
         loops: args.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }),
+        metrics: !args.no_metrics,
     };
     berth_router::run_router_process(options, shutdown).await?;
     Ok(())

@@ -79,6 +79,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         max_upload: args.max_upload.saturating_mul(1024 * 1024),
         api_tls,
         swarm: args.swarm,
+        metrics_addr: args.metrics,
     };
     berth_server::run(config, shutdown).await?;
     Ok(())

@@ -5,6 +5,7 @@ use super::extract::{Source, pack_context, safe_relative};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, step};
 use crate::rack::Rack;
+use crate::rack::metrics::Outcome;
 use berth_api::Event;
 use berth_core::ImageSource;
 use berth_runtime::{BuildRequest, LABEL_APP};
@@ -27,7 +28,9 @@ pub async fn build(
     let build = rack.store.create_build(app, &source.manifest_text)?;
     step(progress, format!("build {} started", build.id)).await;
     rack.logs.event(app, &format!("build {} started", build.id));
+    let started = std::time::Instant::now();
     let result = build_images(rack, app, &build, source, progress).await;
+    rack.metrics.build(Outcome::of(&result), started.elapsed());
     match result {
         Ok(images) => {
             rack.store.finish_build(app, &build.id, &images, None)?;

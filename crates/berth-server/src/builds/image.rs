@@ -6,6 +6,7 @@ use super::build::forward_output;
 use crate::error::{Error, Result};
 use crate::progress::{Progress, step};
 use crate::rack::Rack;
+use crate::rack::metrics::Outcome;
 use berth_core::ImageSource;
 use berth_runtime::{BuildRequest, LABEL_BUILD};
 use berth_store::ReleaseRow;
@@ -132,7 +133,9 @@ pub async fn release_image(
     )
     .await;
     let tag = format!("berth/{app}:{}", build.id);
+    let started = std::time::Instant::now();
     let result = label_image(rack, app, &build.id, &reference, &tag, progress).await;
+    rack.metrics.build(Outcome::of(&result), started.elapsed());
     if !existed && !reference.starts_with("sha256:") {
         // Only berth's tag should hold the image on the server.
         let _ = rack.runtime.remove_image(&reference).await;

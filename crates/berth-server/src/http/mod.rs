@@ -13,6 +13,7 @@ pub mod error;
 mod guard;
 mod instances;
 mod logs;
+pub mod metrics;
 mod ndjson;
 mod processes;
 mod rack;
@@ -25,7 +26,7 @@ mod volumes;
 
 use crate::rack::Rack;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use error::ApiError;
@@ -99,11 +100,20 @@ pub fn app(rack: Arc<Rack>) -> Router {
         ))
         .route("/health", get(|| async { "ok" }))
         .route("/ca.pem", get(rack::ca_pem))
-        .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no such API route; see the route list in the berth-api crate docs",
-            )
-        })
+        .route_layer(axum::middleware::from_fn_with_state(
+            rack.clone(),
+            metrics::count,
+        ))
+        .fallback(
+            |State(rack): State<Arc<Rack>>, method: axum::http::Method| async move {
+                let status = StatusCode::NOT_FOUND;
+                rack.metrics
+                    .api_request(metrics::UNMATCHED, method.as_str(), status.as_u16());
+                ApiError::new(
+                    status,
+                    "no such API route; see the route list in the berth-api crate docs",
+                )
+            },
+        )
         .with_state(rack)
 }

@@ -98,7 +98,9 @@ pub async fn run(rack: Arc<Rack>) {
     let mut backoff = Backoff::new();
     let mut first = true;
     loop {
-        match converge(&rack, &mut backoff, first).await {
+        let pass = converge(&rack, &mut backoff, first).await;
+        rack.metrics.reconcile_pass();
+        match pass {
             Ok(()) => {
                 first = false;
                 if let Some(Change::Back(after)) = rack.engine_watch.answered() {

@@ -8,6 +8,7 @@ use super::retire::{Retirement, retire};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, step};
 use crate::rack::Rack;
+use crate::rack::metrics::Outcome;
 use crate::spec::desired;
 use berth_core::{ImageSource, Manifest, ProcessState};
 use berth_runtime::ContainerInfo;
@@ -263,10 +264,12 @@ pub async fn rollout(
     })?;
     rack.logs
         .event(&app, &format!("deploy of release {} started", release.id));
+    let started = std::time::Instant::now();
     let result = match distribute_images(rack, &images, progress).await {
         Ok(()) => rollout_inner(rack, release, &manifest, only, progress).await,
         Err(e) => Err(e),
     };
+    rack.metrics.deploy(Outcome::of(&result), started.elapsed());
     match &result {
         Ok(()) => {
             rack.store.finish_deployment(deployment, None)?;

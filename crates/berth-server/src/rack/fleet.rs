@@ -189,6 +189,27 @@ impl RouterHandle for RouterFleet {
             .into_iter()
             .sum()
     }
+
+    async fn metrics(&self) -> Option<berth_router::RouterMetrics> {
+        let links = self.links();
+        let reads = links.iter().map(|l| l.router.metrics());
+        let mut all: Option<berth_router::RouterMetrics> = None;
+        for (link, read) in links
+            .iter()
+            .zip(futures_util::future::join_all(reads).await)
+        {
+            match read {
+                Ok(m) => match &mut all {
+                    Some(all) => all.merge(m),
+                    None => all = Some(m),
+                },
+                Err(e) => {
+                    tracing::warn!(node = %link.hostname, "cannot read the router's metrics: {e}")
+                }
+            }
+        }
+        all
+    }
 }
 
 #[async_trait]

@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod fleet;
+pub mod metrics;
 mod observed;
 mod routes;
 pub mod usage;
@@ -91,6 +92,8 @@ pub struct Rack {
     pub ca: Arc<ClusterCa>,
     /// The API serves a certificate given to it (`--tls-cert`), not one of `ca`.
     api_cert_given: std::sync::atomic::AtomicBool,
+    /// The server's own counters (deploys, builds, API requests, ...).
+    pub metrics: metrics::ServerMetrics,
 }
 
 /// Listings are dropped on any engine event for the app and whenever berth
@@ -139,6 +142,7 @@ impl Rack {
             agents: parts.agents,
             ca: parts.ca,
             api_cert_given: Default::default(),
+            metrics: Default::default(),
         }
     }
 

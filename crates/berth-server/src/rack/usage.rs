@@ -4,6 +4,7 @@
 
 use super::Rack;
 use berth_runtime::ProcessStats;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,10 @@ pub struct Usage {
     /// Percent of one core over the last interval; `None` after one sample.
     pub cpu_percent: Option<f64>,
     pub memory_bytes: u64,
+    /// The memory limit the engine enforces (the machine's memory when none is set).
+    pub memory_limit: Option<u64>,
+    /// CPU time the process's container used since it started, seconds.
+    pub cpu_seconds: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,9 +48,19 @@ impl Sample {
             usage: Usage {
                 cpu_percent,
                 memory_bytes: stats.memory_bytes,
+                memory_limit: stats.memory_limit,
+                cpu_seconds: stats.cpu_nanos as f64 / 1e9,
             },
         }
     }
+}
+
+/// A process's memory limit, bytes: its `scale.memory` (MiB) when set, else the
+/// limit the engine last reported (the machine's memory when there is none).
+pub fn memory_limit(configured_mib: Option<u64>, usage: Option<&Usage>) -> Option<u64> {
+    configured_mib
+        .map(|mib| mib.saturating_mul(1024 * 1024))
+        .or_else(|| usage.and_then(|u| u.memory_limit))
 }
 
 /// A short stable key for a container id (samples are keyed by process).
@@ -62,6 +77,16 @@ impl Rack {
             .unwrap_or_else(|p| p.into_inner())
             .get(&(app.to_string(), process.to_string()))
             .map(|s| s.usage)
+    }
+
+    /// The last sampled use of every process, by (app, process id).
+    pub fn usages(&self) -> HashMap<(String, String), Usage> {
+        self.usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, s)| (k.clone(), s.usage))
+            .collect()
     }
 
     fn record_usage(&self, app: &str, process: &str, container: &str, stats: ProcessStats) {

@@ -17,6 +17,15 @@ pub use rack::{
 
 use clap::{ArgGroup, Parser, Subcommand};
 
+/// The order of `berth top`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TopSort {
+    /// CPU share, highest first
+    Cpu,
+    /// Memory used, highest first
+    Mem,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",
@@ -153,6 +162,16 @@ pub enum Command {
         json: JsonArg,
         #[command(subcommand)]
         command: Option<PsCommand>,
+    },
+
+    /// Every process of the rack, busiest first: APP ID SERVICE STATE CPU MEM; refreshed
+    /// every 2 s on a terminal, printed once with --json or when piped
+    Top {
+        /// What to sort by
+        #[arg(long, value_enum, default_value_t = TopSort::Cpu)]
+        sort: TopSort,
+        #[command(flatten)]
+        json: JsonArg,
     },
 
     /// Run a one-off process of a service, e.g. `berth run web -- ./migrate`; exits with its exit code

@@ -63,6 +63,10 @@ pub struct ServerArgs {
     /// router on every node; nodes join with `berth instances join`
     #[arg(long)]
     pub swarm: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics, without a token: bind it to
+    /// a private address, e.g. 127.0.0.1:9180
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +150,9 @@ pub struct RouterArgs {
     /// Address to serve HTTPS on
     #[arg(long, value_name = "ADDR")]
     pub https: Option<SocketAddr>,
+    /// Count nothing for metrics (only to measure what counting costs)
+    #[arg(long, hide = true)]
+    pub no_metrics: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,7 @@
 //! `berth apps` and `berth services`.
 
 use crate::cli::{AppArg, AppsCommand, JsonArg};
-use crate::output::{age, key_values, or_dash, print_json, print_list, table};
+use crate::output::{age, bytes, key_values, or_dash, print_json, print_list, table};
 use crate::resolve;
 use anyhow::{Context, Result, anyhow, bail};
 use berth_api::AppInfo;
@@ -124,6 +124,11 @@ fn format_app_info(info: &AppInfo) -> String {
         ("Status", info.app.status.clone()),
         ("Release", or_dash(info.app.release.as_ref())),
         ("Created", info.app.created.clone()),
+        (
+            "CPU",
+            info.cpu.map_or_else(|| "-".into(), |c| format!("{c:.1}%")),
+        ),
+        ("Memory", info.memory.map_or_else(|| "-".into(), bytes)),
     ]);
     if !info.services.is_empty() {
         out.push('\n');
@@ -210,12 +215,16 @@ mod tests {
                 cpu: None,
                 healthy: 2,
             }],
+            cpu: Some(12.5),
+            memory: Some(3 * 1024 * 1024),
         };
         let want = "\
 Name     shop
 Status   running
 Release  R3
 Created  2025-01-01T00:00:00Z
+CPU      12.5%
+Memory   3.0 MiB
 
 SERVICE  HEALTHY  PORT  MEMORY   CPU  URLS
 web      2/2      8080  256 MiB  -    http://web.shop.localhost:8080
