@@ -670,7 +670,13 @@ fn service_limits(app: &str) -> Vec<String> {
 #[test]
 fn pod_specs_resource_limits_and_acme_certificates_work_on_a_swarm() {
     let mut pebble = Pebble::prepare();
-    let mut extra = vec!["--domain".to_string(), "berth.test".to_string()];
+    let metrics = common::free_port();
+    let mut extra = vec![
+        "--domain".to_string(),
+        "berth.test".to_string(),
+        "--metrics".to_string(),
+        format!("127.0.0.1:{metrics}"),
+    ];
     extra.extend(pebble.server_args());
     let rack = SwarmRack::start_with(extra);
     // Pebble resolves every name to node 2: the challenge is fetched through
@@ -768,6 +774,28 @@ spec:
         "the image did not reach {node}"
     );
     assert_eq!(service_limits(&app), ["67108864 500000000"]);
+
+    // /metrics adds up every node's router: two more GETs through each node
+    // count six more.
+    let served = |app: &str| -> f64 {
+        let (status, text) = common::http_get(metrics, "127.0.0.1", "/metrics").expect("/metrics");
+        assert_eq!(status, 200, "{text}");
+        text.lines()
+            .filter(|l| {
+                l.starts_with("berth_router_requests_total{")
+                    && l.contains(&format!("app=\"{app}\""))
+                    && l.contains("code=\"200\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = served(&app);
+    for n in 1..=3 {
+        for _ in 0..2 {
+            assert_eq!(rack.get(n, &host, "/").0, 200);
+        }
+    }
+    assert_eq!(served(&app) - before, 6.0);
 
     // `berth scale` changes the limits: the process is replaced, still served.
     rack.ok(&[
