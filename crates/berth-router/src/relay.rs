@@ -30,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
+use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, MAX_HEAD, Phase};
 use crate::metrics::{UpstreamError, method_index};
 use crate::outcome::{Answer, Failure, access_line_start};
 use crate::routing::{
@@ -40,8 +40,6 @@ use crate::{Router, headers};
 
 /// Most headers in a request or response head on this path (hyper takes more).
 const MAX_HEADERS: usize = 64;
-/// Largest request or response head on this path.
-const MAX_HEAD: usize = 64 * 1024;
 /// Request bodies up to this size are read whole before they are forwarded, so that a
 /// process that refuses the connection can be skipped; larger ones stream through hyper.
 const MAX_BUFFERED_BODY: u64 = 64 * 1024;
@@ -75,6 +73,11 @@ pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
             match plan(router, ctx, &buf, &mut head) {
                 Plan::Forward(request) => break request,
                 Plan::Handoff => return Ended::Handoff(client, buf),
+                Plan::Refuse(answer) => {
+                    let _ = client.write_all(answer).await;
+                    let _ = client.shutdown().await;
+                    return Ended::Closed;
+                }
                 Plan::Partial => {}
             }
             let idle = buf.is_empty();
@@ -161,7 +164,16 @@ enum Plan {
     Forward(Request),
     Partial,
     Handoff,
+    /// Answered by berth with this whole response, then the connection closes.
+    Refuse(&'static [u8]),
 }
+
+/// A head with both `Content-Length` and `Transfer-Encoding` can be framed two
+/// ways (the shape of request smuggling): refused as nginx refuses it.
+const AMBIGUOUS_LENGTH: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 80\r\nConnection: close\r\n\r\nberth: the request has both Content-Length and Transfer-Encoding; send only one\n";
+
+/// A head over [`MAX_HEAD`].
+const HEAD_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 59\r\nConnection: close\r\n\r\nberth: the request's headers are larger than 64 KiB in all\n";
 
 /// What a request header means to the fast path.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -251,9 +263,10 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let head_len = match req.parse_with_uninit_headers(buf, &mut slots) {
-        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Plan::Partial,
-        _ => return Plan::Handoff,
+        Ok(_) => return Plan::Refuse(HEAD_TOO_LARGE),
+        Err(_) => return Plan::Handoff,
     };
     let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
         return Plan::Handoff;
@@ -264,6 +277,7 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
 
     let mut host = None;
     let mut content_length: Option<u64> = None;
+    let mut chunked_or_other = false;
     let mut close = false;
     let mut request_id: Option<&[u8]> = None;
     let mut named = Named::new();
@@ -272,7 +286,8 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
         *slot = kind(h.name);
         match *slot {
             Kind::Host if host.is_none() => host = Some(h.value),
-            Kind::Host | Kind::Unsupported | Kind::TransferEncoding => return Plan::Handoff,
+            Kind::Host | Kind::Unsupported => return Plan::Handoff,
+            Kind::TransferEncoding => chunked_or_other = true,
             Kind::ContentLength => {
                 let Some(n) = parse_length(h.value) else {
                     return Plan::Handoff;
@@ -298,6 +313,12 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
             _ => {}
         }
     }
+    if chunked_or_other {
+        return match content_length {
+            Some(_) => Plan::Refuse(AMBIGUOUS_LENGTH),
+            None => Plan::Handoff,
+        };
+    }
     let Some(host_value) = host.and_then(|h| std::str::from_utf8(h).ok()) else {
         return Plan::Handoff;
     };
@@ -322,13 +343,17 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut forwarded_for: Vec<&[u8]> = Vec::new();
+    let mut length_written = false;
     for (h, kind) in req.headers.iter().zip(kinds) {
         match kind {
+            // Equal repeated lengths go out once.
+            Kind::ContentLength if length_written => {}
             Kind::Host | Kind::ContentLength | Kind::Other => {
                 let name = h.name.as_bytes();
                 if kind == Kind::Other && named.contains(name) {
                     continue;
                 }
+                length_written |= kind == Kind::ContentLength;
                 headers::put_header(out, name, h.value);
             }
             Kind::ForwardedFor => forwarded_for.push(h.value),
@@ -985,6 +1010,18 @@ fn pool_put(addr: SocketAddr, conn: BackendConn, now: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn berths_refusals_have_their_lengths_right() {
+        for answer in [AMBIGUOUS_LENGTH, HEAD_TOO_LARGE] {
+            let text = std::str::from_utf8(answer).expect("text");
+            let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+            assert!(
+                head.contains(&format!("Content-Length: {}\r\n", body.len())),
+                "{text}"
+            );
+        }
+    }
 
     fn whole(input: &[u8]) -> Result<(usize, bool), ChunkError> {
         Chunked::default().feed(input)

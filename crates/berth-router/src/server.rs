@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::Router;
 use crate::body::ResBody;
-use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
+use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, MAX_HEAD, Phase};
 use crate::headers;
 use crate::proxy;
 use crate::relay::{self, Ended};
@@ -58,6 +58,9 @@ impl Router {
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
+            // A larger head gets 431 from hyper too (requests the fast path
+            // hands over).
+            .max_buf_size(MAX_HEAD)
             // Small responses dominate: one flattened write beats writev's iovecs
             // (profiled: writev and its task switches were the top cost).
             .writev(false)
@@ -77,8 +80,11 @@ impl Router {
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_HEAD)
             .keep_alive(true);
-        http.http2().timer(TokioTimer::new());
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEAD as u32);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         self.serve_any(listener, Protocol::Tls(acceptor, Arc::new(http)), shutdown)
             .await

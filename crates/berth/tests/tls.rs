@@ -84,6 +84,32 @@ fn https_with_generated_and_imported_certificates() {
     assert!(body.contains("PROTO=https"), "{body}");
     assert!(body.contains("HTTP_VERSION=2"), "not HTTP/2: {body}");
     assert!(err.contains(&format!("CN=*.{app}.localhost")), "{err}");
+    // A request head over 64 KiB is refused over HTTPS too: 431 over
+    // HTTP/1.1; over h2 the stream is refused (h2's own guard for header
+    // blocks over the announced SETTINGS_MAX_HEADER_LIST_SIZE).
+    let long = format!("X-Long: {}", "a".repeat(70 * 1024));
+    for (version, refused) in [("--http1.1", "431"), ("--http2", "")] {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-k",
+                version,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .args(["--resolve", &format!("{host}:{https}:127.0.0.1")])
+            .args(["-H", &long])
+            .arg(format!("https://{host}:{https}/"))
+            .output()
+            .expect("curl is installed");
+        let status = stdout(&out);
+        match refused {
+            "" => assert!(!status.starts_with('2'), "{version}: {status}"),
+            code => assert_eq!(status, code, "{version}: {}", stderr(&out)),
+        }
+    }
     // HSTS on HTTPS answers only (the redirect over plain HTTP has none).
     assert!(
         err.to_ascii_lowercase()
