@@ -313,10 +313,18 @@ async fn order_inner(
             .add_challenge(&token, key_authorization.as_str(), CHALLENGE_PUSH_TIMEOUT)
             .await
             .map_err(|e| format!("cannot give the challenge to the router: {e}"))?;
-        challenge
-            .set_ready()
-            .await
-            .map_err(|e| format!("the CA refused the challenge: {e}"))?;
+        challenge.set_ready().await.map_err(|e| match e {
+            // A CA that validates at once (pebble does) reports the failed
+            // validation here rather than when the order is polled.
+            instant_acme::Error::Api(problem) if failed_validation(&problem) => {
+                let why = problem
+                    .detail
+                    .clone()
+                    .unwrap_or_else(|| problem.to_string());
+                cannot_validate(domain, &why)
+            }
+            e => format!("the CA refused the challenge: {e}"),
+        })?;
     }
     let retries = RetryPolicy::new().timeout(POLL_TIMEOUT);
     let status = match order.poll_ready(&retries).await {
@@ -375,6 +383,23 @@ async fn validation_failure(order: &mut instant_acme::Order, domain: &str) -> St
         reasons.join("; ")
     };
     cannot_validate(domain, &why)
+}
+
+/// Whether the CA's problem is a validation that failed (RFC 8555, 6.7): it
+/// could not reach the domain, or reached something else.
+fn failed_validation(problem: &instant_acme::Problem) -> bool {
+    const KINDS: [&str; 6] = [
+        "connection",
+        "dns",
+        "incorrectResponse",
+        "unauthorized",
+        "tls",
+        "caa",
+    ];
+    problem.r#type.as_deref().is_some_and(|t| {
+        t.strip_prefix("urn:ietf:params:acme:error:")
+            .is_some_and(|kind| KINDS.contains(&kind))
+    })
 }
 
 fn cannot_validate(domain: &str, why: &str) -> String {
@@ -671,6 +696,21 @@ mod tests {
             ["none.example.com", "old.example.com", "self.example.com"]
         );
         assert!(due["old.example.com"].contains("2025-06-20"), "{due:?}");
+    }
+
+    #[test]
+    fn failed_validations_are_told_from_other_problems() {
+        let problem = |kind: &str| -> instant_acme::Problem {
+            serde_json::from_value(serde_json::json!({
+                "type": format!("urn:ietf:params:acme:error:{kind}"),
+                "detail": "x",
+            }))
+            .expect("a problem")
+        };
+        assert!(failed_validation(&problem("connection")));
+        assert!(failed_validation(&problem("incorrectResponse")));
+        assert!(!failed_validation(&problem("malformed")));
+        assert!(!failed_validation(&problem("rateLimited")));
     }
 
     #[test]
