@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::pebble::Pebble;
+use common::pebble::{Pebble, has_acme_certificate};
 use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -46,15 +46,7 @@ fn certificates_come_from_acme_over_http_01() {
     let host = format!("web.{app}.berth.test");
 
     let issued = eventually(Duration::from_secs(120), || {
-        let list = server.json(&["certs", "--json"]);
-        list.as_array().is_some_and(|certs| {
-            certs.iter().any(|c| {
-                c["source"] == "acme"
-                    && c["domains"]
-                        .as_array()
-                        .is_some_and(|d| d.iter().any(|d| d == host.as_str()))
-            })
-        })
+        has_acme_certificate(&server, &host)
     });
     assert!(
         issued,

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::pebble::Pebble;
+use common::pebble::{Pebble, has_acme_certificate};
 use common::swarm::*;
 use common::{BERTH, BerthCli, eventually, free_port, hello_source, tail, unique_app, write};
 use std::path::Path;
@@ -506,25 +506,8 @@ fn images_volumes_timers_and_certificates_work_on_a_swarm_as_on_one_engine() {
     let rack = SwarmRack::start();
     let app = unique_app("swday");
     // An image built on this machine, deployed with --image: no registry.
-    let source = hello_source();
     let image = format!("berth-swtest-{}:dev", rack.rack_id);
-    let built = Command::new("docker")
-        .args(["build", "-q", "-t", &image])
-        .arg(source.path())
-        .env_remove("DOCKER_HOST")
-        .output()
-        .expect("docker build");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let _image = scopeguard({
-        let image = image.clone();
-        move || {
-            common::docker(&["rmi", "-f", &image]);
-        }
-    });
+    let _image = local_hello_image(&image);
     let dir = tempfile::tempdir().expect("temp dir");
     write(
         dir.path(),
@@ -687,27 +670,7 @@ fn pod_specs_resource_limits_and_acme_certificates_work_on_a_swarm() {
     // The Pod's image is on the manager's engine only, as an operator would
     // load it there; berth sends it to the node that runs the process.
     let image = format!("berth-swpod-{}:1.0", rack.rack_id);
-    let source = hello_source();
-    let built = Command::new("docker")
-        .args(["build", "-q", "-t", &image])
-        .arg(source.path())
-        .env_remove("DOCKER_HOST")
-        .output()
-        .expect("docker build");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let _image = scopeguard({
-        let image = image.clone();
-        move || {
-            common::docker(&["rmi", "-f", &image]);
-            for n in 1..=3 {
-                on_node(n, &["rmi", "-f", &image]);
-            }
-        }
-    });
+    let _image = local_hello_image(&image);
     let loaded = Command::new("sh")
         .args(["-c", &format!("docker save {image} | DOCKER_HOST=unix:///run/swarmlab/node1/docker.sock docker load -q")])
         .env_remove("DOCKER_HOST")
@@ -807,16 +770,7 @@ spec:
     // An ACME certificate for the app's domain, validated through node 2's
     // router, served by node 3's.
     let issued = eventually(Duration::from_secs(120), || {
-        rack.json(&["certs", "--json"])
-            .as_array()
-            .is_some_and(|certs| {
-                certs.iter().any(|c| {
-                    c["source"] == "acme"
-                        && c["domains"]
-                            .as_array()
-                            .is_some_and(|d| d.iter().any(|d| d == host.as_str()))
-                })
-            })
+        has_acme_certificate(&rack, &host)
     });
     assert!(
         issued,

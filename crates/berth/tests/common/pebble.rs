@@ -178,6 +178,20 @@ impl Pebble {
     }
 }
 
+/// Whether the server `cli` talks to holds an ACME certificate for `host`.
+pub fn has_acme_certificate(cli: &impl super::BerthCli, host: &str) -> bool {
+    cli.json(&["certs", "--json"])
+        .as_array()
+        .is_some_and(|certs| {
+            certs.iter().any(|c| {
+                c["source"] == "acme"
+                    && c["domains"]
+                        .as_array()
+                        .is_some_and(|d| d.iter().any(|d| d == host))
+            })
+        })
+}
+
 /// The path of a program Debian's `pebble` package ships, or a failure that says
 /// how to get it.
 fn pebble_program(name: &str) -> PathBuf {

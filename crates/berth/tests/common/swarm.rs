@@ -496,6 +496,30 @@ pub fn running(processes: &[serde_json::Value]) -> usize {
     processes.iter().filter(|p| p["state"] == "running").count()
 }
 
+/// The hello example built as `image` on this machine's engine (as a user
+/// builds on a laptop); removed from it and from every node when dropped.
+pub fn local_hello_image(image: &str) -> impl Drop {
+    let source = hello_source();
+    let built = Command::new("docker")
+        .args(["build", "-q", "-t", image])
+        .arg(source.path())
+        .env_remove("DOCKER_HOST")
+        .output()
+        .expect("docker build");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let image = image.to_string();
+    scopeguard(move || {
+        super::docker(&["rmi", "-f", &image]);
+        for n in 1..=3 {
+            on_node(n, &["rmi", "-f", &image]);
+        }
+    })
+}
+
 /// Runs `f` when dropped (also when the test panics).
 pub fn scopeguard(f: impl FnOnce()) -> impl Drop {
     struct Guard<F: FnOnce()>(Option<F>);
