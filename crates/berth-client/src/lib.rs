@@ -139,8 +139,16 @@ pub type LogStream = BoxStream<'static, Result<LogEntry, Error>>;
 pub struct LogsQuery {
     /// Only lines of the last this many seconds.
     pub since: Option<u64>,
+    /// Only lines older than this many seconds.
+    pub until: Option<u64>,
     /// Only lines of this service.
     pub service: Option<String>,
+    /// Only output of this process.
+    pub process: Option<String>,
+    /// Only lines from this kind of source: build, process, timer, router, system.
+    pub source: Option<String>,
+    /// Only lines whose text holds this.
+    pub grep: Option<String>,
     /// Only the last this many stored lines (the server picks them, so the
     /// rest of a long log never travels).
     pub tail: Option<usize>,
@@ -483,8 +491,18 @@ impl Client {
             if let Some(since) = query.since {
                 pairs.append_pair("since", &since.to_string());
             }
-            if let Some(service) = &query.service {
-                pairs.append_pair("service", service);
+            if let Some(until) = query.until {
+                pairs.append_pair("until", &until.to_string());
+            }
+            for (name, value) in [
+                ("service", &query.service),
+                ("process", &query.process),
+                ("source", &query.source),
+                ("grep", &query.grep),
+            ] {
+                if let Some(value) = value {
+                    pairs.append_pair(name, value);
+                }
             }
             if let Some(tail) = query.tail {
                 pairs.append_pair("tail", &tail.to_string());

@@ -63,11 +63,19 @@ pub async fn run(command: Command) -> Result<()> {
             follow,
             tail,
             since,
+            until,
             service,
+            process,
+            source,
+            grep,
         } => {
             let query = LogsQuery {
                 since,
+                until,
                 service,
+                process,
+                source,
+                grep,
                 tail: None,
                 follow,
             };

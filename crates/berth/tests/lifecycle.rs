@@ -508,3 +508,59 @@ fn the_environment_shows_defaults_and_changes_that_change_nothing_or_break_are_n
         Some(0)
     );
 }
+
+#[test]
+fn logs_are_searched_by_text_source_process_and_time() {
+    let mut server = Server::start();
+    let app = server.create_app("logq");
+    let src = hello_source();
+    server.ok_in(src.path(), &["deploy", ".", "-a", &app]);
+    let needle = format!("needle-{app}");
+    assert_eq!(server.get(&host(&app), &format!("/{needle}")).0, 404);
+    let lines = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec!["logs", "-a", &app, "-n", "all", "--json"];
+        all.extend_from_slice(args);
+        server
+            .ok(&all)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    // The router's access line for the request, found by its text.
+    let found = eventually(Duration::from_secs(10), || {
+        lines(&["--grep", &needle, "--source", "router"]).len() == 1
+    });
+    assert!(found, "{:#?}", lines(&["--grep", &needle]));
+    let hits = lines(&["--grep", &needle]);
+    assert!(
+        hits.iter()
+            .all(|l| l["text"].as_str().is_some_and(|t| t.contains(&needle))),
+        "{hits:#?}"
+    );
+    let builds = lines(&["--source", "build"]);
+    assert!(!builds.is_empty());
+    assert!(
+        builds.iter().all(|l| l["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("build/"))),
+        "{builds:#?}"
+    );
+    let system = lines(&["--source", "system"]);
+    assert!(system.iter().all(|l| l["source"] == "berth"), "{system:#?}");
+    // One process's output: busybox httpd -v logs each request it serves.
+    let ps = server.json(&["ps", "-a", &app, "--json"]);
+    let process = ps[0]["id"].as_str().expect("a process").to_string();
+    let own = lines(&["--process", &process]);
+    assert!(
+        own.iter()
+            .all(|l| l["source"] == format!("web/{process}").as_str()),
+        "{own:#?}"
+    );
+    assert!(lines(&["--process", "web-000000"]).is_empty());
+    // Every line is recent: none is older than an hour.
+    assert!(lines(&["--until", "1h"]).is_empty());
+    assert!(!lines(&["--since", "1h"]).is_empty());
+    let bad = server.cli(&["logs", "-a", &app, "--source", "kernel"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("build"), "{}", stderr(&bad));
+}

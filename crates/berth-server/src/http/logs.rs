@@ -5,7 +5,7 @@ use super::error::ApiResult;
 use super::ndjson;
 use crate::apps;
 use crate::error::Error;
-use crate::logs::{FOLLOW_WINDOW_NANOS, LogFilter, Reorder, entry_nanos, now_nanos};
+use crate::logs::{FOLLOW_WINDOW_NANOS, LogFilter, LogSource, Reorder, entry_nanos, now_nanos};
 use crate::rack::Rack;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -19,7 +19,15 @@ use tokio::sync::{broadcast, mpsc};
 pub struct LogQuery {
     /// Seconds back from now.
     since: Option<u64>,
+    /// Only lines older than this many seconds.
+    until: Option<u64>,
     service: Option<String>,
+    /// Only output of this process.
+    process: Option<String>,
+    /// build, process, timer, router or system.
+    source: Option<String>,
+    /// Only lines whose text holds this.
+    grep: Option<String>,
     /// Only the last this many stored lines (live lines all follow).
     tail: Option<usize>,
     #[serde(default)]
@@ -35,14 +43,31 @@ pub async fn logs(
     if let Some(service) = &q.service {
         check_service(&rack, &app, service)?;
     }
-    let service = q.service.clone();
+    let source = match q.source.as_deref() {
+        Some(name) => Some(LogSource::parse(name).ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown log source {name:?}; use {}",
+                LogSource::NAMES
+            ))
+        })?),
+        None => None,
+    };
+    let ago = |secs: Option<u64>| {
+        secs.map(|s| now_nanos() - i128::from(s) * 1_000_000_000)
+            .unwrap_or(0)
+    };
     let filter = LogFilter {
-        since_nanos: q
-            .since
-            .map(|s| now_nanos() - i128::from(s) * 1_000_000_000)
-            .unwrap_or(0),
+        since_nanos: ago(q.since),
+        until_nanos: ago(q.until),
         service: q.service.clone(),
+        process: q.process.clone(),
+        source,
+        grep: q.grep.clone().filter(|g| !g.is_empty()),
         tail: q.tail,
+    };
+    let live_filter = LogFilter {
+        tail: None,
+        ..filter.clone()
     };
     // A log file can be large: read it off the async workers.
     let reader = rack.clone();
@@ -73,7 +98,7 @@ pub async fn logs(
             }
             return;
         };
-        follow(past, live, service, tx).await;
+        follow(past, live, live_filter, tx).await;
     });
     Ok(ndjson::lines(rx))
 }
@@ -83,7 +108,7 @@ pub async fn logs(
 async fn follow(
     past: Vec<LogEntry>,
     mut live: broadcast::Receiver<LogEntry>,
-    service: Option<String>,
+    filter: LogFilter,
     tx: mpsc::Sender<LogEntry>,
 ) {
     let mut reorder = Reorder::new(FOLLOW_WINDOW_NANOS);
@@ -105,7 +130,7 @@ async fn follow(
         tokio::select! {
             got = live.recv() => match got {
                 Ok(entry) => {
-                    if crate::logs::matches(&entry, 0, service.as_deref()) {
+                    if filter.admits(&entry, Some(entry_nanos(&entry))) {
                         reorder.push(entry, now_nanos());
                     }
                 }

@@ -213,9 +213,21 @@ pub enum Command {
         /// Only lines this recent: 30s, 10m, 2h, 1d
         #[arg(long, value_name = "DURATION", value_parser = crate::resolve::parse_duration)]
         since: Option<u64>,
+        /// Only lines older than this: 30s, 10m, 2h, 1d (with --since, a window)
+        #[arg(long, value_name = "DURATION", value_parser = crate::resolve::parse_duration)]
+        until: Option<u64>,
         /// Only lines of this service
         #[arg(short = 's', long, value_name = "SERVICE")]
         service: Option<String>,
+        /// Only the output of this process (an ID from `berth ps`)
+        #[arg(short = 'p', long, value_name = "ID")]
+        process: Option<String>,
+        /// Only lines from build, process, timer, router or system (berth's events)
+        #[arg(long, value_name = "KIND", value_parser = ["build", "process", "timer", "router", "system"])]
+        source: Option<String>,
+        /// Only lines whose text holds TEXT (case-sensitive)
+        #[arg(short = 'g', long, value_name = "TEXT")]
+        grep: Option<String>,
     },
 
     /// Show the server's version, uptime, engine, domain, router and counts
