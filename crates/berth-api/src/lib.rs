@@ -20,6 +20,7 @@
 //! - `GET /apps/{app}/env` → `BTreeMap<String,String>` (the values set with `env set`)
 //! - `GET /apps/{app}/env/effective` → [`EffectiveEnv`] (those values and the manifest's
 //!   defaults, each with its source)
+//! - `GET /apps/{app}/env/keys` → [`EnvKeys`] (keys only, never values; a `read` token may)
 //! - `POST /apps/{app}/env` [`EnvChange`] → NDJSON [`Event`]s (new release, rollout if
 //!   `promote`; a change that changes nothing makes neither, and its `result` is `null`)
 //! - `POST /apps/{app}/services/{service}/scale` [`ScaleRequest`] → NDJSON [`Event`]s
@@ -177,6 +178,16 @@ pub struct EffectiveEnv {
     /// Sorted by key; a key has one `set` entry, or an app-wide `default` and
     /// `service` entries for the services that override it.
     pub vars: Vec<EnvVar>,
+    /// Keys the manifest requires that are not set.
+    pub missing: Vec<String>,
+}
+
+/// The keys of an app's environment without their values (`GET /apps/{app}/env/keys`,
+/// which a `read` token may call).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct EnvKeys {
+    /// Sorted: keys set with `env set`, the manifest's defaults, and required keys.
+    pub keys: Vec<String>,
     /// Keys the manifest requires that are not set.
     pub missing: Vec<String>,
 }

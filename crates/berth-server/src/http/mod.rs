@@ -69,6 +69,7 @@ pub fn app(rack: Arc<Rack>) -> Router {
             get(releases::env).post(releases::change_env),
         )
         .route("/apps/{app}/env/effective", get(releases::effective_env))
+        .route("/apps/{app}/env/keys", get(releases::env_keys))
         .route(
             "/apps/{app}/services/{service}/scale",
             post(processes::scale),
