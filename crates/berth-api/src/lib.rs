@@ -51,6 +51,30 @@
 //! - `POST /agent/hello` [`AgentHello`] → [`AgentWelcome`] (node tokens only)
 //! - `GET /certs` → `Vec<CertInfo>`; `POST /certs` [`ImportCert`] → [`CertInfo`];
 //!   `POST /certs/generate` [`GenerateCert`] → [`CertInfo`]; `DELETE /certs/{id}` → 204 (admin)
+//!
+//! The web console (HTML for browsers, not for clients of this crate) is served
+//! beside the API. Its pages need a session cookie from the sign-in, not a
+//! bearer token; every page and form calls the routes above with the session's
+//! token, so the same roles apply. Every `POST` needs the session's CSRF token
+//! (`_csrf`) and a same-origin browser.
+//! - `GET /` and `GET /console` → redirect to `/console/`
+//! - `GET /console/signin` (no session) → the sign-in form; `POST /console/signin`
+//!   (`token`, `_csrf`) → a new session cookie, redirect to `/console/`
+//! - `POST /console/signout` → the session ends
+//! - `GET /console/assets/console.css`, `GET /console/assets/console.js` (no session)
+//! - `GET /console/` → the rack: version, engine, domain, uptime, apps (and a swarm's nodes)
+//! - `GET /console/apps/{app}` → services and processes;
+//!   `POST /console/apps/{app}/processes/{id}/stop`
+//! - `GET /console/apps/{app}/releases`; `GET /console/apps/{app}/releases/{id}/{promote|rollback}`
+//!   → the confirmation; `POST` the same → the rollout's progress, streamed as HTML
+//! - `GET /console/apps/{app}/builds`, `GET /console/apps/{app}/builds/{id}` (its output)
+//! - `GET /console/apps/{app}/env[?reveal=KEY]`; `POST /console/apps/{app}/env`
+//!   (`key`+`value` or `unset`, `promote`) → progress, streamed as HTML
+//! - `GET /console/apps/{app}/volumes`, `.../timers`, `.../certs`
+//! - `GET /console/apps/{app}/logs[?service=S]`; `GET /console/apps/{app}/logs/stream[?service=S&tail=N]`
+//!   → Server-Sent Events, one [`LogEntry`] (JSON) per event, following
+//! - `GET /console/tokens`, `POST /console/tokens` (`role`, `app`) → the secret, once;
+//!   `POST /console/tokens/{id}/revoke`; `GET /console/audit` (admin)
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
