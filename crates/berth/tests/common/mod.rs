@@ -380,6 +380,18 @@ pub fn request_bytes(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> std::io::Result<(u16, String)> {
+    request_full(port, host, method, path, headers, body).map(|(status, _, body)| (status, body))
+}
+
+/// [`request_bytes`], answering the response's head (status line and headers) too.
+pub fn request_full(
+    port: u16,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
@@ -419,9 +431,9 @@ pub fn request_bytes(
     }
     let text = String::from_utf8_lossy(&raw).to_string();
     let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
+    let (head, body) = text
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
+        .map(|(h, b)| (h.to_string(), b.to_string()))
         .unwrap_or_default();
     let body = if text
         .to_ascii_lowercase()
@@ -431,7 +443,7 @@ pub fn request_bytes(
     } else {
         body
     };
-    Ok((status, body))
+    Ok((status, head, body))
 }
 
 fn dechunk(body: &str) -> String {
