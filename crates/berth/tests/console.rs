@@ -55,7 +55,9 @@ impl Driver {
         driver
     }
 
-    async fn session(&self) -> Client {
+    /// A browser session; `dark` makes the system's colour scheme dark
+    /// (`prefers-color-scheme`), `size` is the window's.
+    async fn session(&self, dark: bool, size: (u32, u32)) -> Client {
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -63,10 +65,12 @@ impl Driver {
                 "binary": CHROMIUM,
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--window-size=1280,900", "--no-first-run", "--no-default-browser-check",
+                    format!("--window-size={},{}", size.0, size.1),
+                    format!("--blink-settings=preferredColorScheme={}", if dark { 0 } else { 1 }),
+                    "--no-first-run", "--no-default-browser-check",
                     "--disable-background-networking", "--disable-component-update",
                     "--disable-sync", "--metrics-recording-only", "--no-proxy-server",
-                    format!("--user-data-dir={}", self._profile.path().display()),
+                    format!("--user-data-dir={}/{dark}", self._profile.path().display()),
                 ],
             }),
         );
@@ -185,7 +189,7 @@ async fn the_console_in_a_browser() {
     let base = format!("http://127.0.0.1:{}", server.api);
     let shots = shots_dir(&app);
     let driver = Driver::start();
-    let c = driver.session().await;
+    let c = driver.session(false, (1280, 900)).await;
 
     // Sign in: the rack and its app.
     sign_in(&c, &base, &server.token).await;
@@ -285,6 +289,20 @@ async fn the_console_in_a_browser() {
         .expect("reveal");
     assert!(source(&c).await.contains("from-console"));
 
+    // Every field has a label; the page has its landmarks.
+    let unlabelled = c
+        .execute(
+            "return [...document.querySelectorAll('input:not([type=hidden]), select')]\
+             .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).length \
+             + (document.querySelector('header') && document.querySelector('main') \
+             && document.querySelector('nav') ? 0 : 100)",
+            vec![],
+        )
+        .await
+        .expect("run a check in the page");
+    assert_eq!(unlabelled, serde_json::json!(0), "{}", source(&c).await);
+    shot(&c, &shots, "env").await;
+
     // The live log view shows a line the app prints within 2 s.
     c.goto(&format!("{base}/console/apps/{app}/logs"))
         .await
@@ -317,6 +335,31 @@ async fn the_console_in_a_browser() {
         asked.elapsed().as_millis()
     );
     shot(&c, &shots, "logs").await;
+
+    // On a phone with a dark system theme: the same page, dark.
+    {
+        let phone = driver.session(true, (390, 844)).await;
+        sign_in(&phone, &base, &server.token).await;
+        phone
+            .goto(&format!("{base}/console/apps/{app}"))
+            .await
+            .expect("app page");
+        wait_for(&phone, "#processes-title", 10).await;
+        let background = phone
+            .execute(
+                "return getComputedStyle(document.body).backgroundColor",
+                vec![],
+            )
+            .await
+            .expect("background");
+        assert_eq!(
+            background,
+            serde_json::json!("rgb(15, 20, 25)"),
+            "dark follows the system"
+        );
+        shot(&phone, &shots, "app-phone-dark").await;
+        phone.close().await.expect("end the phone session");
+    }
 
     // Sign out ends the session: its cookie opens nothing any more.
     let admin_cookie = cookie(&c, "berth_session").await;
@@ -357,6 +400,7 @@ async fn the_console_in_a_browser() {
         !page.contains("from-console") && !page.contains("Reveal"),
         "{page}"
     );
+    shot(&c, &shots, "env-read").await;
     for path in ["", "/env", "/releases"] {
         c.goto(&format!("{base}/console/apps/{app}{path}"))
             .await
