@@ -663,20 +663,23 @@ fn sessions_cookies_and_cross_site_posts() {
     );
 
     // A revoked token ends its sessions.
+    let sign_in_http = |secret: &serde_json::Value| {
+        let (_, head, body) = get("/console/signin", "");
+        let signin_value = cookie_value(&head, "berth_signin").expect("value");
+        let secret = secret.as_str().expect("secret").replace('_', "%5F");
+        let (status, head, _) = post(
+            "/console/signin",
+            &[("Cookie", &format!("berth_signin={signin_value}"))],
+            &format!("token={secret}&_csrf={}", form_csrf(&body)),
+        );
+        assert_eq!(status, 303);
+        format!(
+            "berth_session={}",
+            cookie_value(&head, "berth_session").expect("session")
+        )
+    };
     let read = server.json(&["tokens", "create", "--role", "read", "--json"]);
-    let (_, head, body) = get("/console/signin", "");
-    let signin_value = cookie_value(&head, "berth_signin").expect("value");
-    let secret = read["secret"].as_str().expect("secret").replace('_', "%5F");
-    let (status, head, _) = post(
-        "/console/signin",
-        &[("Cookie", &format!("berth_signin={signin_value}"))],
-        &format!("token={secret}&_csrf={}", form_csrf(&body)),
-    );
-    assert_eq!(status, 303);
-    let read_jar = format!(
-        "berth_session={}",
-        cookie_value(&head, "berth_session").expect("session")
-    );
+    let read_jar = sign_in_http(&read["secret"]);
     assert_eq!(get("/console/", &read_jar).0, 200);
     server.ok(&[
         "tokens",
@@ -684,6 +687,32 @@ fn sessions_cookies_and_cross_site_posts() {
         read["token"]["id"].as_str().expect("id"),
     ]);
     assert_eq!(get("/console/", &read_jar).0, 303);
+
+    // A deploy token limited to one app sees that app only.
+    let (mine, other) = (unique_app("mine"), unique_app("other"));
+    server.ok(&["apps", "create", &mine]);
+    server.ok(&["apps", "create", &other]);
+    let limited = server.json(&[
+        "tokens", "create", "--role", "deploy", "--app", &mine, "--json",
+    ]);
+    let limited_jar = sign_in_http(&limited["secret"]);
+    let (status, _, page) = get("/console/", &limited_jar);
+    assert_eq!(status, 200);
+    assert!(page.contains(&mine) && !page.contains(&other), "{page}");
+    assert!(
+        !page.contains("/console/tokens"),
+        "no admin pages in its navigation"
+    );
+    assert_eq!(
+        get(&format!("/console/apps/{mine}/releases"), &limited_jar).0,
+        200
+    );
+    let (status, _, page) = get(&format!("/console/apps/{other}"), &limited_jar);
+    assert_eq!(status, 403);
+    assert!(page.contains(&format!("limited to app {mine}")), "{page}");
+    assert_eq!(get("/console/tokens", &limited_jar).0, 403);
+    server.ok(&["apps", "delete", &mine, "--yes"]);
+    server.ok(&["apps", "delete", &other, "--yes"]);
 
     // Sign out: the cookie is cleared and its session is gone.
     let (status, head, _) = post(

@@ -25,6 +25,8 @@ const SIGNIN_FORM_LIFETIME: Duration = Duration::from_secs(3600);
 /// A request from a signed-in browser.
 pub struct Signed {
     pub console: Arc<Console>,
+    /// The session's id (the cookie's value).
+    pub id: String,
     pub session: Session,
     pub who: Identity,
 }
@@ -104,6 +106,7 @@ impl FromRequestParts<Arc<Console>> for Signed {
         match guard::authenticate(&console.rack, session.secret.clone()).await {
             Ok(Some(who)) => Ok(Signed {
                 console: console.clone(),
+                id,
                 session,
                 who,
             }),

@@ -80,7 +80,10 @@ pub async fn log_stream(
         Ok(r) => r,
         Err(f) => return (f.status, f.message).into_response(),
     };
+    // The stream ends with its session (signed out, expired): checked at each line.
+    let (console, id) = (s.console.clone(), s.id.clone());
     let events = ndjson_lines(response.into_body())
+        .take_while(move |_| std::future::ready(console.sessions.get(&id).is_some()))
         .map(|line| Ok::<_, Infallible>(SseEvent::default().data(line)));
     Sse::new(events)
         .keep_alive(KeepAlive::default())
