@@ -111,24 +111,44 @@ async fn wait_for(c: &Client, css: &str, secs: u64) -> fantoccini::elements::Ele
         .unwrap_or_else(|e| panic!("no {css} on the page within {secs} s ({e})"))
 }
 
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
+async fn open(c: &Client, url: &str) {
+    c.goto(url)
+        .await
+        .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+}
+
+/// Waits for the end of long work streamed into the page; it must have succeeded.
+async fn work_done(c: &Client) {
+    let outcome = wait_for(c, "#outcome", 60)
+        .await
+        .text()
+        .await
+        .expect("outcome");
+    assert_eq!(outcome, "done", "{}", source(c).await);
+}
+
 async fn source(c: &Client) -> String {
     c.source().await.expect("page source")
 }
 
 async fn sign_in(c: &Client, base: &str, token: &str) {
-    c.goto(&format!("{base}/")).await.expect("open the console");
+    open(c, &format!("{base}/")).await;
     let field = wait_for(c, "#token", 10).await;
     assert!(
         c.current_url().await.expect("url").path() == "/console/signin",
         "without a session / leads to the sign-in page"
     );
     field.send_keys(token).await.expect("type the token");
-    c.find(Locator::Css("form[action='/console/signin'] button"))
-        .await
-        .expect("sign-in button")
-        .click()
-        .await
-        .expect("sign in");
+    click(c, "form[action='/console/signin'] button").await;
     wait_for(c, "#apps-title", 10).await;
 }
 
@@ -217,28 +237,16 @@ async fn the_console_in_a_browser() {
     shot(&c, &shots, "app").await;
 
     // Roll back to R1 from the releases page, with the confirmation.
-    c.goto(&format!("{base}/console/apps/{app}/releases"))
-        .await
-        .expect("releases");
+    open(&c, &format!("{base}/console/apps/{app}/releases")).await;
     wait_for(&c, "#release-R1", 10).await;
     shot(&c, &shots, "releases").await;
-    c.find(Locator::Css("#release-R1 a[href$='/rollback']"))
-        .await
-        .expect("roll back link of R1")
-        .click()
-        .await
-        .expect("roll back");
+    click(&c, "#release-R1 a[href$='/rollback']").await;
     wait_for(&c, "#confirm", 10)
         .await
         .click()
         .await
         .expect("confirm");
-    let outcome = wait_for(&c, "#outcome", 60)
-        .await
-        .text()
-        .await
-        .expect("outcome");
-    assert_eq!(outcome, "done", "{}", source(&c).await);
+    work_done(&c).await;
     shot(&c, &shots, "rollback").await;
     let (_, env) = server.get(&host, "/cgi-bin/env");
     assert!(
@@ -247,9 +255,7 @@ async fn the_console_in_a_browser() {
     );
 
     // Edit an env value and promote.
-    c.goto(&format!("{base}/console/apps/{app}/env"))
-        .await
-        .expect("env page");
+    open(&c, &format!("{base}/console/apps/{app}/env")).await;
     wait_for(&c, "#env-key", 10)
         .await
         .send_keys("GREETING")
@@ -261,32 +267,22 @@ async fn the_console_in_a_browser() {
         .send_keys("from-console")
         .await
         .expect("value");
-    c.find(Locator::Css("form.stack button[type=submit]"))
-        .await
-        .expect("save")
-        .click()
-        .await
-        .expect("save");
-    let outcome = wait_for(&c, "#outcome", 60)
-        .await
-        .text()
-        .await
-        .expect("outcome");
-    assert_eq!(outcome, "done", "{}", source(&c).await);
+    click(&c, "form.stack button[type=submit]").await;
+    work_done(&c).await;
     let (_, env) = server.get(&host, "/cgi-bin/env");
     assert!(env.contains("GREETING=from-console"), "{env}");
     // Values are masked until revealed.
-    c.goto(&format!("{base}/console/apps/{app}/env"))
-        .await
-        .expect("env page");
+    open(&c, &format!("{base}/console/apps/{app}/env")).await;
     let page = source(&c).await;
     assert!(
         !page.contains("from-console") && page.contains("masked"),
         "{page}"
     );
-    c.goto(&format!("{base}/console/apps/{app}/env?reveal=GREETING"))
-        .await
-        .expect("reveal");
+    open(
+        &c,
+        &format!("{base}/console/apps/{app}/env?reveal=GREETING"),
+    )
+    .await;
     assert!(source(&c).await.contains("from-console"));
 
     // Every field has a label; the page has its landmarks.
@@ -304,9 +300,7 @@ async fn the_console_in_a_browser() {
     shot(&c, &shots, "env").await;
 
     // The live log view shows a line the app prints within 2 s.
-    c.goto(&format!("{base}/console/apps/{app}/logs"))
-        .await
-        .expect("logs page");
+    open(&c, &format!("{base}/console/apps/{app}/logs")).await;
     let status = wait_for(&c, "#log-status", 10).await;
     let live = Instant::now() + Duration::from_secs(10);
     while !status.text().await.unwrap_or_default().starts_with("Live") {
@@ -363,12 +357,7 @@ async fn the_console_in_a_browser() {
 
     // Sign out ends the session: its cookie opens nothing any more.
     let admin_cookie = cookie(&c, "berth_session").await;
-    c.find(Locator::Css("form[action='/console/signout'] button"))
-        .await
-        .expect("sign-out button")
-        .click()
-        .await
-        .expect("sign out");
+    click(&c, "form[action='/console/signout'] button").await;
     wait_for(&c, "#token", 10).await;
     let (status, _) = request_bytes(
         server.api,
@@ -388,9 +377,7 @@ async fn the_console_in_a_browser() {
     let read = server.json(&["tokens", "create", "--role", "read", "--json"]);
     let read_secret = read["secret"].as_str().expect("secret").to_string();
     sign_in(&c, &base, &read_secret).await;
-    c.goto(&format!("{base}/console/apps/{app}/env"))
-        .await
-        .expect("env page");
+    open(&c, &format!("{base}/console/apps/{app}/env")).await;
     let page = source(&c).await;
     assert!(
         page.contains("GREETING") && page.contains("masked"),
@@ -402,9 +389,7 @@ async fn the_console_in_a_browser() {
     );
     shot(&c, &shots, "env-read").await;
     for path in ["", "/env", "/releases"] {
-        c.goto(&format!("{base}/console/apps/{app}{path}"))
-            .await
-            .expect("page");
+        open(&c, &format!("{base}/console/apps/{app}{path}")).await;
         let forms = c
             .find_all(Locator::Css("main form[method=post]"))
             .await
@@ -419,9 +404,11 @@ async fn the_console_in_a_browser() {
             "{page}"
         );
     }
-    c.goto(&format!("{base}/console/apps/{app}/env?reveal=GREETING"))
-        .await
-        .expect("reveal");
+    open(
+        &c,
+        &format!("{base}/console/apps/{app}/env?reveal=GREETING"),
+    )
+    .await;
     assert!(
         !source(&c).await.contains("from-console"),
         "a read session cannot reveal values"
@@ -438,9 +425,7 @@ async fn the_console_in_a_browser() {
         &format!("{forged}&_csrf=bad"),
     );
     assert_eq!(status, 403, "a POST with a wrong CSRF token is refused");
-    c.goto(&format!("{base}/console/apps/{app}"))
-        .await
-        .expect("app page");
+    open(&c, &format!("{base}/console/apps/{app}")).await;
     let page = source(&c).await;
     let csrf = page
         .split("name=\"_csrf\" value=\"")
@@ -555,24 +540,25 @@ fn sessions_cookies_and_cross_site_posts() {
     let cookies = format!("berth_signin={signin_value}; berth_session={planted}");
 
     // Without or with a wrong form token, or from another site: refused.
-    let (status, _, _) = post(
-        "/console/signin",
-        &[("Cookie", &cookies)],
-        &format!("token={token}"),
-    );
-    assert_eq!(status, 403);
-    let (status, _, _) = post(
-        "/console/signin",
-        &[("Cookie", &cookies)],
-        &format!("token={token}&_csrf=x{}", &form_token[1..]),
-    );
-    assert_eq!(status, 403);
-    let (status, _, _) = post(
-        "/console/signin",
-        &[("Cookie", &cookies), ("Origin", "http://evil.example")],
-        &format!("token={token}&_csrf={form_token}"),
-    );
-    assert_eq!(status, 403);
+    let wrong_token = format!("x{}", &form_token[1..]);
+    for (headers, csrf) in [
+        (vec![("Cookie", cookies.as_str())], ""),
+        (vec![("Cookie", cookies.as_str())], wrong_token.as_str()),
+        (
+            vec![
+                ("Cookie", cookies.as_str()),
+                ("Origin", "http://evil.example"),
+            ],
+            form_token.as_str(),
+        ),
+    ] {
+        let (status, _, _) = post(
+            "/console/signin",
+            &headers,
+            &format!("token={token}&_csrf={csrf}"),
+        );
+        assert_eq!(status, 403, "{headers:?} {csrf}");
+    }
     let (status, _, body) = post(
         "/console/signin",
         &[("Cookie", &cookies)],
@@ -619,26 +605,25 @@ fn sessions_cookies_and_cross_site_posts() {
 
     // Forms of the session: without, with a wrong, or cross-site: refused before anything runs.
     let before = server.json(&["tokens", "--json"]).as_array().map(Vec::len);
-    let (status, _, _) = post("/console/tokens", &[("Cookie", &jar)], "role=admin");
-    assert_eq!(status, 403);
-    let (status, _, _) = post(
-        "/console/tokens",
-        &[("Cookie", &jar)],
-        "role=admin&_csrf=0000",
-    );
-    assert_eq!(status, 403);
-    let (status, _, _) = post(
-        "/console/tokens",
-        &[("Cookie", &jar), ("Sec-Fetch-Site", "cross-site")],
-        &format!("role=admin&_csrf={csrf}"),
-    );
-    assert_eq!(status, 403);
-    let (status, _, _) = post(
-        "/console/tokens",
-        &[("Cookie", &jar), ("Origin", "http://evil.example")],
-        &format!("role=admin&_csrf={csrf}"),
-    );
-    assert_eq!(status, 403);
+    for (headers, csrf) in [
+        (vec![("Cookie", jar.as_str())], ""),
+        (vec![("Cookie", jar.as_str())], "0000"),
+        (
+            vec![("Cookie", jar.as_str()), ("Sec-Fetch-Site", "cross-site")],
+            csrf.as_str(),
+        ),
+        (
+            vec![("Cookie", jar.as_str()), ("Origin", "http://evil.example")],
+            csrf.as_str(),
+        ),
+    ] {
+        let (status, _, _) = post(
+            "/console/tokens",
+            &headers,
+            &format!("role=admin&_csrf={csrf}"),
+        );
+        assert_eq!(status, 403, "{headers:?} {csrf}");
+    }
     assert_eq!(
         server.json(&["tokens", "--json"]).as_array().map(Vec::len),
         before,

@@ -5,7 +5,7 @@
 
 use super::Console;
 use super::api::Failure;
-use super::pages::{self, Chrome, Signin};
+use super::pages::{self, Chrome, Frame, Signin};
 use super::session::{self, COOKIE, LIFETIME, SIGNIN_COOKIE, Session};
 use crate::http::guard;
 use axum::Form;
@@ -44,6 +44,16 @@ impl Signed {
             admin: self.who.role == "admin",
             deploy: matches!(self.who.role.as_str(), "admin" | "deploy"),
         }
+    }
+
+    /// The frame of a page that is not an app's, `section` current in the navigation.
+    pub fn frame(&self, title: impl Into<String>, section: &'static str) -> Frame {
+        Frame::new(title, self.chrome(section))
+    }
+
+    /// The frame of a page of `app` whose tab `tab` is current.
+    pub fn app_frame(&self, app: &str, tab: &'static str, title: impl Into<String>) -> Frame {
+        Frame::app(title, self.chrome("rack"), app, tab)
     }
 
     /// `GET path` of the API with this session's token, read as `T`.
@@ -198,8 +208,7 @@ fn signin_page(
         console.secure,
     );
     let mut response = pages::page(&Signin {
-        title: "Sign in".into(),
-        chrome: Chrome::default(),
+        frame: Frame::new("Sign in", Chrome::default()),
         csrf,
         error,
     });

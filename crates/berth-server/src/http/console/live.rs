@@ -4,7 +4,7 @@
 
 use super::api::seg;
 use super::auth::Signed;
-use super::pages::{self, ProgressPage, TABS};
+use super::pages::{self, ProgressPage};
 use axum::body::Body;
 use axum::extract::{Path, Query};
 use axum::http::header;
@@ -132,11 +132,7 @@ pub fn progress(
     work: Response,
 ) -> Response {
     let page = ProgressPage {
-        title: heading.clone(),
-        chrome: s.chrome("rack"),
-        app: app.to_string(),
-        tab,
-        tabs: TABS,
+        frame: s.app_frame(app, tab, heading.clone()),
         heading,
         back,
     };
@@ -172,8 +168,7 @@ pub fn progress(
 
 fn page_error(e: askama::Error) -> pages::ErrorPage {
     pages::ErrorPage {
-        title: "Error".into(),
-        chrome: pages::Chrome::default(),
+        frame: pages::Frame::new("Error", pages::Chrome::default()),
         heading: "The page could not be made".into(),
         message: e.to_string(),
         back: "/console/".into(),

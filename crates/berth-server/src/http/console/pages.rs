@@ -22,6 +22,36 @@ pub struct Chrome {
     pub deploy: bool,
 }
 
+/// What every page has around its content: the title, the chrome and, on an
+/// app's pages, the app and the current tab.
+pub struct Frame {
+    pub title: String,
+    pub chrome: Chrome,
+    /// Empty on pages that are not an app's.
+    pub app: String,
+    /// The current tab of an app's pages (a path of [`TABS`]).
+    pub tab: &'static str,
+    pub tabs: &'static [(&'static str, &'static str)],
+}
+
+impl Frame {
+    /// A page that is not an app's.
+    pub fn new(title: impl Into<String>, chrome: Chrome) -> Frame {
+        Frame::app(title, chrome, "", "")
+    }
+
+    /// A page of `app`, tab `tab` current.
+    pub fn app(title: impl Into<String>, chrome: Chrome, app: &str, tab: &'static str) -> Frame {
+        Frame {
+            title: title.into(),
+            chrome,
+            app: app.to_string(),
+            tab,
+            tabs: TABS,
+        }
+    }
+}
+
 /// The tabs of an app's pages: (path after `/console/apps/{app}`, label).
 pub const TABS: &[(&str, &str)] = &[
     ("", "Overview"),
@@ -49,8 +79,7 @@ pub fn page(t: &impl Template) -> Response {
 #[derive(Template)]
 #[template(path = "console/signin.html")]
 pub struct Signin {
-    pub title: String,
-    pub chrome: Chrome,
+    pub frame: Frame,
     pub csrf: String,
     pub error: Option<String>,
 }
@@ -58,8 +87,7 @@ pub struct Signin {
 #[derive(Template)]
 #[template(path = "console/error.html")]
 pub struct ErrorPage {
-    pub title: String,
-    pub chrome: Chrome,
+    pub frame: Frame,
     pub heading: String,
     pub message: String,
     pub back: String,
@@ -77,8 +105,7 @@ pub fn error(chrome: Chrome, status: StatusCode, message: String, back: &str) ->
         ),
     };
     let mut response = page(&ErrorPage {
-        title: heading.clone(),
-        chrome,
+        frame: Frame::new(heading.clone(), chrome),
         heading,
         message,
         back: back.to_string(),
@@ -111,8 +138,7 @@ pub struct NodeRow {
 #[derive(Template)]
 #[template(path = "console/rack.html")]
 pub struct RackPage {
-    pub title: String,
-    pub chrome: Chrome,
+    pub frame: Frame,
     pub rack: RackInfo,
     pub uptime: String,
     pub apps: Vec<AppRow>,
@@ -143,11 +169,7 @@ pub struct ProcessRow {
 #[derive(Template)]
 #[template(path = "console/app.html")]
 pub struct AppPage {
-    pub title: String,
-    pub chrome: Chrome,
-    pub app: String,
-    pub tab: &'static str,
-    pub tabs: &'static [(&'static str, &'static str)],
+    pub frame: Frame,
     pub status: String,
     pub release: String,
     pub services: Vec<ServiceRow>,
@@ -184,22 +206,14 @@ impl From<Release> for ReleaseRow {
 #[derive(Template)]
 #[template(path = "console/releases.html")]
 pub struct ReleasesPage {
-    pub title: String,
-    pub chrome: Chrome,
-    pub app: String,
-    pub tab: &'static str,
-    pub tabs: &'static [(&'static str, &'static str)],
+    pub frame: Frame,
     pub releases: Vec<ReleaseRow>,
 }
 
 #[derive(Template)]
 #[template(path = "console/confirm.html")]
 pub struct ConfirmPage {
-    pub title: String,
-    pub chrome: Chrome,
-    pub app: String,
-    pub tab: &'static str,
-    pub tabs: &'static [(&'static str, &'static str)],
+    pub frame: Frame,
     pub release: String,
     /// `promote` or `rollback`: the last segment of the form's action.
     pub action: &'static str,
@@ -214,12 +228,7 @@ pub struct ConfirmPage {
 #[derive(Template)]
 #[template(path = "console/progress.html")]
 pub struct ProgressPage {
-    pub title: String,
-    pub chrome: Chrome,
-    /// Empty for work that is not an app's.
-    pub app: String,
-    pub tab: &'static str,
-    pub tabs: &'static [(&'static str, &'static str)],
+    pub frame: Frame,
     pub heading: String,
     pub back: String,
 }
@@ -236,11 +245,7 @@ pub struct BuildRow {
 #[derive(Template)]
 #[template(path = "console/builds.html")]
 pub struct BuildsPage {
-    pub title: String,
-    pub chrome: Chrome,
-    pub app: String,
-    pub tab: &'static str,
-    pub tabs: &'static [(&'static str, &'static str)],
+    pub frame: Frame,
     pub builds: Vec<BuildRow>,
     /// The build whose output is shown, and that output.
     pub build: String,
@@ -256,11 +261,7 @@ pub struct EnvRow {
 #[derive(Template)]
 #[template(path = "console/env.html")]
 pub struct EnvPage {
-    pub title: String,
-    pub chrome: Chrome,
-    pub app: String,
-    pub tab: &'static str,
-    pub tabs: &'static [(&'static str, &'static str)],
+    pub frame: Frame,
     pub rows: Vec<EnvRow>,
     pub missing: Vec<String>,
 }
@@ -268,11 +269,7 @@ pub struct EnvPage {
 #[derive(Template)]
 #[template(path = "console/volumes.html")]
 pub struct VolumesPage {
-    pub title: String,
-    pub chrome: Chrome,
-    pub app: String,
-    pub tab: &'static str,
-    pub tabs: &'static [(&'static str, &'static str)],
+    pub frame: Frame,
     /// (name, size, used by)
     pub volumes: Vec<(String, String, String)>,
 }
@@ -290,22 +287,14 @@ pub struct TimerRow {
 #[derive(Template)]
 #[template(path = "console/timers.html")]
 pub struct TimersPage {
-    pub title: String,
-    pub chrome: Chrome,
-    pub app: String,
-    pub tab: &'static str,
-    pub tabs: &'static [(&'static str, &'static str)],
+    pub frame: Frame,
     pub timers: Vec<TimerRow>,
 }
 
 #[derive(Template)]
 #[template(path = "console/certs.html")]
 pub struct CertsPage {
-    pub title: String,
-    pub chrome: Chrome,
-    pub app: String,
-    pub tab: &'static str,
-    pub tabs: &'static [(&'static str, &'static str)],
+    pub frame: Frame,
     pub certs: Vec<CertInfo>,
     pub note: Option<String>,
 }
@@ -319,11 +308,7 @@ pub struct LogRow {
 #[derive(Template)]
 #[template(path = "console/logs.html")]
 pub struct LogsPage {
-    pub title: String,
-    pub chrome: Chrome,
-    pub app: String,
-    pub tab: &'static str,
-    pub tabs: &'static [(&'static str, &'static str)],
+    pub frame: Frame,
     pub lines: Vec<LogRow>,
     pub services: Vec<String>,
     /// The service shown; empty for all.
@@ -335,8 +320,7 @@ pub struct LogsPage {
 #[derive(Template)]
 #[template(path = "console/tokens.html")]
 pub struct TokensPage {
-    pub title: String,
-    pub chrome: Chrome,
+    pub frame: Frame,
     pub tokens: Vec<TokenInfo>,
     pub created: Option<CreatedToken>,
     pub apps: Vec<String>,
@@ -345,8 +329,7 @@ pub struct TokensPage {
 #[derive(Template)]
 #[template(path = "console/audit.html")]
 pub struct AuditPage {
-    pub title: String,
-    pub chrome: Chrome,
+    pub frame: Frame,
     pub entries: Vec<AuditEntry>,
 }
 

@@ -5,8 +5,8 @@ use super::api::seg;
 use super::auth::Signed;
 use super::pages::{
     self, AppPage, AppRow, AuditPage, BuildRow, BuildsPage, CertsPage, ConfirmPage, EnvPage,
-    EnvRow, LogRow, LogsPage, NodeRow, ProcessRow, RackPage, ReleasesPage, ServiceRow, TABS,
-    TimerRow, TimersPage, TokensPage, VolumesPage,
+    EnvRow, LogRow, LogsPage, NodeRow, ProcessRow, RackPage, ReleasesPage, ServiceRow, TimerRow,
+    TimersPage, TokensPage, VolumesPage,
 };
 use axum::extract::{Path, Query};
 use axum::response::Response;
@@ -79,8 +79,7 @@ pub async fn rack(s: Signed) -> Response {
         })
         .collect();
     pages::page(&RackPage {
-        title: "Rack".into(),
-        chrome: s.chrome("rack"),
+        frame: s.frame("Rack", "rack"),
         uptime: pages::duration(info.uptime_secs),
         rack: info,
         apps: rows,
@@ -131,13 +130,9 @@ pub async fn app(s: Signed, Path(app): Path<String>) -> Response {
         })
         .collect();
     pages::page(&AppPage {
-        title: app.clone(),
-        chrome: s.chrome("rack"),
-        tab: "",
-        tabs: TABS,
+        frame: s.app_frame(&app, "", app.clone()),
         status: info.app.status,
         release: info.app.release.unwrap_or_else(|| "—".into()),
-        app,
         services,
         processes,
         processes_error,
@@ -149,11 +144,7 @@ pub async fn releases(s: Signed, Path(app): Path<String>) -> Response {
     let path = format!("/apps/{}/releases", seg(&app));
     let releases = or_fail!(s, s.get::<Vec<Release>>(&path).await, "/console/");
     pages::page(&ReleasesPage {
-        title: format!("{app}: releases"),
-        chrome: s.chrome("rack"),
-        tab: "/releases",
-        tabs: TABS,
-        app,
+        frame: s.app_frame(&app, "/releases", format!("{app}: releases")),
         releases: releases.into_iter().rev().map(Into::into).collect(),
     })
 }
@@ -207,11 +198,7 @@ pub async fn confirm(
         }
     };
     pages::page(&ConfirmPage {
-        title: question.clone(),
-        chrome: s.chrome("rack"),
-        tab: "/releases",
-        tabs: TABS,
-        app,
+        frame: s.app_frame(&app, "/releases", question.clone()),
         release: id,
         action,
         verb,
@@ -259,11 +246,7 @@ async fn builds_page(s: Signed, app: String, shown: Option<String>) -> Response 
         None => None,
     };
     pages::page(&BuildsPage {
-        title: format!("{app}: builds"),
-        chrome: s.chrome("rack"),
-        tab: "/builds",
-        tabs: TABS,
-        app,
+        frame: s.app_frame(&app, "/builds", format!("{app}: builds")),
         builds: builds.into_iter().rev().map(build_row).collect(),
         build: shown.unwrap_or_default(),
         output,
@@ -315,11 +298,7 @@ pub async fn env(s: Signed, Path(app): Path<String>, Query(q): Query<EnvQuery>) 
         })
         .collect();
     pages::page(&EnvPage {
-        title: format!("{app}: environment"),
-        chrome: s.chrome("rack"),
-        tab: "/env",
-        tabs: TABS,
-        app,
+        frame: s.app_frame(&app, "/env", format!("{app}: environment")),
         rows,
         missing: keys.missing,
     })
@@ -330,11 +309,7 @@ pub async fn volumes(s: Signed, Path(app): Path<String>) -> Response {
     let path = format!("/apps/{}/volumes", seg(&app));
     let volumes = or_fail!(s, s.get::<Vec<VolumeEntry>>(&path).await, "/console/");
     pages::page(&VolumesPage {
-        title: format!("{app}: volumes"),
-        chrome: s.chrome("rack"),
-        tab: "/volumes",
-        tabs: TABS,
-        app,
+        frame: s.app_frame(&app, "/volumes", format!("{app}: volumes")),
         volumes: volumes
             .into_iter()
             .map(|v| {
@@ -358,11 +333,7 @@ pub async fn timers(s: Signed, Path(app): Path<String>) -> Response {
     let timers = or_fail!(s, s.get::<Vec<TimerInfo>>(&path).await, "/console/");
     let when = |t: Option<String>| t.as_deref().map_or_else(|| "—".into(), pages::short_time);
     pages::page(&TimersPage {
-        title: format!("{app}: timers"),
-        chrome: s.chrome("rack"),
-        tab: "/timers",
-        tabs: TABS,
-        app,
+        frame: s.app_frame(&app, "/timers", format!("{app}: timers")),
         timers: timers
             .into_iter()
             .map(|t| TimerRow {
@@ -424,11 +395,7 @@ pub async fn certs(s: Signed, Path(app): Path<String>) -> Response {
         Err(f) => return s.failed(f, "/console/"),
     };
     pages::page(&CertsPage {
-        title: format!("{app}: certificates"),
-        chrome: s.chrome("rack"),
-        tab: "/certs",
-        tabs: TABS,
-        app,
+        frame: s.app_frame(&app, "/certs", format!("{app}: certificates")),
         certs,
         note,
     })
@@ -471,12 +438,8 @@ pub async fn logs(s: Signed, Path(app): Path<String>, Query(q): Query<LogsQuery>
         .map(|i| i.services.into_iter().map(|sv| sv.name).collect())
         .unwrap_or_default();
     pages::page(&LogsPage {
-        title: format!("{app}: logs"),
-        chrome: s.chrome("rack"),
-        tab: "/logs",
-        tabs: TABS,
+        frame: s.app_frame(&app, "/logs", format!("{app}: logs")),
         stream: format!("/console/apps/{app}/logs/stream?{query}"),
-        app,
         lines,
         services,
         service: service.unwrap_or_default(),
@@ -497,8 +460,7 @@ pub async fn tokens_page(s: Signed, created: Option<berth_api::CreatedToken>) ->
         .map(|a| a.into_iter().map(|a| a.name).collect())
         .unwrap_or_default();
     pages::page(&TokensPage {
-        title: "Tokens".into(),
-        chrome: s.chrome("tokens"),
+        frame: s.frame("Tokens", "tokens"),
         tokens,
         created,
         apps,
@@ -513,8 +475,7 @@ pub async fn audit(s: Signed) -> Response {
         "/console/"
     );
     pages::page(&AuditPage {
-        title: "Audit".into(),
-        chrome: s.chrome("audit"),
+        frame: s.frame("Audit", "audit"),
         entries,
     })
 }
