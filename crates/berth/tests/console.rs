@@ -330,6 +330,33 @@ async fn the_console_in_a_browser() {
     );
     shot(&c, &shots, "logs").await;
 
+    // Admin: a token made in the console shows its secret once; the console's
+    // changes are in the audit trail under their API paths, newest first.
+    open(&c, &format!("{base}/console/tokens")).await;
+    click(&c, "form[action='/console/tokens'] button[type=submit]").await;
+    let secret = wait_for(&c, "#new-secret", 10)
+        .await
+        .text()
+        .await
+        .expect("secret");
+    assert!(secret.starts_with("berth_"), "{secret}");
+    shot(&c, &shots, "tokens").await;
+    open(&c, &format!("{base}/console/tokens")).await;
+    assert!(
+        !source(&c).await.contains(&secret),
+        "the secret is shown once"
+    );
+    open(&c, &format!("{base}/console/audit")).await;
+    let page = source(&c).await;
+    let rollback = page
+        .find(&format!("/apps/{app}/releases/R1/rollback"))
+        .expect("the console's rollback is audited");
+    let env = page
+        .find(&format!("/apps/{app}/env<"))
+        .expect("the console's env change is audited");
+    assert!(env < rollback, "newest first");
+    shot(&c, &shots, "audit").await;
+
     // On a phone with a dark system theme: the same page, dark.
     {
         let phone = driver.session(true, (390, 844)).await;

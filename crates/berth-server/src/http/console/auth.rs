@@ -11,9 +11,8 @@ use crate::http::guard;
 use axum::Form;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
-use axum_extra::extract::cookie::CookieJar;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use berth_store::access::Identity;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,14 +83,13 @@ impl Signed {
     }
 }
 
-fn to_signin(jar: CookieJar) -> Response {
+/// To the sign-in page, removing a stale session cookie.
+fn to_signin(console: &Console) -> Response {
     (
-        jar.remove(session::cookie(
-            COOKIE,
-            String::new(),
-            Duration::ZERO,
-            false,
-        )),
+        AppendHeaders([(
+            header::SET_COOKIE,
+            session::cookie(COOKIE, "", Duration::ZERO, console.secure),
+        )]),
         Redirect::to("/console/signin"),
     )
         .into_response()
@@ -104,12 +102,11 @@ impl FromRequestParts<Arc<Console>> for Signed {
         parts: &mut Parts,
         console: &Arc<Console>,
     ) -> Result<Self, Self::Rejection> {
-        let jar = CookieJar::from_headers(&parts.headers);
-        let Some(id) = jar.get(COOKIE).map(|c| c.value().to_string()) else {
-            return Err(to_signin(jar));
+        let Some(id) = session::read_cookie(&parts.headers, COOKIE).map(str::to_string) else {
+            return Err(Redirect::to("/console/signin").into_response());
         };
         let Some(session) = console.sessions.get(&id) else {
-            return Err(to_signin(jar));
+            return Err(to_signin(console));
         };
         // The token is checked again on every request, exactly as the API's
         // guard checks it: a revoked token ends the session here.
@@ -122,7 +119,7 @@ impl FromRequestParts<Arc<Console>> for Signed {
             }),
             Ok(None) => {
                 console.sessions.close(&id);
-                Err(to_signin(jar))
+                Err(to_signin(console))
             }
             Err(e) => Err(e.into_response()),
         }
@@ -190,57 +187,41 @@ impl FromRequest<Arc<Console>> for Posted {
 }
 
 /// `GET /console/signin`: the form, with a CSRF token of its own in a cookie.
-pub async fn signin_form(State(console): State<Arc<Console>>, jar: CookieJar) -> Response {
-    signin_page(&console, jar, None, StatusCode::OK)
+pub async fn signin_form(State(console): State<Arc<Console>>) -> Response {
+    signin_page(&console, None, StatusCode::OK)
 }
 
-fn signin_page(
-    console: &Console,
-    jar: CookieJar,
-    error: Option<String>,
-    status: StatusCode,
-) -> Response {
+fn signin_page(console: &Console, error: Option<String>, status: StatusCode) -> Response {
     let csrf = session::random_id();
-    let cookie = session::cookie(
-        SIGNIN_COOKIE,
-        csrf.clone(),
-        SIGNIN_FORM_LIFETIME,
-        console.secure,
-    );
+    let cookie = session::cookie(SIGNIN_COOKIE, &csrf, SIGNIN_FORM_LIFETIME, console.secure);
     let mut response = pages::page(&Signin {
         frame: Frame::new("Sign in", Chrome::default()),
         csrf,
         error,
     });
     *response.status_mut() = status;
-    (jar.add(cookie), response).into_response()
+    (AppendHeaders([(header::SET_COOKIE, cookie)]), response).into_response()
 }
 
 /// `POST /console/signin`: checks the token as the API does and opens a new
 /// session under a new id (any session the browser had ends: no fixation).
 pub async fn signin(
     State(console): State<Arc<Console>>,
-    jar: CookieJar,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     if let Some(why) = session::cross_site(&headers) {
         return signin_page(
             &console,
-            jar,
             Some(format!("{why}; sign in from this page")),
             StatusCode::FORBIDDEN,
         );
     }
-    let expected = jar
-        .get(SIGNIN_COOKIE)
-        .map(|c| c.value().to_string())
-        .unwrap_or_default();
+    let expected = session::read_cookie(&headers, SIGNIN_COOKIE).unwrap_or("");
     let sent = form.get("_csrf").map(String::as_str).unwrap_or("");
-    if expected.is_empty() || !session::same(sent, &expected) {
+    if expected.is_empty() || !session::same(sent, expected) {
         return signin_page(
             &console,
-            jar,
             Some("the sign-in form expired or did not come from this console; try again".into()),
             StatusCode::FORBIDDEN,
         );
@@ -254,7 +235,6 @@ pub async fn signin(
         Ok(None) => {
             return signin_page(
                 &console,
-                jar,
                 Some("that token is not valid: paste a whole token (it starts with berth_), one that was not revoked".into()),
                 StatusCode::UNAUTHORIZED,
             );
@@ -264,37 +244,31 @@ pub async fn signin(
     if who.role == berth_store::access::NODE_ROLE {
         return signin_page(
             &console,
-            jar,
             Some("that is a node token, for `berth agent` only; sign in with an admin, deploy or read token".into()),
             StatusCode::FORBIDDEN,
         );
     }
-    if let Some(old) = jar.get(COOKIE) {
-        console.sessions.close(old.value());
+    if let Some(old) = session::read_cookie(&headers, COOKIE) {
+        console.sessions.close(old);
     }
     let (id, _) = console.sessions.open(secret);
     tracing::info!(token = who.id, role = who.role, "console: signed in");
-    let jar = jar
-        .remove(session::cookie(
-            SIGNIN_COOKIE,
-            String::new(),
-            Duration::ZERO,
-            console.secure,
-        ))
-        .add(session::cookie(COOKIE, id, LIFETIME, console.secure));
-    (jar, Redirect::to("/console/")).into_response()
+    let cookies = AppendHeaders([
+        (
+            header::SET_COOKIE,
+            session::cookie(SIGNIN_COOKIE, "", Duration::ZERO, console.secure),
+        ),
+        (
+            header::SET_COOKIE,
+            session::cookie(COOKIE, &id, LIFETIME, console.secure),
+        ),
+    ]);
+    (cookies, Redirect::to("/console/")).into_response()
 }
 
 /// `POST /console/signout`: ends the session here and in the browser.
-pub async fn signout(
-    State(console): State<Arc<Console>>,
-    jar: CookieJar,
-    posted: Posted,
-) -> Response {
-    if let Some(id) = jar.get(COOKIE) {
-        console.sessions.close(id.value());
-    }
+pub async fn signout(State(console): State<Arc<Console>>, posted: Posted) -> Response {
+    console.sessions.close(&posted.signed.id);
     tracing::info!(token = posted.signed.who.id, "console: signed out");
-    let gone = session::cookie(COOKIE, String::new(), Duration::ZERO, console.secure);
-    (jar.remove(gone), Redirect::to("/console/signin")).into_response()
+    to_signin(&console)
 }

@@ -469,11 +469,13 @@ pub async fn tokens_page(s: Signed, created: Option<berth_api::CreatedToken>) ->
 
 /// `GET /console/audit` (admin).
 pub async fn audit(s: Signed) -> Response {
-    let entries = or_fail!(
+    let mut entries = or_fail!(
         s,
         s.get::<Vec<AuditEntry>>("/audit?limit=200").await,
         "/console/"
     );
+    // The API answers the last ones oldest first; the page shows the newest first.
+    entries.reverse();
     pages::page(&AuditPage {
         frame: s.frame("Audit", "audit"),
         entries,

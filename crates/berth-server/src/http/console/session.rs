@@ -6,8 +6,7 @@
 //! calling the API with it: a revoked token ends its sessions at their next
 //! request, and a session can never do more than its token.
 
-use axum::http::{HeaderMap, header};
-use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum::http::{HeaderMap, HeaderValue, header};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -98,22 +97,31 @@ impl Sessions {
     }
 }
 
-/// A console cookie: `HttpOnly`, `SameSite=Strict`, only under [`PATH`],
-/// `Secure` when the API is served over TLS, gone after `max_age`.
-pub fn cookie(
-    name: &'static str,
-    value: String,
-    max_age: Duration,
-    secure: bool,
-) -> Cookie<'static> {
-    let seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
-    Cookie::build((name, value))
-        .path(PATH)
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(secure)
-        .max_age(time::Duration::seconds(seconds))
-        .build()
+/// A console cookie's `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`, only
+/// under [`PATH`], `Secure` when the API is served over TLS, gone after
+/// `max_age` (zero: removed now). Values are hex, so nothing needs quoting.
+/// (Written here rather than with the `cookie` crate, whose date parsing and
+/// formatting cost the binary more than this whole function.)
+pub fn cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let text = format!(
+        "{name}={value}; Path={PATH}; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        max_age.as_secs()
+    );
+    HeaderValue::from_str(&text)
+        .unwrap_or_else(|_| HeaderValue::from_static("berth_invalid=; Max-Age=0"))
+}
+
+/// The value of cookie `name` the browser sent (`Cookie: a=1; b=2`), if any.
+pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
 }
 
 /// Why a form post is refused as cross-site, if it is: the browser says it came
@@ -172,21 +180,26 @@ mod tests {
     }
 
     #[test]
-    fn cookies_carry_their_flags() {
-        let c = cookie(COOKIE, "x".into(), LIFETIME, true).to_string();
+    fn cookies_carry_their_flags_and_are_read_back() {
+        let c = cookie(COOKIE, "x", LIFETIME, true);
+        let c = c.to_str().unwrap();
         for flag in [
             "HttpOnly",
             "SameSite=Strict",
-            "Secure",
+            "; Secure",
             "Path=/console",
             "Max-Age=28800",
         ] {
             assert!(c.contains(flag), "{c}");
         }
-        assert!(
-            !cookie(COOKIE, "x".into(), LIFETIME, false)
-                .to_string()
-                .contains("Secure")
+        let plain = cookie(COOKIE, "x", LIFETIME, false);
+        assert!(!plain.to_str().unwrap().contains("Secure"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            "a=1; berth_session=abc ;b=2".parse().unwrap(),
         );
+        assert_eq!(read_cookie(&h, COOKIE), Some("abc"));
+        assert_eq!(read_cookie(&h, "berth"), None);
     }
 }
