@@ -103,12 +103,7 @@ async fn read(response: Response) -> Result<bytes::Bytes, Failure> {
 
 pub async fn read_json<T: DeserializeOwned>(response: Response) -> Result<T, Failure> {
     let bytes = read(response).await?;
-    // Through a `Value`: one JSON parser for every type here, and only the
-    // small `Value` deserializer per type, which keeps the console's share of
-    // the binary down.
-    serde_json::from_slice::<serde_json::Value>(&bytes)
-        .and_then(serde_json::from_value)
-        .map_err(|e| Failure {
+    serde_json::from_slice(&bytes).map_err(|e| Failure {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message: format!(
             "the API answered JSON the console does not read ({e}); is the server's build mixed up?"
