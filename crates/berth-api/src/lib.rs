@@ -5,7 +5,8 @@
 //! - `GET /ca.pem` → the cluster CA's certificate (`application/x-pem-file`), which a
 //!   client checks against the fingerprint it was given (`berth login --ca-sha256`)
 //! - `GET /rack` → [`RackInfo`]
-//! - `GET /apps` → `Vec<App>`; `POST /apps` [`CreateApp`] → [`App`]
+//! - `GET /apps` → `Vec<App>`; `GET /apps?services=true` → `Vec<AppInfo>` (each app as
+//!   `GET /apps/{app}` answers it, in one call); `POST /apps` [`CreateApp`] → [`App`]
 //! - `GET /apps/{app}` → [`AppInfo`]; `DELETE /apps/{app}` → 204
 //! - `POST /apps/{app}/builds` (body: source tar; `?manifest=berth.yml`) → NDJSON [`Event`]s;
 //!   the last is `result` with a [`BuildResult`]

@@ -14,7 +14,6 @@ use berth_api::{
     App, AppInfo, AuditEntry, Build, CertInfo, EffectiveEnv, EnvKeys, Instance, LogEntry, Process,
     RackInfo, Release, TimerInfo, TokenInfo, VolumeEntry,
 };
-use futures_util::future::join_all;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -31,28 +30,21 @@ macro_rules! or_fail {
 /// `GET /console/`: the rack and its apps.
 pub async fn rack(s: Signed) -> Response {
     let info = s.get::<RackInfo>("/rack");
-    let apps = s.get::<Vec<App>>("/apps");
+    let apps = s.get::<Vec<AppInfo>>("/apps?services=true");
     let (info, apps) = tokio::join!(info, apps);
     let info = or_fail!(s, info, "/console/");
     let apps = or_fail!(s, apps, "/console/");
-    let paths: Vec<String> = apps
-        .iter()
-        .map(|a| format!("/apps/{}", seg(&a.name)))
-        .collect();
-    let infos = join_all(paths.iter().map(|p| s.get::<AppInfo>(p))).await;
     let rows = apps
         .into_iter()
-        .zip(infos)
-        .map(|(a, info)| {
-            let (count, healthy) = info.map_or((0, 0), |i| {
-                i.services
-                    .iter()
-                    .fold((0, 0), |(c, h), s| (c + s.count, h + s.healthy))
-            });
+        .map(|a| {
+            let (count, healthy) = a
+                .services
+                .iter()
+                .fold((0, 0), |(c, h), s| (c + s.count, h + s.healthy));
             AppRow {
-                release: a.release.unwrap_or_else(|| "—".into()),
-                name: a.name,
-                status: a.status,
+                release: a.app.release.unwrap_or_else(|| "—".into()),
+                name: a.app.name,
+                status: a.app.status,
                 processes: count,
                 healthy,
                 health: pages::health(healthy, count),
