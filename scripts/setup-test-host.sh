@@ -20,6 +20,9 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # and signals it with the kill program.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 { [ -x /usr/bin/kill ] || [ -x /bin/kill ]; } || missing+=(procps)
+# tests/console.rs drives the web console in headless Chromium through chromedriver.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 # tests/acme.rs runs Let's Encrypt's test CA.
 { command -v pebble >/dev/null 2>&1 || [ -x /usr/bin/pebble ]; } || missing+=(pebble)
 # tests/metrics.rs scrapes berth with a real Prometheus.

@@ -5,7 +5,8 @@
 //! - `GET /ca.pem` → the cluster CA's certificate (`application/x-pem-file`), which a
 //!   client checks against the fingerprint it was given (`berth login --ca-sha256`)
 //! - `GET /rack` → [`RackInfo`]
-//! - `GET /apps` → `Vec<App>`; `POST /apps` [`CreateApp`] → [`App`]
+//! - `GET /apps` → `Vec<App>`; `GET /apps?services=true` → `Vec<AppInfo>` (each app as
+//!   `GET /apps/{app}` answers it, in one call); `POST /apps` [`CreateApp`] → [`App`]
 //! - `GET /apps/{app}` → [`AppInfo`]; `DELETE /apps/{app}` → 204
 //! - `POST /apps/{app}/builds` (body: source tar; `?manifest=berth.yml`) → NDJSON [`Event`]s;
 //!   the last is `result` with a [`BuildResult`]
@@ -20,6 +21,7 @@
 //! - `GET /apps/{app}/env` → `BTreeMap<String,String>` (the values set with `env set`)
 //! - `GET /apps/{app}/env/effective` → [`EffectiveEnv`] (those values and the manifest's
 //!   defaults, each with its source)
+//! - `GET /apps/{app}/env/keys` → [`EnvKeys`] (keys only, never values; a `read` token may)
 //! - `POST /apps/{app}/env` [`EnvChange`] → NDJSON [`Event`]s (new release, rollout if
 //!   `promote`; a change that changes nothing makes neither, and its `result` is `null`)
 //! - `POST /apps/{app}/services/{service}/scale` [`ScaleRequest`] → NDJSON [`Event`]s
@@ -52,6 +54,30 @@
 //! - `GET /certs` → `Vec<CertInfo>`; `POST /certs` [`ImportCert`] → [`CertInfo`];
 //!   `POST /certs/generate` [`GenerateCert`] → [`CertInfo`]; `POST /certs/{id}/default` →
 //!   [`CertInfo`] (served to clients without SNI); `DELETE /certs/{id}` → 204 (admin)
+//!
+//! The web console (HTML for browsers, not for clients of this crate) is served
+//! beside the API. Its pages need a session cookie from the sign-in, not a
+//! bearer token; every page and form calls the routes above with the session's
+//! token, so the same roles apply. Every `POST` needs the session's CSRF token
+//! (`_csrf`) and a same-origin browser.
+//! - `GET /` and `GET /console` → redirect to `/console/`
+//! - `GET /console/signin` (no session) → the sign-in form; `POST /console/signin`
+//!   (`token`, `_csrf`) → a new session cookie, redirect to `/console/`
+//! - `POST /console/signout` → the session ends
+//! - `GET /console/assets/console.css`, `GET /console/assets/console.js` (no session)
+//! - `GET /console/` → the rack: version, engine, domain, uptime, apps (and a swarm's nodes)
+//! - `GET /console/apps/{app}` → services and processes;
+//!   `POST /console/apps/{app}/processes/{id}/stop`
+//! - `GET /console/apps/{app}/releases`; `GET /console/apps/{app}/releases/{id}/{promote|rollback}`
+//!   → the confirmation; `POST` the same → the rollout's progress, streamed as HTML
+//! - `GET /console/apps/{app}/builds`, `GET /console/apps/{app}/builds/{id}` (its output)
+//! - `GET /console/apps/{app}/env[?reveal=KEY]`; `POST /console/apps/{app}/env`
+//!   (`key`+`value` or `unset`, `promote`) → progress, streamed as HTML
+//! - `GET /console/apps/{app}/volumes`, `.../timers`, `.../certs`
+//! - `GET /console/apps/{app}/logs[?service=S]`; `GET /console/apps/{app}/logs/stream[?service=S&tail=N]`
+//!   → Server-Sent Events, one [`LogEntry`] (JSON) per event, following
+//! - `GET /console/tokens`, `POST /console/tokens` (`role`, `app`) → the secret, once;
+//!   `POST /console/tokens/{id}/revoke`; `GET /console/audit` (admin)
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -185,6 +211,16 @@ pub struct EffectiveEnv {
     /// Sorted by key; a key has one `set` entry, or an app-wide `default` and
     /// `service` entries for the services that override it.
     pub vars: Vec<EnvVar>,
+    /// Keys the manifest requires that are not set.
+    pub missing: Vec<String>,
+}
+
+/// The keys of an app's environment without their values (`GET /apps/{app}/env/keys`,
+/// which a `read` token may call).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct EnvKeys {
+    /// Sorted: keys set with `env set`, the manifest's defaults, and required keys.
+    pub keys: Vec<String>,
     /// Keys the manifest requires that are not set.
     pub missing: Vec<String>,
 }

@@ -2,7 +2,8 @@
 //! below it:
 //!
 //! - `http`: the API (axum): routes, auth, the role policy, audit, error
-//!   statuses, NDJSON streams, WebSocket sessions, serving over TLS (`http::tls`).
+//!   statuses, NDJSON streams, WebSocket sessions, serving over TLS (`http::tls`),
+//!   and the web console (`http::console`), a client of the API in the process.
 //!   Nothing else knows axum.
 //! - operations the API offers: `apps`, `builds`, `releases`, `processes`,
 //!   `oneoff` (run, exec), `timers`, `volumes`, `certs` and `acme`, `tokens`,

@@ -6,7 +6,9 @@ use crate::error::{Error, Result};
 use crate::progress::{Progress, step};
 use crate::rack::Rack;
 use crate::views;
-use berth_api::{DeployResult, EffectiveEnv, EnvChange, EnvSource, EnvVar, Release, ReleaseInfo};
+use berth_api::{
+    DeployResult, EffectiveEnv, EnvChange, EnvKeys, EnvSource, EnvVar, Release, ReleaseInfo,
+};
 use berth_core::Manifest;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -312,6 +314,20 @@ pub async fn change_env(
 /// The environment the app's processes get: the values set with `berth env
 /// set` (the app's current environment version) and the defaults of the
 /// promoted release's manifest, each with its source.
+/// The keys of the environment the app's processes get (set and defaults),
+/// sorted, without a single value, and the required keys that are unset.
+pub fn env_keys(rack: &Rack, app: &str) -> Result<EnvKeys> {
+    let effective = effective_env(rack, app)?;
+    let mut keys: Vec<String> = effective.vars.into_iter().map(|v| v.key).collect();
+    keys.extend(effective.missing.iter().cloned());
+    keys.sort();
+    keys.dedup();
+    Ok(EnvKeys {
+        keys,
+        missing: effective.missing,
+    })
+}
+
 pub fn effective_env(rack: &Rack, app: &str) -> Result<EffectiveEnv> {
     let row = crate::apps::get(rack, app)?;
     let set = rack.store.env(app, row.env_version)?;

@@ -38,6 +38,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/apps/shop/releases/R1/info", "read"),
     ("GET", "/apps/shop/env", "deploy"),
     ("GET", "/apps/shop/env/effective", "deploy"),
+    ("GET", "/apps/shop/env/keys", "read"),
     ("POST", "/apps/shop/env", "deploy"),
     ("POST", "/apps/shop/services/web/scale", "deploy"),
     ("GET", "/apps/shop/processes", "read"),

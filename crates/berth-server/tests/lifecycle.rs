@@ -938,6 +938,18 @@ async fn env_changes_that_change_nothing_or_break_the_release_are_not_made() {
         json!({"SECRET_KEY": "s3"}),
         "the old answer is unchanged"
     );
+    // Every app with its services in one call (the console's rack page).
+    let (status, apps) = t.admin(Method::GET, "/apps?services=true", None).await;
+    assert_eq!(status, StatusCode::OK, "{apps}");
+    assert_eq!(apps[0]["name"], "shop");
+    assert_eq!(apps[0]["services"][0]["name"], "web", "{apps}");
+    // The keys alone, for roles that may not read values (the console's masked list).
+    let (status, keys) = t.admin(Method::GET, "/apps/shop/env/keys", None).await;
+    assert_eq!(status, StatusCode::OK, "{keys}");
+    assert_eq!(
+        keys,
+        json!({"keys": ["GREETING", "LEVEL", "SECRET_KEY"], "missing": []})
+    );
 }
 
 #[tokio::test]

@@ -2,21 +2,46 @@
 
 use super::error::ApiResult;
 use crate::apps;
+use crate::error::Error;
 use crate::rack::Rack;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_api::{App, AppInfo, CreateApp};
+use berth_store::StoreError;
 use berth_store::access::Identity;
 use serde::Deserialize;
 use std::sync::Arc;
+
+/// `GET /apps[?services=true]`
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    /// Each app as `GET /apps/{app}` answers it (its services), in one call.
+    #[serde(default)]
+    services: bool,
+}
 
 /// `GET /apps`: a token limited to one app sees only that app.
 pub async fn list(
     State(rack): State<Arc<Rack>>,
     Extension(who): Extension<Identity>,
-) -> ApiResult<Json<Vec<App>>> {
-    Ok(Json(apps::list(&rack, who.app.as_deref())?))
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Response> {
+    let list = apps::list(&rack, who.app.as_deref())?;
+    if !q.services {
+        return Ok(Json(list).into_response());
+    }
+    let mut infos: Vec<AppInfo> = Vec::with_capacity(list.len());
+    for app in &list {
+        match apps::info(&rack, &app.name) {
+            Ok(info) => infos.push(info),
+            // Deleted since it was listed.
+            Err(Error::Store(StoreError::NoApp(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Json(infos).into_response())
 }
 
 pub async fn create(

@@ -55,6 +55,7 @@ pub fn need(method: &Method, route: &str) -> Need {
             | "/apps/{app}/logs"
             | "/apps/{app}/timers"
             | "/apps/{app}/volumes"
+            | "/apps/{app}/env/keys"
             | "/apps/{app}/releases/{id}/info",
         ) => Need::Read,
         // Env values are secrets and volume archives are data: only tokens that may
@@ -216,6 +217,12 @@ mod tests {
             (&post, "/apps", "/apps", [false, false, true]),
             (&delete, "/apps/{app}", "/apps/a", [false, false, true]),
             (&get, "/apps/{app}/env", "/apps/a/env", [false, true, true]),
+            (
+                &get,
+                "/apps/{app}/env/keys",
+                "/apps/a/env/keys",
+                [true, true, true],
+            ),
             (
                 &get,
                 "/apps/{app}/env/effective",

@@ -55,20 +55,11 @@ pub async fn guard(State(rack): State<Arc<Rack>>, mut request: Request, next: Ne
         .into_response();
     }
     let secret = bearer(request.headers()).to_string();
-    let store = rack.clone();
-    let who = match tokio::task::spawn_blocking(move || store.store.authenticate(&secret)).await {
-        Ok(Ok(Some(who))) => who,
-        Ok(Ok(None)) => return unauthorized(),
-        Ok(Err(e)) => return ApiError::from(e).into_response(),
-        Err(e) => {
-            return ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("auth failed: {e}"),
-            )
-            .into_response();
-        }
+    let who = match authenticate(&rack, secret).await {
+        Ok(Some(who)) => who,
+        Ok(None) => return unauthorized(),
+        Err(e) => return e.into_response(),
     };
-    touch(&rack, &who.id);
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let route = request
@@ -93,6 +84,26 @@ pub async fn guard(State(rack): State<Arc<Rack>>, mut request: Request, next: Ne
         audit(&rack, &who, &method, &path, response.status());
     }
     response
+}
+
+/// The identity whose secret this is, checked the one way every token is (the
+/// API's bearer tokens and the console's sign-in alike), its last use recorded.
+pub async fn authenticate(rack: &Arc<Rack>, secret: String) -> Result<Option<Identity>, ApiError> {
+    let store = rack.clone();
+    let who = match tokio::task::spawn_blocking(move || store.store.authenticate(&secret)).await {
+        Ok(Ok(who)) => who,
+        Ok(Err(e)) => return Err(ApiError::from(e)),
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("auth failed: {e}"),
+            ));
+        }
+    };
+    if let Some(who) = &who {
+        touch(rack, &who.id);
+    }
+    Ok(who)
 }
 
 fn touch(rack: &Rack, id: &str) {

@@ -9,6 +9,7 @@ mod apps;
 pub mod authz;
 mod builds;
 mod certs;
+mod console;
 pub mod error;
 mod guard;
 mod instances;
@@ -35,7 +36,13 @@ use std::sync::Arc;
 /// Largest JSON request body.
 const MAX_JSON_BODY: usize = 1 << 20;
 
+/// The API, with the web console (`console`) beside it.
 pub fn app(rack: Arc<Rack>) -> Router {
+    let api = api(rack.clone());
+    api.clone().merge(console::routes(rack, api))
+}
+
+fn api(rack: Arc<Rack>) -> Router {
     // Uploads are bounded by `--max-upload` while they are spooled.
     let uploads = Router::new()
         .route("/apps/{app}/builds", post(builds::create).get(builds::list))
@@ -70,6 +77,7 @@ pub fn app(rack: Arc<Rack>) -> Router {
             get(releases::env).post(releases::change_env),
         )
         .route("/apps/{app}/env/effective", get(releases::effective_env))
+        .route("/apps/{app}/env/keys", get(releases::env_keys))
         .route(
             "/apps/{app}/services/{service}/scale",
             post(processes::scale),

@@ -7,7 +7,7 @@ use crate::{apps, lifecycle, releases, views};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use berth_api::{EffectiveEnv, EnvChange, Release, ReleaseInfo};
+use berth_api::{EffectiveEnv, EnvChange, EnvKeys, Release, ReleaseInfo};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -85,6 +85,14 @@ pub async fn effective_env(
     Path(app): Path<String>,
 ) -> ApiResult<Json<EffectiveEnv>> {
     Ok(Json(releases::effective_env(&rack, &app)?))
+}
+
+/// `GET /apps/{app}/env/keys`: the keys only, never values (a `read` role lists them).
+pub async fn env_keys(
+    State(rack): State<Arc<Rack>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<EnvKeys>> {
+    Ok(Json(releases::env_keys(&rack, &app)?))
 }
 
 pub async fn change_env(

@@ -424,7 +424,7 @@ pub fn request_bytes(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> std::io::Result<(u16, String)> {
-    request_at("127.0.0.1", port, host, method, path, headers, body)
+    request_full(port, host, method, path, headers, body).map(|(status, _, body)| (status, body))
 }
 
 /// [`request_bytes`] to another address than 127.0.0.1 (e.g. a swarm lab node).
@@ -437,6 +437,31 @@ pub fn request_at(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> std::io::Result<(u16, String)> {
+    request_full_at(ip, port, host, method, path, headers, body)
+        .map(|(status, _, body)| (status, body))
+}
+
+/// [`request_bytes`], answering the response's head (status line and headers) too.
+pub fn request_full(
+    port: u16,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String, String)> {
+    request_full_at("127.0.0.1", port, host, method, path, headers, body)
+}
+
+fn request_full_at(
+    ip: &str,
+    port: u16,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String, String)> {
     let mut stream = TcpStream::connect((ip, port))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
@@ -476,9 +501,9 @@ pub fn request_at(
     }
     let text = String::from_utf8_lossy(&raw).to_string();
     let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
+    let (head, body) = text
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
+        .map(|(h, b)| (h.to_string(), b.to_string()))
         .unwrap_or_default();
     let body = if text
         .to_ascii_lowercase()
@@ -488,7 +513,7 @@ pub fn request_at(
     } else {
         body
     };
-    Ok((status, body))
+    Ok((status, head, body))
 }
 
 fn dechunk(body: &str) -> String {
