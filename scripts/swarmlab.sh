@@ -292,6 +292,24 @@ cmd_up() {
       break
     fi
   done
+  # A host dir removed and made again at the same path (a fresh clone) is not
+  # the one a running node still has mounted: the nodes are remade then.
+  if [[ -n "$MOUNTS" ]]; then
+    local probe=".swarmlab-probe-$$" stale="" e mounts
+    IFS=, read -ra mounts <<<"$MOUNTS"
+    for e in "${mounts[@]}"; do touch "${e%%:*}/$probe" 2>/dev/null || true; done
+    for n in $(seq 1 "$NODES"); do
+      [[ "$(hd inspect -f '{{.State.Running}}' "$(node_name "$n")" 2>/dev/null)" == true ]] || continue
+      for e in "${mounts[@]}"; do
+        hd exec "$(node_name "$n")" test -e "${e#*:}/$probe" || stale=1
+      done
+    done
+    for e in "${mounts[@]}"; do rm -f "${e%%:*}/$probe"; done
+    if [[ -n "$stale" ]]; then
+      log "a mounted host dir was made again since the nodes started; making them again"
+      cmd_down --keep-images
+    fi
+  fi
   hd network inspect "$NET" >/dev/null 2>&1 || \
     hd network create --driver bridge --subnet "$SUBNET" --gateway "$GW" --label ${P}=1 \
       -o com.docker.network.bridge.name=${P}0 "$NET" >/dev/null
