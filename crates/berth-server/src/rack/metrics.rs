@@ -1,7 +1,7 @@
 //! The server's own counters (deploys, builds, reconcile passes, API requests),
 //! kept in a `prometheus_client` registry that the operations count into.
 //! What is read fresh at each scrape (processes, the engine, certificates, the
-//! router's counts) is gathered by `crate::metrics`.
+//! router's counts) is gathered by the `/metrics` renderer above the rack.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
