@@ -427,20 +427,6 @@ pub fn request_bytes(
     request_full(port, host, method, path, headers, body).map(|(status, _, body)| (status, body))
 }
 
-/// [`request_bytes`] to another address than 127.0.0.1 (e.g. a swarm lab node).
-pub fn request_at(
-    ip: &str,
-    port: u16,
-    host: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&[u8]>,
-) -> std::io::Result<(u16, String)> {
-    request_full_at(ip, port, host, method, path, headers, body)
-        .map(|(status, _, body)| (status, body))
-}
-
 /// [`request_bytes`], answering the response's head (status line and headers) too.
 pub fn request_full(
     port: u16,
@@ -453,7 +439,8 @@ pub fn request_full(
     request_full_at("127.0.0.1", port, host, method, path, headers, body)
 }
 
-fn request_full_at(
+/// [`request_full`] to another address than 127.0.0.1 (e.g. a swarm lab node).
+pub fn request_full_at(
     ip: &str,
     port: u16,
     host: &str,

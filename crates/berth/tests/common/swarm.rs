@@ -413,7 +413,8 @@ impl Drop for SwarmRack {
 }
 
 pub fn get(ip: &str, port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)> {
-    super::request_at(ip, port, host, "GET", path, &[], None)
+    super::request_full_at(ip, port, host, "GET", path, &[], None)
+        .map(|(status, _, body)| (status, body))
 }
 
 /// GETs in a loop through one node's router until stopped: (sent, failed).
