@@ -47,8 +47,13 @@ fn parse(addr: &str) -> Result<SocketAddr, RouterError> {
 
 fn settings_digest(image: &str, settings: &RouterSettings) -> String {
     let text = format!(
-        "{image} {} {:?} {:?} {}",
-        settings.http, settings.https, settings.threads, settings.max_body
+        "{image} {} {:?} {:?} {} {} {}",
+        settings.http,
+        settings.https,
+        settings.threads,
+        settings.max_body,
+        settings.max_head,
+        settings.body_timeout
     );
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
@@ -102,6 +107,10 @@ pub async fn ensure(
         format!("{CONTROL_DIR}/router.sock"),
         "--max-body".into(),
         settings.max_body.to_string(),
+        "--max-header-size".into(),
+        settings.max_head.to_string(),
+        "--body-timeout".into(),
+        settings.body_timeout.to_string(),
     ];
     let mut ports = HashMap::new();
     let mut exposed = Vec::new();
@@ -172,6 +181,8 @@ mod tests {
             https: None,
             threads: None,
             max_body: 1,
+            max_head: 64 * 1024,
+            body_timeout: 60,
         };
         let a = settings_digest("img:1", &settings);
         assert_eq!(a, settings_digest("img:1", &settings));

@@ -574,6 +574,20 @@ pub struct RouterSettings {
     pub threads: Option<usize>,
     /// Largest request body forwarded, bytes.
     pub max_body: u64,
+    /// Largest request head, bytes (`--max-header-size`).
+    #[serde(default = "default_max_head")]
+    pub max_head: usize,
+    /// Longest pause of a request body, seconds (`--body-timeout`).
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: u64,
+}
+
+fn default_max_head() -> usize {
+    64 * 1024
+}
+
+fn default_body_timeout() -> u64 {
+    60
 }
 
 /// A certificate for the agent's own HTTPS, issued by the cluster's CA, and

@@ -1,12 +1,17 @@
 //! Body types of the data path: the request body sent to a process (recoverable while
 //! unsent, so a refused connection can fail over) and the response body sent to the client.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
+
+use crate::Limits;
 
 /// The request body forwarded to a process.
 ///
@@ -20,6 +25,10 @@ pub(crate) struct ReqBody {
     /// front, so the limit is enforced while it streams.
     limit: Option<u64>,
     sent: u64,
+    /// Longest wait for the client's next part of the body.
+    stall_after: Duration,
+    /// Runs while the body waits for the client; made at the first wait.
+    stall: Option<Pin<Box<Sleep>>>,
 }
 
 /// A streamed request body went past the router's `--max-body`.
@@ -27,16 +36,24 @@ pub(crate) struct ReqBody {
 #[error("the request body is larger than the router's limit of {0} bytes")]
 pub(crate) struct BodyTooLarge(pub u64);
 
-/// True when `error`, or anything it was caused by, is [`BodyTooLarge`].
-pub(crate) fn caused_by_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+/// The client sent no part of a streamed request body for the router's
+/// `Limits::body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent nothing of the request body for {0:?}")]
+pub(crate) struct BodyStalled(pub Duration);
+
+/// `error`, or the first error it was caused by, that is an `E`.
+pub(crate) fn caused_by<'a, E: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
     let mut current = Some(error);
     while let Some(e) = current {
-        if e.is::<BodyTooLarge>() {
-            return true;
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
         }
         current = e.source();
     }
-    false
+    None
 }
 
 impl ReqBody {
@@ -47,16 +64,20 @@ impl ReqBody {
             giveback: None,
             limit: None,
             sent: 0,
+            stall_after: Duration::MAX,
+            stall: None,
         }
     }
 
     /// Streams the client's body; it is lost if this attempt fails.
-    pub(crate) fn stream(body: Incoming, limit: Option<u64>) -> Self {
+    pub(crate) fn stream(body: Incoming, limits: &Limits) -> Self {
         ReqBody {
             inner: Some(body),
             giveback: None,
-            limit,
+            limit: limits.max_body,
             sent: 0,
+            stall_after: limits.body_timeout,
+            stall: None,
         }
     }
 
@@ -64,15 +85,11 @@ impl ReqBody {
     /// before the first poll.
     pub(crate) fn recoverable(
         body: Incoming,
-        limit: Option<u64>,
+        limits: &Limits,
     ) -> (Self, oneshot::Receiver<Incoming>) {
         let (tx, rx) = oneshot::channel();
-        let body = ReqBody {
-            inner: Some(body),
-            giveback: Some(tx),
-            limit,
-            sent: 0,
-        };
+        let mut body = ReqBody::stream(body, limits);
+        body.giveback = Some(tx);
         (body, rx)
     }
 }
@@ -95,8 +112,24 @@ impl Body for ReqBody {
             Poll::Ready(Some(Ok(frame))) => frame,
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                let after = this.stall_after;
+                let stall = this
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+                if stall.as_mut().poll(cx).is_ready() {
+                    this.inner = None;
+                    return Poll::Ready(Some(Err(Box::new(BodyStalled(after)))));
+                }
+                return Poll::Pending;
+            }
         };
+        if let (Some(stall), Some(deadline)) = (
+            &mut this.stall,
+            Instant::now().checked_add(this.stall_after),
+        ) {
+            stall.as_mut().reset(deadline);
+        }
         if let (Some(limit), Some(data)) = (this.limit, frame.data_ref()) {
             this.sent = this.sent.saturating_add(data.len() as u64);
             if this.sent > limit {

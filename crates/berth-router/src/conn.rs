@@ -13,10 +13,6 @@ use crate::Router;
 /// How long a client may take to send a request's headers.
 pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Largest request head (request line and headers) on every path; a larger
-/// one is answered 431, as nginx and haproxy refuse theirs.
-pub(crate) const MAX_HEAD: usize = 64 * 1024;
-
 /// Where the server is in its life; connections and tunnels watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {

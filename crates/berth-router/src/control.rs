@@ -36,7 +36,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, mpsc, watch};
 
 pub use crate::access_log::AccessLine;
-use crate::{Backend, Route, RouteTable, Router};
+use crate::{Backend, Limits, Route, RouteTable, Router};
 
 /// The longest a control call may take before the router counts as unreachable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -200,8 +200,8 @@ pub struct RouterOptions {
     pub http: SocketAddr,
     /// The control socket; the pid file is written next to it (`.pid`).
     pub control: PathBuf,
-    /// Request bodies larger than this get 413.
-    pub max_body: Option<u64>,
+    /// What clients may send.
+    pub limits: Limits,
     /// Address to serve HTTPS on, if any.
     pub https: Option<SocketAddr>,
     /// HTTP event loops: the caller's, plus `loops - 1` on threads of their own,
@@ -261,7 +261,7 @@ pub async fn run_router_process(
     let pid_file = options.control.with_extension("pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(io_err)?;
 
-    let router = Router::build(options.max_body, true, options.metrics);
+    let router = Router::build(options.limits, true, options.metrics);
     if let Some(addr) = https {
         let _ = router.https_port.set(addr.port());
     }
@@ -518,7 +518,7 @@ pub struct LinkOptions {
     pub log: PathBuf,
     /// Worker threads of the router; `None`: one per core.
     pub threads: Option<usize>,
-    pub max_body: Option<u64>,
+    pub limits: Limits,
     pub https: Option<SocketAddr>,
 }
 
@@ -573,7 +573,7 @@ impl RouterLink {
             control,
             log: PathBuf::from(describe),
             threads: None,
-            max_body: None,
+            limits: Limits::default(),
             https: None,
         };
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
@@ -854,9 +854,14 @@ async fn spawn(options: &LinkOptions) -> Result<SocketAddr, ControlError> {
     if let Some(threads) = options.threads {
         command.arg("--threads").arg(threads.to_string());
     }
-    if let Some(max) = options.max_body {
+    if let Some(max) = options.limits.max_body {
         command.arg("--max-body").arg(max.to_string());
     }
+    command
+        .arg("--max-header-size")
+        .arg(options.limits.max_head.to_string())
+        .arg("--body-timeout")
+        .arg(options.limits.body_timeout.as_secs().to_string());
     if let Some(https) = options.https {
         command.arg("--https").arg(https.to_string());
     }

@@ -86,6 +86,34 @@ pub struct Route {
     pub hsts: Option<String>,
 }
 
+/// What the router accepts from clients; anything over a limit is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body; larger ones get 413. `None`: no limit.
+    pub max_body: Option<u64>,
+    /// Largest request head (request line and headers) on every path; a larger
+    /// one gets 431 and the connection closes (over h2 the stream is refused).
+    pub max_head: usize,
+    /// Longest pause of a streamed request body between two reads; a body that
+    /// stalls longer gets 408 (nginx's `client_body_timeout`).
+    pub body_timeout: Duration,
+}
+
+impl Limits {
+    /// Smallest `max_head` accepted: hyper's smallest read buffer.
+    pub const MIN_HEAD: usize = 8 * 1024;
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_body: None,
+            max_head: 64 * 1024,
+            body_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Host (lower-case, without port) → route.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
@@ -99,8 +127,7 @@ pub struct Router {
     /// Process id → requests in flight to it (until the response body is done). Kept
     /// across table swaps so a process that left the table can be drained.
     inflight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
-    /// Largest request body accepted; larger ones get 413. `None`: no limit.
-    max_body: Option<u64>,
+    limits: Limits,
     /// Access log lines for the server, when this router runs as its own process.
     access: access_log::AccessLog,
     log_access: bool,
@@ -122,16 +149,15 @@ pub struct Router {
 impl Router {
     /// A router with an empty table (every host answers 404).
     pub fn new() -> Arc<Router> {
-        Router::build(None, false, true)
+        Router::build(Limits::default(), false, true)
     }
 
-    /// A router with an empty table that answers 413 to request bodies larger than
-    /// `max_body` bytes.
-    pub fn with_limits(max_body: Option<u64>) -> Arc<Router> {
-        Router::build(max_body, false, true)
+    /// A router with an empty table that refuses what goes over `limits`.
+    pub fn with_limits(limits: Limits) -> Arc<Router> {
+        Router::build(limits, false, true)
     }
 
-    fn build(max_body: Option<u64>, log_access: bool, counting: bool) -> Arc<Router> {
+    fn build(limits: Limits, log_access: bool, counting: bool) -> Arc<Router> {
         Arc::new(Router {
             state: ArcSwap::from_pointee(Compiled::new(
                 RouteTable::default(),
@@ -139,7 +165,7 @@ impl Router {
                 &mut HashMap::new(),
             )),
             inflight: Mutex::new(HashMap::new()),
-            max_body,
+            limits,
             access: access_log::AccessLog::default(),
             log_access,
             https_port: std::sync::OnceLock::new(),

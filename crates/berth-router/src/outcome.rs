@@ -31,6 +31,8 @@ pub(crate) enum Failure {
     BadTarget,
     #[error("request body over the limit of {0} bytes")]
     TooLarge(u64),
+    #[error("the client sent nothing of the request body for {0:?}")]
+    BodyStalled(Duration),
 }
 
 /// The headers of every answer of berth's own: plain text that browsers must neither
@@ -89,6 +91,13 @@ impl Answer {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "berth: the request body is larger than the router's limit of {max} bytes\n"
+                ),
+            ),
+            Failure::BodyStalled(pause) => Answer::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "berth: the request body stopped arriving for {} (the router's --body-timeout)\n",
+                    human(pause)
                 ),
             ),
         }

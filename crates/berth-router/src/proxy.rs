@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::body::{ReqBody, ResBody};
+use crate::body::{BodyStalled, BodyTooLarge, ReqBody, ResBody, caused_by};
 use crate::conn::{ConnCtx, Phase};
 use crate::headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 use crate::metrics::{RouteStats, UpstreamError, method_index};
@@ -165,7 +165,7 @@ impl Router {
             );
         }
 
-        if let Some(max) = self.max_body
+        if let Some(max) = self.limits.max_body
             && req.body().size_hint().lower() > max
         {
             return Answer::failure(Failure::TooLarge(max), route).into_response();
@@ -263,9 +263,9 @@ impl Router {
         for Attempt { target, last } in entry.attempts(retryable) {
             let (req_body, giveback) = match body.take() {
                 None => (ReqBody::empty(), None),
-                Some(b) if last => (ReqBody::stream(b, self.max_body), None),
+                Some(b) if last => (ReqBody::stream(b, &self.limits), None),
                 Some(b) => {
-                    let (rb, rx) = ReqBody::recoverable(b, self.max_body);
+                    let (rb, rx) = ReqBody::recoverable(b, &self.limits);
                     (rb, Some(rx))
                 }
             };
@@ -318,8 +318,11 @@ impl Router {
                     let what = "process failed to answer; retrying";
                     entry.attempt_failed(target, what, &ErrorChain(&e));
                 }
-                Err(e) if crate::body::caused_by_too_large(&e) => {
-                    return Err(Failure::TooLarge(self.max_body.unwrap_or_default()));
+                Err(e) if caused_by::<BodyTooLarge>(&e).is_some() => {
+                    return Err(Failure::TooLarge(self.limits.max_body.unwrap_or_default()));
+                }
+                Err(e) if caused_by::<BodyStalled>(&e).is_some() => {
+                    return Err(Failure::BodyStalled(self.limits.body_timeout));
                 }
                 Err(e) => {
                     entry.stats.upstream_error(UpstreamError::Reset);

@@ -30,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, MAX_HEAD, Phase};
+use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
 use crate::metrics::{UpstreamError, method_index};
 use crate::outcome::{Answer, Failure, access_line_start};
 use crate::routing::{
@@ -172,8 +172,11 @@ enum Plan {
 /// ways (the shape of request smuggling): refused as nginx refuses it.
 const AMBIGUOUS_LENGTH: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 80\r\nConnection: close\r\n\r\nberth: the request has both Content-Length and Transfer-Encoding; send only one\n";
 
-/// A head over [`MAX_HEAD`].
-const HEAD_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 59\r\nConnection: close\r\n\r\nberth: the request's headers are larger than 64 KiB in all\n";
+/// A head over the router's `Limits::max_head`.
+const HEAD_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 77\r\nConnection: close\r\n\r\nberth: the request's headers are larger than the router's --max-header-size\n";
+
+/// Largest response head read from a process.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// What a request header means to the fast path.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -263,8 +266,10 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let head_len = match req.parse_with_uninit_headers(buf, &mut slots) {
-        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
-        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Plan::Partial,
+        Ok(httparse::Status::Complete(n)) if n <= router.limits.max_head => n,
+        Ok(httparse::Status::Partial) if buf.len() < router.limits.max_head => {
+            return Plan::Partial;
+        }
         Ok(_) => return Plan::Refuse(HEAD_TOO_LARGE),
         Err(_) => return Plan::Handoff,
     };
@@ -332,7 +337,7 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
     if entry.targets.is_empty()
         || (entry.route.tls_redirect && !ctx.https && router.https_port.get().is_some())
         || body_len > MAX_BUFFERED_BODY
-        || router.max_body.is_some_and(|max| body_len > max)
+        || router.limits.max_body.is_some_and(|max| body_len > max)
     {
         return Plan::Handoff;
     }
@@ -661,7 +666,9 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
         .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
     {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(Parsed::Partial),
+        Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => {
+            return Ok(Parsed::Partial);
+        }
         Ok(httparse::Status::Partial) => return Err(RoundtripError::Invalid("head too large")),
         Err(_) => return Err(RoundtripError::Invalid("malformed head")),
     };

@@ -24,12 +24,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::Router;
 use crate::body::ResBody;
-use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, MAX_HEAD, Phase};
+use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
 use crate::headers;
 use crate::proxy;
 use crate::relay::{self, Ended};
+use crate::{Limits, Router};
 
 /// How long in-flight requests may finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,7 +60,7 @@ impl Router {
             .header_read_timeout(HEADER_READ_TIMEOUT)
             // A larger head gets 431 from hyper too (requests the fast path
             // hands over).
-            .max_buf_size(MAX_HEAD)
+            .max_buf_size(self.limits.max_head.max(Limits::MIN_HEAD))
             // Small responses dominate: one flattened write beats writev's iovecs
             // (profiled: writev and its task switches were the top cost).
             .writev(false)
@@ -80,11 +80,11 @@ impl Router {
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_buf_size(MAX_HEAD)
+            .max_buf_size(self.limits.max_head.max(Limits::MIN_HEAD))
             .keep_alive(true);
         http.http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(MAX_HEAD as u32);
+            .max_header_list_size(u32::try_from(self.limits.max_head).unwrap_or(u32::MAX));
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         self.serve_any(listener, Protocol::Tls(acceptor, Arc::new(http)), shutdown)
             .await

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_router::{Backend, Route, RouteTable, Router};
+use berth_router::{Backend, Limits, Route, RouteTable, Router};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -49,7 +49,11 @@ async fn recording_backend() -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
 }
 
 async fn router_to(backend: SocketAddr) -> SocketAddr {
-    let router = Router::new();
+    router_with(backend, Limits::default()).await
+}
+
+async fn router_with(backend: SocketAddr, limits: Limits) -> SocketAddr {
+    let router = Router::with_limits(limits);
     let route = Arc::new(Route {
         app: "shop".into(),
         service: "web".into(),
@@ -215,4 +219,70 @@ async fn ambiguous_requests_are_refused_or_forwarded_as_one_plain_message() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// A process that reads whatever comes and never answers.
+async fn silent_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 65536];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn the_head_limit_is_the_one_given_and_a_stalled_body_gets_408() {
+    let (backend, _) = recording_backend().await;
+    let limits = Limits {
+        max_head: 8 * 1024,
+        body_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let router = router_with(backend, limits).await;
+    let host = "Host: shop.localhost\r\n";
+    let header = |n: usize| format!("X-Pad: {}\r\n", "a".repeat(n));
+
+    let fits = format!("GET /fits HTTP/1.1\r\n{host}{}\r\n", header(4 * 1024));
+    assert_eq!(status(&send(router, fits.as_bytes()).await), 200);
+    // The fast path's limit, then hyper's (a chunked body is handed to it).
+    let over = format!("GET /over HTTP/1.1\r\n{host}{}\r\n", header(10 * 1024));
+    assert_eq!(status(&send(router, over.as_bytes()).await), 431);
+    let over_chunked = format!(
+        "POST /over HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n{}\r\n0\r\n\r\n",
+        header(10 * 1024)
+    );
+    assert_eq!(status(&send(router, over_chunked.as_bytes()).await), 431);
+
+    // A body larger than the fast path buffers (hyper streams it) that stops
+    // after its first kilobyte.
+    let router = router_with(silent_backend().await, limits).await;
+    let mut s = TcpStream::connect(router).await.expect("connect");
+    let head = format!("POST /upload HTTP/1.1\r\n{host}Content-Length: 200000\r\n\r\n");
+    s.write_all(head.as_bytes()).await.expect("send head");
+    s.write_all(&[b'x'; 1024])
+        .await
+        .expect("send part of the body");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled body within 10 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status(&answer), 408, "{answer}");
 }

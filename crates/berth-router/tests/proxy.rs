@@ -860,7 +860,10 @@ async fn bodies_over_the_limit_are_413() {
     bounded(async {
         let a = TestBackend::start("a").await;
         let rt = route(vec![a.backend("web-a")], Duration::from_secs(5));
-        let router = Router::with_limits(Some(10));
+        let router = Router::with_limits(berth_router::Limits {
+            max_body: Some(10),
+            ..Default::default()
+        });
         router.update(table(&[("shop.localhost", &rt)]));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -113,8 +113,8 @@ pub struct RouterConfig {
     pub exe: PathBuf,
     /// Worker threads; `None`: one per core.
     pub threads: Option<usize>,
-    /// Largest request body forwarded, bytes.
-    pub max_body: u64,
+    /// What clients may send (`--max-body`, `--max-header-size`, `--body-timeout`).
+    pub limits: berth_router::Limits,
     /// Address the router serves HTTPS on, if any.
     pub https: Option<SocketAddr>,
 }
@@ -456,7 +456,7 @@ async fn single_engine(config: &ServerConfig) -> Result<Engine, ServerError> {
         control: config.data_dir.join("router.sock"),
         log: config.data_dir.join("router.log"),
         threads: config.router.threads,
-        max_body: Some(config.router.max_body),
+        limits: config.router.limits,
         https: config.router.https,
     })
     .await?;
@@ -492,7 +492,9 @@ async fn swarm_engine(
             http: config.http_addr.to_string(),
             https: config.router.https.map(|a| a.to_string()),
             threads: config.router.threads,
-            max_body: config.router.max_body,
+            max_body: config.router.limits.max_body.unwrap_or(u64::MAX),
+            max_head: config.router.limits.max_head,
+            body_timeout: config.router.limits.body_timeout.as_secs(),
         },
     }));
     let fleet = rack::fleet::RouterFleet::new(agents.clone(), config.http_addr);

@@ -12,7 +12,11 @@ pub async fn run(args: RouterArgs) -> Result<()> {
     let options = berth_router::RouterOptions {
         http: args.http,
         control: args.control,
-        max_body: args.max_body,
+        limits: berth_router::Limits {
+            max_body: args.max_body,
+            max_head: args.max_header_size,
+            body_timeout: std::time::Duration::from_secs(args.body_timeout),
+        },
         https: args.https,
         loops: args.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)

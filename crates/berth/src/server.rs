@@ -65,7 +65,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             exe: std::env::current_exe()
                 .context("cannot find the berth binary to start the router")?,
             threads: args.router_threads.map(usize::from),
-            max_body: args.max_body.saturating_mul(1024 * 1024),
+            limits: berth_router::Limits {
+                max_body: Some(args.max_body.saturating_mul(1024 * 1024)),
+                max_head: usize::try_from(args.max_header_size * 1024).unwrap_or(usize::MAX),
+                body_timeout: std::time::Duration::from_secs(args.body_timeout),
+            },
             https: args.https,
         },
         acme: args

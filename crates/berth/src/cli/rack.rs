@@ -45,6 +45,14 @@ pub struct ServerArgs {
     /// Largest request body the router forwards, in MiB; larger ones get 413
     #[arg(long, value_name = "MIB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub max_body: u64,
+    /// Largest request head (request line and headers) the router accepts, in KiB;
+    /// larger ones get 431 and the connection closes
+    #[arg(long, value_name = "KIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(8..=1024))]
+    pub max_header_size: u64,
+    /// Longest pause the router allows between two parts of a request body, in
+    /// seconds; a body that stalls longer gets 408
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout: u64,
     /// Obtain and renew certificates for every served domain over ACME HTTP-01 from
     /// this directory, e.g. https://acme-v02.api.letsencrypt.org/directory [default: off]
     #[arg(long, value_name = "URL", requires = "https")]
@@ -147,6 +155,12 @@ pub struct RouterArgs {
     /// Largest request body forwarded, in bytes
     #[arg(long, value_name = "BYTES")]
     pub max_body: Option<u64>,
+    /// Largest request head (request line and headers), in bytes; larger ones get 431
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(8 * 1024..=1 << 20))]
+    pub max_header_size: usize,
+    /// Longest pause of a streamed request body, in seconds; a longer one gets 408
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout: u64,
     /// Address to serve HTTPS on
     #[arg(long, value_name = "ADDR")]
     pub https: Option<SocketAddr>,
