@@ -317,11 +317,8 @@ impl Store {
 
     pub fn app(&self, name: &str) -> Result<AppRow> {
         self.conn()
-            .query_row(
-                "SELECT name, created, release, env_version FROM apps WHERE name = ?1",
-                [name],
-                app_row,
-            )
+            .prepare_cached("SELECT name, created, release, env_version FROM apps WHERE name = ?1")?
+            .query_row([name], app_row)
             .optional()?
             .ok_or_else(|| StoreError::NoApp(name.into()))
     }
@@ -599,11 +596,10 @@ impl Store {
 
     pub fn release(&self, app: &str, id: &str) -> Result<ReleaseRow> {
         self.conn()
-            .query_row(
-                &format!("SELECT {RELEASE_COLS} FROM releases WHERE app = ?1 AND id = ?2"),
-                params![app, id],
-                release_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {RELEASE_COLS} FROM releases WHERE app = ?1 AND id = ?2"
+            ))?
+            .query_row(params![app, id], release_row)
             .optional()?
             .ok_or_else(|| StoreError::NotFound {
                 kind: "release",

@@ -2,14 +2,12 @@
 
 use super::error::ApiResult;
 use crate::apps;
-use crate::error::Error;
 use crate::rack::Rack;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_api::{App, AppInfo, CreateApp};
-use berth_store::StoreError;
 use berth_store::access::Identity;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -28,19 +26,10 @@ pub async fn list(
     Extension(who): Extension<Identity>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    let list = apps::list(&rack, who.app.as_deref())?;
     if !q.services {
-        return Ok(Json(list).into_response());
+        return Ok(Json(apps::list(&rack, who.app.as_deref())?).into_response());
     }
-    let mut infos: Vec<AppInfo> = Vec::with_capacity(list.len());
-    for app in &list {
-        match apps::info(&rack, &app.name) {
-            Ok(info) => infos.push(info),
-            // Deleted since it was listed.
-            Err(Error::Store(StoreError::NoApp(_))) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let infos = apps::infos(&rack, who.app.as_deref())?;
     Ok(Json(infos).into_response())
 }
 
