@@ -7,7 +7,7 @@
 //!   Nothing else knows axum.
 //! - operations the API offers: `apps`, `builds`, `releases`, `processes`,
 //!   `oneoff` (run, exec), `timers`, `volumes`, `certs` and `acme`, `tokens`,
-//!   `prune`;
+//!   `prune`, `drains` (log forwarding);
 //! - `lifecycle`: rollouts and scale, the one way a process stops (`retire`),
 //!   health checks and the reconciler;
 //! - `spec` (the container of a process or one-off) over `volumes`;
@@ -24,6 +24,7 @@ pub mod builds;
 pub mod certs;
 pub mod cluster_ca;
 pub mod disk;
+pub mod drains;
 pub mod engine;
 pub mod error;
 pub mod http;
@@ -294,6 +295,10 @@ pub async fn run(
     }));
     if https && config.api_tls.files.is_some() {
         rack.set_api_cert_given();
+    }
+    // Stored log drains resume before any line is written.
+    if let Err(e) = drains::hub(&rack) {
+        tracing::error!("log drains not started: {e}");
     }
     // Leftovers of an interrupted upload are never needed again.
     let _ = std::fs::remove_dir_all(config.data_dir.join("tmp"));

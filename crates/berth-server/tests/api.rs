@@ -61,6 +61,12 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/certs/generate", "admin"),
     ("DELETE", "/certs/c-1", "admin"),
     ("POST", "/certs/c-1/default", "admin"),
+    ("GET", "/drains", "admin"),
+    ("POST", "/drains", "admin"),
+    ("DELETE", "/drains/d-1", "admin"),
+    ("GET", "/apps/shop/drains", "read"),
+    ("POST", "/apps/shop/drains", "deploy"),
+    ("DELETE", "/apps/shop/drains/d-1", "deploy"),
 ];
 
 const ROLES: [&str; 3] = ["read", "deploy", "admin"];
@@ -83,6 +89,8 @@ fn body(m: &str, path: &str) -> Option<serde_json::Value> {
         ("POST", "tokens") => Some(json!({ "role": "read" })),
         ("POST", "certs") => Some(json!({ "cert_pem": "", "key_pem": "" })),
         ("POST", "generate") => Some(json!({ "domains": ["a.example.com"] })),
+        // A URL refused before anything is stored.
+        ("POST", "drains") => Some(json!({ "url": "nope" })),
         _ => None,
     }
 }
@@ -653,4 +661,80 @@ async fn a_single_engine_is_one_instance_that_needs_no_agent() {
         assert_eq!(status, StatusCode::CONFLICT, "{path}: {body}");
         assert!(error_of(&body).contains("--swarm"), "{path}: {body}");
     }
+}
+
+#[tokio::test]
+async fn drains_are_added_listed_masked_and_removed_and_bad_urls_refused() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let (status, body) = t
+        .admin(
+            Method::POST,
+            "/apps/shop/drains",
+            Some(json!({ "url": "syslog+udp://logs.example.com:514" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let error = error_of(&body);
+    assert!(
+        error.contains("syslog+udp://logs.example.com:514")
+            && error.contains("syslog+tcp://HOST:PORT")
+            && error.contains("otlp+http://HOST:PORT"),
+        "{body}"
+    );
+    let (status, body) = t
+        .admin(
+            Method::POST,
+            "/apps/shop/drains",
+            Some(json!({ "url": "otlp+http://user:secret@127.0.0.1:9/v1/logs" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        body["url"],
+        json!("otlp+http://***@127.0.0.1:9/v1/logs"),
+        "{body}"
+    );
+    let (status, body) = t
+        .admin(
+            Method::POST,
+            "/drains",
+            Some(json!({ "url": "syslog+tls://127.0.0.1:9", "ca_pem": "not a pem" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_of(&body).contains("--ca"), "{body}");
+    // An app's deployer manages its drains, not another app's nor the rack's.
+    let token = t.token("deploy", Some("shop"));
+    let (status, body) = t
+        .call(Method::GET, "/apps/shop/drains", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body.as_array().map(Vec::len), Some(1), "{body}");
+    assert!(!body.to_string().contains("secret"), "{body}");
+    let (status, _) = t.call(Method::GET, "/drains", Some(&token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = t
+        .call(
+            Method::DELETE,
+            "/apps/shop/drains/d-00000000",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(error_of(&body).contains("berth drains -a shop"), "{body}");
+    let (status, _) = t
+        .call(
+            Method::DELETE,
+            &format!("/apps/shop/drains/{id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = t.admin(Method::GET, "/drains", None).await;
+    assert_eq!(body, json!([]));
+    assert!(!t.data.path().join("drains").join(&id).exists());
 }

@@ -92,9 +92,16 @@ mod tests {
             max_bytes: 1024,
             created: crate::now_rfc3339(),
         };
-        store.insert_drain(&row("d-2", Some("shop"))).expect("stored");
+        store
+            .insert_drain(&row("d-2", Some("shop")))
+            .expect("stored");
         store.insert_drain(&row("d-1", None)).expect("stored");
-        let ids: Vec<String> = store.drains().expect("listed").into_iter().map(|d| d.id).collect();
+        let ids: Vec<String> = store
+            .drains()
+            .expect("listed")
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
         assert_eq!(ids, ["d-1", "d-2"]);
         let got = store.drain("d-2").expect("read").expect("there");
         assert_eq!((got.app.as_deref(), got.max_bytes), (Some("shop"), 1024));
