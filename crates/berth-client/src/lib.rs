@@ -8,6 +8,7 @@
 
 mod access;
 mod certs;
+mod drains;
 pub mod config;
 mod image;
 mod ndjson;
