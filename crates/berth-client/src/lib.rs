@@ -8,8 +8,8 @@
 
 mod access;
 mod certs;
-mod drains;
 pub mod config;
+mod drains;
 mod image;
 mod ndjson;
 pub mod session;

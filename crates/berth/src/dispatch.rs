@@ -2,8 +2,8 @@
 
 use crate::cli::{Cli, Command};
 use crate::commands::{
-    access, apps, builds, certs, drains, env, image, logs, oneoff, processes, rack, releases, source,
-    volumes,
+    access, apps, builds, certs, drains, env, image, logs, oneoff, processes, rack, releases,
+    source, volumes,
 };
 use anyhow::Result;
 use berth_api::ScaleRequest;

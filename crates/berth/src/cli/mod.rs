@@ -11,8 +11,8 @@ pub use app::{
 };
 pub use flags::{AppArg, JsonArg, Tail};
 pub use rack::{
-    AgentArgs, CertsCommand, DrainsCommand, InstallArgs, InstancesCommand, RackCommand, RouterArgs, ServerArgs,
-    TokensCommand, UninstallArgs,
+    AgentArgs, CertsCommand, DrainsCommand, InstallArgs, InstancesCommand, RackCommand, RouterArgs,
+    ServerArgs, TokensCommand, UninstallArgs,
 };
 
 use clap::{ArgGroup, Parser, Subcommand};
