@@ -608,6 +608,47 @@ fn drains_forward_every_line_once_through_outages_and_restarts() {
     assert_eq!(left.as_array().map(Vec::len), Some(1), "{left}");
     assert_eq!(drain(&left, &otlp_id)["id"], otlp_id.as_str());
 
+    // A TLS receiver whose certificate no trusted CA signed is refused.
+    let untrusted = added_id(&server.ok(&[
+        "drains",
+        "add",
+        &format!("syslog+tls://localhost:{}", tls.port),
+        "-a",
+        &app,
+    ]));
+    let refused = eventually(Duration::from_secs(20), || {
+        drain(&drains(&server, Some(&app)), &untrusted)["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("certificate"))
+    });
+    assert!(refused, "{}", drains(&server, Some(&app)));
+    server.ok(&["drains", "remove", &untrusted]);
+
+    // Env values never go out: changes are told by key only.
+    server.ok(&[
+        "env",
+        "set",
+        "DRN_SECRET=s3cr3t-drn-value",
+        "--promote",
+        "-a",
+        &app,
+    ]);
+    say(&server, &host, &words("g", 2));
+    assert!(arrived(&tls, &tls, &otlp, &words("g", 2)));
+    assert!(
+        tls.lines().iter().any(|l| l.contains("DRN_SECRET")),
+        "the env change is not in the log:\n{}",
+        tls.lines().join("\n")
+    );
+    assert!(
+        !tls.lines().iter().any(|l| l.contains("s3cr3t-drn-value"))
+            && !otlp
+                .records()
+                .iter()
+                .any(|r| r.body.contains("s3cr3t-drn-value")),
+        "an env value went out"
+    );
+
     // A full buffer: lines dropped, counted, and said once in the app's log.
     let dead = free_port();
     let full_id = added_id(&server.ok(&[

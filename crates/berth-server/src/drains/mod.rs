@@ -92,11 +92,23 @@ impl LogSink for Hub {
             return;
         };
         for drain in drains {
-            let pushed = drain
-                .spool
+            let in_spell = drain
+                .state
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(&bytes);
+                .spell
+                .is_some();
+            let pushed = {
+                let mut spool = drain.spool.lock().unwrap_or_else(|p| p.into_inner());
+                // A spell of drops ends once half the buffer is free again, so
+                // a short line that happens to fit does not end it (and the
+                // next long one start another, said again).
+                if in_spell && spool.pending() > spool.max_bytes() / 2 {
+                    Ok(false)
+                } else {
+                    spool.push(&bytes)
+                }
+            };
             match pushed {
                 Ok(true) => {
                     self.spell_over(&drain);
