@@ -533,7 +533,7 @@ pub struct DrainInfo {
     pub app: Option<String>,
     /// Lines the receiver took since the drain was added.
     pub sent: u64,
-    /// Lines dropped because its buffer was full.
+    /// Lines dropped because its buffer was full (since the server started).
     pub dropped: u64,
     /// Bytes waiting in its buffer, and the buffer's bound.
     pub buffered: u64,

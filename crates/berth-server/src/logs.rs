@@ -27,8 +27,10 @@ pub struct LogBook {
     sink: std::sync::OnceLock<std::sync::Arc<dyn LogSink>>,
 }
 
-/// Something that gets every appended entry of every app, after it is
-/// stored; it must not block (the log drains spool to disk and return).
+/// Something that gets every appended entry of every app as it is appended
+/// (before it is stored, outside the log's lock, so a log that cannot be
+/// written does not stop it); it must not block: the log drains spool to
+/// disk and return.
 pub trait LogSink: Send + Sync {
     fn entry(&self, app: &str, entry: &LogEntry);
     /// For its owner to find it again (`LogBook::sink`).
