@@ -363,6 +363,7 @@ pub async fn run(
     let acme = acme.map(|acme| tokio::spawn(acme::run(rack.clone(), acme)));
     tracing::info!(api = %rack.api_url, router = %http_addr, engine, rack = %rack.rack_id, "berth server ready");
     let served = api.await;
+    drains::shutdown(&rack, std::time::Duration::from_secs(3)).await;
     reconciler.abort();
     timers.abort();
     sampler.abort();

@@ -56,6 +56,9 @@ pub struct Hub {
     releases: Mutex<HashMap<(String, String), String>>,
     /// app → its current release, and when that was read.
     current: Mutex<HashMap<String, (Instant, Option<String>)>>,
+    /// The server stops: each task ends after the batch it is sending.
+    closing: CancellationToken,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 struct Drain {
@@ -261,7 +264,12 @@ impl Hub {
             stop: CancellationToken::new(),
             state: Mutex::new(DrainState::default()),
         });
-        tokio::spawn(run(drain.clone(), sender));
+        let task = tokio::spawn(run(drain.clone(), sender, self.closing.clone()));
+        {
+            let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task);
+        }
         self.drains
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -283,10 +291,10 @@ impl Hub {
 }
 
 /// A drain's task: send what its spool holds, back off while the receiver fails.
-async fn run(drain: Arc<Drain>, mut sender: send::Sender) {
+async fn run(drain: Arc<Drain>, mut sender: send::Sender, closing: CancellationToken) {
     let mut backoff = BACKOFF_FIRST;
     loop {
-        if drain.stop.is_cancelled() {
+        if drain.stop.is_cancelled() || closing.is_cancelled() {
             return;
         }
         let batch = {
@@ -301,7 +309,7 @@ async fn run(drain: Arc<Drain>, mut sender: send::Sender) {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .last_error = Some(format!("cannot read its buffer: {e}"));
-                pause(&drain, BACKOFF_MAX).await;
+                pause(&drain, &closing, BACKOFF_MAX).await;
                 continue;
             }
         };
@@ -309,6 +317,7 @@ async fn run(drain: Arc<Drain>, mut sender: send::Sender) {
             tokio::select! {
                 _ = drain.wake.notified() => {}
                 _ = drain.stop.cancelled() => return,
+                _ = closing.cancelled() => return,
                 // A wake-up lost between the read and the wait costs a second at most.
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
@@ -318,6 +327,8 @@ async fn run(drain: Arc<Drain>, mut sender: send::Sender) {
             .iter()
             .filter_map(|r| serde_json::from_slice(&r.bytes).ok())
             .collect();
+        // A removed drain stops at once; a stopping server lets the batch
+        // finish and be acknowledged, so a restart does not send it again.
         let sent = tokio::select! {
             r = sender.send(&lines) => r,
             _ = drain.stop.cancelled() => return,
@@ -345,18 +356,34 @@ async fn run(drain: Arc<Drain>, mut sender: send::Sender) {
                 if changed {
                     tracing::warn!(drain = drain.row.id, "log drain cannot send: {e}; retrying");
                 }
-                pause(&drain, backoff).await;
+                pause(&drain, &closing, backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
 }
 
-async fn pause(drain: &Drain, how_long: Duration) {
+async fn pause(drain: &Drain, closing: &CancellationToken, how_long: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(how_long) => {}
         _ = drain.stop.cancelled() => {}
+        _ = closing.cancelled() => {}
     }
+}
+
+/// The server stops: lets each drain finish (and acknowledge) the batch it
+/// is sending, waiting `limit` at most.
+pub async fn shutdown(rack: &Rack, limit: Duration) {
+    let Some(Ok(hub)) = rack
+        .logs
+        .sink()
+        .map(|s| s.clone().into_any().downcast::<Hub>())
+    else {
+        return;
+    };
+    hub.closing.cancel();
+    let tasks: Vec<_> = std::mem::take(&mut *hub.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+    let _ = tokio::time::timeout(limit, futures_util::future::join_all(tasks)).await;
 }
 
 fn drains_dir(rack: &Rack) -> std::path::PathBuf {
@@ -374,6 +401,8 @@ pub fn hub(rack: &Arc<Rack>) -> Result<Arc<Hub>, Error> {
             notices,
             releases: Mutex::new(HashMap::new()),
             current: Mutex::new(HashMap::new()),
+            closing: CancellationToken::new(),
+            tasks: Mutex::new(Vec::new()),
         });
         let weak = Arc::downgrade(rack);
         tokio::spawn(async move {
