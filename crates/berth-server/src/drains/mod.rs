@@ -144,9 +144,14 @@ impl Hub {
         } else {
             ts
         };
+        // On a swarm a process's source names its node (`web/web-3f9a2c@n1`):
+        // the process is what comes before; the source keeps the node.
         let (service, process) = match entry.source.split_once('/') {
             Some(("build" | "timer", id)) => (entry.service.clone(), Some(id.to_string())),
-            Some((service, id)) => (Some(service.to_string()), Some(id.to_string())),
+            Some((service, id)) => {
+                let id = id.split_once('@').map_or(id, |(id, _)| id);
+                (Some(service.to_string()), Some(id.to_string()))
+            }
             None => (entry.service.clone(), None),
         };
         let release = match (format::kind(&entry.source), &process) {
