@@ -67,7 +67,13 @@ impl Rsyslog {
             .append(true)
             .open(self.dir.join("rsyslogd.log"))
             .expect("rsyslogd log");
-        let child = Command::new("rsyslogd")
+        // Debian puts it in /usr/sbin, which a user's PATH may not have.
+        let exe = if Path::new("/usr/sbin/rsyslogd").exists() {
+            "/usr/sbin/rsyslogd"
+        } else {
+            "rsyslogd"
+        };
+        let child = Command::new(exe)
             .arg("-n")
             .arg("-f")
             .arg(self.dir.join("rsyslog.conf"))
