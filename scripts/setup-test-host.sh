@@ -27,6 +27,9 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 { command -v pebble >/dev/null 2>&1 || [ -x /usr/bin/pebble ]; } || missing+=(pebble)
 # tests/metrics.rs scrapes berth with a real Prometheus.
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+# tests/drains.rs sends log drains to its own rsyslogd (TCP, and TLS through gnutls).
+{ command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ]; } || missing+=(rsyslog)
+ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "the tests need these Debian packages: ${missing[*]}; install them (apt-get install ${missing[*]}) or run this as root" >&2

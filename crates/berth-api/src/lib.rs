@@ -54,6 +54,10 @@
 //! - `GET /certs` → `Vec<CertInfo>`; `POST /certs` [`ImportCert`] → [`CertInfo`];
 //!   `POST /certs/generate` [`GenerateCert`] → [`CertInfo`]; `POST /certs/{id}/default` →
 //!   [`CertInfo`] (served to clients without SNI); `DELETE /certs/{id}` → 204 (admin)
+//! - `GET /drains` → `Vec<DrainInfo>` (every drain); `POST /drains` [`AddDrain`] →
+//!   [`DrainInfo`] (a rack-wide drain); `DELETE /drains/{id}` → 204 (admin)
+//! - `GET /apps/{app}/drains` → `Vec<DrainInfo>` (read); `POST /apps/{app}/drains`
+//!   [`AddDrain`] → [`DrainInfo`]; `DELETE /apps/{app}/drains/{id}` → 204 (deploy)
 //!
 //! The web console (HTML for browsers, not for clients of this crate) is served
 //! beside the API. Its pages need a session cookie from the sign-in, not a
@@ -516,6 +520,40 @@ pub struct CertInfo {
     /// Served to HTTPS clients that send no server name (SNI), e.g. by address.
     #[serde(default)]
     pub default: bool,
+}
+
+/// A log drain (`GET /drains`, `GET /apps/{app}/drains`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DrainInfo {
+    pub id: String,
+    /// The receiver's URL with any user and password masked.
+    pub url: String,
+    /// The app whose lines it forwards; `None`: every app's (rack-wide).
+    #[serde(default)]
+    pub app: Option<String>,
+    /// Lines the receiver took since the drain was added.
+    pub sent: u64,
+    /// Lines dropped because its buffer was full (since the server started).
+    pub dropped: u64,
+    /// Bytes waiting in its buffer, and the buffer's bound.
+    pub buffered: u64,
+    pub max_bytes: u64,
+    /// The last failure to send, while it lasts.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// `POST /drains`, `POST /apps/{app}/drains`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct AddDrain {
+    /// `syslog+tcp://host:port`, `syslog+tls://host:port` or `otlp+http://host:port[/path]`.
+    pub url: String,
+    /// A PEM CA trusted for a `syslog+tls` receiver besides the system roots.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    /// Bound of the drain's on-disk buffer, bytes (default 64 MiB).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
 }
 
 /// `POST /certs`: a PEM chain and its PEM private key.

@@ -9,6 +9,7 @@
 mod access;
 mod certs;
 pub mod config;
+mod drains;
 mod image;
 mod ndjson;
 pub mod session;

@@ -184,6 +184,7 @@ pub async fn delete(rack: &Arc<Rack>, app: &str, with_volumes: bool) -> Result<(
     crate::volumes::remove_all(rack, app).await?;
     rack.store.delete_app(app)?;
     rack.logs.remove(app);
+    crate::drains::app_deleted(rack, app);
     rack.refresh_routes();
     tracing::info!(app, "app deleted");
     Ok(())

@@ -346,7 +346,8 @@ pub fn machine_names(ip: IpAddr) -> Vec<String> {
     names
 }
 
-fn hostname() -> Option<String> {
+/// The machine's host name, when it is a valid DNS name.
+pub fn hostname() -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname writes at most that.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };

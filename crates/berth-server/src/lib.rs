@@ -7,7 +7,7 @@
 //!   Nothing else knows axum.
 //! - operations the API offers: `apps`, `builds`, `releases`, `processes`,
 //!   `oneoff` (run, exec), `timers`, `volumes`, `certs` and `acme`, `tokens`,
-//!   `prune`;
+//!   `prune`, `drains` (log forwarding);
 //! - `lifecycle`: rollouts and scale, the one way a process stops (`retire`),
 //!   health checks and the reconciler;
 //! - `spec` (the container of a process or one-off) over `volumes`;
@@ -24,6 +24,7 @@ pub mod builds;
 pub mod certs;
 pub mod cluster_ca;
 pub mod disk;
+pub mod drains;
 pub mod engine;
 pub mod error;
 pub mod http;
@@ -295,6 +296,10 @@ pub async fn run(
     if https && config.api_tls.files.is_some() {
         rack.set_api_cert_given();
     }
+    // Stored log drains resume before any line is written.
+    if let Err(e) = drains::hub(&rack) {
+        tracing::error!("log drains not started: {e}");
+    }
     // Leftovers of an interrupted upload are never needed again.
     let _ = std::fs::remove_dir_all(config.data_dir.join("tmp"));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -358,6 +363,7 @@ pub async fn run(
     let acme = acme.map(|acme| tokio::spawn(acme::run(rack.clone(), acme)));
     tracing::info!(api = %rack.api_url, router = %http_addr, engine, rack = %rack.rack_id, "berth server ready");
     let served = api.await;
+    drains::shutdown(&rack, std::time::Duration::from_secs(3)).await;
     reconciler.abort();
     timers.abort();
     sampler.abort();

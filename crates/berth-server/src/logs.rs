@@ -23,6 +23,18 @@ pub struct LogBook {
     /// app → the write failure going on (a full disk, most likely): reported
     /// once when it starts and once, with what was lost, when writing resumes.
     failing: Mutex<HashMap<String, Failing>>,
+    /// Gets every entry appended to any app's stream (the log drains).
+    sink: std::sync::OnceLock<std::sync::Arc<dyn LogSink>>,
+}
+
+/// Something that gets every appended entry of every app as it is appended
+/// (before it is stored, outside the log's lock, so a log that cannot be
+/// written does not stop it); it must not block: the log drains spool to
+/// disk and return.
+pub trait LogSink: Send + Sync {
+    fn entry(&self, app: &str, entry: &LogEntry);
+    /// For its owner to find it again (`LogBook::sink`).
+    fn into_any(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn std::any::Any + Send + Sync>;
 }
 
 struct Failing {
@@ -87,7 +99,20 @@ impl LogBook {
             dir,
             apps: Mutex::new(HashMap::new()),
             failing: Mutex::new(HashMap::new()),
+            sink: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Installs the sink (once; later calls return the one installed).
+    pub fn set_sink(
+        &self,
+        make: impl FnOnce() -> std::sync::Arc<dyn LogSink>,
+    ) -> &std::sync::Arc<dyn LogSink> {
+        self.sink.get_or_init(make)
+    }
+
+    pub fn sink(&self) -> Option<&std::sync::Arc<dyn LogSink>> {
+        self.sink.get()
     }
 
     fn path(&self, app: &str) -> PathBuf {
@@ -129,6 +154,9 @@ impl LogBook {
         let Ok(mut line) = serde_json::to_vec(&entry) else {
             return;
         };
+        if let Some(sink) = self.sink.get() {
+            sink.entry(app, &entry);
+        }
         line.push(b'\n');
         if self.skip(app) {
             let _ = self.with_app(app, |log| log.feed.send(entry));

@@ -61,6 +61,12 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/certs/generate", "admin"),
     ("DELETE", "/certs/c-1", "admin"),
     ("POST", "/certs/c-1/default", "admin"),
+    ("GET", "/drains", "admin"),
+    ("POST", "/drains", "admin"),
+    ("DELETE", "/drains/d-1", "admin"),
+    ("GET", "/apps/shop/drains", "read"),
+    ("POST", "/apps/shop/drains", "deploy"),
+    ("DELETE", "/apps/shop/drains/d-1", "deploy"),
 ];
 
 const ROLES: [&str; 3] = ["read", "deploy", "admin"];
@@ -83,6 +89,8 @@ fn body(m: &str, path: &str) -> Option<serde_json::Value> {
         ("POST", "tokens") => Some(json!({ "role": "read" })),
         ("POST", "certs") => Some(json!({ "cert_pem": "", "key_pem": "" })),
         ("POST", "generate") => Some(json!({ "domains": ["a.example.com"] })),
+        // A URL refused before anything is stored.
+        ("POST", "drains") => Some(json!({ "url": "nope" })),
         _ => None,
     }
 }
@@ -653,4 +661,181 @@ async fn a_single_engine_is_one_instance_that_needs_no_agent() {
         assert_eq!(status, StatusCode::CONFLICT, "{path}: {body}");
         assert!(error_of(&body).contains("--swarm"), "{path}: {body}");
     }
+}
+
+#[tokio::test]
+async fn drains_are_added_listed_masked_and_removed_and_bad_urls_refused() {
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let (status, body) = t
+        .admin(
+            Method::POST,
+            "/apps/shop/drains",
+            Some(json!({ "url": "syslog+udp://logs.example.com:514" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let error = error_of(&body);
+    assert!(
+        error.contains("syslog+udp://logs.example.com:514")
+            && error.contains("syslog+tcp://HOST:PORT")
+            && error.contains("otlp+http://HOST:PORT"),
+        "{body}"
+    );
+    let (status, body) = t
+        .admin(
+            Method::POST,
+            "/apps/shop/drains",
+            Some(json!({ "url": "otlp+http://user:secret@127.0.0.1:9/v1/logs" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        body["url"],
+        json!("otlp+http://***@127.0.0.1:9/v1/logs"),
+        "{body}"
+    );
+    let (status, body) = t
+        .admin(
+            Method::POST,
+            "/drains",
+            Some(json!({ "url": "syslog+tls://127.0.0.1:9", "ca_pem": "not a pem" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_of(&body).contains("--ca"), "{body}");
+    // An app's deployer manages its drains, not another app's nor the rack's.
+    let token = t.token("deploy", Some("shop"));
+    let (status, body) = t
+        .call(Method::GET, "/apps/shop/drains", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body.as_array().map(Vec::len), Some(1), "{body}");
+    assert!(!body.to_string().contains("secret"), "{body}");
+    let (status, _) = t.call(Method::GET, "/drains", Some(&token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = t
+        .call(
+            Method::DELETE,
+            "/apps/shop/drains/d-00000000",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(error_of(&body).contains("berth drains -a shop"), "{body}");
+    let (status, _) = t
+        .call(
+            Method::DELETE,
+            &format!("/apps/shop/drains/{id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = t.admin(Method::GET, "/drains", None).await;
+    assert_eq!(body, json!([]));
+    assert!(!t.data.path().join("drains").join(&id).exists());
+}
+
+#[tokio::test]
+async fn a_drain_sends_framed_syslog_and_a_full_one_drops_saying_so_once() {
+    use tokio::io::AsyncReadExt;
+    let t = TestRack::new().await;
+    t.create_app("shop").await;
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a receiver");
+    let port = receiver.local_addr().expect("its address").port();
+    let (status, body) = t
+        .admin(
+            Method::POST,
+            "/apps/shop/drains",
+            Some(json!({ "url": format!("syslog+tcp://127.0.0.1:{port}") })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    t.rack.logs.append("shop", "web/web-1", "hello drain");
+    let (mut conn, _) = tokio::time::timeout(std::time::Duration::from_secs(10), receiver.accept())
+        .await
+        .expect("the drain connects")
+        .expect("accepted");
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("hello drain") {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("the line comes")
+            .expect("read");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    // The one line appended since the drain was added, octet-counted.
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let (len, message) = text.split_once(' ').unwrap_or_default();
+    assert_eq!(len.parse::<usize>().ok(), Some(message.len()), "{text}");
+    assert!(
+        message.starts_with("<14>1 ")
+            && message.contains(" shop web-1 process [berth@32473 service=\"web\""),
+        "{message}"
+    );
+
+    // A drain to a closed port with the smallest buffer fills up and drops.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a port")
+        .port();
+    let (status, body) = t
+        .admin(
+            Method::POST,
+            "/apps/shop/drains",
+            Some(json!({ "url": format!("syslog+tcp://127.0.0.1:{closed}"), "max_bytes": 4096 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    for i in 0..100 {
+        t.rack.logs.append(
+            "shop",
+            "web/web-1",
+            &format!("line {i} of a drain that is down"),
+        );
+    }
+    let (_, list) = t.admin(Method::GET, "/apps/shop/drains", None).await;
+    let full = list
+        .as_array()
+        .and_then(|l| l.iter().find(|d| d["id"] == id.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    let dropped = full["dropped"].as_u64().unwrap_or(0);
+    assert!(
+        dropped > 50 && full["buffered"].as_u64() <= Some(4096),
+        "{full}"
+    );
+    let mut metrics = String::new();
+    t.rack.metrics.encode(&mut metrics).expect("metrics");
+    assert!(
+        metrics.contains(&format!(
+            "berth_drain_dropped_total{{drain=\"{id}\"}} {dropped}"
+        )),
+        "{metrics}"
+    );
+    // The notice is written by a task: give it a moment.
+    let mut notices = 0;
+    for _ in 0..50 {
+        notices = t
+            .rack
+            .logs
+            .read("shop", 0, None)
+            .expect("the log")
+            .iter()
+            .filter(|e| e.text.contains(&format!("log drain {id}")) && e.text.contains("is full"))
+            .count();
+        if notices > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(notices, 1);
 }

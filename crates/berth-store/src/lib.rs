@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod certs;
+pub mod drains;
 pub mod seal;
 pub mod timers;
 
@@ -175,6 +176,11 @@ CREATE TABLE certs (
   id TEXT PRIMARY KEY, domains TEXT NOT NULL, not_after TEXT NOT NULL, source TEXT NOT NULL,
   created TEXT NOT NULL, cert_pem TEXT NOT NULL, key_sealed BLOB NOT NULL);
 "#,
+    r#"
+CREATE TABLE drains (
+  id TEXT PRIMARY KEY, url TEXT NOT NULL, app TEXT, ca_pem TEXT,
+  max_bytes INTEGER NOT NULL, created TEXT NOT NULL);
+"#,
 ];
 
 pub struct Store {
@@ -339,6 +345,7 @@ impl Store {
             "processes",
             "deployments",
             "timer_runs",
+            "drains",
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [name])?;
         }

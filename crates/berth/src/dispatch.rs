@@ -2,8 +2,8 @@
 
 use crate::cli::{Cli, Command};
 use crate::commands::{
-    access, apps, builds, certs, env, image, logs, oneoff, processes, rack, releases, source,
-    volumes,
+    access, apps, builds, certs, drains, env, image, logs, oneoff, processes, rack, releases,
+    source, volumes,
 };
 use anyhow::Result;
 use berth_api::ScaleRequest;
@@ -87,6 +87,7 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Services { app, json } => apps::services(app, json).await,
         Command::Tokens { json, command } => access::tokens(json, command).await,
         Command::Certs { json, command } => certs::run(json, command).await,
+        Command::Drains { app, json, command } => drains::run(app, json, command).await,
         Command::Audit { json, limit } => access::audit(json, limit).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -55,6 +55,7 @@ pub fn need(method: &Method, route: &str) -> Need {
             | "/apps/{app}/logs"
             | "/apps/{app}/timers"
             | "/apps/{app}/volumes"
+            | "/apps/{app}/drains"
             | "/apps/{app}/env/keys"
             | "/apps/{app}/releases/{id}/info",
         ) => Need::Read,
@@ -82,8 +83,11 @@ pub fn need(method: &Method, route: &str) -> Need {
             | "/apps/{app}/image"
             | "/apps/{app}/image/layers"
             | "/apps/{app}/run"
-            | "/apps/{app}/volumes/{name}/archive",
+            | "/apps/{app}/volumes/{name}/archive"
+            | "/apps/{app}/drains"
+            | "/apps/{app}/drains/{id}",
         ) => Need::Deploy,
+        // Rack-wide log drains (`/drains`) get every app's lines: admin, below.
         // Creating and deleting apps, tokens, the audit trail, and every route not
         // listed above.
         _ => Need::Admin,

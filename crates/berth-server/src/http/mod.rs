@@ -10,6 +10,7 @@ pub mod authz;
 mod builds;
 mod certs;
 mod console;
+mod drains;
 pub mod error;
 mod guard;
 mod instances;
@@ -93,6 +94,13 @@ fn api(rack: Arc<Rack>) -> Router {
         .route("/apps/{app}/processes/{id}/exec", get(sessions::exec))
         .route("/apps/{app}/timers", get(processes::timers))
         .route("/apps/{app}/volumes", get(volumes::list))
+        .route(
+            "/apps/{app}/drains",
+            get(drains::list_app).post(drains::add_app),
+        )
+        .route("/apps/{app}/drains/{id}", delete(drains::remove_app))
+        .route("/drains", get(drains::list).post(drains::add))
+        .route("/drains/{id}", delete(drains::remove))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/audit", get(tokens::audit))

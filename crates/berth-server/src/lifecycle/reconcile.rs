@@ -455,8 +455,23 @@ fn ensure_collector(rack: &Arc<Rack>, row: &ProcessRow, container_id: &str) {
     let handle = tokio::spawn(async move {
         let mut last = cursor as i128;
         let mut saved = Instant::now();
+        let mut saved_at = last;
         let mut lines = rack2.runtime.logs(&id, cursor / 1_000_000_000);
-        while let Some(Ok(line)) = lines.next().await {
+        loop {
+            // A quiet spell saves the cursor, so a server restart does not
+            // collect (and forward to log drains) the last lines again.
+            let line = match tokio::time::timeout(Duration::from_millis(500), lines.next()).await {
+                Err(_) => {
+                    if last != saved_at {
+                        let _ = rack2.store.set_log_cursor(&app, &process, last as i64);
+                        saved_at = last;
+                        saved = Instant::now();
+                    }
+                    continue;
+                }
+                Ok(Some(Ok(line))) => line,
+                Ok(_) => break,
+            };
             if line.ts_nanos <= last {
                 continue;
             }
@@ -470,6 +485,7 @@ fn ensure_collector(rack: &Arc<Rack>, row: &ProcessRow, container_id: &str) {
                 .append_at(&app, line.ts_nanos, &source, &line.text);
             if saved.elapsed() > Duration::from_millis(500) {
                 let _ = rack2.store.set_log_cursor(&app, &process, last as i64);
+                saved_at = last;
                 saved = Instant::now();
             }
         }

@@ -57,6 +57,7 @@ pub struct ServerMetrics {
     build_seconds: Histograms,
     reconcile_passes: Counter,
     api_requests: Family<ApiLabels, Counter>,
+    drain_dropped: Family<[(&'static str, String); 1], Counter>,
 }
 
 impl Default for ServerMetrics {
@@ -68,6 +69,7 @@ impl Default for ServerMetrics {
         let build_seconds: Histograms = Family::new_with_constructor(long_histogram);
         let reconcile_passes = Counter::default();
         let api_requests = Family::<ApiLabels, Counter>::default();
+        let drain_dropped = Family::<[(&'static str, String); 1], Counter>::default();
         registry.register(
             "berth_deploys",
             "Deploys (rollouts of a release) by outcome",
@@ -100,6 +102,11 @@ impl Default for ServerMetrics {
             "API requests by matched route template, method and status code",
             api_requests.clone(),
         );
+        registry.register(
+            "berth_drain_dropped",
+            "Log lines a drain dropped because its buffer was full, by drain id",
+            drain_dropped.clone(),
+        );
         // Both outcomes show from the start, at 0.
         for outcome in [Outcome::Succeeded, Outcome::Failed] {
             let _ = deploys.get_or_create(&outcome.label());
@@ -115,6 +122,7 @@ impl Default for ServerMetrics {
             build_seconds,
             reconcile_passes,
             api_requests,
+            drain_dropped,
         }
     }
 }
@@ -151,6 +159,13 @@ impl ServerMetrics {
                 ("code", status.to_string()),
             ])
             .inc();
+    }
+
+    /// `n` lines dropped by drain `drain` (its buffer was full).
+    pub fn drain_dropped(&self, drain: &str, n: u64) {
+        self.drain_dropped
+            .get_or_create(&[("drain", drain.to_owned())])
+            .inc_by(n);
     }
 
     /// The counters in the Prometheus text format.

@@ -11,8 +11,8 @@ pub use app::{
 };
 pub use flags::{AppArg, JsonArg, Tail};
 pub use rack::{
-    AgentArgs, CertsCommand, InstallArgs, InstancesCommand, RackCommand, RouterArgs, ServerArgs,
-    TokensCommand, UninstallArgs,
+    AgentArgs, CertsCommand, DrainsCommand, InstallArgs, InstancesCommand, RackCommand, RouterArgs,
+    ServerArgs, TokensCommand, UninstallArgs,
 };
 
 use clap::{ArgGroup, Parser, Subcommand};
@@ -279,6 +279,18 @@ pub enum Command {
         json: JsonArg,
         #[command(subcommand)]
         command: Option<CertsCommand>,
+    },
+
+    /// List log drains (ID URL APP SENT DROPPED BUFFERED ERROR), or add or remove one
+    Drains {
+        /// This app's drains only (without: every drain; adding or removing
+        /// one without an app makes or removes a rack-wide drain, admin only)
+        #[arg(short = 'a', long = "app", value_name = "APP", global = true)]
+        app: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(subcommand)]
+        command: Option<DrainsCommand>,
     },
 
     /// Show the audit trail: every change made through the API, who made it and when (admin only)
@@ -575,6 +587,8 @@ mod tests {
             &["tokens", "--json"][..],
             &["audit", "--json"][..],
             &["certs", "--json"][..],
+            &["drains", "--json"][..],
+            &["drains", "-a", "shop", "--json"][..],
         ] {
             parse(args)?;
         }

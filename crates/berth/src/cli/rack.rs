@@ -224,6 +224,29 @@ pub enum TokensCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum DrainsCommand {
+    /// Forward logs to URL: syslog+tcp://HOST:PORT, syslog+tls://HOST:PORT (RFC 5424)
+    /// or otlp+http://HOST:PORT[/PATH] (OTLP/HTTP, POST to /v1/logs by default);
+    /// the app's with -a, else every app's (admin only)
+    Add {
+        /// Where to: syslog+tcp://HOST:PORT, syslog+tls://HOST:PORT or otlp+http://HOST:PORT[/PATH]
+        url: String,
+        /// A CA certificate (PEM) to trust for a syslog+tls receiver, besides the system's
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Bound of the drain's on-disk buffer while the receiver is down, bytes
+        /// [default: 64 MiB]; lines past it are dropped and counted
+        #[arg(long, value_name = "BYTES")]
+        max_buffer: Option<u64>,
+    },
+    /// Stop forwarding and remove the drain with its buffer
+    Remove {
+        /// The drain (an ID from `berth drains`, e.g. d-3f9a2c01)
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum CertsCommand {
     /// Store a certificate chain and its private key (PEM files)
     Import {

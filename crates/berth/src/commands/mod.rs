@@ -6,6 +6,7 @@ pub mod access;
 pub mod apps;
 pub mod builds;
 pub mod certs;
+pub mod drains;
 pub mod env;
 pub mod image;
 pub mod logs;
