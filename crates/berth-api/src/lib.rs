@@ -47,6 +47,8 @@
 //!   server's engine has (their data may be left out of the `docker save` tar)
 //! - `GET /apps/{app}/releases/{id}/info` → [`ReleaseInfo`]
 //! - `POST /rack/prune` → [`PruneReport`]
+//! - `POST /rack/backup` [`BackupRequest`] → the rack's backup archive (a tar, or
+//!   with the master key a tar sealed with the passphrase; admin)
 //! - `GET /instances` → `Vec<Instance>`; `POST /instances/join` → [`JoinInstructions`]
 //!   (admin); `POST /instances/{id}/drain[?force=true]`, `POST /instances/{id}/activate` → 204 (admin;
 //!   a drain is refused with 409 while processes that cannot move run there, unless forced)
@@ -478,6 +480,18 @@ pub struct VolumeEntry {
     pub size: Option<u64>,
     /// Services of the promoted release that mount it.
     pub used_by: Vec<String>,
+}
+
+/// `POST /rack/backup`: what the archive holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackupRequest {
+    /// Put the master key in the archive too, and seal the whole archive with
+    /// `passphrase`.
+    #[serde(default)]
+    pub with_key: bool,
+    /// Required with `with_key` (at least 8 characters), refused without it.
+    #[serde(default)]
+    pub passphrase: Option<String>,
 }
 
 /// What `POST /rack/prune` removed.

@@ -277,6 +277,14 @@ impl Client {
         self.get_json(&["rack"]).await
     }
 
+    /// `POST /rack/backup`: the archive's bytes.
+    pub async fn backup(&self, req: &berth_api::BackupRequest) -> Result<Vec<u8>, Error> {
+        let url = self.url(&["rack", "backup"])?;
+        let resp = self.send(self.http.post(url).json(req), true).await?;
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+        Ok(bytes.to_vec())
+    }
+
     /// `POST /rack/prune`
     pub async fn prune(&self) -> Result<PruneReport, Error> {
         self.post_json(&["rack", "prune"], None::<&()>).await

@@ -56,6 +56,7 @@ fn api(rack: Arc<Rack>) -> Router {
     Router::new()
         .route("/rack", get(rack::info))
         .route("/rack/prune", post(rack::prune))
+        .route("/rack/backup", post(rack::backup))
         .route("/instances", get(instances::list))
         .route("/instances/join", post(instances::join))
         .route("/instances/{id}/drain", post(instances::drain))
