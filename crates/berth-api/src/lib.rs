@@ -118,7 +118,8 @@ pub struct App {
     pub created: String,
     /// The promoted release, if any.
     pub release: Option<String>,
-    /// `new` (never deployed), `running`, `deploying`
+    /// `new` (never deployed), `running`, `deploying`, `image missing` (a
+    /// process cannot start: the engine lacks its image; deploy again)
     pub status: String,
 }
 
@@ -278,7 +279,8 @@ pub struct Process {
     #[serde(default)]
     pub timer: Option<String>,
     pub release: String,
-    /// `starting`, `running`, `unhealthy`, `crashed`, `stopping`, `missing`;
+    /// `starting`, `running`, `unhealthy`, `crashed`, `stopping`, `missing`,
+    /// `image missing` (the engine lacks its release's image);
     /// one-offs: `starting`, `running`, `exited`
     pub state: String,
     /// RFC 3339, when the current container started.

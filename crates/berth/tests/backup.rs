@@ -282,5 +282,64 @@ fn a_restored_rack_serves_the_same_apps_env_tokens_and_releases() {
         "{}",
         stderr(&out)
     );
+
+    // The engine loses the app's image (a restore onto another engine): the
+    // app is reported, not failing silently, and a deploy brings it back.
+    r.stop();
+    r.stop_router();
+    for filter in ["ps -aq", "images -q"] {
+        let mut args: Vec<&str> = filter.split(' ').collect();
+        let label = format!("label=berth.app={app}");
+        args.extend(["--filter", &label]);
+        for id in docker(&args).split_whitespace() {
+            let rm = if filter.starts_with("ps") {
+                "rm"
+            } else {
+                "rmi"
+            };
+            docker(&[rm, "-f", id]);
+        }
+    }
+    r.spawn();
+    let reported = eventually(Duration::from_secs(20), || {
+        r.json(&["ps", "-a", &app, "--json"])
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["state"] == "image missing"))
+    });
+    assert!(
+        reported,
+        "ps shows the missing image: {}\n{}",
+        r.ok(&["ps", "-a", &app]),
+        tail(&r.server_log(), 30)
+    );
+    let apps = r.json(&["apps", "--json"]);
+    assert!(
+        apps.as_array().is_some_and(|a| a
+            .iter()
+            .any(|a| a["name"] == app && a["status"] == "image missing")),
+        "apps shows it: {apps}"
+    );
+    let logs = r.ok(&["logs", "-a", &app]);
+    assert_eq!(
+        logs.matches("is not on the Docker engine").count(),
+        1,
+        "the app log says it once: {logs}"
+    );
+    assert!(logs.contains("berth deploy"), "and the fix: {logs}");
+    r.ok_in(src.path(), &["deploy", "-a", &app]);
+    assert!(
+        eventually(Duration::from_secs(30), || r
+            .get(&host, "/cgi-bin/env")
+            .1
+            .contains(&secret)),
+        "served again after a deploy"
+    );
+    let apps = r.json(&["apps", "--json"]);
+    assert!(
+        apps.as_array().is_some_and(|a| a
+            .iter()
+            .any(|a| a["name"] == app && a["status"] == "running")),
+        "apps: {apps}"
+    );
     r.stop();
 }
