@@ -531,11 +531,11 @@ pub fn restore(
     set_mode(root, 0o700)?;
     for (path, bytes) in &members {
         let dest = root.join(path);
-        if let Some(dir) = dest.parent() {
-            if !dir.exists() {
-                std::fs::create_dir_all(dir).map_err(io_at(dir))?;
-                set_mode(dir, 0o700)?;
-            }
+        if let Some(dir) = dest.parent()
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+            set_mode(dir, 0o700)?;
         }
         berth_store::seal::write_private(&dest, bytes).map_err(io_at(&dest))?;
     }
