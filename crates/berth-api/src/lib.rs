@@ -81,6 +81,15 @@
 //! - `GET /console/tokens`, `POST /console/tokens` (`role`, `app`) → the secret, once;
 //!   `POST /console/tokens/{id}/revoke`; `GET /console/audit` (admin)
 
+/// The version of this API. Every answer of the API carries it in the
+/// [`API_VERSION_HEADER`] header (and `GET /rack` in [`RackInfo::api_version`]);
+/// it goes up when a route or type changes in a way an older client or server
+/// would misread. Paths carry no version: the role policy, the audit and the
+/// metrics are keyed by route, and a client checks the header of every answer.
+pub const API_VERSION: u32 = 1;
+/// The response header naming the server's [`API_VERSION`].
+pub const API_VERSION_HEADER: &str = "berth-api-version";
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -94,6 +103,10 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RackInfo {
     pub version: String,
+    /// The API's version ([`API_VERSION`] of the server's build; 0: a server
+    /// from before versioning).
+    #[serde(default)]
+    pub api_version: u32,
     pub uptime_secs: u64,
     /// e.g. `docker 20.10.24 (API 1.41)`
     pub engine: String,

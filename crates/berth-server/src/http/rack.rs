@@ -11,6 +11,7 @@ pub async fn info(State(rack): State<Arc<Rack>>) -> ApiResult<Json<RackInfo>> {
     let (apps, processes, builds, releases) = rack.store.counts()?;
     Ok(Json(RackInfo {
         version: env!("CARGO_PKG_VERSION").into(),
+        api_version: berth_api::API_VERSION,
         uptime_secs: rack.started.elapsed().as_secs(),
         engine: rack.engine.clone(),
         domain: rack.domain.clone(),
