@@ -47,6 +47,8 @@
 //!   server's engine has (their data may be left out of the `docker save` tar)
 //! - `GET /apps/{app}/releases/{id}/info` → [`ReleaseInfo`]
 //! - `POST /rack/prune` → [`PruneReport`]
+//! - `POST /rack/backup` [`BackupRequest`] → the rack's backup archive (a tar, or
+//!   with the master key a tar sealed with the passphrase; admin)
 //! - `GET /instances` → `Vec<Instance>`; `POST /instances/join` → [`JoinInstructions`]
 //!   (admin); `POST /instances/{id}/drain[?force=true]`, `POST /instances/{id}/activate` → 204 (admin;
 //!   a drain is refused with 409 while processes that cannot move run there, unless forced)
@@ -83,6 +85,15 @@
 //! - `GET /console/tokens`, `POST /console/tokens` (`role`, `app`) → the secret, once;
 //!   `POST /console/tokens/{id}/revoke`; `GET /console/audit` (admin)
 
+/// The version of this API. Every answer of the API carries it in the
+/// [`API_VERSION_HEADER`] header (and `GET /rack` in [`RackInfo::api_version`]);
+/// it goes up when a route or type changes in a way an older client or server
+/// would misread. Paths carry no version: the role policy, the audit and the
+/// metrics are keyed by route, and a client checks the header of every answer.
+pub const API_VERSION: u32 = 1;
+/// The response header naming the server's [`API_VERSION`].
+pub const API_VERSION_HEADER: &str = "berth-api-version";
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -96,6 +107,10 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RackInfo {
     pub version: String,
+    /// The API's version ([`API_VERSION`] of the server's build; 0: a server
+    /// from before versioning).
+    #[serde(default)]
+    pub api_version: u32,
     pub uptime_secs: u64,
     /// e.g. `docker 20.10.24 (API 1.41)`
     pub engine: String,
@@ -120,7 +135,8 @@ pub struct App {
     pub created: String,
     /// The promoted release, if any.
     pub release: Option<String>,
-    /// `new` (never deployed), `running`, `deploying`
+    /// `new` (never deployed), `running`, `deploying`, `image missing` (a
+    /// process cannot start: the engine lacks its image; deploy again)
     pub status: String,
 }
 
@@ -280,7 +296,8 @@ pub struct Process {
     #[serde(default)]
     pub timer: Option<String>,
     pub release: String,
-    /// `starting`, `running`, `unhealthy`, `crashed`, `stopping`, `missing`;
+    /// `starting`, `running`, `unhealthy`, `crashed`, `stopping`, `missing`,
+    /// `image missing` (the engine lacks its release's image);
     /// one-offs: `starting`, `running`, `exited`
     pub state: String,
     /// RFC 3339, when the current container started.
@@ -482,6 +499,18 @@ pub struct VolumeEntry {
     pub size: Option<u64>,
     /// Services of the promoted release that mount it.
     pub used_by: Vec<String>,
+}
+
+/// `POST /rack/backup`: what the archive holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackupRequest {
+    /// Put the master key in the archive too, and seal the whole archive with
+    /// `passphrase`.
+    #[serde(default)]
+    pub with_key: bool,
+    /// Required with `with_key` (at least 8 characters), refused without it.
+    #[serde(default)]
+    pub passphrase: Option<String>,
 }
 
 /// What `POST /rack/prune` removed.

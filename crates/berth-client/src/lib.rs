@@ -39,6 +39,9 @@ pub use image::Thinning;
 use ndjson::ndjson;
 
 /// Everything a client call can fail with. The messages are meant for the user as they are.
+/// The oldest server API ([`berth_api::API_VERSION`]) this client works with.
+pub const MIN_SERVER_API: u32 = 1;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid server URL {url:?}: {reason}; use a URL like http://127.0.0.1:7070")]
@@ -86,6 +89,17 @@ pub enum Error {
     /// berth's router, or not berth at all. `message` says which and what to use.
     #[error("{message}")]
     NotBerth { url: String, message: String },
+
+    /// The server's API is older than this client needs ([`MIN_SERVER_API`]).
+    #[error(
+        "the berth server at {url} speaks API version {server}, older than version {needed} this berth {client} needs; update the server to this berth's version (or use a berth CLI as old as the server)"
+    )]
+    ServerTooOld {
+        url: String,
+        server: u32,
+        needed: u32,
+        client: &'static str,
+    },
 
     #[error("request to {url} failed: {reason}")]
     Request { url: String, reason: String },
@@ -276,6 +290,14 @@ impl Client {
     /// `GET /rack`
     pub async fn rack(&self) -> Result<RackInfo, Error> {
         self.get_json(&["rack"]).await
+    }
+
+    /// `POST /rack/backup`: the archive's bytes.
+    pub async fn backup(&self, req: &berth_api::BackupRequest) -> Result<Vec<u8>, Error> {
+        let url = self.url(&["rack", "backup"])?;
+        let resp = self.send(self.http.post(url).json(req), true).await?;
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+        Ok(bytes.to_vec())
     }
 
     /// `POST /rack/prune`
@@ -651,6 +673,7 @@ impl Client {
         };
         let status = resp.status();
         if status.is_success() {
+            self.check_api_version(&resp)?;
             return Ok(resp);
         }
         let content_type = content_type(&resp);
@@ -717,6 +740,31 @@ impl Client {
             url: url.to_string(),
             reason: e.to_string(),
         })
+    }
+
+    /// Refuses an answer of a server older than [`MIN_SERVER_API`]: berth's
+    /// answers carry [`berth_api::API_VERSION_HEADER`]; a JSON answer without it
+    /// is a berth server from before versioning (version 0). Other answers
+    /// without it are not berth's at all, which `decode` names.
+    fn check_api_version(&self, resp: &Response) -> Result<(), Error> {
+        let server = match resp.headers().get(berth_api::API_VERSION_HEADER) {
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .unwrap_or(0),
+            None if content_type(resp).is_some_and(|t| t.starts_with("application/json")) => 0,
+            None => return Ok(()),
+        };
+        if server < MIN_SERVER_API {
+            return Err(Error::ServerTooOld {
+                url: self.base_url(),
+                server,
+                needed: MIN_SERVER_API,
+                client: env!("CARGO_PKG_VERSION"),
+            });
+        }
+        Ok(())
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> Error {
@@ -930,6 +978,35 @@ mod tests {
             "the server answered 404 Not Found: nope"
         );
         assert_eq!(error_message(s, ""), "the server answered 404 Not Found");
+    }
+
+    #[tokio::test]
+    async fn a_server_older_than_the_client_is_refused() -> Result<(), Box<dyn std::error::Error>> {
+        let body = "[]";
+        let old = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let (url, _task) = serve_once(old).await?;
+        let err = Client::new(&url, "t")?
+            .apps()
+            .await
+            .err()
+            .ok_or("apps succeeded")?;
+        assert!(
+            matches!(
+                err,
+                Error::ServerTooOld {
+                    server: 0,
+                    needed: MIN_SERVER_API,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let (url, _task) = serve_once(response("200 OK", "application/json", body)).await?;
+        assert!(Client::new(&url, "t")?.apps().await?.is_empty());
+        Ok(())
     }
 
     #[tokio::test]

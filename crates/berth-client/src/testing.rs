@@ -44,9 +44,12 @@ pub async fn serve_once(
     Ok((url, task))
 }
 
+/// An answer as berth's API gives it (with its version header).
 pub fn response(status: &str, content_type: &str, body: &str) -> String {
     format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\n{}: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        berth_api::API_VERSION_HEADER,
+        berth_api::API_VERSION,
         body.len()
     )
 }

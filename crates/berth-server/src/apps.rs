@@ -26,6 +26,8 @@ pub fn view(rack: &Rack, row: &AppRow) -> App {
         release: row.release.clone(),
         status: if deploying {
             "deploying"
+        } else if rack.app_images_missing(&row.name) {
+            "image missing"
         } else if row.release.is_some() {
             "running"
         } else {

@@ -20,6 +20,7 @@
 
 pub mod acme;
 pub mod apps;
+pub mod backup;
 pub mod builds;
 pub mod certs;
 pub mod cluster_ca;

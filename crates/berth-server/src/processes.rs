@@ -29,7 +29,9 @@ pub async fn list(rack: &Rack, app: &str) -> Result<Vec<Process>> {
         .map(|p| {
             let o = rack.observed(app, &p.id);
             let usage = rack.usage(app, &p.id);
+            let image_missing = rack.image_missing(app, &p.id).is_some();
             let state = match (p.state, &o) {
+                (ProcessState::Active, None) if image_missing => "image missing",
                 (ProcessState::Starting, _) => "starting",
                 (ProcessState::Stopping, _) => "stopping",
                 (ProcessState::Active, None) => "missing",

@@ -18,6 +18,7 @@ use tower::ServiceExt;
 const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/rack", "read"),
     ("POST", "/rack/prune", "admin"),
+    ("POST", "/rack/backup", "admin"),
     ("GET", "/instances", "read"),
     ("POST", "/instances/join", "admin"),
     ("POST", "/instances/n1/drain", "admin"),
@@ -82,6 +83,7 @@ fn body(m: &str, path: &str) -> Option<serde_json::Value> {
     match (m, tail) {
         ("POST", "apps") => Some(json!({ "name": "ghost-new" })),
         ("POST", "layers") => Some(json!([])),
+        ("POST", "backup") => Some(json!({})),
         ("POST", "env") => Some(json!({ "set": { "A": "1" } })),
         ("POST", "scale") => Some(json!({ "count": 1 })),
         ("POST", "restart") => Some(json!({})),

@@ -42,6 +42,14 @@ pub enum StoreError {
     },
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    #[error(
+        "the store {path} has schema version {found}, newer than this berth knows ({known}); run the berth version that wrote it (or a newer one)"
+    )]
+    NewerSchema {
+        path: String,
+        found: i64,
+        known: i64,
+    },
     #[error("token {0} does not exist; list them with `berth tokens`")]
     NoToken(String),
     #[error(
@@ -183,9 +191,28 @@ CREATE TABLE drains (
 "#,
 ];
 
+/// The schema version this build of berth migrates stores to (SQLite's
+/// `user_version` after every migration ran).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The schema version of the store file at `db_path`, opened read-only (for a
+/// restore to refuse a store newer than this binary before touching it).
+pub fn schema_version_of(db_path: &Path) -> Result<i64> {
+    let conn = Connection::open_with_flags(db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        return Err(StoreError::Corrupt(format!(
+            "{}: SQLite's check says {check}",
+            db_path.display()
+        )));
+    }
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
 pub struct Store {
     conn: Mutex<Connection>,
     key: MasterKey,
+    path: std::path::PathBuf,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -206,6 +233,7 @@ impl Store {
         let store = Store {
             conn: Mutex::new(conn),
             key,
+            path: db_path.to_path_buf(),
         };
         store.migrate()?;
         #[cfg(unix)]
@@ -226,11 +254,69 @@ impl Store {
     fn migrate(&self) -> Result<()> {
         let mut conn = self.conn();
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: self.path.display().to_string(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Copies a consistent snapshot of the store to `dest` with SQLite's online
+    /// backup API while the server keeps writing: a connection of its own reads
+    /// every page in one step, inside one read transaction (WAL lets writers go
+    /// on meanwhile), so the copy is the store as of one moment.
+    pub fn backup_to(&self, dest: &Path) -> Result<()> {
+        let src = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        src.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut dst = Connection::open(dest)?;
+        {
+            let backup = rusqlite::backup::Backup::new(&src, &mut dst)?;
+            loop {
+                match backup.step(-1)? {
+                    rusqlite::backup::StepResult::Done => break,
+                    rusqlite::backup::StepResult::More => continue,
+                    // Busy or locked: the writer holds a lock a moment; try again.
+                    _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+        }
+        // A single file: the copy keeps no WAL of its own.
+        dst.pragma_update(None, "journal_mode", "DELETE")?;
+        Ok(())
+    }
+
+    /// Checks that the master key opens the store's sealed values (one env value
+    /// and one certificate key, if any), so a restore with the wrong key file is
+    /// refused before a server starts on it.
+    pub fn check_key(&self) -> Result<()> {
+        let conn = self.conn();
+        let env: Option<(String, String, Vec<u8>)> = conn
+            .query_row("SELECT app, key, sealed FROM env_values LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        if let Some((app, key, sealed)) = env {
+            self.key.open(&sealed, &seal::aad(&app, &key))?;
+        }
+        let cert: Option<(String, Vec<u8>)> = conn
+            .query_row("SELECT id, key_sealed FROM certs LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((id, sealed)) = cert {
+            self.key.open(&sealed, &seal::aad("cert", &id))?;
         }
         Ok(())
     }

@@ -38,6 +38,16 @@ impl MasterKey {
         MasterKey(rand::random())
     }
 
+    /// A key read from elsewhere (a backup archive, an old rack's key file).
+    pub fn from_bytes(bytes: [u8; 32]) -> MasterKey {
+        MasterKey(bytes)
+    }
+
+    /// The key's bytes, to write a key file.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// Loads the key file, creating it (mode 0600) when absent.
     pub fn load_or_create(path: &Path) -> Result<(MasterKey, bool), SealError> {
         let err = |reason: String| SealError::Key {

@@ -170,3 +170,36 @@ fn acme_accounts_are_sealed_per_directory() {
         assert!(!String::from_utf8_lossy(&raw).contains("account-secret"));
     }
 }
+
+#[test]
+fn a_backup_is_a_whole_store_that_only_its_key_opens() {
+    let (d, s) = store();
+    s.create_app("shop").unwrap();
+    let mut set = BTreeMap::new();
+    set.insert("SECRET".to_string(), "v".to_string());
+    s.change_env("shop", &set, &[]).unwrap();
+    let copy = d.path().join("copy.db");
+    s.backup_to(&copy).unwrap();
+    assert_eq!(schema_version_of(&copy).unwrap(), SCHEMA_VERSION);
+    let same = Store::open(&copy, s.key.clone()).unwrap();
+    same.check_key().unwrap();
+    assert_eq!(same.env("shop", 1).unwrap(), set);
+    drop(same);
+    let other = Store::open(&copy, MasterKey::generate()).unwrap();
+    assert!(matches!(other.check_key(), Err(StoreError::Seal(_))));
+}
+
+#[test]
+fn a_store_newer_than_this_code_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("berth.db");
+    drop(Store::open(&db, MasterKey::generate()).unwrap());
+    let conn = Connection::open(&db).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    assert!(matches!(
+        Store::open(&db, MasterKey::generate()),
+        Err(StoreError::NewerSchema { found, .. }) if found == SCHEMA_VERSION + 1
+    ));
+}

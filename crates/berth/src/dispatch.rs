@@ -1,9 +1,9 @@
 //! The top layer: runs what the command line asks for.
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, RackCommand};
 use crate::commands::{
-    access, apps, builds, certs, drains, env, image, logs, oneoff, processes, rack, releases,
-    source, volumes,
+    access, apps, backup, builds, certs, drains, env, image, logs, oneoff, processes, rack,
+    releases, source, volumes,
 };
 use anyhow::Result;
 use berth_api::ScaleRequest;
@@ -81,6 +81,23 @@ pub async fn run(command: Command) -> Result<()> {
             };
             logs::run(app, json, tail, query).await
         }
+        Command::Rack {
+            command:
+                Some(RackCommand::Backup {
+                    with_key,
+                    passphrase_file,
+                }),
+            ..
+        } => backup::backup(with_key, passphrase_file).await,
+        Command::Rack {
+            command:
+                Some(RackCommand::Restore {
+                    data_dir,
+                    passphrase_file,
+                    master_key,
+                }),
+            ..
+        } => backup::restore(data_dir, passphrase_file, master_key).await,
         Command::Rack { json, command } => rack::run(json, command).await,
         Command::Instances { json, command } => rack::instances(json, command).await,
         Command::Volumes { app, json, command } => volumes::run(app, json, command).await,

@@ -389,6 +389,15 @@ fn env_values_stay_out_of_logs_errors_and_listings() {
 
 /// An HTTP server that is not berth: every request gets an HTML page.
 fn html_server() -> u16 {
+    fixed_server(
+        "text/html",
+        "<html><head><title>Some other site</title></head><body><p>a page</p></body></html>",
+    )
+}
+
+/// An HTTP server answering every request 200 with `body` as `content_type`,
+/// and no API version header (a berth server from before versioning, when JSON).
+fn fixed_server(content_type: &'static str, body: &'static str) -> u16 {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let port = listener.local_addr().expect("its address").port();
@@ -402,15 +411,57 @@ fn html_server() -> u16 {
                     Ok(n) => head.extend_from_slice(&buf[..n]),
                 }
             }
-            let page = "<html><head><title>Some other site</title></head><body><p>a page</p></body></html>";
             let _ = write!(
                 stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
-                page.len()
+                "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
             );
         }
     });
     port
+}
+
+/// Every answer of the API names its version; the CLI refuses a server whose
+/// API is older than it needs, naming both versions.
+#[test]
+fn a_server_too_old_for_the_cli_is_refused_naming_both_versions() {
+    let s = Server::start();
+    let (status, _) = s.api_get("/health", None);
+    assert_eq!(status, 200);
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", s.api)).expect("connect");
+    use std::io::{Read, Write};
+    write!(
+        raw,
+        "GET /nothing-here HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut answer = String::new();
+    raw.read_to_string(&mut answer).expect("read");
+    assert!(
+        answer.to_ascii_lowercase().contains("berth-api-version: 1"),
+        "{answer}"
+    );
+    let info = s.json(&["rack", "--json"]);
+    assert_eq!(info["api_version"], 1, "{info}");
+
+    let old = fixed_server(
+        "application/json",
+        r#"{"version":"0.0.9","uptime_secs":1,"engine":"e","domain":"d","router":"r","apps":0,"processes":0,"builds":0,"releases":0}"#,
+    );
+    let out = std::process::Command::new(BERTH)
+        .args(["rack"])
+        .env("BERTH_HOST", format!("http://127.0.0.1:{old}"))
+        .env("BERTH_TOKEN", "t")
+        .env("HOME", s.home.path())
+        .env("XDG_CONFIG_HOME", s.home.path().join("config"))
+        .output()
+        .expect("run berth");
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        said.contains("speaks API version 0") && said.contains("older than version 1"),
+        "{said}"
+    );
 }
 
 /// The CLI config keeps every server: a new `berth server` adds itself next to the

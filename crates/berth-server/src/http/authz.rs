@@ -270,6 +270,7 @@ mod tests {
                 [true, true, true],
             ),
             (&post, "/rack/prune", "/rack/prune", [false, false, true]),
+            (&post, "/rack/backup", "/rack/backup", [false, false, true]),
             (&post, "/certs", "/certs", [false, false, true]),
             // A route nobody listed yet is admin-only.
             (

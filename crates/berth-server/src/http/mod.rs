@@ -57,6 +57,7 @@ fn api(rack: Arc<Rack>) -> Router {
     Router::new()
         .route("/rack", get(rack::info))
         .route("/rack/prune", post(rack::prune))
+        .route("/rack/backup", post(rack::backup))
         .route("/instances", get(instances::list))
         .route("/instances/join", post(instances::join))
         .route("/instances/{id}/drain", post(instances::drain))
@@ -131,5 +132,16 @@ fn api(rack: Arc<Rack>) -> Router {
                 )
             },
         )
+        // Every answer names the API's version, so a client can refuse a
+        // server too old for it (see `berth_api::API_VERSION`).
+        .layer(axum::middleware::map_response(
+            |mut resp: axum::response::Response| async move {
+                resp.headers_mut().insert(
+                    berth_api::API_VERSION_HEADER,
+                    axum::http::HeaderValue::from(berth_api::API_VERSION),
+                );
+                resp
+            },
+        ))
         .with_state(rack)
 }

@@ -1,4 +1,4 @@
-//! `GET /rack`, `POST /rack/prune`, `GET /ca.pem`.
+//! `GET /rack`, `POST /rack/prune`, `POST /rack/backup`, `GET /ca.pem`.
 
 use super::error::ApiResult;
 use crate::rack::Rack;
@@ -11,6 +11,7 @@ pub async fn info(State(rack): State<Arc<Rack>>) -> ApiResult<Json<RackInfo>> {
     let (apps, processes, builds, releases) = rack.store.counts()?;
     Ok(Json(RackInfo {
         version: env!("CARGO_PKG_VERSION").into(),
+        api_version: berth_api::API_VERSION,
         uptime_secs: rack.started.elapsed().as_secs(),
         engine: rack.engine.clone(),
         domain: rack.domain.clone(),
@@ -20,6 +21,27 @@ pub async fn info(State(rack): State<Arc<Rack>>) -> ApiResult<Json<RackInfo>> {
         builds,
         releases,
     }))
+}
+
+/// `POST /rack/backup`: the archive (see `crate::backup`), as bytes.
+pub async fn backup(
+    State(rack): State<Arc<Rack>>,
+    Json(req): Json<berth_api::BackupRequest>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let archive = crate::backup::create(&rack, req.with_key, req.passphrase).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            if req.with_key {
+                "application/octet-stream"
+            } else {
+                "application/x-tar"
+            },
+        )],
+        archive,
+    )
+        .into_response())
 }
 
 pub async fn prune(State(rack): State<Arc<Rack>>) -> ApiResult<Json<PruneReport>> {

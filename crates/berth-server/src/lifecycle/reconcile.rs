@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::progress;
 use crate::rack::Rack;
 use berth_core::ProcessState;
-use berth_runtime::{ContainerInfo, ContainerState, LABEL_APP, LABEL_PROCESS, LABEL_RACK};
+use berth_runtime::{
+    ContainerInfo, ContainerState, LABEL_APP, LABEL_PROCESS, LABEL_RACK, RuntimeError,
+};
 use berth_store::ProcessRow;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -233,6 +235,7 @@ pub async fn converge(rack: &Arc<Rack>, backoff: &mut Backoff, adopt: bool) -> R
         }
     }
     let rows = rack.store.processes(None)?;
+    rack.keep_images_missing(|app, id| rows.iter().any(|r| r.app == app && r.id == id));
     let mut changed = false;
     let mut leaving: BTreeMap<String, Vec<ProcessRow>> = BTreeMap::new();
     let apps: std::collections::BTreeSet<String> =
@@ -336,6 +339,9 @@ async fn replace(
     port: Option<u16>,
     backoff: &mut Backoff,
 ) -> bool {
+    if container.is_none() && rack.image_missing(&row.app, &row.id).is_some() {
+        return retry_missing_image(rack, row).await;
+    }
     let key = (row.app.clone(), row.id.clone());
     let now = Instant::now();
     let before = backoff.get(&key).copied();
@@ -411,6 +417,9 @@ async fn replace(
             );
             ensure_collector(rack, row, &info.id);
         }
+        Err(Error::Runtime(RuntimeError::ImageMissing(image))) => {
+            image_missing(rack, row, &image);
+        }
         Err(e) => rack.logs.service_event(
             &row.app,
             &row.service,
@@ -418,6 +427,55 @@ async fn replace(
         ),
     }
     true
+}
+
+/// A process whose image the engine lacks (a rack restored onto an engine
+/// that lost it, or an image removed by hand) is no crash: it is reported once
+/// in the app's and the server's log and shown as `image missing` by `ps` and
+/// `apps`, and tried again on every pass (the image may be loaded meanwhile).
+fn image_missing(rack: &Rack, row: &ProcessRow, image: &str) {
+    if rack.set_image_missing(&row.app, &row.id, Some(image)) {
+        let text = format!(
+            "process {} of release {} cannot start: its image {image} is not on the Docker engine at {} \
+             (the engine lost it, or this rack was restored onto another engine); deploy the app again \
+             (`berth deploy -a {}`, or `berth deploy --image` for an uploaded image) or roll back to a \
+             release whose image is there",
+            row.id,
+            row.release,
+            rack.runtime.endpoint(),
+            row.app
+        );
+        tracing::warn!(app = %row.app, "{text}");
+        rack.logs.service_event(&row.app, &row.service, &text);
+    }
+}
+
+async fn retry_missing_image(rack: &Arc<Rack>, row: &ProcessRow) -> bool {
+    match start_process(rack, row).await {
+        Ok(info) => {
+            rack.set_image_missing(&row.app, &row.id, None);
+            rack.logs.service_event(
+                &row.app,
+                &row.service,
+                &format!("process {} started: its image is on the engine now", row.id),
+            );
+            ensure_collector(rack, row, &info.id);
+            true
+        }
+        Err(Error::Runtime(RuntimeError::ImageMissing(image))) => {
+            image_missing(rack, row, &image);
+            false
+        }
+        Err(e) => {
+            rack.set_image_missing(&row.app, &row.id, None);
+            rack.logs.service_event(
+                &row.app,
+                &row.service,
+                &format!("process {} cannot start: {e}", row.id),
+            );
+            false
+        }
+    }
 }
 
 /// A process's name in the log stream: `web/web-3f9a2c`, with `@node` on a swarm.

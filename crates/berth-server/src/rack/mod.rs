@@ -74,6 +74,9 @@ pub struct Rack {
     /// (app, process id) → what the engine shows.
     observed: Mutex<HashMap<(String, String), Observed>>,
     manifests: Mutex<HashMap<(String, String), Arc<Manifest>>>,
+    /// (app, process id) → the image it needs that the engine lacks (a rack
+    /// restored onto an engine that lost its images), so `ps` and `apps` say so.
+    images_missing: Mutex<HashMap<(String, String), String>>,
     /// Wakes the reconciler early (engine events, deletions).
     pub nudge: tokio::sync::Notify,
     /// Set while a swarm server starts: the API serves the agents (whose
@@ -134,6 +137,7 @@ impl Rack {
             locks: Mutex::new(HashMap::new()),
             observed: Mutex::new(HashMap::new()),
             manifests: Mutex::new(HashMap::new()),
+            images_missing: Mutex::new(HashMap::new()),
             nudge: tokio::sync::Notify::new(),
             starting: Default::default(),
             collectors: Mutex::new(HashMap::new()),
@@ -173,6 +177,47 @@ impl Rack {
             }
             None => view.by_app.clear(),
         }
+    }
+
+    /// Records that process `id` of `app` cannot start because the engine lacks
+    /// `image` (`None`: it started, or is gone). Returns whether this changed
+    /// what was recorded, so the news is logged once.
+    pub fn set_image_missing(&self, app: &str, id: &str, image: Option<&str>) -> bool {
+        let mut missing = self
+            .images_missing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let key = (app.to_string(), id.to_string());
+        match image {
+            Some(image) => missing.insert(key, image.to_string()).as_deref() != Some(image),
+            None => missing.remove(&key).is_some(),
+        }
+    }
+
+    /// The image process `id` of `app` waits for, if the engine lacks it.
+    pub fn image_missing(&self, app: &str, id: &str) -> Option<String> {
+        self.images_missing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(app.to_string(), id.to_string()))
+            .cloned()
+    }
+
+    /// Forgets missing images of processes `wanted` no longer names (rows gone).
+    pub fn keep_images_missing(&self, wanted: impl Fn(&str, &str) -> bool) {
+        self.images_missing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(app, id), _| wanted(app, id));
+    }
+
+    /// Whether any process of `app` waits for an image the engine lacks.
+    pub fn app_images_missing(&self, app: &str) -> bool {
+        self.images_missing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .any(|(a, _)| a == app)
     }
 
     pub fn app_lock(&self, app: &str) -> Arc<tokio::sync::Mutex<()>> {

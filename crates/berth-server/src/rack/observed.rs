@@ -155,5 +155,6 @@ impl Rack {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(app.to_string(), process.to_string()));
+        self.set_image_missing(app, process, None);
     }
 }

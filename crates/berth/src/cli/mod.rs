@@ -509,6 +509,28 @@ mod tests {
             } => assert!(json.json),
             other => panic!("{other:?}"),
         }
+        match command(&["rack", "restore", "--data-dir", "/d", "--master-key", "/k"]) {
+            Command::Rack {
+                command:
+                    Some(RackCommand::Restore {
+                        data_dir,
+                        master_key,
+                        passphrase_file: None,
+                    }),
+                ..
+            } => assert_eq!(
+                (
+                    data_dir.to_str(),
+                    master_key.as_deref().and_then(|k| k.to_str())
+                ),
+                (Some("/d"), Some("/k"))
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A passphrase file only makes sense with the key in the archive.
+        assert!(
+            Cli::try_parse_from(["berth", "rack", "backup", "--passphrase-file", "p"]).is_err()
+        );
         match command(&["deploy", "--image", "shop:dev", "-a", "shop"]) {
             Command::Deploy(s) => assert_eq!(s.image.as_deref(), Some("shop:dev")),
             other => panic!("{other:?}"),

@@ -177,6 +177,31 @@ pub enum RackCommand {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Write the rack's backup archive to stdout (admin): the store (a consistent
+    /// snapshot, taken while the server runs), the cluster CA, the volumes list;
+    /// the master key only with --with-key, then sealed with a passphrase
+    Backup {
+        /// Put the master key in the archive too, and seal the archive with a
+        /// passphrase (asked on the terminal, or --passphrase-file)
+        #[arg(long)]
+        with_key: bool,
+        /// Read the passphrase from the first line of FILE
+        #[arg(long, value_name = "FILE", requires = "with_key")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Make a new data dir from a backup archive read from stdin (offline: no
+    /// server needed); then start `berth server --data DIR`
+    Restore {
+        /// The data dir to create; it must be absent or empty
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The passphrase of a sealed archive (--with-key), from the first line of FILE
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// The old rack's master.key, for an archive taken without --with-key
+        #[arg(long, value_name = "FILE")]
+        master_key: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

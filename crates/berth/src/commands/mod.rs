@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod apps;
+pub mod backup;
 pub mod builds;
 pub mod certs;
 pub mod drains;

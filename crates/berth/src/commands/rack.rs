@@ -130,6 +130,9 @@ pub async fn run(json: JsonArg, command: Option<RackCommand>) -> Result<()> {
     match command {
         None => info(json.json).await,
         Some(RackCommand::Prune { json: prune_json }) => prune(json.json || prune_json.json).await,
+        Some(RackCommand::Backup { .. } | RackCommand::Restore { .. }) => {
+            bail!("berth rack backup and restore are run by the backup commands")
+        }
     }
 }
 

@@ -85,6 +85,24 @@ impl Server {
         server
     }
 
+    /// Starts a server on a data dir made beforehand (`DATA/rack`, e.g. by
+    /// `berth rack restore`), whose admin `token` the caller knows.
+    pub fn start_on(data: tempfile::TempDir, token: &str) -> Server {
+        let mut server = Server {
+            data,
+            home: tempfile::tempdir().expect("temp home"),
+            api: free_port(),
+            http: free_port(),
+            token: token.to_string(),
+            child: None,
+            apps: vec![],
+            extra_args: vec![],
+            env: vec![],
+        };
+        server.spawn();
+        server
+    }
+
     /// Whether the API is served over HTTPS (`--tls`); the CLI then trusts the
     /// cluster CA through BERTH_CA_CERT.
     pub fn https(&self) -> bool {
