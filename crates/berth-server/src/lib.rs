@@ -37,6 +37,7 @@ pub mod progress;
 pub mod prune;
 pub mod rack;
 pub mod releases;
+pub mod resources;
 pub mod spec;
 pub mod timers;
 pub mod tokens;

@@ -23,6 +23,9 @@ const LOOK_PATIENCE: Duration = Duration::from_secs(30);
 /// every second whatever its steady `interval`. A process without a port has
 /// no check: it passes once it has stayed up for its grace.
 pub async fn wait_healthy(rack: &Rack, row: &ProcessRow, svc: &Service) -> Result<(), String> {
+    if let Some(res) = &svc.resource {
+        return resource_ready(rack, row, res.kind, &svc.health).await;
+    }
     if svc.port.is_none() {
         return stays_up(rack, row, svc.health_grace()).await;
     }
@@ -103,6 +106,53 @@ pub async fn wait_healthy(rack: &Rack, row: &ProcessRow, svc: &Service) -> Resul
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// A new resource process passes once it answers its protocol
+/// (`resources::check`) on its address, checked every second for at most
+/// `attempts` seconds (a first start initialises the data directory).
+async fn resource_ready(
+    rack: &Rack,
+    row: &ProcessRow,
+    kind: berth_core::ResourceKind,
+    health: &Health,
+) -> Result<(), String> {
+    let password = rack
+        .store
+        .resource_password(&row.app, &row.service)
+        .map_err(|e| e.to_string())?;
+    let mut last_error = String::from("no address yet");
+    for _ in 0..health.attempts.max(1) {
+        let observed = rack.observed(&row.app, &row.id).ok_or("process vanished")?;
+        match rack.runtime.inspect_container(&observed.container_id).await {
+            Ok(Some(info)) => {
+                if let ContainerState::Exited { code, oom_killed } = info.state {
+                    return Err(exited(row, code, oom_killed, ""));
+                }
+                if let Some(ip) = info.ip {
+                    let addr = SocketAddr::new(ip, kind.port());
+                    let timeout = Duration::from_secs(u64::from(health.timeout));
+                    match crate::resources::check(kind, addr, &password, timeout).await {
+                        Ok(()) => {
+                            passed(rack, row, health);
+                            return Ok(());
+                        }
+                        Err(e) => last_error = e,
+                    }
+                }
+            }
+            Ok(None) => return Err(format!("process {} disappeared from the engine", row.id)),
+            Err(e) => last_error = e.to_string(),
+        }
+        tokio::time::sleep(FAST_INTERVAL).await;
+    }
+    Err(format!(
+        "resource {} ({}) did not answer its {} protocol check within {} s: {last_error}",
+        row.service,
+        row.id,
+        kind.name(),
+        health.attempts
+    ))
 }
 
 /// A new process passed: routable, and counted as just checked, so the
