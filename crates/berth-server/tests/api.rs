@@ -52,6 +52,11 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/apps/shop/volumes", "read"),
     ("GET", "/apps/shop/volumes/data/archive", "deploy"),
     ("PUT", "/apps/shop/volumes/data/archive", "deploy"),
+    ("GET", "/apps/shop/resources", "read"),
+    ("GET", "/apps/shop/resources/db", "read"),
+    ("GET", "/apps/shop/resources/db/url", "deploy"),
+    ("GET", "/apps/shop/resources/db/backup", "deploy"),
+    ("PUT", "/apps/shop/resources/db/backup", "deploy"),
     ("GET", "/tokens", "admin"),
     ("POST", "/tokens", "admin"),
     ("DELETE", "/tokens/t1", "admin"),
@@ -395,6 +400,20 @@ async fn each_kind_of_failure_has_its_status_through_the_api() {
             "has no volume data",
         ),
         (
+            Method::GET,
+            "/apps/shop/resources/db/url",
+            None,
+            StatusCode::NOT_FOUND,
+            "app shop has no resource db: its release declares no resources; add `resources: {db: {type: postgres}}`",
+        ),
+        (
+            Method::GET,
+            "/apps/shop/resources/Bad_Name",
+            None,
+            StatusCode::BAD_REQUEST,
+            "Bad_Name",
+        ),
+        (
             Method::POST,
             "/tokens",
             Some(json!({"role": "root"})),
@@ -499,6 +518,10 @@ async fn changes_and_secret_reads_are_audited_plain_reads_are_not() {
     t.call(Method::GET, "/apps/shop/env", Some(&reader), None)
         .await;
     t.admin(Method::GET, "/apps/shop/env", None).await;
+    t.call(Method::GET, "/apps/shop/resources", Some(&reader), None)
+        .await;
+    t.admin(Method::GET, "/apps/shop/resources/db/url", None)
+        .await;
     let (_, audit) = t.admin(Method::GET, "/audit", None).await;
     let lines: Vec<String> = audit
         .as_array()
@@ -531,6 +554,16 @@ async fn changes_and_secret_reads_are_audited_plain_reads_are_not() {
     );
     assert!(
         !lines.iter().any(|l| l.contains("\"GET\" \"/apps/shop\" ")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "\"admin\" \"GET\" \"/apps/shop/resources/db/url\" 404"),
+        "revealing a resource URL is audited, even when refused: {lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("\"/apps/shop/resources\"")),
         "{lines:?}"
     );
 }

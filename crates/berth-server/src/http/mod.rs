@@ -19,6 +19,7 @@ mod ndjson;
 mod processes;
 mod rack;
 mod releases;
+mod resources;
 mod sessions;
 mod spool;
 pub mod tls;
@@ -51,6 +52,10 @@ fn api(rack: Arc<Rack>) -> Router {
         .route(
             "/apps/{app}/volumes/{name}/archive",
             get(volumes::backup).put(volumes::restore),
+        )
+        .route(
+            "/apps/{app}/resources/{name}/backup",
+            get(resources::backup).put(resources::restore),
         )
         .layer(DefaultBodyLimit::disable());
     Router::new()
@@ -93,6 +98,9 @@ fn api(rack: Arc<Rack>) -> Router {
         .route("/apps/{app}/processes/{id}/exec", get(sessions::exec))
         .route("/apps/{app}/timers", get(processes::timers))
         .route("/apps/{app}/volumes", get(volumes::list))
+        .route("/apps/{app}/resources", get(resources::list))
+        .route("/apps/{app}/resources/{name}", get(resources::info))
+        .route("/apps/{app}/resources/{name}/url", get(resources::url))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/audit", get(tokens::audit))
