@@ -11,6 +11,7 @@ mod certs;
 pub mod config;
 mod image;
 mod ndjson;
+mod resources;
 pub mod session;
 pub mod source;
 mod tls;

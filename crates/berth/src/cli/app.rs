@@ -178,3 +178,29 @@ pub enum VolumesCommand {
         name: String,
     },
 }
+
+#[derive(Debug, Subcommand)]
+pub enum ResourcesCommand {
+    /// Show one resource: type, image, status, process, volume, env names, users
+    Info {
+        /// The resource, as named under `resources:` in berth.yml
+        name: String,
+    },
+    /// Print the resource's URL with its password (audited; needs the deploy role)
+    Url {
+        /// The resource, as named under `resources:` in berth.yml
+        name: String,
+    },
+    /// Write a logical dump to stdout (postgres: `pg_dump --format=custom`):
+    /// `berth resources backup db > db.dump`
+    Backup {
+        /// The resource, as named under `resources:` in berth.yml
+        name: String,
+    },
+    /// Restore a dump from stdin (`pg_restore --clean --if-exists`):
+    /// `berth resources restore db < db.dump`
+    Restore {
+        /// The resource, as named under `resources:` in berth.yml
+        name: String,
+    },
+}
