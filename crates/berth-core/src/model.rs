@@ -171,7 +171,9 @@ pub fn resource_url(name: &str, kind: ResourceKind, password: &str) -> String {
             "postgres://{RESOURCE_DB_USER}:{password}@{name}:{}/{RESOURCE_DB_USER}",
             kind.port()
         ),
-        ResourceKind::Redis => format!("redis://:{password}@{name}:{}", kind.port()),
+        // `default` is redis' own user (ACLs, redis 6 and later); an empty user
+        // name makes some clients (redis-cli 7.0) send `AUTH "" password`.
+        ResourceKind::Redis => format!("redis://default:{password}@{name}:{}", kind.port()),
     }
 }
 

@@ -864,7 +864,7 @@ fn resources_run_as_services_of_their_name_and_give_urls() {
     let env = m.resource_env("web", &|name| Some(format!("{name}-pw")));
     assert_eq!(env["DB_URL"], "postgres://app:db-pw@db:5432/app");
     assert_eq!(env["DATABASE_URL"], env["DB_URL"]);
-    assert_eq!(env["CACHE_URL"], "redis://:cache-pw@cache:6379");
+    assert_eq!(env["CACHE_URL"], "redis://default:cache-pw@cache:6379");
     assert_eq!(env["REDIS_URL"], env["CACHE_URL"]);
     assert!(m.resource_env("worker", &|_| Some("x".into())).is_empty());
 

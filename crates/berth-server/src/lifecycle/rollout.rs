@@ -52,6 +52,14 @@ pub async fn preflight(
         &release.app,
         &format!("release {} of app {}", release.id, release.app),
     )?;
+    // A release that would change a running resource fails before anything stops.
+    let active: Vec<ProcessRow> = rack
+        .store
+        .processes(Some(&release.app))?
+        .into_iter()
+        .filter(|p| p.state == ProcessState::Active)
+        .collect();
+    kept_resources(rack, manifest, &active)?;
     for (name, svc) in &manifest.services {
         let image = match &svc.source {
             ImageSource::Image(image) => image.clone(),

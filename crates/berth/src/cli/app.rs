@@ -185,11 +185,15 @@ pub enum ResourcesCommand {
     Info {
         /// The resource, as named under `resources:` in berth.yml
         name: String,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Print the resource's URL with its password (audited; needs the deploy role)
     Url {
         /// The resource, as named under `resources:` in berth.yml
         name: String,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Write a logical dump to stdout (postgres: `pg_dump --format=custom`):
     /// `berth resources backup db > db.dump`

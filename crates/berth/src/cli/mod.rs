@@ -6,8 +6,8 @@ mod flags;
 mod rack;
 
 pub use app::{
-    AppsCommand, BuildsCommand, EnvCommand, ExecArgs, PsCommand, ReleasesCommand, RunArgs,
-    ResourcesCommand, SourceArgs, VolumesCommand,
+    AppsCommand, BuildsCommand, EnvCommand, ExecArgs, PsCommand, ReleasesCommand, ResourcesCommand,
+    RunArgs, SourceArgs, VolumesCommand,
 };
 pub use flags::{AppArg, JsonArg, Tail};
 pub use rack::{

@@ -17,19 +17,25 @@ pub async fn run(app: AppArg, json: JsonArg, command: Option<ResourcesCommand>) 
     match command {
         None => {
             let resources = client.resources(&app).await?;
-            print_list(&resources, json.json, &["NAME", "TYPE", "STATUS", "URL"], |r| {
-                vec![
-                    r.name.clone(),
-                    r.kind.clone(),
-                    r.status.clone(),
-                    r.url.clone(),
-                ]
-            })
+            print_list(
+                &resources,
+                json.json,
+                &["NAME", "TYPE", "STATUS", "URL"],
+                |r| {
+                    vec![
+                        r.name.clone(),
+                        r.kind.clone(),
+                        r.status.clone(),
+                        r.url.clone(),
+                    ]
+                },
+            )
         }
-        Some(ResourcesCommand::Info { name }) => {
+        Some(ResourcesCommand::Info { name, json: own }) => {
+            let json = json.json || own.json;
             berth_core::validate_service_name(&name)?;
             let r = client.resource(&app, &name).await?;
-            if json.json {
+            if json {
                 return print_json(&r);
             }
             let or_dash = |v: &[String]| {
@@ -51,10 +57,10 @@ pub async fn run(app: AppArg, json: JsonArg, command: Option<ResourcesCommand>) 
                 ("volume", r.volume.clone()),
             ]))
         }
-        Some(ResourcesCommand::Url { name }) => {
+        Some(ResourcesCommand::Url { name, json: own }) => {
             berth_core::validate_service_name(&name)?;
             let url = client.resource_url(&app, &name).await?;
-            if json.json {
+            if json.json || own.json {
                 return print_json(&url);
             }
             println!("{}", url.url);
