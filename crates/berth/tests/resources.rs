@@ -141,6 +141,23 @@ fn a_database_keeps_its_data_through_releases_restarts_and_backups() {
         server.get(&host(&app), "/cgi-bin/list").1
     );
 
+    // The reconciler restarts a crashed resource, like any process.
+    let container = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=berth.process={db_process}"),
+    ]);
+    assert!(!container.trim().is_empty(), "no container for {db_process}");
+    docker(&["kill", container.trim()]);
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            server.get(&host(&app), "/cgi-bin/list").1.trim() == "first"
+        }),
+        "data after a crash of the database: {}",
+        server.get(&host(&app), "/cgi-bin/list").1
+    );
+
     // A deploy may not change a resource's image.
     let other = src.path().join("berth.yml");
     let text = std::fs::read_to_string(&other).expect("berth.yml");
