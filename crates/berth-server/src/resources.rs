@@ -182,6 +182,27 @@ async fn running_container(rack: &Rack, app: &str, name: &str) -> Result<(String
     Ok((observed.container_id, kind))
 }
 
+/// Where the server reaches resource `name` (its address on the app network,
+/// its port), for `berth resources proxy`; also its process.
+pub async fn address(rack: &Rack, app: &str, name: &str) -> Result<(SocketAddr, String)> {
+    let (entry, kind) = get(rack, app, name)?;
+    let (container, _) = running_container(rack, app, name).await?;
+    let ip = rack
+        .runtime
+        .inspect_container(&container)
+        .await?
+        .and_then(|info| info.ip)
+        .ok_or_else(|| {
+            Error::Conflict(format!(
+                "resource {name} of app {app} has no address on the app network yet; try again in a moment"
+            ))
+        })?;
+    Ok((
+        SocketAddr::new(ip, kind.port()),
+        entry.process.unwrap_or_default(),
+    ))
+}
+
 /// Runs `command` in `container`, feeding it `input` when given; its stdout goes
 /// to `out`. Fails with its stderr when it exits other than 0.
 async fn exec_to(

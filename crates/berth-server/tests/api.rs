@@ -56,6 +56,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/apps/shop/resources/db", "read"),
     ("GET", "/apps/shop/resources/db/url", "deploy"),
     ("GET", "/apps/shop/resources/db/backup", "deploy"),
+    ("GET", "/apps/shop/resources/db/proxy", "deploy"),
     ("PUT", "/apps/shop/resources/db/backup", "deploy"),
     ("GET", "/tokens", "admin"),
     ("POST", "/tokens", "admin"),
@@ -294,7 +295,9 @@ async fn unknown_apps_and_bad_names_say_what_to_do_on_every_app_route() {
         .iter()
         .filter(|(_, p, _)| p.starts_with("/apps/shop"))
         // WebSocket routes refuse a plain GET before looking at the app.
-        .filter(|(_, p, _)| !p.ends_with("/run") && !p.ends_with("/exec"));
+        .filter(|(_, p, _)| {
+            !p.ends_with("/run") && !p.ends_with("/exec") && !p.ends_with("/proxy")
+        });
     for (m, path, _) in app_routes {
         let json = body(m, path);
         let (status, body) = t

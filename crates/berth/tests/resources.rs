@@ -119,6 +119,59 @@ fn a_database_keeps_its_data_through_releases_restarts_and_backups() {
     assert_eq!(db["env"], serde_json::json!(["DB_URL", "DATABASE_URL"]));
     let db_process = db["process"].as_str().expect("a process").to_string();
 
+    // `resources proxy`: a local port reaching the resource through the API.
+    let cache_url = server.ok(&["resources", "url", "cache", "-a", &app]);
+    let cache_password = cache_url
+        .trim()
+        .strip_prefix("redis://default:")
+        .and_then(|rest| rest.strip_suffix("@cache:6379"))
+        .unwrap_or_else(|| panic!("unexpected URL {cache_url}"))
+        .to_string();
+    let port = free_port();
+    let mut proxy = spawn_cli(
+        &server,
+        Path::new("."),
+        &[
+            "resources",
+            "proxy",
+            "cache",
+            "-a",
+            &app,
+            "--port",
+            &port.to_string(),
+        ],
+    );
+    let ping = || -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            s,
+            "*2\r\n$4\r\nAUTH\r\n${}\r\n{cache_password}\r\n*1\r\n$4\r\nPING\r\n",
+            cache_password.len()
+        )?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while !got.ends_with(b"+PONG\r\n") {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        Ok(String::from_utf8_lossy(&got).to_string())
+    };
+    let mut answer = String::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            answer = ping().unwrap_or_else(|e| e.to_string());
+            answer == "+OK\r\n+PONG\r\n"
+        }),
+        "redis through the proxy answered {answer:?}"
+    );
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+
     // A new release and a rollback replace the web process, not the database.
     server.ok(&["env", "set", "X=1", "-a", &app, "--promote"]);
     assert_eq!(notes(&server, &app), "first", "data lost by a release");
@@ -148,7 +201,10 @@ fn a_database_keeps_its_data_through_releases_restarts_and_backups() {
         "--filter",
         &format!("label=berth.process={db_process}"),
     ]);
-    assert!(!container.trim().is_empty(), "no container for {db_process}");
+    assert!(
+        !container.trim().is_empty(),
+        "no container for {db_process}"
+    );
     docker(&["kill", container.trim()]);
     assert!(
         eventually(Duration::from_secs(30), || {

@@ -70,6 +70,7 @@ pub fn need(method: &Method, route: &str) -> Need {
             | "/apps/{app}/volumes/{name}/archive"
             | "/apps/{app}/resources/{name}/url"
             | "/apps/{app}/resources/{name}/backup"
+            | "/apps/{app}/resources/{name}/proxy"
             | "/apps/{app}/run"
             | "/apps/{app}/processes/{id}/exec",
         ) => Need::Deploy,
@@ -293,6 +294,12 @@ mod tests {
                 &get,
                 "/apps/{app}/resources/{name}/backup",
                 "/apps/a/resources/db/backup",
+                [false, true, true],
+            ),
+            (
+                &get,
+                "/apps/{app}/resources/{name}/proxy",
+                "/apps/a/resources/db/proxy",
                 [false, true, true],
             ),
             (

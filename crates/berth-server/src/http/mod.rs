@@ -101,6 +101,10 @@ fn api(rack: Arc<Rack>) -> Router {
         .route("/apps/{app}/resources", get(resources::list))
         .route("/apps/{app}/resources/{name}", get(resources::info))
         .route("/apps/{app}/resources/{name}/url", get(resources::url))
+        .route(
+            "/apps/{app}/resources/{name}/proxy",
+            get(sessions::resource_proxy),
+        )
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/audit", get(tokens::audit))

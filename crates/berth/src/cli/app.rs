@@ -201,6 +201,15 @@ pub enum ResourcesCommand {
         /// The resource, as named under `resources:` in berth.yml
         name: String,
     },
+    /// Forward a local port to the resource through the API, for a psql or
+    /// redis-cli on this machine: `berth resources proxy db --port 5433`
+    Proxy {
+        /// The resource, as named under `resources:` in berth.yml
+        name: String,
+        /// The local port (on 127.0.0.1); default: a free one, printed
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
     /// Restore a dump from stdin (`pg_restore --clean --if-exists`):
     /// `berth resources restore db < db.dump`
     Restore {

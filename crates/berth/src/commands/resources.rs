@@ -67,6 +67,7 @@ pub async fn run(app: AppArg, json: JsonArg, command: Option<ResourcesCommand>) 
             Ok(())
         }
         Some(ResourcesCommand::Backup { name }) => backup(&client, &app, &name).await,
+        Some(ResourcesCommand::Proxy { name, port }) => proxy(client, &app, &name, port).await,
         Some(ResourcesCommand::Restore { name }) => {
             berth_core::validate_service_name(&name)?;
             if std::io::stdin().is_terminal() {
@@ -103,4 +104,48 @@ async fn backup(client: &Client, app: &str, name: &str) -> Result<()> {
     out.flush().await?;
     eprintln!("==> resource {name} of app {app}: {} written", bytes(total));
     Ok(())
+}
+
+/// Serves 127.0.0.1:`port` until interrupted: each connection is a tunnel to
+/// the resource over the API.
+async fn proxy(client: Client, app: &str, name: &str, port: u16) -> Result<()> {
+    berth_core::validate_service_name(name)?;
+    // Checked first, so a wrong name or role fails now, not at the first connection.
+    let resource = client.resource(app, name).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}; pick another with --port"))?;
+    let local = listener.local_addr()?;
+    let port_there = berth_core::ResourceKind::parse(&resource.kind).map_or(0, |k| k.port());
+    let url = resource.url.replacen(
+        &format!("@{name}:{port_there}"),
+        &format!("@127.0.0.1:{}", local.port()),
+        1,
+    );
+    eprintln!(
+        "==> forwarding {local} to resource {name} of app {app}; connect with {url} (the password: `berth resources url {name} -a {app}`); Ctrl-C ends it"
+    );
+    let client = std::sync::Arc::new(client);
+    loop {
+        let (conn, peer) = listener.accept().await?;
+        let client = client.clone();
+        let (app, name) = (app.to_string(), name.to_string());
+        tokio::spawn(async move {
+            let (read, write) = conn.into_split();
+            let session = match client.open_resource_proxy(&app, &name).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("berth: connection from {peer}: {e}");
+                    return;
+                }
+            };
+            let (_keep, resize) = tokio::sync::mpsc::channel(1);
+            if let Err(e) = session
+                .drive(Some(read), write, tokio::io::sink(), resize)
+                .await
+            {
+                eprintln!("berth: connection from {peer}: {e}");
+            }
+        });
+    }
 }
