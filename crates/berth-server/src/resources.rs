@@ -19,13 +19,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
+/// A container's environment and command (`None`: the image's).
+pub type EnvAndCommand = (BTreeMap<String, String>, Option<Vec<String>>);
+
 /// The environment (and for redis the command) of resource `res`'s container.
-pub fn container_env(
-    rack: &Rack,
-    app: &str,
-    name: &str,
-    res: &Resource,
-) -> Result<(BTreeMap<String, String>, Option<Vec<String>>)> {
+pub fn container_env(rack: &Rack, app: &str, name: &str, res: &Resource) -> Result<EnvAndCommand> {
     let password = rack.store.resource_password(app, name)?;
     let mut env = BTreeMap::new();
     let command = match res.kind {
