@@ -45,7 +45,9 @@
 //!   `GET /apps/{app}/resources/{name}` → [`ResourceEntry`]; `GET .../{name}/url` →
 //!   [`ResourceUrl`] (revealed; deploy role, audited); `GET .../{name}/backup` → a logical
 //!   dump (`pg_dump --format=custom`; redis: an RDB snapshot); `PUT .../{name}/backup`
-//!   (body: such a dump) → 204 (`pg_restore --clean --if-exists`); both deploy role
+//!   (body: such a dump) → 204 (`pg_restore --clean --if-exists`); both deploy role;
+//!   `GET .../{name}/proxy` (WebSocket, deploy role): first frame `{}`, then binary
+//!   frames are bytes to the resource and `[1, bytes...]` frames its answers, as for exec
 //! - `POST /apps/{app}/image?image=NAME[&manifest_text=YAML]` (body: `docker save` tar)
 //!   → NDJSON [`Event`]s: load, build, release, rollout; the last is `result` ([`DeployResult`])
 //! - `POST /apps/{app}/image/layers` (body: `Vec<String>` layer chain ids) → those the
