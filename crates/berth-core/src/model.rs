@@ -185,6 +185,12 @@ impl Service {
         !self.volumes.is_empty() || names_a_node(&self.placement)
     }
 
+    /// The TCP port its processes listen on: its `port`, or a resource's.
+    /// Only `port` is routed.
+    pub fn listen_port(&self) -> Option<u16> {
+        self.port.or(self.resource.as_ref().map(|r| r.kind.port()))
+    }
+
     /// Seconds a new process gets before its first health check; for a service
     /// without a port, the seconds it must stay up to count as healthy.
     pub fn health_grace(&self) -> u32 {

@@ -64,7 +64,7 @@ pub fn desired(svc: &Service, formation: Option<&Formation>) -> (u32, Option<u64
 }
 
 /// The container spec of `instance` (labelled as a process), with its network
-/// and volumes ensured; also the service's port.
+/// and volumes ensured; also the port its process listens on.
 pub async fn container(
     rack: &Rack,
     instance: Instance<'_>,
@@ -151,5 +151,5 @@ pub async fn container(
     // Labelled volumes, made before the engine would make unlabelled ones.
     let names: Vec<&str> = svc.volumes.iter().map(|v| v.volume.as_str()).collect();
     crate::volumes::ensure(rack, app, &names).await?;
-    Ok((spec, svc.port))
+    Ok((spec, svc.listen_port()))
 }

@@ -213,6 +213,23 @@ fn a_database_keeps_its_data_through_releases_restarts_and_backups() {
         "data after a crash of the database: {}",
         server.get(&host(&app), "/cgi-bin/list").1
     );
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            resource(&server, &app, "db")["status"] == "running"
+        }),
+        "the restarted database passes its protocol check again: {}",
+        resource(&server, &app, "db")
+    );
+    let ps = server.json(&["ps", "-a", &app, "--json"]);
+    let restarts = ps
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["id"] == db_process.as_str()))
+        .map(|p| p["restarts"].clone());
+    assert_eq!(
+        restarts,
+        Some(serde_json::json!(1)),
+        "the same process, restarted: {ps}"
+    );
 
     // A deploy may not change a resource's image.
     let other = src.path().join("berth.yml");

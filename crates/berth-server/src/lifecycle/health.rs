@@ -237,7 +237,8 @@ async fn listening_soon(
 
 const FAST_RETRY: Duration = Duration::from_millis(50);
 
-/// Checks every active process: one of a routed service by HTTP, every
+/// Checks every active process: one of a routed service by HTTP, a resource
+/// by its protocol, every
 /// `interval` seconds while it passes and every second while it is failing or
 /// out; it is out of the router after `attempts` failures in a row and back in
 /// after one pass. A process without a port counts as healthy again once it
@@ -259,7 +260,8 @@ pub async fn monitor(rack: Arc<Rack>) {
             let Some(svc) = rack.service_of(&row) else {
                 continue;
             };
-            if svc.port.is_none() {
+            let resource = svc.resource.as_ref().map(|r| r.kind);
+            if svc.port.is_none() && resource.is_none() {
                 stayed_up(&rack, &row, &o, svc.health_grace()).await;
                 continue;
             }
@@ -273,16 +275,21 @@ pub async fn monitor(rack: Arc<Rack>) {
             let rack = rack.clone();
             checks.push(async move {
                 let host = rack.default_host(&row.app, &row.service);
-                let passed = rack
-                    .runtime
-                    .probe(
-                        addr,
-                        &host,
-                        &health.path,
-                        Duration::from_secs(u64::from(health.timeout)),
-                    )
-                    .await
-                    .is_ok();
+                let timeout = Duration::from_secs(u64::from(health.timeout));
+                let passed = match resource {
+                    // A resource speaks its protocol, not HTTP.
+                    Some(kind) => match rack.store.resource_password(&row.app, &row.service) {
+                        Ok(password) => crate::resources::check(kind, addr, &password, timeout)
+                            .await
+                            .is_ok(),
+                        Err(_) => false,
+                    },
+                    None => rack
+                        .runtime
+                        .probe(addr, &host, &health.path, timeout)
+                        .await
+                        .is_ok(),
+                };
                 let changed = rack
                     .record_check(&row.app, &row.id, passed, health.attempts)
                     .unwrap_or(false);
