@@ -238,9 +238,8 @@ async fn listening_soon(
 const FAST_RETRY: Duration = Duration::from_millis(50);
 
 /// Checks every active process: one of a routed service by HTTP, a resource
-/// by its protocol, every
-/// `interval` seconds while it passes and every second while it is failing or
-/// out; it is out of the router after `attempts` failures in a row and back in
+/// by its protocol, every `interval` seconds while it passes and every second
+/// while it is failing or out; it is out of the router after `attempts` failures in a row and back in
 /// after one pass. A process without a port counts as healthy again once it
 /// has stayed up for its grace (after the reconciler replaced it).
 pub async fn monitor(rack: Arc<Rack>) {

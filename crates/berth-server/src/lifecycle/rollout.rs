@@ -407,9 +407,9 @@ fn is_resource(manifest: &Manifest, service: &str) -> bool {
 }
 
 /// The resources of `manifest` whose process in `old` keeps running through
-/// this rollout. A resource whose image the release changes is refused: its
-/// data may need converting, which `berth resources upgrade` does with a
-/// backup taken first.
+/// this rollout. A release that changes a running resource's image or type
+/// is refused: its data may need converting (a dump and a restore), which a
+/// deploy must not do behind the user's back.
 fn kept_resources(
     rack: &Rack,
     manifest: &Manifest,
