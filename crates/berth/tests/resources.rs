@@ -21,6 +21,9 @@ const IMAGES: &[(&str, &str)] = &[
     ("psql", "berth-test/psql:15"),
 ];
 
+/// Debian's psql (postgresql-client-15, installed by scripts/setup-test-host.sh).
+const PSQL: &str = "/usr/lib/postgresql/15/bin/psql";
+
 /// Builds the test images that are not on the engine yet.
 fn ensure_images() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/debian-images.sh");
@@ -168,6 +171,36 @@ fn a_database_keeps_its_data_through_releases_restarts_and_backups() {
             answer == "+OK\r\n+PONG\r\n"
         }),
         "redis through the proxy answered {answer:?}"
+    );
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    // And a psql on this machine reads the app's rows through one.
+    let port = free_port();
+    let mut proxy = spawn_cli(
+        &server,
+        Path::new("."),
+        &[
+            "resources",
+            "proxy",
+            "db",
+            "-a",
+            &app,
+            "--port",
+            &port.to_string(),
+        ],
+    );
+    let local_url = format!("postgres://app:{password}@127.0.0.1:{port}/app");
+    let mut rows = String::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let out = Command::new(PSQL)
+                .args([&local_url, "-Atc", "SELECT body FROM notes"])
+                .output()
+                .expect("run psql");
+            rows = format!("{}{}", stdout(&out), stderr(&out));
+            rows.trim() == "first"
+        }),
+        "psql through the proxy: {rows}"
     );
     let _ = proxy.kill();
     let _ = proxy.wait();
