@@ -30,6 +30,12 @@ command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 # tests/drains.rs sends log drains to its own rsyslogd (TCP, and TLS through gnutls).
 { command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ]; } || missing+=(rsyslog)
 ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
+# tests/resources.rs builds postgres, redis and psql images FROM scratch from
+# Debian's packages (scripts/debian-images.sh; their services are not started).
+[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
+[ -x /usr/lib/postgresql/15/bin/pg_dump ] || missing+=(postgresql-client-15)
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
+[ -x /usr/bin/redis-cli ] || missing+=(redis-tools)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "the tests need these Debian packages: ${missing[*]}; install them (apt-get install ${missing[*]}) or run this as root" >&2
@@ -38,7 +44,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Only the binaries are wanted: no postgres or redis service is started
+  # (policy-rc.d tells the packages' scripts not to start services).
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1
+  fi
   apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
 if ! timeout 10 docker info >/dev/null 2>&1; then

@@ -41,6 +41,13 @@
 //! - `GET /apps/{app}/volumes` → `Vec<VolumeEntry>`; `GET /apps/{app}/volumes/{name}/archive`
 //!   → tar of its content; `PUT /apps/{app}/volumes/{name}/archive` (body: tar) → 204;
 //!   `DELETE /apps/{app}?volumes=true` deletes the app's volumes too (refused without it)
+//! - `GET /apps/{app}/resources` → `Vec<ResourceEntry>` (URLs with the password masked);
+//!   `GET /apps/{app}/resources/{name}` → [`ResourceEntry`]; `GET .../{name}/url` →
+//!   [`ResourceUrl`] (revealed; deploy role, audited); `GET .../{name}/backup` → a logical
+//!   dump (`pg_dump --format=custom`; redis: an RDB snapshot); `PUT .../{name}/backup`
+//!   (body: such a dump) → 204 (`pg_restore --clean --if-exists`); both deploy role;
+//!   `GET .../{name}/proxy` (WebSocket, deploy role): first frame `{}`, then binary
+//!   frames are bytes to the resource and `[1, bytes...]` frames its answers, as for exec
 //! - `POST /apps/{app}/image?image=NAME[&manifest_text=YAML]` (body: `docker save` tar)
 //!   → NDJSON [`Event`]s: load, build, release, rollout; the last is `result` ([`DeployResult`])
 //! - `POST /apps/{app}/image/layers` (body: `Vec<String>` layer chain ids) → those the
@@ -511,6 +518,35 @@ pub struct BackupRequest {
     /// Required with `with_key` (at least 8 characters), refused without it.
     #[serde(default)]
     pub passphrase: Option<String>,
+}
+
+/// A resource of the app's promoted release (`GET /apps/{app}/resources`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResourceEntry {
+    pub name: String,
+    /// `postgres` or `redis`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub image: String,
+    /// Its process's state: `running`, `starting`, `unhealthy`, `crashed`,
+    /// or `stopped` when no process runs it.
+    pub status: String,
+    /// Its process, when one runs.
+    pub process: Option<String>,
+    /// Its URL on the app network, the password as `****`.
+    pub url: String,
+    /// The environment variables that carry its URL to the services naming it.
+    pub env: Vec<String>,
+    /// Services that name it.
+    pub used_by: Vec<String>,
+    /// The volume holding its data.
+    pub volume: String,
+}
+
+/// A resource's URL with its password (`GET /apps/{app}/resources/{name}/url`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResourceUrl {
+    pub url: String,
 }
 
 /// What `POST /rack/prune` removed.

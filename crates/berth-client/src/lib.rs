@@ -12,6 +12,7 @@ pub mod config;
 mod drains;
 mod image;
 mod ndjson;
+mod resources;
 pub mod session;
 pub mod source;
 mod tls;

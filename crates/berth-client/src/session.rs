@@ -61,6 +61,14 @@ impl Client {
         .await
     }
 
+    /// Opens `GET /apps/{app}/resources/{name}/proxy`: one TCP connection to
+    /// the resource; drive it with [`Session::drive`] (stdin: the bytes to the
+    /// resource, stdout: its answers).
+    pub async fn open_resource_proxy(&self, app: &str, name: &str) -> Result<Session, Error> {
+        self.open_session(&["apps", app, "resources", name, "proxy"], Ok("{}".into()))
+            .await
+    }
+
     async fn open_session(
         &self,
         segments: &[&str],

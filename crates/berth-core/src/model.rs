@@ -64,6 +64,117 @@ pub struct Service {
     /// such as `node.labels.disk==ssd`. A single engine has one place.
     #[serde(default)]
     pub placement: Vec<String>,
+    /// Resources (`resources:` at the top) whose URLs its processes get.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Set when this service *is* a resource: berth's own container for a
+    /// database or cache (see [`Resource`]), not written in `services:`.
+    #[serde(default)]
+    pub resource: Option<Resource>,
+}
+
+/// What kind of resource: which image interface, port, data path and URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceKind {
+    Postgres,
+    Redis,
+}
+
+/// The kinds `type:` accepts, as written.
+pub const RESOURCE_KINDS: &[&str] = &["postgres", "redis"];
+
+impl ResourceKind {
+    pub fn parse(s: &str) -> Option<ResourceKind> {
+        match s {
+            "postgres" => Some(ResourceKind::Postgres),
+            "redis" => Some(ResourceKind::Redis),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceKind::Postgres => "postgres",
+            ResourceKind::Redis => "redis",
+        }
+    }
+
+    /// The image used when `image:` is not given.
+    pub fn default_image(self) -> &'static str {
+        match self {
+            ResourceKind::Postgres => "postgres:16",
+            ResourceKind::Redis => "redis:7",
+        }
+    }
+
+    /// The TCP port it listens on inside the app network.
+    pub fn port(self) -> u16 {
+        match self {
+            ResourceKind::Postgres => 5432,
+            ResourceKind::Redis => 6379,
+        }
+    }
+
+    /// Where its data lives in the container (the resource's volume).
+    pub fn data_path(self) -> &'static str {
+        match self {
+            ResourceKind::Postgres => "/var/lib/postgresql/data",
+            ResourceKind::Redis => "/data",
+        }
+    }
+
+    /// The environment variable every service naming the only resource of
+    /// this kind also gets (`DATABASE_URL`, `REDIS_URL`).
+    pub fn conventional_env(self) -> &'static str {
+        match self {
+            ResourceKind::Postgres => "DATABASE_URL",
+            ResourceKind::Redis => "REDIS_URL",
+        }
+    }
+}
+
+/// A resource of the app (`resources: {db: {type: postgres}}`): berth runs it
+/// as a singleton service of the same name with a volume of the same name,
+/// generated credentials and a protocol health check; it is never routed and
+/// a release never replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    pub kind: ResourceKind,
+    pub image: String,
+}
+
+/// The user and database name in a postgres resource's URL.
+pub const RESOURCE_DB_USER: &str = "app";
+
+/// The environment variable naming resource `name`'s URL: `db` → `DB_URL`,
+/// `my-cache` → `MY_CACHE_URL`.
+pub fn resource_env_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    out.push_str("_URL");
+    out
+}
+
+/// Resource `name`'s URL as the app's services reach it, with `password`.
+pub fn resource_url(name: &str, kind: ResourceKind, password: &str) -> String {
+    match kind {
+        ResourceKind::Postgres => format!(
+            "postgres://{RESOURCE_DB_USER}:{password}@{name}:{}/{RESOURCE_DB_USER}",
+            kind.port()
+        ),
+        // `default` is redis' own user (ACLs, redis 6 and later); an empty user
+        // name makes some clients (redis-cli 7.0) send `AUTH "" password`.
+        ResourceKind::Redis => format!("redis://default:{password}@{name}:{}", kind.port()),
+    }
 }
 
 impl Service {
@@ -72,6 +183,12 @@ impl Service {
     /// that holds them.
     pub fn stays_on_one_node(&self) -> bool {
         !self.volumes.is_empty() || names_a_node(&self.placement)
+    }
+
+    /// The TCP port its processes listen on: its `port`, or a resource's.
+    /// Only `port` is routed.
+    pub fn listen_port(&self) -> Option<u16> {
+        self.port.or(self.resource.as_ref().map(|r| r.kind.port()))
     }
 
     /// Seconds a new process gets before its first health check; for a service
@@ -258,6 +375,46 @@ pub struct Timer {
 }
 
 impl Manifest {
+    /// The app's resources (services that are one), by name.
+    pub fn resources(&self) -> impl Iterator<Item = (&String, &Resource)> {
+        self.services
+            .iter()
+            .filter_map(|(n, s)| Some((n, s.resource.as_ref()?)))
+    }
+
+    /// The URL variables service `service` gets, given each resource's
+    /// password: `<NAME>_URL` for each resource it names, plus `DATABASE_URL`
+    /// (`REDIS_URL`) when it names exactly one resource of that kind.
+    pub fn resource_env(
+        &self,
+        service: &str,
+        password: &dyn Fn(&str) -> Option<String>,
+    ) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Some(svc) = self.services.get(service) else {
+            return out;
+        };
+        let mut per_kind: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+        for name in &svc.resources {
+            let Some(res) = self.services.get(name).and_then(|s| s.resource.as_ref()) else {
+                continue;
+            };
+            let Some(pass) = password(name) else { continue };
+            let url = resource_url(name, res.kind, &pass);
+            per_kind
+                .entry(res.kind.conventional_env())
+                .or_default()
+                .push(url.clone());
+            out.insert(resource_env_name(name), url);
+        }
+        for (key, urls) in per_kind {
+            if let [only] = urls.as_slice() {
+                out.insert(key.to_string(), only.clone());
+            }
+        }
+        out
+    }
+
     /// Every required key (no default anywhere) that `env` does not set, sorted.
     pub fn missing_env(&self, env: &BTreeMap<String, String>) -> Vec<String> {
         let mut missing = std::collections::BTreeSet::new();

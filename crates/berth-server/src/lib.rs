@@ -39,6 +39,7 @@ pub mod progress;
 pub mod prune;
 pub mod rack;
 pub mod releases;
+pub mod resources;
 pub mod spec;
 pub mod timers;
 pub mod tokens;

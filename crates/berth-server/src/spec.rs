@@ -64,7 +64,7 @@ pub fn desired(svc: &Service, formation: Option<&Formation>) -> (u32, Option<u64
 }
 
 /// The container spec of `instance` (labelled as a process), with its network
-/// and volumes ensured; also the service's port.
+/// and volumes ensured; also the port its process listens on.
 pub async fn container(
     rack: &Rack,
     instance: Instance<'_>,
@@ -110,7 +110,17 @@ pub async fn container(
         .join_routers(&network)
         .await
         .map_err(crate::error::Error::Unavailable)?;
-    let mut env = manifest.service_env(service, &env);
+    // A resource gets only what its image's interface needs, not the app's env.
+    let (mut env, command) = match &svc.resource {
+        Some(res) => crate::resources::container_env(rack, app, service, res)?,
+        None => {
+            let mut env = manifest.service_env(service, &env);
+            for (k, v) in crate::resources::service_env(rack, app, &manifest, service)? {
+                env.entry(k).or_insert(v);
+            }
+            (env, svc.command.clone())
+        }
+    };
     env.insert("BERTH_APP".into(), app.to_string());
     env.insert("BERTH_SERVICE".into(), service.to_string());
     env.insert("BERTH_RELEASE".into(), release.to_string());
@@ -121,7 +131,7 @@ pub async fn container(
     let spec = ContainerSpec {
         name: rack.container_name(app, id),
         image,
-        command: svc.command.clone(),
+        command,
         env,
         labels,
         network,
@@ -141,5 +151,5 @@ pub async fn container(
     // Labelled volumes, made before the engine would make unlabelled ones.
     let names: Vec<&str> = svc.volumes.iter().map(|v| v.volume.as_str()).collect();
     crate::volumes::ensure(rack, app, &names).await?;
-    Ok((spec, svc.port))
+    Ok((spec, svc.listen_port()))
 }

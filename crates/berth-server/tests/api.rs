@@ -53,6 +53,12 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/apps/shop/volumes", "read"),
     ("GET", "/apps/shop/volumes/data/archive", "deploy"),
     ("PUT", "/apps/shop/volumes/data/archive", "deploy"),
+    ("GET", "/apps/shop/resources", "read"),
+    ("GET", "/apps/shop/resources/db", "read"),
+    ("GET", "/apps/shop/resources/db/url", "deploy"),
+    ("GET", "/apps/shop/resources/db/backup", "deploy"),
+    ("GET", "/apps/shop/resources/db/proxy", "deploy"),
+    ("PUT", "/apps/shop/resources/db/backup", "deploy"),
     ("GET", "/tokens", "admin"),
     ("POST", "/tokens", "admin"),
     ("DELETE", "/tokens/t1", "admin"),
@@ -299,7 +305,9 @@ async fn unknown_apps_and_bad_names_say_what_to_do_on_every_app_route() {
         .iter()
         .filter(|(_, p, _)| p.starts_with("/apps/shop"))
         // WebSocket routes refuse a plain GET before looking at the app.
-        .filter(|(_, p, _)| !p.ends_with("/run") && !p.ends_with("/exec"));
+        .filter(|(_, p, _)| {
+            !p.ends_with("/run") && !p.ends_with("/exec") && !p.ends_with("/proxy")
+        });
     for (m, path, _) in app_routes {
         let json = body(m, path);
         let (status, body) = t
@@ -403,6 +411,20 @@ async fn each_kind_of_failure_has_its_status_through_the_api() {
             None,
             StatusCode::NOT_FOUND,
             "has no volume data",
+        ),
+        (
+            Method::GET,
+            "/apps/shop/resources/db/url",
+            None,
+            StatusCode::NOT_FOUND,
+            "app shop has no resource db: its release declares no resources; add `resources: {db: {type: postgres}}`",
+        ),
+        (
+            Method::GET,
+            "/apps/shop/resources/Bad_Name",
+            None,
+            StatusCode::BAD_REQUEST,
+            "Bad_Name",
         ),
         (
             Method::POST,
@@ -509,6 +531,10 @@ async fn changes_and_secret_reads_are_audited_plain_reads_are_not() {
     t.call(Method::GET, "/apps/shop/env", Some(&reader), None)
         .await;
     t.admin(Method::GET, "/apps/shop/env", None).await;
+    t.call(Method::GET, "/apps/shop/resources", Some(&reader), None)
+        .await;
+    t.admin(Method::GET, "/apps/shop/resources/db/url", None)
+        .await;
     let (_, audit) = t.admin(Method::GET, "/audit", None).await;
     let lines: Vec<String> = audit
         .as_array()
@@ -541,6 +567,16 @@ async fn changes_and_secret_reads_are_audited_plain_reads_are_not() {
     );
     assert!(
         !lines.iter().any(|l| l.contains("\"GET\" \"/apps/shop\" ")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "\"admin\" \"GET\" \"/apps/shop/resources/db/url\" 404"),
+        "revealing a resource URL is audited, even when refused: {lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("\"/apps/shop/resources\"")),
         "{lines:?}"
     );
 }

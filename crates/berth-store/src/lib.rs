@@ -189,6 +189,11 @@ CREATE TABLE drains (
   id TEXT PRIMARY KEY, url TEXT NOT NULL, app TEXT, ca_pem TEXT,
   max_bytes INTEGER NOT NULL, created TEXT NOT NULL);
 "#,
+    r#"
+CREATE TABLE resource_secrets (
+  app TEXT NOT NULL, name TEXT NOT NULL, sealed BLOB NOT NULL, created TEXT NOT NULL,
+  PRIMARY KEY (app, name));
+"#,
 ];
 
 /// The schema version this build of berth migrates stores to (SQLite's
@@ -432,11 +437,35 @@ impl Store {
             "deployments",
             "timer_runs",
             "drains",
+            "resource_secrets",
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE app = ?1"), [name])?;
         }
         tx.commit()?;
         Ok(())
+    }
+
+    // ---- resources ----
+
+    /// The password of resource `name` of `app`, made (random, sealed) the
+    /// first time it is asked for and the same ever after, so a resource's
+    /// data and its credentials stay together across releases.
+    pub fn resource_password(&self, app: &str, name: &str) -> Result<String> {
+        let conn = self.conn();
+        let aad = seal::resource_aad(app, name);
+        let fresh = hex::encode(rand::random::<[u8; 16]>());
+        let sealed = self.key.seal(&fresh, &aad)?;
+        conn.execute(
+            "INSERT INTO resource_secrets (app, name, sealed, created) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(app, name) DO NOTHING",
+            params![app, name, sealed, now_rfc3339()],
+        )?;
+        let sealed: Vec<u8> = conn.query_row(
+            "SELECT sealed FROM resource_secrets WHERE app = ?1 AND name = ?2",
+            params![app, name],
+            |r| r.get(0),
+        )?;
+        Ok(self.key.open(&sealed, &aad)?)
     }
 
     // ---- environment ----

@@ -108,6 +108,11 @@ pub(crate) fn aad(app: &str, key: &str) -> Vec<u8> {
     format!("env\0{app}\0{key}").into_bytes()
 }
 
+/// Associated data of a resource's password: its app and name.
+pub(crate) fn resource_aad(app: &str, name: &str) -> Vec<u8> {
+    format!("resource\0{app}\0{name}").into_bytes()
+}
+
 pub(crate) fn token_hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }

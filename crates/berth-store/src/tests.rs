@@ -203,3 +203,20 @@ fn a_store_newer_than_this_code_is_refused() {
         Err(StoreError::NewerSchema { found, .. }) if found == SCHEMA_VERSION + 1
     ));
 }
+
+#[test]
+fn resource_passwords_are_made_once_sealed_and_go_with_the_app() {
+    let (d, s) = store();
+    s.create_app("shop").unwrap();
+    let pw = s.resource_password("shop", "db").unwrap();
+    assert_eq!(pw.len(), 32);
+    assert_eq!(s.resource_password("shop", "db").unwrap(), pw, "stable");
+    assert_ne!(s.resource_password("shop", "cache").unwrap(), pw);
+    for entry in std::fs::read_dir(d.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(pw.len()).any(|w| w == pw.as_bytes()));
+    }
+    s.delete_app("shop").unwrap();
+    s.create_app("shop").unwrap();
+    assert_ne!(s.resource_password("shop", "db").unwrap(), pw);
+}

@@ -3,7 +3,7 @@
 use crate::cli::{Cli, Command, RackCommand};
 use crate::commands::{
     access, apps, backup, builds, certs, drains, env, image, logs, oneoff, processes, rack,
-    releases, source, volumes,
+    releases, resources, source, volumes,
 };
 use anyhow::Result;
 use berth_api::ScaleRequest;
@@ -101,6 +101,7 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Rack { json, command } => rack::run(json, command).await,
         Command::Instances { json, command } => rack::instances(json, command).await,
         Command::Volumes { app, json, command } => volumes::run(app, json, command).await,
+        Command::Resources { app, json, command } => resources::run(app, json, command).await,
         Command::Services { app, json } => apps::services(app, json).await,
         Command::Tokens { json, command } => access::tokens(json, command).await,
         Command::Certs { json, command } => certs::run(json, command).await,

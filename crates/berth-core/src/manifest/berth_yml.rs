@@ -12,12 +12,14 @@ use super::yaml::{Fail, Node, R, Raw, at, line_of, pos};
 use crate::env::{EnvKeyError, check_env_key, parse_env_requirement};
 use crate::model::{
     BuildSpec, DEFAULT_DRAIN, DEFAULT_TIMEOUT, DEFAULT_UPTIME_GRACE, Deployment, EnvRequirement,
-    Health, ImageSource, Manifest, Scale, Service, Termination, Timer, VolumeMount,
+    Health, ImageSource, Manifest, RESOURCE_KINDS, Resource, ResourceKind, Scale, Service,
+    Termination, Timer, VolumeMount,
 };
 use crate::names::{validate_app_name, validate_service_name, validate_timer_name};
 use std::collections::BTreeMap;
 
-const TOP_KEYS: &[&str] = &["app", "environment", "services", "timers"];
+const TOP_KEYS: &[&str] = &["app", "environment", "resources", "services", "timers"];
+const RESOURCE_KEYS: &[&str] = &["type", "image"];
 const SERVICE_KEYS: &[&str] = &[
     "build",
     "image",
@@ -35,6 +37,7 @@ const SERVICE_KEYS: &[&str] = &[
     "timeout",
     "tls",
     "placement",
+    "resources",
 ];
 const TLS_KEYS: &[&str] = &["redirect", "hsts"];
 const HSTS_KEYS: &[&str] = &["max_age", "include_subdomains"];
@@ -84,6 +87,17 @@ impl Checker<'_> {
                 "missing `services`: add a `services:` mapping with at least one service, for example `services: {web: {build: ., port: 8080}}`",
             ));
         };
+        let mut resources: BTreeMap<String, (Resource, &Node)> = BTreeMap::new();
+        if let Some(node) = f.value_or_empty("resources") {
+            let what =
+                "a mapping of resource names to resources, for example `{db: {type: postgres}}`";
+            for (k, v) in self.entries(node, "resources", what)? {
+                let name = self.key_name(k, "resources")?;
+                validate_service_name(name).map_err(|e| at(k, format!("resources: {e}")))?;
+                let res = self.resource(k, v, &join("resources", name))?;
+                resources.insert(name.to_string(), (res, k));
+            }
+        }
         let mut service_nodes: BTreeMap<String, &Node> = BTreeMap::new();
         let mut domain_owner: BTreeMap<String, (String, usize)> = BTreeMap::new();
         let entries = self.entries(
@@ -101,7 +115,16 @@ impl Checker<'_> {
             let name = self.key_name(k, "services")?;
             validate_service_name(name).map_err(|e| at(k, format!("services: {e}")))?;
             let path = join("services", name);
-            let svc = self.service(k, v, &path)?;
+            if let Some((_, rk)) = resources.get(name) {
+                return Err(at(
+                    k,
+                    format!(
+                        "services: `{name}` is also the name of a resource (line {}); a resource runs as a service of its name, so rename one of them",
+                        line_of(rk)
+                    ),
+                ));
+            }
+            let svc = self.service(k, v, &path, &resources)?;
             for (i, d) in svc.domains.iter().enumerate() {
                 if let Some((other, line)) = domain_owner.get(d) {
                     let node = self.domain_node(v, i);
@@ -116,6 +139,12 @@ impl Checker<'_> {
             }
             service_nodes.insert(name.to_string(), k);
             manifest.services.insert(name.to_string(), svc);
+        }
+
+        for (name, (res, _)) in resources {
+            manifest
+                .services
+                .insert(name.clone(), resource_service(&name, res));
         }
 
         if let Some(node) = f.value_or_empty("timers") {
@@ -172,7 +201,95 @@ impl Checker<'_> {
         Ok(out)
     }
 
-    fn service(&self, name_node: &Node, node: &Node, path: &str) -> R<Service> {
+    /// `{type: postgres}` or `{type: redis, image: my/redis:7}`.
+    fn resource(&self, name_node: &Node, node: &Node, path: &str) -> R<Resource> {
+        let example = "{type: postgres}";
+        let f = self.fields(
+            node,
+            path,
+            &format!("a mapping such as `{example}`"),
+            RESOURCE_KEYS,
+        )?;
+        let Some(t) = f.value("type") else {
+            return Err(at(
+                name_node,
+                format!(
+                    "{path}: missing `type` (one of {}); a resource looks like `{example}`",
+                    RESOURCE_KINDS.join(", ")
+                ),
+            ));
+        };
+        let tp = join(path, "type");
+        let ts = self.string(t, &tp, "a resource type such as `postgres` or `redis`")?;
+        let Some(kind) = ResourceKind::parse(ts) else {
+            let mut msg = format!("{tp}: berth has no resource type `{ts}`");
+            match did_you_mean(ts, RESOURCE_KINDS.iter().copied()) {
+                Some(close) => msg.push_str(&format!("; did you mean `{close}`?")),
+                None => msg.push_str(&format!("; the types are {}", RESOURCE_KINDS.join(", "))),
+            }
+            return Err(at(t, msg));
+        };
+        let image = match f.value("image") {
+            Some(n) => self.image(n, &join(path, "image"))?,
+            None => kind.default_image().to_string(),
+        };
+        Ok(Resource { kind, image })
+    }
+
+    /// A service's `resources: [db, cache]`, each a name under `resources:`.
+    fn service_resources(
+        &self,
+        node: &Node,
+        path: &str,
+        resources: &BTreeMap<String, (Resource, &Node)>,
+    ) -> R<Vec<String>> {
+        let Raw::Seq(items) = &node.value else {
+            return Err(self.expected(
+                node,
+                path,
+                "a list of resource names, for example `[db, cache]`",
+            ));
+        };
+        let mut out: Vec<String> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let ipath = format!("{path}[{i}]");
+            let name = self.string(item, &ipath, "the name of a resource")?;
+            if !resources.contains_key(name) {
+                let mut msg = format!("{ipath}: there is no resource `{name}` in `resources`");
+                match did_you_mean(name, resources.keys().map(String::as_str)) {
+                    Some(close) => msg.push_str(&format!("; did you mean `{close}`?")),
+                    None if resources.is_empty() => msg.push_str(&format!(
+                        "; declare it at the top level, for example `resources: {{{name}: {{type: postgres}}}}`"
+                    )),
+                    None => msg.push_str(&format!(
+                        "; the resources are {}",
+                        resources
+                            .keys()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                }
+                return Err(at(item, msg));
+            }
+            if out.iter().any(|n| n == name) {
+                return Err(at(
+                    item,
+                    format!("{path}: `{name}` is listed twice; remove one"),
+                ));
+            }
+            out.push(name.to_string());
+        }
+        Ok(out)
+    }
+
+    fn service(
+        &self,
+        name_node: &Node,
+        node: &Node,
+        path: &str,
+        resources: &BTreeMap<String, (Resource, &Node)>,
+    ) -> R<Service> {
         let f = self.fields(
             node,
             path,
@@ -284,6 +401,20 @@ impl Checker<'_> {
             Some(n) => self.volumes(n, &join(path, "volumes"))?,
             None => Vec::new(),
         };
+        if let Some(v) = volumes.iter().find(|v| resources.contains_key(&v.volume)) {
+            let node = f.value("volumes").unwrap_or(node);
+            return Err(at(
+                node,
+                format!(
+                    "{path}.volumes: volume `{}` is the data of resource `{}`, which only the resource mounts; give your volume another name",
+                    v.volume, v.volume
+                ),
+            ));
+        }
+        let service_resources = match f.value_or_empty("resources") {
+            Some(n) => self.service_resources(n, &join(path, "resources"), resources)?,
+            None => Vec::new(),
+        };
         let timeout = match f.value("timeout") {
             Some(n) => self.seconds(n, &join(path, "timeout"), 1, 3600)?,
             None => DEFAULT_TIMEOUT,
@@ -324,6 +455,8 @@ impl Checker<'_> {
             timeout,
             tls,
             placement,
+            resources: service_resources,
+            resource: None,
         })
     }
 
@@ -702,7 +835,41 @@ impl Checker<'_> {
         }
         Ok(out)
     }
+}
 
+/// The service a resource runs as: its image, a volume of its name on the
+/// kind's data path, one process that stops before its replacement starts,
+/// never routed. Credentials and the health check are the server's.
+fn resource_service(name: &str, res: Resource) -> Service {
+    Service {
+        source: ImageSource::Image(res.image.clone()),
+        command: None,
+        port: None,
+        domains: Vec::new(),
+        environment: Vec::new(),
+        health: Health {
+            grace: 0,
+            attempts: 60,
+            ..Health::default()
+        },
+        scale: Scale::default(),
+        deployment: Deployment::default(),
+        termination: Termination::default(),
+        drain: 0,
+        volumes: vec![VolumeMount {
+            volume: name.to_string(),
+            path: res.kind.data_path().to_string(),
+        }],
+        singleton: true,
+        timeout: DEFAULT_TIMEOUT,
+        tls: Default::default(),
+        placement: Vec::new(),
+        resources: Vec::new(),
+        resource: Some(res),
+    }
+}
+
+impl Checker<'_> {
     fn timer(
         &self,
         name_node: &Node,
@@ -754,6 +921,15 @@ impl Checker<'_> {
                 )),
             }
             return Err(at(svc_node, msg));
+        }
+
+        if services.get(service).is_some_and(|s| s.resource.is_some()) {
+            return Err(at(
+                svc_node,
+                format!(
+                    "{svp}: `{service}` is a resource, which runs berth's image of it; name a service from `services`"
+                ),
+            ));
         }
 
         let cmd_node = f

@@ -488,6 +488,8 @@ fn container(
         timeout: DEFAULT_TIMEOUT,
         tls: Default::default(),
         placement: Vec::new(),
+        resources: Vec::new(),
+        resource: None,
     };
     Ok((name.to_string(), service))
 }

@@ -239,6 +239,8 @@ fn full_example_parses_to_the_model() {
         timeout: 60,
         tls: Default::default(),
         placement: Vec::new(),
+        resources: Vec::new(),
+        resource: None,
     };
     assert_eq!(web, &expected_web);
 
@@ -345,7 +347,7 @@ fn unknown_keys() {
         "frobnicate",
         &[
             "unknown key `frobnicate` at the top level",
-            "`app`, `environment`, `services`, `timers`",
+            "`app`, `environment`, `resources`, `services`, `timers`",
         ],
     );
     assert_err(
@@ -830,4 +832,94 @@ fn overlong_variable_names_are_refused() {
     let ok = "K".repeat(256);
     let text = format!("environment: [{ok}=1]\nservices:\n  w: {{image: x}}\n");
     assert!(parse_manifest("berth.yml", &text).is_ok());
+}
+
+#[test]
+fn resources_run_as_services_of_their_name_and_give_urls() {
+    use crate::model::{Resource, ResourceKind};
+    let text = "resources:\n  db: {type: postgres, image: berth-test/postgres:15}\n  cache: {type: redis}\nservices:\n  web: {build: ., port: 8080, resources: [db, cache]}\n  worker: {build: .}\n";
+    let m = parse_manifest("berth.yml", text).expect("manifest");
+    let db = &m.services["db"];
+    assert_eq!(
+        db.resource,
+        Some(Resource {
+            kind: ResourceKind::Postgres,
+            image: "berth-test/postgres:15".into()
+        })
+    );
+    assert_eq!(
+        db.source,
+        ImageSource::Image("berth-test/postgres:15".into())
+    );
+    assert!(db.singleton && db.port.is_none());
+    assert_eq!(db.volumes[0].volume, "db");
+    assert_eq!(db.volumes[0].path, "/var/lib/postgresql/data");
+    assert_eq!(
+        m.services["cache"].source,
+        ImageSource::Image("redis:7".into()),
+        "the default image"
+    );
+    assert_eq!(m.services["web"].resources, strings(&["db", "cache"]));
+    assert_eq!(m.resources().count(), 2);
+    let env = m.resource_env("web", &|name| Some(format!("{name}-pw")));
+    assert_eq!(env["DB_URL"], "postgres://app:db-pw@db:5432/app");
+    assert_eq!(env["DATABASE_URL"], env["DB_URL"]);
+    assert_eq!(env["CACHE_URL"], "redis://default:cache-pw@cache:6379");
+    assert_eq!(env["REDIS_URL"], env["CACHE_URL"]);
+    assert!(m.resource_env("worker", &|_| Some("x".into())).is_empty());
+
+    // Two postgres resources: each has its own name, none is DATABASE_URL.
+    let two = "resources: {a: {type: postgres}, b-2: {type: postgres}}\nservices:\n  web: {build: ., resources: [a, b-2]}\n";
+    let m = parse_manifest("berth.yml", two).expect("manifest");
+    let env = m.resource_env("web", &|_| Some("p".into()));
+    assert!(env.contains_key("A_URL") && env.contains_key("B_2_URL"));
+    assert!(!env.contains_key("DATABASE_URL"), "{env:?}");
+}
+
+#[test]
+fn resource_mistakes_are_pointed_at() {
+    assert_err(
+        "resources:\n  db: {type: postgress}\nservices:\n  web: {build: .}\n",
+        "postgress",
+        &["resources.db.type", "did you mean `postgres`?"],
+    );
+    assert_err(
+        "resources:\n  db: {image: x}\nservices:\n  web: {build: .}\n",
+        "db:",
+        &["missing `type`", "postgres, redis"],
+    );
+    assert_err(
+        "resources:\n  db: {type: redis, size: 3}\nservices:\n  web: {build: .}\n",
+        "size",
+        &["resources.db"],
+    );
+    assert_err(
+        "resources:\n  db: {type: postgres}\nservices:\n  web: {build: ., resources: [dbb]}\n",
+        "dbb",
+        &[
+            "services.web.resources[0]",
+            "no resource `dbb`",
+            "did you mean `db`?",
+        ],
+    );
+    assert_err(
+        "services:\n  web: {build: ., resources: [db]}\n",
+        "db]",
+        &["no resource `db`", "resources: {db: {type: postgres}}"],
+    );
+    assert_err(
+        "resources:\n  db: {type: postgres}\nservices:\n  db: {build: .}\n",
+        "db: {b",
+        &["also the name of a resource (line 2)"],
+    );
+    assert_err(
+        "resources:\n  db: {type: postgres}\nservices:\n  web: {build: ., volumes: [db:/x]}\n",
+        "[db:/x]",
+        &["volume `db` is the data of resource `db`"],
+    );
+    assert_err(
+        "resources:\n  db: {type: postgres}\nservices:\n  web: {build: .}\ntimers:\n  t: {schedule: '* * * * *', service: db, command: x}\n",
+        "db, command",
+        &["timers.t.service", "is a resource"],
+    );
 }

@@ -56,10 +56,12 @@ pub fn need(method: &Method, route: &str) -> Need {
             | "/apps/{app}/timers"
             | "/apps/{app}/volumes"
             | "/apps/{app}/drains"
+            | "/apps/{app}/resources"
+            | "/apps/{app}/resources/{name}"
             | "/apps/{app}/env/keys"
             | "/apps/{app}/releases/{id}/info",
         ) => Need::Read,
-        // Env values are secrets and volume archives are data: only tokens that may
+        // Env values and resource URLs are secrets, volume archives and dumps are data: only tokens that may
         // change them may read them. `run` and `exec` are GETs (WebSocket upgrades)
         // that run commands.
         (
@@ -67,6 +69,9 @@ pub fn need(method: &Method, route: &str) -> Need {
             "/apps/{app}/env"
             | "/apps/{app}/env/effective"
             | "/apps/{app}/volumes/{name}/archive"
+            | "/apps/{app}/resources/{name}/url"
+            | "/apps/{app}/resources/{name}/backup"
+            | "/apps/{app}/resources/{name}/proxy"
             | "/apps/{app}/run"
             | "/apps/{app}/processes/{id}/exec",
         ) => Need::Deploy,
@@ -85,7 +90,8 @@ pub fn need(method: &Method, route: &str) -> Need {
             | "/apps/{app}/run"
             | "/apps/{app}/volumes/{name}/archive"
             | "/apps/{app}/drains"
-            | "/apps/{app}/drains/{id}",
+            | "/apps/{app}/drains/{id}"
+            | "/apps/{app}/resources/{name}/backup",
         ) => Need::Deploy,
         // Rack-wide log drains (`/drains`) get every app's lines: admin, below.
         // Creating and deleting apps, tokens, the audit trail, and every route not
@@ -214,6 +220,7 @@ mod tests {
         let get = Method::GET;
         let post = Method::POST;
         let delete = Method::DELETE;
+        let put = Method::PUT;
         let cases: &[(&Method, &str, &str, [bool; 3])] = &[
             // method, route, path, [read, deploy, admin] allowed
             (&get, "/rack", "/rack", [true, true, true]),
@@ -268,6 +275,42 @@ mod tests {
                 "/apps/{app}/volumes",
                 "/apps/a/volumes",
                 [true, true, true],
+            ),
+            (
+                &get,
+                "/apps/{app}/resources",
+                "/apps/a/resources",
+                [true, true, true],
+            ),
+            (
+                &get,
+                "/apps/{app}/resources/{name}",
+                "/apps/a/resources/db",
+                [true, true, true],
+            ),
+            (
+                &get,
+                "/apps/{app}/resources/{name}/url",
+                "/apps/a/resources/db/url",
+                [false, true, true],
+            ),
+            (
+                &get,
+                "/apps/{app}/resources/{name}/backup",
+                "/apps/a/resources/db/backup",
+                [false, true, true],
+            ),
+            (
+                &get,
+                "/apps/{app}/resources/{name}/proxy",
+                "/apps/a/resources/db/proxy",
+                [false, true, true],
+            ),
+            (
+                &put,
+                "/apps/{app}/resources/{name}/backup",
+                "/apps/a/resources/db/backup",
+                [false, true, true],
             ),
             (&post, "/rack/prune", "/rack/prune", [false, false, true]),
             (&post, "/rack/backup", "/rack/backup", [false, false, true]),

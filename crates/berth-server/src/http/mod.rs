@@ -20,6 +20,7 @@ mod ndjson;
 mod processes;
 mod rack;
 mod releases;
+mod resources;
 mod sessions;
 mod spool;
 pub mod tls;
@@ -52,6 +53,10 @@ fn api(rack: Arc<Rack>) -> Router {
         .route(
             "/apps/{app}/volumes/{name}/archive",
             get(volumes::backup).put(volumes::restore),
+        )
+        .route(
+            "/apps/{app}/resources/{name}/backup",
+            get(resources::backup).put(resources::restore),
         )
         .layer(DefaultBodyLimit::disable());
     Router::new()
@@ -102,6 +107,13 @@ fn api(rack: Arc<Rack>) -> Router {
         .route("/apps/{app}/drains/{id}", delete(drains::remove_app))
         .route("/drains", get(drains::list).post(drains::add))
         .route("/drains/{id}", delete(drains::remove))
+        .route("/apps/{app}/resources", get(resources::list))
+        .route("/apps/{app}/resources/{name}", get(resources::info))
+        .route("/apps/{app}/resources/{name}/url", get(resources::url))
+        .route(
+            "/apps/{app}/resources/{name}/proxy",
+            get(sessions::resource_proxy),
+        )
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/audit", get(tokens::audit))

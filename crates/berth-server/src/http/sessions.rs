@@ -99,6 +99,62 @@ pub async fn exec(
     })
 }
 
+/// `GET /apps/{app}/resources/{name}/proxy`: a TCP connection to the resource,
+/// carried like an exec session (the first text frame is `{}`; the client's
+/// bytes are its stdin, the resource's come back as stdout frames; `exit`
+/// when the resource closes the connection), so `berth resources proxy` can
+/// give a local port to a `psql` on the laptop.
+pub async fn resource_proxy(
+    State(rack): State<Arc<Rack>>,
+    Path((app, name)): Path<(String, String)>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.on_upgrade(move |mut socket| async move {
+        if first_message::<serde_json::Value>(&mut socket)
+            .await
+            .is_none()
+        {
+            return;
+        }
+        let (addr, process) = match crate::resources::address(&rack, &app, &name).await {
+            Ok(found) => found,
+            Err(e) => return fail(&mut socket, e).await,
+        };
+        let stream = match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => s,
+            Err(e) => {
+                let error =
+                    format!("cannot connect to resource {name} of app {app} at {addr}: {e}");
+                return finish(&mut socket, SessionMessage::Error { error }).await;
+            }
+        };
+        let (read, write) = stream.into_split();
+        let session = Session {
+            output: tokio_util::io::ReaderStream::new(read)
+                .map(|chunk| {
+                    chunk
+                        .map(SessionOutput::Stdout)
+                        .map_err(|e| berth_runtime::RuntimeError::Engine(e.to_string()))
+                })
+                .boxed(),
+            input: Box::pin(write),
+        };
+        if send(&mut socket, &SessionMessage::Started { id: process })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        pump(&mut socket, session, None, false, |_, _| async {}).await;
+        let exit = SessionMessage::Exit {
+            code: Some(0),
+            timed_out: false,
+            oom_killed: false,
+        };
+        finish(&mut socket, exit).await;
+    })
+}
+
 /// Moves bytes between the socket and the process until its output ends, the
 /// client goes away, or the timeout passes.
 async fn pump<F, Fut>(

@@ -23,6 +23,9 @@ const LOOK_PATIENCE: Duration = Duration::from_secs(30);
 /// every second whatever its steady `interval`. A process without a port has
 /// no check: it passes once it has stayed up for its grace.
 pub async fn wait_healthy(rack: &Rack, row: &ProcessRow, svc: &Service) -> Result<(), String> {
+    if let Some(res) = &svc.resource {
+        return resource_ready(rack, row, res.kind, &svc.health).await;
+    }
     if svc.port.is_none() {
         return stays_up(rack, row, svc.health_grace()).await;
     }
@@ -103,6 +106,53 @@ pub async fn wait_healthy(rack: &Rack, row: &ProcessRow, svc: &Service) -> Resul
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// A new resource process passes once it answers its protocol
+/// (`resources::check`) on its address, checked every second for at most
+/// `attempts` seconds (a first start initialises the data directory).
+async fn resource_ready(
+    rack: &Rack,
+    row: &ProcessRow,
+    kind: berth_core::ResourceKind,
+    health: &Health,
+) -> Result<(), String> {
+    let password = rack
+        .store
+        .resource_password(&row.app, &row.service)
+        .map_err(|e| e.to_string())?;
+    let mut last_error = String::from("no address yet");
+    for _ in 0..health.attempts.max(1) {
+        let observed = rack.observed(&row.app, &row.id).ok_or("process vanished")?;
+        match rack.runtime.inspect_container(&observed.container_id).await {
+            Ok(Some(info)) => {
+                if let ContainerState::Exited { code, oom_killed } = info.state {
+                    return Err(exited(row, code, oom_killed, ""));
+                }
+                if let Some(ip) = info.ip {
+                    let addr = SocketAddr::new(ip, kind.port());
+                    let timeout = Duration::from_secs(u64::from(health.timeout));
+                    match crate::resources::check(kind, addr, &password, timeout).await {
+                        Ok(()) => {
+                            passed(rack, row, health);
+                            return Ok(());
+                        }
+                        Err(e) => last_error = e,
+                    }
+                }
+            }
+            Ok(None) => return Err(format!("process {} disappeared from the engine", row.id)),
+            Err(e) => last_error = e.to_string(),
+        }
+        tokio::time::sleep(FAST_INTERVAL).await;
+    }
+    Err(format!(
+        "resource {} ({}) did not answer its {} protocol check within {} s: {last_error}",
+        row.service,
+        row.id,
+        kind.name(),
+        health.attempts
+    ))
 }
 
 /// A new process passed: routable, and counted as just checked, so the
@@ -187,9 +237,9 @@ async fn listening_soon(
 
 const FAST_RETRY: Duration = Duration::from_millis(50);
 
-/// Checks every active process: one of a routed service by HTTP, every
-/// `interval` seconds while it passes and every second while it is failing or
-/// out; it is out of the router after `attempts` failures in a row and back in
+/// Checks every active process: one of a routed service by HTTP, a resource
+/// by its protocol, every `interval` seconds while it passes and every second
+/// while it is failing or out; it is out of the router after `attempts` failures in a row and back in
 /// after one pass. A process without a port counts as healthy again once it
 /// has stayed up for its grace (after the reconciler replaced it).
 pub async fn monitor(rack: Arc<Rack>) {
@@ -209,7 +259,8 @@ pub async fn monitor(rack: Arc<Rack>) {
             let Some(svc) = rack.service_of(&row) else {
                 continue;
             };
-            if svc.port.is_none() {
+            let resource = svc.resource.as_ref().map(|r| r.kind);
+            if svc.port.is_none() && resource.is_none() {
                 stayed_up(&rack, &row, &o, svc.health_grace()).await;
                 continue;
             }
@@ -223,16 +274,21 @@ pub async fn monitor(rack: Arc<Rack>) {
             let rack = rack.clone();
             checks.push(async move {
                 let host = rack.default_host(&row.app, &row.service);
-                let passed = rack
-                    .runtime
-                    .probe(
-                        addr,
-                        &host,
-                        &health.path,
-                        Duration::from_secs(u64::from(health.timeout)),
-                    )
-                    .await
-                    .is_ok();
+                let timeout = Duration::from_secs(u64::from(health.timeout));
+                let passed = match resource {
+                    // A resource speaks its protocol, not HTTP.
+                    Some(kind) => match rack.store.resource_password(&row.app, &row.service) {
+                        Ok(password) => crate::resources::check(kind, addr, &password, timeout)
+                            .await
+                            .is_ok(),
+                        Err(_) => false,
+                    },
+                    None => rack
+                        .runtime
+                        .probe(addr, &host, &health.path, timeout)
+                        .await
+                        .is_ok(),
+                };
                 let changed = rack
                     .record_check(&row.app, &row.id, passed, health.attempts)
                     .unwrap_or(false);

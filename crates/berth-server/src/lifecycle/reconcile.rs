@@ -306,7 +306,7 @@ async fn converge_process(
     backoff: &mut Backoff,
     adopt: bool,
 ) -> bool {
-    let port = rack.service_of(row).and_then(|s| s.port);
+    let port = rack.service_of(row).and_then(|s| s.listen_port());
     match container {
         Some(c) if c.state == ContainerState::Running => {
             let known = rack

@@ -52,6 +52,14 @@ pub async fn preflight(
         &release.app,
         &format!("release {} of app {}", release.id, release.app),
     )?;
+    // A release that would change a running resource fails before anything stops.
+    let active: Vec<ProcessRow> = rack
+        .store
+        .processes(Some(&release.app))?
+        .into_iter()
+        .filter(|p| p.state == ProcessState::Active)
+        .collect();
+    kept_resources(rack, manifest, &active)?;
     for (name, svc) in &manifest.services {
         let image = match &svc.source {
             ImageSource::Image(image) => image.clone(),
@@ -312,7 +320,14 @@ async fn rollout_inner(
         .filter(|p| p.state == ProcessState::Active)
         .filter(|p| only.is_none_or(|s| s.contains(&p.service)))
         .collect();
-    let selected = |name: &String| only.is_none_or(|s| s.contains(name));
+    // A release never replaces a running resource: its process, volume and
+    // credentials carry over.
+    let kept = kept_resources(rack, manifest, &old)?;
+    let old: Vec<ProcessRow> = old
+        .into_iter()
+        .filter(|p| !kept.contains(&p.service))
+        .collect();
+    let selected = |name: &String| only.is_none_or(|s| s.contains(name)) && !kept.contains(name);
 
     // Singletons cannot overlap: their old process stops before the new one starts.
     for (name, _) in manifest
@@ -353,7 +368,16 @@ async fn rollout_inner(
             rows.push(new_row(app, name, &release.id, memory, cpu));
         }
     }
-    start_all(rack, manifest, &rows, progress).await?;
+    // Resources first, so the processes that use them find them answering.
+    let (resource_rows, rows): (Vec<ProcessRow>, Vec<ProcessRow>) = rows
+        .into_iter()
+        .partition(|r| is_resource(manifest, &r.service));
+    start_all(rack, manifest, &resource_rows, progress).await?;
+    if let Err(e) = start_all(rack, manifest, &rows, progress).await {
+        let _ = retire(rack, &resource_rows, Retirement::Abandon, progress).await;
+        return Err(e);
+    }
+    let rows: Vec<ProcessRow> = resource_rows.into_iter().chain(rows).collect();
 
     let activate: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
     let retiring: Vec<ProcessRow> = old
@@ -373,6 +397,62 @@ async fn rollout_inner(
     step(progress, rolled_out(release, was_promoted, &rows, &old)).await;
     let _ = retire(rack, &retiring, Retirement::Remove, progress).await;
     Ok(())
+}
+
+fn is_resource(manifest: &Manifest, service: &str) -> bool {
+    manifest
+        .services
+        .get(service)
+        .is_some_and(|s| s.resource.is_some())
+}
+
+/// The resources of `manifest` whose process in `old` keeps running through
+/// this rollout. A release that changes a running resource's image or type
+/// is refused: its data may need converting (a dump and a restore), which a
+/// deploy must not do behind the user's back.
+fn kept_resources(
+    rack: &Rack,
+    manifest: &Manifest,
+    old: &[ProcessRow],
+) -> Result<BTreeSet<String>> {
+    let mut kept = BTreeSet::new();
+    for row in old {
+        let Some(new) = manifest
+            .services
+            .get(&row.service)
+            .and_then(|s| s.resource.as_ref())
+        else {
+            continue;
+        };
+        // A service of that name that was not a resource is replaced.
+        let Some(running) = rack.service_of(row).and_then(|s| s.resource) else {
+            continue;
+        };
+        if running.kind != new.kind {
+            return Err(Error::Conflict(format!(
+                "resource {} of app {} is a {} resource; this release makes it {}, which would lose its data; give the new resource another name",
+                row.service,
+                row.app,
+                running.kind.name(),
+                new.kind.name()
+            )));
+        }
+        if running.image != new.image {
+            return Err(Error::Conflict(format!(
+                "resource {} of app {} runs image {}; this release asks for {}, and a deploy never changes a resource; keep `image: {}` in berth.yml (upgrading with `berth resources upgrade {} --image {} -a {}`, which takes a backup first, is not available yet)",
+                row.service,
+                row.app,
+                running.image,
+                new.image,
+                running.image,
+                row.service,
+                new.image,
+                row.app
+            )));
+        }
+        kept.insert(row.service.clone());
+    }
+    Ok(kept)
 }
 
 /// (processes per batch, old processes stopped before a batch starts) for a service

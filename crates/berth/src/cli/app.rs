@@ -178,3 +178,42 @@ pub enum VolumesCommand {
         name: String,
     },
 }
+
+#[derive(Debug, Subcommand)]
+pub enum ResourcesCommand {
+    /// Show one resource: type, image, status, process, volume, env names, users
+    Info {
+        /// The resource, as named under `resources:` in berth.yml
+        name: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Print the resource's URL with its password (audited; needs the deploy role)
+    Url {
+        /// The resource, as named under `resources:` in berth.yml
+        name: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Write a logical dump to stdout (postgres: `pg_dump --format=custom`):
+    /// `berth resources backup db > db.dump`
+    Backup {
+        /// The resource, as named under `resources:` in berth.yml
+        name: String,
+    },
+    /// Forward a local port to the resource through the API, for a psql or
+    /// redis-cli on this machine: `berth resources proxy db --port 5433`
+    Proxy {
+        /// The resource, as named under `resources:` in berth.yml
+        name: String,
+        /// The local port (on 127.0.0.1); default: a free one, printed
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Restore a dump from stdin (`pg_restore --clean --if-exists`):
+    /// `berth resources restore db < db.dump`
+    Restore {
+        /// The resource, as named under `resources:` in berth.yml
+        name: String,
+    },
+}

@@ -6,8 +6,8 @@ mod flags;
 mod rack;
 
 pub use app::{
-    AppsCommand, BuildsCommand, EnvCommand, ExecArgs, PsCommand, ReleasesCommand, RunArgs,
-    SourceArgs, VolumesCommand,
+    AppsCommand, BuildsCommand, EnvCommand, ExecArgs, PsCommand, ReleasesCommand, ResourcesCommand,
+    RunArgs, SourceArgs, VolumesCommand,
 };
 pub use flags::{AppArg, JsonArg, Tail};
 pub use rack::{
@@ -255,6 +255,17 @@ pub enum Command {
         json: JsonArg,
         #[command(subcommand)]
         command: Option<VolumesCommand>,
+    },
+
+    /// List an app's resources (NAME TYPE STATUS URL, the password masked), or show,
+    /// reveal, back up or restore one
+    Resources {
+        #[command(flatten)]
+        app: AppArg,
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(subcommand)]
+        command: Option<ResourcesCommand>,
     },
 
     /// List an app's services (SERVICE DOMAIN PORT COUNT HEALTHY)
@@ -605,6 +616,8 @@ mod tests {
             &["logs", "--json"][..],
             &["services", "--json"][..],
             &["volumes", "--json"][..],
+            &["resources", "--json"][..],
+            &["resources", "info", "db", "--json"][..],
             &["timers", "--json"][..],
             &["tokens", "--json"][..],
             &["audit", "--json"][..],

@@ -15,5 +15,6 @@ pub mod oneoff;
 pub mod processes;
 pub mod rack;
 pub mod releases;
+pub mod resources;
 pub mod source;
 pub mod volumes;
