@@ -9,6 +9,7 @@ mod apps;
 pub mod authz;
 mod builds;
 mod certs;
+#[cfg(feature = "console")]
 mod console;
 mod drains;
 pub mod error;
@@ -39,9 +40,16 @@ use std::sync::Arc;
 const MAX_JSON_BODY: usize = 1 << 20;
 
 /// The API, with the web console (`console`) beside it.
+#[cfg(feature = "console")]
 pub fn app(rack: Arc<Rack>) -> Router {
     let api = api(rack.clone());
     api.clone().merge(console::routes(rack, api))
+}
+
+/// The API alone: this build has no web console.
+#[cfg(not(feature = "console"))]
+pub fn app(rack: Arc<Rack>) -> Router {
+    api(rack)
 }
 
 fn api(rack: Arc<Rack>) -> Router {
