@@ -173,7 +173,7 @@ enum Plan {
 const AMBIGUOUS_LENGTH: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 80\r\nConnection: close\r\n\r\nberth: the request has both Content-Length and Transfer-Encoding; send only one\n";
 
 /// A head over the router's `Limits::max_head`.
-const HEAD_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 77\r\nConnection: close\r\n\r\nberth: the request's headers are larger than the router's --max-header-size\n";
+const HEAD_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 76\r\nConnection: close\r\n\r\nberth: the request's headers are larger than the router's --max-header-size\n";
 
 /// Largest response head read from a process.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
