@@ -6,11 +6,21 @@
 //! stamped when written. Reads sort by timestamp, and a followed stream goes
 //! through [`Reorder`], which holds new lines for [`FOLLOW_WINDOW_NANOS`].
 
+mod filter;
+mod read;
+mod reorder;
+mod time;
+
+pub use filter::{LogFilter, LogSource, matches};
+pub use reorder::{FOLLOW_WINDOW_NANOS, Reorder};
+pub use time::{entry_nanos, format_ts, now_nanos};
+
 use berth_api::LogEntry;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use filter::service_of_process_source;
+use read::{Newest, open_existing, read_entries};
+use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use tokio::sync::broadcast;
 
@@ -43,41 +53,6 @@ struct AppLog {
     file: std::fs::File,
     size: u64,
     feed: broadcast::Sender<LogEntry>,
-}
-
-/// RFC 3339 in UTC with all nine digits of the fraction
-/// (`2024-05-01T12:00:00.120000000Z`): the `time` crate's RFC 3339 drops
-/// trailing zeros, which made columns ragged and text order differ from time
-/// order (`…:00Z` sorts after `…:00.5Z`).
-pub fn format_ts(nanos: i128) -> String {
-    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
-        return String::new();
-    };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.nanosecond()
-    )
-}
-
-pub fn now_nanos() -> i128 {
-    time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-}
-
-fn parse_ts(ts: &str) -> Option<i128> {
-    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp_nanos())
-}
-
-/// An entry's time in Unix nanoseconds; the oldest possible if it has none.
-pub fn entry_nanos(entry: &LogEntry) -> i128 {
-    parse_ts(&entry.ts).unwrap_or(i128::MIN)
 }
 
 impl LogBook {
@@ -374,288 +349,13 @@ impl LogBook {
     }
 }
 
-/// Which stored lines a read returns.
-#[derive(Debug, Clone, Default)]
-pub struct LogFilter {
-    /// Only lines at or after this time (0: all).
-    pub since_nanos: i128,
-    /// Only lines before this time (0: no end).
-    pub until_nanos: i128,
-    /// Only lines of this service: its process output and events about it.
-    pub service: Option<String>,
-    /// Only output of this process (`web-3f9a2c`, a one-off's id too).
-    pub process: Option<String>,
-    /// Only lines from this kind of source.
-    pub source: Option<LogSource>,
-    /// Only lines whose text holds this (case-sensitive, as grep).
-    pub grep: Option<String>,
-    /// Only the newest this many (after the other filters).
-    pub tail: Option<usize>,
-}
-
-/// Where a line comes from, as `berth logs --source` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogSource {
-    /// Build output (`build/B2`).
-    Build,
-    /// Output of service processes and one-offs (`web/web-3f9a2c`).
-    Process,
-    /// Output of timer runs (`timer/nightly`).
-    Timer,
-    /// The router's access log.
-    Router,
-    /// berth's own events (deploys, exits, certificates).
-    System,
-}
-
-impl LogSource {
-    pub const NAMES: &'static str = "build, process, timer, router or system";
-
-    pub fn parse(name: &str) -> Option<LogSource> {
-        Some(match name {
-            "build" => LogSource::Build,
-            "process" => LogSource::Process,
-            "timer" => LogSource::Timer,
-            "router" => LogSource::Router,
-            "system" => LogSource::System,
-            _ => return None,
-        })
-    }
-
-    fn of(source: &str) -> Option<LogSource> {
-        if source == "berth" {
-            Some(LogSource::System)
-        } else if source == "router" {
-            Some(LogSource::Router)
-        } else if source.starts_with("build/") {
-            Some(LogSource::Build)
-        } else if source.starts_with("timer/") {
-            Some(LogSource::Timer)
-        } else {
-            service_of_process_source(source).map(|_| LogSource::Process)
-        }
-    }
-}
-
-impl LogFilter {
-    /// Whether `entry` (written at `ts`, when known) passes every filter but
-    /// `tail`.
-    pub fn admits(&self, entry: &LogEntry, ts: Option<i128>) -> bool {
-        if self.since_nanos != 0 && ts.is_none_or(|t| t < self.since_nanos) {
-            return false;
-        }
-        if self.until_nanos != 0 && ts.is_none_or(|t| t >= self.until_nanos) {
-            return false;
-        }
-        if !matches(entry, 0, self.service.as_deref()) {
-            return false;
-        }
-        if let Some(process) = &self.process {
-            // `web/web-3f9a2c`, or `web/web-3f9a2c@node2` on a swarm.
-            let of = entry.source.split_once('/').map(|(_, p)| p);
-            let id = of.map(|p| p.split_once('@').map_or(p, |(id, _)| id));
-            if id != Some(process.as_str()) {
-                return false;
-            }
-        }
-        if let Some(kind) = self.source
-            && LogSource::of(&entry.source) != Some(kind)
-        {
-            return false;
-        }
-        self.grep
-            .as_deref()
-            .is_none_or(|needle| entry.text.contains(needle))
-    }
-}
-
-pub fn matches(entry: &LogEntry, since_nanos: i128, service: Option<&str>) -> bool {
-    if let Some(s) = service
-        && entry.service.as_deref() != Some(s)
-    {
-        let prefix = format!("{s}/");
-        if !entry.source.starts_with(&prefix) {
-            return false;
-        }
-    }
-    since_nanos == 0 || parse_ts(&entry.ts).is_some_and(|t| t >= since_nanos)
-}
-
-/// The service of process or one-off output (`web/web-3f9a2c`,
-/// `web/web-run-01cb29`); `None` for other sources (`build/B2`, `timer/nightly`).
-fn service_of_process_source(source: &str) -> Option<&str> {
-    let (service, process) = source.split_once('/')?;
-    process
-        .strip_prefix(service)
-        .is_some_and(|rest| rest.starts_with('-'))
-        .then_some(service)
-}
-
-/// Width of a timestamp written by [`format_ts`].
-const TS_WIDTH: usize = "2024-05-01T12:00:00.000000000Z".len();
-
-fn open_existing(path: &Path) -> std::io::Result<Option<std::fs::File>> {
-    match std::fs::File::open(path) {
-        Ok(f) => Ok(Some(f)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-fn read_entries(file: impl Read, filter: &LogFilter, kept: &mut Newest) -> std::io::Result<()> {
-    if filter.tail == Some(0) {
-        return Ok(());
-    }
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line?;
-        // A torn last line (disk full, crash) is skipped rather than failing the whole read.
-        let Ok(mut entry) = serde_json::from_str::<LogEntry>(&line) else {
-            continue;
-        };
-        let ts = parse_ts(&entry.ts);
-        if !filter.admits(&entry, ts) {
-            continue;
-        }
-        // Lines of older servers have fewer fraction digits: sent as every other line.
-        if let Some(t) = ts
-            && entry.ts.len() != TS_WIDTH
-        {
-            entry.ts = format_ts(t);
-        }
-        kept.push(ts.unwrap_or(i128::MIN), entry);
-    }
-    Ok(())
-}
-
-/// An entry with its time and its place in the files: entries of the same
-/// time keep the order they were written in.
-struct Keyed {
-    ts: i128,
-    seq: u64,
-    entry: LogEntry,
-}
-
-impl PartialEq for Keyed {
-    fn eq(&self, other: &Self) -> bool {
-        (self.ts, self.seq) == (other.ts, other.seq)
-    }
-}
-impl Eq for Keyed {}
-impl PartialOrd for Keyed {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Keyed {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.ts, self.seq).cmp(&(other.ts, other.seq))
-    }
-}
-
-/// The entries a read keeps: all of them, or the newest `limit` in a heap,
-/// so `--tail` needs memory for its lines only, however long the log.
-struct Newest {
-    limit: Option<usize>,
-    seq: u64,
-    all: Vec<Keyed>,
-    newest: BinaryHeap<Reverse<Keyed>>,
-}
-
-impl Newest {
-    fn new(limit: Option<usize>) -> Newest {
-        Newest {
-            limit,
-            seq: 0,
-            all: Vec::new(),
-            newest: BinaryHeap::new(),
-        }
-    }
-
-    fn push(&mut self, ts: i128, entry: LogEntry) {
-        let keyed = Keyed {
-            ts,
-            seq: self.seq,
-            entry,
-        };
-        self.seq += 1;
-        match self.limit {
-            None => self.all.push(keyed),
-            Some(limit) if self.newest.len() < limit => self.newest.push(Reverse(keyed)),
-            Some(_) => {
-                if self
-                    .newest
-                    .peek()
-                    .is_some_and(|Reverse(oldest)| keyed > *oldest)
-                {
-                    self.newest.pop();
-                    self.newest.push(Reverse(keyed));
-                }
-            }
-        }
-    }
-
-    fn into_sorted(self) -> Vec<LogEntry> {
-        let mut entries = self.all;
-        entries.extend(self.newest.into_iter().map(|Reverse(k)| k));
-        entries.sort_unstable();
-        entries.into_iter().map(|k| k.entry).collect()
-    }
-}
-
-/// How long a followed stream holds a new line. Process output reaches the
-/// server a little after its engine timestamp, events and access lines are
-/// stamped on arrival; within this window they are sent in time order.
-pub const FOLLOW_WINDOW_NANOS: i128 = 1_000_000_000;
-
-/// The lines of a followed stream, held for a window and released in time
-/// order. A line is due a window after its timestamp or its arrival,
-/// whichever is earlier, and lines leave oldest first, so nothing is held
-/// longer than the window; a line that arrives more than a window late is
-/// sent at once, after the newer lines already sent.
-pub struct Reorder {
-    window: i128,
-    seq: u64,
-    held: BTreeMap<(i128, u64), (LogEntry, i128)>,
-}
-
-impl Reorder {
-    pub fn new(window_nanos: i128) -> Reorder {
-        Reorder {
-            window: window_nanos,
-            seq: 0,
-            held: BTreeMap::new(),
-        }
-    }
-
-    /// Holds `entry`, which reached the server at `arrived` (Unix nanoseconds).
-    pub fn push(&mut self, entry: LogEntry, arrived: i128) {
-        let ts = parse_ts(&entry.ts).unwrap_or(arrived);
-        self.held.insert((ts, self.seq), (entry, arrived));
-        self.seq += 1;
-    }
-
-    /// When the oldest held line is due (Unix nanoseconds), if any is held.
-    pub fn next_due(&self) -> Option<i128> {
-        self.held
-            .iter()
-            .next()
-            .map(|((ts, _), (_, arrived))| (*ts).min(*arrived) + self.window)
-    }
-
-    /// The lines due at `now`, oldest first.
-    pub fn take_due(&mut self, now: i128) -> Vec<LogEntry> {
-        let mut due = Vec::new();
-        while self.next_due().is_some_and(|at| at <= now) {
-            if let Some((_, (entry, _))) = self.held.pop_first() {
-                due.push(entry);
-            }
-        }
-        due
-    }
-}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn texts(entries: Vec<LogEntry>) -> Vec<String> {
+        entries.into_iter().map(|e| e.text).collect()
+    }
 
     #[test]
     fn entries_round_trip_filtered_and_sorted() {
@@ -674,89 +374,6 @@ mod tests {
         assert_eq!(web.len(), 1);
         book.remove("shop");
         assert!(book.read("shop", 0, None).unwrap().is_empty());
-    }
-
-    fn entry(ts: i128, text: &str) -> LogEntry {
-        LogEntry {
-            ts: format_ts(ts),
-            source: "web/web-1".into(),
-            text: text.into(),
-            service: None,
-        }
-    }
-
-    #[test]
-    fn filters_pick_by_process_source_text_and_time() {
-        let at = |source: &str, text: &str| LogEntry {
-            source: source.into(),
-            ..entry(1_000, text)
-        };
-        let process = LogFilter {
-            process: Some("web-1a".into()),
-            ..LogFilter::default()
-        };
-        assert!(process.admits(&at("web/web-1a", "x"), Some(1_000)));
-        assert!(process.admits(&at("web/web-1a@node2", "x"), Some(1_000)));
-        assert!(!process.admits(&at("web/web-1ab", "x"), Some(1_000)));
-        let router = LogFilter {
-            source: LogSource::parse("router"),
-            grep: Some("GET /a".into()),
-            ..LogFilter::default()
-        };
-        assert!(router.admits(&at("router", "GET /a 200"), Some(1_000)));
-        assert!(!router.admits(&at("router", "GET /b 200"), Some(1_000)));
-        assert!(!router.admits(&at("berth", "GET /a"), Some(1_000)));
-        assert_eq!(LogSource::of("timer/nightly"), Some(LogSource::Timer));
-        assert_eq!(LogSource::of("build/B2"), Some(LogSource::Build));
-        assert_eq!(
-            LogSource::of("web/web-run-01cb29"),
-            Some(LogSource::Process)
-        );
-        let window = LogFilter {
-            since_nanos: 1_000,
-            until_nanos: 2_000,
-            ..LogFilter::default()
-        };
-        assert!(window.admits(&at("berth", "x"), Some(1_500)));
-        assert!(!window.admits(&at("berth", "x"), Some(2_000)));
-        assert!(!window.admits(&at("berth", "x"), None));
-    }
-
-    fn texts(entries: Vec<LogEntry>) -> Vec<String> {
-        entries.into_iter().map(|e| e.text).collect()
-    }
-
-    #[test]
-    fn timestamps_have_one_width() {
-        assert_eq!(format_ts(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(
-            format_ts(1_714_564_800_120_000_000),
-            "2024-05-01T12:00:00.120000000Z"
-        );
-        assert_eq!(
-            parse_ts("2024-05-01T12:00:00.120000000Z"),
-            Some(1_714_564_800_120_000_000)
-        );
-    }
-
-    #[test]
-    fn followed_lines_leave_in_time_order_within_the_window_and_late_ones_at_once() {
-        const S: i128 = 1_000_000_000;
-        let t0 = 1_714_564_800 * S;
-        let mut window = Reorder::new(S);
-        window.push(entry(t0 + S / 2, "b"), t0 + S / 2);
-        window.push(entry(t0, "a"), t0 + S / 2 + 1);
-        assert!(window.take_due(t0 + S / 2 + 2).is_empty(), "held");
-        assert_eq!(window.next_due(), Some(t0 + S));
-        assert_eq!(texts(window.take_due(t0 + S)), ["a"]);
-        assert_eq!(texts(window.take_due(t0 + 3 * S / 2)), ["b"]);
-        // More than a window late: sent at once rather than held or dropped.
-        window.push(entry(t0 - 5 * S, "late"), t0 + 2 * S);
-        assert_eq!(texts(window.take_due(t0 + 2 * S)), ["late"]);
-        // A clock ahead of the server's holds a line no longer than the window.
-        window.push(entry(t0 + 60 * S, "ahead"), t0 + 2 * S);
-        assert_eq!(texts(window.take_due(t0 + 3 * S)), ["ahead"]);
-        assert_eq!(window.next_due(), None);
     }
 
     #[test]
