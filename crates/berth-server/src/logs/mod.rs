@@ -1,5 +1,6 @@
-//! The app log stream: process output, build output and system events, one
-//! NDJSON file per app in the data dir, plus a live feed for `logs --follow`.
+//! The app log stream: process output, build output and system events, kept
+//! as NDJSON segments per app in the data dir (`segments`: named by their time
+//! range, removed by [`Retention`]), plus a live feed for `logs --follow`.
 //!
 //! Lines reach the stream out of time order: process output comes per
 //! container with the engine's timestamps, events and access lines are
@@ -9,27 +10,28 @@
 mod filter;
 mod read;
 mod reorder;
+mod segments;
 mod time;
 
 pub use filter::{LogFilter, LogSource, matches};
 pub use reorder::{FOLLOW_WINDOW_NANOS, Reorder};
+pub use segments::Retention;
 pub use time::{entry_nanos, format_ts, now_nanos};
 
 use berth_api::LogEntry;
 use filter::service_of_process_source;
 use read::{Newest, open_existing, read_entries};
+use segments::{Open, Segment};
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Read};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use tokio::sync::broadcast;
 
-/// Above this size an app's log file is rotated to `<app>.log.1` (one generation kept).
-const ROTATE_BYTES: u64 = 64 * 1024 * 1024;
-
 pub struct LogBook {
     dir: PathBuf,
     apps: Mutex<HashMap<String, AppLog>>,
+    retention: Mutex<Retention>,
     /// app → the write failure going on (a full disk, most likely): reported
     /// once when it starts and once, with what was lost, when writing resumes.
     failing: Mutex<HashMap<String, Failing>>,
@@ -50,8 +52,9 @@ const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 const RESUME_FREE: u64 = 256 * 1024;
 
 struct AppLog {
-    file: std::fs::File,
-    size: u64,
+    /// `DATA/logs/<app>/`, its segments.
+    dir: PathBuf,
+    open: Open,
     feed: broadcast::Sender<LogEntry>,
 }
 
@@ -61,25 +64,55 @@ impl LogBook {
         Ok(LogBook {
             dir,
             apps: Mutex::new(HashMap::new()),
+            retention: Mutex::new(Retention::default()),
             failing: Mutex::new(HashMap::new()),
         })
     }
 
-    fn path(&self, app: &str) -> PathBuf {
-        self.dir.join(format!("{app}.log"))
+    /// How long and how much of each app's log is kept from now on.
+    pub fn set_retention(&self, retention: Retention) {
+        *self.retention.lock().unwrap_or_else(|p| p.into_inner()) = retention;
+    }
+
+    pub fn retention(&self) -> Retention {
+        *self.retention.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn app_dir(&self, app: &str) -> PathBuf {
+        self.dir.join(app)
+    }
+
+    /// The single file of older servers, and its rotated generation.
+    fn legacy(&self, app: &str) -> [PathBuf; 2] {
+        [
+            self.dir.join(format!("{app}.log.1")),
+            self.dir.join(format!("{app}.log")),
+        ]
+    }
+
+    /// Opens an app's log for writing: its directory made, the log of an
+    /// older server moved in, a segment left open by the last run sealed, a
+    /// new one started.
+    fn open_app(&self, app: &str) -> std::io::Result<AppLog> {
+        let dir = self.app_dir(app);
+        std::fs::create_dir_all(&dir)?;
+        let existing = segments::list(&dir)?;
+        let mut next = existing.last().map_or(1, |s| s.seq + 1);
+        for segment in existing.iter().filter(|s| s.range.is_none()) {
+            let range = segments::scan_range(&segment.path)?;
+            segments::seal(&dir, &segment.path, segment.seq, range)?;
+        }
+        next = segments::adopt_legacy(&self.dir, app, &dir, next)?;
+        let open = Open::create(&dir, next)?;
+        let (feed, _) = broadcast::channel(1024);
+        Ok(AppLog { dir, open, feed })
     }
 
     fn with_app<T>(&self, app: &str, f: impl FnOnce(&mut AppLog) -> T) -> std::io::Result<T> {
         let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         if !apps.contains_key(app) {
-            let path = self.path(app);
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            let size = file.metadata()?.len();
-            let (feed, _) = broadcast::channel(1024);
-            apps.insert(app.to_string(), AppLog { file, size, feed });
+            let log = self.open_app(app)?;
+            apps.insert(app.to_string(), log);
         }
         let log = apps
             .get_mut(app)
@@ -109,28 +142,15 @@ impl LogBook {
             let _ = self.with_app(app, |log| log.feed.send(entry));
             return;
         }
+        let ts = time::parse_ts(&entry.ts).unwrap_or_else(now_nanos);
+        let retention = self.retention();
         let result = self.with_app(app, |log| {
-            if log.size + line.len() as u64 > ROTATE_BYTES {
-                let path = self.path(app);
-                let _ = std::fs::rename(&path, path.with_extension("log.1"));
-                if let Ok(f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                {
-                    log.file = f;
-                    log.size = 0;
-                }
+            if log.open.full(line.len() as u64, retention)
+                && let Err(e) = roll(log, retention)
+            {
+                tracing::warn!(app, "cannot start a new segment of the log: {e}");
             }
-            let written = log.file.write_all(&line);
-            match &written {
-                Ok(()) => log.size += line.len() as u64,
-                // A full disk can take half a line: cut it off, so the next
-                // entry starts on a line of its own and the file stays NDJSON.
-                Err(_) => {
-                    let _ = log.file.set_len(log.size);
-                }
-            }
+            let written = log.open.write(&line, ts);
             let _ = log.feed.send(entry);
             written
         });
@@ -261,15 +281,47 @@ impl LogBook {
         )
     }
 
+    /// The stored files of `app` that may hold lines in `[since, until)`,
+    /// opened, oldest first: the log of an older server if it is not moved
+    /// yet, then the segments. Called under the apps lock, so no segment is
+    /// sealed (renamed) between listing and opening.
+    fn open_stored(
+        &self,
+        app: &str,
+        since_nanos: i128,
+        until_nanos: i128,
+    ) -> std::io::Result<Vec<(Segment, std::fs::File)>> {
+        let mut stored: Vec<Segment> = self
+            .legacy(app)
+            .into_iter()
+            .map(|path| Segment {
+                path,
+                seq: 0,
+                range: None,
+            })
+            .collect();
+        stored.extend(segments::list(&self.app_dir(app))?);
+        let mut files = Vec::new();
+        for segment in stored {
+            if !segment.may_hold(since_nanos, until_nanos) {
+                continue;
+            }
+            // Retention may have removed it since the listing.
+            if let Some(file) = open_existing(&segment.path)? {
+                files.push((segment, file));
+            }
+        }
+        Ok(files)
+    }
+
     /// Stored entries that pass `filter`, in time order.
     pub fn read_filtered(&self, app: &str, filter: &LogFilter) -> std::io::Result<Vec<LogEntry>> {
-        let path = self.path(app);
-        let files = [
-            open_existing(&path.with_extension("log.1"))?,
-            open_existing(&path)?,
-        ];
+        let files = {
+            let _apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+            self.open_stored(app, filter.since_nanos, filter.until_nanos)?
+        };
         let mut kept = Newest::new(filter.tail);
-        for file in files.into_iter().flatten() {
+        for (_, file) in files {
             read_entries(file, filter, &mut kept)?;
         }
         Ok(kept.into_sorted())
@@ -282,21 +334,21 @@ impl LogBook {
         app: &str,
         filter: &LogFilter,
     ) -> std::io::Result<(Vec<LogEntry>, broadcast::Receiver<LogEntry>)> {
-        // Appends write and feed under the same lock, so what the files hold
-        // up to this length is exactly what the feed will not carry. Open
-        // handles keep reading the same files if they are rotated meanwhile.
-        let (live, rotated, current, length) = self.with_app(app, |log| {
-            let path = self.path(app);
-            let rotated = open_existing(&path.with_extension("log.1"))?;
-            let current = open_existing(&path)?;
-            Ok::<_, std::io::Error>((log.feed.subscribe(), rotated, current, log.size))
+        // Appends write and feed under the same lock, so what the segments
+        // hold, the open one up to this length, is exactly what the feed will
+        // not carry. Open handles keep reading the same files if they are
+        // sealed (renamed) or removed meanwhile.
+        let (live, files, open_seq, length) = self.with_app(app, |log| {
+            let files = self.open_stored(app, filter.since_nanos, filter.until_nanos)?;
+            Ok::<_, std::io::Error>((log.feed.subscribe(), files, log.open.seq, log.open.size))
         })??;
         let mut kept = Newest::new(filter.tail);
-        if let Some(file) = rotated {
-            read_entries(file, filter, &mut kept)?;
-        }
-        if let Some(file) = current {
-            read_entries(file.take(length), filter, &mut kept)?;
+        for (segment, file) in files {
+            if segment.range.is_none() && segment.seq == open_seq {
+                read_entries(file.take(length), filter, &mut kept)?;
+            } else {
+                read_entries(file, filter, &mut kept)?;
+            }
         }
         Ok((kept.into_sorted(), live))
     }
@@ -325,28 +377,80 @@ impl LogBook {
     }
 
     fn scan(&self, app: &str, mut each: impl FnMut(LogEntry)) -> std::io::Result<()> {
-        let path = self.path(app);
-        for file in [path.with_extension("log.1"), path] {
-            if let Some(file) = open_existing(&file)? {
-                for line in std::io::BufReader::new(file).lines() {
-                    if let Ok(entry) = serde_json::from_str::<LogEntry>(&line?) {
-                        each(entry);
-                    }
+        let files = {
+            let _apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+            self.open_stored(app, 0, 0)?
+        };
+        for (_, file) in files {
+            for line in std::io::BufReader::new(file).lines() {
+                if let Ok(entry) = serde_json::from_str::<LogEntry>(&line?) {
+                    each(entry);
                 }
             }
         }
         Ok(())
     }
 
-    pub fn remove(&self, app: &str) {
-        self.apps
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(app);
-        let path = self.path(app);
-        let _ = std::fs::remove_file(path.with_extension("log.1"));
-        let _ = std::fs::remove_file(path);
+    /// Applies the retention to every app's log: an open segment older than
+    /// an hour is sealed (so its lines can age out), then the segments past
+    /// the retention and the oldest beyond the size bound are removed.
+    /// Returns the bytes removed.
+    pub fn sweep(&self) -> u64 {
+        let retention = self.retention();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Some(app) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(log) = apps.get_mut(&app)
+                && log.open.size > 0
+                && log.open.opened.elapsed().as_secs() >= segments::SEGMENT_SECS
+            {
+                if let Err(e) = roll(log, retention) {
+                    tracing::warn!(app, "cannot start a new segment of the log: {e}");
+                }
+                continue;
+            }
+            drop(apps);
+            match segments::enforce(&entry.path(), retention, now_secs()) {
+                Ok(bytes) => removed += bytes,
+                Err(e) => tracing::warn!(app, "cannot apply the log retention: {e}"),
+            }
+        }
+        removed
     }
+
+    /// Removes an app's log (the app is deleted).
+    pub fn remove(&self, app: &str) {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.remove(app);
+        let _ = std::fs::remove_dir_all(self.app_dir(app));
+        for path in self.legacy(app) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn now_secs() -> i64 {
+    i64::try_from(now_nanos().div_euclid(1_000_000_000)).unwrap_or(i64::MAX)
+}
+
+/// Seals the open segment, starts the next one and applies the retention
+/// to the app's segments, so the size bound holds however fast lines come.
+fn roll(log: &mut AppLog, retention: Retention) -> std::io::Result<()> {
+    let next = Open::create(&log.dir, log.open.seq + 1)?;
+    let sealed = std::mem::replace(&mut log.open, next);
+    drop(sealed.file);
+    segments::seal(&log.dir, &sealed.path, sealed.seq, sealed.range)?;
+    segments::enforce(&log.dir, retention, now_secs())?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -406,13 +510,123 @@ mod tests {
         assert!(book.has_lines_of("shop", "build").unwrap());
     }
 
+    fn dir_bytes(dir: &std::path::Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    }
+
+    #[test]
+    fn the_size_bound_holds_and_follow_neither_doubles_nor_misses_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = LogBook::new(dir.path().to_path_buf()).unwrap();
+        let retention = Retention {
+            max_age_secs: 86_400,
+            max_bytes: 2 << 20,
+        };
+        book.set_retention(retention);
+        let app_dir = dir.path().join("shop");
+        let filler = "x".repeat(200);
+        let mut follow_at = None;
+        let mut fed = Vec::new();
+        for i in 0..40_000 {
+            book.append("shop", "web/web-1", &format!("line {i} {filler}"));
+            if i == 30_000 {
+                follow_at = Some(book.follow("shop", &LogFilter::default()).unwrap());
+            }
+            if let Some((_, live)) = &mut follow_at {
+                while let Ok(entry) = live.try_recv() {
+                    fed.push(entry.text);
+                }
+            }
+            if i % 1000 == 0 {
+                let bytes = dir_bytes(&app_dir);
+                assert!(
+                    bytes <= retention.max_bytes + retention.segment_bytes(),
+                    "{bytes} bytes after {i} lines"
+                );
+            }
+        }
+        let segments = segments::list(&app_dir).unwrap();
+        assert!(segments.len() > 4, "{segments:?}");
+        // The oldest lines are gone, the newest kept, in order.
+        let stored = texts(book.read("shop", 0, None).unwrap());
+        assert!(stored.len() < 40_000);
+        assert!(stored.last().unwrap().starts_with("line 39999 "));
+        // A follower from line 30000 on: what it read plus what it was fed
+        // is every line since, each once, though segments were sealed and removed.
+        let (past, _) = follow_at.unwrap();
+        let mut seen: Vec<String> = texts(past);
+        seen.extend(fed);
+        let first = seen
+            .iter()
+            .position(|t| t.starts_with("line 30000 "))
+            .unwrap();
+        let numbers: Vec<usize> = seen[first..]
+            .iter()
+            .map(|t| t.split(' ').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert!(
+            numbers == (30_000..40_000).collect::<Vec<_>>(),
+            "{} lines from {:?} to {:?}",
+            numbers.len(),
+            numbers.first(),
+            numbers.last()
+        );
+        book.remove("shop");
+        assert!(!app_dir.exists(), "a deleted app's log is removed");
+    }
+
+    #[test]
+    fn reads_skip_segments_outside_the_window_and_a_restart_seals_the_open_one() {
+        const S: i128 = 1_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let day = 86_400 * S;
+        let now = now_nanos();
+        {
+            let book = LogBook::new(dir.path().to_path_buf()).unwrap();
+            book.append_at("shop", now - 3 * day, "berth", "three days ago");
+            book.append_at("shop", now - 3 * day + S, "berth", "and a second later");
+        }
+        // A new server: the open segment is sealed with its time range.
+        let book = LogBook::new(dir.path().to_path_buf()).unwrap();
+        book.append_at("shop", now, "berth", "now");
+        let listed = segments::list(&dir.path().join("shop")).unwrap();
+        assert_eq!(listed.len(), 2);
+        let old = listed[0].range.expect("sealed");
+        assert_eq!(i128::from(old.0), (now - 3 * day).div_euclid(S));
+        // A read of the last day opens only the open segment.
+        let files = book.open_stored("shop", now - day, 0).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(texts(book.read("shop", now - day, None).unwrap()), ["now"]);
+        let until = LogFilter {
+            until_nanos: now - day,
+            ..LogFilter::default()
+        };
+        assert_eq!(
+            texts(book.read_filtered("shop", &until).unwrap()),
+            ["three days ago", "and a second later"]
+        );
+        // Past the retention: the sweep removes the old segment.
+        book.set_retention(Retention {
+            max_age_secs: 86_400,
+            ..Retention::default()
+        });
+        assert!(book.sweep() > 0);
+        assert_eq!(texts(book.read("shop", 0, None).unwrap()), ["now"]);
+    }
+
     #[test]
     fn a_full_disk_drops_lines_once_reported_and_writing_resumes() {
         let dir = tempfile::tempdir().unwrap();
-        // Every write to /dev/full fails with ENOSPC, as on a full disk.
-        std::os::unix::fs::symlink("/dev/full", dir.path().join("shop.log")).unwrap();
         let book = LogBook::new(dir.path().to_path_buf()).unwrap();
         let mut follower = book.subscribe("shop").unwrap();
+        // Every write to /dev/full fails with ENOSPC, as on a full disk.
+        book.apps.lock().unwrap().get_mut("shop").unwrap().open.file = std::fs::OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .unwrap();
         for i in 0..100 {
             book.append("shop", "web/web-1", &format!("line {i}"));
         }
@@ -424,14 +638,15 @@ mod tests {
         }
         // Followers still got every line.
         assert_eq!(follower.try_recv().unwrap().text, "line 0");
-        // Space is back (here: the file is writable again).
-        std::fs::remove_file(dir.path().join("shop.log")).unwrap();
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("shop.log"))
-            .unwrap();
-        book.apps.lock().unwrap().get_mut("shop").unwrap().file = file;
+        // Space is back (here: the segment is writable again).
+        {
+            let mut apps = book.apps.lock().unwrap();
+            let log = apps.get_mut("shop").unwrap();
+            log.open.file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log.open.path)
+                .unwrap();
+        }
         book.append("shop", "web/web-1", "dropped: not retried yet");
         book.failing
             .lock()
@@ -453,6 +668,7 @@ mod tests {
 
     #[test]
     fn a_torn_line_is_cut_off() {
+        use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let book = LogBook::new(dir.path().to_path_buf()).unwrap();
         book.append("shop", "berth", "whole");
@@ -460,9 +676,9 @@ mod tests {
         {
             let mut apps = book.apps.lock().unwrap();
             let log = apps.get_mut("shop").unwrap();
-            log.file.write_all(b"{\"ts\":\"2024-").unwrap();
-            // What append_at does after a failed write.
-            log.file.set_len(log.size).unwrap();
+            log.open.file.write_all(b"{\"ts\":\"2024-").unwrap();
+            // What a failed write does.
+            log.open.file.set_len(log.open.size).unwrap();
         }
         book.append("shop", "berth", "next");
         let texts: Vec<String> = book
