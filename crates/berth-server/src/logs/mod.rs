@@ -8,6 +8,7 @@
 //! through [`Reorder`], which holds new lines for [`FOLLOW_WINDOW_NANOS`].
 
 mod filter;
+pub mod rack;
 mod read;
 mod reorder;
 mod segments;
