@@ -23,7 +23,7 @@ use berth_api::LogEntry;
 use filter::service_of_process_source;
 use read::{Newest, open_existing, read_entries};
 use segments::{Open, Segment};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, Read};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -33,6 +33,9 @@ pub struct LogBook {
     dir: PathBuf,
     apps: Mutex<HashMap<String, AppLog>>,
     retention: Mutex<Retention>,
+    /// Deleted apps: lines still on their way (a collector's backlog) are
+    /// dropped rather than making their log again.
+    deleted: Mutex<HashSet<String>>,
     /// app → the write failure going on (a full disk, most likely): reported
     /// once when it starts and once, with what was lost, when writing resumes.
     failing: Mutex<HashMap<String, Failing>>,
@@ -66,6 +69,7 @@ impl LogBook {
             dir,
             apps: Mutex::new(HashMap::new()),
             retention: Mutex::new(Retention::default()),
+            deleted: Mutex::new(HashSet::new()),
             failing: Mutex::new(HashMap::new()),
         })
     }
@@ -139,6 +143,14 @@ impl LogBook {
             return;
         };
         line.push(b'\n');
+        if self
+            .deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(app)
+        {
+            return;
+        }
         if self.skip(app) {
             let _ = self.with_app(app, |log| log.feed.send(entry));
             return;
@@ -428,8 +440,21 @@ impl LogBook {
         removed
     }
 
-    /// Removes an app's log (the app is deleted).
+    /// An app of this name is created (again): its lines are kept.
+    pub fn created(&self, app: &str) {
+        self.deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(app);
+    }
+
+    /// Removes an app's log (the app is deleted); lines that still come for
+    /// it are dropped until an app of that name is created again.
     pub fn remove(&self, app: &str) {
+        self.deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(app.to_string());
         let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         apps.remove(app);
         let _ = std::fs::remove_dir_all(self.app_dir(app));
@@ -576,7 +601,17 @@ mod tests {
             numbers.last()
         );
         book.remove("shop");
-        assert!(!app_dir.exists(), "a deleted app's log is removed");
+        book.append("shop", "web/web-1", "a late line of the deleted app");
+        assert!(
+            !app_dir.exists(),
+            "a deleted app's log is removed, and stays so"
+        );
+        book.created("shop");
+        book.append("shop", "berth", "app shop created");
+        assert_eq!(
+            texts(book.read("shop", 0, None).unwrap()),
+            ["app shop created"]
+        );
     }
 
     #[test]
