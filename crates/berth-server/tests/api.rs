@@ -18,6 +18,9 @@ use tower::ServiceExt;
 const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/rack", "read"),
     ("POST", "/rack/prune", "admin"),
+    ("GET", "/rack/settings", "admin"),
+    ("POST", "/rack/settings", "admin"),
+    ("GET", "/rack/logs", "admin"),
     ("GET", "/instances", "read"),
     ("POST", "/instances/join", "admin"),
     ("POST", "/instances/n1/drain", "admin"),
@@ -75,6 +78,7 @@ fn body(m: &str, path: &str) -> Option<serde_json::Value> {
     let tail = path.rsplit('/').next().unwrap_or_default();
     match (m, tail) {
         ("POST", "apps") => Some(json!({ "name": "ghost-new" })),
+        ("POST", "settings") => Some(json!({ "log_retention_secs": 86400 })),
         ("POST", "layers") => Some(json!([])),
         ("POST", "env") => Some(json!({ "set": { "A": "1" } })),
         ("POST", "scale") => Some(json!({ "count": 1 })),
