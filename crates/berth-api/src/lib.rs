@@ -549,6 +549,24 @@ pub struct ResourceUrl {
     pub url: String,
 }
 
+/// `GET /rack/settings`: the rack's settings that can change while it runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RackSettings {
+    /// App log lines older than this are removed (seconds).
+    pub log_retention_secs: u64,
+    /// Each app's stored log is kept under this (bytes), plus one segment.
+    pub log_max_size_bytes: u64,
+}
+
+/// `POST /rack/settings`: the settings to change; the others stay.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RackSettingsChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_retention_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_max_size_bytes: Option<u64>,
+}
+
 /// What `POST /rack/prune` removed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PruneReport {

@@ -306,6 +306,38 @@ impl Client {
         self.post_json(&["rack", "prune"], None::<&()>).await
     }
 
+    /// `GET /rack/settings` (admin)
+    pub async fn rack_settings(&self) -> Result<berth_api::RackSettings, Error> {
+        self.get_json(&["rack", "settings"]).await
+    }
+
+    /// `POST /rack/settings` (admin): changes the given settings.
+    pub async fn change_rack_settings(
+        &self,
+        change: &berth_api::RackSettingsChange,
+    ) -> Result<berth_api::RackSettings, Error> {
+        self.post_json(&["rack", "settings"], Some(change)).await
+    }
+
+    /// `GET /rack/logs` (admin): the server's and the router's own log lines;
+    /// with `follow`, it stays open.
+    pub async fn rack_logs(&self, tail: Option<usize>, follow: bool) -> Result<LogStream, Error> {
+        let mut url = self.url(&["rack", "logs"])?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            if let Some(tail) = tail {
+                pairs.append_pair("tail", &tail.to_string());
+            }
+            if follow {
+                pairs.append_pair("follow", "true");
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        self.get_ndjson(url).await
+    }
+
     // ---- instances ----
 
     /// `GET /instances`
@@ -538,6 +570,10 @@ impl Client {
         if url.query() == Some("") {
             url.set_query(None);
         }
+        self.get_ndjson(url).await
+    }
+
+    async fn get_ndjson(&self, url: Url) -> Result<LogStream, Error> {
         let req = self
             .http
             .get(url.clone())

@@ -51,6 +51,7 @@ pub fn list(rack: &Rack, only: Option<&str>) -> Result<Vec<App>> {
 pub fn create(rack: &Rack, name: &str) -> Result<App> {
     berth_core::validate_app_name(name)?;
     let row = rack.store.create_app(name)?;
+    rack.logs.created(name);
     rack.logs.event(name, &format!("app {name} created"));
     Ok(view(rack, &row))
 }

@@ -7,7 +7,7 @@
 //!   Nothing else knows axum.
 //! - operations the API offers: `apps`, `builds`, `releases`, `processes`,
 //!   `oneoff` (run, exec), `timers`, `volumes`, `certs` and `acme`, `tokens`,
-//!   `prune`, `drains` (log forwarding);
+//!   `prune`, `drains` (log forwarding), `settings` (the log retention, set at run time);
 //! - `lifecycle`: rollouts and scale, the one way a process stops (`retire`),
 //!   health checks and the reconciler;
 //! - `spec` (the container of a process or one-off) over `volumes`;
@@ -40,6 +40,7 @@ pub mod prune;
 pub mod rack;
 pub mod releases;
 pub mod resources;
+pub mod settings;
 pub mod spec;
 pub mod timers;
 pub mod tokens;
@@ -74,6 +75,9 @@ pub struct ServerConfig {
     pub api_tls: ApiTls,
     /// Serve Prometheus metrics at `/metrics` on this address (`--metrics`).
     pub metrics_addr: Option<SocketAddr>,
+    /// App log retention (`--log-retention`, `--log-max-size`) while none
+    /// was set at run time (`berth rack set`), which wins.
+    pub log_retention: logs::Retention,
 }
 
 /// HTTPS for the API. It is served over HTTPS whenever its address is not a
@@ -148,6 +152,8 @@ pub enum ServerError {
     TlsFiles { path: PathBuf, reason: String },
     #[error("swarm mode: {0}")]
     Swarm(String),
+    #[error("cannot read the rack's settings: {0}")]
+    Settings(String),
     #[error(
         "cannot listen on {addr} ({what}): {source}; is another berth server running? pick another address with {flag}"
     )]
@@ -243,6 +249,9 @@ pub async fn run(
     };
     let logs =
         logs::LogBook::new(config.data_dir.join("logs")).map_err(data_err(&config.data_dir))?;
+    let retention = settings::stored_retention(&store, config.log_retention)
+        .map_err(|e| ServerError::Settings(e.to_string()))?;
+    logs.set_retention(retention);
     let api_listener = tokio::net::TcpListener::bind(config.api_addr)
         .await
         .map_err(|source| ServerError::Listen {
@@ -361,6 +370,7 @@ pub async fn run(
     let timers = tokio::spawn(timers::run(rack.clone()));
     let sampler = tokio::spawn(rack::usage::sample(rack.clone()));
     tokio::spawn(write_access_lines(rack.clone(), access_lines));
+    let retention = tokio::spawn(apply_log_retention(rack.clone()));
     certs::push_to_router(&rack);
     let acme = acme.map(|acme| tokio::spawn(acme::run(rack.clone(), acme)));
     tracing::info!(api = %rack.api_url, router = %http_addr, engine, rack = %rack.rack_id, "berth server ready");
@@ -369,6 +379,7 @@ pub async fn run(
     reconciler.abort();
     timers.abort();
     sampler.abort();
+    retention.abort();
     if let Some(acme) = acme {
         acme.abort();
     }
@@ -560,5 +571,23 @@ async fn write_access_lines(
         if rack.store.app(&line.app).is_ok() {
             rack.logs.append(&line.app, "router", &line.line);
         }
+    }
+}
+
+/// How often the log retention is applied to apps that write little (a busy
+/// app's log is trimmed as it writes).
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Applies the log retention to every app's log now and then.
+async fn apply_log_retention(rack: Arc<rack::Rack>) {
+    loop {
+        let sweeper = rack.clone();
+        let removed = tokio::task::spawn_blocking(move || sweeper.logs.sweep()).await;
+        if let Ok(bytes) = removed
+            && bytes > 0
+        {
+            tracing::debug!(bytes, "old log segments removed");
+        }
+        tokio::time::sleep(RETENTION_EVERY).await;
     }
 }

@@ -19,6 +19,9 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/rack", "read"),
     ("POST", "/rack/prune", "admin"),
     ("POST", "/rack/backup", "admin"),
+    ("GET", "/rack/settings", "admin"),
+    ("POST", "/rack/settings", "admin"),
+    ("GET", "/rack/logs", "admin"),
     ("GET", "/instances", "read"),
     ("POST", "/instances/join", "admin"),
     ("POST", "/instances/n1/drain", "admin"),
@@ -88,6 +91,7 @@ fn body(m: &str, path: &str) -> Option<serde_json::Value> {
     let tail = path.rsplit('/').next().unwrap_or_default();
     match (m, tail) {
         ("POST", "apps") => Some(json!({ "name": "ghost-new" })),
+        ("POST", "settings") => Some(json!({ "log_retention_secs": 86400 })),
         ("POST", "layers") => Some(json!([])),
         ("POST", "backup") => Some(json!({})),
         ("POST", "env") => Some(json!({ "set": { "A": "1" } })),

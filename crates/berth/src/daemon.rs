@@ -7,13 +7,29 @@ use tokio::signal::unix::{SignalKind, signal};
 
 /// Logs on stderr at `RUST_LOG`'s level (default info); `ansi` colours them.
 pub fn init_logging(ansi: bool) {
+    init_logging_to::<std::io::Sink>(ansi, None);
+}
+
+/// Logs on stderr, and to `file` too (without colours) when given.
+pub fn init_logging_to<W: std::io::Write + Send + 'static>(ansi: bool, file: Option<W>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let file = file.map(|file| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+    });
     // Another subscriber (tests) may already be set; then keep it.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi),
+        )
+        .with(file)
         .try_init();
 }
 

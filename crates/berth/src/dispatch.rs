@@ -98,6 +98,10 @@ pub async fn run(command: Command) -> Result<()> {
                 }),
             ..
         } => backup::restore(data_dir, passphrase_file, master_key).await,
+        Command::Rack {
+            json,
+            command: Some(RackCommand::Logs { follow, tail }),
+        } => logs::rack(json.json, tail, follow).await,
         Command::Rack { json, command } => rack::run(json, command).await,
         Command::Instances { json, command } => rack::instances(json, command).await,
         Command::Volumes { app, json, command } => volumes::run(app, json, command).await,

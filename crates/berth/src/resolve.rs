@@ -45,6 +45,29 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     Ok(total)
 }
 
+/// `500MiB`, `1GiB`, `64KiB` (also `1G`, `1GB`, `1M`, `1K`, all 1024-based, or
+/// plain bytes) → bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let invalid = || {
+        format!(
+            "invalid size {text:?}: use a number and a unit KiB, MiB or GiB, such as 500MiB or 1GiB"
+        )
+    };
+    let s = text.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| invalid())?;
+    let unit: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(invalid()),
+    };
+    n.checked_mul(unit).ok_or_else(invalid)
+}
+
 /// `--cpu`: a positive number of cores.
 pub fn parse_cpu(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
@@ -227,6 +250,17 @@ pub fn check_env_key(key: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("500MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("2048"), Ok(2048));
+        assert!(parse_size("1.5GiB").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+    }
 
     #[test]
     fn durations() {

@@ -9,7 +9,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 pub async fn run(args: ServerArgs) -> Result<()> {
-    daemon::init_logging(std::io::stderr().is_terminal());
     let data_dir = match args.data {
         Some(dir) => dir,
         None => default_data_dir(
@@ -21,6 +20,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             anyhow!("cannot choose a data directory: HOME is not set; pass --data DIR")
         })?,
     };
+    // The server's log goes to stderr and to DATA/rack-logs/ (`berth rack logs`).
+    let file = berth_server::logs::rack::ServerLogFile::open(&data_dir);
+    let file_error = file.as_ref().err().map(ToString::to_string);
+    daemon::init_logging_to(std::io::stderr().is_terminal(), file.ok());
+    if let Some(e) = file_error {
+        tracing::warn!(
+            "cannot write the server's log to {}: {e}; it goes to stderr only, and `berth rack logs` will not show it",
+            berth_server::logs::rack::server_log_path(&data_dir).display()
+        );
+    }
     let outcome = {
         let dir = data_dir.clone();
         tokio::task::spawn_blocking(move || berth_server::init(&dir))
@@ -84,6 +93,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         api_tls,
         swarm: args.swarm,
         metrics_addr: args.metrics,
+        log_retention: berth_server::logs::Retention {
+            max_age_secs: args.log_retention,
+            max_bytes: args.log_max_size,
+        },
     };
     berth_server::run(config, shutdown).await?;
     Ok(())

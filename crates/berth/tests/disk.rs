@@ -336,7 +336,13 @@ fn a_full_log_disk_is_reported_once_the_app_keeps_serving_and_logging_resumes() 
         .unwrap_or(0);
     assert!(lost > 0, "the loss is counted: {}", tail(&logs, 10));
     // The stored log is whole NDJSON: no torn line from the writes cut short.
-    let file = std::fs::read_to_string(tmpfs.0.join(format!("{app}.log"))).expect("app log");
+    // (every segment of the app's log, `logs/<app>/*.ndjson`).
+    let mut file = String::new();
+    for segment in std::fs::read_dir(tmpfs.0.join(&app)).expect("app log dir") {
+        let segment = segment.expect("a segment").path();
+        file.push_str(&std::fs::read_to_string(&segment).expect("a segment's lines"));
+    }
+    assert!(file.contains("noise"), "the app's lines are in its log dir");
     let torn = file
         .lines()
         .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())

@@ -1,5 +1,6 @@
 //! `GET /apps/{app}/logs`: the app's log stream as NDJSON in time order, then
-//! live lines with `follow=true`.
+//! live lines with `follow=true`; `GET /rack/logs`: the server's and the
+//! router's own logs, the same way.
 
 use super::error::ApiResult;
 use super::ndjson;
@@ -99,6 +100,69 @@ pub async fn logs(
             return;
         };
         follow(past, live, live_filter, tx).await;
+    });
+    Ok(ndjson::lines(rx))
+}
+
+#[derive(Deserialize)]
+pub struct RackLogQuery {
+    /// Only the last this many lines (default 100; live lines all follow).
+    tail: Option<usize>,
+    #[serde(default)]
+    follow: bool,
+}
+
+/// How often a followed rack log is looked at for new lines.
+const RACK_LOG_POLL: Duration = Duration::from_millis(250);
+
+pub async fn rack_logs(
+    State(rack): State<Arc<Rack>>,
+    Query(q): Query<RackLogQuery>,
+) -> ApiResult<Response> {
+    let read_error = |e: std::io::Error| {
+        Error::Internal(format!(
+            "cannot read the rack's logs in {}: {e}",
+            rack.data_dir.display()
+        ))
+    };
+    let mut logs = crate::logs::rack::RackLogs::new(&rack.data_dir);
+    let (logs, mut past) =
+        tokio::task::spawn_blocking(move || logs.poll().map(|past| (logs, past)))
+            .await
+            .map_err(|e| Error::Internal(format!("reading the rack's logs failed: {e}")))?
+            .map_err(read_error)?;
+    let tail = q.tail.unwrap_or(100);
+    past.drain(..past.len().saturating_sub(tail));
+    let (tx, rx) = mpsc::channel::<LogEntry>(1024);
+    tokio::spawn(async move {
+        for entry in past {
+            if tx.send(entry).await.is_err() {
+                return;
+            }
+        }
+        if !q.follow {
+            return;
+        }
+        let mut logs = logs;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(RACK_LOG_POLL) => {}
+                () = tx.closed() => return,
+            }
+            let polled = tokio::task::spawn_blocking(move || {
+                let new = logs.poll();
+                (logs, new)
+            })
+            .await;
+            let Ok((back, new)) = polled else { return };
+            logs = back;
+            // A log that cannot be read now (rotated away meanwhile) is tried again.
+            for entry in new.unwrap_or_default() {
+                if tx.send(entry).await.is_err() {
+                    return;
+                }
+            }
+        }
     });
     Ok(ndjson::lines(rx))
 }

@@ -71,6 +71,11 @@ fn api(rack: Arc<Rack>) -> Router {
         .route("/rack", get(rack::info))
         .route("/rack/prune", post(rack::prune))
         .route("/rack/backup", post(rack::backup))
+        .route(
+            "/rack/settings",
+            get(rack::settings).post(rack::change_settings),
+        )
+        .route("/rack/logs", get(logs::rack_logs))
         .route("/instances", get(instances::list))
         .route("/instances/join", post(instances::join))
         .route("/instances/{id}/drain", post(instances::drain))

@@ -1,10 +1,10 @@
-//! `GET /rack`, `POST /rack/prune`, `POST /rack/backup`, `GET /ca.pem`.
+//! `GET /rack`, `POST /rack/prune`, `POST /rack/backup`, `GET|POST /rack/settings`, `GET /ca.pem`.
 
 use super::error::ApiResult;
 use crate::rack::Rack;
 use axum::Json;
 use axum::extract::State;
-use berth_api::{PruneReport, RackInfo};
+use berth_api::{PruneReport, RackInfo, RackSettings, RackSettingsChange};
 use std::sync::Arc;
 
 pub async fn info(State(rack): State<Arc<Rack>>) -> ApiResult<Json<RackInfo>> {
@@ -46,6 +46,25 @@ pub async fn backup(
 
 pub async fn prune(State(rack): State<Arc<Rack>>) -> ApiResult<Json<PruneReport>> {
     Ok(Json(crate::prune::prune(&rack).await?))
+}
+
+pub async fn settings(State(rack): State<Arc<Rack>>) -> Json<RackSettings> {
+    Json(crate::settings::get(&rack))
+}
+
+pub async fn change_settings(
+    State(rack): State<Arc<Rack>>,
+    Json(change): Json<RackSettingsChange>,
+) -> ApiResult<Json<RackSettings>> {
+    // A smaller bound or a shorter retention applies at once.
+    let settings = tokio::task::spawn_blocking(move || {
+        let settings = crate::settings::change(&rack, &change)?;
+        rack.logs.sweep();
+        Ok::<_, crate::Error>(settings)
+    })
+    .await
+    .map_err(|e| crate::Error::Internal(format!("changing the settings failed: {e}")))??;
+    Ok(Json(settings))
 }
 
 /// `GET /ca.pem` (no token): the cluster CA's certificate, which clients check

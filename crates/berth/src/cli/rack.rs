@@ -75,6 +75,14 @@ pub struct ServerArgs {
     /// a private address, e.g. 127.0.0.1:9180
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Remove app log lines older than this (s, m, h, d); a value set with
+    /// `berth rack set log-retention=...` wins
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = crate::resolve::parse_duration)]
+    pub log_retention: u64,
+    /// Keep each app's log under this size, plus one segment (KiB, MiB, GiB); a
+    /// value set with `berth rack set log-max-size=...` wins
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = crate::resolve::parse_size)]
+    pub log_max_size: u64,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +179,27 @@ pub struct RouterArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RackCommand {
+    /// Show the settings that change at run time (log retention); admin only
+    Settings {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Change settings at run time, e.g. `berth rack set log-retention=3d
+    /// log-max-size=500MiB`; kept across restarts, over the server's flags; admin only
+    Set {
+        /// KEY=VALUE: log-retention (s, m, h, d) or log-max-size (KiB, MiB, GiB)
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        pairs: Vec<String>,
+    },
+    /// Show the server's own log and the router's; admin only
+    Logs {
+        /// Keep printing new lines
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        tail: usize,
+    },
     /// Remove this rack's stopped containers and the images no kept release uses;
     /// report what was freed (never touches anything without berth's labels)
     Prune {

@@ -14,11 +14,26 @@ pub async fn run(app: AppArg, json: bool, tail: Option<Tail>, mut query: LogsQue
         berth_core::validate_service_name(s)?;
     }
     query.tail = lines_wanted(tail, std::io::stdout().is_terminal(), terminal_rows);
-    let mut entries = Client::from_config()?.logs(&app, &query).await?;
+    let follow = query.follow;
+    let entries = Client::from_config()?.logs(&app, &query).await?;
+    print(entries, json, follow).await
+}
+
+/// Prints log entries as they come: `TS SOURCE TEXT` or NDJSON. A followed
+/// stream is written line by line; a finished one is buffered (a search can
+/// print millions of lines).
+/// `berth rack logs`: the server's own log and the router's.
+pub async fn rack(json: bool, tail: usize, follow: bool) -> Result<()> {
+    let entries = Client::from_config()?.rack_logs(Some(tail), follow).await?;
+    print(entries, json, follow).await
+}
+
+pub async fn print(mut entries: berth_client::LogStream, json: bool, follow: bool) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     while let Some(entry) = entries.next().await {
         let entry = entry?;
-        let mut out = std::io::stdout().lock();
-        let written = if json {
+        let mut written = if json {
             serde_json::to_writer(&mut out, &entry)
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(out))
@@ -26,6 +41,9 @@ pub async fn run(app: AppArg, json: bool, tail: Option<Tail>, mut query: LogsQue
             // The server sends fixed-width timestamps, so the columns line up.
             writeln!(out, "{} {} {}", entry.ts, entry.source, entry.text)
         };
+        if follow && written.is_ok() {
+            written = out.flush();
+        }
         match written {
             Ok(()) => {}
             // `berth logs | head`: the reader went away; that is not an error.
@@ -33,7 +51,10 @@ pub async fn run(app: AppArg, json: bool, tail: Option<Tail>, mut query: LogsQue
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// The stored lines to ask for: `--tail` as given; else the last screenful

@@ -130,10 +130,65 @@ pub async fn run(json: JsonArg, command: Option<RackCommand>) -> Result<()> {
     match command {
         None => info(json.json).await,
         Some(RackCommand::Prune { json: prune_json }) => prune(json.json || prune_json.json).await,
-        Some(RackCommand::Backup { .. } | RackCommand::Restore { .. }) => {
-            bail!("berth rack backup and restore are run by the backup commands")
+        Some(
+            RackCommand::Backup { .. } | RackCommand::Restore { .. } | RackCommand::Logs { .. },
+        ) => {
+            bail!("berth rack backup, restore and logs are run by the backup and logs commands")
+        }
+        Some(RackCommand::Settings {
+            json: settings_json,
+        }) => settings(json.json || settings_json.json).await,
+        Some(RackCommand::Set { pairs }) => set(&pairs).await,
+    }
+}
+
+async fn settings(json: bool) -> Result<()> {
+    let settings = Client::from_config()?.rack_settings().await?;
+    print_settings(&settings, json)
+}
+
+fn print_settings(settings: &berth_api::RackSettings, json: bool) -> Result<()> {
+    if json {
+        return print_json(settings);
+    }
+    print!(
+        "{}",
+        key_values(&[
+            ("log-retention", long_span(settings.log_retention_secs)),
+            ("log-max-size", bytes(settings.log_max_size_bytes)),
+        ])
+    );
+    Ok(())
+}
+
+/// The change `KEY=VALUE` pairs ask for; every pair is checked before any is sent.
+fn settings_change(pairs: &[String]) -> Result<berth_api::RackSettingsChange> {
+    let mut change = berth_api::RackSettingsChange::default();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("{pair:?} is not KEY=VALUE; use e.g. log-retention=3d or log-max-size=500MiB");
+        };
+        match key.trim() {
+            "log-retention" => {
+                change.log_retention_secs =
+                    Some(crate::resolve::parse_duration(value).map_err(anyhow::Error::msg)?);
+            }
+            "log-max-size" => {
+                change.log_max_size_bytes =
+                    Some(crate::resolve::parse_size(value).map_err(anyhow::Error::msg)?);
+            }
+            other => bail!(
+                "unknown setting {other:?}; the settings are log-retention and log-max-size (see `berth rack settings`)"
+            ),
         }
     }
+    Ok(change)
+}
+
+async fn set(pairs: &[String]) -> Result<()> {
+    let change = settings_change(pairs)?;
+    let settings = Client::from_config()?.change_rack_settings(&change).await?;
+    print_settings(&settings, false)
 }
 
 async fn info(json: bool) -> Result<()> {
@@ -233,5 +288,24 @@ pub async fn instances(json: JsonArg, command: Option<InstancesCommand>) -> Resu
             println!("instance {id} is active: processes may run on it again");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_reads_pairs_and_refuses_unknown_ones() {
+        let change =
+            settings_change(&["log-retention=3d".into(), "log-max-size=500MiB".into()]).unwrap();
+        assert_eq!(change.log_retention_secs, Some(3 * 86_400));
+        assert_eq!(change.log_max_size_bytes, Some(500 << 20));
+        let e = settings_change(&["retention=3d".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log-retention and log-max-size"), "{e}");
+        assert!(settings_change(&["log-retention".into()]).is_err());
+        assert!(settings_change(&["log-max-size=lots".into()]).is_err());
     }
 }
