@@ -797,6 +797,12 @@ impl RouterLink {
     }
 }
 
+/// Asks the router process whose control socket is `control` to finish its
+/// requests and exit (a router left behind by a server that is gone).
+pub async fn stop_router_at(control: &Path) -> io::Result<()> {
+    call(control, &Request::Stop).await.map(|_| ())
+}
+
 /// Makes sure a router answers on the control socket at the wanted address; returns
 /// its HTTP address.
 async fn ensure_running(options: &LinkOptions) -> Result<SocketAddr, ControlError> {

@@ -210,6 +210,14 @@ pub fn init(data_dir: &Path) -> Result<InitOutcome, ServerError> {
     })
 }
 
+/// Gives the rack of `data_dir` (after [`init`]) the id `rack_id` instead of a random
+/// one: `berth start` derives it from the source directory, so that its next start
+/// finds and removes what a crashed one left on the engine (every object carries
+/// `berth.rack`).
+pub fn pin_rack_id(data_dir: &Path, rack_id: &str) -> Result<(), ServerError> {
+    Ok(open_store(data_dir)?.set_meta("rack_id", rack_id)?)
+}
+
 /// Runs the server until `shutdown` resolves. Apps keep running afterwards:
 /// nothing here stops containers on the way out.
 pub async fn run(
