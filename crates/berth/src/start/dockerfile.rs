@@ -63,24 +63,30 @@ pub fn copies(text: &str) -> Vec<Copy> {
 }
 
 /// Where the file `rel` (relative to the build context, cleaned) is in the image:
-/// the last copy that takes it decides, as a later `COPY` overwrites.
-pub fn target(copies: &[Copy], rel: &str) -> Option<String> {
-    copies.iter().rev().find_map(|c| {
-        if c.src.is_empty() {
-            Some(join_abs(&c.dest, rel))
-        } else if rel == c.src {
-            let name = rel.rsplit('/').next().unwrap_or(rel);
-            Some(if c.dest_is_dir {
-                join_abs(&c.dest, name)
+/// every place a copy puts it (a file two `COPY`s take is in both).
+pub fn targets(copies: &[Copy], rel: &str) -> Vec<String> {
+    let mut out: Vec<String> = copies
+        .iter()
+        .filter_map(|c| {
+            if c.src.is_empty() {
+                Some(join_abs(&c.dest, rel))
+            } else if rel == c.src {
+                let name = rel.rsplit('/').next().unwrap_or(rel);
+                Some(if c.dest_is_dir {
+                    join_abs(&c.dest, name)
+                } else {
+                    c.dest.clone()
+                })
             } else {
-                c.dest.clone()
-            })
-        } else {
-            rel.strip_prefix(&c.src)
-                .and_then(|r| r.strip_prefix('/'))
-                .map(|below| join_abs(&c.dest, below))
-        }
-    })
+                rel.strip_prefix(&c.src)
+                    .and_then(|r| r.strip_prefix('/'))
+                    .map(|below| join_abs(&c.dest, below))
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The Dockerfile's instructions, one string each: comments and blank lines
@@ -191,17 +197,18 @@ mod tests {
         let c = copies(
             "FROM scratch\nCOPY busybox /bin/busybox\nCOPY www /www\nCOPY conf/ /etc/\nCOPY one.txt /docs/\n",
         );
+        assert_eq!(targets(&c, "www/index.html"), ["/www/index.html"]);
+        assert_eq!(targets(&c, "www/a/b.css"), ["/www/a/b.css"]);
+        assert_eq!(targets(&c, "busybox"), ["/bin/busybox"]);
+        assert_eq!(targets(&c, "conf/x.conf"), ["/etc/x.conf"]);
+        assert_eq!(targets(&c, "one.txt"), ["/docs/one.txt"]);
+        assert!(targets(&c, "wwwx/a").is_empty());
+        assert!(targets(&c, "src/main.rs").is_empty());
+        let all = copies("FROM scratch\nWORKDIR /app\nCOPY www /www\nCOPY . .\n");
+        assert_eq!(targets(&all, "lib/a.py"), ["/app/lib/a.py"]);
         assert_eq!(
-            target(&c, "www/index.html").as_deref(),
-            Some("/www/index.html")
+            targets(&all, "www/i.html"),
+            ["/app/www/i.html", "/www/i.html"]
         );
-        assert_eq!(target(&c, "www/a/b.css").as_deref(), Some("/www/a/b.css"));
-        assert_eq!(target(&c, "busybox").as_deref(), Some("/bin/busybox"));
-        assert_eq!(target(&c, "conf/x.conf").as_deref(), Some("/etc/x.conf"));
-        assert_eq!(target(&c, "one.txt").as_deref(), Some("/docs/one.txt"));
-        assert_eq!(target(&c, "wwwx/a"), None);
-        assert_eq!(target(&c, "src/main.rs"), None);
-        let all = copies("FROM scratch\nWORKDIR /app\nCOPY . .\n");
-        assert_eq!(target(&all, "lib/a.py").as_deref(), Some("/app/lib/a.py"));
     }
 }

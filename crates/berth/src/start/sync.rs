@@ -202,7 +202,10 @@ impl Layout {
                         path.strip_prefix(context.as_str())
                             .and_then(|r| r.strip_prefix('/'))
                     };
-                    if let Some(target) = rel.and_then(|r| dockerfile::target(copies, r)) {
+                    let targets = rel
+                        .map(|r| dockerfile::targets(copies, r))
+                        .unwrap_or_default();
+                    for target in targets {
                         synced = true;
                         if state.is_some() {
                             plan.copies
