@@ -147,7 +147,6 @@ fn rack_containers(rack: &str) -> Vec<String> {
 fn rack_of(app: &str) -> String {
     docker(&[
         "ps",
-        "-q",
         "--filter",
         &format!("label=berth.app={app}"),
         "--format",
