@@ -71,6 +71,9 @@ pub struct ServerConfig {
     pub api_tls: ApiTls,
     /// Serve Prometheus metrics at `/metrics` on this address (`--metrics`).
     pub metrics_addr: Option<SocketAddr>,
+    /// Stop the router when the server stops (`berth start`, which leaves nothing
+    /// running); `berth server`'s router outlives it.
+    pub stop_router: bool,
 }
 
 /// HTTPS for the API. It is served over HTTPS whenever its address is not a
@@ -361,7 +364,7 @@ pub async fn run(
     let reconciler = tokio::spawn(lifecycle::reconcile::run(rack.clone()));
     let timers = tokio::spawn(timers::run(rack.clone()));
     let sampler = tokio::spawn(rack::usage::sample(rack.clone()));
-    tokio::spawn(write_access_lines(rack.clone(), access_lines));
+    let access = tokio::spawn(write_access_lines(rack.clone(), access_lines));
     certs::push_to_router(&rack);
     let acme = acme.map(|acme| tokio::spawn(acme::run(rack.clone(), acme)));
     tracing::info!(api = %rack.api_url, router = %http_addr, engine, rack = %rack.rack_id, "berth server ready");
@@ -372,7 +375,13 @@ pub async fn run(
     if let Some(acme) = acme {
         acme.abort();
     }
-    tracing::info!("berth server stopped; apps and the router keep running");
+    if config.stop_router {
+        access.abort();
+        rack.router.shut_down().await;
+        tracing::info!("berth server stopped, and its router");
+    } else {
+        tracing::info!("berth server stopped; apps and the router keep running");
+    }
     served.map_err(|source| ServerError::Serve {
         addr: config.api_addr,
         source,

@@ -84,6 +84,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         api_tls,
         swarm: args.swarm,
         metrics_addr: args.metrics,
+        stop_router: false,
     };
     berth_server::run(config, shutdown).await?;
     Ok(())

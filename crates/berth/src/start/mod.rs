@@ -173,12 +173,18 @@ impl Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-        let _ = tokio::time::timeout(
-            Duration::from_secs(15),
-            berth_router::control::stop_router_at(&self.data_dir.join("router.sock")),
-        )
-        .await;
+        // The server stops its router on the way out (`stop_router`); should it
+        // not get there, the router is asked directly.
+        if tokio::time::timeout(Duration::from_secs(20), server)
+            .await
+            .is_err()
+        {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(15),
+                berth_router::control::stop_router_at(&self.data_dir.join("router.sock")),
+            )
+            .await;
+        }
         if let Err(e) = rack::sweep(self.runtime.as_ref(), &self.rack_id, &self.app).await {
             eprintln!(
                 "berth start: could not remove everything from the engine ({e:#}); the next berth start in this directory tries again"
@@ -370,6 +376,7 @@ fn server_config(
         api_tls: berth_server::ApiTls::default(),
         swarm: false,
         metrics_addr: None,
+        stop_router: true,
     })
 }
 
