@@ -283,6 +283,11 @@ async fn serve(
                 if batch.is_empty() {
                     continue;
                 }
+                if batch.iter().any(|p| p == ".env") {
+                    say(
+                        ".env changed: it is read when berth start starts; restart it to use the new values",
+                    );
+                }
                 // Read afresh: the Dockerfile or .dockerignore may be what changed.
                 let layout = match sync::Layout::read(dir, manifest_rel, manifest) {
                     Ok(layout) => layout,
