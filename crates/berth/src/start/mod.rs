@@ -289,6 +289,12 @@ async fn serve(
                     );
                 }
                 // Read afresh: the Dockerfile or .dockerignore may be what changed.
+                // The manifest as it is now (its builds may have changed); one
+                // that does not parse leaves the one read at start, and the deploy names the error.
+                let current = std::fs::read_to_string(dir.join(manifest_rel))
+                    .ok()
+                    .and_then(|text| berth_core::parse_manifest(manifest_rel, &text).ok());
+                let manifest = current.as_ref().unwrap_or(manifest);
                 let layout = match sync::Layout::read(dir, manifest_rel, manifest) {
                     Ok(layout) => layout,
                     Err(e) => {
