@@ -288,9 +288,9 @@ async fn serve(
                         ".env changed: it is read when berth start starts; restart it to use the new values",
                     );
                 }
-                // Read afresh: the Dockerfile or .dockerignore may be what changed.
-                // The manifest as it is now (its builds may have changed); one
-                // that does not parse leaves the one read at start, and the deploy names the error.
+                // Everything read afresh: berth.yml, the Dockerfiles or .dockerignore
+                // may be what changed. A manifest that does not parse leaves the one
+                // read at start (the deploy it causes names the error).
                 let current = std::fs::read_to_string(dir.join(manifest_rel))
                     .ok()
                     .and_then(|text| berth_core::parse_manifest(manifest_rel, &text).ok());
@@ -335,6 +335,8 @@ async fn serve(
                             files
                                 .iter()
                                 .map(|(src, _)| src.as_str())
+                                .collect::<std::collections::BTreeSet<_>>()
+                                .into_iter()
                                 .collect::<Vec<_>>()
                                 .join(", "),
                             if n == 1 { "" } else { "s" }
