@@ -28,6 +28,10 @@ use std::path::{Path, PathBuf};
 /// ignore file and the Dockerfile, and the server reads the manifest from the upload.
 pub const ALWAYS_SENT: &[&str] = &[".dockerignore", "Dockerfile", "berth.yml"];
 
+/// Files never packed unless `.dockerignore` re-includes them (`!.env`): the local
+/// secrets `berth start` reads (`.env`) and its private data dir (`.berth/start`).
+pub const NOT_SENT: &[&str] = &[".env", ".berth/start"];
+
 /// Why packing the source failed. Each message names the path and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -117,28 +121,7 @@ pub fn pack_source_keeping(
     if !meta.is_dir() {
         return Err(SourceError::NotADirectory { path: dir.into() });
     }
-    let ignore_path = dir.join(".dockerignore");
-    let mut rules = match fs::read(&ignore_path) {
-        Ok(bytes) => {
-            let text = String::from_utf8(bytes).map_err(|_| SourceError::Read {
-                path: ignore_path.clone(),
-                source: io::Error::new(io::ErrorKind::InvalidData, "it is not UTF-8 text"),
-            })?;
-            Dockerignore::parse(&text).map_err(|e| SourceError::Pattern {
-                path: ignore_path.clone(),
-                line: e.line,
-                pattern: e.pattern,
-                reason: e.reason,
-            })?
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Dockerignore::default(),
-        Err(source) => {
-            return Err(SourceError::Read {
-                path: ignore_path,
-                source,
-            });
-        }
-    };
+    let mut rules = load_dockerignore(dir)?;
     for path in ALWAYS_SENT.iter().chain(keep) {
         rules.keep(path);
     }
@@ -159,6 +142,36 @@ pub fn pack_source_keeping(
     out.flush()
         .map_err(|source| SourceError::Write { source })?;
     Ok((packer.files, packer.bytes))
+}
+
+/// The rules of `dir/.dockerignore` (none when absent) after [`NOT_SENT`]'s, so
+/// the file can still send those with an exception (`!.env`).
+pub fn load_dockerignore(dir: &Path) -> Result<Dockerignore, SourceError> {
+    let ignore_path = dir.join(".dockerignore");
+    let mut rules = Dockerignore::not_sent();
+    match fs::read(&ignore_path) {
+        Ok(bytes) => {
+            let text = String::from_utf8(bytes).map_err(|_| SourceError::Read {
+                path: ignore_path.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidData, "it is not UTF-8 text"),
+            })?;
+            let file = Dockerignore::parse(&text).map_err(|e| SourceError::Pattern {
+                path: ignore_path.clone(),
+                line: e.line,
+                pattern: e.pattern,
+                reason: e.reason,
+            })?;
+            rules.patterns.extend(file.patterns);
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(SourceError::Read {
+                path: ignore_path,
+                source,
+            });
+        }
+    }
+    Ok(rules)
 }
 
 struct Packer<W: Write> {
@@ -380,6 +393,12 @@ enum Token {
 }
 
 impl Dockerignore {
+    /// The rules excluding [`NOT_SENT`], before any of a `.dockerignore`.
+    pub fn not_sent() -> Self {
+        let text = NOT_SENT.join("\n");
+        Self::parse(&text).unwrap_or_default()
+    }
+
     /// Parse the text of a `.dockerignore`.
     pub fn parse(text: &str) -> Result<Self, PatternError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -842,6 +861,26 @@ mod tests {
         pack_source(root, &mut a).unwrap();
         pack_source(root, &mut b).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn env_file_and_start_data_stay_out_unless_re_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "Dockerfile", "FROM scratch\n");
+        write(root, ".env", "SECRET=1\n");
+        write(root, "sub/.env", "kept: only the top one is left out\n");
+        write(root, ".berth/start/berth.db", "x");
+        write(root, ".berth/other", "x");
+        let (listing, _, _) = pack(root);
+        assert_eq!(
+            paths(&listing),
+            [".berth", ".berth/other", "Dockerfile", "sub", "sub/.env"]
+        );
+        write(root, ".dockerignore", "!.env\n");
+        let (listing, _, _) = pack(root);
+        assert!(listing.contains_key(".env"), "re-included by !.env");
+        assert!(!listing.contains_key(".berth/start/berth.db"));
     }
 
     #[test]

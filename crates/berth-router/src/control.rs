@@ -536,6 +536,9 @@ pub struct RouterLink {
     challenges: Mutex<Arc<HashMap<String, String>>>,
     generation: watch::Sender<u64>,
     acked: watch::Receiver<u64>,
+    /// Set by [`RouterLink::shut_down`]: the watchdog starts no router again and
+    /// no table is pushed.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RouterLink {
@@ -608,6 +611,7 @@ impl RouterLink {
             challenges: Mutex::new(Arc::new(HashMap::new())),
             generation,
             acked,
+            stopped: std::sync::atomic::AtomicBool::new(false),
         });
         let (logs_tx, logs_rx) = mpsc::channel(64);
         let weak = Arc::downgrade(&link);
@@ -789,12 +793,30 @@ impl RouterLink {
         }
     }
 
+    /// Stops a router this link started, for good: the watchdog starts none
+    /// again. A router it only attached to is left running.
+    pub async fn shut_down(&self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if self.spawns
+            && let Err(e) = self.stop_router().await
+        {
+            tracing::debug!("the router did not take the stop request: {e}");
+        }
+    }
+
     /// Asks the router process to finish its requests and exit.
     pub async fn stop_router(&self) -> io::Result<()> {
         call(&self.options.control, &Request::Stop)
             .await
             .map(|_| ())
     }
+}
+
+/// Asks the router process whose control socket is `control` to finish its
+/// requests and exit (a router left behind by a server that is gone).
+pub async fn stop_router_at(control: &Path) -> io::Result<()> {
+    call(control, &Request::Stop).await.map(|_| ())
 }
 
 /// Makes sure a router answers on the control socket at the wanted address; returns
@@ -921,6 +943,9 @@ async fn push_tables(
     while generation.changed().await.is_ok() {
         loop {
             let Some(link) = link.upgrade() else { return };
+            if link.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
             let wanted = *generation.borrow_and_update();
             let routes = to_wire(&link.table());
             let certs = link
@@ -978,6 +1003,9 @@ async fn watchdog(link: std::sync::Weak<RouterLink>) {
     loop {
         tokio::time::sleep(WATCHDOG).await;
         let Some(link) = link.upgrade() else { return };
+        if link.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         if let Ok(reply) = call(&link.options.control, &Request::Hello).await {
             // A router that restarted (its boot id changed) lost its table.
             let restarted = matches!((boot, reply.boot), (Some(was), Some(now)) if was != now);

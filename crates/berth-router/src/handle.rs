@@ -45,6 +45,9 @@ pub trait RouterHandle: Send + Sync + 'static {
     /// What the router counted (on many nodes: all routers' counts added up);
     /// `None` when no router answers.
     async fn metrics(&self) -> Option<crate::RouterMetrics>;
+    /// Stops the router for good, for a server whose router must not outlive it
+    /// (`berth start`); routers the server does not own are left alone.
+    async fn shut_down(&self) {}
 }
 
 #[async_trait]
@@ -98,5 +101,9 @@ impl RouterHandle for RouterLink {
                 None
             }
         }
+    }
+
+    async fn shut_down(&self) {
+        RouterLink::shut_down(self).await
     }
 }

@@ -78,6 +78,9 @@ pub struct ServerConfig {
     /// App log retention (`--log-retention`, `--log-max-size`) while none
     /// was set at run time (`berth rack set`), which wins.
     pub log_retention: logs::Retention,
+    /// Stop the router when the server stops (`berth start`, which leaves nothing
+    /// running); `berth server`'s router outlives it.
+    pub stop_router: bool,
 }
 
 /// HTTPS for the API. It is served over HTTPS whenever its address is not a
@@ -217,6 +220,14 @@ pub fn init(data_dir: &Path) -> Result<InitOutcome, ServerError> {
     Ok(InitOutcome {
         new_admin_token: Some(secret),
     })
+}
+
+/// Gives the rack of `data_dir` (after [`init`]) the id `rack_id` instead of a random
+/// one: `berth start` derives it from the source directory, so that its next start
+/// finds and removes what a crashed one left on the engine (every object carries
+/// `berth.rack`).
+pub fn pin_rack_id(data_dir: &Path, rack_id: &str) -> Result<(), ServerError> {
+    Ok(open_store(data_dir)?.set_meta("rack_id", rack_id)?)
 }
 
 /// Runs the server until `shutdown` resolves. Apps keep running afterwards:
@@ -369,8 +380,8 @@ pub async fn run(
     let reconciler = tokio::spawn(lifecycle::reconcile::run(rack.clone()));
     let timers = tokio::spawn(timers::run(rack.clone()));
     let sampler = tokio::spawn(rack::usage::sample(rack.clone()));
-    tokio::spawn(write_access_lines(rack.clone(), access_lines));
     let retention = tokio::spawn(apply_log_retention(rack.clone()));
+    let access = tokio::spawn(write_access_lines(rack.clone(), access_lines));
     certs::push_to_router(&rack);
     let acme = acme.map(|acme| tokio::spawn(acme::run(rack.clone(), acme)));
     tracing::info!(api = %rack.api_url, router = %http_addr, engine, rack = %rack.rack_id, "berth server ready");
@@ -383,7 +394,13 @@ pub async fn run(
     if let Some(acme) = acme {
         acme.abort();
     }
-    tracing::info!("berth server stopped; apps and the router keep running");
+    if config.stop_router {
+        access.abort();
+        rack.router.shut_down().await;
+        tracing::info!("berth server stopped, and its router");
+    } else {
+        tracing::info!("berth server stopped; apps and the router keep running");
+    }
     served.map_err(|source| ServerError::Serve {
         addr: config.api_addr,
         source,

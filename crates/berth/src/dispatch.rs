@@ -36,6 +36,7 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Build(args) => source::build(args).await,
         Command::Deploy(args) if args.image.is_some() => image::deploy(args).await,
         Command::Deploy(args) => source::deploy(args).await,
+        Command::Start(args) => crate::start::run(args).await,
         Command::Builds { app, json, command } => builds::run(app, json, command).await,
         Command::Releases { app, json, command } => releases::run(app, json, command).await,
         Command::Env {

@@ -16,6 +16,7 @@ mod progress;
 mod resolve;
 mod router;
 mod server;
+mod start;
 
 use clap::Parser;
 use std::process::ExitCode;

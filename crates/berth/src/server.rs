@@ -97,6 +97,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             max_age_secs: args.log_retention,
             max_bytes: args.log_max_size,
         },
+        stop_router: false,
     };
     berth_server::run(config, shutdown).await?;
     Ok(())

@@ -26,6 +26,33 @@ pub struct SourceArgs {
     pub image: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub app: AppArg,
+    /// The source directory
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The manifest, in DIR
+    #[arg(
+        short = 'f',
+        long = "manifest",
+        value_name = "FILE",
+        default_value = "berth.yml"
+    )]
+    pub manifest: PathBuf,
+    /// Show only this service's lines (and events about it)
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Do not watch DIR: changed files are neither copied into the containers nor rebuilt
+    #[arg(long)]
+    pub no_sync: bool,
+    /// Keep the private data dir (DIR/.berth/start: the store and the logs) after exit;
+    /// the next `berth start` replaces it
+    #[arg(long)]
+    pub keep: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AppsCommand {
     /// Create an app

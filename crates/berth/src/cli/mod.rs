@@ -7,7 +7,7 @@ mod rack;
 
 pub use app::{
     AppsCommand, BuildsCommand, EnvCommand, ExecArgs, PsCommand, ReleasesCommand, ResourcesCommand,
-    RunArgs, SourceArgs, VolumesCommand,
+    RunArgs, SourceArgs, StartArgs, VolumesCommand,
 };
 pub use flags::{AppArg, JsonArg, Tail};
 pub use rack::{
@@ -100,6 +100,12 @@ pub enum Command {
 
     /// Upload the source in DIR, build it, and roll the new release out
     Deploy(SourceArgs),
+
+    /// Run the app in DIR on this machine's Docker engine, as a server would run it:
+    /// builds, runs every service, streams their logs, copies changed files into the
+    /// running containers (rebuilding when the Dockerfile, berth.yml or other files
+    /// change); Ctrl-C stops and removes it all (no `berth server` or token needed)
+    Start(StartArgs),
 
     /// List an app's builds, or show one build's output
     Builds {

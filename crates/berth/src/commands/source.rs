@@ -27,6 +27,18 @@ pub async fn deploy(args: SourceArgs) -> Result<()> {
 
 /// Checks the manifest, packs, uploads, follows the work.
 async fn upload(args: SourceArgs, deploy: bool) -> Result<()> {
+    let events = send(args, deploy, None).await?;
+    progress::finish(events).await
+}
+
+/// Checks the manifest, packs and uploads to `client` (else the configured server),
+/// returning the stream of the server's work: what `berth deploy` does before it
+/// follows the work, and what `berth start` does on each rebuild.
+pub async fn send(
+    args: SourceArgs,
+    deploy: bool,
+    client: Option<&Client>,
+) -> Result<berth_client::EventStream> {
     let dir = args.dir;
     let located = resolve::locate_manifest(&dir, &args.manifest)?;
     let shown = located.shown.clone();
@@ -69,7 +81,14 @@ async fn upload(args: SourceArgs, deploy: bool) -> Result<()> {
     // with the server's words.
     check_build_files(&dir, &manifest)?;
 
-    let client = Client::from_config()?;
+    let configured;
+    let client = match client {
+        Some(client) => client,
+        None => {
+            configured = Client::from_config()?;
+            &configured
+        }
+    };
     // Fails early, before packing, when the app is missing or the token is wrong.
     if let Err(e) = client.app(&app).await {
         if e.status() == Some(404)
@@ -79,7 +98,7 @@ async fn upload(args: SourceArgs, deploy: bool) -> Result<()> {
         }
         return Err(e.into());
     }
-    check_required_env(&client, &app, &manifest).await?;
+    check_required_env(client, &app, &manifest).await?;
 
     // The manifest's path in the upload: where it is in the source, else a
     // name of its own (it is sent along: it lives elsewhere, or nothing else
@@ -146,16 +165,15 @@ async fn upload(args: SourceArgs, deploy: bool) -> Result<()> {
     }
 
     let size_on_disk = tar.as_file().metadata().map(|m| m.len()).unwrap_or(size);
-    let (client, app, path, manifest) = (&client, &app, tar.path(), &manifest_rel);
-    let events = progress::upload(size_on_disk, |progress| async move {
+    let (app, path, manifest) = (&app, tar.path(), &manifest_rel);
+    progress::upload(size_on_disk, |progress| async move {
         if deploy {
             client.deploy(app, path, manifest, progress).await
         } else {
             client.build(app, path, manifest, progress).await
         }
     })
-    .await?;
-    progress::finish(events).await
+    .await
 }
 
 /// Fails as the server would when a service's build context or Dockerfile is
