@@ -1,7 +1,10 @@
 //! Wire types shared by the server, the client and the CLI. Serde only.
 //!
-//! Routes (all but `GET /health` and `GET /ca.pem` need `Authorization: Bearer <token>`):
+//! Routes (all but `GET /health`, `GET /ca.pem` and `GET /openapi.json` need
+//! `Authorization: Bearer <token>`); their OpenAPI 3.1 document is `docs/openapi.json`:
 //! - `GET /health` → `"ok"`
+//! - `GET /openapi.json` → this API's OpenAPI 3.1 document (generated from the server's
+//!   handlers and, with the `openapi` feature, this crate's types)
 //! - `GET /ca.pem` → the cluster CA's certificate (`application/x-pem-file`), which a
 //!   client checks against the fingerprint it was given (`berth login --ca-sha256`)
 //! - `GET /rack` → [`RackInfo`]
@@ -98,12 +101,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Body of every error response.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {
     /// What went wrong and how to fix it, in one or two sentences.
     pub error: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RackInfo {
     pub version: String,
@@ -123,11 +128,13 @@ pub struct RackInfo {
     pub releases: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CreateApp {
     pub name: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct App {
     pub name: String,
@@ -140,6 +147,7 @@ pub struct App {
     pub status: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AppInfo {
     #[serde(flatten)]
@@ -153,6 +161,7 @@ pub struct AppInfo {
     pub memory: Option<u64>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ServiceInfo {
     pub name: String,
@@ -166,6 +175,7 @@ pub struct ServiceInfo {
     pub healthy: u32,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Build {
     pub id: String,
@@ -179,12 +189,14 @@ pub struct Build {
     pub error: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildResult {
     pub build: Build,
     pub release: Release,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Release {
     pub id: String,
@@ -201,6 +213,7 @@ pub struct Release {
     pub error: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeployResult {
     pub release: Release,
@@ -208,6 +221,7 @@ pub struct DeployResult {
     pub urls: Vec<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct EnvChange {
     #[serde(default)]
@@ -221,6 +235,7 @@ pub struct EnvChange {
 /// The environment an app's processes get (`GET /apps/{app}/env/effective`): the
 /// values set with `berth env set` and the defaults of the promoted release's
 /// manifest, each with where it comes from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct EffectiveEnv {
     /// The release whose manifest gives the defaults; `None` before the first deploy.
@@ -237,6 +252,7 @@ pub struct EffectiveEnv {
 
 /// The keys of an app's environment without their values (`GET /apps/{app}/env/keys`,
 /// which a `read` token may call).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct EnvKeys {
     /// Sorted: keys set with `env set`, the manifest's defaults, and required keys.
@@ -246,6 +262,7 @@ pub struct EnvKeys {
 }
 
 /// One value of an [`EffectiveEnv`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EnvVar {
     pub key: String,
@@ -257,6 +274,7 @@ pub struct EnvVar {
 }
 
 /// Where an environment value comes from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum EnvSource {
@@ -268,6 +286,7 @@ pub enum EnvSource {
     Service,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct ScaleRequest {
     pub count: Option<u32>,
@@ -277,12 +296,14 @@ pub struct ScaleRequest {
     pub cpu: Option<f64>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct RestartRequest {
     /// `None`: every service.
     pub service: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Process {
     pub id: String,
@@ -323,6 +344,7 @@ pub struct Process {
 }
 
 /// What a [`Process`] is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ProcessKind {
@@ -336,6 +358,7 @@ pub enum ProcessKind {
 }
 
 /// One line of an app's log stream.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LogEntry {
     /// RFC 3339 in UTC with all nine digits of nanoseconds
@@ -353,6 +376,7 @@ pub struct LogEntry {
 }
 
 /// One item of a streamed (NDJSON) response of long work.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
@@ -367,6 +391,7 @@ pub enum Event {
 }
 
 /// `POST /tokens`: a token with `role` (`admin`, `deploy` or `read`), limited to `app` if given.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CreateToken {
     pub role: String,
@@ -375,6 +400,7 @@ pub struct CreateToken {
 }
 
 /// A token as listed (never its secret).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TokenInfo {
     pub id: String,
@@ -385,6 +411,7 @@ pub struct TokenInfo {
 }
 
 /// A new token; `secret` is shown this once and never stored in the clear.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CreatedToken {
     pub token: TokenInfo,
@@ -392,6 +419,7 @@ pub struct CreatedToken {
 }
 
 /// One change made through the API: who, what, when and the answer's status.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AuditEntry {
     pub time: String,
@@ -404,6 +432,7 @@ pub struct AuditEntry {
 
 /// A one-off process to start: `POST /apps/{app}/run` (detached) or the first
 /// text message on the `GET /apps/{app}/run` WebSocket (attached).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct RunRequest {
     pub service: String,
@@ -430,6 +459,7 @@ pub struct RunRequest {
 }
 
 /// A started one-off process.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RunStarted {
     pub id: String,
@@ -437,6 +467,7 @@ pub struct RunStarted {
 }
 
 /// The first text message on the `GET /apps/{app}/processes/{id}/exec` WebSocket.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct ExecRequest {
     pub command: Vec<String>,
@@ -453,6 +484,7 @@ pub struct ExecRequest {
 /// Text messages of a run/exec WebSocket after the request. Binary messages
 /// carry the streams: server → client `[1 (stdout) | 2 (stderr), bytes...]`,
 /// client → server raw stdin bytes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SessionMessage {
@@ -476,6 +508,7 @@ pub enum SessionMessage {
 }
 
 /// A timer of the promoted release and its runs (`GET /apps/{app}/timers`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TimerInfo {
     pub name: String,
@@ -492,6 +525,7 @@ pub struct TimerInfo {
 }
 
 /// A named app volume (`GET /apps/{app}/volumes`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VolumeEntry {
     pub name: String,
@@ -502,6 +536,7 @@ pub struct VolumeEntry {
 }
 
 /// `POST /rack/backup`: what the archive holds.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BackupRequest {
     /// Put the master key in the archive too, and seal the whole archive with
@@ -514,6 +549,7 @@ pub struct BackupRequest {
 }
 
 /// What `POST /rack/prune` removed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PruneReport {
     pub containers: u64,
@@ -523,6 +559,7 @@ pub struct PruneReport {
 }
 
 /// A release with what changed since the one before it (`GET /apps/{app}/releases/{id}/info`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReleaseInfo {
     pub release: Release,
@@ -537,6 +574,7 @@ pub struct ReleaseInfo {
 }
 
 /// A certificate the router serves (`GET /certs`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CertInfo {
     pub id: String,
@@ -552,6 +590,7 @@ pub struct CertInfo {
 }
 
 /// A log drain (`GET /drains`, `GET /apps/{app}/drains`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DrainInfo {
     pub id: String,
@@ -573,6 +612,7 @@ pub struct DrainInfo {
 }
 
 /// `POST /drains`, `POST /apps/{app}/drains`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct AddDrain {
     /// `syslog+tcp://host:port`, `syslog+tls://host:port` or `otlp+http://host:port[/path]`.
@@ -586,6 +626,7 @@ pub struct AddDrain {
 }
 
 /// `POST /certs`: a PEM chain and its PEM private key.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Serialize, Deserialize)]
 pub struct ImportCert {
     pub cert_pem: String,
@@ -599,6 +640,7 @@ impl std::fmt::Debug for ImportCert {
 }
 
 /// `POST /certs/generate`: a self-signed certificate for these names.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct GenerateCert {
     pub domains: Vec<String>,
@@ -606,6 +648,7 @@ pub struct GenerateCert {
 
 /// An agent introduces itself to the server (`POST /agent/hello`, node token),
 /// every few seconds: the server knows the agent is alive by these.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AgentHello {
     /// The Swarm node id of the engine the agent serves.
@@ -622,6 +665,7 @@ pub struct AgentHello {
 
 /// The server's answer to [`AgentHello`]: how to run the node's router and the
 /// certificate to serve the agent's HTTPS with.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AgentWelcome {
     /// The rack (`berth.rack` label) whose containers the agent looks after.
@@ -631,6 +675,7 @@ pub struct AgentWelcome {
 }
 
 /// How every node's router serves.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RouterSettings {
     /// Host address (port) the router serves plain HTTP on, e.g. `0.0.0.0:80`.
@@ -659,6 +704,7 @@ fn default_body_timeout() -> u64 {
 
 /// A certificate for the agent's own HTTPS, issued by the cluster's CA, and
 /// that CA (to trust the server with).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AgentTls {
     pub cert_pem: String,
@@ -668,6 +714,7 @@ pub struct AgentTls {
 
 /// One machine of the rack (`GET /instances`): the engine itself on a single
 /// engine, each Swarm node on a swarm.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Instance {
     pub id: String,
@@ -690,6 +737,7 @@ pub struct Instance {
 
 /// What `POST /instances/join` answers: a new node token and the command that
 /// starts an agent with it on a node.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct JoinInstructions {
     /// The node token's id (revoke it with `berth tokens revoke`).
