@@ -15,12 +15,14 @@
 #   token was made by POST /tokens, the last-admin guard no longer stops it)
 #   would turn every later request into a 401.
 #
-# Usage: scripts/schemathesis.sh [--examples N]   (BERTH: the binary; default target/debug/berth, built when missing)
+# Usage: scripts/schemathesis.sh [SCHEMATHESIS ARGS...]
+#   e.g. `--operation-id post_apps_app_deploy --cassette-path c.yaml` to look at
+#   one route's requests. EXAMPLES (default 25) per operation; BERTH the binary
+#   (default target/debug/berth, built when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 EXAMPLES=${EXAMPLES:-25}
-if [ "${1:-}" = "--examples" ]; then EXAMPLES=$2; fi
 SEED=20261201
 VENV=target/schemathesis-venv
 BERTH=${BERTH:-target/debug/berth}
@@ -76,6 +78,9 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 TOKEN=$(cat "$DATA/admin.token")
+# The document's example app, so the explicit examples reach past "no such app".
+curl -fsS -o /dev/null -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -d '{"name":"shop"}' "$API/apps"
 
 # Tar bodies are sent as the bytes generated for them.
 cat >"$WORK/hooks.py" <<'PY'
@@ -96,10 +101,11 @@ SCHEMATHESIS_HOOKS=hooks PYTHONPATH=$WORK timeout 300 "$VENV/bin/st" run "$API/o
   --experimental=openapi-3.1 \
   --header "Authorization: Bearer $TOKEN" \
   --checks not_a_server_error --checks response_schema_conformance \
+  --data-generation-method all \
   --hypothesis-max-examples "$EXAMPLES" --hypothesis-seed "$SEED" \
   --hypothesis-deadline 60000 --request-timeout 20000 \
   --exclude-operation-id get_apps_app_logs --exclude-operation-id delete_tokens_id \
-  --no-color --show-trace || status=$?
+  --no-color --show-trace "$@" || status=$?
 if [ "$status" -ne 0 ]; then
   log "schemathesis failed; the server's log:"
   tail -50 "$WORK/server.log"

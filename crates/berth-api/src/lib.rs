@@ -131,6 +131,11 @@ pub struct RackInfo {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CreateApp {
+    /// 1 to 30 characters of a-z, 0-9 and '-', starting with a letter, not ending with '-'.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z]([a-z0-9-]{0,28}[a-z0-9])?$", example = "shop")
+    )]
     pub name: String,
 }
 

@@ -65,7 +65,7 @@ pub async fn create(
     get,
     path = "/apps/{app}",
     tag = "apps",
-    params(("app" = String, Path, description = "The app's name")),
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
     responses(
         (status = 200, description = "The app and its services", body = berth_api::AppInfo),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
@@ -90,7 +90,7 @@ pub struct DeleteQuery {
     delete,
     path = "/apps/{app}",
     tag = "apps",
-    params(("app" = String, Path, description = "The app's name"), DeleteQuery),
+    params(("app" = String, Path, description = "The app's name", example = "shop"), DeleteQuery),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody),

@@ -41,7 +41,7 @@ async fn open_upload(
     post,
     path = "/apps/{app}/builds",
     tag = "builds",
-    params(("app" = String, Path, description = "The app's name"), UploadQuery), request_body(content = super::openapi::Tar, content_type = "application/x-tar", description = "A tar archive"),
+    params(("app" = String, Path, description = "The app's name", example = "shop"), UploadQuery), request_body(content = super::openapi::Tar, content_type = "application/x-tar", description = "A tar archive"),
     responses(
         (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
@@ -71,7 +71,7 @@ pub async fn create(
     post,
     path = "/apps/{app}/deploy",
     tag = "builds",
-    params(("app" = String, Path, description = "The app's name"), UploadQuery), request_body(content = super::openapi::Tar, content_type = "application/x-tar", description = "A tar archive"),
+    params(("app" = String, Path, description = "The app's name", example = "shop"), UploadQuery), request_body(content = super::openapi::Tar, content_type = "application/x-tar", description = "A tar archive"),
     responses(
         (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
@@ -109,7 +109,7 @@ pub struct ImageQuery {
     post,
     path = "/apps/{app}/image",
     tag = "builds",
-    params(("app" = String, Path, description = "The app's name"), ImageQuery), request_body(content = super::openapi::Tar, content_type = "application/x-tar", description = "A `docker save` tar"),
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ImageQuery), request_body(content = super::openapi::Tar, content_type = "application/x-tar", description = "A `docker save` tar"),
     responses(
         (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
@@ -148,7 +148,7 @@ pub async fn deploy_image(
     post,
     path = "/apps/{app}/image/layers",
     tag = "builds",
-    params(("app" = String, Path, description = "The app's name")), request_body(content = Vec<String>, description = "Layer chain ids"),
+    params(("app" = String, Path, description = "The app's name", example = "shop")), request_body(content = Vec<String>, description = "Layer chain ids"),
     responses(
         (status = 200, description = "The chain ids the engine has", body = Vec<String>),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
@@ -168,7 +168,7 @@ pub async fn present_layers(
     get,
     path = "/apps/{app}/builds",
     tag = "builds",
-    params(("app" = String, Path, description = "The app's name")),
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
     responses(
         (status = 200, description = "The app's builds", body = Vec<berth_api::Build>),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
@@ -189,7 +189,7 @@ pub async fn list(
     get,
     path = "/apps/{app}/builds/{id}/logs",
     tag = "builds",
-    params(("app" = String, Path, description = "The app's name"), ("id" = String, Path, description = "The build's id")),
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("id" = String, Path, description = "The build's id")),
     responses(
         (status = 200, description = "The build's output", content_type = "text/plain", body = String),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody)

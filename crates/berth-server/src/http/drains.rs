@@ -61,7 +61,7 @@ pub async fn remove(
     get,
     path = "/apps/{app}/drains",
     tag = "drains",
-    params(("app" = String, Path, description = "The app's name")),
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
     responses(
         (status = 200, description = "The app's drains", body = Vec<berth_api::DrainInfo>),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
@@ -78,7 +78,7 @@ pub async fn list_app(
     post,
     path = "/apps/{app}/drains",
     tag = "drains",
-    params(("app" = String, Path, description = "The app's name")), request_body = berth_api::AddDrain,
+    params(("app" = String, Path, description = "The app's name", example = "shop")), request_body = berth_api::AddDrain,
     responses(
         (status = 201, description = "The new drain", body = berth_api::DrainInfo),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
@@ -100,7 +100,7 @@ pub async fn add_app(
     delete,
     path = "/apps/{app}/drains/{id}",
     tag = "drains",
-    params(("app" = String, Path, description = "The app's name"), ("id" = String, Path, description = "The drain's id")),
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("id" = String, Path, description = "The drain's id")),
     responses(
         (status = 204, description = "Removed"),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody)

@@ -39,7 +39,7 @@ pub struct LogQuery {
     get,
     path = "/apps/{app}/logs",
     tag = "logs",
-    params(("app" = String, Path, description = "The app's name"), LogQuery),
+    params(("app" = String, Path, description = "The app's name", example = "shop"), LogQuery),
     responses(
         (status = 200, description = "NDJSON, one `LogEntry` per line in time order (then live lines with `follow=true`)", content_type = "application/x-ndjson", body = berth_api::LogEntry),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),

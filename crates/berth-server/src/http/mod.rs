@@ -25,6 +25,7 @@ mod sessions;
 mod spool;
 pub mod tls;
 mod tokens;
+mod unread;
 mod volumes;
 
 use crate::rack::Rack;
@@ -136,6 +137,8 @@ fn api(rack: Arc<Rack>) -> Router {
                 )
             },
         )
+        // An answer given before the body was read ends the connection.
+        .layer(axum::middleware::from_fn(unread::close_unread))
         // Every answer names the API's version, so a client can refuse a
         // server too old for it (see `berth_api::API_VERSION`).
         .layer(axum::middleware::map_response(

@@ -17,7 +17,7 @@ use std::sync::Arc;
     get,
     path = "/apps/{app}/processes",
     tag = "processes",
-    params(("app" = String, Path, description = "The app's name")),
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
     responses(
         (status = 200, description = "The app's processes and one-offs", body = Vec<berth_api::Process>),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
@@ -35,7 +35,7 @@ pub async fn list(
     delete,
     path = "/apps/{app}/processes/{id}",
     tag = "processes",
-    params(("app" = String, Path, description = "The app's name"), ("id" = String, Path, description = "The process's id")),
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("id" = String, Path, description = "The process's id")),
     responses(
         (status = 204, description = "Stopped (the reconciler starts it again)"),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
@@ -54,7 +54,7 @@ pub async fn stop(
     post,
     path = "/apps/{app}/services/{service}/scale",
     tag = "processes",
-    params(("app" = String, Path, description = "The app's name"), ("service" = String, Path, description = "The service's name")), request_body = berth_api::ScaleRequest,
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("service" = String, Path, description = "The service's name")), request_body = berth_api::ScaleRequest,
     responses(
         (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
@@ -84,7 +84,7 @@ pub async fn scale(
     post,
     path = "/apps/{app}/restart",
     tag = "processes",
-    params(("app" = String, Path, description = "The app's name")), request_body = berth_api::RestartRequest,
+    params(("app" = String, Path, description = "The app's name", example = "shop")), request_body = berth_api::RestartRequest,
     responses(
         (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
@@ -118,7 +118,7 @@ pub async fn restart(
     post,
     path = "/apps/{app}/run",
     tag = "processes",
-    params(("app" = String, Path, description = "The app's name")), request_body = berth_api::RunRequest,
+    params(("app" = String, Path, description = "The app's name", example = "shop")), request_body = berth_api::RunRequest,
     responses(
         (status = 201, description = "The one-off started", body = berth_api::RunStarted),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
@@ -140,7 +140,7 @@ pub async fn run_detached(
     get,
     path = "/apps/{app}/timers",
     tag = "processes",
-    params(("app" = String, Path, description = "The app's name")),
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
     responses(
         (status = 200, description = "The promoted release's timers", body = Vec<berth_api::TimerInfo>),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody)

@@ -24,7 +24,7 @@ pub struct ForceQuery {
     get,
     path = "/apps/{app}/releases",
     tag = "releases",
-    params(("app" = String, Path, description = "The app's name")),
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
     responses(
         (status = 200, description = "The app's releases", body = Vec<berth_api::Release>),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
@@ -48,7 +48,7 @@ pub async fn list(
     post,
     path = "/apps/{app}/releases/{id}/promote",
     tag = "releases",
-    params(("app" = String, Path, description = "The app's name"), ("id" = String, Path, description = "The release's id"), ForceQuery),
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("id" = String, Path, description = "The release's id"), ForceQuery),
     responses(
         (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
@@ -74,7 +74,7 @@ pub async fn promote(
     post,
     path = "/apps/{app}/releases/{id}/rollback",
     tag = "releases",
-    params(("app" = String, Path, description = "The app's name"), ("id" = String, Path, description = "The release's id"), ForceQuery),
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("id" = String, Path, description = "The release's id"), ForceQuery),
     responses(
         (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
@@ -101,7 +101,7 @@ pub async fn rollback(
     get,
     path = "/apps/{app}/releases/{id}/info",
     tag = "releases",
-    params(("app" = String, Path, description = "The app's name"), ("id" = String, Path, description = "The release's id")),
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("id" = String, Path, description = "The release's id")),
     responses(
         (status = 200, description = "The release and what changed since the one before", body = berth_api::ReleaseInfo),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
@@ -119,7 +119,7 @@ pub async fn info(
     get,
     path = "/apps/{app}/env",
     tag = "releases",
-    params(("app" = String, Path, description = "The app's name")),
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
     responses(
         (status = 200, description = "The values set with `env set`", body = std::collections::BTreeMap<String, String>),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
@@ -139,7 +139,7 @@ pub async fn env(
     get,
     path = "/apps/{app}/env/effective",
     tag = "releases",
-    params(("app" = String, Path, description = "The app's name")),
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
     responses(
         (status = 200, description = "Every value and where it comes from", body = berth_api::EffectiveEnv),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
@@ -157,7 +157,7 @@ pub async fn effective_env(
     get,
     path = "/apps/{app}/env/keys",
     tag = "releases",
-    params(("app" = String, Path, description = "The app's name")),
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
     responses(
         (status = 200, description = "The keys, never values", body = berth_api::EnvKeys),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
@@ -174,7 +174,7 @@ pub async fn env_keys(
     post,
     path = "/apps/{app}/env",
     tag = "releases",
-    params(("app" = String, Path, description = "The app's name")), request_body = berth_api::EnvChange,
+    params(("app" = String, Path, description = "The app's name", example = "shop")), request_body = berth_api::EnvChange,
     responses(
         (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),

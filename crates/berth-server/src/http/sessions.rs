@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
     get,
     path = "/apps/{app}/run",
     tag = "processes",
-    params(("app" = String, Path, description = "The app's name")),
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
     responses(
         (status = 101, description = "WebSocket: the first text message a `RunRequest`, then `SessionMessage`s and stream frames"),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
@@ -73,7 +73,7 @@ pub async fn run(
     get,
     path = "/apps/{app}/processes/{id}/exec",
     tag = "processes",
-    params(("app" = String, Path, description = "The app's name"), ("id" = String, Path, description = "The process's id")),
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("id" = String, Path, description = "The process's id")),
     responses(
         (status = 101, description = "WebSocket: the first text message an `ExecRequest`, then `SessionMessage`s and stream frames"),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),

@@ -16,7 +16,7 @@ use std::sync::Arc;
     get,
     path = "/apps/{app}/volumes",
     tag = "volumes",
-    params(("app" = String, Path, description = "The app's name")),
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
     responses(
         (status = 200, description = "The app's volumes", body = Vec<berth_api::VolumeEntry>),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
@@ -36,7 +36,7 @@ pub async fn list(
     get,
     path = "/apps/{app}/volumes/{name}/archive",
     tag = "volumes",
-    params(("app" = String, Path, description = "The app's name"), ("name" = String, Path, description = "The volume's name")),
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("name" = String, Path, description = "The volume's name")),
     responses(
         (status = 200, description = "A tar of the volume's content", content_type = "application/x-tar", body = super::openapi::Tar),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
@@ -62,7 +62,7 @@ pub async fn backup(
     put,
     path = "/apps/{app}/volumes/{name}/archive",
     tag = "volumes",
-    params(("app" = String, Path, description = "The app's name"), ("name" = String, Path, description = "The volume's name")), request_body(content = super::openapi::Tar, content_type = "application/x-tar", description = "A tar archive"),
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("name" = String, Path, description = "The volume's name")), request_body(content = super::openapi::Tar, content_type = "application/x-tar", description = "A tar archive"),
     responses(
         (status = 204, description = "Extracted into the volume"),
         (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
