@@ -78,9 +78,12 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 TOKEN=$(cat "$DATA/admin.token")
-# The document's example app, so the explicit examples reach past "no such app".
-curl -fsS -o /dev/null -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-  -d '{"name":"shop"}' "$API/apps"
+# The document's example apps, so the explicit examples reach past "no such
+# app": `shop`, and `old-shop` for DELETE /apps/{app}.
+for app in shop old-shop; do
+  curl -fsS -o /dev/null -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d "{\"name\":\"$app\"}" "$API/apps"
+done
 
 # Tar bodies are sent as the bytes generated for them.
 cat >"$WORK/hooks.py" <<'PY'

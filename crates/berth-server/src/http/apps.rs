@@ -90,7 +90,7 @@ pub struct DeleteQuery {
     delete,
     path = "/apps/{app}",
     tag = "apps",
-    params(("app" = String, Path, description = "The app's name", example = "shop"), DeleteQuery),
+    params(("app" = String, Path, description = "The app's name", example = "old-shop"), DeleteQuery),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
