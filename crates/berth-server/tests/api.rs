@@ -321,10 +321,7 @@ async fn answers_given_before_the_body_was_read_close_the_connection() {
             request("/apps/nope/deploy", &t.admin, tar, b"not read"),
             404,
         ),
-        (
-            request("/apps/nope/image", &t.admin, tar, b"not read"),
-            400,
-        ),
+        (request("/apps/nope/image", &t.admin, tar, b"not read"), 400),
         (request("/apps", "wrong", "application/json", b"{}"), 401),
         (request("/no/such/route", &t.admin, tar, b"not read"), 404),
     ] {

@@ -10,7 +10,7 @@
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Version, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::StreamExt;
@@ -20,7 +20,8 @@ use std::task::Poll;
 
 pub async fn close_unread(request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    if axum::body::HttpBody::is_end_stream(&body) {
+    // HTTP/2 ends a stream, not the connection (and has no `Connection` header).
+    if parts.version >= Version::HTTP_2 || axum::body::HttpBody::is_end_stream(&body) {
         return next.run(Request::from_parts(parts, body)).await;
     }
     let read = Arc::new(AtomicBool::new(false));
