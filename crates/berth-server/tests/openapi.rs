@@ -173,6 +173,30 @@ async fn every_route_of_the_router_is_in_the_document_and_served() {
         list(&stale)
     );
 
+    // The public routes (`authz::PUBLIC`) answer without a token and say so
+    // in the document; every other route of the document needs the token.
+    let doc: serde_json::Value =
+        serde_json::from_str(&berth_server::http::openapi_document()).expect("JSON");
+    for (method, path) in &document {
+        let op = &doc["paths"][path][method.to_lowercase()];
+        let public = berth_server::http::authz::PUBLIC.contains(&path.as_str());
+        assert_eq!(
+            op["security"] == serde_json::json!([]),
+            public,
+            "{method} {path}: public {public}, its security: {}",
+            op["security"]
+        );
+        assert_eq!(
+            op["responses"].get("401").is_some(),
+            !public,
+            "{method} {path}: a 401 answer documented only on guarded routes"
+        );
+    }
+    for path in berth_server::http::authz::PUBLIC {
+        let (status, _) = t.call(Method::GET, path, None, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path} without a token");
+    }
+
     // Served as generated, without a token.
     let (status, body) = t.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
