@@ -13,6 +13,9 @@ command -v docker >/dev/null 2>&1 || missing+=(docker.io)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 # CI checks module circles with a Python script.
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# scripts/schemathesis.sh installs schemathesis into a venv (Debian's venv
+# needs ensurepip from python3-venv).
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # tests/tls.rs speaks HTTPS with curl and makes a key with openssl.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)

@@ -1,7 +1,10 @@
 //! Wire types shared by the server, the client and the CLI. Serde only.
 //!
-//! Routes (all but `GET /health` and `GET /ca.pem` need `Authorization: Bearer <token>`):
+//! Routes (all but `GET /health`, `GET /ca.pem` and `GET /openapi.json` need
+//! `Authorization: Bearer <token>`); their OpenAPI 3.1 document is `docs/openapi.json`:
 //! - `GET /health` → `"ok"`
+//! - `GET /openapi.json` → this API's OpenAPI 3.1 document (generated from the server's
+//!   handlers and, with the `openapi` feature, this crate's types)
 //! - `GET /ca.pem` → the cluster CA's certificate (`application/x-pem-file`), which a
 //!   client checks against the fingerprint it was given (`berth login --ca-sha256`)
 //! - `GET /rack` → [`RackInfo`]
@@ -105,12 +108,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Body of every error response.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {
     /// What went wrong and how to fix it, in one or two sentences.
     pub error: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RackInfo {
     pub version: String,
@@ -130,11 +135,18 @@ pub struct RackInfo {
     pub releases: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CreateApp {
+    /// 1 to 30 characters of a-z, 0-9 and '-', starting with a letter, not ending with '-'.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z]([a-z0-9-]{0,28}[a-z0-9])?$", example = "shop")
+    )]
     pub name: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct App {
     pub name: String,
@@ -147,6 +159,7 @@ pub struct App {
     pub status: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AppInfo {
     #[serde(flatten)]
@@ -160,6 +173,7 @@ pub struct AppInfo {
     pub memory: Option<u64>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ServiceInfo {
     pub name: String,
@@ -173,6 +187,7 @@ pub struct ServiceInfo {
     pub healthy: u32,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Build {
     pub id: String,
@@ -186,12 +201,14 @@ pub struct Build {
     pub error: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildResult {
     pub build: Build,
     pub release: Release,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Release {
     pub id: String,
@@ -208,6 +225,7 @@ pub struct Release {
     pub error: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeployResult {
     pub release: Release,
@@ -215,6 +233,7 @@ pub struct DeployResult {
     pub urls: Vec<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct EnvChange {
     #[serde(default)]
@@ -228,6 +247,7 @@ pub struct EnvChange {
 /// The environment an app's processes get (`GET /apps/{app}/env/effective`): the
 /// values set with `berth env set` and the defaults of the promoted release's
 /// manifest, each with where it comes from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct EffectiveEnv {
     /// The release whose manifest gives the defaults; `None` before the first deploy.
@@ -244,6 +264,7 @@ pub struct EffectiveEnv {
 
 /// The keys of an app's environment without their values (`GET /apps/{app}/env/keys`,
 /// which a `read` token may call).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct EnvKeys {
     /// Sorted: keys set with `env set`, the manifest's defaults, and required keys.
@@ -253,6 +274,7 @@ pub struct EnvKeys {
 }
 
 /// One value of an [`EffectiveEnv`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EnvVar {
     pub key: String,
@@ -264,6 +286,7 @@ pub struct EnvVar {
 }
 
 /// Where an environment value comes from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum EnvSource {
@@ -275,6 +298,7 @@ pub enum EnvSource {
     Service,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct ScaleRequest {
     pub count: Option<u32>,
@@ -284,12 +308,14 @@ pub struct ScaleRequest {
     pub cpu: Option<f64>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct RestartRequest {
     /// `None`: every service.
     pub service: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Process {
     pub id: String,
@@ -330,6 +356,7 @@ pub struct Process {
 }
 
 /// What a [`Process`] is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ProcessKind {
@@ -343,6 +370,7 @@ pub enum ProcessKind {
 }
 
 /// One line of an app's log stream.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LogEntry {
     /// RFC 3339 in UTC with all nine digits of nanoseconds
@@ -360,6 +388,7 @@ pub struct LogEntry {
 }
 
 /// One item of a streamed (NDJSON) response of long work.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
@@ -374,6 +403,7 @@ pub enum Event {
 }
 
 /// `POST /tokens`: a token with `role` (`admin`, `deploy` or `read`), limited to `app` if given.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CreateToken {
     pub role: String,
@@ -382,6 +412,7 @@ pub struct CreateToken {
 }
 
 /// A token as listed (never its secret).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TokenInfo {
     pub id: String,
@@ -392,6 +423,7 @@ pub struct TokenInfo {
 }
 
 /// A new token; `secret` is shown this once and never stored in the clear.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CreatedToken {
     pub token: TokenInfo,
@@ -399,6 +431,7 @@ pub struct CreatedToken {
 }
 
 /// One change made through the API: who, what, when and the answer's status.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AuditEntry {
     pub time: String,
@@ -411,6 +444,7 @@ pub struct AuditEntry {
 
 /// A one-off process to start: `POST /apps/{app}/run` (detached) or the first
 /// text message on the `GET /apps/{app}/run` WebSocket (attached).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct RunRequest {
     pub service: String,
@@ -437,6 +471,7 @@ pub struct RunRequest {
 }
 
 /// A started one-off process.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RunStarted {
     pub id: String,
@@ -444,6 +479,7 @@ pub struct RunStarted {
 }
 
 /// The first text message on the `GET /apps/{app}/processes/{id}/exec` WebSocket.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct ExecRequest {
     pub command: Vec<String>,
@@ -460,6 +496,7 @@ pub struct ExecRequest {
 /// Text messages of a run/exec WebSocket after the request. Binary messages
 /// carry the streams: server → client `[1 (stdout) | 2 (stderr), bytes...]`,
 /// client → server raw stdin bytes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SessionMessage {
@@ -483,6 +520,7 @@ pub enum SessionMessage {
 }
 
 /// A timer of the promoted release and its runs (`GET /apps/{app}/timers`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TimerInfo {
     pub name: String,
@@ -499,6 +537,7 @@ pub struct TimerInfo {
 }
 
 /// A named app volume (`GET /apps/{app}/volumes`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VolumeEntry {
     pub name: String,
@@ -509,6 +548,7 @@ pub struct VolumeEntry {
 }
 
 /// `POST /rack/backup`: what the archive holds.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BackupRequest {
     /// Put the master key in the archive too, and seal the whole archive with
@@ -568,6 +608,7 @@ pub struct RackSettingsChange {
 }
 
 /// What `POST /rack/prune` removed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PruneReport {
     pub containers: u64,
@@ -577,6 +618,7 @@ pub struct PruneReport {
 }
 
 /// A release with what changed since the one before it (`GET /apps/{app}/releases/{id}/info`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReleaseInfo {
     pub release: Release,
@@ -591,6 +633,7 @@ pub struct ReleaseInfo {
 }
 
 /// A certificate the router serves (`GET /certs`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CertInfo {
     pub id: String,
@@ -606,6 +649,7 @@ pub struct CertInfo {
 }
 
 /// A log drain (`GET /drains`, `GET /apps/{app}/drains`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DrainInfo {
     pub id: String,
@@ -627,6 +671,7 @@ pub struct DrainInfo {
 }
 
 /// `POST /drains`, `POST /apps/{app}/drains`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct AddDrain {
     /// `syslog+tcp://host:port`, `syslog+tls://host:port` or `otlp+http://host:port[/path]`.
@@ -640,6 +685,7 @@ pub struct AddDrain {
 }
 
 /// `POST /certs`: a PEM chain and its PEM private key.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Serialize, Deserialize)]
 pub struct ImportCert {
     pub cert_pem: String,
@@ -653,6 +699,7 @@ impl std::fmt::Debug for ImportCert {
 }
 
 /// `POST /certs/generate`: a self-signed certificate for these names.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct GenerateCert {
     pub domains: Vec<String>,
@@ -660,6 +707,7 @@ pub struct GenerateCert {
 
 /// An agent introduces itself to the server (`POST /agent/hello`, node token),
 /// every few seconds: the server knows the agent is alive by these.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AgentHello {
     /// The Swarm node id of the engine the agent serves.
@@ -676,6 +724,7 @@ pub struct AgentHello {
 
 /// The server's answer to [`AgentHello`]: how to run the node's router and the
 /// certificate to serve the agent's HTTPS with.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AgentWelcome {
     /// The rack (`berth.rack` label) whose containers the agent looks after.
@@ -685,6 +734,7 @@ pub struct AgentWelcome {
 }
 
 /// How every node's router serves.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RouterSettings {
     /// Host address (port) the router serves plain HTTP on, e.g. `0.0.0.0:80`.
@@ -713,6 +763,7 @@ fn default_body_timeout() -> u64 {
 
 /// A certificate for the agent's own HTTPS, issued by the cluster's CA, and
 /// that CA (to trust the server with).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AgentTls {
     pub cert_pem: String,
@@ -722,6 +773,7 @@ pub struct AgentTls {
 
 /// One machine of the rack (`GET /instances`): the engine itself on a single
 /// engine, each Swarm node on a swarm.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Instance {
     pub id: String,
@@ -744,6 +796,7 @@ pub struct Instance {
 
 /// What `POST /instances/join` answers: a new node token and the command that
 /// starts an agent with it on a node.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct JoinInstructions {
     /// The node token's id (revoke it with `berth tokens revoke`).

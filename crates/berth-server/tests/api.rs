@@ -302,6 +302,74 @@ async fn bad_json_wrong_types_and_framework_refusals_get_the_json_error_body() {
     assert!(error_of(&body).contains("no such API route"), "{body}");
 }
 
+/// Found by schemathesis: an answer given before the body was read (a wrong
+/// token, an unknown app, a bad query) came over a connection hyper then
+/// closed, without `Connection: close`, so a keep-alive client's next request
+/// on it failed. Such answers now say `Connection: close`; answers to bodies
+/// that were read keep the connection.
+#[tokio::test]
+async fn answers_given_before_the_body_was_read_close_the_connection() {
+    let t = TestRack::new().await;
+    let request = |uri: &str, token: &str, content_type: &str, body: &'static [u8]| {
+        Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .expect("a request")
+    };
+    let close = |response: &axum::response::Response| {
+        response
+            .headers()
+            .get(header::CONNECTION)
+            .map(|v| v.as_bytes().to_vec())
+    };
+    let tar = "application/x-tar";
+    for (req, status) in [
+        (
+            request("/apps/nope/deploy", &t.admin, tar, b"not read"),
+            404,
+        ),
+        (request("/apps/nope/image", &t.admin, tar, b"not read"), 400),
+        (request("/apps", "wrong", "application/json", b"{}"), 401),
+        (request("/no/such/route", &t.admin, tar, b"not read"), 404),
+    ] {
+        let uri = req.uri().to_string();
+        let response = berth_server::http::app(t.rack.clone())
+            .oneshot(req)
+            .await
+            .expect("an answer");
+        assert_eq!(response.status().as_u16(), status, "{uri}");
+        assert_eq!(close(&response), Some(b"close".to_vec()), "{uri}");
+    }
+    // A body read to its end keeps the connection, refused or not.
+    for (body, status) in [
+        (&b"{\"name\":\"shop\"}"[..], 201),
+        (&b"{\"name\":7}"[..], 422),
+    ] {
+        let response = berth_server::http::app(t.rack.clone())
+            .oneshot(request("/apps", &t.admin, "application/json", body))
+            .await
+            .expect("an answer");
+        assert_eq!(response.status().as_u16(), status);
+        assert_eq!(close(&response), None);
+    }
+    // And so does a request without a body.
+    let response = berth_server::http::app(t.rack.clone())
+        .oneshot(
+            Request::builder()
+                .uri("/apps/nope")
+                .header(header::AUTHORIZATION, format!("Bearer {}", t.admin))
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(close(&response), None);
+}
+
 #[tokio::test]
 async fn unknown_apps_and_bad_names_say_what_to_do_on_every_app_route() {
     let t = TestRack::new().await;

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 /// `GET /apps[?services=true]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Each app as `GET /apps/{app}` answers it (its services), in one call.
     #[serde(default)]
@@ -21,6 +22,15 @@ pub struct ListQuery {
 }
 
 /// `GET /apps`: a token limited to one app sees only that app.
+#[utoipa::path(
+    get,
+    path = "/apps",
+    tag = "apps",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The apps (with `services=true` each as `GET /apps/{app}` answers it, an `AppInfo`)", body = Vec<berth_api::App>)
+    )
+)]
 pub async fn list(
     State(rack): State<Arc<Rack>>,
     Extension(who): Extension<Identity>,
@@ -33,6 +43,17 @@ pub async fn list(
     Ok(Json(infos).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/apps",
+    tag = "apps",
+    request_body = berth_api::CreateApp,
+    responses(
+        (status = 201, description = "The new app", body = berth_api::App),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 409, description = "Refused in the current state (the message says why)", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn create(
     State(rack): State<Arc<Rack>>,
     Json(body): Json<CreateApp>,
@@ -40,6 +61,16 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(apps::create(&rack, &body.name)?)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/apps/{app}",
+    tag = "apps",
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
+    responses(
+        (status = 200, description = "The app and its services", body = berth_api::AppInfo),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn info(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -48,12 +79,25 @@ pub async fn info(
 }
 
 /// `DELETE /apps/{app}?volumes=true`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     #[serde(default)]
     volumes: bool,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/apps/{app}",
+    tag = "apps",
+    params(("app" = String, Path, description = "The app's name", example = "old-shop"), DeleteQuery),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 409, description = "Refused in the current state (the message says why)", body = berth_api::ErrorBody),
+        (status = 502, description = "The container engine refused", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn delete(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,

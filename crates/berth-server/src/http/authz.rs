@@ -11,6 +11,9 @@
 use axum::http::Method;
 use berth_store::access::{Identity, NODE_ROLE};
 
+/// Routes outside the guard: they need no token (`GET` only).
+pub const PUBLIC: [&str; 3] = ["/health", "/ca.pem", "/openapi.json"];
+
 /// The least role a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Need {
@@ -20,7 +23,7 @@ pub enum Need {
 }
 
 impl Need {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Need::Read => "read",
             Need::Deploy => "deploy",

@@ -16,7 +16,8 @@ use berth_api::{Build, BuildResult};
 use serde::Deserialize;
 use std::sync::Arc;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     manifest: Option<String>,
 }
@@ -36,6 +37,19 @@ async fn open_upload(
 }
 
 /// `POST /apps/{app}/builds`: build into a new release, not promoted.
+#[utoipa::path(
+    post,
+    path = "/apps/{app}/builds",
+    tag = "builds",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), UploadQuery), request_body(content = super::openapi::Tar, content_type = "application/x-tar", description = "A tar archive"),
+    responses(
+        (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 413, description = "The upload is larger than --max-upload", body = berth_api::ErrorBody),
+        (status = 507, description = "The disk is full", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn create(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -53,6 +67,20 @@ pub async fn create(
 }
 
 /// `POST /apps/{app}/deploy`: build, then roll the release out.
+#[utoipa::path(
+    post,
+    path = "/apps/{app}/deploy",
+    tag = "builds",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), UploadQuery), request_body(content = super::openapi::Tar, content_type = "application/x-tar", description = "A tar archive"),
+    responses(
+        (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 409, description = "Refused in the current state (the message says why)", body = berth_api::ErrorBody),
+        (status = 413, description = "The upload is larger than --max-upload", body = berth_api::ErrorBody),
+        (status = 507, description = "The disk is full", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn deploy(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -69,13 +97,28 @@ pub async fn deploy(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImageQuery {
     image: String,
     manifest_text: Option<String>,
 }
 
 /// `POST /apps/{app}/image`: body is a `docker save` tar, released and rolled out.
+#[utoipa::path(
+    post,
+    path = "/apps/{app}/image",
+    tag = "builds",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ImageQuery), request_body(content = super::openapi::Tar, content_type = "application/x-tar", description = "A `docker save` tar"),
+    responses(
+        (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 409, description = "Refused in the current state (the message says why)", body = berth_api::ErrorBody),
+        (status = 413, description = "The upload is larger than --max-upload", body = berth_api::ErrorBody),
+        (status = 507, description = "The disk is full", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn deploy_image(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -101,6 +144,17 @@ pub async fn deploy_image(
 }
 
 /// `POST /apps/{app}/image/layers` (body: chain ids): those the engine has.
+#[utoipa::path(
+    post,
+    path = "/apps/{app}/image/layers",
+    tag = "builds",
+    params(("app" = String, Path, description = "The app's name", example = "shop")), request_body(content = Vec<String>, description = "Layer chain ids"),
+    responses(
+        (status = 200, description = "The chain ids the engine has", body = Vec<String>),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 502, description = "The container engine refused", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn present_layers(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -110,6 +164,16 @@ pub async fn present_layers(
     Ok(Json(builds::present_layers(&rack, chains).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/builds",
+    tag = "builds",
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
+    responses(
+        (status = 200, description = "The app's builds", body = Vec<berth_api::Build>),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn list(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -121,6 +185,16 @@ pub async fn list(
 }
 
 /// `GET /apps/{app}/builds/{id}/logs`: one build's output, as text.
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/builds/{id}/logs",
+    tag = "builds",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("id" = String, Path, description = "The build's id")),
+    responses(
+        (status = 200, description = "The build's output", content_type = "text/plain", body = String),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn logs(
     State(rack): State<Arc<Rack>>,
     Path((app, id)): Path<(String, String)>,

@@ -10,10 +10,28 @@ use axum::http::StatusCode;
 use berth_api::{AddDrain, DrainInfo};
 use std::sync::Arc;
 
+#[utoipa::path(
+    get,
+    path = "/drains",
+    tag = "drains",
+    responses(
+        (status = 200, description = "Every drain", body = Vec<berth_api::DrainInfo>)
+    )
+)]
 pub async fn list(State(rack): State<Arc<Rack>>) -> ApiResult<Json<Vec<DrainInfo>>> {
     Ok(Json(drains::list(&rack, None)?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/drains",
+    tag = "drains",
+    request_body = berth_api::AddDrain,
+    responses(
+        (status = 201, description = "The new rack-wide drain", body = berth_api::DrainInfo),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn add(
     State(rack): State<Arc<Rack>>,
     Json(req): Json<AddDrain>,
@@ -21,6 +39,16 @@ pub async fn add(
     Ok((StatusCode::CREATED, Json(drains::add(&rack, None, &req)?)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/drains/{id}",
+    tag = "drains",
+    params(("id" = String, Path, description = "The drain's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn remove(
     State(rack): State<Arc<Rack>>,
     Path(id): Path<String>,
@@ -29,6 +57,16 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/drains",
+    tag = "drains",
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
+    responses(
+        (status = 200, description = "The app's drains", body = Vec<berth_api::DrainInfo>),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn list_app(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -36,6 +74,17 @@ pub async fn list_app(
     Ok(Json(drains::list(&rack, Some(&app))?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/apps/{app}/drains",
+    tag = "drains",
+    params(("app" = String, Path, description = "The app's name", example = "shop")), request_body = berth_api::AddDrain,
+    responses(
+        (status = 201, description = "The new drain", body = berth_api::DrainInfo),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn add_app(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -47,6 +96,16 @@ pub async fn add_app(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/apps/{app}/drains/{id}",
+    tag = "drains",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("id" = String, Path, description = "The drain's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn remove_app(
     State(rack): State<Arc<Rack>>,
     Path((app, id)): Path<(String, String)>,

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Seconds back from now.
     since: Option<u64>,
@@ -35,6 +36,17 @@ pub struct LogQuery {
     follow: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/logs",
+    tag = "logs",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), LogQuery),
+    responses(
+        (status = 200, description = "NDJSON, one `LogEntry` per line in time order (then live lines with `follow=true`)", content_type = "application/x-ndjson", body = berth_api::LogEntry),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn logs(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,

@@ -18,6 +18,7 @@ mod instances;
 mod logs;
 pub mod metrics;
 mod ndjson;
+pub mod openapi;
 mod processes;
 mod rack;
 mod releases;
@@ -26,6 +27,7 @@ mod sessions;
 mod spool;
 pub mod tls;
 mod tokens;
+mod unread;
 mod volumes;
 
 use crate::rack::Rack;
@@ -34,7 +36,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use error::ApiError;
-use std::sync::Arc;
+use openapi::Contract;
+use std::sync::{Arc, OnceLock};
+use utoipa::OpenApi;
 
 /// Largest JSON request body.
 const MAX_JSON_BODY: usize = 1 << 20;
@@ -140,8 +144,9 @@ fn api(rack: Arc<Rack>) -> Router {
             rack.clone(),
             guard::guard,
         ))
-        .route("/health", get(|| async { "ok" }))
+        .route("/health", get(rack::health))
         .route("/ca.pem", get(rack::ca_pem))
+        .route("/openapi.json", get(openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(
             rack.clone(),
             metrics::count,
@@ -157,6 +162,8 @@ fn api(rack: Arc<Rack>) -> Router {
                 )
             },
         )
+        // An answer given before the body was read ends the connection.
+        .layer(axum::middleware::from_fn(unread::close_unread))
         // Every answer names the API's version, so a client can refuse a
         // server too old for it (see `berth_api::API_VERSION`).
         .layer(axum::middleware::map_response(
@@ -169,4 +176,94 @@ fn api(rack: Arc<Rack>) -> Router {
             },
         ))
         .with_state(rack)
+}
+
+/// The API's OpenAPI 3.1 document: every route of `api` (a test checks that
+/// none is missing, and that `docs/openapi.json` is this document).
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        rack::health,
+        rack::ca_pem,
+        openapi_json,
+        rack::info,
+        rack::prune,
+        rack::backup,
+        instances::list,
+        instances::join,
+        instances::drain,
+        instances::activate,
+        instances::agent_hello,
+        apps::list,
+        apps::create,
+        apps::info,
+        apps::delete,
+        builds::create,
+        builds::list,
+        builds::deploy,
+        builds::deploy_image,
+        builds::present_layers,
+        builds::logs,
+        releases::list,
+        releases::promote,
+        releases::rollback,
+        releases::info,
+        releases::env,
+        releases::change_env,
+        releases::effective_env,
+        releases::env_keys,
+        processes::scale,
+        processes::list,
+        processes::stop,
+        processes::restart,
+        processes::run_detached,
+        processes::timers,
+        logs::logs,
+        sessions::run,
+        sessions::exec,
+        volumes::list,
+        volumes::backup,
+        volumes::restore,
+        drains::list_app,
+        drains::add_app,
+        drains::remove_app,
+        drains::list,
+        drains::add,
+        drains::remove,
+        tokens::list,
+        tokens::create,
+        tokens::revoke,
+        tokens::audit,
+        certs::list,
+        certs::import,
+        certs::generate,
+        certs::make_default,
+        certs::delete,
+    ),
+    modifiers(&Contract)
+)]
+struct ApiDoc;
+
+/// The document as `GET /openapi.json` serves it and `docs/openapi.json` holds it.
+pub fn openapi_document() -> String {
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"cannot write the document: {e}\"}}"));
+    text.push('\n');
+    text
+}
+
+/// `GET /openapi.json` (no token): this API's OpenAPI 3.1 document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "rack",
+    responses((status = 200, description = "This document", content_type = "application/json"))
+)]
+async fn openapi_json() -> impl axum::response::IntoResponse {
+    static DOC: OnceLock<String> = OnceLock::new();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        DOC.get_or_init(openapi_document).as_str(),
+    )
 }

@@ -13,6 +13,17 @@ use berth_api::{Process, RestartRequest, RunRequest, RunStarted, ScaleRequest, T
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/processes",
+    tag = "processes",
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
+    responses(
+        (status = 200, description = "The app's processes and one-offs", body = Vec<berth_api::Process>),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 502, description = "The container engine refused", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn list(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -20,6 +31,17 @@ pub async fn list(
     Ok(Json(processes::list(&rack, &app).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/apps/{app}/processes/{id}",
+    tag = "processes",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("id" = String, Path, description = "The process's id")),
+    responses(
+        (status = 204, description = "Stopped (the reconciler starts it again)"),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 502, description = "The container engine refused", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn stop(
     State(rack): State<Arc<Rack>>,
     Path((app, id)): Path<(String, String)>,
@@ -28,6 +50,18 @@ pub async fn stop(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/apps/{app}/services/{service}/scale",
+    tag = "processes",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("service" = String, Path, description = "The service's name")), request_body = berth_api::ScaleRequest,
+    responses(
+        (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 409, description = "Refused in the current state (the message says why)", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn scale(
     State(rack): State<Arc<Rack>>,
     Path((app, service)): Path<(String, String)>,
@@ -46,6 +80,18 @@ pub async fn scale(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/apps/{app}/restart",
+    tag = "processes",
+    params(("app" = String, Path, description = "The app's name", example = "shop")), request_body = berth_api::RestartRequest,
+    responses(
+        (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 409, description = "Refused in the current state (the message says why)", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn restart(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -68,6 +114,19 @@ pub async fn restart(
 }
 
 /// `POST /apps/{app}/run`: a detached one-off.
+#[utoipa::path(
+    post,
+    path = "/apps/{app}/run",
+    tag = "processes",
+    params(("app" = String, Path, description = "The app's name", example = "shop")), request_body = berth_api::RunRequest,
+    responses(
+        (status = 201, description = "The one-off started", body = berth_api::RunStarted),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 409, description = "Refused in the current state (the message says why)", body = berth_api::ErrorBody),
+        (status = 502, description = "The container engine refused", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn run_detached(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -77,6 +136,16 @@ pub async fn run_detached(
     Ok((StatusCode::CREATED, Json(started)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/timers",
+    tag = "processes",
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
+    responses(
+        (status = 200, description = "The promoted release's timers", body = Vec<berth_api::TimerInfo>),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn timers(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,

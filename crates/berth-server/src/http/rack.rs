@@ -7,6 +7,14 @@ use axum::extract::State;
 use berth_api::{PruneReport, RackInfo, RackSettings, RackSettingsChange};
 use std::sync::Arc;
 
+#[utoipa::path(
+    get,
+    path = "/rack",
+    tag = "rack",
+    responses(
+        (status = 200, description = "The rack", body = berth_api::RackInfo)
+    )
+)]
 pub async fn info(State(rack): State<Arc<Rack>>) -> ApiResult<Json<RackInfo>> {
     let (apps, processes, builds, releases) = rack.store.counts()?;
     Ok(Json(RackInfo {
@@ -23,7 +31,31 @@ pub async fn info(State(rack): State<Arc<Rack>>) -> ApiResult<Json<RackInfo>> {
     }))
 }
 
+/// `GET /health` (no token).
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "rack",
+    responses(
+        (status = 200, description = "The server answers", content_type = "text/plain", body = String)
+    )
+)]
+pub async fn health() -> &'static str {
+    "ok"
+}
+
 /// `POST /rack/backup`: the archive (see `crate::backup`), as bytes.
+#[utoipa::path(
+    post,
+    path = "/rack/backup",
+    tag = "rack",
+    request_body = berth_api::BackupRequest,
+    responses(
+        (status = 200, description = "The archive: a tar, or with `with_key` sealed with the passphrase", content_type = "application/x-tar", body = super::openapi::Tar),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 507, description = "The disk is full", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn backup(
     State(rack): State<Arc<Rack>>,
     Json(req): Json<berth_api::BackupRequest>,
@@ -44,6 +76,15 @@ pub async fn backup(
         .into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/rack/prune",
+    tag = "rack",
+    responses(
+        (status = 200, description = "What was removed", body = berth_api::PruneReport),
+        (status = 502, description = "The container engine refused", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn prune(State(rack): State<Arc<Rack>>) -> ApiResult<Json<PruneReport>> {
     Ok(Json(crate::prune::prune(&rack).await?))
 }
@@ -69,6 +110,14 @@ pub async fn change_settings(
 
 /// `GET /ca.pem` (no token): the cluster CA's certificate, which clients check
 /// against the fingerprint they were given before trusting it.
+#[utoipa::path(
+    get,
+    path = "/ca.pem",
+    tag = "rack",
+    responses(
+        (status = 200, description = "The cluster CA's certificate", content_type = "application/x-pem-file", body = String)
+    )
+)]
 pub async fn ca_pem(State(rack): State<Arc<Rack>>) -> impl axum::response::IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],

@@ -13,12 +13,23 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// `?force=true` of promote and rollback.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ForceQuery {
     #[serde(default)]
     force: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/releases",
+    tag = "releases",
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
+    responses(
+        (status = 200, description = "The app's releases", body = Vec<berth_api::Release>),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn list(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -33,6 +44,18 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/apps/{app}/releases/{id}/promote",
+    tag = "releases",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("id" = String, Path, description = "The release's id"), ForceQuery),
+    responses(
+        (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 409, description = "Refused in the current state (the message says why)", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn promote(
     State(rack): State<Arc<Rack>>,
     Path((app, id)): Path<(String, String)>,
@@ -47,6 +70,18 @@ pub async fn promote(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/apps/{app}/releases/{id}/rollback",
+    tag = "releases",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("id" = String, Path, description = "The release's id"), ForceQuery),
+    responses(
+        (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 409, description = "Refused in the current state (the message says why)", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn rollback(
     State(rack): State<Arc<Rack>>,
     Path((app, id)): Path<(String, String)>,
@@ -62,6 +97,16 @@ pub async fn rollback(
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/releases/{id}/info",
+    tag = "releases",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("id" = String, Path, description = "The release's id")),
+    responses(
+        (status = 200, description = "The release and what changed since the one before", body = berth_api::ReleaseInfo),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn info(
     State(rack): State<Arc<Rack>>,
     Path((app, id)): Path<(String, String)>,
@@ -70,6 +115,16 @@ pub async fn info(
 }
 
 /// `GET /apps/{app}/env`: the values (a `deploy` role reads them, see `authz`).
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/env",
+    tag = "releases",
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
+    responses(
+        (status = 200, description = "The values set with `env set`", body = std::collections::BTreeMap<String, String>),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn env(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -80,6 +135,16 @@ pub async fn env(
 
 /// `GET /apps/{app}/env/effective`: the values with the manifest's defaults
 /// and where each comes from (a `deploy` role reads them, see `authz`).
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/env/effective",
+    tag = "releases",
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
+    responses(
+        (status = 200, description = "Every value and where it comes from", body = berth_api::EffectiveEnv),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn effective_env(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -88,6 +153,16 @@ pub async fn effective_env(
 }
 
 /// `GET /apps/{app}/env/keys`: the keys only, never values (a `read` role lists them).
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/env/keys",
+    tag = "releases",
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
+    responses(
+        (status = 200, description = "The keys, never values", body = berth_api::EnvKeys),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn env_keys(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -95,6 +170,18 @@ pub async fn env_keys(
     Ok(Json(releases::env_keys(&rack, &app)?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/apps/{app}/env",
+    tag = "releases",
+    params(("app" = String, Path, description = "The app's name", example = "shop")), request_body = berth_api::EnvChange,
+    responses(
+        (status = 200, description = "NDJSON, one `Event` per line; the last is `result` or `error`", content_type = "application/x-ndjson", body = berth_api::Event),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 409, description = "Refused in the current state (the message says why)", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn change_env(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,

@@ -16,6 +16,17 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// `GET /apps/{app}/run`: an attached one-off.
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/run",
+    tag = "processes",
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
+    responses(
+        (status = 101, description = "WebSocket: the first text message a `RunRequest`, then `SessionMessage`s and stream frames"),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 426, description = "Not a WebSocket upgrade", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn run(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -58,6 +69,17 @@ pub async fn run(
 
 /// `GET /apps/{app}/processes/{id}/exec`: a command inside a running process
 /// (or a running one-off).
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/processes/{id}/exec",
+    tag = "processes",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("id" = String, Path, description = "The process's id")),
+    responses(
+        (status = 101, description = "WebSocket: the first text message an `ExecRequest`, then `SessionMessage`s and stream frames"),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 426, description = "Not a WebSocket upgrade", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn exec(
     State(rack): State<Arc<Rack>>,
     Path((app, id)): Path<(String, String)>,

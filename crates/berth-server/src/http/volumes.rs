@@ -12,6 +12,17 @@ use berth_api::VolumeEntry;
 use futures_util::StreamExt;
 use std::sync::Arc;
 
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/volumes",
+    tag = "volumes",
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
+    responses(
+        (status = 200, description = "The app's volumes", body = Vec<berth_api::VolumeEntry>),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 502, description = "The container engine refused", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn list(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -21,6 +32,18 @@ pub async fn list(
 }
 
 /// `GET .../archive`: a tar of the volume's content.
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/volumes/{name}/archive",
+    tag = "volumes",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("name" = String, Path, description = "The volume's name")),
+    responses(
+        (status = 200, description = "A tar of the volume's content", content_type = "application/x-tar", body = super::openapi::Tar),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 502, description = "The container engine refused", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn backup(
     State(rack): State<Arc<Rack>>,
     Path((app, volume)): Path<(String, String)>,
@@ -35,6 +58,21 @@ pub async fn backup(
 }
 
 /// `PUT .../archive` (body: tar): extracted into the volume.
+#[utoipa::path(
+    put,
+    path = "/apps/{app}/volumes/{name}/archive",
+    tag = "volumes",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("name" = String, Path, description = "The volume's name")), request_body(content = super::openapi::Tar, content_type = "application/x-tar", description = "A tar archive"),
+    responses(
+        (status = 204, description = "Extracted into the volume"),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 409, description = "Refused in the current state (the message says why)", body = berth_api::ErrorBody),
+        (status = 413, description = "The upload is larger than --max-upload", body = berth_api::ErrorBody),
+        (status = 502, description = "The container engine refused", body = berth_api::ErrorBody),
+        (status = 507, description = "The disk is full", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn restore(
     State(rack): State<Arc<Rack>>,
     Path((app, volume)): Path<(String, String)>,
