@@ -562,6 +562,7 @@ pub struct BackupRequest {
 
 /// A resource of the app's promoted release (`GET /apps/{app}/resources`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResourceEntry {
     pub name: String,
     /// `postgres` or `redis`.
@@ -585,12 +586,14 @@ pub struct ResourceEntry {
 
 /// A resource's URL with its password (`GET /apps/{app}/resources/{name}/url`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResourceUrl {
     pub url: String,
 }
 
 /// `GET /rack/settings`: the rack's settings that can change while it runs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RackSettings {
     /// App log lines older than this are removed (seconds).
     pub log_retention_secs: u64,
@@ -600,6 +603,7 @@ pub struct RackSettings {
 
 /// `POST /rack/settings`: the settings to change; the others stay.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RackSettingsChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_retention_secs: Option<u64>,

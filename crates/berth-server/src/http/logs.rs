@@ -116,7 +116,8 @@ pub async fn logs(
     Ok(ndjson::lines(rx))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RackLogQuery {
     /// Only the last this many lines (default 100; live lines all follow).
     tail: Option<usize>,
@@ -127,6 +128,16 @@ pub struct RackLogQuery {
 /// How often a followed rack log is looked at for new lines.
 const RACK_LOG_POLL: Duration = Duration::from_millis(250);
 
+#[utoipa::path(
+    get,
+    path = "/rack/logs",
+    tag = "logs",
+    params(RackLogQuery),
+    responses(
+        (status = 200, description = "NDJSON, one `LogEntry` per line: the server's own log and the router's in time order (then live lines with `follow=true`)", content_type = "application/x-ndjson", body = berth_api::LogEntry),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn rack_logs(
     State(rack): State<Arc<Rack>>,
     Query(q): Query<RackLogQuery>,

@@ -89,10 +89,28 @@ pub async fn prune(State(rack): State<Arc<Rack>>) -> ApiResult<Json<PruneReport>
     Ok(Json(crate::prune::prune(&rack).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/rack/settings",
+    tag = "rack",
+    responses(
+        (status = 200, description = "The settings that can change while the rack runs", body = berth_api::RackSettings)
+    )
+)]
 pub async fn settings(State(rack): State<Arc<Rack>>) -> Json<RackSettings> {
     Json(crate::settings::get(&rack))
 }
 
+#[utoipa::path(
+    post,
+    path = "/rack/settings",
+    tag = "rack",
+    request_body = berth_api::RackSettingsChange,
+    responses(
+        (status = 200, description = "The settings after the change", body = berth_api::RackSettings),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn change_settings(
     State(rack): State<Arc<Rack>>,
     Json(change): Json<RackSettingsChange>,

@@ -12,6 +12,17 @@ use berth_api::{ResourceEntry, ResourceUrl};
 use futures_util::StreamExt;
 use std::sync::Arc;
 
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/resources",
+    tag = "resources",
+    params(("app" = String, Path, description = "The app's name", example = "shop")),
+    responses(
+        (status = 200, description = "The resources of the app's promoted release, passwords masked", body = Vec<berth_api::ResourceEntry>),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn list(
     State(rack): State<Arc<Rack>>,
     Path(app): Path<String>,
@@ -19,6 +30,17 @@ pub async fn list(
     Ok(Json(resources::list(&rack, &app)?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/resources/{name}",
+    tag = "resources",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("name" = String, Path, description = "The resource's name (a key of `resources:` in berth.yml)")),
+    responses(
+        (status = 200, description = "The resource, its password masked", body = berth_api::ResourceEntry),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn info(
     State(rack): State<Arc<Rack>>,
     Path((app, name)): Path<(String, String)>,
@@ -27,6 +49,17 @@ pub async fn info(
 }
 
 /// `GET .../url`: the URL with its password (audited: it needs the deploy role).
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/resources/{name}/url",
+    tag = "resources",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("name" = String, Path, description = "The resource's name (a key of `resources:` in berth.yml)")),
+    responses(
+        (status = 200, description = "The resource's URL with its password", body = berth_api::ResourceUrl),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn url(
     State(rack): State<Arc<Rack>>,
     Path((app, name)): Path<(String, String)>,
@@ -37,6 +70,19 @@ pub async fn url(
 }
 
 /// `GET .../backup`: a logical dump.
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/resources/{name}/backup",
+    tag = "resources",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("name" = String, Path, description = "The resource's name (a key of `resources:` in berth.yml)")),
+    responses(
+        (status = 200, description = "A logical dump (postgres: `pg_dump --format=custom`)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 409, description = "Refused in the current state (the message says why)", body = berth_api::ErrorBody),
+        (status = 502, description = "The container engine refused", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn backup(
     State(rack): State<Arc<Rack>>,
     Path((app, name)): Path<(String, String)>,
@@ -50,6 +96,19 @@ pub async fn backup(
 }
 
 /// `PUT .../backup` (body: a dump): restored into the resource.
+#[utoipa::path(
+    put,
+    path = "/apps/{app}/resources/{name}/backup",
+    tag = "resources",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("name" = String, Path, description = "The resource's name (a key of `resources:` in berth.yml)")), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A dump made by the backup route"),
+    responses(
+        (status = 204, description = "Restored into the resource"),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 409, description = "Refused in the current state (the message says why)", body = berth_api::ErrorBody),
+        (status = 502, description = "The container engine refused", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn restore(
     State(rack): State<Arc<Rack>>,
     Path((app, name)): Path<(String, String)>,

@@ -126,6 +126,17 @@ pub async fn exec(
 /// bytes are its stdin, the resource's come back as stdout frames; `exit`
 /// when the resource closes the connection), so `berth resources proxy` can
 /// give a local port to a `psql` on the laptop.
+#[utoipa::path(
+    get,
+    path = "/apps/{app}/resources/{name}/proxy",
+    tag = "resources",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("name" = String, Path, description = "The resource's name (a key of `resources:` in berth.yml)")),
+    responses(
+        (status = 101, description = "WebSocket: after a first text message, the client's bytes are stdin frames to the resource and its bytes come back as stdout frames"),
+        (status = 400, description = "Invalid input, named in the message", body = berth_api::ErrorBody),
+        (status = 426, description = "Not a WebSocket upgrade", body = berth_api::ErrorBody)
+    )
+)]
 pub async fn resource_proxy(
     State(rack): State<Arc<Rack>>,
     Path((app, name)): Path<(String, String)>,
