@@ -7,125 +7,18 @@
 
 mod common;
 
+use common::rsyslog::Rsyslog;
 use common::*;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use prost::Message;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// An rsyslogd of the test's own (never the system's): one TCP input on a
-/// loopback port, plain or TLS, writing APP-NAME, PROCID, MSGID, structured
-/// data and MSG of each message as a line of `out.log`.
-struct Rsyslog {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Rsyslog {
-    fn start(dir: &Path, tls: Option<&Path>) -> Rsyslog {
-        std::fs::create_dir_all(dir.join("work")).expect("rsyslog work dir");
-        let port = free_port();
-        let d = dir.display();
-        let input = match tls {
-            None => "module(load=\"imtcp\")\n".to_string(),
-            Some(certs) => {
-                let c = certs.display();
-                format!(
-                    "global(DefaultNetstreamDriver=\"gtls\" DefaultNetstreamDriverCAFile=\"{c}/ca.pem\" \
-                     DefaultNetstreamDriverCertFile=\"{c}/server.pem\" DefaultNetstreamDriverKeyFile=\"{c}/server.key\")\n\
-                     module(load=\"imtcp\" StreamDriver.Name=\"gtls\" StreamDriver.Mode=\"1\" StreamDriver.AuthMode=\"anon\")\n"
-                )
-            }
-        };
-        let conf = format!(
-            "global(workDirectory=\"{d}/work\")\n{input}\
-             input(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\")\n\
-             template(name=\"drn\" type=\"string\" string=\"%app-name% %procid% %msgid% %structured-data% %msg%\\n\")\n\
-             action(type=\"omfile\" file=\"{d}/out.log\" template=\"drn\")\n"
-        );
-        write(dir, "rsyslog.conf", &conf);
-        let mut r = Rsyslog {
-            dir: dir.to_path_buf(),
-            port,
-            child: None,
-        };
-        r.spawn();
-        r
-    }
-
-    fn spawn(&mut self) {
-        let _ = std::fs::remove_file(self.dir.join("rsyslog.pid"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("rsyslogd.log"))
-            .expect("rsyslogd log");
-        // Debian puts it in /usr/sbin, which a user's PATH may not have.
-        let exe = if Path::new("/usr/sbin/rsyslogd").exists() {
-            "/usr/sbin/rsyslogd"
-        } else {
-            "rsyslogd"
-        };
-        let child = Command::new(exe)
-            .arg("-n")
-            .arg("-f")
-            .arg(self.dir.join("rsyslog.conf"))
-            .arg("-i")
-            .arg(self.dir.join("rsyslog.pid"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .spawn()
-            .expect("start rsyslogd (apt-get install rsyslog rsyslog-gnutls; scripts/setup-test-host.sh does)");
-        self.child = Some(child);
-        let up = eventually(Duration::from_secs(15), || {
-            TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-        });
-        assert!(
-            up,
-            "rsyslogd did not listen on {}:\n{}",
-            self.port,
-            self.log()
-        );
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("rsyslogd.log")).unwrap_or_default()
-    }
-
-    fn lines(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("out.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// How many received lines end with `text`.
-    fn count(&self, text: &str) -> usize {
-        self.lines().iter().filter(|l| l.ends_with(text)).count()
-    }
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// One log record as the OTLP receiver got it.
 #[derive(Debug, Clone)]

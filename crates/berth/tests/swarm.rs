@@ -12,6 +12,7 @@
 mod common;
 
 use common::pebble::{Pebble, has_acme_certificate};
+use common::rsyslog::Rsyslog;
 use common::swarm::*;
 use common::{BERTH, BerthCli, eventually, free_port, hello_source, tail, unique_app, write};
 use std::path::Path;
@@ -22,6 +23,15 @@ use std::time::Duration;
 fn an_app_on_three_nodes_is_served_by_every_node_without_a_registry() {
     let rack = SwarmRack::start();
     let app = unique_app("sw");
+    // A rack-wide log drain to an rsyslogd of the test's, added before the
+    // deploy: the nodes' output reaches it through the server.
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let syslog = Rsyslog::start(&scratch.path().join("syslog"), None);
+    rack.ok(&[
+        "drains",
+        "add",
+        &format!("syslog+tcp://127.0.0.1:{}", syslog.port),
+    ]);
     let (source, first) = rack.deploy_hello(&app, 3);
     // Each node that runs a process got the image through berth, layer by layer.
     assert!(first.contains("layers sent"), "{first}");
@@ -62,6 +72,25 @@ fn an_app_on_three_nodes_is_served_by_every_node_without_a_registry() {
         all_nodes_logged,
         "{}",
         rack.ok(&["logs", "-a", &app, "--tail", "50"])
+    );
+    // ... and in the drain: output of every process, on whichever node, with
+    // the app as APP-NAME and the process as PROCID.
+    let ids: Vec<String> = processes
+        .iter()
+        .map(|p| p["id"].as_str().expect("id").to_string())
+        .collect();
+    let drained = eventually(Duration::from_secs(20), || {
+        let lines = syslog.lines();
+        ids.iter().all(|id| {
+            lines
+                .iter()
+                .any(|l| l.split(' ').take(2).eq([app.as_str(), id.as_str()]))
+        })
+    });
+    assert!(
+        drained,
+        "not every process's output reached the drain ({ids:?}):\n{}",
+        tail(&syslog.lines().join("\n"), 30)
     );
 
     // --- exec into and run beside the process on node 3

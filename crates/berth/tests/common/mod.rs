@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pebble;
+pub mod rsyslog;
 pub mod swarm;
 
 use std::io::{Read, Write};
