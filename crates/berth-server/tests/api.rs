@@ -62,6 +62,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/apps/shop/resources/db/backup", "deploy"),
     ("GET", "/apps/shop/resources/db/proxy", "deploy"),
     ("PUT", "/apps/shop/resources/db/backup", "deploy"),
+    ("POST", "/apps/shop/resources/db/upgrade", "deploy"),
     ("GET", "/tokens", "admin"),
     ("POST", "/tokens", "admin"),
     ("DELETE", "/tokens/t1", "admin"),
