@@ -98,6 +98,7 @@ fn body(m: &str, path: &str) -> Option<serde_json::Value> {
         ("POST", "env") => Some(json!({ "set": { "A": "1" } })),
         ("POST", "scale") => Some(json!({ "count": 1 })),
         ("POST", "restart") => Some(json!({})),
+        ("POST", "upgrade") => Some(json!({ "image": "postgres:16" })),
         ("POST", "run") => Some(json!({ "service": "web" })),
         ("POST", "tokens") => Some(json!({ "role": "read" })),
         ("POST", "certs") => Some(json!({ "cert_pem": "", "key_pem": "" })),
