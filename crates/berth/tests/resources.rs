@@ -379,6 +379,21 @@ fn a_database_keeps_its_data_through_releases_restarts_and_backups() {
     server.ok_in(src.path(), &["deploy", ".", "-a", &app]);
     assert_eq!(notes(&server, &app), "first");
     std::fs::write(&other, text).expect("write berth.yml");
+    // A redis resource's backup is a tar of its volume.
+    let next_redis = format!("berth-test/redis:next-{}", std::process::id());
+    docker(&["tag", "berth-test/redis:7", &next_redis]);
+    let said = server.ok(&[
+        "resources",
+        "upgrade",
+        "cache",
+        "--image",
+        &next_redis,
+        "-a",
+        &app,
+    ]);
+    assert!(said.contains(".tar (on the server)"), "{said}");
+    let (_, pong) = server.get(&host(&app), "/cgi-bin/ping");
+    assert_eq!(pong.trim(), "PONG", "redis answers after its upgrade");
 
     // Backup, then restore into a fresh app: the same rows.
     let dump = tempfile::NamedTempFile::new().expect("temp file");
@@ -424,5 +439,5 @@ fn a_database_keeps_its_data_through_releases_restarts_and_backups() {
     assert!(volumes_of(&fresh).is_empty());
     server.ok(&["apps", "delete", &app, "--volumes", "--yes"]);
     assert!(volumes_of(&app).is_empty());
-    docker(&["rmi", &next]);
+    docker(&["rmi", &next, &next_redis]);
 }
