@@ -47,6 +47,24 @@ fn ensure_images() {
     }
 }
 
+/// A second name for a test image, standing for a new version of it; untagged
+/// when dropped, whatever happened.
+struct Tag(String);
+
+impl Tag {
+    fn new(image: &str, repository: &str) -> Tag {
+        let tag = format!("{repository}:next-{}", std::process::id());
+        docker(&["tag", image, &tag]);
+        Tag(tag)
+    }
+}
+
+impl Drop for Tag {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", &self.0]).output();
+    }
+}
+
 fn notes_source() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp source dir");
     copy_dir(
@@ -284,8 +302,8 @@ fn a_database_keeps_its_data_through_releases_restarts_and_backups() {
     std::fs::write(&other, text.clone()).expect("write berth.yml");
 
     // `resources upgrade`: refusals first, each a 4xx naming the fix, nothing changed.
-    let next = format!("berth-test/postgres:next-{}", std::process::id());
-    docker(&["tag", "berth-test/postgres:15", &next]);
+    let next_tag = Tag::new("berth-test/postgres:15", "berth-test/postgres");
+    let next = next_tag.0.clone();
     for (args, expected) in [
         (
             vec!["nope", "--image", next.as_str()],
@@ -380,14 +398,13 @@ fn a_database_keeps_its_data_through_releases_restarts_and_backups() {
     assert_eq!(notes(&server, &app), "first");
     std::fs::write(&other, text).expect("write berth.yml");
     // A redis resource's backup is a tar of its volume.
-    let next_redis = format!("berth-test/redis:next-{}", std::process::id());
-    docker(&["tag", "berth-test/redis:7", &next_redis]);
+    let next_redis = Tag::new("berth-test/redis:7", "berth-test/redis");
     let said = server.ok(&[
         "resources",
         "upgrade",
         "cache",
         "--image",
-        &next_redis,
+        &next_redis.0,
         "-a",
         &app,
     ]);
@@ -439,5 +456,4 @@ fn a_database_keeps_its_data_through_releases_restarts_and_backups() {
     assert!(volumes_of(&fresh).is_empty());
     server.ok(&["apps", "delete", &app, "--volumes", "--yes"]);
     assert!(volumes_of(&app).is_empty());
-    docker(&["rmi", &next, &next_redis]);
 }
