@@ -4,9 +4,10 @@
 //! resource's container is replaced by one of the new image on the same
 //! volume and credentials, and must pass its protocol check. If it does not,
 //! the old image runs again on the same volume and the error names the
-//! backup. The image is recorded in the store (`Store::set_resource_image`),
-//! which wins over the releases' manifests from then on. Callers hold the
-//! app's lock.
+//! backup. Only then is the image recorded in the store
+//! (`Store::set_resource_image`), which wins over the releases' manifests from
+//! then on (so a server stopped half-way starts the old image again). Callers
+//! hold the app's lock.
 
 use crate::error::{Error, Result};
 use crate::lifecycle::health::wait_healthy;
@@ -99,14 +100,14 @@ pub async fn upgrade(
             row.id
         ))
     })?;
-    let recorded = rack.store.resource_image(app, name)?;
-    rack.store.set_resource_image(app, name, Some(image))?;
     step(progress, format!("starting {name} on image {image}")).await;
-    let outcome = match replace(rack, &row).await {
+    let outcome = match replace(rack, &row, Some(image)).await {
         Ok(()) => wait_healthy(rack, &row, &svc).await,
         Err(e) => Err(e.to_string()),
     };
     if outcome.is_ok() {
+        // Recorded only now: a server stopped half-way starts the old image again.
+        rack.store.set_resource_image(app, name, Some(image))?;
         step(progress, format!("{} healthy on image {image}", row.id)).await;
         rack.logs.service_event(
             app,
@@ -127,9 +128,7 @@ pub async fn upgrade(
         format!("{name} did not become healthy on image {image}; going back to {previous}"),
     )
     .await;
-    rack.store
-        .set_resource_image(app, name, recorded.as_deref())?;
-    let back = match replace(rack, &row).await {
+    let back = match replace(rack, &row, None).await {
         Ok(()) => wait_healthy(rack, &row, &svc).await,
         Err(e) => Err(e.to_string()),
     };
@@ -163,15 +162,25 @@ pub async fn upgrade(
 }
 
 /// Stops and removes the container of `row` and starts it again under the
-/// same process id (with the image the store says now).
-async fn replace(rack: &Rack, row: &ProcessRow) -> Result<()> {
+/// same process id, on `image` or (`None`) the one the store and release say.
+async fn replace(rack: &Rack, row: &ProcessRow, image: Option<&str>) -> Result<()> {
     let container = rack.container_of(&row.app, &row.id);
     rack.runtime
         .stop_container(&container, rack.grace_of(row))
         .await?;
     rack.runtime.remove_container(&container).await?;
     rack.forget(&row.app, &row.id);
-    start_process(rack, row).await?;
+    match image {
+        None => {
+            start_process(rack, row).await?;
+        }
+        Some(image) => {
+            let (mut spec, port) = crate::spec::container(rack, row.into()).await?;
+            spec.image = image.to_string();
+            let info = rack.runtime.run_container(&spec).await?;
+            rack.observe(&row.app, &row.id, &info, port, false);
+        }
+    }
     Ok(())
 }
 
