@@ -50,7 +50,10 @@
 //!   dump (`pg_dump --format=custom`; redis: an RDB snapshot); `PUT .../{name}/backup`
 //!   (body: such a dump) → 204 (`pg_restore --clean --if-exists`); both deploy role;
 //!   `GET .../{name}/proxy` (WebSocket, deploy role): first frame `{}`, then binary
-//!   frames are bytes to the resource and `[1, bytes...]` frames its answers, as for exec
+//!   frames are bytes to the resource and `[1, bytes...]` frames its answers, as for exec;
+//!   `POST .../{name}/upgrade` (body: [`ResourceUpgrade`]; deploy role) → NDJSON
+//!   [`Event`]s: the backup, the new container, its check; the last is `result`
+//!   ([`ResourceUpgraded`]) or `error` (the old image runs again)
 //! - `POST /apps/{app}/image?image=NAME[&manifest_text=YAML]` (body: `docker save` tar)
 //!   → NDJSON [`Event`]s: load, build, release, rollout; the last is `result` ([`DeployResult`])
 //! - `POST /apps/{app}/image/layers` (body: `Vec<String>` layer chain ids) → those the
@@ -589,6 +592,27 @@ pub struct ResourceEntry {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResourceUrl {
     pub url: String,
+}
+
+/// `POST /apps/{app}/resources/{name}/upgrade`: the image to run the resource on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResourceUpgrade {
+    /// An image the engine has (`docker load` or build it first).
+    pub image: String,
+}
+
+/// The result of a resource upgrade.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResourceUpgraded {
+    pub name: String,
+    /// The image it runs now.
+    pub image: String,
+    /// The image it ran before.
+    pub previous: String,
+    /// The backup taken first, a path on the server.
+    pub backup: String,
 }
 
 /// `GET /rack/settings`: the rack's settings that can change while it runs.

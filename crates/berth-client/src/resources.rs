@@ -1,7 +1,7 @@
 //! Resource calls: list, info, the URL revealed, and a logical dump out
-//! (backup) and in (restore).
+//! (backup) and in (restore), an upgrade.
 
-use crate::{Client, Error, UPLOAD_CHUNK};
+use crate::{Client, Error, EventStream, UPLOAD_CHUNK};
 use berth_api::{ResourceEntry, ResourceUrl};
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -62,5 +62,19 @@ impl Client {
             .body(reqwest::Body::wrap_stream(body));
         self.send(req, true).await?;
         Ok(())
+    }
+
+    /// `POST /apps/{app}/resources/{name}/upgrade`: a backup first, then the new image.
+    pub async fn resource_upgrade(
+        &self,
+        app: &str,
+        name: &str,
+        image: &str,
+    ) -> Result<EventStream, Error> {
+        let body = berth_api::ResourceUpgrade {
+            image: image.to_string(),
+        };
+        self.post_stream(&["apps", app, "resources", name, "upgrade"], Some(&body))
+            .await
     }
 }

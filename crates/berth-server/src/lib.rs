@@ -39,6 +39,7 @@ pub mod progress;
 pub mod prune;
 pub mod rack;
 pub mod releases;
+pub mod resource_upgrade;
 pub mod resources;
 pub mod settings;
 pub mod spec;

@@ -122,7 +122,10 @@ pub fn list(rack: &Rack, app: &str) -> Result<Vec<ResourceEntry>> {
             Ok(ResourceEntry {
                 name: name.clone(),
                 kind: res.kind.name().into(),
-                image: res.image.clone(),
+                image: rack
+                    .store
+                    .resource_image(app, name)?
+                    .unwrap_or_else(|| res.image.clone()),
                 status: status.into(),
                 process: row.map(|p| p.id.clone()),
                 url: url(rack, app, name, res.kind, false)?,

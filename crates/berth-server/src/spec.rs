@@ -81,7 +81,14 @@ pub async fn container(
     let manifest = rack.manifest(&release_row)?;
     let svc = release_service(&manifest, app, release, service)?;
     let image = match &svc.source {
-        ImageSource::Image(name) => name.clone(),
+        // A resource runs the image `berth resources upgrade` recorded, if any.
+        ImageSource::Image(name) => match &svc.resource {
+            Some(_) => rack
+                .store
+                .resource_image(app, service)?
+                .unwrap_or_else(|| name.clone()),
+            None => name.clone(),
+        },
         ImageSource::Build(_) => {
             let build_id = release_row
                 .build

@@ -194,6 +194,9 @@ CREATE TABLE resource_secrets (
   app TEXT NOT NULL, name TEXT NOT NULL, sealed BLOB NOT NULL, created TEXT NOT NULL,
   PRIMARY KEY (app, name));
 "#,
+    r#"
+ALTER TABLE resource_secrets ADD COLUMN image TEXT;
+"#,
 ];
 
 /// The schema version this build of berth migrates stores to (SQLite's
@@ -466,6 +469,32 @@ impl Store {
             |r| r.get(0),
         )?;
         Ok(self.key.open(&sealed, &aad)?)
+    }
+
+    /// The image resource `name` of `app` was upgraded to (`berth resources
+    /// upgrade`), which wins over its releases' manifests; `None` when never
+    /// upgraded.
+    pub fn resource_image(&self, app: &str, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT image FROM resource_secrets WHERE app = ?1 AND name = ?2",
+                params![app, name],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Records (or with `None` forgets) the image resource `name` of `app`
+    /// runs since an upgrade; goes with the app's rows.
+    pub fn set_resource_image(&self, app: &str, name: &str, image: Option<&str>) -> Result<()> {
+        self.resource_password(app, name)?;
+        self.conn().execute(
+            "UPDATE resource_secrets SET image = ?3 WHERE app = ?1 AND name = ?2",
+            params![app, name, image],
+        )?;
+        Ok(())
     }
 
     // ---- environment ----

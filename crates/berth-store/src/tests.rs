@@ -220,3 +220,29 @@ fn resource_passwords_are_made_once_sealed_and_go_with_the_app() {
     s.create_app("shop").unwrap();
     assert_ne!(s.resource_password("shop", "db").unwrap(), pw);
 }
+
+#[test]
+fn an_upgraded_resource_image_is_kept_with_the_password_and_goes_with_the_app() {
+    let (_d, s) = store();
+    s.create_app("shop").unwrap();
+    assert_eq!(s.resource_image("shop", "db").unwrap(), None);
+    let pw = s.resource_password("shop", "db").unwrap();
+    s.set_resource_image("shop", "db", Some("postgres:16"))
+        .unwrap();
+    assert_eq!(
+        s.resource_image("shop", "db").unwrap().as_deref(),
+        Some("postgres:16")
+    );
+    assert_eq!(
+        s.resource_password("shop", "db").unwrap(),
+        pw,
+        "same credentials"
+    );
+    s.set_resource_image("shop", "db", None).unwrap();
+    assert_eq!(s.resource_image("shop", "db").unwrap(), None);
+    s.set_resource_image("shop", "db", Some("postgres:16"))
+        .unwrap();
+    s.delete_app("shop").unwrap();
+    s.create_app("shop").unwrap();
+    assert_eq!(s.resource_image("shop", "db").unwrap(), None);
+}

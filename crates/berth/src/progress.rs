@@ -2,7 +2,7 @@
 
 use crate::output;
 use anyhow::{Result, bail};
-use berth_api::{BuildResult, DeployResult, Event, Release};
+use berth_api::{BuildResult, DeployResult, Event, Release, ResourceUpgraded};
 use berth_client::EventStream;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -85,6 +85,11 @@ fn print_result(value: &serde_json::Value) {
         );
     } else if let Ok(r) = serde_json::from_value::<Release>(value.clone()) {
         print_release(&r);
+    } else if let Ok(r) = serde_json::from_value::<ResourceUpgraded>(value.clone()) {
+        println!(
+            "resource {} runs image {} (was {}); the backup taken first: {} (on the server); berth.yml should name `image: {}` from now on",
+            r.name, r.image, r.previous, r.backup, r.image
+        );
     }
 }
 

@@ -2,8 +2,9 @@
 //! a postgres resource (examples/notes) and pings a redis one. The data
 //! survives a redeploy, a rollback and a server restart; `resources` masks the
 //! password and `resources url` reveals it; a dump restored into a fresh app
-//! gives the same rows; a release may not change a resource's image; deleting
-//! the app keeps the resource volumes unless `--volumes`.
+//! gives the same rows; a release may not change a resource's image, `resources
+//! upgrade` does (a backup first, back on the old image when the new one fails
+//! its check); deleting the app keeps the resource volumes unless `--volumes`.
 //!
 //! The postgres, redis and psql images are built FROM scratch from Debian's
 //! packages by scripts/debian-images.sh, once per engine (cached by tag).
@@ -43,6 +44,24 @@ fn ensure_images() {
                 stderr(&out)
             );
         }
+    }
+}
+
+/// A second name for a test image, standing for a new version of it; untagged
+/// when dropped, whatever happened.
+struct Tag(String);
+
+impl Tag {
+    fn new(image: &str, repository: &str) -> Tag {
+        let tag = format!("{repository}:next-{}", std::process::id());
+        docker(&["tag", image, &tag]);
+        Tag(tag)
+    }
+}
+
+impl Drop for Tag {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", &self.0]).output();
     }
 }
 
@@ -280,7 +299,118 @@ fn a_database_keeps_its_data_through_releases_restarts_and_backups() {
             && said.contains("berth resources upgrade db --image berth-test/postgres:16"),
         "{said}"
     );
+    std::fs::write(&other, text.clone()).expect("write berth.yml");
+
+    // `resources upgrade`: refusals first, each a 4xx naming the fix, nothing changed.
+    let next_tag = Tag::new("berth-test/postgres:15", "berth-test/postgres");
+    let next = next_tag.0.clone();
+    for (args, expected) in [
+        (
+            vec!["nope", "--image", next.as_str()],
+            "has no resource nope",
+        ),
+        (
+            vec!["db", "--image", "berth-test/postgres:rup-missing"],
+            "docker load",
+        ),
+        (
+            vec!["db", "--image", "berth-test/postgres:15"],
+            "already runs image berth-test/postgres:15",
+        ),
+    ] {
+        let mut cmd = vec!["resources", "upgrade"];
+        cmd.extend(args);
+        cmd.extend(["-a", app.as_str()]);
+        let out = server.cli(&cmd);
+        assert!(!out.status.success(), "{cmd:?} succeeded");
+        assert!(stderr(&out).contains(expected), "{cmd:?}: {}", stderr(&out));
+    }
+    assert_eq!(
+        resource(&server, &app, "db")["process"],
+        db_process.as_str()
+    );
+
+    // A compatible image (the same one under another tag): the rows stay, a
+    // backup is kept on the server, and the new image is recorded.
+    let said = server.ok(&["resources", "upgrade", "db", "--image", &next, "-a", &app]);
+    assert!(said.contains(&format!("runs image {next}")), "{said}");
+    let backups = server.data.path().join("rack/resource-backups").join(&app);
+    let dumps: Vec<_> = std::fs::read_dir(&backups)
+        .unwrap_or_else(|e| panic!("{}: {e}", backups.display()))
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    assert!(said.contains(&dumps[0].display().to_string()), "{said}");
+    assert!(
+        std::fs::read(&dumps[0])
+            .expect("backup")
+            .starts_with(b"PGDMP")
+    );
+    assert_eq!(notes(&server, &app), "first", "data lost by an upgrade");
+    let db = resource(&server, &app, "db");
+    assert_eq!(
+        (db["image"].as_str(), db["status"].as_str()),
+        (Some(next.as_str()), Some("running")),
+        "{db}"
+    );
+
+    // berth.yml must follow: the old image is refused, the new one deploys.
+    let out = server.cli_in(src.path(), &["deploy", ".", "-a", &app]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("berth.yml should say `image: {next}`")),
+        "{said}"
+    );
+
+    // An image that cannot serve the data: refused after the check, the old
+    // image serves again with the same rows, the backup named.
+    let out = server.cli(&[
+        "resources",
+        "upgrade",
+        "db",
+        "--image",
+        "berth-test/psql:15",
+        "-a",
+        &app,
+    ]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("runs image {next} again"))
+            && said.contains("berth resources restore")
+            && said.contains("resource-backups"),
+        "{said}"
+    );
+    assert_eq!(notes(&server, &app), "first", "data after a failed upgrade");
+    let db = resource(&server, &app, "db");
+    assert_eq!(
+        (db["image"].as_str(), db["status"].as_str()),
+        (Some(next.as_str()), Some("running")),
+        "{db}"
+    );
+    std::fs::write(
+        &other,
+        text.replace("berth-test/postgres:15}", &format!("{next}}}")),
+    )
+    .expect("write berth.yml");
+    server.ok_in(src.path(), &["deploy", ".", "-a", &app]);
+    assert_eq!(notes(&server, &app), "first");
     std::fs::write(&other, text).expect("write berth.yml");
+    // A redis resource's backup is a tar of its volume.
+    let next_redis = Tag::new("berth-test/redis:7", "berth-test/redis");
+    let said = server.ok(&[
+        "resources",
+        "upgrade",
+        "cache",
+        "--image",
+        &next_redis.0,
+        "-a",
+        &app,
+    ]);
+    assert!(said.contains(".tar (on the server)"), "{said}");
+    let (_, pong) = server.get(&host(&app), "/cgi-bin/ping");
+    assert_eq!(pong.trim(), "PONG", "redis answers after its upgrade");
 
     // Backup, then restore into a fresh app: the same rows.
     let dump = tempfile::NamedTempFile::new().expect("temp file");

@@ -94,7 +94,8 @@ pub fn need(method: &Method, route: &str) -> Need {
             | "/apps/{app}/volumes/{name}/archive"
             | "/apps/{app}/drains"
             | "/apps/{app}/drains/{id}"
-            | "/apps/{app}/resources/{name}/backup",
+            | "/apps/{app}/resources/{name}/backup"
+            | "/apps/{app}/resources/{name}/upgrade",
         ) => Need::Deploy,
         // Rack-wide log drains (`/drains`) get every app's lines: admin, below.
         // Creating and deleting apps, tokens, the audit trail, and every route not
@@ -313,6 +314,12 @@ mod tests {
                 &put,
                 "/apps/{app}/resources/{name}/backup",
                 "/apps/a/resources/db/backup",
+                [false, true, true],
+            ),
+            (
+                &post,
+                "/apps/{app}/resources/{name}/upgrade",
+                "/apps/a/resources/db/upgrade",
                 [false, true, true],
             ),
             (&post, "/rack/prune", "/rack/prune", [false, false, true]),

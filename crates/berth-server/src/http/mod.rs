@@ -128,6 +128,10 @@ fn api(rack: Arc<Rack>) -> Router {
         .route("/apps/{app}/resources/{name}", get(resources::info))
         .route("/apps/{app}/resources/{name}/url", get(resources::url))
         .route(
+            "/apps/{app}/resources/{name}/upgrade",
+            post(resources::upgrade),
+        )
+        .route(
             "/apps/{app}/resources/{name}/proxy",
             get(sessions::resource_proxy),
         )
@@ -238,6 +242,7 @@ fn api(rack: Arc<Rack>) -> Router {
         resources::url,
         resources::backup,
         resources::restore,
+        resources::upgrade,
         sessions::resource_proxy,
         tokens::list,
         tokens::create,

@@ -1,14 +1,16 @@
-//! `/apps/{app}/resources`: listing, revealing URLs, backup and restore.
+//! `/apps/{app}/resources`: listing, revealing URLs, backup and restore, upgrades.
 
 use super::error::ApiResult;
+use super::ndjson::stream_work;
 use crate::rack::Rack;
+use crate::resource_upgrade;
 use crate::resources;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_api::{ResourceEntry, ResourceUrl};
+use berth_api::{ResourceEntry, ResourceUpgrade, ResourceUrl};
 use futures_util::StreamExt;
 use std::sync::Arc;
 
@@ -120,4 +122,30 @@ pub async fn restore(
         .boxed();
     resources::restore(&rack, &app, &name, dump).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST .../upgrade`: a backup first, then the resource on another image.
+#[utoipa::path(
+    post,
+    path = "/apps/{app}/resources/{name}/upgrade",
+    tag = "resources",
+    params(("app" = String, Path, description = "The app's name", example = "shop"), ("name" = String, Path, description = "The resource's name (a key of `resources:` in berth.yml)")), request_body = berth_api::ResourceUpgrade,
+    responses(
+        (status = 200, description = "NDJSON, one `Event` per line; the last is `result` (a `ResourceUpgraded`) or `error` (the old image runs again)", content_type = "application/x-ndjson", body = berth_api::Event),
+        (status = 400, description = "Invalid input, named in the message (the image it runs, an image the engine does not have)", body = berth_api::ErrorBody),
+        (status = 404, description = "No such app or object", body = berth_api::ErrorBody),
+        (status = 409, description = "Refused in the current state (the message says why)", body = berth_api::ErrorBody),
+        (status = 502, description = "The container engine refused", body = berth_api::ErrorBody)
+    )
+)]
+pub async fn upgrade(
+    State(rack): State<Arc<Rack>>,
+    Path((app, name)): Path<(String, String)>,
+    Json(req): Json<ResourceUpgrade>,
+) -> ApiResult<Response> {
+    // Before the stream starts, so a refusal is a 4xx status; again under the lock.
+    resource_upgrade::check(&rack, &app, &name, &req.image).await?;
+    stream_work(rack, app.clone(), move |rack, progress| async move {
+        resource_upgrade::upgrade(&rack, &app, &name, &req.image, &progress).await
+    })
 }

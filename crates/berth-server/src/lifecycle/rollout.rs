@@ -437,17 +437,23 @@ fn kept_resources(
                 new.kind.name()
             )));
         }
-        if running.image != new.image {
+        // The image an upgrade recorded wins over the row's release.
+        let upgraded = rack.store.resource_image(&row.app, &row.service)?;
+        let running_image = upgraded.clone().unwrap_or(running.image);
+        if running_image != new.image {
+            let fix = if upgraded.is_some() {
+                format!(
+                    "it was upgraded with `berth resources upgrade`, so berth.yml should say `image: {running_image}` now"
+                )
+            } else {
+                format!(
+                    "keep `image: {running_image}` in berth.yml, or upgrade it with `berth resources upgrade {} --image {} -a {}`, which takes a backup first",
+                    row.service, new.image, row.app
+                )
+            };
             return Err(Error::Conflict(format!(
-                "resource {} of app {} runs image {}; this release asks for {}, and a deploy never changes a resource; keep `image: {}` in berth.yml (upgrading with `berth resources upgrade {} --image {} -a {}`, which takes a backup first, is not available yet)",
-                row.service,
-                row.app,
-                running.image,
-                new.image,
-                running.image,
-                row.service,
-                new.image,
-                row.app
+                "resource {} of app {} runs image {running_image}; this release asks for {}, and a deploy never changes a resource; {fix}",
+                row.service, row.app, new.image,
             )));
         }
         kept.insert(row.service.clone());

@@ -243,4 +243,14 @@ pub enum ResourcesCommand {
         /// The resource, as named under `resources:` in berth.yml
         name: String,
     },
+    /// Move the resource to another image, a backup taken first (kept on the
+    /// server); back on the old image if the new one does not get healthy:
+    /// `berth resources upgrade db --image postgres:16`
+    Upgrade {
+        /// The resource, as named under `resources:` in berth.yml
+        name: String,
+        /// The image to run it on (the engine must have it: `docker load` or build it there)
+        #[arg(long)]
+        image: String,
+    },
 }

@@ -1,5 +1,5 @@
 //! `berth resources`: list an app's resources, show one, reveal its URL, back
-//! it up to stdout, restore it from stdin.
+//! it up to stdout, restore it from stdin, upgrade its image.
 
 use crate::cli::{AppArg, JsonArg, ResourcesCommand};
 use crate::output::{bytes, key_values, print_json, print_list, print_text};
@@ -68,6 +68,10 @@ pub async fn run(app: AppArg, json: JsonArg, command: Option<ResourcesCommand>) 
         }
         Some(ResourcesCommand::Backup { name }) => backup(&client, &app, &name).await,
         Some(ResourcesCommand::Proxy { name, port }) => proxy(client, &app, &name, port).await,
+        Some(ResourcesCommand::Upgrade { name, image }) => {
+            berth_core::validate_service_name(&name)?;
+            crate::progress::finish(client.resource_upgrade(&app, &name, &image).await?).await
+        }
         Some(ResourcesCommand::Restore { name }) => {
             berth_core::validate_service_name(&name)?;
             if std::io::stdin().is_terminal() {
