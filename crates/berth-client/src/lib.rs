@@ -604,6 +604,45 @@ impl Client {
         self.decode("GET", &url, resp).await
     }
 
+    /// GETs a body of `content_type` (a volume's tar, a dump), streamed.
+    async fn get_stream(
+        &self,
+        segments: &[&str],
+        content_type: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes, Error>>, Error> {
+        let url = self.url(segments)?;
+        let resp = self.send(self.http.get(url.clone()), true).await?;
+        let resp = self.expect_type("GET", &url, resp, content_type)?;
+        let shown = url.to_string();
+        Ok(resp
+            .bytes_stream()
+            .map(move |c| {
+                c.map_err(|e| Error::Request {
+                    url: shown.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .boxed())
+    }
+
+    /// PUTs what `body` reads (e.g. stdin) as `content_type`, streamed.
+    async fn put_stream(
+        &self,
+        segments: &[&str],
+        content_type: &str,
+        body: impl tokio::io::AsyncRead + Send + 'static,
+    ) -> Result<(), Error> {
+        let url = self.url(segments)?;
+        let body = tokio_util::io::ReaderStream::with_capacity(body, UPLOAD_CHUNK);
+        let req = self
+            .http
+            .put(url)
+            .header("content-type", content_type)
+            .body(reqwest::Body::wrap_stream(body));
+        self.send(req, true).await?;
+        Ok(())
+    }
+
     /// POSTs `body` as JSON (or nothing) and decodes the JSON answer.
     async fn post_json<B: serde::Serialize + ?Sized, T: DeserializeOwned>(
         &self,

@@ -1,10 +1,10 @@
 //! Resource calls: list, info, the URL revealed, and a logical dump out
 //! (backup) and in (restore), an upgrade.
 
-use crate::{Client, Error, EventStream, UPLOAD_CHUNK};
+use crate::{Client, Error, EventStream};
 use berth_api::{ResourceEntry, ResourceUrl};
 use bytes::Bytes;
-use futures_util::stream::{BoxStream, StreamExt};
+use futures_util::stream::BoxStream;
 use tokio::io::AsyncRead;
 
 impl Client {
@@ -30,19 +30,11 @@ impl Client {
         app: &str,
         name: &str,
     ) -> Result<BoxStream<'static, Result<Bytes, Error>>, Error> {
-        let url = self.url(&["apps", app, "resources", name, "backup"])?;
-        let resp = self.send(self.http.get(url.clone()), true).await?;
-        let resp = self.expect_type("GET", &url, resp, "application/octet-stream")?;
-        let shown = url.to_string();
-        Ok(resp
-            .bytes_stream()
-            .map(move |c| {
-                c.map_err(|e| Error::Request {
-                    url: shown.clone(),
-                    reason: e.to_string(),
-                })
-            })
-            .boxed())
+        self.get_stream(
+            &["apps", app, "resources", name, "backup"],
+            "application/octet-stream",
+        )
+        .await
     }
 
     /// `PUT /apps/{app}/resources/{name}/backup`: restores the dump read from
@@ -53,15 +45,12 @@ impl Client {
         name: &str,
         dump: impl AsyncRead + Send + 'static,
     ) -> Result<(), Error> {
-        let url = self.url(&["apps", app, "resources", name, "backup"])?;
-        let body = tokio_util::io::ReaderStream::with_capacity(dump, UPLOAD_CHUNK);
-        let req = self
-            .http
-            .put(url)
-            .header("content-type", "application/octet-stream")
-            .body(reqwest::Body::wrap_stream(body));
-        self.send(req, true).await?;
-        Ok(())
+        self.put_stream(
+            &["apps", app, "resources", name, "backup"],
+            "application/octet-stream",
+            dump,
+        )
+        .await
     }
 
     /// `POST /apps/{app}/resources/{name}/upgrade`: a backup first, then the new image.

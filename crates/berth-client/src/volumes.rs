@@ -1,9 +1,9 @@
 //! Volume calls: list, and a volume's content as a tar out (backup) and in (restore).
 
-use crate::{Client, Error, UPLOAD_CHUNK};
+use crate::{Client, Error};
 use berth_api::VolumeEntry;
 use bytes::Bytes;
-use futures_util::stream::{BoxStream, StreamExt};
+use futures_util::stream::BoxStream;
 use tokio::io::AsyncRead;
 
 impl Client {
@@ -18,19 +18,11 @@ impl Client {
         app: &str,
         name: &str,
     ) -> Result<BoxStream<'static, Result<Bytes, Error>>, Error> {
-        let url = self.url(&["apps", app, "volumes", name, "archive"])?;
-        let resp = self.send(self.http.get(url.clone()), true).await?;
-        let resp = self.expect_type("GET", &url, resp, "application/x-tar")?;
-        let shown = url.to_string();
-        Ok(resp
-            .bytes_stream()
-            .map(move |c| {
-                c.map_err(|e| Error::Request {
-                    url: shown.clone(),
-                    reason: e.to_string(),
-                })
-            })
-            .boxed())
+        self.get_stream(
+            &["apps", app, "volumes", name, "archive"],
+            "application/x-tar",
+        )
+        .await
     }
 
     /// `PUT /apps/{app}/volumes/{name}/archive`: extracts the tar read from `tar` (e.g.
@@ -41,14 +33,11 @@ impl Client {
         name: &str,
         tar: impl AsyncRead + Send + 'static,
     ) -> Result<(), Error> {
-        let url = self.url(&["apps", app, "volumes", name, "archive"])?;
-        let body = tokio_util::io::ReaderStream::with_capacity(tar, UPLOAD_CHUNK);
-        let req = self
-            .http
-            .put(url)
-            .header("content-type", "application/x-tar")
-            .body(reqwest::Body::wrap_stream(body));
-        self.send(req, true).await?;
-        Ok(())
+        self.put_stream(
+            &["apps", app, "volumes", name, "archive"],
+            "application/x-tar",
+            tar,
+        )
+        .await
     }
 }

@@ -206,20 +206,11 @@ async fn take_backup(
         ResourceKind::Postgres => crate::resources::backup(rack, app, name).await?,
         ResourceKind::Redis => crate::volumes::backup(rack, app, name).await?,
     };
-    let t = time::OffsetDateTime::now_utc();
     let extension = match kind {
         ResourceKind::Postgres => "dump",
         ResourceKind::Redis => "tar",
     };
-    let stamp = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
+    let stamp = crate::logs::file_stamp(time::OffsetDateTime::now_utc().unix_timestamp());
     let path = dir.join(format!("{name}-{stamp}.{extension}"));
     let partial = dir.join(format!(".{name}-{stamp}.{extension}.partial"));
     let written = write_all(stream, &partial).await;

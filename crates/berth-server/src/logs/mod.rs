@@ -16,7 +16,7 @@ mod time;
 
 pub use filter::{LogFilter, LogSource, matches};
 pub use reorder::{FOLLOW_WINDOW_NANOS, Reorder};
-pub use segments::Retention;
+pub use segments::{Retention, file_stamp};
 pub use time::{entry_nanos, format_ts, now_nanos};
 
 use berth_api::LogEntry;

@@ -66,7 +66,7 @@ impl Segment {
 }
 
 /// `20261201T213352Z`: a time to the second, for file names.
-fn stamp(secs: i64) -> String {
+pub fn file_stamp(secs: i64) -> String {
     let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs) else {
         return "19700101T000000Z".into();
     };
@@ -107,7 +107,7 @@ pub fn sealed_name(seq: u64, min_nanos: i128, max_nanos: i128) -> String {
     let s = 1_000_000_000i128;
     let from = i64::try_from(min_nanos.div_euclid(s)).unwrap_or(0);
     let to = i64::try_from(max_nanos.div_euclid(s)).unwrap_or(0);
-    format!("{seq:08}_{}_{}.ndjson", stamp(from), stamp(to))
+    format!("{seq:08}_{}_{}.ndjson", file_stamp(from), file_stamp(to))
 }
 
 pub fn open_name(seq: u64) -> String {
