@@ -154,6 +154,7 @@ impl LogBook {
     pub fn append_at(&self, app: &str, ts_nanos: i128, source: &str, text: &str) {
         self.append_entry(
             app,
+            ts_nanos,
             LogEntry {
                 ts: format_ts(ts_nanos),
                 source: source.into(),
@@ -163,11 +164,9 @@ impl LogBook {
         );
     }
 
-    fn append_entry(&self, app: &str, entry: LogEntry) {
-        let Ok(mut line) = serde_json::to_vec(&entry) else {
-            return;
-        };
-        line.push(b'\n');
+    /// Appends `entry`, whose `ts` is `ts_nanos` formatted (the segment's
+    /// time range is kept from the number, not by parsing the text again).
+    fn append_entry(&self, app: &str, ts_nanos: i128, entry: LogEntry) {
         if self
             .deleted
             .lock()
@@ -176,6 +175,10 @@ impl LogBook {
         {
             return;
         }
+        let Ok(mut line) = serde_json::to_vec(&entry) else {
+            return;
+        };
+        line.push(b'\n');
         if let Some(sink) = self.sink.get() {
             sink.entry(app, &entry);
         }
@@ -183,7 +186,6 @@ impl LogBook {
             let _ = self.with_app(app, |log| log.feed.send(entry));
             return;
         }
-        let ts = time::parse_ts(&entry.ts).unwrap_or_else(now_nanos);
         let retention = self.retention();
         let result = self.with_app(app, |log| {
             if log.open.full(line.len() as u64, retention)
@@ -191,7 +193,7 @@ impl LogBook {
             {
                 tracing::warn!(app, "cannot start a new segment of the log: {e}");
             }
-            let written = log.open.write(&line, ts);
+            let written = log.open.write(&line, ts_nanos);
             let _ = log.feed.send(entry);
             written
         });
@@ -290,10 +292,12 @@ impl LogBook {
     /// it a plain event.
     pub fn service_event(&self, app: &str, service: &str, text: &str) {
         tracing::info!(app, service, "{text}");
+        let now = now_nanos();
         self.append_entry(
             app,
+            now,
             LogEntry {
-                ts: format_ts(now_nanos()),
+                ts: format_ts(now),
                 source: "berth".into(),
                 text: text.into(),
                 service: (!service.is_empty()).then(|| service.to_string()),
