@@ -246,3 +246,104 @@ fn an_upgraded_resource_image_is_kept_with_the_password_and_goes_with_the_app() 
     s.create_app("shop").unwrap();
     assert_eq!(s.resource_image("shop", "db").unwrap(), None);
 }
+
+/// The schema as SQLite keeps it: every table and index with its SQL.
+fn schema_of(conn: &Connection) -> Vec<(String, String, Option<String>)> {
+    let mut stmt = conn
+        .prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+        .expect("read the schema");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("read the schema")
+        .collect::<rusqlite::Result<_>>()
+        .expect("read the schema")
+}
+
+/// Each table's row count.
+fn row_counts(conn: &Connection) -> Vec<(String, i64)> {
+    schema_of(conn)
+        .into_iter()
+        .filter(|(kind, _, _)| kind == "table")
+        .map(|(_, table, _)| {
+            let n = conn
+                .query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
+                    r.get(0)
+                })
+                .expect("count rows");
+            (table, n)
+        })
+        .collect()
+}
+
+/// Puts two rows in every table, each column given a value of its declared type.
+fn fill_every_table(conn: &Connection) {
+    for (kind, table, _) in schema_of(conn) {
+        if kind != "table" {
+            continue;
+        }
+        let mut stmt = conn
+            .prepare(&format!("PRAGMA table_info(\"{table}\")"))
+            .expect("table info");
+        let types: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(2))
+            .expect("table info")
+            .collect::<rusqlite::Result<_>>()
+            .expect("table info");
+        for row in 1..=2 {
+            let values: Vec<String> = types
+                .iter()
+                .map(|t| match t.to_ascii_uppercase().as_str() {
+                    "INTEGER" => row.to_string(),
+                    "REAL" => format!("{row}.5"),
+                    "BLOB" => format!("x'0{row}'"),
+                    _ => format!("'{table}-{row}'"),
+                })
+                .collect();
+            conn.execute_batch(&format!(
+                "INSERT INTO \"{table}\" VALUES ({})",
+                values.join(", ")
+            ))
+            .unwrap_or_else(|e| panic!("a row in {table}: {e}"));
+        }
+    }
+}
+
+/// Every schema berth has shipped is the first `k` migrations. A store left at
+/// each of them, with rows in every table, opens with this build: it migrates
+/// to the latest schema, keeps every row, passes SQLite's checks and ends with
+/// the very schema of a new store.
+#[test]
+fn a_store_of_every_earlier_schema_migrates_to_the_latest_keeping_its_rows() {
+    let (_fresh_dir, fresh) = store();
+    let latest = schema_of(&fresh.conn());
+    for shipped in 0..SCHEMA_VERSION as usize {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("berth.db");
+        let before = {
+            let conn = Connection::open(&path).expect("an old store");
+            for sql in &MIGRATIONS[..shipped] {
+                conn.execute_batch(sql).expect("an old migration");
+            }
+            conn.pragma_update(None, "user_version", shipped as i64)
+                .expect("its version");
+            fill_every_table(&conn);
+            row_counts(&conn)
+        };
+        let store = Store::open(&path, MasterKey::generate())
+            .unwrap_or_else(|e| panic!("a store of schema {shipped} does not open: {e}"));
+        let conn = store.conn();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION, "from schema {shipped}");
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("integrity check");
+        assert_eq!(check, "ok", "from schema {shipped}");
+        let after = row_counts(&conn);
+        for (table, n) in before {
+            let kept = after.iter().find(|(t, _)| *t == table).map(|(_, n)| *n);
+            assert_eq!(kept, Some(n), "rows of {table}, from schema {shipped}");
+        }
+        assert_eq!(schema_of(&conn), latest, "from schema {shipped}");
+    }
+}
