@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod model;
 pub mod names;
 pub mod process;
+pub mod version;
 
 pub use manifest::{ManifestError, parse_manifest};
 pub use model::*;

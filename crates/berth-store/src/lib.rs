@@ -8,6 +8,7 @@ pub mod certs;
 pub mod drains;
 pub mod seal;
 pub mod timers;
+pub mod updates;
 
 pub use seal::{MasterKey, SealError};
 
@@ -196,6 +197,11 @@ CREATE TABLE resource_secrets (
 "#,
     r#"
 ALTER TABLE resource_secrets ADD COLUMN image TEXT;
+"#,
+    r#"
+CREATE TABLE rack_updates (
+  id TEXT PRIMARY KEY, from_version TEXT NOT NULL, to_version TEXT NOT NULL,
+  state TEXT NOT NULL, started TEXT NOT NULL, finished TEXT, message TEXT);
 "#,
 ];
 
