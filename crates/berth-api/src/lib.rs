@@ -136,6 +136,9 @@ pub struct RackInfo {
     pub processes: u64,
     pub builds: u64,
     pub releases: u64,
+    /// The berth version the router process runs, when known.
+    #[serde(default)]
+    pub router_version: Option<String>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -613,6 +616,23 @@ pub struct ResourceUpgraded {
     pub previous: String,
     /// The backup taken first, a path on the server.
     pub backup: String,
+}
+
+/// One update of the rack's own binary (`POST /rack/update`, `GET /rack/updates`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RackUpdate {
+    /// `u-` and 8 hex digits.
+    pub id: String,
+    pub from_version: String,
+    pub to_version: String,
+    /// `updating`, `done` or `rolled back`.
+    pub state: String,
+    /// RFC 3339.
+    pub started: String,
+    pub finished: Option<String>,
+    /// Why it was rolled back, or what became of the router.
+    pub message: Option<String>,
 }
 
 /// `GET /rack/settings`: the rack's settings that can change while it runs.

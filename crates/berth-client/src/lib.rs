@@ -16,6 +16,7 @@ mod resources;
 pub mod session;
 pub mod source;
 mod tls;
+mod update;
 mod volumes;
 
 pub use tls::{fetch_pinned_ca, install_default_crypto_provider};

@@ -48,6 +48,18 @@ pub trait RouterHandle: Send + Sync + 'static {
     /// Stops the router for good, for a server whose router must not outlive it
     /// (`berth start`); routers the server does not own are left alone.
     async fn shut_down(&self) {}
+    /// The berth version the router process runs; `None` when unknown.
+    async fn version(&self) -> Option<String> {
+        None
+    }
+    /// Replaces the router process by one started from the server's binary,
+    /// which takes over its listening sockets (no connection refused or closed).
+    async fn upgrade(&self) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this router cannot be replaced in place",
+        ))
+    }
 }
 
 #[async_trait]

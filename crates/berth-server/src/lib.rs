@@ -45,6 +45,7 @@ pub mod settings;
 pub mod spec;
 pub mod timers;
 pub mod tokens;
+pub mod update;
 pub mod views;
 pub mod volumes;
 
@@ -82,7 +83,25 @@ pub struct ServerConfig {
     /// Stop the router when the server stops (`berth start`, which leaves nothing
     /// running); `berth server`'s router outlives it.
     pub stop_router: bool,
+    /// The API's listening socket, already bound (passed on by an update, see
+    /// `update::inherited_api_socket`); `None`: bind `api_addr`.
+    pub api_listener: Option<Arc<std::net::TcpListener>>,
 }
+
+/// How [`run`] ended.
+#[derive(Debug)]
+pub enum Exit {
+    /// The shutdown future resolved.
+    Stopped,
+    /// `berth rack update` asked the server to hand over: the caller runs
+    /// [`update::switch`] with the API's socket, still open so that clients wait
+    /// rather than being refused.
+    Update(std::net::TcpListener),
+}
+
+/// How long API connections (log follows, sessions) may stay open once the
+/// server stops serving.
+const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// HTTPS for the API. It is served over HTTPS whenever its address is not a
 /// loopback one ([`ApiTls::https`]), with a certificate of the cluster CA
@@ -198,6 +217,8 @@ fn open_store(data_dir: &Path) -> Result<Store, ServerError> {
 /// Creates the data dir, store, master key, rack id and admin token when absent.
 pub fn init(data_dir: &Path) -> Result<InitOutcome, ServerError> {
     std::fs::create_dir_all(data_dir).map_err(data_err(data_dir))?;
+    // Before the store opens: an interrupted update may have to put it back.
+    update::recover_interrupted(data_dir);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -236,8 +257,9 @@ pub fn pin_rack_id(data_dir: &Path, rack_id: &str) -> Result<(), ServerError> {
 pub async fn run(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
+) -> Result<Exit, ServerError> {
     init(&config.data_dir)?;
+    let update_role = update::role(&config.data_dir);
     // Bad ACME flags stop the start, before anything is touched.
     let acme = config.acme.clone().map(acme::Acme::new).transpose()?;
     let store = open_store(&config.data_dir)?;
@@ -264,14 +286,21 @@ pub async fn run(
     let retention = settings::stored_retention(&store, config.log_retention)
         .map_err(|e| ServerError::Settings(e.to_string()))?;
     logs.set_retention(retention);
-    let api_listener = tokio::net::TcpListener::bind(config.api_addr)
-        .await
-        .map_err(|source| ServerError::Listen {
-            addr: config.api_addr,
-            what: "API",
-            flag: "--api",
-            source,
-        })?;
+    let listen_err = |source| ServerError::Listen {
+        addr: config.api_addr,
+        what: "API",
+        flag: "--api",
+        source,
+    };
+    let api_socket = match &config.api_listener {
+        Some(listener) => listener.try_clone(),
+        None => std::net::TcpListener::bind(config.api_addr),
+    }
+    .and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
+    .map_err(listen_err)?;
+    // Kept for an update's hand-over (see `Exit::Update`).
+    let api_kept = api_socket.try_clone().map_err(listen_err)?;
+    let api_listener = tokio::net::TcpListener::from_std(api_socket).map_err(listen_err)?;
     let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -326,10 +355,16 @@ pub async fn run(
     // Leftovers of an interrupted upload are never needed again.
     let _ = std::fs::remove_dir_all(config.data_dir.join("tmp"));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
+    {
+        let rack = rack.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = rack.restart.requested() => {}
+            }
+            let _ = stop_tx.send(true);
+        });
+    }
     if let Some(listener) = metrics_listener {
         tokio::spawn(http::metrics::serve(
             listener,
@@ -337,7 +372,7 @@ pub async fn run(
             stop_rx.clone(),
         ));
     }
-    let api_stop = stop_rx;
+    let api_stop = stop_rx.clone();
     let api = {
         let app = http::app(rack.clone());
         async move {
@@ -385,8 +420,19 @@ pub async fn run(
     let access = tokio::spawn(write_access_lines(rack.clone(), access_lines));
     certs::push_to_router(&rack);
     let acme = acme.map(|acme| tokio::spawn(acme::run(rack.clone(), acme)));
-    tracing::info!(api = %rack.api_url, router = %http_addr, engine, rack = %rack.rack_id, "berth server ready");
-    let served = api.await;
+    tracing::info!(api = %rack.api_url, router = %http_addr, engine, rack = %rack.rack_id, version = berth_core::version::version(), "berth server ready");
+    update::on_ready(&rack, &update_role).await;
+    let mut stopped = stop_rx;
+    let served = tokio::select! {
+        served = api => served,
+        () = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(API_DRAIN).await;
+        } => {
+            tracing::info!("API connections still open {API_DRAIN:?} after the stop; closing them");
+            Ok(())
+        }
+    };
     drains::shutdown(&rack, std::time::Duration::from_secs(3)).await;
     reconciler.abort();
     timers.abort();
@@ -395,7 +441,21 @@ pub async fn run(
     if let Some(acme) = acme {
         acme.abort();
     }
-    if config.stop_router {
+    if rack.restart.is_requested() {
+        // The next server collects output and access lines from here on: two
+        // collectors would write every line twice.
+        access.abort();
+        let collectors: Vec<_> = rack
+            .collectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for (_, collector) in collectors {
+            collector.abort();
+        }
+        tracing::info!("berth server stopped for an update; apps and the router keep running");
+    } else if config.stop_router {
         access.abort();
         rack.router.shut_down().await;
         tracing::info!("berth server stopped, and its router");
@@ -405,6 +465,10 @@ pub async fn run(
     served.map_err(|source| ServerError::Serve {
         addr: config.api_addr,
         source,
+    })?;
+    Ok(match rack.restart.update() {
+        Some(_) => Exit::Update(api_kept),
+        None => Exit::Stopped,
     })
 }
 

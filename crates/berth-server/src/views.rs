@@ -27,3 +27,15 @@ pub fn build(b: &BuildRow) -> Build {
         error: b.error.clone(),
     }
 }
+
+pub fn rack_update(u: berth_store::updates::UpdateRow) -> berth_api::RackUpdate {
+    berth_api::RackUpdate {
+        id: u.id,
+        from_version: u.from_version,
+        to_version: u.to_version,
+        state: u.state,
+        started: u.started,
+        finished: u.finished,
+        message: u.message,
+    }
+}

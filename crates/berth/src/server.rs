@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub async fn run(args: ServerArgs) -> Result<()> {
     let data_dir = match args.data {
@@ -65,6 +66,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     }
 
     let shutdown = daemon::shutdown_signal("", "shutting down")?;
+    // A server started by `berth rack update` serves the API socket its
+    // launcher kept open.
+    let api_listener = berth_server::update::inherited_api_socket(args.api).map(Arc::new);
     let config = berth_server::ServerConfig {
         data_dir,
         api_addr: args.api,
@@ -98,9 +102,23 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             max_bytes: args.log_max_size,
         },
         stop_router: false,
+        api_listener,
     };
-    berth_server::run(config, shutdown).await?;
-    Ok(())
+    match berth_server::run(config.clone(), shutdown).await? {
+        berth_server::Exit::Stopped => Ok(()),
+        berth_server::Exit::Update(api) => {
+            // The hand-over replaces this process (exec); it only comes back when
+            // even the old binary could not be started again.
+            let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+            let data_dir = config.data_dir;
+            let err = tokio::task::spawn_blocking(move || {
+                berth_server::update::switch(&data_dir, &api, &args)
+            })
+            .await
+            .context("the update's hand-over panicked")?;
+            Err(anyhow!(err).context("the update could not start a server again"))
+        }
+    }
 }
 
 /// Prints the new admin token once and adds this server to the CLI config, saying

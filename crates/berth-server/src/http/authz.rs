@@ -324,6 +324,8 @@ mod tests {
             ),
             (&post, "/rack/prune", "/rack/prune", [false, false, true]),
             (&post, "/rack/backup", "/rack/backup", [false, false, true]),
+            (&post, "/rack/update", "/rack/update", [false, false, true]),
+            (&get, "/rack/updates", "/rack/updates", [false, false, true]),
             (&post, "/certs", "/certs", [false, false, true]),
             // A route nobody listed yet is admin-only.
             (

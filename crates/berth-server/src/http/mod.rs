@@ -28,6 +28,7 @@ mod spool;
 pub mod tls;
 mod tokens;
 mod unread;
+mod update;
 mod volumes;
 
 use crate::rack::Rack;
@@ -75,6 +76,9 @@ fn api(rack: Arc<Rack>) -> Router {
         .route("/rack", get(rack::info))
         .route("/rack/prune", post(rack::prune))
         .route("/rack/backup", post(rack::backup))
+        .route("/rack/update", post(update::start))
+        .route("/rack/updates", get(update::list))
+        .route("/rack/updates/{id}", get(update::info))
         .route(
             "/rack/settings",
             get(rack::settings).post(rack::change_settings),
@@ -193,6 +197,9 @@ fn api(rack: Arc<Rack>) -> Router {
         rack::info,
         rack::prune,
         rack::backup,
+        update::start,
+        update::list,
+        update::info,
         rack::settings,
         rack::change_settings,
         logs::rack_logs,

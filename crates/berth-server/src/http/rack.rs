@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub async fn info(State(rack): State<Arc<Rack>>) -> ApiResult<Json<RackInfo>> {
     let (apps, processes, builds, releases) = rack.store.counts()?;
     Ok(Json(RackInfo {
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: berth_core::version::version().into(),
         api_version: berth_api::API_VERSION,
         uptime_secs: rack.started.elapsed().as_secs(),
         engine: rack.engine.clone(),
@@ -28,6 +28,7 @@ pub async fn info(State(rack): State<Arc<Rack>>) -> ApiResult<Json<RackInfo>> {
         processes,
         builds,
         releases,
+        router_version: rack.router.version().await,
     }))
 }
 

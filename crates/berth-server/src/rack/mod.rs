@@ -97,6 +97,42 @@ pub struct Rack {
     api_cert_given: std::sync::atomic::AtomicBool,
     /// The server's own counters (deploys, builds, API requests, ...).
     pub metrics: metrics::ServerMetrics,
+    /// Set by `berth rack update`: the server stops serving and hands over.
+    pub restart: Restart,
+}
+
+/// A request to stop serving so that the update named by its id can take over
+/// (what the update does is `crate::update`'s; the rack only carries the request).
+#[derive(Default)]
+pub struct Restart {
+    update: Mutex<Option<String>>,
+    requested: tokio::sync::Notify,
+}
+
+impl Restart {
+    /// Asks the server to stop serving for update `id`.
+    pub fn request(&self, id: &str) {
+        *self.update.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.to_string());
+        self.requested.notify_one();
+    }
+
+    /// Resolves once a restart was requested.
+    pub async fn requested(&self) {
+        self.requested.notified().await;
+    }
+
+    /// The update a restart was requested for, if any.
+    pub fn update(&self) -> Option<String> {
+        self.update
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether a restart is under way (a second update is refused meanwhile).
+    pub fn is_requested(&self) -> bool {
+        self.update().is_some()
+    }
 }
 
 /// Listings are dropped on any engine event for the app and whenever berth
@@ -147,6 +183,7 @@ impl Rack {
             ca: parts.ca,
             api_cert_given: Default::default(),
             metrics: Default::default(),
+            restart: Restart::default(),
         }
     }
 

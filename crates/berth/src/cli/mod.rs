@@ -29,7 +29,7 @@ pub enum TopSort {
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",
-    version,
+    version = berth_core::version::version(),
     about = "berth: a self-hosted PaaS. Deploy apps to your own server with `berth deploy`.",
     after_help = "The server and token come from BERTH_HOST and BERTH_TOKEN, else from the current server of the CLI config (`berth login` adds servers, `berth switch` picks one).\nThe app is --app/-a, else `app:` in ./berth.yml, else the current directory's name."
 )]

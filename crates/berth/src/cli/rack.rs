@@ -231,6 +231,27 @@ pub enum RackCommand {
         #[arg(long, value_name = "FILE")]
         master_key: Option<PathBuf>,
     },
+    /// Move the server to a new berth binary while apps and the router keep
+    /// serving (admin): the new binary is checked, the store backed up and
+    /// migrated, the router handed over without closing a connection; a new
+    /// server that does not get ready in time is rolled back
+    Update {
+        /// The new berth binary, uploaded to the server and checksummed; without
+        /// it, the server takes the new binary already put at its own path (e.g.
+        /// by a package upgrade)
+        #[arg(long, value_name = "FILE")]
+        binary: Option<PathBuf>,
+        /// Seconds the new server may take to get ready before the update is
+        /// rolled back
+        #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=600))]
+        timeout: u64,
+    },
+    /// The rack's updates, newest first: versions, outcome, and why any was
+    /// rolled back (admin)
+    Releases {
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]

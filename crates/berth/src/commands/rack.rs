@@ -139,7 +139,85 @@ pub async fn run(json: JsonArg, command: Option<RackCommand>) -> Result<()> {
             json: settings_json,
         }) => settings(json.json || settings_json.json).await,
         Some(RackCommand::Set { pairs }) => set(&pairs).await,
+        Some(RackCommand::Update { binary, timeout }) => update(binary.as_deref(), timeout).await,
+        Some(RackCommand::Releases {
+            json: releases_json,
+        }) => releases(json.json || releases_json.json).await,
     }
+}
+
+/// Starts an update, then follows it to its end: the server answers on the
+/// same socket all along (connections wait while no server accepts), so only
+/// a connection cut as the old server stops is tried again.
+async fn update(binary: Option<&std::path::Path>, timeout: u64) -> Result<()> {
+    let client = Client::from_config()?;
+    let started = client.start_rack_update(binary, timeout).await?;
+    eprintln!(
+        "updating berth {} to {} ({}); apps and the router keep serving",
+        started.from_version, started.to_version, started.id
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout + 60);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let update = match client.rack_update(&started.id).await {
+            Ok(update) => update,
+            Err(berth_client::Error::Connect { .. } | berth_client::Error::Request { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let message = update.message.unwrap_or_default();
+        match update.state.as_str() {
+            "done" => {
+                println!("berth {} is running: {message}", update.to_version);
+                return Ok(());
+            }
+            "rolled back" => bail!(
+                "the update to berth {} was rolled back, and berth {} serves as before: {message}",
+                update.to_version,
+                update.from_version
+            ),
+            _ if std::time::Instant::now() >= deadline => bail!(
+                "update {} is still under way after {} s; follow it with `berth rack releases`",
+                update.id,
+                timeout + 60
+            ),
+            _ => {}
+        }
+    }
+}
+
+async fn releases(json: bool) -> Result<()> {
+    let updates = Client::from_config()?.rack_updates().await?;
+    if json {
+        return print_json(&updates);
+    }
+    let rows: Vec<Vec<String>> = updates
+        .into_iter()
+        .map(|u| {
+            vec![
+                u.id,
+                u.from_version,
+                u.to_version,
+                u.state,
+                u.started,
+                u.finished.unwrap_or_default(),
+                u.message.unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        crate::output::table(
+            &[
+                "ID", "FROM", "TO", "STATE", "STARTED", "FINISHED", "MESSAGE"
+            ],
+            &rows
+        )
+    );
+    Ok(())
 }
 
 async fn settings(json: bool) -> Result<()> {
@@ -200,6 +278,12 @@ async fn info(json: bool) -> Result<()> {
         "{}",
         key_values(&[
             ("Version", rack.version.clone()),
+            (
+                "Router version",
+                rack.router_version
+                    .clone()
+                    .unwrap_or_else(|| "unknown".into()),
+            ),
             ("Uptime", long_span(rack.uptime_secs)),
             ("Engine", rack.engine.clone()),
             ("Domain", rack.domain.clone()),

@@ -157,7 +157,7 @@ struct Running {
 impl Running {
     async fn shut_down(
         mut self,
-        server: tokio::task::JoinHandle<Result<(), berth_server::ServerError>>,
+        server: tokio::task::JoinHandle<Result<berth_server::Exit, berth_server::ServerError>>,
     ) {
         // The server retires the processes (drain, SIGTERM) as on `apps delete`.
         let deleted = tokio::time::timeout(
@@ -211,7 +211,7 @@ async fn serve(
     manifest_rel: &str,
     manifest: &berth_core::Manifest,
     env: BTreeMap<String, String>,
-    server: &mut tokio::task::JoinHandle<Result<(), berth_server::ServerError>>,
+    server: &mut tokio::task::JoinHandle<Result<berth_server::Exit, berth_server::ServerError>>,
 ) -> Result<()> {
     let client = running.client.clone();
     let app = running.app.clone();
@@ -267,7 +267,7 @@ async fn serve(
             .map_err(anyhow::Error::from)
             .and_then(|r| {
                 r.map_err(anyhow::Error::from)
-                    .and_then(|()| Err(anyhow!("the server stopped")))
+                    .and_then(|_| Err(anyhow!("the server stopped")))
             }),
         Some((_debouncer, mut changes)) => {
             let mut seen = sync::Seen::scan(dir);
@@ -352,10 +352,16 @@ async fn serve(
 }
 
 fn server_ended(
-    ended: std::result::Result<Result<(), berth_server::ServerError>, tokio::task::JoinError>,
+    ended: std::result::Result<
+        Result<berth_server::Exit, berth_server::ServerError>,
+        tokio::task::JoinError,
+    >,
 ) -> anyhow::Error {
     match ended {
-        Ok(Ok(())) => anyhow!("the in-process server stopped"),
+        Ok(Ok(berth_server::Exit::Stopped)) => anyhow!("the in-process server stopped"),
+        Ok(Ok(berth_server::Exit::Update(_))) => anyhow!(
+            "the in-process server stopped for `berth rack update`, which `berth start` does not do; update the berth binary and start again"
+        ),
         Ok(Err(e)) => anyhow!(e).context("the in-process server failed"),
         Err(e) => anyhow!("the in-process server panicked: {e}"),
     }
@@ -390,6 +396,7 @@ fn server_config(
         metrics_addr: None,
         log_retention: berth_server::logs::Retention::default(),
         stop_router: true,
+        api_listener: None,
     })
 }
 

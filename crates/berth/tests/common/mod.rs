@@ -2,6 +2,7 @@
 //! driven through the real CLI binary, against the real Docker engine.
 #![allow(dead_code)]
 
+pub mod load;
 pub mod pebble;
 pub mod rsyslog;
 pub mod swarm;
@@ -48,6 +49,8 @@ pub struct Server {
     pub extra_args: Vec<String>,
     /// More environment for the server process (e.g. `DOCKER_HOST`), kept for restarts.
     pub env: Vec<(String, String)>,
+    /// The berth binary the server runs (the build's, unless a test runs a copy).
+    pub binary: PathBuf,
 }
 
 impl Server {
@@ -62,6 +65,11 @@ impl Server {
 
     /// Starts a server with more flags and more environment variables.
     pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_from(BERTH.into(), extra_args, env)
+    }
+
+    /// Starts a server running `binary` (a copy of the build, for `berth rack update`).
+    pub fn start_from(binary: PathBuf, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let data = tempfile::tempdir().expect("temp data dir");
         let home = tempfile::tempdir().expect("temp home");
         let mut server = Server {
@@ -77,6 +85,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            binary,
         };
         server.spawn();
         server.token = std::fs::read_to_string(server.data.path().join("rack/admin.token"))
@@ -99,6 +108,7 @@ impl Server {
             apps: vec![],
             extra_args: vec![],
             env: vec![],
+            binary: BERTH.into(),
         };
         server.spawn();
         server
@@ -129,7 +139,7 @@ impl Server {
             .append(true)
             .open(self.data.path().join("server.log"))
             .expect("server log");
-        let child = Command::new(BERTH)
+        let child = Command::new(&self.binary)
             .args(["server", "--data"])
             .arg(self.data.path().join("rack"))
             .args(["--api", &format!("127.0.0.1:{}", self.api)])
