@@ -6,13 +6,18 @@
 # postinst says to, deploys a FROM-scratch busybox app with `berth deploy` as
 # root and fetches it through the router on 127.0.0.1. Then reinstalls (the
 # flags and the admin token stay), removes (the data stays) and purges (the
-# data goes).
+# data goes). Then the same package in a container whose PID 1 is systemd:
+# installing starts berth.service and prints the API's URL and the admin
+# token, root's CLI reaches the server, an upgrade restarts it and keeps the
+# token, removing stops it, purging deletes the data.
 #
-# The container is made from a bookworm rootfs that debootstrap builds once
-# (a few minutes) and `docker import`s as $IMAGE; docker.io is installed in it
-# then, so `dpkg -i` needs no network later. The container shares the host's
-# network and Docker socket: berth inside it drives the host's engine, and its
-# router listens on the host's loopback.
+# The containers are made from a bookworm rootfs that debootstrap builds once
+# (a few minutes) and `docker import`s as $IMAGE; docker.io and systemd are
+# installed in it then, so `dpkg -i` needs no network later. The first
+# container shares the host's network and Docker socket: berth inside it
+# drives the host's engine, and its router listens on the host's loopback.
+# The systemd one has a network of its own (the unit's default ports stay
+# inside it) and the host's Docker socket.
 #
 # Usage: scripts/deb-test.sh            (CI runs it after the tests)
 #   BERTH: the binary to package (default target/debug/berth, built when missing)
@@ -20,8 +25,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-IMAGE=berth-test/debian-bookworm:1
+IMAGE=berth-test/debian-bookworm:2
 NAME=berthdeb-install
+SYSTEMD_NAME=berthdeb-systemd
 APP=berthdeb
 API_PORT=19100
 HTTP_PORT=19101
@@ -29,7 +35,7 @@ DOMAIN=deb.localhost
 BERTH=${BERTH:-target/debug/berth}
 OUT=$PWD/target/berthdeb
 
-log() { printf '==> %s\n' "$*"; }
+log() { printf '==> [%3ss] %s\n' "$SECONDS" "$*"; }
 fail() { printf 'deb-test: %s\n' "$*" >&2; exit 1; }
 in_box() { docker exec -i "$NAME" "$@"; }
 
@@ -49,7 +55,7 @@ cleanup() {
   fi
   if [ "${KEEP:-}" != 1 ]; then
     # Killing the container ends the server and its router (they run in it).
-    docker rm -f "$NAME" >/dev/null 2>&1 || true
+    docker rm -f "$NAME" "$SYSTEMD_NAME" >/dev/null 2>&1 || true
     # The app's objects on the host's engine, if `berth apps delete` did not
     # get to remove them.
     docker ps -aq --filter "label=berth.app=$APP" | xargs -r docker rm -f >/dev/null 2>&1 || true
@@ -62,7 +68,7 @@ cleanup() {
 trap cleanup EXIT
 
 # A bookworm rootfs from debootstrap, with docker.io (the package's
-# dependency) installed but not started, imported as $IMAGE.
+# dependency) and systemd installed but not started, imported as $IMAGE.
 build_image() {
   command -v debootstrap >/dev/null 2>&1 || fail "debootstrap is missing: run scripts/setup-test-host.sh (as root)"
   ROOTFS=$(mktemp -d /tmp/berthdeb-rootfs-XXXXXX)
@@ -73,8 +79,8 @@ build_image() {
   # Services are not started in the chroot (policy-rc.d), only installed.
   printf '#!/bin/sh\nexit 101\n' >"$ROOTFS/usr/sbin/policy-rc.d"
   chmod +x "$ROOTFS/usr/sbin/policy-rc.d"
-  chroot "$ROOTFS" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io \
-    >"$WORK/docker-io.log" 2>&1 || { tail -20 "$WORK/docker-io.log"; fail "installing docker.io in the rootfs failed"; }
+  chroot "$ROOTFS" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io systemd systemd-sysv \
+    >"$WORK/docker-io.log" 2>&1 || { tail -20 "$WORK/docker-io.log"; fail "installing docker.io and systemd in the rootfs failed"; }
   rm -f "$ROOTFS/usr/sbin/policy-rc.d"
   chroot "$ROOTFS" apt-get clean
   umount "$ROOTFS/proc"
@@ -170,5 +176,40 @@ in_box test -f /var/lib/berth/admin.token || fail "dpkg -r deleted the data"
 in_box dpkg -P berth >"$WORK/purge.log" 2>&1 || { cat "$WORK/purge.log"; fail "dpkg -P failed"; }
 in_box test ! -e /var/lib/berth || fail "dpkg -P left /var/lib/berth"
 in_box test ! -e /etc/berth || fail "dpkg -P left /etc/berth"
+
+log "under systemd: dpkg -i starts berth.service and prints the admin token"
+# systemd as PID 1 of an unprivileged container: it needs the cgroup tree
+# (read-only) and a tmpfs /run. The engine is the host's (the server does not
+# start without one): docker.service and docker.socket are masked (a unit
+# file that is /dev/null), so the container's systemd never runs a dockerd or
+# binds the socket's path.
+docker run -d --name "$SYSTEMD_NAME" -v /sys/fs/cgroup:/sys/fs/cgroup:ro --tmpfs /run --tmpfs /run/lock \
+  -v /dev/null:/etc/systemd/system/docker.service:ro -v /dev/null:/etc/systemd/system/docker.socket:ro \
+  -v /var/run/docker.sock:/var/run/docker.sock -v "$WORK:/berthdeb" "$IMAGE" /lib/systemd/systemd >/dev/null
+in_sd() { docker exec -i "$SYSTEMD_NAME" "$@"; }
+for _ in $(seq 100); do
+  case $(in_sd systemctl is-system-running 2>/dev/null) in running | degraded) break ;; esac
+  sleep 0.2
+done
+case $(in_sd systemctl is-system-running 2>/dev/null) in
+  running | degraded) ;;
+  *) docker logs "$SYSTEMD_NAME" 2>&1 | tail -20; fail "systemd did not boot in the container (see its log above)" ;;
+esac
+in_sd dpkg -i /berthdeb/berth.deb >"$WORK/sd-dpkg.log" 2>&1 || { cat "$WORK/sd-dpkg.log"; fail "dpkg -i under systemd failed"; }
+grep -q "berth.service is running; the API is at http://127.0.0.1:7070" "$WORK/sd-dpkg.log" ||
+  { cat "$WORK/sd-dpkg.log"; fail "postinst did not say where the API is"; }
+token=$(in_sd cat /var/lib/berth/admin.token)
+grep -q "admin token: $token " "$WORK/sd-dpkg.log" || { cat "$WORK/sd-dpkg.log"; fail "postinst did not print the admin token"; }
+in_sd berth apps >/dev/null || fail "root's CLI cannot reach the server berth.service runs"
+pid=$(in_sd systemctl show -p MainPID --value berth.service)
+in_sd dpkg -i /berthdeb/berth.deb >"$WORK/sd-dpkg2.log" 2>&1 || { cat "$WORK/sd-dpkg2.log"; fail "reinstalling under systemd failed"; }
+[ "$(in_sd systemctl show -p MainPID --value berth.service)" != "$pid" ] || fail "an upgrade did not restart berth.service"
+[ "$(in_sd cat /var/lib/berth/admin.token)" = "$token" ] || fail "an upgrade changed the admin token"
+in_sd berth apps >/dev/null || fail "the server did not come back after the upgrade"
+in_sd dpkg -r berth >/dev/null 2>&1 || fail "dpkg -r under systemd failed"
+! in_sd systemctl is-active --quiet berth.service || fail "dpkg -r left berth.service running"
+in_sd test -f /var/lib/berth/admin.token || fail "dpkg -r deleted the data"
+in_sd dpkg -P berth >/dev/null 2>&1 || fail "dpkg -P under systemd failed"
+in_sd test ! -e /var/lib/berth || fail "dpkg -P left /var/lib/berth"
 
 log "the package works ($((SECONDS - started)) s)"
