@@ -53,6 +53,10 @@ cleanup() {
     log "failed; the server's log:"
     docker exec "$NAME" sh -c 'tail -40 /root/berth-server.log' 2>/dev/null || true
   fi
+  if [ "$status" -ne 0 ] && docker inspect "$SYSTEMD_NAME" >/dev/null 2>&1; then
+    log "failed; berth.service's journal:"
+    docker exec "$SYSTEMD_NAME" journalctl -u berth.service -n 40 --no-pager 2>/dev/null || true
+  fi
   if [ "${KEEP:-}" != 1 ]; then
     # Killing the container ends the server and its router (they run in it).
     docker rm -f "$NAME" "$SYSTEMD_NAME" >/dev/null 2>&1 || true
@@ -70,6 +74,7 @@ trap cleanup EXIT
 # A bookworm rootfs from debootstrap, with docker.io (the package's
 # dependency) and systemd installed but not started, imported as $IMAGE.
 build_image() {
+  [ "$(id -u)" -eq 0 ] || fail "building $IMAGE (debootstrap, chroot) needs root: run this as root once"
   command -v debootstrap >/dev/null 2>&1 || fail "debootstrap is missing: run scripts/setup-test-host.sh (as root)"
   ROOTFS=$(mktemp -d /tmp/berthdeb-rootfs-XXXXXX)
   log "debootstrap bookworm into $ROOTFS (once; cached as $IMAGE)"
@@ -104,8 +109,9 @@ if [ ! -x "$BERTH" ]; then
   cargo build -p berth --quiet
 fi
 
-# The debug binary the tests use, put where cargo-deb's asset (target/release/
-# berth) looks for it, so nothing is compiled again.
+# The debug binary the tests use, copied (cargo-deb strips it in place) to
+# where cargo-deb's asset (target/release/berth) looks for it, so nothing is
+# compiled again.
 log "cargo deb (the debug binary, stripped)"
 mkdir -p "$OUT/release"
 cp "$BERTH" "$OUT/release/berth"
