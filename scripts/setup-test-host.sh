@@ -39,6 +39,10 @@ ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing+=(rsyslog-gnutls)
 [ -x /usr/lib/postgresql/15/bin/pg_dump ] || missing+=(postgresql-client-15)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ -x /usr/bin/redis-cli ] || missing+=(redis-tools)
+# scripts/deb-test.sh builds berth's .deb (cargo-deb reads the libraries it
+# needs with dpkg-shlibdeps) and a bookworm rootfs to install it in.
+command -v dpkg-shlibdeps >/dev/null 2>&1 || missing+=(dpkg-dev)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "the tests need these Debian packages: ${missing[*]}; install them (apt-get install ${missing[*]}) or run this as root" >&2

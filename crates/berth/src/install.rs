@@ -3,6 +3,12 @@
 //! environment file of mode 0600, because an agent's node token is among
 //! them: it never goes into the unit (world-readable) or onto a command line
 //! (which every local user can read in /proc).
+//!
+//! The units are the Debian package's own files (`packaging/debian/`), with
+//! the package's binary path replaced by the one `berth install` copies to.
+//! Where the package installed berth, its units and binary stay as they are:
+//! `berth install` writes only the flags and (re)starts the unit, and the
+//! package's postinst runs `berth install --package`.
 
 use crate::cli::{Cli, InstallArgs, UninstallArgs};
 use anyhow::{Context, Result, bail};
@@ -13,12 +19,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Where the binary goes, relative to the root.
+/// Where `berth install` puts the binary, relative to the root.
 const BIN: &str = "usr/local/bin/berth";
 const UNIT_DIR: &str = "etc/systemd/system";
+/// Where the Debian package puts the binary; its units name this path.
+const PACKAGE_BIN: &str = "usr/bin/berth";
+/// Where the Debian package puts its units.
+const PACKAGE_UNIT_DIR: &str = "usr/lib/systemd/system";
 const CONF_DIR: &str = "etc/berth";
 /// Present exactly when systemd is the running init (sd_booted(3)).
 const SYSTEMD_RUNNING: &str = "/run/systemd/system";
+const SERVER_UNIT: &str = include_str!("../packaging/debian/berth.service");
+const AGENT_UNIT: &str = include_str!("../packaging/debian/berth-agent.service");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -72,45 +84,13 @@ fn system_path(relative: &str) -> String {
     format!("/{relative}")
 }
 
-/// The unit file of `role`.
-fn unit_text(role: Role) -> String {
-    let (description, wants, after, service) = match role {
-        Role::Server => (
-            "berth server: the API, the deployer and the reconciler of a self-hosted PaaS",
-            "network-online.target docker.service",
-            "network-online.target docker.service",
-            // The router is a process of its own that keeps serving the apps
-            // while the server restarts or is stopped: only the server goes.
-            "Environment=HOME=/root\nKillMode=process\nRestart=on-failure\nTimeoutStopSec=30\n",
-        ),
-        Role::Agent => (
-            "berth agent: gives the berth server this Swarm node's engine and runs its router",
-            "network-online.target docker.service",
-            "network-online.target docker.service",
-            "Restart=always\n",
-        ),
+/// The unit file of `role`, running the binary at `bin` (relative to the root).
+fn unit_text(role: Role, bin: &str) -> String {
+    let template = match role {
+        Role::Server => SERVER_UNIT,
+        Role::Agent => AGENT_UNIT,
     };
-    format!(
-        "# Written by `berth install`; run it again to change the flags (kept in {env}).\n\
-         [Unit]\n\
-         Description={description}\n\
-         Wants={wants}\n\
-         After={after}\n\
-         \n\
-         [Service]\n\
-         Type=simple\n\
-         EnvironmentFile={env}\n\
-         ExecStart={bin} {sub} --data {data} $BERTH_FLAGS\n\
-         {service}\
-         RestartSec=2\n\
-         \n\
-         [Install]\n\
-         WantedBy=multi-user.target\n",
-        env = system_path(&role.env_file()),
-        bin = system_path(BIN),
-        sub = role.subcommand(),
-        data = system_path(role.data()),
-    )
+    template.replace(&system_path(PACKAGE_BIN), &system_path(bin))
 }
 
 /// The flags to keep, and the agent's node token taken out of them.
@@ -195,30 +175,70 @@ fn env_text(role: Role, flags: &Flags) -> String {
 pub fn install(args: InstallArgs) -> Result<()> {
     let role = Role::of(args.agent);
     let flags = checked_flags(role, &args.flags)?;
-    let exe = std::env::current_exe().context("cannot find this program's own binary")?;
     let real = args.root.is_none();
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
-    if real {
-        able_to_install(role, &exe, &flags)?;
+    let package_unit = format!("{PACKAGE_UNIT_DIR}/{}", role.unit());
+    let packaged = root.join(&package_unit).is_file();
+    if args.package && !packaged {
+        bail!(
+            "--package is for the postinst of berth's Debian package, and {} (its unit) is missing; run `berth install` without --package",
+            system_path(&package_unit)
+        );
     }
-    let mut changed = copy_binary(&exe, &root.join(BIN))?;
+    let systemd = Path::new(SYSTEMD_RUNNING).is_dir();
+    if real && !is_root() {
+        bail!(
+            "berth install sets up a system service and needs root: run it with sudo (or write the files only, with --root DIR)"
+        );
+    }
+    if real && !systemd && !packaged {
+        bail!(without_systemd(role, &flags)?);
+    }
+    let mut changed = false;
+    let bin = if packaged {
+        PACKAGE_BIN
+    } else {
+        let exe = std::env::current_exe().context("cannot find this program's own binary")?;
+        changed |= copy_binary(&exe, &root.join(BIN))?;
+        BIN
+    };
     make_dir(&root.join(role.data()), 0o700)?;
     make_dir(&root.join(CONF_DIR), 0o755)?;
-    make_dir(&root.join(UNIT_DIR), 0o755)?;
-    changed |= write_file(&root.join(role.env_file()), &env_text(role, &flags), 0o600)?;
-    changed |= write_file(
-        &root.join(UNIT_DIR).join(role.unit()),
-        &unit_text(role),
-        0o644,
-    )?;
+    let env_file = root.join(role.env_file());
+    // The postinst of an upgrade keeps the flags an admin set.
+    if !(args.package && env_file.exists()) {
+        changed |= write_file(&env_file, &env_text(role, &flags), 0o600)?;
+    }
+    if !packaged {
+        make_dir(&root.join(UNIT_DIR), 0o755)?;
+        changed |= write_file(
+            &root.join(UNIT_DIR).join(role.unit()),
+            &unit_text(role, BIN),
+            0o644,
+        )?;
+    }
     if !real {
+        let what = if packaged {
+            format!("the flags of the package's {}", role.unit())
+        } else {
+            format!("{} and its files", role.unit())
+        };
         println!(
-            "wrote {} and its files under {} (binary {}, data {}); nothing was started",
-            role.unit(),
+            "wrote {what} under {} (binary {}, data {}); nothing was started",
             root.display(),
-            system_path(BIN),
+            system_path(bin),
             system_path(role.data())
         );
+        return Ok(());
+    }
+    if !systemd {
+        // Only the package's units get here: they are in place, but nothing
+        // runs them.
+        println!("{}", start_by_hand(role));
+        return Ok(());
+    }
+    if args.package {
+        after_package_start(role, &root);
         return Ok(());
     }
     systemctl(&["daemon-reload"])?;
@@ -231,48 +251,74 @@ pub fn install(args: InstallArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let active = Command::new("systemctl")
-        .args(["is-active", "--quiet", role.unit()])
-        .status()
-        .is_ok_and(|s| s.success());
-    if changed || !active {
+    if changed || !unit_is("active", role) {
         systemctl(&["restart", role.unit()])?;
     }
     wait_active(role)?;
-    match role {
-        Role::Server => report_server(&root, &flags),
-        Role::Agent => println!(
-            "{} is running; `berth instances` on the server shows this node's agent as connected within seconds",
-            role.unit()
-        ),
-    }
+    report(role, &root);
     Ok(())
 }
 
-/// A real install needs root and systemd; without them it says what to run
-/// instead, having written nothing.
-fn able_to_install(role: Role, exe: &Path, flags: &Flags) -> Result<()> {
+/// What a real install without systemd says instead, having written
+/// nothing: the command to run from another init system.
+fn without_systemd(role: Role, flags: &Flags) -> Result<String> {
+    let exe = std::env::current_exe().context("cannot find this program's own binary")?;
+    let token = if flags.token.is_some() {
+        " (with BERTH_NODE_TOKEN set to the node token)"
+    } else {
+        ""
+    };
+    Ok(format!(
+        "this machine does not run systemd ({SYSTEMD_RUNNING} is missing), so berth install cannot set up a service; run `{} {} --data {} {}`{token} from your init system or a process supervisor instead, or write the unit's files only with --root DIR",
+        exe.display(),
+        role.subcommand(),
+        system_path(role.data()),
+        flags.flags.join(" ")
+    ))
+}
+
+/// What the package's postinst says where systemd does not run: the unit's
+/// command, with the flags of its environment file, to run by other means.
+fn start_by_hand(role: Role) -> String {
+    let env = system_path(&role.env_file());
+    let first_start = match role {
+        Role::Server => format!(
+            "on its first start the server prints the admin token and saves it to {} and to root's CLI config (as server `local`)",
+            system_path(&format!("{}/admin.token", role.data()))
+        ),
+        Role::Agent => "the server's `berth instances` shows the agent as connected within seconds of its start".into(),
+    };
+    format!(
+        "this machine does not run systemd ({SYSTEMD_RUNNING} is missing), so {unit} was not started; run `sh -c 'set -a && . {env} && exec {bin} {sub} --data {data} $BERTH_FLAGS'` from your init system or a process supervisor (its flags are in {env}: `berth install {agent}-- FLAGS` changes them); {first_start}",
+        unit = role.unit(),
+        bin = system_path(PACKAGE_BIN),
+        sub = role.subcommand(),
+        data = system_path(role.data()),
+        agent = if role == Role::Agent { "--agent " } else { "" },
+    )
+}
+
+/// After the package's scripts started the unit (or left it off): its URL
+/// and token once it runs. Nothing here fails the package's installation: a
+/// unit that does not come up is said, with where to look.
+fn after_package_start(role: Role, root: &Path) {
+    if !unit_is("enabled", role) {
+        println!(
+            "{} is disabled, so it was not started; `systemctl enable --now {}` starts it",
+            role.unit(),
+            role.unit()
+        );
+        return;
+    }
+    match wait_active(role) {
+        Ok(()) => report(role, root),
+        Err(e) => eprintln!("warning: {e:#}"),
+    }
+}
+
+fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "berth install sets up a system service and needs root: run it with sudo (or write the files only, with --root DIR)"
-        );
-    }
-    if !Path::new(SYSTEMD_RUNNING).is_dir() {
-        let token = if flags.token.is_some() {
-            " (with BERTH_NODE_TOKEN set to the node token)"
-        } else {
-            ""
-        };
-        bail!(
-            "this machine does not run systemd ({SYSTEMD_RUNNING} is missing), so berth install cannot set up a service; run `{} {} --data {} {}`{token} from your init system or a process supervisor instead, or write the unit's files only with --root DIR",
-            exe.display(),
-            role.subcommand(),
-            system_path(role.data()),
-            flags.flags.join(" ")
-        );
-    }
-    Ok(())
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Copies the running binary to `to` (through a temporary file and a rename,
@@ -344,11 +390,7 @@ fn wait_active(role: Role) -> Result<()> {
     let started = Instant::now();
     let mut up_since: Option<Instant> = None;
     while started.elapsed() < Duration::from_secs(30) {
-        let active = Command::new("systemctl")
-            .args(["is-active", "--quiet", role.unit()])
-            .status()
-            .is_ok_and(|s| s.success());
-        match (active, up_since) {
+        match (unit_is("active", role), up_since) {
             (true, Some(since)) if since.elapsed() >= Duration::from_secs(3) => return Ok(()),
             (true, None) => up_since = Some(Instant::now()),
             (true, Some(_)) => {}
@@ -363,12 +405,31 @@ fn wait_active(role: Role) -> Result<()> {
     )
 }
 
-/// The server's URL and admin token, as its first start wrote them.
-fn report_server(root: &Path, flags: &Flags) {
+/// Whether `systemctl is-{state}` says yes of the unit of `role`.
+fn unit_is(state: &str, role: Role) -> bool {
+    Command::new("systemctl")
+        .args([&format!("is-{state}"), "--quiet", role.unit()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// What a running unit gives: the server's URL and admin token (as its first
+/// start wrote it), or where to see an agent.
+fn report(role: Role, root: &Path) {
+    if role == Role::Agent {
+        println!(
+            "{} is running; `berth instances` on the server shows this node's agent as connected within seconds",
+            role.unit()
+        );
+        return;
+    }
+    let flags = std::fs::read_to_string(root.join(role.env_file()))
+        .map(|text| flags_of_env(&text))
+        .unwrap_or_default();
     let args = ["berth", "server"]
         .into_iter()
         .map(str::to_string)
-        .chain(flags.flags.iter().cloned());
+        .chain(flags);
     let api = match Cli::try_parse_from(args).map(|c| c.command) {
         Ok(crate::cli::Command::Server(s)) => {
             let https = s.tls || s.tls_cert.is_some() || !s.api.ip().is_loopback();
@@ -376,9 +437,9 @@ fn report_server(root: &Path, flags: &Flags) {
         }
         _ => "(see the --api flag)".into(),
     };
-    let token_file = root.join(Role::Server.data()).join("admin.token");
+    let token_file = root.join(role.data()).join("admin.token");
     let token = std::fs::read_to_string(&token_file).unwrap_or_default();
-    println!("berth.service is running; the API is at {api}");
+    println!("{} is running; the API is at {api}", role.unit());
     if !token.trim().is_empty() {
         println!(
             "admin token: {} (in {}; root's CLI config has it as server `local`)",
@@ -388,15 +449,32 @@ fn report_server(root: &Path, flags: &Flags) {
     }
 }
 
+/// The flags kept in an environment file `env_text` wrote, split as systemd
+/// splits `$BERTH_FLAGS`.
+fn flags_of_env(text: &str) -> Vec<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("BERTH_FLAGS="))
+        .map(|v| v.trim().trim_matches('"'))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
 /// `berth uninstall`.
 pub fn uninstall(args: UninstallArgs) -> Result<()> {
     let role = Role::of(args.agent);
     let real = args.root.is_none();
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let systemd = real && Path::new(SYSTEMD_RUNNING).is_dir();
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if real && unsafe { libc::geteuid() } != 0 {
+    if real && !is_root() {
         bail!("berth uninstall removes a system service and needs root: run it with sudo");
+    }
+    if root.join(PACKAGE_UNIT_DIR).join(role.unit()).is_file() {
+        bail!(
+            "{unit} comes with berth's Debian package: `systemctl disable --now {unit}` stops it, `apt remove berth` removes berth and keeps the data, `apt purge berth` deletes the data too",
+            unit = role.unit()
+        );
     }
     if systemd {
         // A unit that is not loaded has nothing to stop.
@@ -481,7 +559,7 @@ mod tests {
         let env = env_text(Role::Agent, &flags);
         assert!(env.contains("BERTH_NODE_TOKEN=berth_x\n"), "{env}");
         assert!(env.contains("BERTH_FLAGS=\"--server https://m:7070 --ca-sha256 ab\""));
-        assert!(!unit_text(Role::Agent).contains("berth_x"));
+        assert!(!unit_text(Role::Agent, BIN).contains("berth_x"));
         Ok(())
     }
 
@@ -503,11 +581,40 @@ mod tests {
 
     #[test]
     fn the_server_unit_leaves_the_router_running() {
-        let unit = unit_text(Role::Server);
+        let unit = unit_text(Role::Server, BIN);
         assert!(unit.contains("KillMode=process\n"), "{unit}");
         assert!(unit.contains(
             "ExecStart=/usr/local/bin/berth server --data /var/lib/berth $BERTH_FLAGS\n"
         ));
-        assert!(unit.contains("EnvironmentFile=/etc/berth/server.env\n"));
+        assert!(unit.contains("EnvironmentFile=-/etc/berth/server.env\n"));
+    }
+
+    #[test]
+    fn the_units_name_the_binary_only_in_their_command() {
+        for (role, template) in [(Role::Server, SERVER_UNIT), (Role::Agent, AGENT_UNIT)] {
+            let package_bin = system_path(PACKAGE_BIN);
+            assert_eq!(template.matches(&package_bin).count(), 1, "{template}");
+            let exec = format!("ExecStart={package_bin} {} ", role.subcommand());
+            assert!(template.contains(&exec), "{template}");
+            let unit = unit_text(role, BIN);
+            assert!(!unit.contains(&package_bin), "{unit}");
+            assert!(unit.contains(&format!("{} ", system_path(BIN))), "{unit}");
+        }
+    }
+
+    #[test]
+    fn the_flags_are_read_back_as_systemd_splits_them() {
+        let flags = checked_flags(
+            Role::Server,
+            &strings(&["--api", "0.0.0.0:7070", "--domain", "example.com"]),
+        )
+        .map(|f| env_text(Role::Server, &f))
+        .map(|text| flags_of_env(&text))
+        .unwrap_or_default();
+        assert_eq!(
+            flags,
+            strings(&["--api", "0.0.0.0:7070", "--domain", "example.com"])
+        );
+        assert!(flags_of_env("BERTH_FLAGS=\"\"\n").is_empty());
     }
 }

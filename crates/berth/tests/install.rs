@@ -2,7 +2,9 @@
 //! files are written under a throwaway root (`--root`), and the server is
 //! started with the very command line the unit would run (its ExecStart, the
 //! flags from its environment file); a real install here must refuse, having
-//! written nothing, and say what to run instead.
+//! written nothing, and say what to run instead. Where the Debian package's
+//! unit is present, only the flags are written. (The package itself is tested
+//! by scripts/deb-test.sh.)
 
 mod common;
 
@@ -94,7 +96,7 @@ fn install_writes_a_unit_that_starts_the_server_and_uninstall_keeps_the_data() {
     assert_eq!(mode(&data), 0o700);
     let unit = std::fs::read_to_string(&unit_path).expect("unit");
     assert_eq!(setting(&unit, "KillMode"), "process", "{unit}");
-    assert_eq!(setting(&unit, "EnvironmentFile"), "/etc/berth/server.env");
+    assert_eq!(setting(&unit, "EnvironmentFile"), "-/etc/berth/server.env");
 
     // ExecStart with $BERTH_FLAGS split at whitespace, as systemd does.
     let env = std::fs::read_to_string(&env_path).expect("env file");
@@ -264,4 +266,48 @@ fn without_systemd_a_real_install_says_what_to_run_and_writes_nothing() {
         Path::new("/etc/systemd/system/berth.service").exists(),
         before
     );
+}
+
+#[test]
+fn where_the_package_installed_berth_only_the_flags_are_written() {
+    let root = tempfile::tempdir().expect("temp root");
+    let home = tempfile::tempdir().expect("temp home");
+    let r = root.path();
+    let units = r.join("usr/lib/systemd/system");
+    std::fs::create_dir_all(&units).expect("unit dir");
+    let unit = include_str!("../packaging/debian/berth.service");
+    std::fs::write(units.join("berth.service"), unit).expect("package unit");
+    let out = berth(
+        &[
+            "install",
+            "--root",
+            &r.to_string_lossy(),
+            "--",
+            "--domain",
+            "example.com",
+        ],
+        home.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let env = std::fs::read_to_string(r.join("etc/berth/server.env")).expect("env file");
+    assert_eq!(setting(&env, "BERTH_FLAGS"), "--domain example.com");
+    assert_eq!(mode(&r.join("var/lib/berth")), 0o700);
+    assert!(!r.join("usr/local/bin/berth").exists());
+    assert!(!r.join("etc/systemd/system/berth.service").exists());
+    assert_eq!(
+        std::fs::read_to_string(units.join("berth.service"))
+            .ok()
+            .as_deref(),
+        Some(unit)
+    );
+
+    // Removing it is the package manager's business.
+    let out = berth(&["uninstall", "--root", &r.to_string_lossy()], home.path());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("apt remove berth"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(r.join("etc/berth/server.env").exists());
 }

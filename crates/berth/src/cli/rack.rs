@@ -129,6 +129,11 @@ pub struct InstallArgs {
     /// Write the files and enable the unit, but do not (re)start it
     #[arg(long)]
     pub no_start: bool,
+    /// Run by the Debian package's postinst, after its scripts started the unit:
+    /// keeps the flags file if there is one, waits for the unit and prints the
+    /// admin token, or without systemd the command that starts the server
+    #[arg(long, hide = true, conflicts_with_all = ["root", "no_start"])]
+    pub package: bool,
     /// The flags of `berth server` (with --agent: of `berth agent`), after `--`,
     /// e.g. `-- --api 0.0.0.0:7070 --domain example.com`
     #[arg(last = true, value_name = "FLAGS")]
