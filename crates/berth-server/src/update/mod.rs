@@ -279,10 +279,21 @@ pub fn role(data_dir: &Path) -> Role {
 }
 
 /// Called once the server serves: a trial says it is ready; the new server for
-/// good hands the router over and ends the update.
+/// good hands the router over and ends the update; any other server hands
+/// over a router of another version.
 pub async fn on_ready(rack: &Rack, role: &Role) {
     match role {
-        Role::Plain => {}
+        // A server started on a new binary another way (a package upgrade
+        // restarting the unit) moves the router along too.
+        Role::Plain => {
+            let own = berth_core::version::version();
+            if let Some(running) = rack.router.version().await
+                && running != own
+            {
+                let message = hand_over_router(rack).await;
+                tracing::info!("{message}");
+            }
+        }
         Role::Trial(id) => {
             if let Err(e) = std::fs::write(pending::ready_path(&rack.data_dir, id), b"") {
                 tracing::error!(update = %id, "cannot say the trial is ready: {e}");
