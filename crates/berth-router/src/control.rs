@@ -907,8 +907,8 @@ pub struct RouterLink {
     /// Set by [`RouterLink::shut_down`]: the watchdog starts no router again and
     /// no table is pushed.
     stopped: AtomicBool,
-    /// The berth version the router said it runs (`None`: older than 0.x versions
-    /// that tell).
+    /// The berth version the router said it runs (`None`: a router from before
+    /// `hello` told it).
     version: Mutex<Option<String>>,
     /// The boot id of the router last seen: another one means it restarted.
     boot: Mutex<Option<u64>>,
