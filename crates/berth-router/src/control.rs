@@ -479,8 +479,8 @@ pub async fn run_router_process(
 
     // A router taking over answers under a name of its own until it is ready, then
     // takes the control socket's name in one rename.
-    let bound_at = if old.is_some() {
-        handover::staging_path(&options.control)
+    let control_listener = if old.is_some() {
+        take_control_socket(&options.control).map_err(io_err)?
     } else {
         // A socket file left by a router that died is in the way; a live one is not
         // ours to replace.
@@ -490,25 +490,20 @@ pub async fn run_router_process(
                 "another router answers on this socket; stop it first, or start this one with --takeover",
             )));
         }
-        options.control.clone()
+        let _ = std::fs::remove_file(&options.control);
+        let listener = UnixListener::bind(&options.control).map_err(io_err)?;
+        owner_only(&options.control).map_err(io_err)?;
+        handover::replace_file(
+            &pid_file(&options.control),
+            &format!("{}\n", std::process::id()),
+        )
+        .map_err(io_err)?;
+        listener
     };
-    let _ = std::fs::remove_file(&bound_at);
-    let control_listener = UnixListener::bind(&bound_at).map_err(io_err)?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&bound_at, std::fs::Permissions::from_mode(0o600))
-            .map_err(io_err)?;
-    }
-    if bound_at != options.control
-        && let Err(e) = handover::publish(&bound_at, &options.control)
-    {
-        let _ = std::fs::remove_file(&bound_at);
-        return Err(io_err(e));
-    }
-    let pid_file = options.control.with_extension("pid");
-    handover::replace_file(&pid_file, &format!("{}\n", std::process::id())).map_err(io_err)?;
+    let pid_path = pid_file(&options.control);
 
     let stop = Arc::new(Notify::new());
+    let (relisten_tx, relisten_rx) = mpsc::channel(1);
     let control = Arc::new(Control {
         router: router.clone(),
         http,
@@ -523,8 +518,14 @@ pub async fn run_router_process(
         handed_over: AtomicBool::new(false),
         committing: AtomicBool::new(old.is_some()),
         closed: Notify::new(),
+        path: options.control.clone(),
+        relisten: relisten_tx,
     });
-    let control_task = tokio::spawn(serve_control(control_listener, control.clone()));
+    let control_task = tokio::spawn(serve_control(
+        control_listener,
+        relisten_rx,
+        control.clone(),
+    ));
     let (stopping_tx, stopping_rx) = watch::channel(false);
     // Independent event loops rather than one work-stealing runtime: a request
     // and the backend connection it uses stay on one thread (see `backend_client`).
@@ -614,10 +615,37 @@ pub async fn run_router_process(
     // After a handover the socket and the pid file are the new router's.
     if !control.handed_over.load(Ordering::SeqCst) {
         let _ = std::fs::remove_file(&options.control);
-        let _ = std::fs::remove_file(&pid_file);
+        let _ = std::fs::remove_file(&pid_path);
     }
     tracing::info!("berth router stopped");
     served.map_err(io_err)
+}
+
+/// The pid file of the router whose control socket is `control`.
+fn pid_file(control: &Path) -> PathBuf {
+    control.with_extension("pid")
+}
+
+/// Only the server's user may connect (it carries private keys).
+fn owner_only(socket: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+}
+
+/// Binds a control socket under a name of its own and moves it onto `control` in one
+/// rename, with the pid file, while another process may still answer there: every
+/// client reaches one of the two, never neither.
+fn take_control_socket(control: &Path) -> io::Result<UnixListener> {
+    let staged = handover::staging_path(control);
+    let _ = std::fs::remove_file(&staged);
+    let listener = UnixListener::bind(&staged)?;
+    let published = owner_only(&staged).and_then(|()| handover::publish(&staged, control));
+    if let Err(e) = published {
+        let _ = std::fs::remove_file(&staged);
+        return Err(e);
+    }
+    handover::replace_file(&pid_file(control), &format!("{}\n", std::process::id()))?;
+    Ok(listener)
 }
 
 /// A number that differs between two starts of the router.
@@ -666,9 +694,34 @@ struct Control {
     committing: AtomicBool,
     /// Ends the accept loop of the control socket (after a handover).
     closed: Notify,
+    /// The control socket's name.
+    path: PathBuf,
+    /// A listener bound again under `path`, for the accept loop (see
+    /// [`Control::reclaim`]).
+    relisten: mpsc::Sender<UnixListener>,
 }
 
 impl Control {
+    /// After a takeover that did not complete: a router that took the control
+    /// socket's name and died before its `commit` left the name to a dead socket;
+    /// this router takes it back, so the server reaches it again.
+    async fn reclaim(&self) {
+        // Someone answers: this router, or the new one, which serves either way.
+        if call(&self.path, &Request::Hello).await.is_ok() {
+            return;
+        }
+        match take_control_socket(&self.path) {
+            Ok(listener) => {
+                tracing::warn!("the control socket led nowhere; this router answers on it again");
+                let _ = self.relisten.send(listener).await;
+            }
+            Err(e) => tracing::warn!(
+                "cannot answer on {} again: {e}; restart the router",
+                self.path.display()
+            ),
+        }
+    }
+
     fn ok() -> Reply {
         Reply {
             ok: true,
@@ -806,10 +859,18 @@ impl Control {
     }
 }
 
-async fn serve_control(listener: UnixListener, control: Arc<Control>) {
+async fn serve_control(
+    mut listener: UnixListener,
+    mut relisten: mpsc::Receiver<UnixListener>,
+    control: Arc<Control>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
+            Some(again) = relisten.recv() => {
+                listener = again;
+                continue;
+            }
             // The new router answers on the socket's name; this listener only still
             // holds connections queued before the rename, which get closed and retry.
             () = control.closed.notified() => return,
@@ -844,6 +905,7 @@ async fn serve_control(listener: UnixListener, control: Arc<Control>) {
                 tracing::warn!(
                     "the router taking over went away before it was ready; this one keeps serving"
                 );
+                control.reclaim().await;
             }
         });
     }

@@ -525,3 +525,79 @@ async fn echo(ws: &mut TcpStream, message: &[u8]) {
         .expect("ws echo");
     assert_eq!(back, message);
 }
+
+/// A router taking over that took the control socket's name and died before its
+/// commit (here: a stand-in that asks for the sockets, renames a socket of its own
+/// over the name and goes away) leaves the running router serving, and the running
+/// router answers on the control socket again.
+#[test]
+fn a_takeover_dying_after_taking_the_name_leaves_the_old_router_in_charge() {
+    use std::io::{BufRead, Read, Write};
+    const PORT: u16 = 19404;
+    let dir = DataDir(PathBuf::from(format!(
+        "/tmp/berthho-reclaim-{}",
+        std::process::id()
+    )));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).expect("data dir");
+    let socket = dir.0.join("router.sock");
+    let mut router = std::process::Command::new(BERTH)
+        .args(["router", "--threads", "1", "--http"])
+        .arg(format!("127.0.0.1:{PORT}"))
+        .arg("--control")
+        .arg(&socket)
+        .stderr(std::fs::File::create(dir.0.join("router.log")).expect("log"))
+        .spawn()
+        .expect("start berth router");
+    let hello = || -> Option<serde_json::Value> {
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"{\"op\":\"hello\"}\n").ok()?;
+        let mut line = String::new();
+        std::io::BufReader::new(s).read_line(&mut line).ok()?;
+        serde_json::from_str(&line).ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hello().is_none() {
+        assert!(Instant::now() < deadline, "the router did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut taker = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    taker.write_all(b"{\"op\":\"handover\"}\n").expect("ask");
+    let mut state = String::new();
+    // A plain read takes the state; the kernel closes the passed sockets unread.
+    std::io::BufReader::new(taker.try_clone().expect("clone"))
+        .read_line(&mut state)
+        .expect("the state");
+    assert!(state.contains("\"ok\":true"), "{state}");
+    let own = dir.0.join("taker.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&own).expect("bind");
+    std::fs::rename(&own, &socket).expect("take the name");
+    drop(listener);
+    assert!(hello().is_none(), "the name leads to a closed socket now");
+    drop(taker);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        if let Some(answer) = hello() {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the router did not take its control socket back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(answer["pid"], router.id(), "{answer}");
+    assert_eq!(router_pid(&dir.0), router.id());
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", PORT)).expect("connect");
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: nobody.test\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut answer = String::new();
+    let _ = client.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    let _ = router.kill();
+    let _ = router.wait();
+}
