@@ -15,7 +15,9 @@
 //! - `challenges`: replace the ACME HTTP-01 challenges answered for any host;
 //! - `probe`: a health check of a process made from the router (on a swarm
 //!   the router is the one on every app network; the server is not);
-//! - `stop`: drain and exit.
+//! - `stop`: drain and exit;
+//! - `handover` and `commit`: a new router process takes over from the running one
+//!   (`berth router --takeover`, [`RouterLink::upgrade`]), see [`take_over`].
 //!
 //! On one engine the server spawns the router ([`RouterLink::start`]); on a
 //! swarm each node's agent runs it in a container and the server reaches its
@@ -25,8 +27,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,7 +40,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, mpsc, watch};
 
 pub use crate::access_log::AccessLine;
-use crate::{Backend, Limits, Route, RouteTable, Router};
+use crate::handover;
+use crate::{Backend, Drain, Limits, Route, RouteTable, Router};
 
 /// The longest a control call may take before the router counts as unreachable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,6 +51,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const LOG_POLL: Duration = Duration::from_millis(500);
 /// How often the server checks that its router is alive.
 const WATCHDOG: Duration = Duration::from_secs(2);
+/// How long a router that handed over keeps an idle keep-alive connection open, so
+/// that a client sending its next request gets it answered (with `Connection:
+/// close`) rather than racing the close.
+const HANDOVER_IDLE_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -79,6 +88,10 @@ pub enum ControlError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "no new router took over from the one on {socket}: {reason}; the running router keeps serving"
+    )]
+    Takeover { socket: String, reason: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -107,6 +120,23 @@ enum Request {
         path: String,
         timeout_ms: u64,
     },
+    /// From a router process taking over: the listening sockets (passed beside the
+    /// reply) and the state ([`Snapshot`]).
+    Handover,
+    /// From the router that took over, once it answers on the control socket: stop
+    /// accepting, let open connections finish within `drain_ms`, exit.
+    Commit {
+        drain_ms: u64,
+    },
+}
+
+/// What a router taking over starts from, so it serves the same routes from its
+/// first accept.
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    routes: Vec<WireRoute>,
+    certs: Vec<crate::tls::TlsCert>,
+    challenges: HashMap<String, String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -146,6 +176,15 @@ struct Reply {
     /// A probe's outcome: the status, or why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     probe: Option<Result<u16, String>>,
+    /// The berth version the router runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    snapshot: Option<Snapshot>,
+    /// This router took over and the old one may still accept for a moment (it has
+    /// not confirmed the `commit` yet).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    committing: bool,
 }
 
 fn to_wire(table: &RouteTable) -> Vec<WireRoute> {
@@ -210,10 +249,200 @@ pub struct RouterOptions {
     /// Count requests for the server's metrics (off only to measure what counting
     /// costs).
     pub metrics: bool,
+    /// Take the listening sockets and the state over from the router answering on
+    /// `control` instead of binding the addresses ([`take_over`]).
+    pub takeover: bool,
+    /// With `takeover`: how long the old router may go on finishing its requests and
+    /// WebSockets before it closes what is left and exits.
+    pub handover_drain: Duration,
+    /// The berth version, told in `hello`.
+    pub version: Option<String>,
 }
 
-/// Runs a router process until `shutdown` resolves or the server sends `stop`;
-/// then in-flight requests finish (at most 10 s).
+/// The listening sockets of a router process.
+struct Listeners {
+    http: std::net::TcpListener,
+    https: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(options: &RouterOptions) -> Result<Listeners, ControlError> {
+        let bind = |addr| async move {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .and_then(tokio::net::TcpListener::into_std);
+            listener.map_err(|source| ControlError::Listen { addr, source })
+        };
+        let http = bind(options.http).await?;
+        let https = match options.https {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Listeners { http, https })
+    }
+
+    /// Copies of the sockets, for a router that takes over.
+    fn duplicate(&self) -> io::Result<Vec<OwnedFd>> {
+        let mut sockets = vec![OwnedFd::from(self.http.try_clone()?)];
+        if let Some(https) = &self.https {
+            sockets.push(OwnedFd::from(https.try_clone()?));
+        }
+        Ok(sockets)
+    }
+}
+
+/// The router a new one takes over from: the connection the handover runs on.
+struct OldRouter {
+    stream: UnixStream,
+    pid: Option<u32>,
+}
+
+/// Takes the listening sockets and the state over from the router answering on
+/// `options.control`. The old router goes on serving until [`commit`]: nothing this
+/// process does before that disturbs it, and a failure here leaves it as it was.
+async fn take_over(
+    options: &RouterOptions,
+) -> Result<(Listeners, Snapshot, OldRouter), ControlError> {
+    let socket = options.control.display().to_string();
+    let failed = |reason: String| ControlError::Takeover {
+        socket: socket.clone(),
+        reason,
+    };
+    let exchange = async {
+        let mut old = UnixStream::connect(&options.control).await.map_err(|e| {
+            failed(format!(
+                "no router answers there ({e}); start one without --takeover"
+            ))
+        })?;
+        let mut line = serde_json::to_vec(&Request::Handover).map_err(|e| failed(e.to_string()))?;
+        line.push(b'\n');
+        old.write_all(&line)
+            .await
+            .map_err(|e| failed(format!("cannot ask it for its sockets: {e}")))?;
+        let received = handover::receive_sockets(&old)
+            .await
+            .map_err(|e| failed(format!("cannot receive its sockets: {e}")))?;
+        let mut answer = String::new();
+        BufReader::new(&mut old)
+            .read_line(&mut answer)
+            .await
+            .map_err(|e| failed(format!("cannot read its state: {e}")))?;
+        let fds = match received {
+            handover::Received::Sockets(fds) => fds,
+            handover::Received::Refused(first) => {
+                answer.insert(0, char::from(first));
+                let why = serde_json::from_str::<Reply>(&answer)
+                    .ok()
+                    .and_then(|r| r.error)
+                    .unwrap_or(answer);
+                let why = why.trim();
+                return Err(failed(if why.starts_with("bad control request") {
+                    format!(
+                        "it does not know how to hand over ({why}); it is older than this berth: stop it and start this one instead"
+                    )
+                } else {
+                    format!("it refused: {why}")
+                }));
+            }
+        };
+        let reply: Reply = serde_json::from_str(&answer)
+            .map_err(|e| failed(format!("its state makes no sense: {e}")))?;
+        Ok((old, fds, reply))
+    };
+    let (old, fds, reply) = tokio::time::timeout(START_TIMEOUT, exchange)
+        .await
+        .map_err(|_| failed(format!("it did not hand over within {START_TIMEOUT:?}")))??;
+    let (Some(http), Some(snapshot)) = (reply.http, reply.snapshot) else {
+        return Err(failed("it sent no state".into()));
+    };
+    // A takeover keeps the addresses: the sockets are the old router's.
+    let same = |have: SocketAddr, want: SocketAddr| {
+        have == want || (want.port() == 0 && have.ip() == want.ip())
+    };
+    let https_same = match (reply.https, options.https) {
+        (None, None) => true,
+        (Some(have), Some(want)) => same(have, want),
+        _ => false,
+    };
+    if !same(http, options.http) || !https_same {
+        return Err(failed(format!(
+            "it listens on {http} (HTTPS {:?}), this one was asked for {} (HTTPS {:?}); a takeover keeps the addresses: give the same --http and --https, or stop it and start a new one",
+            reply.https, options.http, options.https
+        )));
+    }
+    let wanted = 1 + usize::from(reply.https.is_some());
+    if fds.len() != wanted {
+        return Err(failed(format!(
+            "it passed {} sockets, not {wanted}",
+            fds.len()
+        )));
+    }
+    let mut fds = fds.into_iter();
+    let mut listener = || -> Result<std::net::TcpListener, ControlError> {
+        let fd = fds
+            .next()
+            .ok_or_else(|| failed("a socket is missing".into()))?;
+        let listener = std::net::TcpListener::from(fd);
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| failed(format!("cannot use its socket: {e}")))?;
+        Ok(listener)
+    };
+    let http = listener()?;
+    let https = if reply.https.is_some() {
+        Some(listener()?)
+    } else {
+        None
+    };
+    Ok((
+        Listeners { http, https },
+        snapshot,
+        OldRouter {
+            stream: old,
+            pid: reply.pid,
+        },
+    ))
+}
+
+/// Tells the old router that this one answers on the control socket now: it stops
+/// accepting and drains within `drain`. An old router that does not confirm is gone
+/// or going; this one serves either way.
+async fn commit(old: OldRouter, drain: Duration) {
+    let OldRouter {
+        stream: mut old,
+        pid: old_pid,
+    } = old;
+    let request = Request::Commit {
+        drain_ms: u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
+    };
+    let confirmed = async {
+        let mut line = serde_json::to_vec(&request).map_err(io::Error::other)?;
+        line.push(b'\n');
+        old.write_all(&line).await?;
+        let mut answer = String::new();
+        BufReader::new(&mut old).read_line(&mut answer).await?;
+        let reply: Reply = serde_json::from_str(&answer).map_err(io::Error::other)?;
+        match reply.error {
+            Some(e) => Err(io::Error::other(e)),
+            None => Ok(()),
+        }
+    };
+    match tokio::time::timeout(CALL_TIMEOUT, confirmed).await {
+        Ok(Ok(())) => {
+            tracing::info!(old = ?old_pid, "took over from the old router; it finishes its connections and exits");
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(old = ?old_pid, "the old router did not confirm the takeover: {e}")
+        }
+        Err(_) => {
+            tracing::warn!(old = ?old_pid, "the old router did not confirm the takeover in time")
+        }
+    }
+}
+
+/// Runs a router process until `shutdown` resolves, the server sends `stop`, or a
+/// newer router takes over; then in-flight requests finish (at most 10 s; after a
+/// handover, at most the new router's `handover_drain`).
 pub async fn run_router_process(
     options: RouterOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -222,61 +451,85 @@ pub async fn run_router_process(
         socket: options.control.display().to_string(),
         source,
     };
-    let listener = tokio::net::TcpListener::bind(options.http)
-        .await
-        .map_err(|source| ControlError::Listen {
-            addr: options.http,
-            source,
-        })?;
-    let http = listener.local_addr().map_err(io_err)?;
-    let tls_listener = match options.https {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| ControlError::Listen { addr, source })?,
-        ),
-        None => None,
+    let (listeners, snapshot, old) = if options.takeover {
+        let (listeners, snapshot, old) = take_over(&options).await?;
+        (listeners, Some(snapshot), Some(old))
+    } else {
+        (Listeners::bind(&options).await?, None, None)
     };
-    let https = match &tls_listener {
+    let http = listeners.http.local_addr().map_err(io_err)?;
+    let https = match &listeners.https {
         Some(l) => Some(l.local_addr().map_err(io_err)?),
         None => None,
     };
-    let certs = Arc::new(crate::tls::CertStore::default());
-    // A socket file left by a router that died is in the way; a live one is not ours
-    // to replace.
-    if UnixStream::connect(&options.control).await.is_ok() {
-        return Err(io_err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "another router answers on this socket; stop it first",
-        )));
-    }
-    let _ = std::fs::remove_file(&options.control);
-    let control = UnixListener::bind(&options.control).map_err(io_err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&options.control, std::fs::Permissions::from_mode(0o600))
-            .map_err(io_err)?;
-    }
-    let pid_file = options.control.with_extension("pid");
-    std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(io_err)?;
+    let sockets = listeners.duplicate().map_err(io_err)?;
 
     let router = Router::build(options.limits, true, options.metrics);
     if let Some(addr) = https {
         let _ = router.https_port.set(addr.port());
     }
+    let certs = Arc::new(crate::tls::CertStore::default());
+    let mut cert_list = Vec::new();
+    if let Some(snapshot) = snapshot {
+        router.update(from_wire(snapshot.routes));
+        certs.update(&snapshot.certs);
+        cert_list = snapshot.certs;
+        router.set_challenges(snapshot.challenges);
+    }
+
+    // A router taking over answers under a name of its own until it is ready, then
+    // takes the control socket's name in one rename.
+    let control_listener = if old.is_some() {
+        take_control_socket(&options.control).map_err(io_err)?
+    } else {
+        // A socket file left by a router that died is in the way; a live one is not
+        // ours to replace.
+        if UnixStream::connect(&options.control).await.is_ok() {
+            return Err(io_err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another router answers on this socket; stop it first, or start this one with --takeover",
+            )));
+        }
+        let _ = std::fs::remove_file(&options.control);
+        let listener = UnixListener::bind(&options.control).map_err(io_err)?;
+        owner_only(&options.control).map_err(io_err)?;
+        handover::replace_file(
+            &pid_file(&options.control),
+            &format!("{}\n", std::process::id()),
+        )
+        .map_err(io_err)?;
+        listener
+    };
+    let pid_path = pid_file(&options.control);
+
     let stop = Arc::new(Notify::new());
+    let (relisten_tx, relisten_rx) = mpsc::channel(1);
+    let control = Arc::new(Control {
+        router: router.clone(),
+        http,
+        https,
+        version: options.version.clone(),
+        boot: boot_id(),
+        stop: stop.clone(),
+        certs: certs.clone(),
+        cert_list: Mutex::new(cert_list),
+        sockets: Mutex::new(sockets),
+        handing_over: AtomicBool::new(false),
+        handed_over: AtomicBool::new(false),
+        committing: AtomicBool::new(old.is_some()),
+        closed: Notify::new(),
+        path: options.control.clone(),
+        relisten: relisten_tx,
+    });
     let control_task = tokio::spawn(serve_control(
-        control,
-        router.clone(),
-        (http, https),
-        stop.clone(),
-        certs.clone(),
+        control_listener,
+        relisten_rx,
+        control.clone(),
     ));
     let (stopping_tx, stopping_rx) = watch::channel(false);
     // Independent event loops rather than one work-stealing runtime: a request
     // and the backend connection it uses stay on one thread (see `backend_client`).
-    let listener = listener.into_std().map_err(io_err)?;
+    let listener = listeners.http;
     let mut loops = Vec::new();
     for n in 1..options.loops.max(1) {
         let listener = listener.try_clone().map_err(io_err)?;
@@ -302,8 +555,9 @@ pub async fn run_router_process(
         loops.push(thread);
     }
     let listener = tokio::net::TcpListener::from_std(listener).map_err(io_err)?;
-    let tls_task = match tls_listener {
+    let tls_task = match listeners.https {
         Some(listener) => {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(io_err)?;
             let config =
                 crate::tls::server_config(certs).map_err(|e| io_err(io::Error::other(e)))?;
             let mut stopping = stopping_rx.clone();
@@ -318,11 +572,16 @@ pub async fn run_router_process(
         None => None,
     };
     tracing::info!(%http, control = %options.control.display(), "berth router ready");
+    if let Some(old) = old {
+        commit(old, options.handover_drain).await;
+        control.committing.store(false, Ordering::SeqCst);
+    }
     let data_dir = options
         .control
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    let stopping = control.clone();
     let served = router
         .serve(listener, async move {
             tokio::select! {
@@ -332,6 +591,13 @@ pub async fn run_router_process(
                     tracing::warn!("the data dir is gone; the router stops");
                 }
             }
+            // With no successor, new connections are refused from now on rather
+            // than left waiting in the backlog of a socket nobody accepts from.
+            stopping
+                .sockets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
             stopping_tx.send_replace(true);
         })
         .await;
@@ -346,10 +612,40 @@ pub async fn run_router_process(
         }
     }
     control_task.abort();
-    let _ = std::fs::remove_file(&options.control);
-    let _ = std::fs::remove_file(&pid_file);
+    // After a handover the socket and the pid file are the new router's.
+    if !control.handed_over.load(Ordering::SeqCst) {
+        let _ = std::fs::remove_file(&options.control);
+        let _ = std::fs::remove_file(&pid_path);
+    }
     tracing::info!("berth router stopped");
     served.map_err(io_err)
+}
+
+/// The pid file of the router whose control socket is `control`.
+fn pid_file(control: &Path) -> PathBuf {
+    control.with_extension("pid")
+}
+
+/// Only the server's user may connect (it carries private keys).
+fn owner_only(socket: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+}
+
+/// Binds a control socket under a name of its own and moves it onto `control` in one
+/// rename, with the pid file, while another process may still answer there: every
+/// client reaches one of the two, never neither.
+fn take_control_socket(control: &Path) -> io::Result<UnixListener> {
+    let staged = handover::staging_path(control);
+    let _ = std::fs::remove_file(&staged);
+    let listener = UnixListener::bind(&staged)?;
+    let published = owner_only(&staged).and_then(|()| handover::publish(&staged, control));
+    if let Err(e) = published {
+        let _ = std::fs::remove_file(&staged);
+        return Err(e);
+    }
+    handover::replace_file(&pid_file(control), &format!("{}\n", std::process::id()))?;
+    Ok(listener)
 }
 
 /// A number that differs between two starts of the router.
@@ -376,16 +672,210 @@ async fn orphaned(data_dir: PathBuf) {
     }
 }
 
-async fn serve_control(
-    listener: UnixListener,
+/// What the control socket answers from.
+struct Control {
     router: Arc<Router>,
-    (http, https): (SocketAddr, Option<SocketAddr>),
+    http: SocketAddr,
+    https: Option<SocketAddr>,
+    version: Option<String>,
+    boot: u64,
     stop: Arc<Notify>,
     certs: Arc<crate::tls::CertStore>,
+    /// The certificates as last given, for a router that takes over.
+    cert_list: Mutex<Vec<crate::tls::TlsCert>>,
+    /// Copies of the listening sockets, for a router that takes over; emptied when
+    /// this one stops, so that a stop with no successor closes them.
+    sockets: Mutex<Vec<OwnedFd>>,
+    /// A router is taking over (one at a time).
+    handing_over: AtomicBool,
+    /// A newer router took over: the control socket's name and the pid file are its.
+    handed_over: AtomicBool,
+    /// This router took over and waits for the old one to confirm it stopped accepting.
+    committing: AtomicBool,
+    /// Ends the accept loop of the control socket (after a handover).
+    closed: Notify,
+    /// The control socket's name.
+    path: PathBuf,
+    /// A listener bound again under `path`, for the accept loop (see
+    /// [`Control::reclaim`]).
+    relisten: mpsc::Sender<UnixListener>,
+}
+
+impl Control {
+    /// After a takeover that did not complete: a router that took the control
+    /// socket's name and died before its `commit` left the name to a dead socket;
+    /// this router takes it back, so the server reaches it again.
+    async fn reclaim(&self) {
+        // Someone answers: this router, or the new one, which serves either way.
+        if call(&self.path, &Request::Hello).await.is_ok() {
+            return;
+        }
+        match take_control_socket(&self.path) {
+            Ok(listener) => {
+                tracing::warn!("the control socket led nowhere; this router answers on it again");
+                let _ = self.relisten.send(listener).await;
+            }
+            Err(e) => tracing::warn!(
+                "cannot answer on {} again: {e}; restart the router",
+                self.path.display()
+            ),
+        }
+    }
+
+    fn ok() -> Reply {
+        Reply {
+            ok: true,
+            ..Reply::default()
+        }
+    }
+
+    fn refuse(error: String) -> Reply {
+        Reply {
+            error: Some(error),
+            ..Reply::default()
+        }
+    }
+
+    /// The answer to one request; `handover` is this connection's part in a
+    /// handover (it asked for the sockets).
+    async fn answer(&self, request: Request, write: &UnixStream, handover: &mut bool) -> Reply {
+        match request {
+            Request::Hello => Reply {
+                ok: true,
+                http: Some(self.http),
+                https: self.https,
+                pid: Some(std::process::id()),
+                boot: Some(self.boot),
+                version: self.version.clone(),
+                committing: self.committing.load(Ordering::SeqCst),
+                ..Reply::default()
+            },
+            Request::Table { routes } => {
+                self.router.update(from_wire(routes));
+                Self::ok()
+            }
+            Request::Inflight { process } => Reply {
+                ok: true,
+                inflight: Some(self.router.inflight(&process) as u64),
+                ..Reply::default()
+            },
+            Request::Certs { certs } => {
+                self.certs.update(&certs);
+                *self.cert_list.lock().unwrap_or_else(|p| p.into_inner()) = certs;
+                Self::ok()
+            }
+            Request::Challenges { challenges } => {
+                self.router.set_challenges(challenges);
+                Self::ok()
+            }
+            Request::Logs => Reply {
+                ok: true,
+                logs: self.router.access.take(),
+                ..Reply::default()
+            },
+            Request::Metrics => Reply {
+                ok: true,
+                metrics: Some(self.router.metrics()),
+                ..Reply::default()
+            },
+            Request::Probe {
+                addr,
+                host,
+                path,
+                timeout_ms,
+            } => {
+                let timeout = Duration::from_millis(timeout_ms);
+                Reply {
+                    ok: true,
+                    probe: Some(berth_probe::http_check(addr, &host, &path, timeout).await),
+                    ..Reply::default()
+                }
+            }
+            Request::Stop => {
+                self.stop.notify_one();
+                Self::ok()
+            }
+            Request::Handover => {
+                if self.handing_over.swap(true, Ordering::SeqCst) {
+                    return Self::refuse("another router is taking over already".into());
+                }
+                let sockets = self
+                    .sockets
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(OwnedFd::try_clone)
+                    .collect::<io::Result<Vec<_>>>();
+                let sent = match sockets {
+                    Ok(sockets) if sockets.is_empty() => {
+                        Err(io::Error::other("this router is stopping"))
+                    }
+                    Ok(sockets) => handover::send_sockets(write, &sockets).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    self.handing_over.store(false, Ordering::SeqCst);
+                    return Self::refuse(format!("cannot pass the sockets: {e}"));
+                }
+                *handover = true;
+                let certs = self
+                    .cert_list
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                Reply {
+                    ok: true,
+                    http: Some(self.http),
+                    https: self.https,
+                    pid: Some(std::process::id()),
+                    version: self.version.clone(),
+                    snapshot: Some(Snapshot {
+                        routes: to_wire(&self.router.table()),
+                        certs,
+                        challenges: self.router.challenges(),
+                    }),
+                    ..Reply::default()
+                }
+            }
+            Request::Commit { drain_ms } => {
+                if !*handover {
+                    return Self::refuse("commit without handover".into());
+                }
+                let drain = Drain {
+                    timeout: Duration::from_millis(drain_ms),
+                    idle_grace: HANDOVER_IDLE_GRACE,
+                };
+                tracing::info!(
+                    "a new router took over; finishing open connections (at most {:?}), then exiting",
+                    drain.timeout
+                );
+                self.handed_over.store(true, Ordering::SeqCst);
+                self.router.set_drain(drain);
+                self.closed.notify_one();
+                self.stop.notify_one();
+                Self::ok()
+            }
+        }
+    }
+}
+
+async fn serve_control(
+    mut listener: UnixListener,
+    mut relisten: mpsc::Receiver<UnixListener>,
+    control: Arc<Control>,
 ) {
-    let boot = boot_id();
     loop {
-        let stream = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(again) = relisten.recv() => {
+                listener = again;
+                continue;
+            }
+            // The new router answers on the socket's name; this listener only still
+            // holds connections queued before the rename, which get closed and retry.
+            () = control.closed.notified() => return,
+        };
+        let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::warn!("router control socket: {e}");
@@ -393,89 +883,29 @@ async fn serve_control(
                 continue;
             }
         };
-        let router = router.clone();
-        let stop = stop.clone();
-        let certs = certs.clone();
+        let control = control.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut lines = BufReader::new(read).lines();
+            let mut handover = false;
             while let Ok(Some(line)) = lines.next_line().await {
                 let reply = match serde_json::from_str::<Request>(&line) {
-                    Ok(Request::Hello) => Reply {
-                        ok: true,
-                        http: Some(http),
-                        https,
-                        pid: Some(std::process::id()),
-                        boot: Some(boot),
-                        ..Reply::default()
-                    },
-                    Ok(Request::Table { routes }) => {
-                        router.update(from_wire(routes));
-                        Reply {
-                            ok: true,
-                            ..Reply::default()
-                        }
-                    }
-                    Ok(Request::Inflight { process }) => Reply {
-                        ok: true,
-                        inflight: Some(router.inflight(&process) as u64),
-                        ..Reply::default()
-                    },
-                    Ok(Request::Certs { certs: list }) => {
-                        certs.update(&list);
-                        Reply {
-                            ok: true,
-                            ..Reply::default()
-                        }
-                    }
-                    Ok(Request::Challenges { challenges }) => {
-                        router.set_challenges(challenges);
-                        Reply {
-                            ok: true,
-                            ..Reply::default()
-                        }
-                    }
-                    Ok(Request::Logs) => Reply {
-                        ok: true,
-                        logs: router.access.take(),
-                        ..Reply::default()
-                    },
-                    Ok(Request::Metrics) => Reply {
-                        ok: true,
-                        metrics: Some(router.metrics()),
-                        ..Reply::default()
-                    },
-                    Ok(Request::Probe {
-                        addr,
-                        host,
-                        path,
-                        timeout_ms,
-                    }) => {
-                        let timeout = Duration::from_millis(timeout_ms);
-                        Reply {
-                            ok: true,
-                            probe: Some(berth_probe::http_check(addr, &host, &path, timeout).await),
-                            ..Reply::default()
-                        }
-                    }
-                    Ok(Request::Stop) => {
-                        stop.notify_one();
-                        Reply {
-                            ok: true,
-                            ..Reply::default()
-                        }
-                    }
-                    Err(e) => Reply {
-                        error: Some(format!("bad control request: {e}")),
-                        ..Reply::default()
-                    },
+                    Ok(request) => control.answer(request, write.as_ref(), &mut handover).await,
+                    Err(e) => Control::refuse(format!("bad control request: {e}")),
                 };
                 let mut out =
                     serde_json::to_vec(&reply).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
                 out.push(b'\n');
                 if write.write_all(&out).await.is_err() {
-                    return;
+                    break;
                 }
+            }
+            if handover && !control.handed_over.load(Ordering::SeqCst) {
+                control.handing_over.store(false, Ordering::SeqCst);
+                tracing::warn!(
+                    "the router taking over went away before it was ready; this one keeps serving"
+                );
+                control.reclaim().await;
             }
         });
     }
@@ -538,7 +968,22 @@ pub struct RouterLink {
     acked: watch::Receiver<u64>,
     /// Set by [`RouterLink::shut_down`]: the watchdog starts no router again and
     /// no table is pushed.
-    stopped: std::sync::atomic::AtomicBool,
+    stopped: AtomicBool,
+    /// The berth version the router said it runs (`None`: a router from before
+    /// `hello` told it).
+    version: Mutex<Option<String>>,
+    /// The boot id of the router last seen: another one means it restarted.
+    boot: Mutex<Option<u64>>,
+    /// Held during [`RouterLink::upgrade`]: one at a time, and the watchdog waits.
+    upgrading: tokio::sync::Mutex<()>,
+}
+
+/// What a router process says of itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterInfo {
+    pub pid: Option<u32>,
+    /// The berth version it runs (`None`: a router that does not say).
+    pub version: Option<String>,
 }
 
 impl std::fmt::Debug for RouterLink {
@@ -556,8 +1001,9 @@ impl RouterLink {
     pub async fn start(
         options: LinkOptions,
     ) -> Result<(Arc<RouterLink>, mpsc::Receiver<AccessLine>), ControlError> {
-        let http = ensure_running(&options).await?;
-        Ok(Self::link(options, http, true))
+        let hello = ensure_running(&options).await?;
+        let http = hello.http.unwrap_or(options.http);
+        Ok(Self::link(options, http, hello, true))
     }
 
     /// Attaches to a router someone else runs (a node's agent, in a container)
@@ -580,7 +1026,10 @@ impl RouterLink {
             https: None,
         };
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        while call(&options.control, &Request::Hello).await.is_err() {
+        let hello = loop {
+            if let Ok(hello) = call(&options.control, &Request::Hello).await {
+                break hello;
+            }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ControlError::Io {
                     socket: options.control.display().to_string(),
@@ -591,13 +1040,14 @@ impl RouterLink {
                 });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Ok(Self::link(options, http, false))
+        };
+        Ok(Self::link(options, http, hello, false))
     }
 
     fn link(
         options: LinkOptions,
         http: SocketAddr,
+        hello: Reply,
         spawns: bool,
     ) -> (Arc<RouterLink>, mpsc::Receiver<AccessLine>) {
         let (generation, generation_rx) = watch::channel(0u64);
@@ -611,7 +1061,10 @@ impl RouterLink {
             challenges: Mutex::new(Arc::new(HashMap::new())),
             generation,
             acked,
-            stopped: std::sync::atomic::AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            version: Mutex::new(hello.version),
+            boot: Mutex::new(hello.boot),
+            upgrading: tokio::sync::Mutex::new(()),
         });
         let (logs_tx, logs_rx) = mpsc::channel(64);
         let weak = Arc::downgrade(&link);
@@ -663,6 +1116,47 @@ impl RouterLink {
     /// The router's HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http
+    }
+
+    /// The berth version the router runs, as it said when this link attached (or
+    /// after [`RouterLink::upgrade`]); `None` for a router that does not say.
+    pub fn version(&self) -> Option<String> {
+        self.version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the running router process with a new one started from
+    /// `LinkOptions::exe` (the berth binary, e.g. after an update): the new process
+    /// takes over the listening sockets and the state, then the old one stops
+    /// accepting, finishes its requests and WebSockets (at most 5 minutes, `berth
+    /// router --handover-drain`) and exits. No connection is refused or reset.
+    /// Returns once the new process answers on the control socket; the link (table
+    /// pushes, logs, metrics, watchdog) goes on with it. On error the running router
+    /// keeps serving as before.
+    pub async fn upgrade(&self) -> Result<RouterInfo, ControlError> {
+        if !self.spawns {
+            return Err(ControlError::Takeover {
+                socket: self.options.control.display().to_string(),
+                reason: format!(
+                    "this router is run by {}, not by this server; update it there",
+                    self.options.log.display()
+                ),
+            });
+        }
+        let _upgrading = self.upgrading.lock().await;
+        let hello = spawn(&self.options, true).await?;
+        let info = RouterInfo {
+            pid: hello.pid,
+            version: hello.version.clone(),
+        };
+        *self.version.lock().unwrap_or_else(|p| p.into_inner()) = hello.version;
+        *self.boot.lock().unwrap_or_else(|p| p.into_inner()) = hello.boot;
+        // The new router started from the old one's state; what was pushed to the
+        // old one while the new one got ready goes out again.
+        self.generation.send_modify(|g| *g += 1);
+        Ok(info)
     }
 
     /// Replaces the router's table (sent in the background; the newest wins).
@@ -796,8 +1290,7 @@ impl RouterLink {
     /// Stops a router this link started, for good: the watchdog starts none
     /// again. A router it only attached to is left running.
     pub async fn shut_down(&self) {
-        self.stopped
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stopped.store(true, Ordering::SeqCst);
         if self.spawns
             && let Err(e) = self.stop_router().await
         {
@@ -820,8 +1313,8 @@ pub async fn stop_router_at(control: &Path) -> io::Result<()> {
 }
 
 /// Makes sure a router answers on the control socket at the wanted address; returns
-/// its HTTP address.
-async fn ensure_running(options: &LinkOptions) -> Result<SocketAddr, ControlError> {
+/// its `hello` (with its HTTP address).
+async fn ensure_running(options: &LinkOptions) -> Result<Reply, ControlError> {
     if let Ok(reply) = call(&options.control, &Request::Hello).await
         && let Some(http) = reply.http
     {
@@ -836,7 +1329,7 @@ async fn ensure_running(options: &LinkOptions) -> Result<SocketAddr, ControlErro
         };
         if same(http, wanted) && https_same {
             tracing::info!(%http, pid = ?reply.pid, "attached to the running router");
-            return Ok(http);
+            return Ok(reply);
         }
         tracing::info!(%http, %wanted, "the running router listens elsewhere; replacing it");
         let _ = call(&options.control, &Request::Stop).await;
@@ -847,22 +1340,21 @@ async fn ensure_running(options: &LinkOptions) -> Result<SocketAddr, ControlErro
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    spawn(options).await
+    spawn(options, false).await
 }
 
-async fn spawn(options: &LinkOptions) -> Result<SocketAddr, ControlError> {
+/// `berth router` with the link's flags; `--takeover` when it replaces the running one.
+fn router_command(options: &LinkOptions, takeover: bool) -> Result<Command, ControlError> {
+    let log_err = |source| ControlError::Io {
+        socket: options.log.display().to_string(),
+        source,
+    };
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&options.log)
-        .map_err(|source| ControlError::Io {
-            socket: options.log.display().to_string(),
-            source,
-        })?;
-    let log_err = log.try_clone().map_err(|source| ControlError::Io {
-        socket: options.log.display().to_string(),
-        source,
-    })?;
+        .map_err(log_err)?;
+    let log_copy = log.try_clone().map_err(log_err)?;
     let mut command = Command::new(&options.exe);
     command
         .arg("router")
@@ -872,7 +1364,10 @@ async fn spawn(options: &LinkOptions) -> Result<SocketAddr, ControlError> {
         .arg(&options.control)
         .stdin(Stdio::null())
         .stdout(log)
-        .stderr(log_err);
+        .stderr(log_copy);
+    if takeover {
+        command.arg("--takeover");
+    }
     if let Some(threads) = options.threads {
         command.arg("--threads").arg(threads.to_string());
     }
@@ -887,33 +1382,52 @@ async fn spawn(options: &LinkOptions) -> Result<SocketAddr, ControlError> {
     if let Some(https) = options.https {
         command.arg("--https").arg(https.to_string());
     }
-    #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
         // Its own process group: a Ctrl-C or a group signal meant for the server
         // must not take the router (and every client connection) down with it.
         command.process_group(0);
     }
-    let mut child = command.spawn().map_err(|source| ControlError::Spawn {
-        exe: options.exe.display().to_string(),
-        source,
-    })?;
+    Ok(command)
+}
+
+/// Starts a router process and waits until it answers `hello` on the control socket
+/// (with `takeover`: until the new process, not the one it replaces, answers there).
+async fn spawn(options: &LinkOptions, takeover: bool) -> Result<Reply, ControlError> {
+    let mut child = router_command(options, takeover)?
+        .spawn()
+        .map_err(|source| ControlError::Spawn {
+            exe: options.exe.display().to_string(),
+            source,
+        })?;
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     loop {
+        // A new router that took over answers once the old one stopped accepting,
+        // so no request after this reaches a router without the latest table.
         if let Ok(reply) = call(&options.control, &Request::Hello).await
-            && let Some(http) = reply.http
+            && reply.http.is_some()
+            && (!takeover || (reply.pid == Some(child.id()) && !reply.committing))
         {
             // Reaps the router if it exits while this server runs.
             std::thread::spawn(move || {
                 let _ = child.wait();
             });
-            tracing::info!(%http, pid = ?reply.pid, "router started");
-            return Ok(http);
+            tracing::info!(http = ?reply.http, pid = ?reply.pid, version = ?reply.version, "router started");
+            return Ok(reply);
         }
         if let Ok(Some(status)) = child.try_wait() {
             let text = std::fs::read_to_string(&options.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = lines[lines.len().saturating_sub(5)..].join("\n");
+            if takeover {
+                return Err(ControlError::Takeover {
+                    socket: options.control.display().to_string(),
+                    reason: format!(
+                        "the new process exited ({status}); its log {} says:\n{tail}\n",
+                        options.log.display()
+                    ),
+                });
+            }
             return Err(ControlError::Exited {
                 status: status.to_string(),
                 log: options.log.display().to_string(),
@@ -943,7 +1457,7 @@ async fn push_tables(
     while generation.changed().await.is_ok() {
         loop {
             let Some(link) = link.upgrade() else { return };
-            if link.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            if link.stopped.load(Ordering::SeqCst) {
                 return;
             }
             let wanted = *generation.borrow_and_update();
@@ -999,17 +1513,27 @@ async fn collect_logs(link: std::sync::Weak<RouterLink>, out: mpsc::Sender<Acces
 /// Restarts a router that died (killed, crashed) and gives it the current table.
 async fn watchdog(link: std::sync::Weak<RouterLink>) {
     let mut lost = false;
-    let mut boot: Option<u64> = None;
     loop {
         tokio::time::sleep(WATCHDOG).await;
         let Some(link) = link.upgrade() else { return };
-        if link.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+        if link.stopped.load(Ordering::SeqCst) {
             return;
         }
+        // A router being replaced is not dead; the upgrade sets the new boot id.
+        let Ok(_upgrading) = link.upgrading.try_lock() else {
+            continue;
+        };
         if let Ok(reply) = call(&link.options.control, &Request::Hello).await {
             // A router that restarted (its boot id changed) lost its table.
-            let restarted = matches!((boot, reply.boot), (Some(was), Some(now)) if was != now);
-            boot = reply.boot.or(boot);
+            let restarted = {
+                let mut boot = link.boot.lock().unwrap_or_else(|p| p.into_inner());
+                let restarted = matches!((*boot, reply.boot), (Some(was), Some(now)) if was != now);
+                *boot = reply.boot.or(*boot);
+                restarted
+            };
+            if reply.version.is_some() {
+                *link.version.lock().unwrap_or_else(|p| p.into_inner()) = reply.version;
+            }
             let was_lost = std::mem::take(&mut lost);
             if restarted {
                 tracing::warn!(router = %link.options.log.display(), "the router restarted with an empty table; sending it the table");
@@ -1029,7 +1553,11 @@ async fn watchdog(link: std::sync::Weak<RouterLink>) {
         }
         tracing::warn!("the router does not answer; starting it again");
         match ensure_running(&link.options).await {
-            Ok(_) => link.generation.send_modify(|g| *g += 1),
+            Ok(hello) => {
+                *link.boot.lock().unwrap_or_else(|p| p.into_inner()) = hello.boot;
+                *link.version.lock().unwrap_or_else(|p| p.into_inner()) = hello.version;
+                link.generation.send_modify(|g| *g += 1);
+            }
             Err(e) => tracing::warn!("cannot restart the router: {e}"),
         }
     }

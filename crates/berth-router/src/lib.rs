@@ -10,7 +10,9 @@
 //!
 //! Modules, in layers; each imports only from layers below it:
 //!
-//! - `control`: the router as its own process, and the server's link to it.
+//! - `control`: the router as its own process, and the server's link to it; a new
+//!   router process takes over from a running one through it (`handover` passes the
+//!   listening sockets).
 //! - `server`: accept loops, one task per connection, draining on shutdown. A plain
 //!   connection starts on `relay`; when relay hands it back, server moves it, with
 //!   the bytes already read, to `proxy`.
@@ -43,6 +45,7 @@ mod body;
 mod conn;
 pub mod control;
 mod handle;
+mod handover;
 mod headers;
 pub mod metrics;
 mod outcome;
@@ -53,7 +56,8 @@ mod server;
 pub mod tls;
 
 pub use control::{
-    AccessLine, ControlError, LinkOptions, RouterLink, RouterOptions, run_router_process,
+    AccessLine, ControlError, LinkOptions, RouterInfo, RouterLink, RouterOptions,
+    run_router_process,
 };
 pub use handle::RouterHandle;
 pub use metrics::RouterMetrics;
@@ -144,6 +148,28 @@ pub struct Router {
     /// Whether requests are counted (`berth router --no-metrics` turns it off, for
     /// benchmarks).
     pub(crate) counting: bool,
+    /// How the next shutdown drains (a handover drains longer than a stop).
+    drain: Mutex<Drain>,
+}
+
+/// How a router that stops accepting lets its connections end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drain {
+    /// The longest in-flight requests and upgraded connections (WebSocket) may run on;
+    /// then they are closed.
+    pub timeout: Duration,
+    /// How long an idle keep-alive connection stays open once draining began, so a
+    /// client that sends its next request in that time gets an answer (with
+    /// `Connection: close`) instead of racing the close.
+    pub idle_grace: Duration,
+}
+
+impl Drain {
+    /// A stop (SIGTERM, `stop`): idle connections close at once, 10 s for the rest.
+    pub const STOP: Drain = Drain {
+        timeout: Duration::from_secs(10),
+        idle_grace: Duration::ZERO,
+    };
 }
 
 impl Router {
@@ -174,6 +200,7 @@ impl Router {
             unknown: Arc::new(RouteStats::new(metrics::UNKNOWN, metrics::UNKNOWN)),
             open_connections: AtomicU64::new(0),
             counting,
+            drain: Mutex::new(Drain::STOP),
         })
     }
 
@@ -256,6 +283,21 @@ impl Router {
     /// The counters of requests for hosts no route serves.
     pub(crate) fn unknown_stats(&self) -> &RouteStats {
         &self.unknown
+    }
+
+    /// The ACME HTTP-01 challenges answered now (token → key authorization).
+    pub fn challenges(&self) -> HashMap<String, String> {
+        HashMap::clone(&self.challenges.load())
+    }
+
+    /// Sets how the next shutdown drains; set before it begins.
+    pub fn set_drain(&self, drain: Drain) {
+        *self.drain.lock().unwrap_or_else(|p| p.into_inner()) = drain;
+    }
+
+    /// How a shutdown drains.
+    pub(crate) fn drain(&self) -> Drain {
+        *self.drain.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The current table.

@@ -42,6 +42,8 @@ struct Counted(std::sync::Arc<RouteStats>);
 /// plain connection from the first request `relay` hands over).
 pub(crate) async fn handle(mut req: Request<Incoming>, conn: &ConnCtx) -> Response<ResBody> {
     let router = &*conn.router;
+    // HTTP/2 ends with GOAWAY; an HTTP/1 client learns from the answer to reconnect.
+    let http1 = req.version() < Version::HTTP_2;
     let upgrade = headers::upgrade_protocol(req.headers());
     headers::strip_hop_by_hop(req.headers_mut());
     let request_id = headers::ensure_request_id(req.headers_mut());
@@ -67,6 +69,10 @@ pub(crate) async fn handle(mut req: Request<Incoming>, conn: &ConnCtx) -> Respon
         router.push_access_line(&tag.app, line, status, bytes, start.elapsed(), &tag.process);
     }
     resp.headers_mut().insert(X_REQUEST_ID, request_id);
+    if http1 && !conn.running() && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     resp
 }
 
@@ -215,7 +221,12 @@ impl Router {
                 );
             };
             let backend_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(tunnel(client_upgrade, backend_upgrade, conn.phase.clone()));
+            tokio::spawn(tunnel(
+                client_upgrade,
+                backend_upgrade,
+                conn.phase.clone(),
+                conn.alive.clone(),
+            ));
             let (mut parts, _) = resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
             headers::set_upgrade(&mut parts.headers, protocol);
@@ -363,8 +374,14 @@ fn new_backend_client() -> Client<HttpConnector, ReqBody> {
 }
 
 /// Copies bytes both ways between an upgraded client connection and process connection,
-/// until either side closes or the server stops.
-async fn tunnel(client: OnUpgrade, backend: OnUpgrade, mut phase: watch::Receiver<Phase>) {
+/// until either side closes or the server stops; the server's drain waits for it
+/// (`_alive`).
+async fn tunnel(
+    client: OnUpgrade,
+    backend: OnUpgrade,
+    mut phase: watch::Receiver<Phase>,
+    _alive: tokio::sync::mpsc::Sender<std::convert::Infallible>,
+) {
     let (client, backend) = match tokio::try_join!(client, backend) {
         Ok(io) => io,
         Err(e) => {

@@ -30,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
+use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT};
 use crate::metrics::{UpstreamError, method_index};
 use crate::outcome::{Answer, Failure, access_line_start};
 use crate::routing::{
@@ -65,7 +65,7 @@ pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
     let timer = tokio::time::sleep(HEADER_READ_TIMEOUT);
     tokio::pin!(timer);
     let mut watch = ctx.phase.clone();
-    let draining = watch.wait_for(|p| *p != Phase::Running);
+    let draining = crate::conn::idle_closing(&mut watch, router);
     tokio::pin!(draining);
     loop {
         timer.as_mut().reset(Instant::now() + HEADER_READ_TIMEOUT);

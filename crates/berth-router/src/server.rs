@@ -2,7 +2,7 @@
 //! connection starts on the fast path (`relay`); if relay hands it back, the rest of
 //! it, bytes already read included, runs on hyper (`proxy`). A TLS connection runs on
 //! hyper from the start. On shutdown every connection follows the server's [`Phase`]
-//! (idle ones close, requests finish), bounded by [`DRAIN_TIMEOUT`].
+//! (idle ones close, requests finish), bounded by the router's [`crate::Drain`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -25,14 +25,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::body::ResBody;
-use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
+use crate::conn::{self, ConnCtx, HEADER_READ_TIMEOUT, Phase};
 use crate::headers;
 use crate::proxy;
 use crate::relay::{self, Ended};
 use crate::{Limits, Router};
 
-/// How long in-flight requests may finish once shutdown begins.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -114,6 +112,7 @@ impl Router {
                         client_ip: headers::ip_header(peer.ip()),
                         phase: phase_rx.clone(),
                         https: matches!(protocol, Protocol::Tls(..)),
+                        alive: alive_tx.clone(),
                     };
                     // One task type per protocol: a plain connection's task is not
                     // sized for a TLS session.
@@ -149,11 +148,9 @@ impl Router {
         drop(listener);
         phase_tx.send_replace(Phase::Draining);
         drop(alive_tx);
-        if tokio::time::timeout(DRAIN_TIMEOUT, alive_rx.recv())
-            .await
-            .is_err()
-        {
-            tracing::info!("router: requests still running after {DRAIN_TIMEOUT:?}; closing them");
+        let limit = self.drain().timeout;
+        if tokio::time::timeout(limit, alive_rx.recv()).await.is_err() {
+            tracing::info!("router: requests still running after {limit:?}; closing them");
         }
         phase_tx.send_replace(Phase::Stopped);
         Ok(())
@@ -181,10 +178,11 @@ async fn serve_connection(
         prefix: buffered,
         io: stream,
     };
+    let router = ctx.router.clone();
     let conn = http
         .serve_connection(TokioIo::new(io), hyper_service(ctx))
         .with_upgrades();
-    drive(conn, phase, |conn| conn.graceful_shutdown()).await;
+    drive(conn, phase, &router, |conn| conn.graceful_shutdown()).await;
 }
 
 async fn serve_tls_connection(
@@ -205,8 +203,9 @@ async fn serve_tls_connection(
         Err(_) => return,
     };
     let phase = ctx.phase.clone();
+    let router = ctx.router.clone();
     let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service(ctx));
-    drive(conn, phase, |conn| conn.graceful_shutdown()).await;
+    drive(conn, phase, &router, |conn| conn.graceful_shutdown()).await;
 }
 
 /// One open client connection, counted while it lives.
@@ -248,39 +247,35 @@ fn hyper_service(
 }
 
 /// Runs a hyper connection to its end, following the server's phase: once the server
-/// drains, the connection finishes the request in progress and closes; once it stops,
-/// the connection is dropped. `graceful_shutdown` is the connection type's own: hyper's
-/// plain and auto connections share no trait for it.
-async fn drive<C, E>(conn: C, mut phase: watch::Receiver<Phase>, graceful_shutdown: fn(Pin<&mut C>))
-where
+/// drains (and the drain's idle grace is over), the connection finishes the request in
+/// progress and closes; once it stops, the connection is dropped. `graceful_shutdown` is
+/// the connection type's own: hyper's plain and auto connections share no trait for it.
+async fn drive<C, E>(
+    conn: C,
+    mut phase: watch::Receiver<Phase>,
+    router: &Router,
+    graceful_shutdown: fn(Pin<&mut C>),
+) where
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    tokio::pin!(conn);
-    let mut draining = false;
-    loop {
-        let wanted = if draining {
-            Phase::Stopped
-        } else {
-            Phase::Draining
-        };
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!("client connection: {e}");
-                }
-                return;
-            }
-            changed = phase.wait_for(move |p| *p == wanted || *p == Phase::Stopped) => {
-                let now = changed.map(|p| *p).unwrap_or(Phase::Stopped);
-                if now == Phase::Draining {
-                    draining = true;
-                    graceful_shutdown(conn.as_mut());
-                } else {
-                    return;
-                }
-            }
+    let log = |res: Result<(), E>| {
+        if let Err(e) = res {
+            tracing::debug!("client connection: {e}");
         }
+    };
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => return log(res),
+        () = conn::idle_closing(&mut phase, router) => {}
+    }
+    if *phase.borrow() == Phase::Stopped {
+        return;
+    }
+    graceful_shutdown(conn.as_mut());
+    tokio::select! {
+        res = conn => log(res),
+        _ = phase.wait_for(|p| *p == Phase::Stopped) => {}
     }
 }
 

@@ -22,6 +22,9 @@ pub async fn run(args: RouterArgs) -> Result<()> {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }),
         metrics: !args.no_metrics,
+        takeover: args.takeover,
+        handover_drain: std::time::Duration::from_secs(args.handover_drain),
+        version: Some(env!("CARGO_PKG_VERSION").to_owned()),
     };
     berth_router::run_router_process(options, shutdown).await?;
     Ok(())

@@ -180,6 +180,15 @@ pub struct RouterArgs {
     /// Count nothing for metrics (only to measure what counting costs)
     #[arg(long, hide = true)]
     pub no_metrics: bool,
+    /// Take the listening sockets and the routes over from the router running on
+    /// --control (same --http and --https), which then stops accepting, finishes its
+    /// requests and exits: an update with no refused or reset connection
+    #[arg(long)]
+    pub takeover: bool,
+    /// With --takeover: how long the old router may finish long requests and
+    /// WebSockets before it closes what is left, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub handover_drain: u64,
 }
 
 #[derive(Debug, Subcommand)]
