@@ -118,4 +118,15 @@ impl RouterHandle for RouterLink {
     async fn shut_down(&self) {
         RouterLink::shut_down(self).await
     }
+
+    async fn version(&self) -> Option<String> {
+        RouterLink::version(self)
+    }
+
+    async fn upgrade(&self) -> io::Result<()> {
+        RouterLink::upgrade(self)
+            .await
+            .map(|_| ())
+            .map_err(io::Error::other)
+    }
 }

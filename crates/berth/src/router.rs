@@ -24,7 +24,7 @@ pub async fn run(args: RouterArgs) -> Result<()> {
         metrics: !args.no_metrics,
         takeover: args.takeover,
         handover_drain: std::time::Duration::from_secs(args.handover_drain),
-        version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        version: Some(berth_core::version::version().to_owned()),
     };
     berth_router::run_router_process(options, shutdown).await?;
     Ok(())
