@@ -197,6 +197,11 @@ CREATE TABLE resource_secrets (
     r#"
 ALTER TABLE resource_secrets ADD COLUMN image TEXT;
 "#,
+    r#"
+CREATE TABLE cert_ocsp (
+  cert_id TEXT PRIMARY KEY REFERENCES certs(id) ON DELETE CASCADE,
+  der BLOB NOT NULL, good_until INTEGER NOT NULL, fetched TEXT NOT NULL);
+"#,
 ];
 
 /// The schema version this build of berth migrates stores to (SQLite's
