@@ -33,13 +33,15 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 90 \
   -subj "/CN=berth OCSP test CA" -keyout ca.key -out ca.pem 2>/dev/null
 
 newkey responder "/CN=berth OCSP test responder"
-sign responder 2001 "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" "extendedKeyUsage=OCSPSigning"
+sign responder 2A "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" "extendedKeyUsage=OCSPSigning"
 mv responder.crt responder.pem
 
-serial=1001
 index=()
 for name in good revoked; do
   host=$name.ocsp.localhost
+  # 124 random bits, first nibble 1: positive, no leading zero, written in
+  # index.txt as openssl prints it.
+  serial=1$(openssl rand -hex 16 | cut -c2- | tr a-f A-F)
   newkey "$name" "/CN=$host"
   sign "$name" "$serial" "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
     "extendedKeyUsage=serverAuth" "subjectAltName=DNS:$host" \
@@ -52,7 +54,6 @@ for name in good revoked; do
   else
     index+=("V	$expiry		$serial	unknown	/CN=$host")
   fi
-  serial=$((serial + 1))
 done
 printf '%s\n' "${index[@]}" >index.txt
 rm -f ./*.csr ./*.ext ./*.crt
