@@ -91,22 +91,16 @@ impl Staple {
 }
 
 /// Why an answer was not stapled.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
     /// The responder says the certificate is revoked or unknown: what was
     /// stapled before goes too.
+    #[error("{0}")]
     NotGood(String),
     /// No usable answer (unreachable, malformed, badly signed, stale): the last
     /// good one stays until it expires.
+    #[error("{0}")]
     Unusable(String),
-}
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refused::NotGood(why) | Refused::Unusable(why) => f.write_str(why),
-        }
-    }
 }
 
 fn unusable(why: impl std::fmt::Display) -> Refused {
@@ -644,21 +638,197 @@ mod tests {
         Ok(())
     }
 
-    /// A CA, and a leaf naming `http://127.0.0.1:9/ocsp` as its responder.
-    fn issued() -> Result<(String, rcgen::Certificate, rcgen::KeyPair), rcgen::Error> {
-        let ca_key = rcgen::KeyPair::generate()?;
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "berth test CA");
-        let ca = ca_params.self_signed(&ca_key)?;
-        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    /// A test CA.
+    struct Ca {
+        params: rcgen::CertificateParams,
+        key: rcgen::KeyPair,
+        cert: rcgen::Certificate,
+    }
+
+    impl Ca {
+        fn new() -> Result<Ca, rcgen::Error> {
+            let key = rcgen::KeyPair::generate()?;
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "berth test CA");
+            let cert = params.self_signed(&key)?;
+            Ok(Ca { params, key, cert })
+        }
+
+        /// A certificate this CA signed, and its key.
+        fn issue(
+            &self,
+            params: rcgen::CertificateParams,
+        ) -> Result<(rcgen::Certificate, rcgen::KeyPair), rcgen::Error> {
+            let key = rcgen::KeyPair::generate()?;
+            let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+            Ok((params.signed_by(&key, &issuer)?, key))
+        }
+    }
+
+    /// A CA, and a chain whose leaf names `http://127.0.0.1:9/ocsp` as its
+    /// responder.
+    fn issued() -> Result<(String, Ca), rcgen::Error> {
+        let ca = Ca::new()?;
         let mut leaf_params = rcgen::CertificateParams::new(vec!["a.example".to_string()])?;
         leaf_params.serial_number = Some(rcgen::SerialNumber::from(vec![0x10, 0x01]));
         leaf_params.custom_extensions = vec![aia_ocsp("http://127.0.0.1:9/ocsp")];
-        let leaf = leaf_params.signed_by(&rcgen::KeyPair::generate()?, &issuer)?;
-        Ok((format!("{}{}", leaf.pem(), ca.pem()), ca, ca_key))
+        let (leaf, _) = ca.issue(leaf_params)?;
+        Ok((format!("{}{}", leaf.pem(), ca.cert.pem()), ca))
+    }
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn at(t: i64) -> Result<x509_ocsp::OcspGeneralizedTime, x509_cert::der::Error> {
+        let unix = Duration::from_secs(u64::try_from(t).unwrap_or(0));
+        Ok(x509_ocsp::OcspGeneralizedTime(
+            GeneralizedTime::from_unix_duration(unix)?,
+        ))
+    }
+
+    /// A basic OCSP response about `target`'s certificate, signed with `key`.
+    fn answer(
+        target: &Target,
+        status: CertStatus,
+        next_update: Option<i64>,
+        key: &rcgen::KeyPair,
+        responder: ResponderId,
+        certs: Option<Vec<Certificate>>,
+    ) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        use rcgen::SigningKey;
+        use x509_cert::der::asn1::BitString;
+        use x509_ocsp::{ResponseData, SingleResponse};
+        let tbs = ResponseData {
+            version: x509_ocsp::Version::V1,
+            responder_id: responder,
+            produced_at: at(NOW - 60)?,
+            responses: vec![SingleResponse {
+                cert_id: target.cert_id.clone(),
+                cert_status: status,
+                this_update: at(NOW - 60)?,
+                next_update: next_update.map(at).transpose()?,
+                single_extensions: None,
+            }],
+            response_extensions: None,
+        };
+        let signature = key.sign(&tbs.to_der()?)?;
+        let basic = BasicOcspResponse {
+            tbs_response_data: tbs,
+            signature_algorithm: AlgorithmIdentifierOwned {
+                oid: rfc5912::ECDSA_WITH_SHA_256,
+                parameters: None,
+            },
+            signature: BitString::from_bytes(&signature)?,
+            certs,
+        };
+        Ok(OcspResponse::successful(basic)?.to_der()?)
+    }
+
+    fn by_name(cert: &rcgen::Certificate) -> Result<ResponderId, x509_cert::der::Error> {
+        Ok(ResponderId::ByName(
+            Certificate::from_der(cert.der())?.tbs_certificate.subject,
+        ))
+    }
+
+    #[test]
+    fn answers_from_the_issuer_are_checked() -> TestResult {
+        let (chain, ca) = issued()?;
+        let target = Target::of(&chain)?.ok_or("the responder was not found")?;
+        let day = Some(NOW + 86_400);
+        let signed = |status, next, key: &rcgen::KeyPair| {
+            answer(&target, status, next, key, by_name(&ca.cert)?, None)
+        };
+        let good = signed(CertStatus::good(), day, &ca.key)?;
+        let staple = target.check(&good, NOW)?;
+        assert_eq!(staple.der, good);
+        assert_eq!(staple.good_until, NOW + 86_400);
+        // Past its end: unusable.
+        assert!(matches!(
+            target.check(&good, NOW + 86_400),
+            Err(Refused::Unusable(_))
+        ));
+        // The responder named by its key hash, as Let's Encrypt's are.
+        let ca_cert = Certificate::from_der(ca.cert.der())?;
+        let by_key = ResponderId::ByKey(OctetString::new(sha1(issuer_key(&ca_cert)))?);
+        let good = answer(&target, CertStatus::good(), day, &ca.key, by_key, None)?;
+        assert!(target.check(&good, NOW).is_ok());
+        // Without nextUpdate: good for an hour.
+        let open = signed(CertStatus::good(), None, &ca.key)?;
+        assert_eq!(
+            target.check(&open, NOW)?.good_until,
+            NOW - 60 + LIFE_WITHOUT_NEXT_UPDATE
+        );
+        // Revoked and unknown are not good: the staple goes.
+        let revoked = x509_ocsp::RevokedInfo {
+            revocation_time: at(NOW - 3600)?,
+            revocation_reason: None,
+        };
+        for status in [CertStatus::revoked(revoked), CertStatus::unknown()] {
+            let bad = signed(status, day, &ca.key)?;
+            assert!(matches!(target.check(&bad, NOW), Err(Refused::NotGood(_))));
+        }
+        // Signed by a key that is not the issuer's.
+        let forged = signed(CertStatus::good(), day, &rcgen::KeyPair::generate()?)?;
+        let err = target
+            .check(&forged, NOW)
+            .expect_err("a forged answer was stapled");
+        assert!(err.to_string().contains("signature"), "{err}");
+        // About another certificate of the same CA.
+        let mut other = Target::of(&chain)?.ok_or("the responder was not found")?;
+        other.cert_id.serial_number = x509_cert::serial_number::SerialNumber::new(&[0x20])?;
+        let elsewhere = answer(
+            &other,
+            CertStatus::good(),
+            day,
+            &ca.key,
+            by_name(&ca.cert)?,
+            None,
+        )?;
+        let err = target
+            .check(&elsewhere, NOW)
+            .expect_err("another certificate's answer was stapled");
+        assert!(err.to_string().contains("another certificate"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_delegated_responder_needs_the_issuers_signature_and_ocsp_signing() -> TestResult {
+        let (chain, ca) = issued()?;
+        let target = Target::of(&chain)?.ok_or("the responder was not found")?;
+        let responder = |eku: Vec<rcgen::ExtendedKeyUsagePurpose>, signer: &Ca| {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "berth test responder");
+            params.extended_key_usages = eku;
+            signer.issue(params)
+        };
+        let check = |cert: &rcgen::Certificate, key: &rcgen::KeyPair| {
+            let der = answer(
+                &target,
+                CertStatus::good(),
+                Some(NOW + 86_400),
+                key,
+                by_name(cert)?,
+                Some(vec![Certificate::from_der(cert.der())?]),
+            )?;
+            Ok::<_, Box<dyn std::error::Error>>(target.check(&der, NOW))
+        };
+        let ocsp = vec![rcgen::ExtendedKeyUsagePurpose::OcspSigning];
+        let (cert, key) = responder(ocsp.clone(), &ca)?;
+        assert!(check(&cert, &key)?.is_ok());
+        let (cert, key) = responder(vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth], &ca)?;
+        let err = check(&cert, &key)?.expect_err("a responder not for OCSP was trusted");
+        assert!(err.to_string().contains("OCSP signing"), "{err}");
+        // Another CA of the same name made this responder certificate.
+        let (cert, key) = responder(ocsp, &Ca::new()?)?;
+        let err = check(&cert, &key)?.expect_err("another CA's responder was trusted");
+        assert!(err.to_string().contains("responder's certificate"), "{err}");
+        Ok(())
     }
 
     /// authorityInfoAccess with one OCSP URI, DER by hand (rcgen has no
@@ -676,14 +846,14 @@ mod tests {
     }
 
     #[test]
-    fn the_request_names_the_certificate_by_its_issuer() -> Result<(), Box<dyn std::error::Error>> {
-        let (chain, ca, _) = issued()?;
+    fn the_request_names_the_certificate_by_its_issuer() -> TestResult {
+        let (chain, ca) = issued()?;
         let target = Target::of(&chain)?.ok_or("the responder was not found")?;
         assert_eq!(target.url, "http://127.0.0.1:9/ocsp");
         let request = OcspRequest::from_der(&target.request()?)?;
         let id = &request.tbs_request.request_list[0].req_cert;
         assert_eq!(id.serial_number.as_bytes(), [0x10, 0x01]);
-        let ca = Certificate::from_der(ca.der())?;
+        let ca = Certificate::from_der(ca.cert.der())?;
         assert_eq!(id.issuer_key_hash.as_bytes(), sha1(issuer_key(&ca)));
         // The chain without its issuer: a clear refusal, not a guess.
         let leaf_only = chain
@@ -696,8 +866,8 @@ mod tests {
     }
 
     #[test]
-    fn garbage_and_failures_are_not_stapled() -> Result<(), Box<dyn std::error::Error>> {
-        let (chain, _, _) = issued()?;
+    fn garbage_and_failures_are_not_stapled() -> TestResult {
+        let (chain, _) = issued()?;
         let target = Target::of(&chain)?.ok_or("the responder was not found")?;
         assert!(matches!(
             target.check(b"not DER", 0),
