@@ -28,6 +28,8 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 # tests/acme.rs runs Let's Encrypt's test CA.
 { command -v pebble >/dev/null 2>&1 || [ -x /usr/bin/pebble ]; } || missing+=(pebble)
+# scripts/testssl.sh (run by .ci/run) checks the HTTPS router with Debian's testssl.sh.
+command -v testssl >/dev/null 2>&1 || missing+=(testssl.sh)
 # tests/metrics.rs scrapes berth with a real Prometheus.
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 # tests/drains.rs sends log drains to its own rsyslogd (TCP, and TLS through gnutls).

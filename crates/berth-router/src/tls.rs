@@ -2,6 +2,8 @@
 //! nasm to build), certificates picked by SNI (exact name, then `*.parent`; a
 //! client that sends no SNI, connecting by address, gets the default one, as
 //! nginx and haproxy serve theirs), HTTP/2 and HTTP/1.1 offered by ALPN.
+//! An OCSP response the server fetched for a certificate is stapled to its
+//! handshakes as it is: the router makes no outbound request of its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +29,30 @@ pub struct TlsCert {
     /// Served to clients that name no server (no SNI: they connect by address).
     #[serde(default)]
     pub default: bool,
+    /// A DER OCSP response saying the certificate is good, stapled to every
+    /// handshake that asks for one (base64 on the wire). The server fetched and
+    /// checked it; a router from before stapling ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "base64_der")]
+    pub ocsp: Option<Vec<u8>>,
+}
+
+mod base64_der {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(der: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match der {
+            Some(der) => s.serialize_str(&STANDARD.encode(der)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| STANDARD.decode(text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 impl std::fmt::Debug for TlsCert {
@@ -34,6 +60,7 @@ impl std::fmt::Debug for TlsCert {
         // Never print the key.
         f.debug_struct("TlsCert")
             .field("domains", &self.domains)
+            .field("ocsp", &self.ocsp.as_ref().map(Vec::len))
             .finish_non_exhaustive()
     }
 }
@@ -77,7 +104,8 @@ impl CertStore {
         let mut default = None;
         for cert in certs {
             match certified_key(&cert.cert_pem, &cert.key_pem) {
-                Ok(ck) => {
+                Ok(mut ck) => {
+                    ck.ocsp = cert.ocsp.clone();
                     let ck = Arc::new(ck);
                     for d in &cert.domains {
                         by_name.insert(canonical_name(d), ck.clone());
@@ -132,6 +160,9 @@ pub fn server_config(certs: Arc<CertStore>) -> Result<Arc<ServerConfig>, rustls:
         .with_no_client_auth()
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The server's order of cipher suites (rustls: AEADs only, strongest first)
+    // decides, not the client's: testssl.sh rates a server without one NOT ok.
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 

@@ -33,7 +33,8 @@ fn default_id<'a>(rows: &'a [(CertRow, String)], marked: Option<&str>) -> Option
         .map(|r| r.id.as_str())
 }
 
-/// Gives the router every stored certificate.
+/// Gives the router every stored certificate, each with its OCSP response
+/// while that is current (`ocsp` keeps them fresh).
 pub fn push_to_router(rack: &Rack) {
     let certs = match rack.store.certs() {
         Ok(certs) => certs,
@@ -44,11 +45,20 @@ pub fn push_to_router(rack: &Rack) {
     };
     let marked = rack.store.default_cert().ok().flatten();
     let default = default_id(&certs, marked.as_deref()).map(str::to_string);
+    let mut staples = rack.store.ocsp_staples().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot load OCSP responses; certificates go without");
+        Default::default()
+    });
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     rack.router.update_certs(
         certs
             .into_iter()
             .map(|(row, key_pem)| TlsCert {
                 default: default.as_deref() == Some(row.id.as_str()),
+                ocsp: staples
+                    .remove(&row.id)
+                    .filter(|(_, good_until)| *good_until > now)
+                    .map(|(der, _)| der),
                 domains: row.domains,
                 cert_pem: row.cert_pem,
                 key_pem,
@@ -252,12 +262,41 @@ mod tests {
             cert_pem: cert,
             key_pem: key,
             default: true,
+            ocsp: None,
         }]);
         assert!(store.default_cert().is_some());
         assert!(store.lookup("A.example.com").is_some());
         assert!(store.lookup("x.b.example.com").is_some());
         assert!(store.lookup("b.example.com").is_none());
         assert!(store.lookup("y.x.b.example.com").is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn an_ocsp_staple_crosses_the_wire_and_is_served()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let (cert_pem, key_pem) = self_signed(&["a.example".to_string()])?;
+        let sent = TlsCert {
+            domains: vec!["a.example".into()],
+            cert_pem,
+            key_pem,
+            default: false,
+            ocsp: Some(vec![0x30, 0x03, 0x0a, 0x01, 0x00]),
+        };
+        let got: TlsCert = serde_json::from_str(&serde_json::to_string(&sent)?)?;
+        assert_eq!(got.ocsp, sent.ocsp);
+        // Without a staple the wire says nothing of one (as older servers sent).
+        let plain = serde_json::to_string(&TlsCert {
+            ocsp: None,
+            ..got.clone()
+        })?;
+        assert!(!plain.contains("ocsp"), "{plain}");
+        let store = berth_router::tls::CertStore::default();
+        store.update(&[got]);
+        let served = store
+            .lookup("a.example")
+            .ok_or("no certificate for a.example")?;
+        assert_eq!(served.ocsp, sent.ocsp);
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 //!   and the web console (`http::console`), a client of the API in the process.
 //!   Nothing else knows axum.
 //! - operations the API offers: `apps`, `builds`, `releases`, `processes`,
-//!   `oneoff` (run, exec), `timers`, `volumes`, `certs` and `acme`, `tokens`,
+//!   `oneoff` (run, exec), `timers`, `volumes`, `certs`, `acme` and `ocsp`, `tokens`,
 //!   `prune`, `drains` (log forwarding), `settings` (the log retention, set at run time);
 //! - `lifecycle`: rollouts and scale, the one way a process stops (`retire`),
 //!   health checks and the reconciler;
@@ -33,6 +33,7 @@ pub mod instances;
 pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
+pub mod ocsp;
 pub mod oneoff;
 pub mod processes;
 pub mod progress;
@@ -420,6 +421,7 @@ pub async fn run(
     let access = tokio::spawn(write_access_lines(rack.clone(), access_lines));
     certs::push_to_router(&rack);
     let acme = acme.map(|acme| tokio::spawn(acme::run(rack.clone(), acme)));
+    let ocsp = tokio::spawn(ocsp::run(rack.clone()));
     tracing::info!(api = %rack.api_url, router = %http_addr, engine, rack = %rack.rack_id, version = berth_core::version::version(), "berth server ready");
     update::on_ready(&rack, &update_role).await;
     let mut stopped = stop_rx;
@@ -441,6 +443,7 @@ pub async fn run(
     if let Some(acme) = acme {
         acme.abort();
     }
+    ocsp.abort();
     if rack.restart.is_requested() {
         // The next server collects output and access lines from here on: two
         // collectors would write every line twice.

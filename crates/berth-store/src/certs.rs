@@ -1,8 +1,10 @@
 //! TLS certificates the router serves: the PEM chain in the clear, the private key
-//! sealed with the master key (associated data: `cert` and the certificate's id).
+//! sealed with the master key (associated data: `cert` and the certificate's id),
+//! and the OCSP response last stapled to each (`cert_ocsp`, public data).
 
 use crate::{Result, Store, StoreError};
 use rusqlite::params;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertRow {
@@ -108,6 +110,36 @@ impl Store {
     /// The certificate marked with [`Store::set_default_cert`], if any.
     pub fn default_cert(&self) -> Result<Option<String>> {
         self.meta("default_cert")
+    }
+
+    /// Keeps the OCSP response stapled to certificate `id` (DER), good until
+    /// `good_until` (Unix seconds); replaces the one kept before. Removed with
+    /// the certificate.
+    pub fn put_ocsp_staple(&self, id: &str, der: &[u8], good_until: i64) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO cert_ocsp (cert_id, der, good_until, fetched)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![id, der, good_until, crate::now_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the OCSP response of certificate `id` (it expired, or the
+    /// responder now says the certificate is not good).
+    pub fn delete_ocsp_staple(&self, id: &str) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM cert_ocsp WHERE cert_id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Certificate id → (DER OCSP response, good until in Unix seconds).
+    pub fn ocsp_staples(&self) -> Result<HashMap<String, (Vec<u8>, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT cert_id, der, good_until FROM cert_ocsp")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
     }
 
     /// Removes a certificate; false when there was none with that id.

@@ -203,6 +203,11 @@ CREATE TABLE rack_updates (
   id TEXT PRIMARY KEY, from_version TEXT NOT NULL, to_version TEXT NOT NULL,
   state TEXT NOT NULL, started TEXT NOT NULL, finished TEXT, message TEXT);
 "#,
+    r#"
+CREATE TABLE cert_ocsp (
+  cert_id TEXT PRIMARY KEY REFERENCES certs(id) ON DELETE CASCADE,
+  der BLOB NOT NULL, good_until INTEGER NOT NULL, fetched TEXT NOT NULL);
+"#,
 ];
 
 /// The schema version this build of berth migrates stores to (SQLite's

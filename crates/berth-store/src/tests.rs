@@ -347,3 +347,29 @@ fn a_store_of_every_earlier_schema_migrates_to_the_latest_keeping_its_rows() {
         assert_eq!(schema_of(&conn), latest, "from schema {shipped}");
     }
 }
+
+#[test]
+fn an_ocsp_staple_is_replaced_and_goes_with_its_certificate() {
+    let (_d, s) = store();
+    let row = certs::CertRow {
+        id: "c-000001".into(),
+        domains: vec!["a.example".into()],
+        not_after: "2030-01-01T00:00:00Z".into(),
+        source: "imported".into(),
+        created: now_rfc3339(),
+        cert_pem: "PEM".into(),
+    };
+    s.put_cert(&row, "KEY").unwrap();
+    // A staple for a certificate that is not stored is refused.
+    assert!(s.put_ocsp_staple("c-missing", b"der", 1).is_err());
+    s.put_ocsp_staple(&row.id, b"first", 100).unwrap();
+    s.put_ocsp_staple(&row.id, b"second", 200).unwrap();
+    let staples = s.ocsp_staples().unwrap();
+    assert_eq!(staples.len(), 1);
+    assert_eq!(staples[&row.id], (b"second".to_vec(), 200));
+    s.delete_ocsp_staple(&row.id).unwrap();
+    assert!(s.ocsp_staples().unwrap().is_empty());
+    s.put_ocsp_staple(&row.id, b"third", 300).unwrap();
+    assert!(s.delete_cert(&row.id).unwrap());
+    assert!(s.ocsp_staples().unwrap().is_empty());
+}

@@ -248,6 +248,7 @@ fn self_signed() -> (TlsCert, tokio_rustls::TlsConnector) {
         cert_pem: cert.pem(),
         key_pem: signing_key.serialize_pem(),
         default: true,
+        ocsp: None,
     };
     (tls, tokio_rustls::TlsConnector::from(Arc::new(config)))
 }

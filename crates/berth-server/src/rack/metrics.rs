@@ -58,6 +58,7 @@ pub struct ServerMetrics {
     reconcile_passes: Counter,
     api_requests: Family<ApiLabels, Counter>,
     drain_dropped: Family<[(&'static str, String); 1], Counter>,
+    ocsp_refreshes: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for ServerMetrics {
@@ -70,6 +71,7 @@ impl Default for ServerMetrics {
         let reconcile_passes = Counter::default();
         let api_requests = Family::<ApiLabels, Counter>::default();
         let drain_dropped = Family::<[(&'static str, String); 1], Counter>::default();
+        let ocsp_refreshes = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "berth_deploys",
             "Deploys (rollouts of a release) by outcome",
@@ -107,12 +109,18 @@ impl Default for ServerMetrics {
             "Log lines a drain dropped because its buffer was full, by drain id",
             drain_dropped.clone(),
         );
+        registry.register(
+            "berth_ocsp_refreshes",
+            "OCSP responses fetched for stapling, by outcome (failed: unreachable, unusable, or not good)",
+            ocsp_refreshes.clone(),
+        );
         // Both outcomes show from the start, at 0.
         for outcome in [Outcome::Succeeded, Outcome::Failed] {
             let _ = deploys.get_or_create(&outcome.label());
             let _ = builds.get_or_create(&outcome.label());
             let _ = deploy_seconds.get_or_create(&outcome.label());
             let _ = build_seconds.get_or_create(&outcome.label());
+            let _ = ocsp_refreshes.get_or_create(&outcome.label());
         }
         ServerMetrics {
             registry,
@@ -123,6 +131,7 @@ impl Default for ServerMetrics {
             reconcile_passes,
             api_requests,
             drain_dropped,
+            ocsp_refreshes,
         }
     }
 }
@@ -166,6 +175,11 @@ impl ServerMetrics {
         self.drain_dropped
             .get_or_create(&[("drain", drain.to_owned())])
             .inc_by(n);
+    }
+
+    /// One OCSP response fetched for stapling (`ocsp`).
+    pub fn ocsp_refresh(&self, outcome: Outcome) {
+        self.ocsp_refreshes.get_or_create(&outcome.label()).inc();
     }
 
     /// The counters in the Prometheus text format.
