@@ -145,10 +145,10 @@ impl HttpsLoad {
                     let url = format!("https://{host}:{port}/");
                     while !stop.load(Ordering::Relaxed) {
                         let out = Command::new("curl")
-                            .args(["-sS", "-k", "--http1.1", "-o", "/dev/null"])
+                            .args(["-sS", "-k", "--http1.1"])
                             .args(["-w", "%{http_code}\\n"])
                             .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
-                            .args(std::iter::repeat_n(url.as_str(), 20))
+                            .args((0..20).flat_map(|_| ["-o", "/dev/null", url.as_str()]))
                             .output()
                             .expect("curl is installed");
                         let codes = stdout(&out);
@@ -238,6 +238,16 @@ fn an_update_and_its_rollback_lose_no_request_and_restart_no_app() {
     server.ok_in(src.path(), &["deploy", ".", "-a", &app]);
     server.ok(&["certs", "generate", &format!("*.{app}.localhost")]);
     let host = format!("web.{app}.localhost");
+    // The router takes the certificate a moment after the command returns.
+    let served = eventually(Duration::from_secs(10), || {
+        Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "--resolve"])
+            .arg(format!("{host}:{https}:127.0.0.1"))
+            .arg(format!("https://{host}:{https}/"))
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    assert!(served, "HTTPS never answered");
     let ws_host = format!("ws.{app}.localhost");
     assert_eq!(server.get(&host, "/").0, 200);
     let before = containers(&app);
