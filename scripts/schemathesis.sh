@@ -27,25 +27,21 @@ SEED=20261201
 VENV=target/schemathesis-venv
 BERTH=${BERTH:-target/debug/berth}
 
-log() { printf '==> %s\n' "$*"; }
+WORK=$(mktemp -d -t oap-schemathesis.XXXXXX)
+DATA=$WORK/rack
+# shellcheck source=scripts/server-common.sh
+. scripts/server-common.sh
 
 if [ ! -x "$VENV/bin/st" ]; then
   log "installing schemathesis into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet 'schemathesis==3.39.16' 'hypothesis==6.127.0'
 fi
-if [ ! -x "$BERTH" ]; then
-  log "cargo build -p berth"
-  cargo build -p berth --quiet
-fi
+need_berth
 
-WORK=$(mktemp -d -t oap-schemathesis.XXXXXX)
-DATA=$WORK/rack
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 API_PORT=$(free_port)
 HTTP_PORT=$(free_port)
 API=http://127.0.0.1:$API_PORT
-SERVER_PID=
 
 cleanup() {
   local token
@@ -57,26 +53,13 @@ cleanup() {
       curl -fsS -o /dev/null -X DELETE -H "Authorization: Bearer $token" "$API/apps/$app?volumes=true" || true
     done
   fi
-  if [ -n "$SERVER_PID" ]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  # The router outlives the server by design: stop it too.
-  if [ -f "$DATA/router.pid" ]; then kill -KILL "$(cat "$DATA/router.pid")" 2>/dev/null || true; fi
+  stop_server
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 log "berth server on $API (data $DATA)"
-HOME=$WORK XDG_CONFIG_HOME=$WORK/config RUST_LOG=warn \
-  "$BERTH" server --data "$DATA" --api "127.0.0.1:$API_PORT" --http "127.0.0.1:$HTTP_PORT" \
-  >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 300); do
-  curl -fsS -o /dev/null "$API/health" 2>/dev/null && break
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then cat "$WORK/server.log"; exit 1; fi
-  sleep 0.1
-done
+start_server "$API_PORT" "$HTTP_PORT"
 TOKEN=$(cat "$DATA/admin.token")
 # The document's example apps, so the explicit examples reach past "no such
 # app": `shop`, and `old-shop` for DELETE /apps/{app}.

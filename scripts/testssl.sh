@@ -27,34 +27,25 @@ NAME=good.ocsp.localhost
 # a CA's, trusted with --add-ca, valid for 90 days, with an OCSP responder).
 declare -A ALLOWED=()
 
-log() { printf '==> %s\n' "$*"; }
+WORK=$(mktemp -d -t berth-testssl.XXXXXX)
+DATA=$WORK/rack
+# shellcheck source=scripts/server-common.sh
+. scripts/server-common.sh
 
 command -v testssl >/dev/null 2>&1 || {
   echo "testssl is missing: apt-get install testssl.sh (scripts/setup-test-host.sh does)" >&2
   exit 1
 }
-if [ ! -x "$BERTH" ]; then
-  log "cargo build -p berth"
-  cargo build -p berth --quiet
-fi
+need_berth
 
-WORK=$(mktemp -d -t berth-testssl.XXXXXX)
-DATA=$WORK/rack
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 API_PORT=$(free_port)
 HTTP_PORT=$(free_port)
 HTTPS_PORT=$(free_port)
 OCSP_PORT=$(free_port)
-SERVER_PID=
 OCSP_PID=
 
 cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  # The router outlives the server by design: stop it too.
-  if [ -f "$DATA/router.pid" ]; then kill -KILL "$(cat "$DATA/router.pid")" 2>/dev/null || true; fi
+  stop_server
   if [ -n "$OCSP_PID" ]; then kill "$OCSP_PID" 2>/dev/null || true; wait "$OCSP_PID" 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
@@ -67,15 +58,7 @@ scripts/ocsp-pki.sh "$WORK/pki" "$OCSP_PORT"
 OCSP_PID=$!
 
 log "berth server, HTTPS on 127.0.0.1:$HTTPS_PORT (data $DATA)"
-HOME=$WORK XDG_CONFIG_HOME=$WORK/config RUST_LOG=info \
-  "$BERTH" server --data "$DATA" --api "127.0.0.1:$API_PORT" --http "127.0.0.1:$HTTP_PORT" \
-  --https "127.0.0.1:$HTTPS_PORT" >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 300); do
-  curl -fsS -o /dev/null "http://127.0.0.1:$API_PORT/health" 2>/dev/null && break
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then cat "$WORK/server.log"; exit 1; fi
-  sleep 0.1
-done
+SERVER_LOG=info start_server "$API_PORT" "$HTTP_PORT" --https "127.0.0.1:$HTTPS_PORT"
 HOME=$WORK XDG_CONFIG_HOME=$WORK/config BERTH_HOST=http://127.0.0.1:$API_PORT \
   BERTH_TOKEN=$(cat "$DATA/admin.token") \
   "$BERTH" certs import "$WORK/pki/good.pem" "$WORK/pki/good.key"

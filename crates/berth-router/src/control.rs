@@ -356,15 +356,7 @@ async fn take_over(
         return Err(failed("it sent no state".into()));
     };
     // A takeover keeps the addresses: the sockets are the old router's.
-    let same = |have: SocketAddr, want: SocketAddr| {
-        have == want || (want.port() == 0 && have.ip() == want.ip())
-    };
-    let https_same = match (reply.https, options.https) {
-        (None, None) => true,
-        (Some(have), Some(want)) => same(have, want),
-        _ => false,
-    };
-    if !same(http, options.http) || !https_same {
+    if !listens_as_asked((http, reply.https), (options.http, options.https)) {
         return Err(failed(format!(
             "it listens on {http} (HTTPS {:?}), this one was asked for {} (HTTPS {:?}); a takeover keeps the addresses: give the same --http and --https, or stop it and start a new one",
             reply.https, options.http, options.https
@@ -1312,6 +1304,23 @@ pub async fn stop_router_at(control: &Path) -> io::Result<()> {
     call(control, &Request::Stop).await.map(|_| ())
 }
 
+/// Whether a router listening on `have` (HTTP, and HTTPS if any) listens where
+/// `wanted` says (a wanted port 0 takes any port on that address).
+fn listens_as_asked(
+    (http, https): (SocketAddr, Option<SocketAddr>),
+    wanted: (SocketAddr, Option<SocketAddr>),
+) -> bool {
+    let same = |have: SocketAddr, want: SocketAddr| {
+        have == want || (want.port() == 0 && have.ip() == want.ip())
+    };
+    let https_same = match (https, wanted.1) {
+        (None, None) => true,
+        (Some(have), Some(want)) => same(have, want),
+        _ => false,
+    };
+    same(http, wanted.0) && https_same
+}
+
 /// Makes sure a router answers on the control socket at the wanted address; returns
 /// its `hello` (with its HTTP address).
 async fn ensure_running(options: &LinkOptions) -> Result<Reply, ControlError> {
@@ -1319,15 +1328,7 @@ async fn ensure_running(options: &LinkOptions) -> Result<Reply, ControlError> {
         && let Some(http) = reply.http
     {
         let wanted = options.http;
-        let same = |have: SocketAddr, want: SocketAddr| {
-            have == want || (want.port() == 0 && have.ip() == want.ip())
-        };
-        let https_same = match (reply.https, options.https) {
-            (None, None) => true,
-            (Some(have), Some(want)) => same(have, want),
-            _ => false,
-        };
-        if same(http, wanted) && https_same {
+        if listens_as_asked((http, reply.https), (options.http, options.https)) {
             tracing::info!(%http, pid = ?reply.pid, "attached to the running router");
             return Ok(reply);
         }
