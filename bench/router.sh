@@ -12,7 +12,7 @@
 #
 # Then HTTPS, TLS terminated at the proxy (ECDSA P-256 certificate, TLS 1.3 as the
 # clients choose) and the same plain backend behind it, one thread per proxy on a
-# core of its own: wrk over HTTPS (HTTP/1.1, keep-alive), h2load over HTTP/2
+# core of its own (TLS_OWN_CORE=0: sharing the cores, as the first set): wrk over HTTPS (HTTP/1.1, keep-alive), h2load over HTTP/2
 # (H2_CLIENTS connections with H2_STREAMS streams each, as many requests in flight
 # as wrk's), and TLS handshakes (HS_CLIENTS `openssl s_time` loops, one request per
 # connection: full handshakes, then resumed ones with session tickets), each with
@@ -34,6 +34,7 @@ WRK_THREADS=${WRK_THREADS:-2}
 H2_CLIENTS=${H2_CLIENTS:-16}
 H2_STREAMS=${H2_STREAMS:-4}
 HS_CLIENTS=${HS_CLIENTS:-4}
+TLS_OWN_CORE=${TLS_OWN_CORE:-1}
 ONLY=${ONLY:-all}
 BERTH=${BERTH:-$(dirname "$0")/../target/release/berth}
 CORES=$(nproc)
@@ -284,8 +285,10 @@ tls_rows() {
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
         -keyout "$KEY" -out "$CERT" -subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST" 2>/dev/null
     cat "$CERT" "$KEY" >"$CERT_AND_KEY"
-    echo "HTTPS: one thread per proxy$([ "$CORES" -ge 2 ] && echo ", on a core of its own"); h2load: $H2_CLIENTS connections x $H2_STREAMS streams; handshakes: $HS_CLIENTS s_time loops"
-    if [ "$CORES" -ge 2 ]; then pin_own_core; fi
+    local own=""
+    if [ "$CORES" -ge 2 ] && [ "$TLS_OWN_CORE" = 1 ]; then own=1; fi
+    echo "HTTPS: one thread per proxy$([ -n "$own" ] && echo ", on a core of its own"); h2load: $H2_CLIENTS connections x $H2_STREAMS streams; handshakes: $HS_CLIENTS s_time loops"
+    if [ -n "$own" ]; then pin_own_core; fi
     for proxy in nginx haproxy berth; do
         local p tp pid
         p=$(free_port)
@@ -301,7 +304,7 @@ tls_rows() {
         run_handshakes "$proxy handshakes resumed (1 thread)" "$p" "$pid" -reuse
         kill "$pid" 2>/dev/null || true
     done
-    if [ "$CORES" -ge 2 ]; then unpin; fi
+    if [ -n "$own" ]; then unpin; fi
 }
 
 if [ "$ONLY" != tls ]; then plain_rows; fi
