@@ -191,7 +191,7 @@ async fn serve_connection(
 /// first request the fast path hands over.
 async fn serve_http1<S>(stream: S, ctx: ConnCtx, http: &http1::Builder)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: relay::ClientStream + Send + 'static,
 {
     let mut phase = ctx.phase.clone();
     let relayed = tokio::select! {
