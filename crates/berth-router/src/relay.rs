@@ -52,9 +52,7 @@ const READ_CHUNK: usize = 16 * 1024;
 /// A client connection the fast path serves: a `TcpStream`, or TLS over one.
 pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin {
     /// What is written may wait in a buffer until flushed: rustls keeps records the
-    /// socket did not take yet. Known at compile time, so plain HTTP pays nothing
-    /// for the flushes TLS needs (callgrind: 1.3 % more instructions per request
-    /// with an always-awaited no-op flush).
+    /// socket did not take yet. A constant, so plain HTTP runs no flush at all.
     const BUFFERED: bool;
 }
 
