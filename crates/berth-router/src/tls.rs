@@ -133,8 +133,8 @@ pub fn server_config(certs: Arc<CertStore>) -> Result<Arc<ServerConfig>, rustls:
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Stateless session tickets (keys rotated every 6 hours): a returning client
-    // resumes without the certificate's signature whichever thread it lands on, and
-    // without the 256-session cap of the default in-memory store.
+    // resumes without the certificate's signature, and the router keeps no state for
+    // it, so any number can (the default in-memory store keeps 256 sessions).
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(config))
 }
