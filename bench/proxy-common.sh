@@ -1,7 +1,7 @@
 # Sourced by the router benchmarks (router.sh, router-instructions.sh,
 # router-metrics.sh): a work dir removed on exit with every process started
-# (PIDS), free ports, waiting for a listener, the nginx backend, and a route
-# table pushed to a berth router's control socket.
+# (PIDS), free ports, waiting for a listener, the nginx backend, a route table
+# and certificates pushed to a berth router's control socket.
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -12,7 +12,37 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# free_port: a free loopback port; with BENCH_PORTS=FIRST-LAST, the next free one in
+# that range (for a machine where each user of the benchmarks has ports of its own).
+free_port() {
+    python3 - "${BENCH_PORTS:-}" "$WORK/next-port" <<'PY'
+import socket, sys
+ports, counter = sys.argv[1], sys.argv[2]
+def free(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return s.getsockname()[1]
+    except OSError:
+        return None
+    finally:
+        s.close()
+if not ports:
+    print(free(0))
+    sys.exit()
+first, last = map(int, ports.split("-"))
+try:
+    start = int(open(counter).read())
+except (OSError, ValueError):
+    start = first
+for port in list(range(start, last + 1)) + list(range(first, start)):
+    if free(port):
+        open(counter, "w").write(str(port + 1))
+        print(port)
+        sys.exit()
+sys.exit(f"no free port in BENCH_PORTS={ports}")
+PY
+}
 
 # wait_port PORT: until something listens on PORT (at most 60 s: callgrind starts slowly).
 wait_port() {
@@ -67,6 +97,22 @@ for _ in range(600):
     except OSError:
         time.sleep(0.1)
 s.sendall((json.dumps({"op": "table", "routes": routes}) + "\n").encode())
+reply = json.loads(s.makefile().readline())
+assert reply.get("ok"), reply
+PY
+}
+
+# push_certs SOCKET HOST CERT KEY: gives the berth router on SOCKET the certificate
+# for HOST in the PEM files CERT and KEY, also served to clients that name no host.
+push_certs() {
+    python3 - "$@" <<'PY'
+import json, socket, sys
+sock, host, cert, key = sys.argv[1:5]
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+certs = [{"domains": [host], "cert_pem": open(cert).read(),
+          "key_pem": open(key).read(), "default": True}]
+s.sendall((json.dumps({"op": "certs", "certs": certs}) + "\n").encode())
 reply = json.loads(s.makefile().readline())
 assert reply.get("ok"), reply
 PY

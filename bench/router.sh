@@ -10,22 +10,44 @@
 # cost. berth also runs with its request counting off (`berth router --no-metrics`),
 # right after the same run with it on, for what the metrics cost per request.
 #
-# Needs: wrk, nginx, haproxy, pgrep (apt-get install wrk nginx-light haproxy procps), python3,
-# and a release build of berth (BERTH=path/to/berth, default target/release/berth).
+# Then HTTPS, TLS terminated at the proxy (ECDSA P-256 certificate, TLS 1.3 as the
+# clients choose) and the same plain backend behind it, one thread per proxy on a
+# core of its own (TLS_OWN_CORE=0: sharing the cores, as the first set): wrk over HTTPS (HTTP/1.1, keep-alive), h2load over HTTP/2
+# (H2_CLIENTS connections with H2_STREAMS streams each, as many requests in flight
+# as wrk's), and TLS handshakes (HS_CLIENTS `openssl s_time` loops, one request per
+# connection: full handshakes, then resumed ones with session tickets), each with
+# the proxy's CPU time per request or per handshake.
+#
+# Needs: wrk, nginx, haproxy, pgrep, h2load, openssl (apt-get install wrk nginx-light
+# haproxy procps nghttp2-client openssl), python3, and a release build of berth
+# (BERTH=path/to/berth, default target/release/berth).
 #
 #   bench/router.sh            # 10 s per run, 64 connections
 #   DURATION=5 CONNS=32 bench/router.sh
+#   ONLY=tls bench/router.sh   # only the HTTPS rows (ONLY=plain: only plain HTTP)
+#   BENCH_PORTS=19300-19399 bench/router.sh   # listen only on these ports
 set -euo pipefail
 
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 WRK_THREADS=${WRK_THREADS:-2}
+H2_CLIENTS=${H2_CLIENTS:-16}
+H2_STREAMS=${H2_STREAMS:-4}
+HS_CLIENTS=${HS_CLIENTS:-4}
+TLS_OWN_CORE=${TLS_OWN_CORE:-1}
+ONLY=${ONLY:-all}
 BERTH=${BERTH:-$(dirname "$0")/../target/release/berth}
 CORES=$(nproc)
 HOST=bench.example.com
 
-for tool in wrk nginx haproxy python3; do
-    command -v "$tool" >/dev/null || { echo "bench/router.sh needs $tool (apt-get install wrk nginx-light haproxy python3)" >&2; exit 1; }
+case "$ONLY" in
+    all | plain | tls) ;;
+    *) echo "ONLY=$ONLY: say plain, tls or all" >&2; exit 1 ;;
+esac
+tools="wrk nginx haproxy python3"
+[ "$ONLY" = plain ] || tools="$tools h2load openssl"
+for tool in $tools; do
+    command -v "$tool" >/dev/null || { echo "bench/router.sh needs $tool (apt-get install wrk nginx-light haproxy python3 nghttp2-client openssl)" >&2; exit 1; }
 done
 [ -x "$BERTH" ] || { echo "no berth binary at $BERTH; run cargo build --release -p berth or set BERTH" >&2; exit 1; }
 
@@ -51,24 +73,87 @@ cpu_ticks() {
 RESULTS="$WORK/results"
 TICK=$(getconf CLK_TCK)
 run() {
-    local name=$1 port=$2 pid=${3:-} out before=0
+    run_url "$1" "http://127.0.0.1:$2/" "${@:3}"
+}
+
+# cpu_per NAME PID BEFORE COUNT: microseconds of CPU PID spent per COUNT (requests
+# or handshakes) since it had used BEFORE ticks.
+cpu_per() {
+    python3 -c "print(f'{($(cpu_ticks "$2") - $3) / $TICK / max($4, 1) * 1e6:.1f}')"
+}
+
+# run_url NAME URL [PID]: run, for any URL (https:// for TLS).
+run_url() {
+    local name=$1 url=$2 pid=${3:-} out before=0
     [ -n "$pid" ] && before=$(cpu_ticks "$pid")
-    out=$($LOAD_PIN wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $HOST" "http://127.0.0.1:$port/")
+    out=$($LOAD_PIN wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $HOST" "$url")
     local rps p50 p99 errors requests cpu=-
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
     errors=$(grep -E "Non-2xx|Socket errors" <<<"$out" | tr '\n' ' ' || true)
-    if [ -n "$pid" ]; then
-        cpu=$(python3 -c "print(f'{($(cpu_ticks "$pid") - $before) / $TICK / $requests * 1e6:.1f}')")
-    fi
-    printf "%-28s %12s req/s  p50 %8s  p99 %8s  cpu %6s us/req %s\n" "$name" "$rps" "$p50" "$p99" "$cpu" "$errors"
+    [ -n "$pid" ] && cpu=$(cpu_per "$name" "$pid" "$before" "$requests")
+    printf "%-40s %12s req/s  p50 %8s  p99 %8s  cpu %6s us/req %s\n" "$name" "$rps" "$p50" "$p99" "$cpu" "$errors"
     echo "$name|$rps|$cpu" >>"$RESULTS"
 }
 
-start_nginx() { # THREADS PORT
-    local dir="$WORK/nginx-$1"
+# run_h2 NAME PORT PID: one h2load run over HTTP/2 (ALPN h2); prints req/s, the mean
+# and largest time per request and the proxy's CPU per request; records them.
+run_h2() {
+    local name=$1 port=$2 pid=$3 out before
+    before=$(cpu_ticks "$pid")
+    out=$($LOAD_PIN h2load -D "$DURATION" -c "$H2_CLIENTS" -m "$H2_STREAMS" -t "$WRK_THREADS" \
+        -H ":authority: $HOST" "https://127.0.0.1:$port/")
+    local rps done failed mean max cpu note=""
+    rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+    done=$(awk '/^requests:/ {print $8}' <<<"$out")
+    failed=$(awk '/^requests:/ {print $10}' <<<"$out")
+    mean=$(awk '/^time for request:/ {print $6}' <<<"$out")
+    max=$(awk '/^time for request:/ {print $5}' <<<"$out")
+    cpu=$(cpu_per "$name" "$pid" "$before" "$done")
+    grep -q "Application protocol: h2" <<<"$out" || note="NOT h2: $(grep 'protocol' <<<"$out")"
+    [ "${failed:-0}" = 0 ] || note="$note $failed failed"
+    printf "%-40s %12s req/s  mean %7s  max %8s  cpu %6s us/req %s\n" "$name" "$rps" "$mean" "$max" "$cpu" "$note"
+    echo "$name|$rps|$cpu" >>"$RESULTS"
+}
+
+# run_handshakes NAME PORT PID -new|-reuse: HS_CLIENTS `openssl s_time` loops at once,
+# each connection one TLS handshake (full, or resuming the loop's session) and one
+# request with `Connection: close`; prints handshakes/s, the share resumed and the
+# proxy's CPU per handshake (request included); records them.
+run_handshakes() {
+    local name=$1 port=$2 pid=$3 mode=$4 before i loops=()
+    before=$(cpu_ticks "$pid")
+    for i in $(seq "$HS_CLIENTS"); do
+        # s_time sends "GET <path> HTTP/1.0\r\n\r\n": this path makes that an HTTP/1.1
+        # request for $HOST (the trailing " HTTP/1.0" becomes a header's value).
+        $LOAD_PIN openssl s_time -connect "127.0.0.1:$port" "$mode" -time "$DURATION" \
+            -www $'/ HTTP/1.1\r\nHost: '"$HOST"$'\r\nConnection: close\r\nX-Pad:' \
+            >"$WORK/s_time-$i" 2>&1 &
+        loops+=($!)
+    done
+    wait "${loops[@]}"
+    local total rate cpu marks resumed
+    total=$(cat "$WORK"/s_time-* | awk '/real seconds/ {n += $1} END {print n + 0}')
+    rate=$(python3 -c "print(f'{$total / $DURATION:.0f}')")
+    cpu=$(cpu_per "$name" "$pid" "$before" "$total")
+    # s_time marks each connection of a -reuse run: r resumed, * full.
+    marks=$(cat "$WORK"/s_time-* | grep -E '^[r*]+$' | tr -d '\n' || true)
+    resumed=$(python3 -c "m = '$marks'; print(f'{m.count(\"r\") / len(m):.0%}' if m else '-')")
+    rm -f "$WORK"/s_time-*
+    printf "%-40s %12s hs/s   resumed %5s  cpu %6s us/handshake\n" "$name" "$rate" "$resumed" "$cpu"
+    echo "$name|$rate|$cpu" >>"$RESULTS"
+}
+
+# start_nginx THREADS PORT [tls]: nginx proxying to the backend; with tls, over HTTPS
+# (HTTP/2 and HTTP/1.1 by ALPN) with the bench certificate.
+start_nginx() {
+    local dir="$WORK/nginx-$2" listen="127.0.0.1:$2" tls=""
+    if [ "${3:-}" = tls ]; then
+        listen="$listen ssl http2"
+        tls="ssl_certificate $CERT; ssl_certificate_key $KEY;"
+    fi
     mkdir -p "$dir"
     cat >"$dir/nginx.conf" <<EOF
 worker_processes $1;
@@ -81,7 +166,8 @@ http {
     keepalive_requests 1000000;
     upstream app { server 127.0.0.1:$BACKEND; keepalive 256; }
     server {
-        listen 127.0.0.1:$2;
+        listen $listen;
+        $tls
         location / {
             proxy_pass http://app;
             proxy_http_version 1.1;
@@ -97,8 +183,10 @@ EOF
     wait_port "$2"
 }
 
-start_haproxy() { # THREADS PORT
-    local dir="$WORK/haproxy-$1"
+# start_haproxy THREADS PORT [tls]: like start_nginx.
+start_haproxy() {
+    local dir="$WORK/haproxy-$2" bind="127.0.0.1:$2"
+    [ "${3:-}" = tls ] && bind="$bind ssl crt $CERT_AND_KEY alpn h2,http/1.1"
     mkdir -p "$dir"
     cat >"$dir/haproxy.cfg" <<EOF
 global
@@ -112,7 +200,7 @@ defaults
     timeout client 60s
     timeout server 60s
 frontend f
-    bind 127.0.0.1:$2
+    bind $bind
     default_backend b
 backend b
     http-reuse always
@@ -135,38 +223,95 @@ start_berth() {
     push_table "$dir/router.sock" "$HOST" "$3"
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "wrk: $WRK_THREADS threads, $CONNS connections, ${DURATION}s per run; backend: nginx on $CORES workers"
-echo
-LOAD_PIN=""
-PROXY_PIN=""
-run "direct" "$BACKEND"
-for threads in 1 "$CORES"; do
-    p=$(free_port); start_nginx "$threads" "$p"; run "nginx ($threads thread)" "$p" "${PIDS[-1]}"
-    p=$(free_port); start_haproxy "$threads" "$p"; run "haproxy ($threads thread)" "$p" "${PIDS[-1]}"
-    p=$(free_port); start_berth "$threads" "$p" 1; run "berth ($threads thread)" "$p" "${PIDS[-1]}"
-    p=$(free_port); start_berth "$threads" "$p" 1 --no-metrics; run "berth no metrics ($threads thread)" "$p" "${PIDS[-1]}"
-done
-# One thread again, now on a core of its own: wrk and the backend are moved to
-# the other cores, so no proxy shares its core with the threads its sends wake.
-if [ "$CORES" -ge 2 ]; then
+# start_berth_tls PORT TLS_PORT: berth's router at one thread serving HTTPS on TLS_PORT
+# too, with the bench certificate.
+start_berth_tls() {
+    start_berth 1 "$1" 1 --https "127.0.0.1:$2"
+    wait_port "$2"
+    push_certs "$WORK/berth-$1/router.sock" "$HOST" "$CERT" "$KEY"
+}
+
+# pin_own_core / unpin: the proxy started next alone on the last core, wrk and the
+# backend on the others (see below).
+pin_own_core() {
+    local p
     PROXY_CORE=$((CORES - 1))
     LOAD_CORES="0-$((CORES - 2))"
     for p in "$BACKEND_PID" $(pgrep -P "$BACKEND_PID"); do taskset -a -p -c "$LOAD_CORES" "$p" >/dev/null; done
     LOAD_PIN="taskset -c $LOAD_CORES"
     PROXY_PIN="taskset -c $PROXY_CORE"
-    p=$(free_port); start_nginx 1 "$p"; run "nginx (1 thread, own core)" "$p" "${PIDS[-1]}"
-    p=$(free_port); start_haproxy 1 "$p"; run "haproxy (1 thread, own core)" "$p" "${PIDS[-1]}"
-    p=$(free_port); start_berth 1 "$p" 1; run "berth (1 thread, own core)" "$p" "${PIDS[-1]}"
-    p=$(free_port); start_berth 1 "$p" 1 --no-metrics; run "berth no metrics (1 thread, own core)" "$p" "${PIDS[-1]}"
+}
+unpin() {
+    local p
     for p in "$BACKEND_PID" $(pgrep -P "$BACKEND_PID"); do taskset -a -p -c "0-$((CORES - 1))" "$p" >/dev/null; done
     LOAD_PIN=""
     PROXY_PIN=""
-fi
-p=$(free_port); start_berth "$CORES" "$p" 1000; run "berth ($CORES thread, 1000 hosts)" "$p" "${PIDS[-1]}"
+}
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "wrk: $WRK_THREADS threads, $CONNS connections, ${DURATION}s per run; backend: nginx on $CORES workers"
+echo
+LOAD_PIN=""
+PROXY_PIN=""
+# The plain-HTTP rows.
+plain_rows() {
+    run "direct" "$BACKEND"
+    for threads in 1 "$CORES"; do
+        p=$(free_port); start_nginx "$threads" "$p"; run "nginx ($threads thread)" "$p" "${PIDS[-1]}"
+        p=$(free_port); start_haproxy "$threads" "$p"; run "haproxy ($threads thread)" "$p" "${PIDS[-1]}"
+        p=$(free_port); start_berth "$threads" "$p" 1; run "berth ($threads thread)" "$p" "${PIDS[-1]}"
+        p=$(free_port); start_berth "$threads" "$p" 1 --no-metrics; run "berth no metrics ($threads thread)" "$p" "${PIDS[-1]}"
+    done
+    # One thread again, now on a core of its own: wrk and the backend are moved to
+    # the other cores, so no proxy shares its core with the threads its sends wake.
+    if [ "$CORES" -ge 2 ]; then
+        pin_own_core
+        p=$(free_port); start_nginx 1 "$p"; run "nginx (1 thread, own core)" "$p" "${PIDS[-1]}"
+        p=$(free_port); start_haproxy 1 "$p"; run "haproxy (1 thread, own core)" "$p" "${PIDS[-1]}"
+        p=$(free_port); start_berth 1 "$p" 1; run "berth (1 thread, own core)" "$p" "${PIDS[-1]}"
+        p=$(free_port); start_berth 1 "$p" 1 --no-metrics; run "berth no metrics (1 thread, own core)" "$p" "${PIDS[-1]}"
+        unpin
+    fi
+    p=$(free_port); start_berth "$CORES" "$p" 1000; run "berth ($CORES thread, 1000 hosts)" "$p" "${PIDS[-1]}"
+}
+
+# The HTTPS rows: HTTP/1.1, HTTP/2 and handshakes against each proxy.
+tls_rows() {
+    echo
+    mkdir -p "$WORK/tls"
+    CERT="$WORK/tls/cert.pem"
+    KEY="$WORK/tls/key.pem"
+    CERT_AND_KEY="$WORK/tls/both.pem"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -keyout "$KEY" -out "$CERT" -subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST" 2>/dev/null
+    cat "$CERT" "$KEY" >"$CERT_AND_KEY"
+    local own=""
+    if [ "$CORES" -ge 2 ] && [ "$TLS_OWN_CORE" = 1 ]; then own=1; fi
+    echo "HTTPS: one thread per proxy$([ -n "$own" ] && echo ", on a core of its own"); h2load: $H2_CLIENTS connections x $H2_STREAMS streams; handshakes: $HS_CLIENTS s_time loops"
+    if [ -n "$own" ]; then pin_own_core; fi
+    for proxy in nginx haproxy berth; do
+        local p tp pid
+        p=$(free_port)
+        case $proxy in
+            nginx) start_nginx 1 "$p" tls ;;
+            haproxy) start_haproxy 1 "$p" tls ;;
+            berth) tp=$p; p=$(free_port); start_berth_tls "$tp" "$p" ;;
+        esac
+        pid=${PIDS[-1]}
+        run_url "$proxy https (1 thread)" "https://127.0.0.1:$p/" "$pid"
+        run_h2 "$proxy h2 (1 thread)" "$p" "$pid"
+        run_handshakes "$proxy handshakes full (1 thread)" "$p" "$pid" -new
+        run_handshakes "$proxy handshakes resumed (1 thread)" "$p" "$pid" -reuse
+        kill "$pid" 2>/dev/null || true
+    done
+    if [ -n "$own" ]; then unpin; fi
+}
+
+if [ "$ONLY" != tls ]; then plain_rows; fi
+if [ "$ONLY" != plain ]; then tls_rows; fi
 
 echo
-python3 - "$RESULTS" "$CORES" <<'EOF'
+python3 - "$RESULTS" "$CORES" "$ONLY" <<'EOF'
 import sys
 r, cpu = {}, {}
 for line in open(sys.argv[1]):
@@ -174,7 +319,18 @@ for line in open(sys.argv[1]):
     r[name] = float(rps)
     if us != "-":
         cpu[name] = float(us)
-cores = sys.argv[2]
+cores, only = sys.argv[2], sys.argv[3]
+for kind in ["https", "h2", "handshakes full", "handshakes resumed"]:
+    b = f"berth {kind} (1 thread)"
+    if b not in r:
+        continue
+    unit = "handshake" if kind.startswith("handshakes") else "request"
+    print(f"{kind} (1 thread): rate berth/haproxy {r[b] / r[f'haproxy {kind} (1 thread)']:.2f}x, "
+          f"berth/nginx {r[b] / r[f'nginx {kind} (1 thread)']:.2f}x; CPU per {unit} "
+          f"berth/haproxy {cpu[b] / cpu[f'haproxy {kind} (1 thread)']:.2f}x, "
+          f"berth/nginx {cpu[b] / cpu[f'nginx {kind} (1 thread)']:.2f}x")
+if only == "tls":
+    sys.exit()
 for t in ["1 thread", f"{cores} thread", "1 thread, own core"]:
     if f"berth ({t})" not in r:
         continue

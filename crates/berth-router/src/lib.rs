@@ -4,18 +4,19 @@
 //! Data path: [`Router::serve`] accepts HTTP/1.1 connections (one task each), finds the
 //! route by the request's host with one lock-free table load, and forwards the request
 //! to the route's processes in round-robin order over pooled keep-alive connections.
-//! Plain forwarding is relayed by the connection's own task (`relay`); the rest
-//! (upgrades, which become byte tunnels, streamed request bodies, berth's own answers,
-//! HTTPS) runs on hyper (`proxy`). Bodies stream through in both directions.
+//! Plain forwarding over HTTP/1.1, with or without TLS, is relayed by the connection's
+//! own task (`relay`); the rest (upgrades, which become byte tunnels, streamed request
+//! bodies, berth's own answers, HTTP/2) runs on hyper (`proxy`). Bodies stream through
+//! in both directions.
 //!
 //! Modules, in layers; each imports only from layers below it:
 //!
 //! - `control`: the router as its own process, and the server's link to it; a new
 //!   router process takes over from a running one through it (`handover` passes the
 //!   listening sockets).
-//! - `server`: accept loops, one task per connection, draining on shutdown. A plain
-//!   connection starts on `relay`; when relay hands it back, server moves it, with
-//!   the bytes already read, to `proxy`.
+//! - `server`: accept loops, one task per connection, draining on shutdown. An
+//!   HTTP/1.1 connection (plain or TLS) starts on `relay`; when relay hands it back,
+//!   server moves it, with the bytes already read, to `proxy`.
 //! - `relay` (the fast path) and `proxy` (hyper): forwarding a request. Neither
 //!   imports the other, nor `server`.
 //! - `outcome`: failures, berth's own answers and access log lines, the same on both

@@ -38,8 +38,8 @@ struct AccessTag {
 #[derive(Clone)]
 struct Counted(std::sync::Arc<RouteStats>);
 
-/// Serves one request the fast path left to hyper (every request on HTTPS, and on a
-/// plain connection from the first request `relay` hands over).
+/// Serves one request the fast path left to hyper (every request over HTTP/2, and on
+/// an HTTP/1.1 connection from the first request `relay` hands over).
 pub(crate) async fn handle(mut req: Request<Incoming>, conn: &ConnCtx) -> Response<ResBody> {
     let router = &*conn.router;
     // HTTP/2 ends with GOAWAY; an HTTP/1 client learns from the answer to reconnect.
@@ -235,12 +235,12 @@ impl Router {
 
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
-        if conn.https
-            && let Some(hsts) = &route.hsts
+        if let Some(hsts) = entry.hsts(conn.https)
             && !parts.headers.contains_key(STRICT_TRANSPORT_SECURITY)
-            && let Ok(value) = HeaderValue::from_str(hsts)
         {
-            parts.headers.insert(STRICT_TRANSPORT_SECURITY, value);
+            parts
+                .headers
+                .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
         Response::from_parts(parts, ResBody::Counted(body, inflight))
     }

@@ -1,7 +1,9 @@
-//! The plain-HTTP fast path. A request that needs nothing but forwarding is relayed
-//! inside its client connection's task: its head is parsed in place, rewritten straight
-//! into the bytes sent to the process, and the response streams back over a backend
-//! connection that the task takes from a per-thread pool for the exchange.
+//! The HTTP/1.1 fast path, for plain HTTP and for HTTP/1.1 over TLS alike (the client
+//! stream is any byte stream; a TLS one is decrypted by rustls in the same task). A
+//! request that needs nothing but forwarding is relayed inside its client connection's
+//! task: its head is parsed in place, rewritten straight into the bytes sent to the
+//! process, and the response streams back over a backend connection that the task takes
+//! from a per-thread pool for the exchange.
 //!
 //! Why: through hyper's pooled client every request crossed from the client
 //! connection's task to the backend connection's task and back, and was parsed into and
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use futures_util::FutureExt;
 use http::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -47,16 +49,31 @@ const MAX_BUFFERED_BODY: u64 = 64 * 1024;
 const MAX_IDLE_PER_BACKEND: usize = 256;
 const READ_CHUNK: usize = 16 * 1024;
 
-/// How the fast path left a client connection.
-pub(crate) enum Ended {
-    Closed,
-    /// Serve the rest with hyper; `buffered` holds bytes read but not yet answered.
-    Handoff(TcpStream, BytesMut),
+/// A client connection the fast path serves: a `TcpStream`, or TLS over one.
+pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin {
+    /// What is written may wait in a buffer until flushed: rustls keeps records the
+    /// socket did not take yet. A constant, so plain HTTP runs no flush at all.
+    const BUFFERED: bool;
 }
 
-/// Serves requests on a plain-HTTP client connection until it closes or a request
-/// needs the hyper path.
-pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
+impl ClientStream for TcpStream {
+    const BUFFERED: bool = false;
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
+    const BUFFERED: bool = true;
+}
+
+/// How the fast path left a client connection.
+pub(crate) enum Ended<S> {
+    Closed,
+    /// Serve the rest with hyper; `buffered` holds bytes read but not yet answered.
+    Handoff(S, BytesMut),
+}
+
+/// Serves requests on an HTTP/1.1 client connection (a `TcpStream`, or a TLS stream
+/// over one) until it closes or a request needs the hyper path.
+pub(crate) async fn serve<S: ClientStream>(ctx: &ConnCtx, mut client: S) -> Ended<S> {
     let router = &*ctx.router;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut head = Vec::with_capacity(1024);
@@ -74,7 +91,7 @@ pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
                 Plan::Forward(request) => break request,
                 Plan::Handoff => return Ended::Handoff(client, buf),
                 Plan::Refuse(answer) => {
-                    let _ = client.write_all(answer).await;
+                    let _ = send_to_client(&mut client, answer).await;
                     let _ = client.shutdown().await;
                     return Ended::Closed;
                 }
@@ -112,10 +129,19 @@ pub(crate) async fn serve(ctx: &ConnCtx, mut client: TcpStream) -> Ended {
     }
 }
 
+/// Writes `bytes` to the client and pushes them out (see [`ClientStream::BUFFERED`]).
+async fn send_to_client<S: ClientStream>(client: &mut S, bytes: &[u8]) -> io::Result<()> {
+    client.write_all(bytes).await?;
+    if S::BUFFERED {
+        client.flush().await?;
+    }
+    Ok(())
+}
+
 /// Reads more of a request into `buf` (room for `want` more bytes); false when the
 /// client closed, failed, or let `timer` run out.
-async fn read_more(
-    client: &mut TcpStream,
+async fn read_more<S: AsyncRead + Unpin>(
+    client: &mut S,
     buf: &mut BytesMut,
     want: usize,
     timer: Pin<&mut Sleep>,
@@ -139,6 +165,8 @@ struct Request {
     retryable: bool,
     /// The client asked to close the connection after this request.
     close: bool,
+    /// The client came over TLS (for `Strict-Transport-Security`).
+    https: bool,
     /// The method's index in `metrics::METHODS`.
     method: usize,
     /// The access log line's start (`METHOD HOST PATH`), when access is logged.
@@ -397,6 +425,7 @@ fn plan(router: &Router, ctx: &ConnCtx, buf: &[u8], out: &mut Vec<u8>) -> Plan {
         is_head: method == "HEAD",
         retryable: is_retryable(method, body_len > 0),
         close,
+        https: ctx.https,
         method: method_index(method),
         log,
     })
@@ -407,12 +436,12 @@ struct ClientGone;
 
 /// Forwards one request (round robin with fail-over, as on the hyper path) and relays
 /// the response. Ok(false): the client connection must close.
-async fn exchange(
+async fn exchange<S: ClientStream>(
     ctx: &ConnCtx,
     request: &mut Request,
     head: &[u8],
     body: &[u8],
-    client: &mut TcpStream,
+    client: &mut S,
     mut timer: Pin<&mut Sleep>,
 ) -> Result<bool, ClientGone> {
     let start_time = Instant::now();
@@ -494,7 +523,9 @@ async fn exchange(
     let answer = Answer::failure(failure, route);
     let bytes = answer.to_http1(request.request_id.as_bytes(), closing);
     let status = answer.status.as_u16();
-    client.write_all(&bytes).await.map_err(|_| ClientGone)?;
+    send_to_client(client, &bytes)
+        .await
+        .map_err(|_| ClientGone)?;
     let elapsed = start_time.elapsed();
     if ctx.router.counting {
         entry.stats.record(request.method, status, elapsed);
@@ -683,6 +714,8 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
     }
 
     let mut keep_alive = version == 1;
+    // Added at the end unless the process sent its own.
+    let mut hsts = request.entry.hsts(request.https);
     let mut chunked = false;
     let mut other_encoding = false;
     let mut content_length: Option<u64> = None;
@@ -713,6 +746,11 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
                     return Err(RoundtripError::Invalid("conflicting Content-Length"));
                 }
                 content_length = Some(n);
+            }
+            Kind::Other
+                if hsts.is_some() && h.name.eq_ignore_ascii_case("strict-transport-security") =>
+            {
+                hsts = None;
             }
             _ => {}
         }
@@ -759,6 +797,9 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
         }
         headers::put_header(&mut out, name, h.value);
     }
+    if let Some(hsts) = hsts {
+        headers::put_header(&mut out, b"strict-transport-security", hsts.as_bytes());
+    }
     Ok(Parsed::Final(ResponseHead {
         head_len,
         status,
@@ -792,11 +833,11 @@ struct Relayed {
 }
 
 /// Writes the response head and streams the body to the client as it arrives.
-async fn relay_response(
+async fn relay_response<S: ClientStream>(
     mut conn: BackendConn,
     mut response: ResponseHead,
     request: &Request,
-    client: &mut TcpStream,
+    client: &mut S,
     closing: bool,
 ) -> Result<Relayed, ClientGone> {
     let close_delimited = matches!(response.framing, Framing::Close);
@@ -811,7 +852,9 @@ async fn relay_response(
     let (take, mut done) = response.framing.feed(&conn.buf).map_err(|_| ClientGone)?;
     out.extend_from_slice(&conn.buf[..take]);
     let mut clean = take == conn.buf.len();
-    client.write_all(&out).await.map_err(|_| ClientGone)?;
+    // Head and the body's first bytes in one write: over TLS, one record for a
+    // small response.
+    send_to_client(client, &out).await.map_err(|_| ClientGone)?;
 
     while !done {
         conn.buf.clear();
@@ -825,8 +868,7 @@ async fn relay_response(
         let (take, end) = response.framing.feed(&conn.buf).map_err(|_| ClientGone)?;
         done = end;
         clean &= take == conn.buf.len();
-        client
-            .write_all(&conn.buf[..take])
+        send_to_client(client, &conn.buf[..take])
             .await
             .map_err(|_| ClientGone)?;
     }

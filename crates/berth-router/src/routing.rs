@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use http::HeaderValue;
 use http::uri::Authority;
 
 use crate::headers;
@@ -57,6 +58,8 @@ pub(crate) struct Entry {
     pub(crate) targets: Box<[Target]>,
     /// The counters of the route's app and service.
     pub(crate) stats: Arc<RouteStats>,
+    /// `route.hsts` checked once as a header value (see [`Entry::hsts`]).
+    hsts: Option<HeaderValue>,
 }
 
 pub(crate) struct Target {
@@ -118,11 +121,22 @@ impl Entry {
                 }
             })
             .collect();
+        let hsts = route
+            .hsts
+            .as_deref()
+            .and_then(|value| match HeaderValue::from_str(value) {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    tracing::warn!(app = %route.app, service = %route.service, "unusable Strict-Transport-Security value {value:?}: {e}");
+                    None
+                }
+            });
         Entry {
             route,
             next: AtomicUsize::new(headers::random_u64() as usize),
             targets,
             stats,
+            hsts,
         }
     }
 }
@@ -160,6 +174,13 @@ impl Entry {
     #[inline]
     pub(crate) fn deadline(&self, start: tokio::time::Instant) -> Option<tokio::time::Instant> {
         (!self.route.timeout.is_zero()).then(|| start + self.route.timeout)
+    }
+
+    /// The `Strict-Transport-Security` header a response of this route gets on a
+    /// connection (`https`), unless the process sent its own: both data paths ask here.
+    #[inline]
+    pub(crate) fn hsts(&self, https: bool) -> Option<&HeaderValue> {
+        self.hsts.as_ref().filter(|_| https)
     }
 
     /// Logs why an attempt on `target` got no response; the client only learns the

@@ -1,8 +1,9 @@
-//! The top of the data path: accept loops and one task per client connection. A plain
-//! connection starts on the fast path (`relay`); if relay hands it back, the rest of
-//! it, bytes already read included, runs on hyper (`proxy`). A TLS connection runs on
-//! hyper from the start. On shutdown every connection follows the server's [`Phase`]
-//! (idle ones close, requests finish), bounded by the router's [`crate::Drain`].
+//! The top of the data path: accept loops and one task per client connection. An
+//! HTTP/1.1 connection, plain or TLS (ALPN `http/1.1` or none), starts on the fast path
+//! (`relay`); if relay hands it back, the rest of it, bytes already read included, runs
+//! on hyper (`proxy`). A TLS connection that chose `h2` runs on hyper from the start.
+//! On shutdown every connection follows the server's [`Phase`] (idle ones close,
+//! requests finish), bounded by the router's [`crate::Drain`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,10 +17,9 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -39,8 +39,14 @@ enum Protocol {
     /// HTTP/1.1: the fast path (`relay`) first, hyper from the first request it hands
     /// over.
     Plain(Arc<http1::Builder>),
-    /// HTTPS, HTTP/2 or HTTP/1.1 by ALPN, all on hyper.
-    Tls(tokio_rustls::TlsAcceptor, Arc<auto::Builder<TokioExecutor>>),
+    /// HTTPS: HTTP/1.1 as on a plain connection, HTTP/2 (ALPN `h2`) on hyper.
+    Tls(tokio_rustls::TlsAcceptor, Arc<TlsBuilders>),
+}
+
+/// The hyper connection builders of an HTTPS listener.
+struct TlsBuilders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
 }
 
 impl Router {
@@ -53,6 +59,13 @@ impl Router {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
+        let http = self.http1_builder();
+        self.serve_any(listener, Protocol::Plain(Arc::new(http)), shutdown)
+            .await
+    }
+
+    /// hyper's HTTP/1.1 side, for the requests the fast path hands over.
+    fn http1_builder(&self) -> http1::Builder {
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -60,11 +73,11 @@ impl Router {
             // hands over).
             .max_buf_size(self.limits.max_head.max(Limits::MIN_HEAD))
             // Small responses dominate: one flattened write beats writev's iovecs
-            // (profiled: writev and its task switches were the top cost).
+            // (profiled: writev and its task switches were the top cost), and over
+            // TLS one write is one record.
             .writev(false)
             .keep_alive(true);
-        self.serve_any(listener, Protocol::Plain(Arc::new(http)), shutdown)
-            .await
+        http
     }
 
     /// Serves HTTPS on `listener` (HTTP/2 or HTTP/1.1 by ALPN), like [`Router::serve`].
@@ -74,18 +87,21 @@ impl Router {
         config: Arc<rustls::ServerConfig>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_buf_size(self.limits.max_head.max(Limits::MIN_HEAD))
-            .keep_alive(true);
-        http.http2()
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(self.limits.max_head).unwrap_or(u32::MAX));
+        let builders = TlsBuilders {
+            http1: self.http1_builder(),
+            http2,
+        };
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        self.serve_any(listener, Protocol::Tls(acceptor, Arc::new(http)), shutdown)
-            .await
+        self.serve_any(
+            listener,
+            Protocol::Tls(acceptor, Arc::new(builders)),
+            shutdown,
+        )
+        .await
     }
 
     async fn serve_any(
@@ -165,6 +181,15 @@ async fn serve_connection(
 ) {
     let _open = OpenConnection::count(&ctx.router);
     set_nodelay(&stream);
+    serve_http1(stream, ctx, &http).await;
+}
+
+/// HTTP/1.1 on a client connection, plain or TLS: the fast path, then hyper from the
+/// first request the fast path hands over.
+async fn serve_http1<S>(stream: S, ctx: ConnCtx, http: &http1::Builder)
+where
+    S: relay::ClientStream + Send + 'static,
+{
     let mut phase = ctx.phase.clone();
     let relayed = tokio::select! {
         ended = relay::serve(&ctx, stream) => ended,
@@ -188,7 +213,7 @@ async fn serve_connection(
 async fn serve_tls_connection(
     stream: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
-    http: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<TlsBuilders>,
     ctx: ConnCtx,
     _alive: mpsc::Sender<Infallible>,
 ) {
@@ -202,10 +227,18 @@ async fn serve_tls_connection(
         }
         Err(_) => return,
     };
-    let phase = ctx.phase.clone();
-    let router = ctx.router.clone();
-    let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service(ctx));
-    drive(conn, phase, &router, |conn| conn.graceful_shutdown()).await;
+    // RFC 9113, section 3.2: over TLS, HTTP/2 is chosen by ALPN only; a client that
+    // chose nothing speaks HTTP/1.1.
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        let phase = ctx.phase.clone();
+        let router = ctx.router.clone();
+        let conn = http
+            .http2
+            .serve_connection(TokioIo::new(stream), hyper_service(ctx));
+        drive(conn, phase, &router, |conn| conn.graceful_shutdown()).await;
+    } else {
+        serve_http1(stream, ctx, &http.http1).await;
+    }
 }
 
 /// One open client connection, counted while it lives.
@@ -280,12 +313,12 @@ async fn drive<C, E>(
 }
 
 /// A client connection whose first bytes were already read (by the fast path).
-struct Prefixed {
+struct Prefixed<S> {
     prefix: BytesMut,
-    io: TcpStream,
+    io: S,
 }
 
-impl AsyncRead for Prefixed {
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -301,7 +334,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

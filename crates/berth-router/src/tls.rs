@@ -163,6 +163,10 @@ pub fn server_config(certs: Arc<CertStore>) -> Result<Arc<ServerConfig>, rustls:
     // The server's order of cipher suites (rustls: AEADs only, strongest first)
     // decides, not the client's: testssl.sh rates a server without one NOT ok.
     config.ignore_client_order = true;
+    // Stateless session tickets (keys rotated every 6 hours): a returning client
+    // resumes without the certificate's signature, and the router keeps no state for
+    // it, so any number can (the default in-memory store keeps 256 sessions).
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(config))
 }
 

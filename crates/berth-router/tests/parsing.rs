@@ -1,15 +1,18 @@
 //! Requests that proxies disagree about (the stuff of request smuggling) and
 //! heads too large to be honest, sent byte for byte to the router over plain
-//! HTTP: each must be refused, or reach the process as exactly one message
-//! whose framing nobody can read two ways.
+//! HTTP and over HTTPS: each must be refused, or reach the process as exactly one
+//! message whose framing nobody can read two ways.
+
+mod common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_router::{Backend, Limits, Route, RouteTable, Router};
+use common::{Https, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// A process that records every byte it receives and answers each
 /// connection once (then closes it).
@@ -48,11 +51,12 @@ async fn recording_backend() -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
     (addr, seen)
 }
 
-async fn router_to(backend: SocketAddr) -> SocketAddr {
+async fn router_to(backend: SocketAddr) -> [Transport; 2] {
     router_with(backend, Limits::default()).await
 }
 
-async fn router_with(backend: SocketAddr, limits: Limits) -> SocketAddr {
+/// One router serving both plain HTTP and HTTPS.
+async fn router_with(backend: SocketAddr, limits: Limits) -> [Transport; 2] {
     let router = Router::with_limits(limits);
     let route = Arc::new(Route {
         app: "shop".into(),
@@ -68,16 +72,20 @@ async fn router_with(backend: SocketAddr, limits: Limits) -> SocketAddr {
     let mut table = RouteTable::default();
     table.hosts.insert("shop.localhost".into(), route);
     router.update(table);
+    let https = Https::new();
+    let tls = https.serve(router.clone()).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(router.serve(listener, std::future::pending()));
-    addr
+    [Transport::Plain(addr), Transport::Tls(tls, https)]
 }
 
 /// Sends `raw` and reads the answer until the router closes or goes quiet.
-async fn send(router: SocketAddr, raw: &[u8]) -> String {
-    let mut s = TcpStream::connect(router).await.expect("connect");
+async fn send(router: &Transport, raw: &[u8]) -> String {
+    let mut s = router.connect().await;
     s.write_all(raw).await.expect("send");
+    // Over TLS, what the socket did not take yet waits in the session.
+    s.flush().await.expect("send");
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
@@ -111,7 +119,7 @@ fn heads(received: &[u8]) -> Vec<String> {
 #[tokio::test]
 async fn ambiguous_requests_are_refused_or_forwarded_as_one_plain_message() {
     let (backend, seen) = recording_backend().await;
-    let router = router_to(backend).await;
+    let routers = router_to(backend).await;
     let host = "Host: shop.localhost\r\n";
     let long = "a".repeat(256 * 1024);
     let cases: Vec<(&str, String, &[u16])> = vec![
@@ -182,7 +190,11 @@ async fn ambiguous_requests_are_refused_or_forwarded_as_one_plain_message() {
         ),
     ];
     let mut wrong = Vec::new();
-    for (what, raw, allowed) in &cases {
+    for ((what, raw, allowed), router) in cases
+        .iter()
+        .flat_map(|case| routers.iter().map(move |router| (case, router)))
+    {
+        let what = format!("{what} ({})", router.name());
         seen.lock().unwrap_or_else(|p| p.into_inner()).clear();
         let answer = send(router, raw.as_bytes()).await;
         let got = status(&answer);
@@ -244,30 +256,50 @@ async fn the_head_limit_is_the_one_given_and_a_stalled_body_gets_408() {
         body_timeout: Duration::from_secs(1),
         ..Limits::default()
     };
-    let router = router_with(backend, limits).await;
     let host = "Host: shop.localhost\r\n";
     let header = |n: usize| format!("X-Pad: {}\r\n", "a".repeat(n));
-
-    let fits = format!("GET /fits HTTP/1.1\r\n{host}{}\r\n", header(4 * 1024));
-    assert_eq!(status(&send(router, fits.as_bytes()).await), 200);
-    // The fast path's limit, then hyper's (a chunked body is handed to it).
-    let over = format!("GET /over HTTP/1.1\r\n{host}{}\r\n", header(10 * 1024));
-    assert_eq!(status(&send(router, over.as_bytes()).await), 431);
-    let over_chunked = format!(
-        "POST /over HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n{}\r\n0\r\n\r\n",
-        header(10 * 1024)
-    );
-    assert_eq!(status(&send(router, over_chunked.as_bytes()).await), 431);
+    for router in &router_with(backend, limits).await {
+        let over_what = router.name();
+        let fits = format!("GET /fits HTTP/1.1\r\n{host}{}\r\n", header(4 * 1024));
+        assert_eq!(
+            status(&send(router, fits.as_bytes()).await),
+            200,
+            "{over_what}"
+        );
+        // The fast path's limit, then hyper's (a chunked body is handed to it).
+        let over = format!("GET /over HTTP/1.1\r\n{host}{}\r\n", header(10 * 1024));
+        assert_eq!(
+            status(&send(router, over.as_bytes()).await),
+            431,
+            "{over_what}"
+        );
+        let over_chunked = format!(
+            "POST /over HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n{}\r\n0\r\n\r\n",
+            header(10 * 1024)
+        );
+        assert_eq!(
+            status(&send(router, over_chunked.as_bytes()).await),
+            431,
+            "{over_what}"
+        );
+    }
 
     // A body larger than the fast path buffers (hyper streams it) that stops
     // after its first kilobyte.
-    let router = router_with(silent_backend().await, limits).await;
-    let mut s = TcpStream::connect(router).await.expect("connect");
+    for router in &router_with(silent_backend().await, limits).await {
+        stalled_body_gets_408(router).await;
+    }
+}
+
+async fn stalled_body_gets_408(router: &Transport) {
+    let host = "Host: shop.localhost\r\n";
+    let mut s = router.connect().await;
     let head = format!("POST /upload HTTP/1.1\r\n{host}Content-Length: 200000\r\n\r\n");
     s.write_all(head.as_bytes()).await.expect("send head");
     s.write_all(&[b'x'; 1024])
         .await
         .expect("send part of the body");
+    s.flush().await.expect("send part of the body");
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), async {
         let mut buf = [0u8; 4096];
@@ -282,7 +314,11 @@ async fn the_head_limit_is_the_one_given_and_a_stalled_body_gets_408() {
         }
     })
     .await;
-    assert!(read.is_ok(), "no answer to a stalled body within 10 s");
+    let over_what = router.name();
+    assert!(
+        read.is_ok(),
+        "no answer to a stalled body within 10 s ({over_what})"
+    );
     let answer = String::from_utf8_lossy(&answer);
-    assert_eq!(status(&answer), 408, "{answer}");
+    assert_eq!(status(&answer), 408, "{over_what}: {answer}");
 }
