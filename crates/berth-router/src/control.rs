@@ -522,23 +522,30 @@ pub async fn run_router_process(
     // Independent event loops rather than one work-stealing runtime: a request
     // and the backend connection it uses stay on one thread (see `backend_client`).
     let listener = listeners.http;
+    let tls = match listeners.https {
+        Some(listener) => Some((
+            listener,
+            crate::tls::server_config(certs).map_err(|e| io_err(io::Error::other(e)))?,
+        )),
+        None => None,
+    };
     let mut loops = Vec::new();
     for n in 1..options.loops.max(1) {
         let listener = listener.try_clone().map_err(io_err)?;
+        // Every loop accepts HTTPS too, from its own copy of the one socket.
+        let tls = match &tls {
+            Some((listener, config)) => {
+                Some((listener.try_clone().map_err(io_err)?, config.clone()))
+            }
+            None => None,
+        };
         let router = router.clone();
-        let mut stopping = stopping_rx.clone();
+        let stopping = stopping_rx.clone();
         let event_loop = move || -> io::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                router
-                    .serve(listener, async move {
-                        let _ = stopping.wait_for(|s| *s).await;
-                    })
-                    .await
-            })
+            runtime.block_on(serve_loop(router, listener, tls, stopping))
         };
         let thread = std::thread::Builder::new()
             .name(format!("router-loop-{n}"))
@@ -547,18 +554,14 @@ pub async fn run_router_process(
         loops.push(thread);
     }
     let listener = tokio::net::TcpListener::from_std(listener).map_err(io_err)?;
-    let tls_task = match listeners.https {
-        Some(listener) => {
+    let tls_task = match tls {
+        Some((listener, config)) => {
             let listener = tokio::net::TcpListener::from_std(listener).map_err(io_err)?;
-            let config =
-                crate::tls::server_config(certs).map_err(|e| io_err(io::Error::other(e)))?;
-            let mut stopping = stopping_rx.clone();
-            Some(tokio::spawn(router.clone().serve_tls(
+            Some(tokio::spawn(serve_tls_until(
+                router.clone(),
                 listener,
                 config,
-                async move {
-                    let _ = stopping.wait_for(|s| *s).await;
-                },
+                stopping_rx.clone(),
             )))
         }
         None => None,
@@ -638,6 +641,49 @@ fn take_control_socket(control: &Path) -> io::Result<UnixListener> {
     }
     handover::replace_file(&pid_file(control), &format!("{}\n", std::process::id()))?;
     Ok(listener)
+}
+
+/// One extra event loop: HTTP, and HTTPS when the router serves it, until the
+/// router stops.
+async fn serve_loop(
+    router: Arc<Router>,
+    listener: std::net::TcpListener,
+    tls: Option<(std::net::TcpListener, Arc<rustls::ServerConfig>)>,
+    mut stopping: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let tls_task = match tls {
+        Some((listener, config)) => Some(tokio::spawn(serve_tls_until(
+            router.clone(),
+            tokio::net::TcpListener::from_std(listener)?,
+            config,
+            stopping.clone(),
+        ))),
+        None => None,
+    };
+    let served = router
+        .serve(listener, async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Some(task) = tls_task {
+        let _ = task.await;
+    }
+    served
+}
+
+/// HTTPS on `listener` until `stopping` turns true.
+async fn serve_tls_until(
+    router: Arc<Router>,
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    mut stopping: watch::Receiver<bool>,
+) -> io::Result<()> {
+    router
+        .serve_tls(listener, config, async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        })
+        .await
 }
 
 /// A number that differs between two starts of the router.
@@ -953,7 +999,9 @@ pub struct RouterLink {
     spawns: bool,
     http: SocketAddr,
     table: Mutex<Arc<RouteTable>>,
-    certs: Mutex<Arc<Vec<crate::tls::TlsCert>>>,
+    /// `None` until the server gives them: a server that just started must not
+    /// push "no certificates" with its first table to a router that has some.
+    certs: Mutex<Option<Arc<Vec<crate::tls::TlsCert>>>>,
     /// ACME HTTP-01 challenges: token → key authorization.
     challenges: Mutex<Arc<HashMap<String, String>>>,
     generation: watch::Sender<u64>,
@@ -1049,7 +1097,7 @@ impl RouterLink {
             spawns,
             http,
             table: Mutex::new(Arc::new(RouteTable::default())),
-            certs: Mutex::new(Arc::new(Vec::new())),
+            certs: Mutex::new(None),
             challenges: Mutex::new(Arc::new(HashMap::new())),
             generation,
             acked,
@@ -1159,7 +1207,7 @@ impl RouterLink {
 
     /// Replaces the router's certificates (sent with the next table push).
     pub fn update_certs(&self, certs: Vec<crate::tls::TlsCert>) {
-        *self.certs.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(certs);
+        *self.certs.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(certs));
         self.generation.send_modify(|g| *g += 1);
     }
 
@@ -1467,12 +1515,15 @@ async fn push_tables(
                 .certs
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .to_vec();
+                .as_deref()
+                .cloned();
             let challenges =
                 HashMap::clone(&link.challenges.lock().unwrap_or_else(|p| p.into_inner()));
             let socket = &link.options.control;
             let sent = async {
-                call(socket, &Request::Certs { certs }).await?;
+                if let Some(certs) = certs {
+                    call(socket, &Request::Certs { certs }).await?;
+                }
                 if router_has_challenges || !challenges.is_empty() {
                     let any = !challenges.is_empty();
                     call(socket, &Request::Challenges { challenges }).await?;
