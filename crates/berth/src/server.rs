@@ -104,19 +104,37 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         stop_router: false,
         api_listener,
     };
+    // Made now, so that a SIGTERM while the server drains for an update
+    // stops the update too.
+    let signal = daemon::shutdown_signal("", "stopping")?;
     match berth_server::run(config.clone(), shutdown).await? {
         berth_server::Exit::Stopped => Ok(()),
         berth_server::Exit::Update(api) => {
             // The hand-over replaces this process (exec); it only comes back when
-            // even the old binary could not be started again.
+            // told to stop meanwhile, or when even the old binary could not be
+            // started again.
             let args: Vec<OsString> = std::env::args_os().skip(1).collect();
             let data_dir = config.data_dir;
-            let err = tokio::task::spawn_blocking(move || {
-                berth_server::update::switch(&data_dir, &api, &args)
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let watch = {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    signal.await;
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                })
+            };
+            let ended = tokio::task::spawn_blocking(move || {
+                berth_server::update::switch(&data_dir, &api, &args, &stop)
             })
             .await
             .context("the update's hand-over panicked")?;
-            Err(anyhow!(err).context("the update could not start a server again"))
+            watch.abort();
+            match ended {
+                berth_server::update::Ended::Stopped => Ok(()),
+                berth_server::update::Ended::Failed(err) => {
+                    Err(anyhow!(err).context("the update could not start a server again"))
+                }
+            }
         }
     }
 }

@@ -377,3 +377,67 @@ fn an_update_and_its_rollback_lose_no_request_and_restart_no_app() {
     server.stop();
     server.stop_router();
 }
+
+/// A server stopped (SIGTERM, as `systemctl stop` does) while a new build is on
+/// trial stops for good: the trial goes, the update is rolled back, and the
+/// next start is the old version with the store as it was.
+#[test]
+fn a_server_stopped_during_an_update_rolls_it_back_and_exits() {
+    let bins = tempfile::tempdir().expect("a dir for the binaries");
+    let installed = berth_copy(bins.path(), "berth", None);
+    let base = version_of(&installed);
+    let base = base.trim_start_matches("berth ").to_string();
+    // A build that never gets ready.
+    let hanging = bins.path().join("berth-hanging");
+    std::fs::write(
+        &hanging,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in --version) echo 'berth {base}+hanging'; exit 0;; esac\nexec sleep 600\n"
+        ),
+    )
+    .expect("write the hanging build");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hanging, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let mut server = Server::start_from(installed.clone(), &[], &[]);
+    let app = server.create_app("updstop");
+    let mut cli = spawn_cli(
+        &server,
+        Path::new("."),
+        &["rack", "update", "--binary", &hanging.to_string_lossy()],
+    );
+    let on_trial = eventually(Duration::from_secs(30), || {
+        server
+            .server_log()
+            .contains("the server stops serving and hands over")
+    });
+    assert!(
+        on_trial,
+        "the update did not start:\n{}",
+        server.server_log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    server.stop();
+    eprintln!("stopped in {:?}", started.elapsed());
+    let _ = cli.kill();
+    let _ = cli.wait();
+
+    server.spawn();
+    assert_eq!(rack_info(&server)["version"], base.as_str());
+    let updates = server.json(&["rack", "releases", "--json"]);
+    assert_eq!(updates[0]["state"], "rolled back", "{updates}");
+    assert!(
+        updates[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("SIGTERM")),
+        "{updates}"
+    );
+    assert!(
+        server.json(&["apps", "--json"]).to_string().contains(&app),
+        "the store lost the app"
+    );
+    server.stop();
+    server.stop_router();
+}

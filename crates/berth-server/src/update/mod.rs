@@ -11,7 +11,7 @@ mod pending;
 mod switch;
 
 pub use pending::Role;
-pub use switch::{API_FD_VAR, inherited_api_socket, switch};
+pub use switch::{API_FD_VAR, Ended, inherited_api_socket, switch};
 
 use crate::error::{Error, Result};
 use crate::rack::Rack;

@@ -16,6 +16,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The environment variable that names the API socket's inherited descriptor.
@@ -25,16 +26,36 @@ const API_FD: RawFd = 3;
 /// How long a ready trial may take to stop.
 const TRIAL_STOP: Duration = Duration::from_secs(30);
 
-/// Runs the hand-over of the pending update. It only returns when even the
-/// old binary could not be started again; the error says why.
-pub fn switch(data_dir: &Path, api: &std::net::TcpListener, args: &[OsString]) -> std::io::Error {
+/// How a hand-over ended without becoming a server (which it does by `exec`).
+#[derive(Debug)]
+pub enum Ended {
+    /// `stop` was set while the trial ran: the update was rolled back and the
+    /// process should exit (the service is being stopped).
+    Stopped,
+    /// Even the old binary could not be started again.
+    Failed(std::io::Error),
+}
+
+/// Runs the hand-over of the pending update; it only returns when the update
+/// was stopped (`stop`, set on SIGTERM) or nothing could be started.
+pub fn switch(
+    data_dir: &Path,
+    api: &std::net::TcpListener,
+    args: &[OsString],
+    stop: &AtomicBool,
+) -> Ended {
     let pending = match pending::read(data_dir) {
         Ok(Some(pending)) => pending,
-        Ok(None) => return std::io::Error::other("no update is pending"),
-        Err(e) => return std::io::Error::other(format!("cannot read the pending update: {e}")),
+        Ok(None) => return Ended::Failed(std::io::Error::other("no update is pending")),
+        Err(e) => {
+            return Ended::Failed(std::io::Error::other(format!(
+                "cannot read the pending update: {e}"
+            )));
+        }
     };
     let api = api.as_raw_fd();
-    let reason = match trial(data_dir, &pending, api, args) {
+    let reason = match trial(data_dir, &pending, api, args, stop) {
+        Ok(()) if stop.load(Ordering::SeqCst) => STOPPED.to_string(),
         Ok(()) => {
             let (binary, note) = install(&pending);
             if let Some(note) = note {
@@ -48,11 +69,22 @@ pub fn switch(data_dir: &Path, api: &std::net::TcpListener, args: &[OsString]) -
     };
     tracing::warn!(%reason, from = %pending.from_version, "update failed; going back");
     let binary = roll_back(data_dir, &pending, &reason);
-    relaunch(&binary, args, api, None)
+    if stop.load(Ordering::SeqCst) {
+        return Ended::Stopped;
+    }
+    Ended::Failed(relaunch(&binary, args, api, None))
 }
 
+const STOPPED: &str = "the server was told to stop (SIGTERM) during the update";
+
 /// Starts the trial and waits until it is ready; `Err` says why it is not.
-fn trial(data_dir: &Path, pending: &Pending, api: RawFd, args: &[OsString]) -> Result<(), String> {
+fn trial(
+    data_dir: &Path,
+    pending: &Pending,
+    api: RawFd,
+    args: &[OsString],
+    stop: &AtomicBool,
+) -> Result<(), String> {
     let ready = pending::ready_path(data_dir, &pending.id);
     let mut command = Command::new(&pending.new_binary);
     command
@@ -73,7 +105,7 @@ fn trial(data_dir: &Path, pending: &Pending, api: RawFd, args: &[OsString]) -> R
     let deadline = Instant::now() + Duration::from_secs(pending.timeout_secs);
     loop {
         if ready.exists() {
-            stop(&mut child);
+            terminate(&mut child);
             return Ok(());
         }
         match child.try_wait() {
@@ -84,6 +116,11 @@ fn trial(data_dir: &Path, pending: &Pending, api: RawFd, args: &[OsString]) -> R
             }
             Ok(None) => {}
             Err(e) => return Err(format!("cannot watch the new server: {e}")),
+        }
+        if stop.load(Ordering::SeqCst) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(STOPPED.into());
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
@@ -98,7 +135,7 @@ fn trial(data_dir: &Path, pending: &Pending, api: RawFd, args: &[OsString]) -> R
 }
 
 /// SIGTERM, then SIGKILL if it is still there after [`TRIAL_STOP`].
-fn stop(child: &mut Child) {
+fn terminate(child: &mut Child) {
     if let Ok(pid) = libc::pid_t::try_from(child.id()) {
         // SAFETY: kill has no memory-safety preconditions; the pid is our child's,
         // not yet reaped.
