@@ -101,8 +101,8 @@ pub struct Rack {
     pub restart: Restart,
 }
 
-/// A request to stop serving so that the update named by its id can take over
-/// (what the update does is `crate::update`'s; the rack only carries the request).
+/// A request to stop serving so that the update named by its id can take over;
+/// the rack only carries the request, the update module does the rest.
 #[derive(Default)]
 pub struct Restart {
     update: Mutex<Option<String>>,

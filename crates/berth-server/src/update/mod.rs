@@ -55,16 +55,13 @@ pub async fn start(
     let id = format!("u-{}", hex::encode(rand::random::<[u8; 4]>()));
     let dir = pending::updates_dir(&data_dir).join(&id);
     std::fs::create_dir_all(&dir)?;
-    let staged = stage(binary, &install_path, &running, &dir).await;
-    let (new_binary, uploaded) = match staged {
-        Ok(staged) => staged,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
-        }
+    let checked = async {
+        let (new_binary, uploaded) = stage(binary, &install_path, &running, &dir).await?;
+        let to_version = version_of(&new_binary).await?;
+        Ok::<_, Error>((new_binary, uploaded, to_version))
     };
-    let to_version = match version_of(&new_binary).await {
-        Ok(v) => v,
+    let (new_binary, uploaded, to_version) = match checked.await {
+        Ok(checked) => checked,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
