@@ -11,9 +11,10 @@
 //!
 //! Modules, in layers; each imports only from layers below it:
 //!
-//! - `control`: the router as its own process, and the server's link to it; a new
-//!   router process takes over from a running one through it (`handover` passes the
-//!   listening sockets).
+//! - `control`: the router as its own process (`control/process`), and the server's
+//!   link to it (`control/link`), both speaking `control/wire`; a new router process
+//!   takes over from a running one through it (`handover` passes the listening
+//!   sockets).
 //! - `server`: accept loops, one task per connection, draining on shutdown. An
 //!   HTTP/1.1 connection (plain or TLS) starts on `relay`; when relay hands it back,
 //!   server moves it, with the bytes already read, to `proxy`.
