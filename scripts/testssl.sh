@@ -23,9 +23,18 @@ cd "$(dirname "$0")/.."
 BERTH=${BERTH:-target/debug/berth}
 NAME=good.ocsp.localhost
 
-# id → why a finding of this id is accepted (none so far: the certificate is
-# a CA's, trusted with --add-ca, valid for 90 days, with an OCSP responder).
-declare -A ALLOWED=()
+# id → why a finding of this id is accepted. The certificate is a CA's, trusted
+# with --add-ca, valid for 90 days, with an OCSP responder, so no certificate
+# finding is. The one accepted is a race in testssl's own check:
+# - sessionresumption_ticket "check failed because of connect problem": over
+#   TLS 1.3 testssl's first `openssl s_client` (stdin at EOF) often closes
+#   before the session tickets, which follow the handshake, arrive, and the
+#   second one then has no session to resume. It does so against
+#   `openssl s_server` too (69 times in 100 on this machine). Resumption from
+#   tickets is checked by resumes_with_ticket below, over TLS 1.3 and 1.2.
+declare -A ALLOWED=(
+  [sessionresumption_ticket]="testssl's TLS 1.3 client leaves before the tickets arrive; resumption checked above"
+)
 
 WORK=$(mktemp -d -t berth-testssl.XXXXXX)
 DATA=$WORK/rack
@@ -79,6 +88,26 @@ if [ -z "$stapled" ]; then
   exit 1
 fi
 
+# resumes_with_ticket PROTO: a second connection resumes the first one's session
+# from its ticket. The first client keeps its input open for a moment: in TLS 1.3
+# tickets follow the handshake, and a client that closes at once (stdin at EOF)
+# may leave before they arrive.
+resumes_with_ticket() {
+  rm -f "$WORK/session"
+  sleep 0.5 | timeout 10 openssl s_client "-$1" -connect "127.0.0.1:$HTTPS_PORT" \
+    -servername "$NAME" -sess_out "$WORK/session" >/dev/null 2>&1 || true
+  [ -s "$WORK/session" ] || return 1
+  timeout 10 openssl s_client "-$1" -connect "127.0.0.1:$HTTPS_PORT" -servername "$NAME" \
+    -sess_in "$WORK/session" </dev/null 2>/dev/null | grep -q '^Reused'
+}
+for proto in tls1_3 tls1_2; do
+  if ! resumes_with_ticket "$proto"; then
+    echo "a $proto session does not resume from the router's session ticket" >&2
+    exit 1
+  fi
+done
+log "sessions resume from tickets over TLS 1.3 and 1.2"
+
 log "testssl against https://$NAME:$HTTPS_PORT"
 start=$(date +%s)
 # --ip: the name is not in DNS; -n none: no DNS lookups at all (CAA, MX).
@@ -105,7 +134,10 @@ for f in findings:
     # testssl prints HIGH as "NOT ok" and CRITICAL as "VULNERABLE"; WARN is
     # a check it could not make.
     if f["severity"] in ("HIGH", "CRITICAL", "WARN"):
-        (let_through if f["id"] in allowed else bad).append(f)
+        ok = f["id"] in allowed and (
+            f["id"] != "sessionresumption_ticket" or "connect problem" in f["finding"]
+        )
+        (let_through if ok else bad).append(f)
 
 # What berth promises, beyond the absence of findings.
 def expect(id, wanted):
