@@ -43,6 +43,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 mod access_log;
+mod backend;
 mod body;
 mod conn;
 pub mod control;

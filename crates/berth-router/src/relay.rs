@@ -17,27 +17,25 @@
 //! hyper rejects with the right status. The rules both paths follow (fail-over order,
 //! failure answers, access lines) come from `routing` and `outcome`.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use futures_util::FutureExt;
 use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+use crate::backend::{
+    self, BackendConn, Chunked, Framing, Parsed, READ_CHUNK, RoundtripError, SendError,
+    parse_length, pool_put,
+};
 use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT};
 use crate::metrics::{UpstreamError, method_index};
 use crate::outcome::{Answer, Failure, access_line_start};
-use crate::routing::{
-    ACME_CHALLENGE_PATH, Attempt, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, is_retryable,
-};
+use crate::routing::{ACME_CHALLENGE_PATH, Attempt, Entry, Inflight, is_retryable};
 use crate::{Router, headers};
 
 /// Most headers in a request or response head on this path (hyper takes more).
@@ -45,9 +43,6 @@ const MAX_HEADERS: usize = 64;
 /// Request bodies up to this size are read whole before they are forwarded, so that a
 /// process that refuses the connection can be skipped; larger ones stream through hyper.
 const MAX_BUFFERED_BODY: u64 = 64 * 1024;
-/// Idle connections kept per process and thread.
-const MAX_IDLE_PER_BACKEND: usize = 256;
-const READ_CHUNK: usize = 16 * 1024;
 
 /// A client connection the fast path serves: a `TcpStream`, or TLS over one.
 pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin {
@@ -453,7 +448,13 @@ async fn exchange<S: ClientStream>(
     for Attempt { target, last } in entry.attempts(request.retryable) {
         let backend = &route.backends[target.backend];
         let inflight = Inflight::start(&target.inflight);
-        let sent = send(backend.addr, request, head, body, start_time);
+        let sent = backend::send(
+            backend.addr,
+            (head, body),
+            request.retryable,
+            start_time,
+            |buf| parse_response(buf, request),
+        );
         let result = match deadline {
             Some(deadline) => {
                 timer.as_mut().reset(deadline);
@@ -537,129 +538,6 @@ async fn exchange<S: ClientStream>(
     Ok(!closing)
 }
 
-/// A connection to a process, with its read buffer.
-struct BackendConn {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum SendError {
-    /// Nothing was sent: the next process may be tried.
-    #[error("{0}")]
-    Connect(io::Error),
-    #[error("{0}")]
-    Broken(io::Error),
-}
-
-/// Sends the request over a pooled connection (or a new one when a pooled one turns out
-/// closed) and reads the response head.
-async fn send(
-    addr: SocketAddr,
-    request: &Request,
-    head: &[u8],
-    body: &[u8],
-    now: Instant,
-) -> Result<(BackendConn, ResponseHead), SendError> {
-    loop {
-        let (mut conn, reused) = match pool_take(addr, now) {
-            Some(conn) => (conn, true),
-            None => (connect(addr).await.map_err(SendError::Connect)?, false),
-        };
-        match roundtrip(&mut conn, request, head, body).await {
-            Ok(response) => return Ok((conn, response)),
-            // A pooled connection the process closed while it sat idle: the request
-            // never reached it, unless it was written and then lost (only safe requests
-            // are sent again then).
-            Err(RoundtripError::Write(_)) if reused => {}
-            Err(RoundtripError::Closed) if reused && request.retryable => {}
-            Err(e) => return Err(SendError::Broken(e.into())),
-        }
-    }
-}
-
-async fn connect(addr: SocketAddr) -> io::Result<BackendConn> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
-    Ok(BackendConn {
-        stream,
-        buf: BytesMut::with_capacity(READ_CHUNK),
-    })
-}
-
-#[derive(Debug, thiserror::Error)]
-enum RoundtripError {
-    #[error("sending the request: {0}")]
-    Write(io::Error),
-    #[error("the connection closed before a response")]
-    Closed,
-    #[error("reading the response: {0}")]
-    Read(io::Error),
-    #[error("invalid response: {0}")]
-    Invalid(&'static str),
-}
-
-impl From<RoundtripError> for io::Error {
-    fn from(e: RoundtripError) -> io::Error {
-        match e {
-            RoundtripError::Write(e) | RoundtripError::Read(e) => e,
-            other => io::Error::other(other.to_string()),
-        }
-    }
-}
-
-async fn roundtrip(
-    conn: &mut BackendConn,
-    request: &Request,
-    head: &[u8],
-    body: &[u8],
-) -> Result<ResponseHead, RoundtripError> {
-    if body.is_empty() {
-        conn.stream.write_all(head).await
-    } else {
-        let mut whole = Vec::with_capacity(head.len() + body.len());
-        whole.extend_from_slice(head);
-        whole.extend_from_slice(body);
-        conn.stream.write_all(&whole).await
-    }
-    .map_err(RoundtripError::Write)?;
-
-    conn.buf.clear();
-    let mut received = false;
-    loop {
-        if !conn.buf.is_empty() {
-            match parse_response(&conn.buf, request)? {
-                Parsed::Final(response) => return Ok(response),
-                // 1xx before the final response: not forwarded (as on the hyper path).
-                Parsed::Interim(len) => {
-                    conn.buf.advance(len);
-                    continue;
-                }
-                Parsed::Partial => {}
-            }
-        }
-        conn.buf.reserve(READ_CHUNK);
-        match conn.stream.read_buf(&mut conn.buf).await {
-            Ok(0) if !received => return Err(RoundtripError::Closed),
-            Ok(0) => return Err(RoundtripError::Invalid("the response head was cut short")),
-            Ok(_) => received = true,
-            Err(e) if !received && is_reset(&e) => return Err(RoundtripError::Closed),
-            Err(e) => return Err(RoundtripError::Read(e)),
-        }
-    }
-}
-
-fn is_reset(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
-}
-
 /// A process's response head, rewritten for the client.
 struct ResponseHead {
     head_len: usize,
@@ -674,23 +552,7 @@ struct ResponseHead {
     keep_alive: bool,
 }
 
-enum Parsed {
-    Final(ResponseHead),
-    Interim(usize),
-    Partial,
-}
-
-/// How the end of a response body is found (RFC 9112, section 6.3).
-#[derive(Debug)]
-enum Framing {
-    Empty,
-    Length(u64),
-    Chunked(Chunked),
-    /// Until the process closes the connection.
-    Close,
-}
-
-fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripError> {
+fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed<ResponseHead>, RoundtripError> {
     let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
     let head_len = match httparse::ParserConfig::default()
@@ -810,17 +672,6 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed, RoundtripErro
     }))
 }
 
-/// A `Content-Length` value: digits only, no sign or spaces (RFC 9110, section 8.6).
-fn parse_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() {
-        return None;
-    }
-    value.iter().try_fold(0u64, |n, b| {
-        let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
-        n.checked_mul(10)?.checked_add(u64::from(digit))
-    })
-}
-
 /// What the relay of one response left behind.
 struct Relayed {
     conn: BackendConn,
@@ -882,180 +733,6 @@ async fn relay_response<S: ClientStream>(
     })
 }
 
-impl Framing {
-    /// Of `data` (the next bytes from the process), how many belong to this body, and
-    /// whether the body ends with them.
-    fn feed(&mut self, data: &[u8]) -> Result<(usize, bool), ChunkError> {
-        match self {
-            Framing::Empty => Ok((0, true)),
-            Framing::Length(left) => {
-                let take = (*left).min(data.len() as u64);
-                *left -= take;
-                Ok((take as usize, *left == 0))
-            }
-            Framing::Chunked(chunked) => chunked.feed(data),
-            Framing::Close => Ok((data.len(), false)),
-        }
-    }
-}
-
-/// Finds the end of a chunked body while its bytes pass through unchanged.
-#[derive(Debug, Default)]
-struct Chunked {
-    state: ChunkState,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// In a chunk-size line: the size so far, whether a digit was seen, and whether
-    /// the extensions began.
-    #[default]
-    SizeStart,
-    Size {
-        size: u64,
-        extension: bool,
-    },
-    SizeLf {
-        size: u64,
-    },
-    Data(u64),
-    DataCr,
-    DataLf,
-    /// In the trailer section; `true` at the start of a line.
-    Trailer(bool),
-    TrailerLf(bool),
-    Done,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-struct ChunkError;
-
-impl Chunked {
-    fn feed(&mut self, data: &[u8]) -> Result<(usize, bool), ChunkError> {
-        use ChunkState::*;
-        let mut i = 0;
-        while i < data.len() {
-            let b = data[i];
-            self.state = match self.state {
-                Done => break,
-                SizeStart => match hex(b) {
-                    Some(d) => Size {
-                        size: u64::from(d),
-                        extension: false,
-                    },
-                    None => return Err(ChunkError),
-                },
-                Size { size, extension } => match (b, hex(b)) {
-                    (b'\r', _) => SizeLf { size },
-                    (b'\n', _) => after_size(size),
-                    (_, Some(d)) if !extension => Size {
-                        size: size
-                            .checked_mul(16)
-                            .and_then(|s| s.checked_add(u64::from(d)))
-                            .ok_or(ChunkError)?,
-                        extension,
-                    },
-                    (b';' | b' ' | b'\t', _) => Size {
-                        size,
-                        extension: true,
-                    },
-                    _ if extension => Size { size, extension },
-                    _ => return Err(ChunkError),
-                },
-                SizeLf { size } if b == b'\n' => after_size(size),
-                SizeLf { .. } => return Err(ChunkError),
-                Data(left) => {
-                    let take = (left as usize).min(data.len() - i);
-                    i += take;
-                    let left = left - take as u64;
-                    self.state = if left == 0 { DataCr } else { Data(left) };
-                    continue;
-                }
-                DataCr if b == b'\r' => DataLf,
-                DataCr | DataLf if b == b'\n' => SizeStart,
-                DataCr | DataLf => return Err(ChunkError),
-                Trailer(start) => match b {
-                    b'\r' => TrailerLf(start),
-                    b'\n' if start => Done,
-                    b'\n' => Trailer(true),
-                    _ => Trailer(false),
-                },
-                TrailerLf(start) if b == b'\n' => {
-                    if start {
-                        Done
-                    } else {
-                        Trailer(true)
-                    }
-                }
-                TrailerLf(_) => return Err(ChunkError),
-            };
-            i += 1;
-        }
-        Ok((i, self.state == Done))
-    }
-}
-
-fn after_size(size: u64) -> ChunkState {
-    if size == 0 {
-        ChunkState::Trailer(true)
-    } else {
-        ChunkState::Data(size)
-    }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
-struct Idle {
-    conn: BackendConn,
-    since: Instant,
-}
-
-thread_local! {
-    /// Idle connections to processes, per thread: each router event loop has a thread
-    /// of its own, so a connection never wakes another thread.
-    static POOL: RefCell<HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>> =
-        RefCell::new(HashMap::default());
-    static PUTS: Cell<u32> = const { Cell::new(0) };
-}
-
-/// An idle connection to `addr` that the process has not closed, if any.
-fn pool_take(addr: SocketAddr, now: Instant) -> Option<BackendConn> {
-    POOL.with_borrow_mut(|pool| {
-        let idle = pool.get_mut(&addr)?;
-        while let Some(Idle { conn, since }) = idle.pop() {
-            // An idle connection has nothing to read: readiness means the process
-            // closed it (or sent something unasked). Checking costs no system call.
-            let readable = conn.stream.ready(Interest::READABLE).now_or_never();
-            if now.saturating_duration_since(since) < POOL_IDLE_TIMEOUT && readable.is_none() {
-                return Some(conn);
-            }
-        }
-        None
-    })
-}
-
-fn pool_put(addr: SocketAddr, conn: BackendConn, now: Instant) {
-    POOL.with_borrow_mut(|pool| {
-        let idle = pool.entry(addr).or_default();
-        if idle.len() >= MAX_IDLE_PER_BACKEND {
-            idle.remove(0);
-        }
-        idle.push(Idle { conn, since: now });
-        // Now and then, drop what timed out, including connections to processes that
-        // left the table.
-        let puts = PUTS.get().wrapping_add(1);
-        PUTS.set(puts);
-        if puts.is_multiple_of(4096) {
-            pool.retain(|_, idle| {
-                idle.retain(|i| now.saturating_duration_since(i.since) < POOL_IDLE_TIMEOUT);
-                !idle.is_empty()
-            });
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1070,40 +747,6 @@ mod tests {
                 "{text}"
             );
         }
-    }
-
-    fn whole(input: &[u8]) -> Result<(usize, bool), ChunkError> {
-        Chunked::default().feed(input)
-    }
-
-    #[test]
-    fn finds_the_end_of_chunked_bodies() {
-        let body = b"5\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n";
-        assert_eq!(whole(body), Ok((body.len(), true)));
-        // With trailers, and bytes after the end left alone.
-        let body = b"3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\nGET / HTTP/1.1";
-        assert_eq!(whole(body), Ok((body.len() - 14, true)));
-        // Not finished yet.
-        assert_eq!(whole(b"5\r\nhel"), Ok((6, false)));
-    }
-
-    #[test]
-    fn chunked_bodies_split_anywhere() {
-        let body = b"5\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nA: b\r\n\r\n";
-        for split in 0..body.len() {
-            let mut c = Chunked::default();
-            let (a, done_a) = c.feed(&body[..split]).unwrap();
-            assert_eq!((a, done_a), (split, false), "split at {split}");
-            let (b, done_b) = c.feed(&body[split..]).unwrap();
-            assert_eq!((a + b, done_b), (body.len(), true), "split at {split}");
-        }
-    }
-
-    #[test]
-    fn rejects_broken_chunks() {
-        assert_eq!(whole(b"zz\r\n"), Err(ChunkError));
-        assert_eq!(whole(b"3\r\nabcX"), Err(ChunkError));
-        assert_eq!(whole(b"ffffffffffffffffff\r\n"), Err(ChunkError));
     }
 
     #[test]
