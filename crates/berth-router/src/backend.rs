@@ -7,8 +7,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
@@ -222,8 +223,33 @@ enum ChunkState {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct ChunkError;
 
+/// One step of [`Chunked::next_data`] over the bytes given.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ChunkStep {
+    /// How many of the bytes given were read.
+    pub(crate) consumed: usize,
+    /// Where in them the data of a chunk is, if the step found some.
+    pub(crate) data: Option<std::ops::Range<usize>>,
+    /// The body ended (last chunk and trailers read).
+    pub(crate) done: bool,
+}
+
 impl Chunked {
-    fn feed(&mut self, data: &[u8]) -> Result<(usize, bool), ChunkError> {
+    /// Of `data`, how many bytes belong to this body, and whether the body ends with
+    /// them (its bytes pass through unchanged).
+    pub(crate) fn feed(&mut self, data: &[u8]) -> Result<(usize, bool), ChunkError> {
+        let step = self.scan(data, false)?;
+        Ok((step.consumed, step.done))
+    }
+
+    /// Decodes: reads `data` up to the end of the first run of chunk data in it (or
+    /// all of it if none), and says where that run is. Sizes, extensions and trailers
+    /// are read and dropped.
+    pub(crate) fn next_data(&mut self, data: &[u8]) -> Result<ChunkStep, ChunkError> {
+        self.scan(data, true)
+    }
+
+    fn scan(&mut self, data: &[u8], stop_at_data: bool) -> Result<ChunkStep, ChunkError> {
         use ChunkState::*;
         let mut i = 0;
         while i < data.len() {
@@ -257,10 +283,20 @@ impl Chunked {
                 SizeLf { size } if b == b'\n' => after_size(size),
                 SizeLf { .. } => return Err(ChunkError),
                 Data(left) => {
-                    let take = (left as usize).min(data.len() - i);
+                    let take = usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(data.len() - i);
+                    let run = i..i + take;
                     i += take;
                     let left = left - take as u64;
                     self.state = if left == 0 { DataCr } else { Data(left) };
+                    if stop_at_data {
+                        return Ok(ChunkStep {
+                            consumed: i,
+                            data: Some(run),
+                            done: false,
+                        });
+                    }
                     continue;
                 }
                 DataCr if b == b'\r' => DataLf,
@@ -283,7 +319,11 @@ impl Chunked {
             };
             i += 1;
         }
-        Ok((i, self.state == Done))
+        Ok(ChunkStep {
+            consumed: i,
+            data: None,
+            done: self.state == Done,
+        })
     }
 }
 
@@ -297,6 +337,154 @@ fn after_size(size: u64) -> ChunkState {
 
 fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// A response body read from a process's connection as the client takes it, decoded
+/// from its HTTP/1.1 framing. At its end the connection goes back to the pool if it
+/// can serve another request; dropped before (the client went away), it is closed.
+pub(crate) struct BodyReader {
+    conn: Option<BackendConn>,
+    framing: Framing,
+    addr: SocketAddr,
+    keep_alive: bool,
+}
+
+impl BodyReader {
+    /// `conn.buf` holds what was read after the response head.
+    pub(crate) fn new(
+        conn: BackendConn,
+        framing: Framing,
+        addr: SocketAddr,
+        keep_alive: bool,
+    ) -> Self {
+        let keep_alive = keep_alive && !matches!(framing, Framing::Close);
+        let mut reader = BodyReader {
+            conn: Some(conn),
+            framing,
+            addr,
+            keep_alive,
+        };
+        if matches!(reader.framing, Framing::Empty | Framing::Length(0)) {
+            reader.finish();
+        }
+        reader
+    }
+
+    /// The whole body, if it is already here: the connection is back in the pool.
+    pub(crate) fn take_whole(&mut self) -> Option<Bytes> {
+        let conn = self.conn.as_mut()?;
+        let Framing::Length(left) = self.framing else {
+            return None;
+        };
+        if (conn.buf.len() as u64) < left {
+            return None;
+        }
+        let whole = conn.buf.split_to(usize::try_from(left).ok()?).freeze();
+        self.framing = Framing::Length(0);
+        self.finish();
+        Some(whole)
+    }
+
+    /// Nothing more to read.
+    pub(crate) fn is_end(&self) -> bool {
+        self.conn.is_none()
+    }
+
+    /// Bytes left, when the process said how many.
+    pub(crate) fn remaining(&self) -> Option<u64> {
+        match (&self.conn, &self.framing) {
+            (None, _) => Some(0),
+            (Some(_), Framing::Length(left)) => Some(*left),
+            _ => None,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.keep_alive
+            && conn.buf.is_empty()
+        {
+            pool_put(self.addr, conn, Instant::now());
+        }
+    }
+
+    fn fail(&mut self, what: &str) -> Poll<Option<io::Result<Bytes>>> {
+        self.conn = None;
+        Poll::Ready(Some(Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            what.to_owned(),
+        ))))
+    }
+
+    /// The next piece of the body.
+    pub(crate) fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if !conn.buf.is_empty() {
+                match &mut self.framing {
+                    Framing::Empty => {
+                        self.finish();
+                        return Poll::Ready(None);
+                    }
+                    Framing::Length(left) => {
+                        let take = (*left).min(conn.buf.len() as u64);
+                        *left -= take;
+                        let data = conn.buf.split_to(take as usize).freeze();
+                        if *left == 0 {
+                            self.finish();
+                        }
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                    Framing::Chunked(chunked) => {
+                        let Ok(step) = chunked.next_data(&conn.buf) else {
+                            return self.fail("the process sent an invalid chunked body");
+                        };
+                        let mut read = conn.buf.split_to(step.consumed);
+                        if step.done {
+                            self.finish();
+                        }
+                        if let Some(run) = step.data.filter(|run| !run.is_empty()) {
+                            read.truncate(run.end);
+                            read.advance(run.start);
+                            return Poll::Ready(Some(Ok(read.freeze())));
+                        }
+                        if step.done {
+                            return Poll::Ready(None);
+                        }
+                        continue;
+                    }
+                    Framing::Close => return Poll::Ready(Some(Ok(conn.buf.split().freeze()))),
+                }
+            }
+            conn.buf.reserve(READ_CHUNK);
+            let read = loop {
+                match conn.stream.try_read_buf(&mut conn.buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if let Err(e) = ready!(conn.stream.poll_read_ready(cx)) {
+                            break Err(e);
+                        }
+                    }
+                    other => break other,
+                }
+            };
+            match read {
+                Ok(0) if matches!(self.framing, Framing::Close) => {
+                    self.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    return self.fail("the process closed the connection before the body ended");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
 }
 
 struct Idle {
@@ -384,5 +572,34 @@ mod tests {
         assert_eq!(whole(b"zz\r\n"), Err(ChunkError));
         assert_eq!(whole(b"3\r\nabcX"), Err(ChunkError));
         assert_eq!(whole(b"ffffffffffffffffff\r\n"), Err(ChunkError));
+    }
+
+    /// Decodes `body` given in pieces split at `split`, as a body reader would.
+    fn decode(body: &[u8], split: usize) -> (Vec<u8>, bool) {
+        let mut chunked = Chunked::default();
+        let (mut out, mut done) = (Vec::new(), false);
+        for mut piece in [&body[..split], &body[split..]] {
+            while !piece.is_empty() && !done {
+                let step = chunked.next_data(piece).expect("valid");
+                if let Some(run) = step.data {
+                    out.extend_from_slice(&piece[run]);
+                }
+                done = step.done;
+                piece = &piece[step.consumed..];
+            }
+        }
+        (out, done)
+    }
+
+    #[test]
+    fn decodes_chunked_bodies_split_anywhere() {
+        let body = b"5\r\nhello\r\n10;x=y\r\n0123456789abcdef\r\n0\r\nA: b\r\n\r\n";
+        for split in 0..=body.len() {
+            assert_eq!(
+                decode(body, split),
+                (b"hello0123456789abcdef".to_vec(), true),
+                "split at {split}"
+            );
+        }
     }
 }

@@ -166,6 +166,11 @@ pub(crate) enum ResBody {
     /// A process's body; it counts as one of the process's in-flight requests until it
     /// is dropped (fully sent or the client went away), so draining waits for it.
     Counted(Incoming, #[allow(dead_code)] crate::routing::Inflight),
+    /// A process's body read straight from its connection (`direct`), counted the same.
+    Process(
+        crate::backend::BodyReader,
+        #[allow(dead_code)] crate::routing::Inflight,
+    ),
     Full(Option<Bytes>),
 }
 
@@ -177,14 +182,17 @@ impl ResBody {
 
 impl Body for ResBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
-            ResBody::Counted(body, _) => Pin::new(body).poll_frame(cx),
+            ResBody::Counted(body, _) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ResBody::Process(body, _) => body
+                .poll_data(cx)
+                .map(|data| data.map(|d| d.map(Frame::data).map_err(Into::into))),
             ResBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -192,6 +200,7 @@ impl Body for ResBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ResBody::Counted(body, _) => body.is_end_stream(),
+            ResBody::Process(body, _) => body.is_end(),
             ResBody::Full(data) => data.is_none(),
         }
     }
@@ -199,6 +208,10 @@ impl Body for ResBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ResBody::Counted(body, _) => body.size_hint(),
+            ResBody::Process(body, _) => match body.remaining() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
             ResBody::Full(data) => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }

@@ -47,6 +47,7 @@ mod backend;
 mod body;
 mod conn;
 pub mod control;
+mod direct;
 mod handle;
 mod handover;
 mod headers;

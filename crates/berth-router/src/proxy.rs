@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::body::{BodyStalled, BodyTooLarge, ReqBody, ResBody, caused_by};
 use crate::conn::{ConnCtx, Phase};
+use crate::direct;
 use crate::headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 use crate::metrics::{RouteStats, UpstreamError, method_index};
 use crate::outcome::{Answer, Failure, access_line_start};
@@ -190,14 +191,18 @@ impl Router {
             HeaderValue::from_static(if conn.https { "https" } else { "http" }),
         );
         headers.insert(X_FORWARDED_HOST, original_host);
+        let upgrade_asked = upgrade.is_some();
         if let Some(protocol) = upgrade {
             headers::set_upgrade(&mut headers, protocol);
         }
 
-        let result = self
-            .forward(entry, parts.method, path_and_query, headers, body)
-            .await;
-        let (mut resp, inflight, backend) = match result {
+        let result = if direct::takes(&parts.method, !body.is_end_stream(), upgrade_asked) {
+            direct::forward(entry, &parts.method, &path_and_query, &headers).await
+        } else {
+            self.forward(entry, parts.method, path_and_query, headers, body)
+                .await
+        };
+        let (mut resp, backend) = match result {
             Ok(ok) => ok,
             Err(failure) => {
                 let mut resp = Answer::failure(failure, route).into_response();
@@ -242,7 +247,7 @@ impl Router {
                 .headers
                 .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
-        Response::from_parts(parts, ResBody::Counted(body, inflight))
+        Response::from_parts(parts, body)
     }
 
     /// Tells [`handle`] which app and process to name in the access line.
@@ -265,7 +270,7 @@ impl Router {
         path_and_query: PathAndQuery,
         mut headers: HeaderMap,
         body: Incoming,
-    ) -> Result<(Response<Incoming>, Inflight, usize), Failure> {
+    ) -> Result<(Response<ResBody>, usize), Failure> {
         let retryable = is_retryable(method.as_str(), !body.is_end_stream());
         let deadline = entry.deadline(Instant::now());
         // `None`: nothing to send (replayable for free).
@@ -312,7 +317,12 @@ impl Router {
                 None => sent.await,
             };
             match result {
-                Ok(resp) => return Ok((resp, guard, target.backend)),
+                Ok(resp) => {
+                    return Ok((
+                        resp.map(|body| ResBody::Counted(body, guard)),
+                        target.backend,
+                    ));
+                }
                 Err(e) if e.is_connect() => {
                     entry.stats.upstream_error(UpstreamError::Connect);
                     entry.attempt_failed(target, "cannot connect to process", &ErrorChain(&e));

@@ -6,6 +6,7 @@ mod common;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,12 +46,21 @@ async fn read_head(s: &mut (impl AsyncRead + Unpin)) -> String {
 /// A process speaking HTTP/1.1 by hand (so the header names it sends keep their
 /// case), keeping connections alive and recording each request head.
 async fn scripted_backend() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let (addr, seen, _) = counted_scripted_backend().await;
+    (addr, seen)
+}
+
+/// [`scripted_backend`], also counting the connections it accepted.
+async fn counted_scripted_backend() -> (SocketAddr, Arc<Mutex<Vec<String>>>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
             let record = record.clone();
             tokio::spawn(async move {
                 loop {
@@ -73,17 +83,26 @@ async fn scripted_backend() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                         Some("/chunked") => {
                             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec()
                         }
+                        // The body ends with the connection.
+                        Some("/close") => {
+                            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end".to_vec()
+                        }
                         _ => b"HTTP/1.1 200 OK\r\nX-Backend-Case: yes\r\nContent-Length: 2\r\n\r\nok"
                             .to_vec(),
                     };
                     if s.write_all(&reply).await.is_err() {
                         return;
                     }
+                    // Closes a connection kept alive, as a process whose idle timeout
+                    // is short does: the router must not send the next request on it.
+                    if matches!(line.split(' ').nth(1), Some("/close" | "/then-close")) {
+                        return;
+                    }
                 }
             });
         }
     });
-    (addr, seen)
+    (addr, seen, accepted)
 }
 
 /// A router serving HTTPS (and plain HTTP) for [`HOST`], whose route sets HSTS.
@@ -275,6 +294,83 @@ async fn http2_is_served_by_hyper_with_the_same_headers() {
                 "{sent:?}"
             );
         }
+    })
+    .await;
+}
+
+/// Over HTTP/2 a request without a body goes straight over the router's own pooled
+/// connections to the process (`direct`): every framing of a response body arrives
+/// decoded and whole, HEAD gets the head only, a connection the process closes is not
+/// used again, and the others are.
+#[tokio::test]
+async fn http2_responses_of_every_framing_arrive_whole() {
+    bounded(async {
+        let (backend, seen, accepted) = counted_scripted_backend().await;
+        let (https, tls, _) = router_to(backend).await;
+        let client = https.client(&[b"h2"]);
+        let s = https.connect(&client, tls, HOST).await;
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+                .await
+                .expect("h2 handshake");
+        tokio::spawn(conn);
+        let mut fetch = async |method: &str, path: &str| {
+            let req = Request::builder()
+                .method(method)
+                .uri(format!("https://{HOST}{path}"))
+                .body(Empty::<Bytes>::new())
+                .expect("request");
+            let resp = sender.send_request(req).await.expect("answer");
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            (status, headers, body)
+        };
+
+        for _ in 0..3 {
+            let (status, _, body) = fetch("GET", "/").await;
+            assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
+
+        let (_, headers, body) = fetch("GET", "/big").await;
+        assert_eq!(body.len(), BIG);
+        assert!(
+            body.iter()
+                .enumerate()
+                .all(|(i, b)| *b == b'a' + (i % 26) as u8)
+        );
+        assert_eq!(headers["content-length"], BIG.to_string().as_str());
+
+        let (_, headers, body) = fetch("GET", "/chunked").await;
+        assert_eq!(&body[..], b"hello world");
+        assert!(headers.get("transfer-encoding").is_none(), "{headers:?}");
+
+        let (_, _, body) = fetch("GET", "/close").await;
+        assert_eq!(&body[..], b"until the end");
+        let (_, _, body) = fetch("GET", "/then-close").await;
+        assert_eq!(&body[..], b"ok");
+        let before = accepted.load(Ordering::SeqCst);
+        let (status, _, body) = fetch("GET", "/").await;
+        assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]));
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            before + 1,
+            "a new connection after the process closed its own"
+        );
+
+        let (status, headers, body) = fetch("HEAD", "/big").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.is_empty());
+        assert_eq!(headers["content-length"], BIG.to_string().as_str());
+        let heads = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let head = heads.last().expect("a request");
+        assert!(head.starts_with("HEAD /big HTTP/1.1\r\n"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("\r\nhost: {HOST}\r\n")),
+            "{head}"
+        );
     })
     .await;
 }
