@@ -69,6 +69,11 @@ pub(crate) async fn handle(mut req: Request<Incoming>, conn: &ConnCtx) -> Respon
         let status = resp.status().as_u16();
         router.push_access_line(&tag.app, line, status, bytes, start.elapsed(), &tag.process);
     }
+    // Never indexed by HTTP/2's header compression: a value used once would only push
+    // the values every response repeats (server, content type) out of the table, and
+    // finding that it is not there yet walks the other ids kept.
+    let mut request_id = request_id;
+    request_id.set_sensitive(true);
     resp.headers_mut().insert(X_REQUEST_ID, request_id);
     if http1 && !conn.running() && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         resp.headers_mut()
