@@ -19,11 +19,17 @@
 //!   HTTP/1.1 connection (plain or TLS) starts on `relay`; when relay hands it back,
 //!   server moves it, with the bytes already read, to `proxy`.
 //! - `relay` (the fast path) and `proxy` (hyper): forwarding a request. Neither
-//!   imports the other, nor `server`.
+//!   imports the other, nor `server`. `proxy` sends requests without a body through
+//!   `direct`, the rest through hyper's client.
+//! - `direct`: a GET or HEAD from the hyper path written straight to a process, its
+//!   response read into hyper's types.
 //! - `outcome`: failures, berth's own answers and access log lines, the same on both
 //!   paths.
 //! - `conn` (what a handler knows about its connection, the server's phase) and `body`
 //!   (the hyper path's bodies).
+//! - `backend`: connections to processes (a per-thread pool), sending a request and
+//!   reading the response head, and where a response body ends; for `relay` and
+//!   `direct`, and `body` (a response body read from such a connection).
 //! - `routing` (the compiled table, the order a route's processes are tried in,
 //!   in-flight counts) and `tls` (certificates, rustls).
 //! - `headers`: header rules and the writing of heads; knows no router type.

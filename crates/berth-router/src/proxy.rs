@@ -204,8 +204,9 @@ impl Router {
         let result = if direct::takes(&parts.method, !body.is_end_stream(), upgrade_asked) {
             direct::forward(entry, &parts.method, &path_and_query, &headers).await
         } else {
-            self.forward(entry, parts.method, path_and_query, headers, body)
-                .await
+            // Boxed: hyper's client future is large, and unboxed it would size (and
+            // move) the future of every request, including the direct ones.
+            Box::pin(self.forward(entry, parts.method, path_and_query, headers, body)).await
         };
         let (mut resp, backend) = match result {
             Ok(ok) => ok,
