@@ -10,8 +10,8 @@
 # cost. berth also runs with its request counting off (`berth router --no-metrics`),
 # right after the same run with it on, for what the metrics cost per request.
 #
-# Then HTTPS, TLS terminated at the proxy (ECDSA P-256 certificate, TLS 1.3 as the
-# clients choose) and the same plain backend behind it, one thread per proxy on a
+# Then HTTPS, TLS terminated at the proxy (ECDSA P-256 certificate, TLS 1.3 with
+# the suite berth prefers, $SUITES below, each proxy's choice printed) and the same plain backend behind it, one thread per proxy on a
 # core of its own (TLS_OWN_CORE=0: sharing the cores, as the first set): wrk over HTTPS (HTTP/1.1, keep-alive), h2load over HTTP/2
 # (H2_CLIENTS connections with H2_STREAMS streams each, as many requests in flight
 # as wrk's), and TLS handshakes (HS_CLIENTS `openssl s_time` loops, one request per
@@ -39,6 +39,10 @@ ONLY=${ONLY:-all}
 BERTH=${BERTH:-$(dirname "$0")/../target/release/berth}
 CORES=$(nproc)
 HOST=bench.example.com
+# The TLS 1.3 suites in berth's order (AES-128-GCM first, the server's order
+# decides), given to nginx and haproxy too, so all three run the same suite. Left
+# to the clients (OpenSSL's), all would pick AES-256-GCM with SHA-384.
+SUITES=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
 
 case "$ONLY" in
     all | plain | tls) ;;
@@ -152,7 +156,7 @@ start_nginx() {
     local dir="$WORK/nginx-$2" listen="127.0.0.1:$2" tls=""
     if [ "${3:-}" = tls ]; then
         listen="$listen ssl http2"
-        tls="ssl_certificate $CERT; ssl_certificate_key $KEY;"
+        tls="ssl_certificate $CERT; ssl_certificate_key $KEY; ssl_prefer_server_ciphers on; ssl_conf_command Ciphersuites $SUITES;"
     fi
     mkdir -p "$dir"
     cat >"$dir/nginx.conf" <<EOF
@@ -186,7 +190,7 @@ EOF
 # start_haproxy THREADS PORT [tls]: like start_nginx.
 start_haproxy() {
     local dir="$WORK/haproxy-$2" bind="127.0.0.1:$2"
-    [ "${3:-}" = tls ] && bind="$bind ssl crt $CERT_AND_KEY alpn h2,http/1.1"
+    [ "${3:-}" = tls ] && bind="$bind ssl crt $CERT_AND_KEY alpn h2,http/1.1 ciphersuites $SUITES"
     mkdir -p "$dir"
     cat >"$dir/haproxy.cfg" <<EOF
 global
@@ -298,6 +302,8 @@ tls_rows() {
             berth) tp=$p; p=$(free_port); start_berth_tls "$tp" "$p" ;;
         esac
         pid=${PIDS[-1]}
+        echo "$proxy negotiates $(openssl s_client -connect "127.0.0.1:$p" -servername "$HOST" </dev/null 2>/dev/null |
+            awk '/^New,/ {print $2, $NF; exit}')"
         run_url "$proxy https (1 thread)" "https://127.0.0.1:$p/" "$pid"
         run_h2 "$proxy h2 (1 thread)" "$p" "$pid"
         run_handshakes "$proxy handshakes full (1 thread)" "$p" "$pid" -new

@@ -65,8 +65,32 @@ impl std::fmt::Debug for TlsCert {
     }
 }
 
+/// ring's suites, AES-128-GCM first: what Mozilla's guidelines and Go's TLS put first
+/// where the CPU has AES instructions. The SHA-384 of the AES-256 suites (ring's
+/// default first) has no fast path in ring on some CPUs (AMD EPYC here): with it a
+/// resumed handshake cost the router about a quarter more CPU (BENCHMARKS.md). The
+/// server's order decides (see [`server_config`]).
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::cipher_suite::{
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,
+    };
+    Arc::new(CryptoProvider {
+        cipher_suites: vec![
+            TLS13_AES_128_GCM_SHA256,
+            TLS13_AES_256_GCM_SHA384,
+            TLS13_CHACHA20_POLY1305_SHA256,
+            TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        ..rustls::crypto::ring::default_provider()
+    })
 }
 
 /// Parses a PEM chain and key into what rustls serves.
@@ -177,6 +201,21 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(certified_key("nope", "nope").is_err());
+    }
+
+    #[test]
+    fn offers_every_suite_of_ring_with_aes_128_first() {
+        let ours = provider().cipher_suites.clone();
+        let mut theirs = rustls::crypto::ring::default_provider().cipher_suites;
+        assert_eq!(
+            ours[0],
+            rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256
+        );
+        let mut sorted = ours.clone();
+        let name = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
+        sorted.sort_by_key(name);
+        theirs.sort_by_key(name);
+        assert_eq!(sorted, theirs);
     }
 
     #[test]
