@@ -41,7 +41,8 @@ CORES=$(nproc)
 HOST=bench.example.com
 # The TLS 1.3 suites in berth's order (AES-128-GCM first, the server's order
 # decides), given to nginx and haproxy too, so all three run the same suite. Left
-# to the clients (OpenSSL's), all would pick AES-256-GCM with SHA-384.
+# to the clients (OpenSSL's), all would pick AES-256-GCM with SHA-384. nginx 1.22
+# also needs TLS 1.3 turned on (its default has it only from 1.23.4).
 SUITES=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
 
 case "$ONLY" in
@@ -156,7 +157,7 @@ start_nginx() {
     local dir="$WORK/nginx-$2" listen="127.0.0.1:$2" tls=""
     if [ "${3:-}" = tls ]; then
         listen="$listen ssl http2"
-        tls="ssl_certificate $CERT; ssl_certificate_key $KEY; ssl_prefer_server_ciphers on; ssl_conf_command Ciphersuites $SUITES;"
+        tls="ssl_certificate $CERT; ssl_certificate_key $KEY; ssl_protocols TLSv1.2 TLSv1.3; ssl_prefer_server_ciphers on; ssl_conf_command Ciphersuites $SUITES;"
     fi
     mkdir -p "$dir"
     cat >"$dir/nginx.conf" <<EOF
