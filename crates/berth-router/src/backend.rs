@@ -15,7 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::routing::{CONNECT_TIMEOUT, POOL_IDLE_TIMEOUT};
+use crate::metrics::UpstreamError;
+use crate::routing::{CONNECT_TIMEOUT, Entry, POOL_IDLE_TIMEOUT, Target};
 
 /// Idle connections kept per process and thread.
 const MAX_IDLE_PER_BACKEND: usize = 256;
@@ -62,6 +63,29 @@ pub(crate) async fn send<T>(
             Err(RoundtripError::Write(_)) if reused => {}
             Err(RoundtripError::Closed) if reused && retryable => {}
             Err(e) => return Err(SendError::Broken(e.into())),
+        }
+    }
+}
+
+impl SendError {
+    /// Counts the failed attempt in the route's counters and tells the route (which
+    /// logs it): both data paths, the same way.
+    pub(crate) fn record(&self, entry: &Entry, target: &Target) {
+        match self {
+            SendError::Connect(e) => {
+                entry
+                    .stats
+                    .upstream_error(if e.kind() == io::ErrorKind::TimedOut {
+                        UpstreamError::Timeout
+                    } else {
+                        UpstreamError::Connect
+                    });
+                entry.attempt_failed(target, "cannot connect to process", e);
+            }
+            SendError::Broken(e) => {
+                entry.stats.upstream_error(UpstreamError::Reset);
+                entry.attempt_failed(target, "process failed to answer", e);
+            }
         }
     }
 }

@@ -20,7 +20,6 @@ use tokio::time::Instant;
 use crate::backend::{self, BodyReader, Chunked, Framing, Parsed, RoundtripError, SendError};
 use crate::body::ResBody;
 use crate::headers;
-use crate::metrics::UpstreamError;
 use crate::outcome::Failure;
 use crate::routing::{Attempt, Entry, Inflight};
 
@@ -56,15 +55,8 @@ pub(crate) async fn forward(
         let sent = backend::send(backend.addr, (&head, &[]), true, start, |buf| {
             parse_response(buf, is_head)
         });
-        let result = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, sent).await {
-                Ok(result) => result,
-                Err(_) => {
-                    entry.stats.upstream_error(UpstreamError::Timeout);
-                    return Err(Failure::Timeout);
-                }
-            },
-            None => sent.await,
+        let Some(result) = entry.within(deadline, sent).await else {
+            return Err(Failure::Timeout);
         };
         match result {
             Ok((mut conn, response)) => {
@@ -83,19 +75,9 @@ pub(crate) async fn forward(
                 *resp.headers_mut() = response.headers;
                 return Ok((resp, target.backend));
             }
-            Err(SendError::Connect(e)) => {
-                entry
-                    .stats
-                    .upstream_error(if e.kind() == std::io::ErrorKind::TimedOut {
-                        UpstreamError::Timeout
-                    } else {
-                        UpstreamError::Connect
-                    });
-                entry.attempt_failed(target, "cannot connect to process", &e);
-            }
-            Err(SendError::Broken(e)) => {
-                entry.stats.upstream_error(UpstreamError::Reset);
-                entry.attempt_failed(target, "process failed to answer", &e);
+            Err(e @ SendError::Connect(_)) => e.record(entry, target),
+            Err(e @ SendError::Broken(_)) => {
+                e.record(entry, target);
                 failure = Failure::Broken {
                     process: backend.process.clone(),
                 };

@@ -312,15 +312,8 @@ impl Router {
 
             let guard = Inflight::start(&target.inflight);
             let sent = backend_client().request(req);
-            let result = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, sent).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        entry.stats.upstream_error(UpstreamError::Timeout);
-                        return Err(Failure::Timeout);
-                    }
-                },
-                None => sent.await,
+            let Some(result) = entry.within(deadline, sent).await else {
+                return Err(Failure::Timeout);
             };
             match result {
                 Ok(resp) => {

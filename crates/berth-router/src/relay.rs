@@ -497,19 +497,9 @@ async fn exchange<S: ClientStream>(
                 }
                 return Ok(!closing && !relayed.close_delimited);
             }
-            Err(SendError::Connect(e)) => {
-                entry
-                    .stats
-                    .upstream_error(if e.kind() == io::ErrorKind::TimedOut {
-                        UpstreamError::Timeout
-                    } else {
-                        UpstreamError::Connect
-                    });
-                entry.attempt_failed(target, "cannot connect to process", &e);
-            }
-            Err(SendError::Broken(e)) => {
-                entry.stats.upstream_error(UpstreamError::Reset);
-                entry.attempt_failed(target, "process failed to answer", &e);
+            Err(e @ SendError::Connect(_)) => e.record(entry, target),
+            Err(e @ SendError::Broken(_)) => {
+                e.record(entry, target);
                 failure = Failure::Broken {
                     process: backend.process.clone(),
                 };

@@ -176,6 +176,24 @@ impl Entry {
         (!self.route.timeout.is_zero()).then(|| start + self.route.timeout)
     }
 
+    /// Runs `attempt` until `deadline` ([`Entry::deadline`]); `None`: too late, counted
+    /// as a timeout of the route.
+    pub(crate) async fn within<F: std::future::Future>(
+        &self,
+        deadline: Option<tokio::time::Instant>,
+        attempt: F,
+    ) -> Option<F::Output> {
+        let Some(deadline) = deadline else {
+            return Some(attempt.await);
+        };
+        let result = tokio::time::timeout_at(deadline, attempt).await.ok();
+        if result.is_none() {
+            self.stats
+                .upstream_error(crate::metrics::UpstreamError::Timeout);
+        }
+        result
+    }
+
     /// The `Strict-Transport-Security` header a response of this route gets on a
     /// connection (`https`), unless the process sent its own: both data paths ask here.
     #[inline]
