@@ -69,8 +69,8 @@ impl std::fmt::Debug for TlsCert {
 /// where the CPU has AES instructions. The SHA-384 of the AES-256 suites (ring's
 /// default first) has no fast path in ring on some CPUs (AMD EPYC here): with it a
 /// resumed handshake cost the router about a quarter more CPU (BENCHMARKS.md). The
-/// server's order decides (see [`server_config`]).
-fn provider() -> Arc<CryptoProvider> {
+/// server's order decides (see [`server_config`]; the API's listener uses it too).
+pub fn provider() -> Arc<CryptoProvider> {
     use rustls::crypto::ring::cipher_suite::{
         TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
         TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,

@@ -524,15 +524,15 @@ fn api_tls_config(
     }
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| bad(&key_path, format!("not a PEM private key ({e})")))?;
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| bad(&cert_path, e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| bad(&key_path, format!("it does not fit the certificate ({e})")))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(berth_router::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&cert_path, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad(&key_path, format!("it does not fit the certificate ({e})")))?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The router's order of suites decides, as on the HTTPS port.
+    tls.ignore_client_order = true;
     Ok(Arc::new(tls))
 }
 

@@ -211,6 +211,20 @@ fn a_wildcard_api_address_is_served_over_https_by_itself() {
             return Err(format!("health: {health}"));
         }
         rt.block_on(client.apps()).map_err(|e| e.to_string())?;
+        // The server's order of suites decides (AES-128-GCM first), not the client's.
+        let handshake = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{api}")])
+            .args([
+                "-ciphersuites",
+                "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("openssl s_client: {e}"))?;
+        let said = String::from_utf8_lossy(&handshake.stdout);
+        if !said.contains("Cipher is TLS_AES_128_GCM_SHA256") {
+            return Err(format!("the client's order of suites won:\n{said}"));
+        }
         // The saved CLI entry is the HTTPS one, with its CA.
         let config = std::fs::read_to_string(home.path().join("config/berth/config.json"))
             .map_err(|e| e.to_string())?;
