@@ -694,6 +694,10 @@ pub struct CertInfo {
     /// Served to HTTPS clients that send no server name (SNI), e.g. by address.
     #[serde(default)]
     pub default: bool,
+    /// RFC 3339 time until which the OCSP response stapled to it holds; `None`:
+    /// none is stapled (no OCSP URI in the certificate, or no good answer yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocsp_good_until: Option<String>,
 }
 
 /// A log drain (`GET /drains`, `GET /apps/{app}/drains`).

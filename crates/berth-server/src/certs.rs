@@ -11,13 +11,19 @@ use berth_store::certs::CertRow;
 /// How long a generated self-signed certificate is valid.
 const SELF_SIGNED_DAYS: i64 = 90;
 
-fn info(row: &CertRow, default: Option<&str>) -> CertInfo {
+fn info(row: &CertRow, default: Option<&str>, ocsp_good_until: Option<i64>) -> CertInfo {
     CertInfo {
         id: row.id.clone(),
         domains: row.domains.clone(),
         not_after: row.not_after.clone(),
         source: row.source.clone(),
         default: default == Some(row.id.as_str()),
+        ocsp_good_until: ocsp_good_until
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }),
     }
 }
 
@@ -139,14 +145,25 @@ fn store(rack: &Rack, row: CertRow, key_pem: &str) -> Result<CertInfo> {
     Ok(list(rack)?
         .into_iter()
         .find(|c| c.id == row.id)
-        .unwrap_or_else(|| info(&row, None)))
+        .unwrap_or_else(|| info(&row, None, None)))
 }
 
 pub fn list(rack: &Rack) -> Result<Vec<CertInfo>> {
     let certs = rack.store.certs()?;
     let marked = rack.store.default_cert()?;
     let default = default_id(&certs, marked.as_deref());
-    Ok(certs.iter().map(|(row, _)| info(row, default)).collect())
+    let staples = rack.store.ocsp_staples()?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    Ok(certs
+        .iter()
+        .map(|(row, _)| {
+            let good_until = staples
+                .get(&row.id)
+                .map(|(_, until)| *until)
+                .filter(|until| *until > now);
+            info(row, default, good_until)
+        })
+        .collect())
 }
 
 /// Makes `id` the certificate served to clients that send no SNI.

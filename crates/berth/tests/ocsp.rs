@@ -150,6 +150,19 @@ fn ocsp_responses_are_stapled_refreshed_kept_and_refused_when_revoked() {
     );
     let (ok, text) = handshake(pki.path(), https, "revoked.ocsp.localhost");
     assert!(ok && nothing_stapled(&text), "{text}");
+    // `berth certs` says which is stapled, and until when.
+    let certs = server.json(&["certs", "--json"]);
+    let until = |domain: &str| {
+        certs
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["domains"][0] == domain))
+            .map(|c| c["ocsp_good_until"].clone())
+            .unwrap_or_default()
+    };
+    assert!(until("good.ocsp.localhost").is_string(), "{certs}");
+    assert!(until("revoked.ocsp.localhost").is_null(), "{certs}");
+    let table = server.ok(&["certs"]);
+    assert!(table.contains("OCSP STAPLED UNTIL"), "{table}");
 
     // A router that restarts gets the staple again with the certificates.
     let router_before = server.router_pid();

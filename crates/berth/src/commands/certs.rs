@@ -13,7 +13,14 @@ pub async fn run(json: JsonArg, command: Option<CertsCommand>) -> Result<()> {
             print_list(
                 &certs,
                 json.json,
-                &["ID", "DOMAINS", "EXPIRES", "SOURCE", "DEFAULT"],
+                &[
+                    "ID",
+                    "DOMAINS",
+                    "EXPIRES",
+                    "SOURCE",
+                    "DEFAULT",
+                    "OCSP STAPLED UNTIL",
+                ],
                 |c| {
                     vec![
                         c.id.clone(),
@@ -21,6 +28,7 @@ pub async fn run(json: JsonArg, command: Option<CertsCommand>) -> Result<()> {
                         c.not_after.clone(),
                         c.source.clone(),
                         if c.default { "yes" } else { "-" }.to_string(),
+                        c.ocsp_good_until.clone().unwrap_or_else(|| "-".into()),
                     ]
                 },
             )
