@@ -207,7 +207,10 @@ where
     let conn = http
         .serve_connection(TokioIo::new(io), hyper_service(ctx))
         .with_upgrades();
-    drive(conn, phase, &router, |conn| conn.graceful_shutdown()).await;
+    drive(conn, phase, &router, WindDown::AfterIdleGrace, |conn| {
+        conn.graceful_shutdown()
+    })
+    .await;
 }
 
 async fn serve_tls_connection(
@@ -235,7 +238,10 @@ async fn serve_tls_connection(
         let conn = http
             .http2
             .serve_connection(TokioIo::new(stream), hyper_service(ctx));
-        drive(conn, phase, &router, |conn| conn.graceful_shutdown()).await;
+        drive(conn, phase, &router, WindDown::AtOnce, |conn| {
+            conn.graceful_shutdown()
+        })
+        .await;
     } else {
         serve_http1(stream, ctx, &http.http1).await;
     }
@@ -279,14 +285,27 @@ fn hyper_service(
     })
 }
 
+/// When a connection of a draining server is told to wind down.
+#[derive(Clone, Copy)]
+enum WindDown {
+    /// HTTP/1.1 has no way to say "no more requests" but closing, which races a
+    /// client sending its next one: after the drain's idle grace.
+    AfterIdleGrace,
+    /// HTTP/2's GOAWAY lets the streams in flight finish and tells the client to open
+    /// no more, so nothing races it: at once, and the client moves to the router that
+    /// took over.
+    AtOnce,
+}
+
 /// Runs a hyper connection to its end, following the server's phase: once the server
-/// drains (and the drain's idle grace is over), the connection finishes the request in
-/// progress and closes; once it stops, the connection is dropped. `graceful_shutdown` is
-/// the connection type's own: hyper's plain and auto connections share no trait for it.
+/// drains (see [`WindDown`]), the connection finishes the requests in progress and
+/// closes; once it stops, the connection is dropped. `graceful_shutdown` is the
+/// connection type's own: hyper's plain and auto connections share no trait for it.
 async fn drive<C, E>(
     conn: C,
     mut phase: watch::Receiver<Phase>,
     router: &Router,
+    wind_down: WindDown,
     graceful_shutdown: fn(Pin<&mut C>),
 ) where
     C: Future<Output = Result<(), E>>,
@@ -298,9 +317,17 @@ async fn drive<C, E>(
         }
     };
     tokio::pin!(conn);
+    let closing = async {
+        match wind_down {
+            WindDown::AfterIdleGrace => conn::idle_closing(&mut phase, router).await,
+            WindDown::AtOnce => {
+                let _ = phase.wait_for(|p| *p != Phase::Running).await;
+            }
+        }
+    };
     tokio::select! {
         res = conn.as_mut() => return log(res),
-        () = conn::idle_closing(&mut phase, router) => {}
+        () = closing => {}
     }
     if *phase.borrow() == Phase::Stopped {
         return;

@@ -7,7 +7,8 @@
 //! router serving.
 //!
 //! Real processes: the built `berth` binary as router, a loopback backend and
-//! HTTP/1.1 clients (plain and TLS) written here so every failure is counted.
+//! HTTP/1.1 clients (plain and TLS) written here so every failure is counted, and
+//! HTTP/2 clients whose connections the old router winds down with GOAWAY.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -156,6 +157,8 @@ struct Tally {
     ok: AtomicU64,
     /// Connections opened (each one a chance to be refused).
     connects: AtomicU64,
+    /// Of those, by the HTTP/2 clients.
+    h2_connects: AtomicU64,
     failures: Mutex<Vec<String>>,
 }
 
@@ -227,6 +230,95 @@ async fn client(
             Err(e) => tally.fail(format!("{name}: request: {e} ({:?})", e.kind())),
         }
     }
+}
+
+/// An HTTP/2 client (ALPN `h2`): one request at a time on one connection for as long
+/// as the router keeps it. A connection the router winds down (GOAWAY) takes no new
+/// stream; a request it did not take is sent on a new connection, as browsers do.
+/// A request taken and not answered is a failure.
+async fn h2_client(
+    name: String,
+    connector: tokio_rustls::TlsConnector,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) {
+    use http_body_util::{BodyExt, Empty};
+    let mut open: Option<hyper::client::conn::http2::SendRequest<Empty<bytes::Bytes>>> = None;
+    let mut request = None;
+    while !stop.load(Ordering::Relaxed) {
+        let mut sender = match open.take() {
+            Some(sender) => sender,
+            None => {
+                tally.connects.fetch_add(1, Ordering::Relaxed);
+                tally.h2_connects.fetch_add(1, Ordering::Relaxed);
+                match h2_connect(&connector).await {
+                    Ok(sender) => sender,
+                    Err(e) => {
+                        tally.fail(format!("{name}: connect: {e}"));
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        if sender.ready().await.is_err() {
+            continue;
+        }
+        let req = request.take().unwrap_or_else(|| {
+            hyper::Request::get(format!("https://{HOST}/"))
+                .body(Empty::new())
+                .expect("a request")
+        });
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                let status = resp.status();
+                match resp.into_body().collect().await.map(|b| b.to_bytes()) {
+                    Ok(body) if status == 200 && body == "ok" => {
+                        tally.ok.fetch_add(1, Ordering::Relaxed);
+                        open = Some(sender);
+                    }
+                    Ok(_) => tally.fail(format!("{name}: status {status}")),
+                    Err(e) => tally.fail(format!("{name}: body: {e}")),
+                }
+            }
+            Err(mut e) => match e.take_message() {
+                // Never sent: the connection was winding down.
+                Some(unsent) => request = Some(unsent),
+                None => tally.fail(format!("{name}: request: {}", e.error())),
+            },
+        }
+    }
+}
+
+async fn h2_connect(
+    connector: &tokio_rustls::TlsConnector,
+) -> Result<hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>, String> {
+    let tcp = TcpStream::connect(("127.0.0.1", HTTPS))
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(HOST).map_err(|e| e.to_string())?;
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err("the router did not choose h2".into());
+    }
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// `connector` offering only `h2` by ALPN.
+fn h2_only(connector: &tokio_rustls::TlsConnector) -> tokio_rustls::TlsConnector {
+    let mut config = (**connector.config()).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
 fn self_signed() -> (TlsCert, tokio_rustls::TlsConnector) {
@@ -371,6 +463,14 @@ async fn a_new_router_takes_over_under_load_and_the_old_one_finishes_its_connect
         stop.clone(),
         tally.clone(),
     )));
+    for n in 0..2 {
+        clients.push(tokio::spawn(h2_client(
+            format!("h2-{n}"),
+            h2_only(&tls),
+            stop.clone(),
+            tally.clone(),
+        )));
+    }
 
     // A slow request and a WebSocket, both on the first router.
     let slow = tokio::spawn(async {
@@ -508,6 +608,11 @@ async fn a_new_router_takes_over_under_load_and_the_old_one_finishes_its_connect
         failures.len()
     );
     assert!(failures.is_empty(), "failed: {failures:#?}");
+    // Each handover wound down the HTTP/2 connections of the router it replaced
+    // (GOAWAY): both clients connected again after each.
+    let h2_connects = tally.h2_connects.load(Ordering::Relaxed);
+    eprintln!("HTTP/2 clients connected {h2_connects} times");
+    assert!(h2_connects >= 6, "HTTP/2 connections: {h2_connects}");
     assert!(ok > 1000, "too little load to say anything: {ok} requests");
     link.shut_down().await;
     assert!(
