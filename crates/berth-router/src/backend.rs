@@ -188,6 +188,62 @@ pub(crate) enum Framing {
     Close,
 }
 
+/// What a response's headers say of how its body ends (RFC 9112, section 6.3), read
+/// header by header by both parsers of response heads (`relay`, `direct`).
+#[derive(Default)]
+pub(crate) struct BodyHeaders {
+    chunked: bool,
+    other_encoding: bool,
+    content_length: Option<u64>,
+}
+
+impl BodyHeaders {
+    pub(crate) fn transfer_encoding(&mut self, value: &[u8]) {
+        // Only the last coding says how the body ends.
+        let last = value.rsplit(|b| *b == b',').next().unwrap_or_default();
+        self.chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+        self.other_encoding |= !self.chunked;
+    }
+
+    /// Refuses an invalid length and two that differ.
+    pub(crate) fn content_length(&mut self, value: &[u8]) -> Result<(), RoundtripError> {
+        let n = parse_length(value).ok_or(RoundtripError::Invalid("invalid Content-Length"))?;
+        if self.content_length.is_some_and(|m| m != n) {
+            return Err(RoundtripError::Invalid("conflicting Content-Length"));
+        }
+        self.content_length = Some(n);
+        Ok(())
+    }
+
+    /// The `Content-Length` the process sent, if any.
+    pub(crate) fn length(&self) -> Option<u64> {
+        self.content_length
+    }
+
+    /// The body is chunked, or ends with the connection: a length sent with it does
+    /// not hold.
+    pub(crate) fn encoded(&self) -> bool {
+        self.chunked || self.other_encoding
+    }
+
+    /// How the body ends; `no_body`: the answer to HEAD, 204 or 304.
+    pub(crate) fn framing(&self, no_body: bool) -> Framing {
+        if no_body {
+            Framing::Empty
+        } else if self.chunked && !self.other_encoding {
+            Framing::Chunked(Chunked::default())
+        } else if self.encoded() {
+            Framing::Close
+        } else {
+            match self.content_length {
+                Some(0) => Framing::Empty,
+                Some(n) => Framing::Length(n),
+                None => Framing::Close,
+            }
+        }
+    }
+}
+
 /// A `Content-Length` value: digits only, no sign or spaces (RFC 9110, section 8.6).
 pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() {

@@ -17,7 +17,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use tokio::time::Instant;
 
-use crate::backend::{self, BodyReader, Chunked, Framing, Parsed, RoundtripError, SendError};
+use crate::backend::{self, BodyHeaders, BodyReader, Framing, Parsed, RoundtripError, SendError};
 use crate::body::ResBody;
 use crate::headers;
 use crate::outcome::Failure;
@@ -140,30 +140,21 @@ fn parse_response(buf: &[u8], is_head: bool) -> Result<Parsed<ResponseHead>, Rou
         StatusCode::from_u16(code).map_err(|_| RoundtripError::Invalid("invalid status"))?;
 
     let mut keep_alive = version == 1;
-    let mut chunked = false;
-    let mut other_encoding = false;
-    let mut content_length: Option<u64> = None;
+    let mut body = BodyHeaders::default();
     let mut out = HeaderMap::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| RoundtripError::Invalid("invalid header name"))?;
         if name == TRANSFER_ENCODING {
-            // Only the last coding says how the body ends.
-            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
-            chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
-            other_encoding |= !chunked;
+            body.transfer_encoding(h.value);
             continue;
         }
         if name == CONTENT_LENGTH {
-            let n = backend::parse_length(h.value)
-                .ok_or(RoundtripError::Invalid("invalid Content-Length"))?;
-            if content_length.is_some_and(|m| m != n) {
-                return Err(RoundtripError::Invalid("conflicting Content-Length"));
-            }
-            if content_length.is_some() {
+            let repeated = body.length().is_some();
+            body.content_length(h.value)?;
+            if repeated {
                 continue;
             }
-            content_length = Some(n);
         }
         if name == http::header::CONNECTION {
             for token in headers::tokens(h.value) {
@@ -176,21 +167,9 @@ fn parse_response(buf: &[u8], is_head: bool) -> Result<Parsed<ResponseHead>, Rou
             .map_err(|_| RoundtripError::Invalid("invalid header value"))?;
         out.append(name, value);
     }
-    let framing =
-        if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-            Framing::Empty
-        } else if chunked && !other_encoding {
-            Framing::Chunked(Chunked::default())
-        } else if chunked || other_encoding {
-            Framing::Close
-        } else {
-            match content_length {
-                Some(0) => Framing::Empty,
-                Some(n) => Framing::Length(n),
-                None => Framing::Close,
-            }
-        };
-    if chunked || other_encoding {
+    let framing = body
+        .framing(is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED);
+    if body.encoded() {
         // The body is decoded; a length the process also sent does not hold for it.
         out.remove(CONTENT_LENGTH);
     }

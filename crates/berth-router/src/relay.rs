@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::backend::{
-    self, BackendConn, Chunked, Framing, Parsed, READ_CHUNK, RoundtripError, SendError,
+    self, BackendConn, BodyHeaders, Framing, Parsed, READ_CHUNK, RoundtripError, SendError,
     parse_length, pool_put,
 };
 use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT};
@@ -568,9 +568,7 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed<ResponseHead>,
     let mut keep_alive = version == 1;
     // Added at the end unless the process sent its own.
     let mut hsts = request.entry.hsts(request.https);
-    let mut chunked = false;
-    let mut other_encoding = false;
-    let mut content_length: Option<u64> = None;
+    let mut body = BodyHeaders::default();
     let mut named = Named::new();
     let mut kinds = [Kind::Other; MAX_HEADERS];
     for (h, slot) in resp.headers.iter().zip(kinds.iter_mut()) {
@@ -585,20 +583,8 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed<ResponseHead>,
                     }
                 }
             }
-            Kind::TransferEncoding => {
-                // Only the last coding says how the body ends.
-                let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
-                chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
-                other_encoding |= !chunked;
-            }
-            Kind::ContentLength => {
-                let n = parse_length(h.value)
-                    .ok_or(RoundtripError::Invalid("invalid Content-Length"))?;
-                if content_length.is_some_and(|m| m != n) {
-                    return Err(RoundtripError::Invalid("conflicting Content-Length"));
-                }
-                content_length = Some(n);
-            }
+            Kind::TransferEncoding => body.transfer_encoding(h.value),
+            Kind::ContentLength => body.content_length(h.value)?,
             Kind::Other
                 if hsts.is_some() && h.name.eq_ignore_ascii_case("strict-transport-security") =>
             {
@@ -607,21 +593,7 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed<ResponseHead>,
             _ => {}
         }
     }
-    let framing = if request.is_head || status == 204 || status == 304 {
-        Framing::Empty
-    } else if chunked && !other_encoding {
-        Framing::Chunked(Chunked::default())
-    } else if chunked || other_encoding {
-        Framing::Close
-    } else if let Some(n) = content_length {
-        if n == 0 {
-            Framing::Empty
-        } else {
-            Framing::Length(n)
-        }
-    } else {
-        Framing::Close
-    };
+    let framing = body.framing(request.is_head || status == 204 || status == 304);
     if matches!(framing, Framing::Close) {
         keep_alive = false;
     }
@@ -657,7 +629,7 @@ fn parse_response(buf: &[u8], request: &Request) -> Result<Parsed<ResponseHead>,
         status,
         client_head: out,
         framing,
-        length: content_length,
+        length: body.length(),
         keep_alive,
     }))
 }
