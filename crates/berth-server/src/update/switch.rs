@@ -117,18 +117,20 @@ fn trial(
             Ok(None) => {}
             Err(e) => return Err(format!("cannot watch the new server: {e}")),
         }
-        if stop.load(Ordering::SeqCst) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(STOPPED.into());
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
+        let given_up = if stop.load(Ordering::SeqCst) {
+            Some(STOPPED.to_string())
+        } else if Instant::now() >= deadline {
+            Some(format!(
                 "the new server was not ready within {} s",
                 pending.timeout_secs
-            ));
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = given_up {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(reason);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
