@@ -1,5 +1,7 @@
-//! Body types of the data path: the request body sent to a process (recoverable while
-//! unsent, so a refused connection can fail over) and the response body sent to the client.
+//! Body types of the data path: the client's request body as either server reads it
+//! (hyper's for HTTP/1.1, the `h2` crate's for HTTP/2), the request body sent to a
+//! process (recoverable while unsent, so a refused connection can fail over) and the
+//! response body sent to the client.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,14 +15,98 @@ use tokio::time::{Instant, Sleep};
 
 use crate::Limits;
 
+/// A client's request body: from hyper's HTTP/1.1 server, or from a stream of an
+/// HTTP/2 connection served with the `h2` crate (`http2`).
+pub(crate) enum ClientBody {
+    Hyper(Incoming),
+    H2 {
+        stream: h2::RecvStream,
+        /// The request's `Content-Length` (h2 checks that the data matches it).
+        length: Option<u64>,
+        /// All data frames were read; the trailers are next.
+        data_done: bool,
+    },
+}
+
+impl ClientBody {
+    pub(crate) fn h2(stream: h2::RecvStream, length: Option<u64>) -> Self {
+        ClientBody::H2 {
+            stream,
+            length,
+            data_done: false,
+        }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let (stream, data_done) = match self.get_mut() {
+            ClientBody::Hyper(body) => return Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ClientBody::H2 {
+                stream, data_done, ..
+            } => (stream, data_done),
+        };
+        if !*data_done {
+            match std::task::ready!(stream.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Read: the client may send as much again.
+                    let _ = stream.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(h2_body_error(e)),
+                None => *data_done = true,
+            }
+        }
+        match std::task::ready!(stream.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(h2_body_error(e)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Hyper(body) => body.is_end_stream(),
+            ClientBody::H2 { stream, length, .. } => *length == Some(0) || stream.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Hyper(body) => body.size_hint(),
+            ClientBody::H2 {
+                length: Some(n), ..
+            } => SizeHint::with_exact(*n),
+            ClientBody::H2 { .. } => SizeHint::default(),
+        }
+    }
+}
+
+/// A client's HTTP/2 stream that ended with `NO_ERROR` or `CANCEL` ended its body, as
+/// hyper reads it; any other reason is an error.
+fn h2_body_error(
+    e: h2::Error,
+) -> Option<Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>> {
+    match e.reason() {
+        Some(h2::Reason::NO_ERROR | h2::Reason::CANCEL) => None,
+        _ => Some(Err(Box::new(e))),
+    }
+}
+
 /// The request body forwarded to a process.
 ///
 /// When a later attempt may still need it, the body carries a `giveback` sender: if the
 /// body is dropped before it was ever polled (the connection to the process could not be
 /// made, so nothing was sent), it hands the client's body back for the next attempt.
 pub(crate) struct ReqBody {
-    inner: Option<Incoming>,
-    giveback: Option<oneshot::Sender<Incoming>>,
+    inner: Option<ClientBody>,
+    giveback: Option<oneshot::Sender<ClientBody>>,
     /// Most bytes allowed through; a chunked body has no length to check up
     /// front, so the limit is enforced while it streams.
     limit: Option<u64>,
@@ -70,7 +156,7 @@ impl ReqBody {
     }
 
     /// Streams the client's body; it is lost if this attempt fails.
-    pub(crate) fn stream(body: Incoming, limits: &Limits) -> Self {
+    pub(crate) fn stream(body: ClientBody, limits: &Limits) -> Self {
         ReqBody {
             inner: Some(body),
             giveback: None,
@@ -84,9 +170,9 @@ impl ReqBody {
     /// Streams the client's body, or hands it back through the receiver if it is dropped
     /// before the first poll.
     pub(crate) fn recoverable(
-        body: Incoming,
+        body: ClientBody,
         limits: &Limits,
-    ) -> (Self, oneshot::Receiver<Incoming>) {
+    ) -> (Self, oneshot::Receiver<ClientBody>) {
         let (tx, rx) = oneshot::channel();
         let mut body = ReqBody::stream(body, limits);
         body.giveback = Some(tx);
@@ -110,7 +196,7 @@ impl Body for ReqBody {
         };
         let frame = match Pin::new(body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {
                 let after = this.stall_after;

@@ -57,6 +57,7 @@ mod direct;
 mod handle;
 mod handover;
 mod headers;
+mod http2;
 pub mod metrics;
 mod outcome;
 mod proxy;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::header::{HOST, STRICT_TRANSPORT_SECURITY};
 use http::uri::{self, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::body::{BodyStalled, BodyTooLarge, ReqBody, ResBody, caused_by};
+use crate::body::{BodyStalled, BodyTooLarge, ClientBody, ReqBody, ResBody, caused_by};
 use crate::conn::{ConnCtx, Phase};
 use crate::direct;
 use crate::headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
@@ -39,9 +39,10 @@ struct AccessTag {
 #[derive(Clone)]
 struct Counted(std::sync::Arc<RouteStats>);
 
-/// Serves one request the fast path left to hyper (every request over HTTP/2, and on
-/// an HTTP/1.1 connection from the first request `relay` hands over).
-pub(crate) async fn handle(mut req: Request<Incoming>, conn: &ConnCtx) -> Response<ResBody> {
+/// Serves one request the fast path left: every request over HTTP/2 (from `http2`),
+/// and on an HTTP/1.1 connection each from the first one `relay` hands over (from
+/// hyper's server).
+pub(crate) async fn handle(mut req: Request<ClientBody>, conn: &ConnCtx) -> Response<ResBody> {
     let router = &*conn.router;
     // HTTP/2 ends with GOAWAY; an HTTP/1 client learns from the answer to reconnect.
     let http1 = req.version() < Version::HTTP_2;
@@ -85,7 +86,7 @@ pub(crate) async fn handle(mut req: Request<Incoming>, conn: &ConnCtx) -> Respon
 impl Router {
     async fn route(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         upgrade: Option<HeaderValue>,
         conn: &ConnCtx,
     ) -> Response<ResBody> {
@@ -141,7 +142,7 @@ impl Router {
     async fn route_to(
         &self,
         entry: &Entry,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         upgrade: Option<HeaderValue>,
         conn: &ConnCtx,
         (host, original_host, absolute_form): (String, HeaderValue, bool),
@@ -275,7 +276,7 @@ impl Router {
         method: Method,
         path_and_query: PathAndQuery,
         mut headers: HeaderMap,
-        body: Incoming,
+        body: ClientBody,
     ) -> Result<(Response<ResBody>, usize), Failure> {
         let retryable = is_retryable(method.as_str(), !body.is_end_stream());
         let deadline = entry.deadline(Instant::now());

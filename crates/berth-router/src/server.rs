@@ -1,7 +1,7 @@
 //! The top of the data path: accept loops and one task per client connection. An
 //! HTTP/1.1 connection, plain or TLS (ALPN `http/1.1` or none), starts on the fast path
 //! (`relay`); if relay hands it back, the rest of it, bytes already read included, runs
-//! on hyper (`proxy`). A TLS connection that chose `h2` runs on hyper from the start.
+//! on hyper (`proxy`). A TLS connection that chose `h2` is served by `http2`.
 //! On shutdown every connection follows the server's [`Phase`] (idle ones close,
 //! requests finish), bounded by the router's [`crate::Drain`].
 
@@ -17,16 +17,17 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http1;
 use hyper::service::{Service, service_fn};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::body::ResBody;
+use crate::body::{ClientBody, ResBody};
 use crate::conn::{self, ConnCtx, HEADER_READ_TIMEOUT, Phase};
 use crate::headers;
+use crate::http2;
 use crate::proxy;
 use crate::relay::{self, Ended};
 use crate::{Limits, Router};
@@ -39,14 +40,14 @@ enum Protocol {
     /// HTTP/1.1: the fast path (`relay`) first, hyper from the first request it hands
     /// over.
     Plain(Arc<http1::Builder>),
-    /// HTTPS: HTTP/1.1 as on a plain connection, HTTP/2 (ALPN `h2`) on hyper.
+    /// HTTPS: HTTP/1.1 as on a plain connection, HTTP/2 (ALPN `h2`) by `http2`.
     Tls(tokio_rustls::TlsAcceptor, Arc<TlsBuilders>),
 }
 
-/// The hyper connection builders of an HTTPS listener.
+/// The connection builders of an HTTPS listener.
 struct TlsBuilders {
     http1: http1::Builder,
-    http2: http2::Builder<TokioExecutor>,
+    http2: ::h2::server::Builder,
 }
 
 impl Router {
@@ -87,13 +88,9 @@ impl Router {
         config: Arc<rustls::ServerConfig>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(self.limits.max_head).unwrap_or(u32::MAX));
         let builders = TlsBuilders {
             http1: self.http1_builder(),
-            http2,
+            http2: http2::builder(u32::try_from(self.limits.max_head).unwrap_or(u32::MAX)),
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         self.serve_any(
@@ -207,10 +204,7 @@ where
     let conn = http
         .serve_connection(TokioIo::new(io), hyper_service(ctx))
         .with_upgrades();
-    drive(conn, phase, &router, WindDown::AfterIdleGrace, |conn| {
-        conn.graceful_shutdown()
-    })
-    .await;
+    drive(conn, phase, &router, |conn| conn.graceful_shutdown()).await;
 }
 
 async fn serve_tls_connection(
@@ -233,15 +227,7 @@ async fn serve_tls_connection(
     // RFC 9113, section 3.2: over TLS, HTTP/2 is chosen by ALPN only; a client that
     // chose nothing speaks HTTP/1.1.
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        let phase = ctx.phase.clone();
-        let router = ctx.router.clone();
-        let conn = http
-            .http2
-            .serve_connection(TokioIo::new(stream), hyper_service(ctx));
-        drive(conn, phase, &router, WindDown::AtOnce, |conn| {
-            conn.graceful_shutdown()
-        })
-        .await;
+        http2::serve(stream, ctx, &http.http2).await;
     } else {
         serve_http1(stream, ctx, &http.http1).await;
     }
@@ -281,31 +267,19 @@ fn hyper_service(
     let ctx = Arc::new(ctx);
     service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok(proxy::handle(req, &ctx).await) }
+        async move { Ok(proxy::handle(req.map(ClientBody::Hyper), &ctx).await) }
     })
 }
 
-/// When a connection of a draining server is told to wind down.
-#[derive(Clone, Copy)]
-enum WindDown {
-    /// HTTP/1.1 has no way to say "no more requests" but closing, which races a
-    /// client sending its next one: after the drain's idle grace.
-    AfterIdleGrace,
-    /// HTTP/2's GOAWAY lets the streams in flight finish and tells the client to open
-    /// no more, so nothing races it: at once, and the client moves to the router that
-    /// took over.
-    AtOnce,
-}
-
-/// Runs a hyper connection to its end, following the server's phase: once the server
-/// drains (see [`WindDown`]), the connection finishes the requests in progress and
-/// closes; once it stops, the connection is dropped. `graceful_shutdown` is the
-/// connection type's own: hyper's plain and auto connections share no trait for it.
+/// Runs hyper's HTTP/1.1 connection to its end, following the server's phase: once
+/// the server drains and the drain's idle grace is over (HTTP/1.1 has no way to say
+/// "no more requests" but closing, which races a client sending its next one), the
+/// connection finishes the request in progress and closes; once it stops, the
+/// connection is dropped.
 async fn drive<C, E>(
     conn: C,
     mut phase: watch::Receiver<Phase>,
     router: &Router,
-    wind_down: WindDown,
     graceful_shutdown: fn(Pin<&mut C>),
 ) where
     C: Future<Output = Result<(), E>>,
@@ -317,17 +291,9 @@ async fn drive<C, E>(
         }
     };
     tokio::pin!(conn);
-    let closing = async {
-        match wind_down {
-            WindDown::AfterIdleGrace => conn::idle_closing(&mut phase, router).await,
-            WindDown::AtOnce => {
-                let _ = phase.wait_for(|p| *p != Phase::Running).await;
-            }
-        }
-    };
     tokio::select! {
         res = conn.as_mut() => return log(res),
-        () = closing => {}
+        () = conn::idle_closing(&mut phase, router) => {}
     }
     if *phase.borrow() == Phase::Stopped {
         return;

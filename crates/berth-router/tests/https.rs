@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,10 +15,12 @@ use berth_router::{Backend, Route, RouteTable, Router};
 use bytes::Bytes;
 use common::{HOST, Https};
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::HandshakeKind;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const HSTS: &str = "max-age=60";
@@ -257,7 +260,7 @@ async fn large_and_chunked_responses_over_tls_arrive_whole() {
 }
 
 #[tokio::test]
-async fn http2_is_served_by_hyper_with_the_same_headers() {
+async fn http2_is_served_with_the_same_headers() {
     bounded(async {
         let (backend, seen) = scripted_backend().await;
         let (https, tls, _) = router_to(backend).await;
@@ -371,6 +374,132 @@ async fn http2_responses_of_every_framing_arrive_whole() {
                 .contains(&format!("\r\nhost: {HOST}\r\n")),
             "{head}"
         );
+    })
+    .await;
+}
+
+/// A process that reads each request's body (by its length, or its chunks) and
+/// answers with how long it was and the sum of its bytes, `LEN:SUM`.
+async fn body_counting_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut s = tokio::io::BufReader::new(s);
+                loop {
+                    let head = read_head(&mut s).await.to_ascii_lowercase();
+                    if head.is_empty() {
+                        return;
+                    }
+                    let mut body = Vec::new();
+                    if let Some(length) = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                    {
+                        body.resize(length.trim().parse().expect("length"), 0);
+                        s.read_exact(&mut body).await.expect("body");
+                    } else if head.contains("transfer-encoding: chunked") {
+                        loop {
+                            let mut line = String::new();
+                            s.read_line(&mut line).await.expect("chunk size");
+                            let size = usize::from_str_radix(line.trim(), 16).expect("size");
+                            let mut chunk = vec![0; size + 2];
+                            s.read_exact(&mut chunk).await.expect("chunk");
+                            if size == 0 {
+                                break;
+                            }
+                            body.extend_from_slice(&chunk[..size]);
+                        }
+                    }
+                    let sum: u64 = body.iter().map(|b| u64::from(*b)).sum();
+                    let answer = format!("{}:{sum}", body.len());
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    if s.get_mut().write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Over HTTP/2 (served on the `h2` crate), request bodies larger than the stream's
+/// window reach the process whole, with their length or in chunks; a client that
+/// cancels a stream mid-response leaves the connection's other streams served; and
+/// berth's own answers carry a `Date`.
+#[tokio::test]
+async fn http2_request_bodies_arrive_whole_and_a_cancelled_stream_spares_the_rest() {
+    bounded(async {
+        let (https, tls, _) = router_to(body_counting_backend().await).await;
+        let client = https.client(&[b"h2"]);
+        let s = https.connect(&client, tls, HOST).await;
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+                .await
+                .expect("h2 handshake");
+        tokio::spawn(conn);
+        let body: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let expected = format!(
+            "{}:{}",
+            body.len(),
+            body.iter().map(|b| u64::from(*b)).sum::<u64>()
+        );
+        let post = |body: BoxBody<Bytes, Infallible>| {
+            Request::post(format!("https://{HOST}/upload"))
+                .body(body)
+                .expect("request")
+        };
+        // With a length, then streamed in parts without one.
+        let whole = Full::new(Bytes::from(body.clone())).boxed();
+        let parts = body
+            .chunks(100_000)
+            .map(|c| Ok::<_, Infallible>(Frame::data(Bytes::copy_from_slice(c))))
+            .collect::<Vec<_>>();
+        let streamed = StreamBody::new(futures_util::stream::iter(parts)).boxed();
+        for req_body in [whole, streamed] {
+            let resp = sender.send_request(post(req_body)).await.expect("answer");
+            assert_eq!(resp.status(), StatusCode::OK);
+            let answer = resp.into_body().collect().await.expect("body").to_bytes();
+            assert_eq!(String::from_utf8_lossy(&answer), expected);
+        }
+
+        // A client that gives up on a stream after its head (RST_STREAM CANCEL).
+        let (https_big, tls_big, _) = router_to(scripted_backend().await.0).await;
+        let client = https_big.client(&[b"h2"]);
+        let s = https_big.connect(&client, tls_big, HOST).await;
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+                .await
+                .expect("h2 handshake");
+        tokio::spawn(conn);
+        let get = |path: &str, host: &str| {
+            Request::get(format!("https://{host}{path}"))
+                .body(Empty::<Bytes>::new())
+                .expect("request")
+        };
+        let resp = sender
+            .send_request(get("/big", HOST))
+            .await
+            .expect("answer");
+        assert_eq!(resp.status(), StatusCode::OK);
+        drop(resp);
+        for _ in 0..3 {
+            let resp = sender.send_request(get("/", HOST)).await.expect("answer");
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            assert_eq!(&body[..], b"ok");
+        }
+        let resp = sender
+            .send_request(get("/", "elsewhere.example"))
+            .await
+            .expect("answer");
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let date = resp.headers().get("date").expect("a Date header");
+        assert!(date.to_str().expect("text").ends_with(" GMT"), "{date:?}");
     })
     .await;
 }
