@@ -3,6 +3,7 @@
 //! `routing`'s fail-over order (streaming request bodies, recoverable until sent),
 //! answers failures with `outcome`'s answers, and turns upgrades into byte tunnels.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HOST, STRICT_TRANSPORT_SECURITY};
@@ -16,28 +17,24 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::Router;
 use crate::body::{BodyStalled, BodyTooLarge, ClientBody, ReqBody, ResBody, caused_by};
 use crate::conn::{ConnCtx, Phase};
 use crate::direct;
 use crate::headers::{self, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
-use crate::metrics::{RouteStats, UpstreamError, method_index};
+use crate::metrics::{UpstreamError, method_index};
 use crate::outcome::{Answer, Failure, access_line_start};
 use crate::routing::{
     ACME_CHALLENGE_PATH, Attempt, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, is_retryable,
 };
-use crate::{Route, Router};
 
-/// Which app and process answered, for the access log (never sent to the client).
-#[derive(Clone)]
-struct AccessTag {
-    app: String,
-    process: String,
+/// A request that reached a process, or failed trying, gets an access line naming
+/// the process (`-` when none answered).
+#[derive(Clone, Copy)]
+enum Logged {
+    Process(usize),
+    Failed,
 }
-
-/// The counters of the route that served a request (none: counted as an unknown
-/// host); never sent to the client.
-#[derive(Clone)]
-struct Counted(std::sync::Arc<RouteStats>);
 
 /// Serves one request the fast path left: every request over HTTP/2 (from `http2`),
 /// and on an HTTP/1.1 connection each from the first one `relay` hands over (from
@@ -55,20 +52,26 @@ pub(crate) async fn handle(mut req: Request<ClientBody>, conn: &ConnCtx) -> Resp
         let host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
         access_line_start(req.method().as_str(), host.unwrap_or("-"), req.uri().path())
     });
-    let mut resp = router.route(req, upgrade, conn).await;
-    let counted = resp.extensions_mut().remove::<Counted>();
+    let (mut resp, served) = router.route(req, upgrade, conn).await;
     if router.counting {
-        let stats = counted.as_ref().map_or(router.unknown_stats(), |c| &*c.0);
+        let stats = served
+            .as_ref()
+            .map_or(router.unknown_stats(), |(e, _)| &*e.stats);
         stats.record(method, resp.status().as_u16(), start.elapsed());
     }
-    if let (Some(line), Some(tag)) = (access, resp.extensions_mut().remove::<AccessTag>()) {
+    if let (Some(line), Some((entry, Some(logged)))) = (access, &served) {
         let bytes = resp
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         let status = resp.status().as_u16();
-        router.push_access_line(&tag.app, line, status, bytes, start.elapsed(), &tag.process);
+        let route = &entry.route;
+        let process = match *logged {
+            Logged::Process(backend) => route.backends[backend].process.as_str(),
+            Logged::Failed => "-",
+        };
+        router.push_access_line(&route.app, line, status, bytes, start.elapsed(), process);
     }
     // Never indexed by HTTP/2's header compression: a value used once would only push
     // the values every response repeats (server, content type) out of the table, and
@@ -89,11 +92,14 @@ impl Router {
         req: Request<ClientBody>,
         upgrade: Option<HeaderValue>,
         conn: &ConnCtx,
-    ) -> Response<ResBody> {
+    ) -> (Response<ResBody>, Option<(Arc<Entry>, Option<Logged>)>) {
         if req.method() == Method::CONNECT {
-            return text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "berth: CONNECT is not supported\n".into(),
+            return (
+                text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "berth: CONNECT is not supported\n".into(),
+                ),
+                None,
             );
         }
         // ACME HTTP-01: answered for any host, before routing and HTTPS redirects
@@ -102,29 +108,38 @@ impl Router {
             && let Some(token) = req.uri().path().strip_prefix(ACME_CHALLENGE_PATH)
             && let Some(key_authorization) = self.challenge(token)
         {
-            return text(StatusCode::OK, key_authorization);
+            return (text(StatusCode::OK, key_authorization), None);
         }
         let Some((original_host, absolute_form)) = headers::requested_host(&req) else {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "berth: the request has no Host header\n".into(),
+            return (
+                text(
+                    StatusCode::BAD_REQUEST,
+                    "berth: the request has no Host header\n".into(),
+                ),
+                None,
             );
         };
         let Some(host) = headers::normalize_host(&original_host) else {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "berth: the request's Host header is invalid\n".into(),
+            return (
+                text(
+                    StatusCode::BAD_REQUEST,
+                    "berth: the request's Host header is invalid\n".into(),
+                ),
+                None,
             );
         };
         let Some(entry) = self.entry(&host) else {
-            return text(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "berth: no app serves host \"{host}\"; check the domain or run 'berth apps'\n"
+            return (
+                text(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "berth: no app serves host \"{host}\"; check the domain or run 'berth apps'\n"
+                    ),
                 ),
+                None,
             );
         };
-        let mut resp = self
+        let (resp, logged) = self
             .route_to(
                 &entry,
                 req,
@@ -133,8 +148,7 @@ impl Router {
                 (host.into_owned(), original_host, absolute_form),
             )
             .await;
-        resp.extensions_mut().insert(Counted(entry.stats.clone()));
-        resp
+        (resp, Some((entry, logged)))
     }
 
     /// Serves a request for `entry`'s route: redirect to HTTPS, 503 without healthy
@@ -146,7 +160,7 @@ impl Router {
         upgrade: Option<HeaderValue>,
         conn: &ConnCtx,
         (host, original_host, absolute_form): (String, HeaderValue, bool),
-    ) -> Response<ResBody> {
+    ) -> (Response<ResBody>, Option<Logged>) {
         let route = &entry.route;
         if route.tls_redirect
             && !conn.https
@@ -165,23 +179,29 @@ impl Router {
             if let Ok(value) = HeaderValue::from_str(&location) {
                 resp.headers_mut().insert(http::header::LOCATION, value);
             }
-            return resp;
+            return (resp, None);
         }
         drop(host);
         if entry.targets.is_empty() {
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "berth: no healthy process for service {} of app {}\n",
-                    route.service, route.app
+            return (
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "berth: no healthy process for service {} of app {}\n",
+                        route.service, route.app
+                    ),
                 ),
+                None,
             );
         }
 
         if let Some(max) = self.limits.max_body
             && req.body().size_hint().lower() > max
         {
-            return Answer::failure(Failure::TooLarge(max), route).into_response();
+            return (
+                Answer::failure(Failure::TooLarge(max), route).into_response(),
+                None,
+            );
         }
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
@@ -212,24 +232,28 @@ impl Router {
         let (mut resp, backend) = match result {
             Ok(ok) => ok,
             Err(failure) => {
-                let mut resp = Answer::failure(failure, route).into_response();
-                self.tag_for_access(&mut resp, route, "-");
-                return resp;
+                return (
+                    Answer::failure(failure, route).into_response(),
+                    Some(Logged::Failed),
+                );
             }
         };
-        self.tag_for_access(&mut resp, route, &route.backends[backend].process);
+        let logged = Some(Logged::Process(backend));
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let (Some(client_upgrade), Some(protocol)) = (
                 client_upgrade,
                 resp.headers().get(http::header::UPGRADE).cloned(),
             ) else {
-                return text(
-                    StatusCode::BAD_GATEWAY,
-                    format!(
-                        "berth: a process of service {} of app {} switched protocols unasked\n",
-                        route.service, route.app
+                return (
+                    text(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "berth: a process of service {} of app {} switched protocols unasked\n",
+                            route.service, route.app
+                        ),
                     ),
+                    None,
                 );
             };
             let backend_upgrade = hyper::upgrade::on(&mut resp);
@@ -242,7 +266,7 @@ impl Router {
             let (mut parts, _) = resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
             headers::set_upgrade(&mut parts.headers, protocol);
-            return Response::from_parts(parts, ResBody::empty());
+            return (Response::from_parts(parts, ResBody::empty()), logged);
         }
 
         let (mut parts, body) = resp.into_parts();
@@ -254,17 +278,7 @@ impl Router {
                 .headers
                 .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
-        Response::from_parts(parts, body)
-    }
-
-    /// Tells [`handle`] which app and process to name in the access line.
-    fn tag_for_access<B>(&self, resp: &mut Response<B>, route: &Route, process: &str) {
-        if self.log_access {
-            resp.extensions_mut().insert(AccessTag {
-                app: route.app.clone(),
-                process: process.to_owned(),
-            });
-        }
+        (Response::from_parts(parts, body), logged)
     }
 
     /// Sends the request to the route's processes in round-robin order. A process that
