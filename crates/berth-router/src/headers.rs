@@ -102,6 +102,11 @@ pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// Removes the hop-by-hop headers, including those named in `Connection`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: a look at each name present costs less than a lookup
+    // of each hop-by-hop name (and `Connection` names others only if it is present).
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if let Some(connection) = headers.get(CONNECTION) {
         // Fast path: the common values name no other header.
         let plain = headers.get_all(CONNECTION).iter().count() == 1
