@@ -1,4 +1,5 @@
-//! The hyper path: every request `relay` does not take. Answers ACME challenges,
+//! The hyper path: every request `relay` does not take, from hyper's HTTP/1.1 server
+//! or from `http2`'s streams. Answers ACME challenges,
 //! redirects to HTTPS, routes by host, forwards through hyper's pooled client in
 //! `routing`'s fail-over order (streaming request bodies, recoverable until sent),
 //! answers failures with `outcome`'s answers, and turns upgrades into byte tunnels.
