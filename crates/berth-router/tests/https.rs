@@ -133,6 +133,29 @@ async fn router_to(backend: SocketAddr) -> (Arc<Https>, SocketAddr, SocketAddr) 
     (https, tls, plain)
 }
 
+/// An HTTP/2 connection to the router's HTTPS port, offering `alpn` (the router must
+/// choose `h2`), driven in a task of its own.
+async fn h2_client<B>(
+    https: &Https,
+    tls: SocketAddr,
+    alpn: &[&[u8]],
+) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let client = https.client(alpn);
+    let s = https.connect(&client, tls, HOST).await;
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
 /// Sends a GET and reads its answer, whose body has a `Content-Length` or chunks.
 async fn get(s: &mut (impl AsyncRead + AsyncWrite + Unpin), path: &str) -> (String, Vec<u8>) {
     let request = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nX-Client-Case: 1\r\n\r\n");
@@ -264,14 +287,7 @@ async fn http2_is_served_with_the_same_headers() {
     bounded(async {
         let (backend, seen) = scripted_backend().await;
         let (https, tls, _) = router_to(backend).await;
-        let client = https.client(&[b"h2", b"http/1.1"]);
-        let s = https.connect(&client, tls, HOST).await;
-        assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
-                .await
-                .expect("h2 handshake");
-        tokio::spawn(conn);
+        let mut sender = h2_client(&https, tls, &[b"h2", b"http/1.1"]).await;
         for path in ["/", "/own-hsts"] {
             seen.lock().unwrap_or_else(|p| p.into_inner()).clear();
             let req = Request::get(format!("https://{HOST}{path}"))
@@ -310,13 +326,7 @@ async fn http2_responses_of_every_framing_arrive_whole() {
     bounded(async {
         let (backend, seen, accepted) = counted_scripted_backend().await;
         let (https, tls, _) = router_to(backend).await;
-        let client = https.client(&[b"h2"]);
-        let s = https.connect(&client, tls, HOST).await;
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
-                .await
-                .expect("h2 handshake");
-        tokio::spawn(conn);
+        let mut sender = h2_client(&https, tls, &[b"h2"]).await;
         let mut fetch = async |method: &str, path: &str| {
             let req = Request::builder()
                 .method(method)
@@ -436,13 +446,7 @@ async fn body_counting_backend() -> SocketAddr {
 async fn http2_request_bodies_arrive_whole_and_a_cancelled_stream_spares_the_rest() {
     bounded(async {
         let (https, tls, _) = router_to(body_counting_backend().await).await;
-        let client = https.client(&[b"h2"]);
-        let s = https.connect(&client, tls, HOST).await;
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
-                .await
-                .expect("h2 handshake");
-        tokio::spawn(conn);
+        let mut sender = h2_client(&https, tls, &[b"h2"]).await;
         let body: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
         let expected = format!(
             "{}:{}",
@@ -470,13 +474,7 @@ async fn http2_request_bodies_arrive_whole_and_a_cancelled_stream_spares_the_res
 
         // A client that gives up on a stream after its head (RST_STREAM CANCEL).
         let (https_big, tls_big, _) = router_to(scripted_backend().await.0).await;
-        let client = https_big.client(&[b"h2"]);
-        let s = https_big.connect(&client, tls_big, HOST).await;
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
-                .await
-                .expect("h2 handshake");
-        tokio::spawn(conn);
+        let mut sender = h2_client(&https_big, tls_big, &[b"h2"]).await;
         let get = |path: &str, host: &str| {
             Request::get(format!("https://{host}{path}"))
                 .body(Empty::<Bytes>::new())
