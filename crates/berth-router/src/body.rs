@@ -15,6 +15,9 @@ use tokio::time::{Instant, Sleep};
 
 use crate::Limits;
 
+/// The error of the data path's bodies: whatever the side it came from failed with.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A client's request body: from hyper's HTTP/1.1 server, or from a stream of an
 /// HTTP/2 connection served with the `h2` crate (`http2`).
 pub(crate) enum ClientBody {
@@ -40,7 +43,7 @@ impl ClientBody {
 
 impl Body for ClientBody {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -90,9 +93,7 @@ impl Body for ClientBody {
 
 /// A client's HTTP/2 stream that ended with `NO_ERROR` or `CANCEL` ended its body, as
 /// hyper reads it; any other reason is an error.
-fn h2_body_error(
-    e: h2::Error,
-) -> Option<Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>> {
+fn h2_body_error(e: h2::Error) -> Option<Result<Frame<Bytes>, BoxError>> {
     match e.reason() {
         Some(h2::Reason::NO_ERROR | h2::Reason::CANCEL) => None,
         _ => Some(Err(Box::new(e))),
@@ -182,7 +183,7 @@ impl ReqBody {
 
 impl Body for ReqBody {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -268,7 +269,7 @@ impl ResBody {
 
 impl Body for ResBody {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,

@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::body::{ClientBody, ResBody};
 use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
+use crate::headers;
 use crate::proxy;
 
 /// The HTTP/2 settings of the router's connections, as hyper's server has them.
@@ -108,11 +109,7 @@ where
 /// One stream: the request through [`proxy::handle`], then the response to the client.
 /// A client that resets the stream cancels the request.
 async fn serve_stream(req: Request<RecvStream>, mut respond: SendResponse<Bytes>, ctx: &ConnCtx) {
-    let length = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let length = headers::content_length(req.headers());
     let req = req.map(|stream| ClientBody::h2(stream, length));
     let resp = tokio::select! {
         biased;

@@ -61,11 +61,7 @@ pub(crate) async fn handle(mut req: Request<ClientBody>, conn: &ConnCtx) -> Resp
         stats.record(method, resp.status().as_u16(), start.elapsed());
     }
     if let (Some(line), Some((entry, Some(logged)))) = (access, &served) {
-        let bytes = resp
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let bytes = headers::content_length(resp.headers());
         let status = resp.status().as_u16();
         let route = &entry.route;
         let process = match *logged {

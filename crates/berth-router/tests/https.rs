@@ -156,6 +156,14 @@ where
     sender
 }
 
+/// The `Content-Length` of a head already in lower case (test only).
+fn content_length(lower_head: &str) -> Option<usize> {
+    lower_head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map(|n| n.trim().parse().expect("length"))
+}
+
 /// Sends a GET and reads its answer, whose body has a `Content-Length` or chunks.
 async fn get(s: &mut (impl AsyncRead + AsyncWrite + Unpin), path: &str) -> (String, Vec<u8>) {
     let request = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nX-Client-Case: 1\r\n\r\n");
@@ -164,11 +172,8 @@ async fn get(s: &mut (impl AsyncRead + AsyncWrite + Unpin), path: &str) -> (Stri
     let head = read_head(s).await;
     let lower = head.to_ascii_lowercase();
     let mut body = Vec::new();
-    if let Some(length) = lower
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-    {
-        body.resize(length.trim().parse().expect("length"), 0);
+    if let Some(length) = content_length(&lower) {
+        body.resize(length, 0);
         s.read_exact(&mut body).await.expect("body");
     } else if lower.contains("transfer-encoding: chunked") {
         while !body.ends_with(b"0\r\n\r\n") {
@@ -403,11 +408,8 @@ async fn body_counting_backend() -> SocketAddr {
                         return;
                     }
                     let mut body = Vec::new();
-                    if let Some(length) = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length: "))
-                    {
-                        body.resize(length.trim().parse().expect("length"), 0);
+                    if let Some(length) = content_length(&head) {
+                        body.resize(length, 0);
                         s.read_exact(&mut body).await.expect("body");
                     } else if head.contains("transfer-encoding: chunked") {
                         loop {
