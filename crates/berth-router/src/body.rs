@@ -1,5 +1,5 @@
 //! Body types of the data path: the client's request body as either server reads it
-//! (hyper's for HTTP/1.1, the `h2` crate's for HTTP/2), the request body sent to a
+//! (hyper's for HTTP/1.1, `http2`'s for HTTP/2), the request body sent to a
 //! process (recoverable while unsent, so a refused connection can fail over) and the
 //! response body sent to the client.
 
@@ -19,26 +19,10 @@ use crate::Limits;
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A client's request body: from hyper's HTTP/1.1 server, or from a stream of an
-/// HTTP/2 connection served with the `h2` crate (`http2`).
+/// HTTP/2 connection (`http2`).
 pub(crate) enum ClientBody {
     Hyper(Incoming),
-    H2 {
-        stream: h2::RecvStream,
-        /// The request's `Content-Length` (h2 checks that the data matches it).
-        length: Option<u64>,
-        /// All data frames were read; the trailers are next.
-        data_done: bool,
-    },
-}
-
-impl ClientBody {
-    pub(crate) fn h2(stream: h2::RecvStream, length: Option<u64>) -> Self {
-        ClientBody::H2 {
-            stream,
-            length,
-            data_done: false,
-        }
-    }
+    H2(crate::http2::RequestBody),
 }
 
 impl Body for ClientBody {
@@ -49,54 +33,24 @@ impl Body for ClientBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let (stream, data_done) = match self.get_mut() {
-            ClientBody::Hyper(body) => return Pin::new(body).poll_frame(cx).map_err(Into::into),
-            ClientBody::H2 {
-                stream, data_done, ..
-            } => (stream, data_done),
-        };
-        if !*data_done {
-            match std::task::ready!(stream.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    // Read: the client may send as much again.
-                    let _ = stream.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(e)) => return Poll::Ready(h2_body_error(e)),
-                None => *data_done = true,
-            }
-        }
-        match std::task::ready!(stream.poll_trailers(cx)) {
-            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-            Ok(None) => Poll::Ready(None),
-            Err(e) => Poll::Ready(h2_body_error(e)),
+        match self.get_mut() {
+            ClientBody::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ClientBody::H2(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ClientBody::Hyper(body) => body.is_end_stream(),
-            ClientBody::H2 { stream, length, .. } => *length == Some(0) || stream.is_end_stream(),
+            ClientBody::H2(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ClientBody::Hyper(body) => body.size_hint(),
-            ClientBody::H2 {
-                length: Some(n), ..
-            } => SizeHint::with_exact(*n),
-            ClientBody::H2 { .. } => SizeHint::default(),
+            ClientBody::H2(body) => body.size_hint(),
         }
-    }
-}
-
-/// A client's HTTP/2 stream that ended with `NO_ERROR` or `CANCEL` ended its body, as
-/// hyper reads it; any other reason is an error.
-fn h2_body_error(e: h2::Error) -> Option<Result<Frame<Bytes>, BoxError>> {
-    match e.reason() {
-        Some(h2::Reason::NO_ERROR | h2::Reason::CANCEL) => None,
-        _ => Some(Err(Box::new(e))),
     }
 }
 

@@ -28,6 +28,12 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     UPGRADE,
 ];
 
+/// A header HTTP/2 forbids in a request (RFC 9113, 8.2.2): the hop-by-hop ones but
+/// `TE` (allowed as `trailers`) and `Trailer`.
+pub(crate) fn is_connection_specific(name: &HeaderName) -> bool {
+    *name != TE && *name != TRAILER && HOP_BY_HOP.contains(name)
+}
+
 /// The host the client asked for, as sent: the authority of an absolute-form URI, else
 /// the `Host` header. The flag says it came from the URI (the `Host` header must then be
 /// replaced by it).

@@ -59,6 +59,7 @@ mod handover;
 mod headers;
 mod http2;
 pub mod metrics;
+mod multiplex;
 mod outcome;
 mod proxy;
 mod relay;

@@ -1,7 +1,7 @@
 //! The top of the data path: accept loops and one task per client connection. An
 //! HTTP/1.1 connection, plain or TLS (ALPN `http/1.1` or none), starts on the fast path
 //! (`relay`); if relay hands it back, the rest of it, bytes already read included, runs
-//! on hyper (`proxy`). A TLS connection that chose `h2` is served by `http2`.
+//! on hyper (`proxy`). A TLS connection that chose `h2` is served by `multiplex` (on `http2`).
 //! On shutdown every connection follows the server's [`Phase`] (idle ones close,
 //! requests finish), bounded by the router's [`crate::Drain`].
 
@@ -28,6 +28,7 @@ use crate::body::{ClientBody, ResBody};
 use crate::conn::{self, ConnCtx, HEADER_READ_TIMEOUT, Phase};
 use crate::headers;
 use crate::http2;
+use crate::multiplex;
 use crate::proxy;
 use crate::relay::{self, Ended};
 use crate::{Limits, Router};
@@ -47,7 +48,7 @@ enum Protocol {
 /// The connection builders of an HTTPS listener.
 struct TlsBuilders {
     http1: http1::Builder,
-    http2: ::h2::server::Builder,
+    http2: http2::Settings,
 }
 
 impl Router {
@@ -90,7 +91,9 @@ impl Router {
     ) -> io::Result<()> {
         let builders = TlsBuilders {
             http1: self.http1_builder(),
-            http2: http2::builder(u32::try_from(self.limits.max_head).unwrap_or(u32::MAX)),
+            http2: http2::Settings {
+                max_header_list_size: u32::try_from(self.limits.max_head).unwrap_or(u32::MAX),
+            },
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         self.serve_any(
@@ -227,7 +230,7 @@ async fn serve_tls_connection(
     // RFC 9113, section 3.2: over TLS, HTTP/2 is chosen by ALPN only; a client that
     // chose nothing speaks HTTP/1.1.
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        http2::serve(stream, ctx, &http.http2).await;
+        multiplex::serve(stream, ctx, &http.http2).await;
     } else {
         serve_http1(stream, ctx, &http.http1).await;
     }

@@ -318,6 +318,21 @@ async fn http2_is_served_with_the_same_headers() {
                 "{sent:?}"
             );
         }
+        // A head over the router's limit (64 KiB) is answered 431, as over HTTP/1.1,
+        // and the connection goes on.
+        seen.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let req = Request::get(format!("https://{HOST}/big-head"))
+            .header("x-pad", "a".repeat(70 * 1024))
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let resp = sender.send_request(req).await.expect("answer");
+        assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert!(seen.lock().unwrap_or_else(|p| p.into_inner()).is_empty());
+        let req = Request::get(format!("https://{HOST}/after"))
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let resp = sender.send_request(req).await.expect("answer");
+        assert_eq!(resp.status(), StatusCode::OK);
     })
     .await;
 }
@@ -440,7 +455,7 @@ async fn body_counting_backend() -> SocketAddr {
     addr
 }
 
-/// Over HTTP/2 (served on the `h2` crate), request bodies larger than the stream's
+/// Over HTTP/2, request bodies larger than the stream's
 /// window reach the process whole, with their length or in chunks; a client that
 /// cancels a stream mid-response leaves the connection's other streams served; and
 /// berth's own answers carry a `Date`.
