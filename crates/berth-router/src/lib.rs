@@ -353,3 +353,11 @@ impl std::fmt::Debug for Router {
             .finish_non_exhaustive()
     }
 }
+
+/// A future on the heap, made in the box's memory rather than moved there: a new
+/// future holds only its arguments, but a move copies all of its size, and an await
+/// moves the future it waits on into its own. The data path's futures nest several
+/// KiB deep (BENCHMARKS.md, "HTTP/2 on berth's own frames").
+pub(crate) fn in_box<F: std::future::Future>(future: F) -> std::pin::Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), future))
+}

@@ -4,7 +4,7 @@
 //! process's connection is written in the same poll, and several streams that finish
 //! together go out in one write.
 
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::body::{ClientBody, ResBody};
 use crate::conn::{ConnCtx, HEADER_READ_TIMEOUT, Phase};
 use crate::http2::{Connection, Event, RequestBody, Responder, Settings, SharedRef};
-use crate::proxy;
+use crate::{in_box, proxy};
 
 /// Serves one HTTP/2 client connection to its end. Once the server drains, the
 /// client is sent GOAWAY at once: the streams in flight finish, and the client opens
@@ -100,13 +100,6 @@ async fn serve_stream(req: Request<RequestBody>, responder: Responder, ctx: &Con
     if send_body(&mut body, &responder).await.is_err() {
         responder.fail();
     }
-}
-
-/// A future on the heap, made in the box's memory rather than moved there: a new
-/// future holds only its arguments, but a move copies all of its size, and the
-/// request's future is several KiB.
-fn in_box<F: Future>(future: F) -> Pin<Box<F>> {
-    Box::into_pin(Box::write(Box::new_uninit(), future))
 }
 
 fn set_length_if_missing(headers: &mut HeaderMap, n: u64) {

@@ -18,7 +18,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::Router;
 use crate::body::{BodyStalled, BodyTooLarge, ClientBody, ReqBody, ResBody, caused_by};
 use crate::conn::{ConnCtx, Phase};
 use crate::direct;
@@ -28,6 +27,7 @@ use crate::outcome::{Answer, Failure, access_line_start};
 use crate::routing::{
     ACME_CHALLENGE_PATH, Attempt, CONNECT_TIMEOUT, Entry, Inflight, POOL_IDLE_TIMEOUT, is_retryable,
 };
+use crate::{Router, in_box};
 
 /// A request that reached a process, or failed trying, gets an access line naming
 /// the process (`-` when none answered).
@@ -53,7 +53,7 @@ pub(crate) async fn handle(mut req: Request<ClientBody>, conn: &ConnCtx) -> Resp
         let host = req.headers().get(HOST).and_then(|h| h.to_str().ok());
         access_line_start(req.method().as_str(), host.unwrap_or("-"), req.uri().path())
     });
-    let (mut resp, served) = router.route(req, upgrade, conn).await;
+    let (mut resp, served) = in_box(router.route(req, upgrade, conn)).await;
     if router.counting {
         let stats = served
             .as_ref()
@@ -136,15 +136,14 @@ impl Router {
                 None,
             );
         };
-        let (resp, logged) = self
-            .route_to(
-                &entry,
-                req,
-                upgrade,
-                conn,
-                (host.into_owned(), original_host, absolute_form),
-            )
-            .await;
+        let (resp, logged) = in_box(self.route_to(
+            &entry,
+            req,
+            upgrade,
+            conn,
+            (host.into_owned(), original_host, absolute_form),
+        ))
+        .await;
         (resp, Some((entry, logged)))
     }
 
@@ -220,11 +219,17 @@ impl Router {
         }
 
         let result = if direct::takes(&parts.method, !body.is_end_stream(), upgrade_asked) {
-            direct::forward(entry, &parts.method, &path_and_query, &headers).await
+            in_box(direct::forward(
+                entry,
+                &parts.method,
+                &path_and_query,
+                &headers,
+            ))
+            .await
         } else {
             // Boxed: hyper's client future is large, and unboxed it would size (and
             // move) the future of every request, including the direct ones.
-            Box::pin(self.forward(entry, parts.method, path_and_query, headers, body)).await
+            in_box(self.forward(entry, parts.method, path_and_query, headers, body)).await
         };
         let (mut resp, backend) = match result {
             Ok(ok) => ok,
