@@ -990,6 +990,22 @@ mod tests {
         out
     }
 
+    /// A header block sent as HEADERS (with `flags`) up to `at`, the rest as
+    /// CONTINUATION.
+    fn headers_continued(stream: u32, block: &[u8], at: usize, flags: u8) -> BytesMut {
+        let (first, rest) = block.split_at(at);
+        let mut out = headers_frame(stream, first, flags);
+        frame::put_head(
+            &mut out,
+            rest.len(),
+            frame::CONTINUATION,
+            frame::END_HEADERS,
+            stream,
+        );
+        out.extend_from_slice(rest);
+        out
+    }
+
     #[tokio::test]
     async fn the_server_states_its_settings_and_answers_settings_and_ping() {
         let (io, _requests, _) = serve();
@@ -1034,16 +1050,7 @@ mod tests {
             ("cookie", "a=1"),
             ("cookie", "b=2"),
         ]);
-        let (first, rest) = block.split_at(10);
-        let mut out = headers_frame(1, first, 0);
-        frame::put_head(
-            &mut out,
-            rest.len(),
-            frame::CONTINUATION,
-            frame::END_HEADERS,
-            1,
-        );
-        out.extend_from_slice(rest);
+        let mut out = headers_continued(1, &block, 10, 0);
         frame::put_head(&mut out, 8, frame::DATA, frame::PADDED, 1);
         out.extend_from_slice(b"\x02hello\0\0");
         frame::put_data(&mut out, 1, b" world", true);
@@ -1143,16 +1150,7 @@ mod tests {
         let mut client = Client::start(io, &[]).await;
         let pad = "a".repeat(LIMIT as usize);
         let block = request_block(&[("x-pad", &pad)]);
-        let (first, rest) = block.split_at(block.len() / 2);
-        let mut out = headers_frame(1, first, frame::END_STREAM);
-        frame::put_head(
-            &mut out,
-            rest.len(),
-            frame::CONTINUATION,
-            frame::END_HEADERS,
-            1,
-        );
-        out.extend_from_slice(rest);
+        let out = headers_continued(1, &block, block.len() / 2, frame::END_STREAM);
         client.send(&out).await;
         let (head, payload) = client.frame_of(frame::HEADERS).await.unwrap();
         assert_eq!(head.stream, 1);
@@ -1350,5 +1348,45 @@ mod tests {
         }
         let (closed, _conn) = serving.await.unwrap();
         assert!(closed);
+    }
+
+    /// A response sent whole while the client still sends its body (the process
+    /// answered early) leaves the body to run to its end: the client is not reset,
+    /// and the stream is forgotten once the body is done.
+    #[tokio::test]
+    async fn an_early_response_lets_the_request_body_finish() {
+        let (io, mut requests, shared) = serve();
+        let mut client = Client::start(io, &[]).await;
+        let mut out = headers_frame(1, &request_block(&[]), frame::END_HEADERS);
+        frame::put_data(&mut out, 1, b"abc", false);
+        client.send(&out).await;
+        let (_, req) = requests.recv().await.unwrap();
+        stream::lock(&shared).finish(1);
+        assert!(stream::lock(&shared).streams.contains_key(&1));
+        let mut out = BytesMut::new();
+        frame::put_data(&mut out, 1, b"def", true);
+        frame::put_head(&mut out, 8, frame::PING, 0, 0);
+        out.extend_from_slice(b"after-it");
+        client.send(&out).await;
+        use http_body_util::BodyExt;
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "abcdef");
+        assert!(stream::lock(&shared).streams.is_empty());
+        loop {
+            let (head, _) = client.frame().await.unwrap();
+            assert_ne!(head.kind, frame::RST_STREAM);
+            if head.kind == frame::PING {
+                break;
+            }
+        }
+        // Dropped half-way instead, the body's stream is reset with NO_ERROR.
+        let mut out = headers_frame(3, &request_block(&[]), frame::END_HEADERS);
+        frame::put_data(&mut out, 3, b"abc", false);
+        client.send(&out).await;
+        let (_, req) = requests.recv().await.unwrap();
+        stream::lock(&shared).finish(3);
+        drop(req);
+        stream::lock(&shared).wake_conn();
+        assert_eq!(client.rst_stream().await, (3, Reason::NO_ERROR));
     }
 }

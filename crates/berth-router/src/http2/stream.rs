@@ -70,6 +70,8 @@ pub(crate) struct StreamState {
     pub(crate) body_waker: Option<Waker>,
     /// The request body was dropped: what arrives is only counted.
     pub(crate) body_gone: bool,
+    /// The response was sent whole while the request body was still being read.
+    responded: bool,
     /// What the client may still send on this stream.
     pub(crate) recv_window: i64,
     unreleased: i64,
@@ -95,6 +97,7 @@ impl StreamState {
             error: None,
             body_waker: None,
             body_gone: false,
+            responded: false,
             recv_window: RECV_WINDOW,
             unreleased: 0,
             send_window,
@@ -181,12 +184,26 @@ impl Shared {
     /// to stop (RFC 9113, 8.1), and the stream is forgotten.
     pub(crate) fn finish(&mut self, id: u32) {
         self.resets_in_flight = self.resets_in_flight.saturating_sub(1);
-        if let Some(stream) = self.streams.get(&id)
-            && stream.recv_open
-        {
-            frame::put_rst_stream(&mut self.out, id, Reason::NO_ERROR);
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.recv_open && !stream.body_gone {
+            // The process answered before it read the whole body (as nginx's
+            // `return` does), and its connection may still be taking it: the body
+            // goes on until it ends or is dropped, and the client is not cut off.
+            stream.responded = true;
+            return;
         }
+        self.close(id);
+    }
+
+    /// Forgets a stream whose response was sent, once its request body is done with:
+    /// a client still sending is told to stop (RFC 9113, 8.1).
+    fn close(&mut self, id: u32) {
         if let Some(mut stream) = self.streams.remove(&id) {
+            if stream.recv_open {
+                frame::put_rst_stream(&mut self.out, id, Reason::NO_ERROR);
+            }
             stream.wake_body();
             let held: usize = stream.recv.iter().map(Bytes::len).sum();
             self.release(None, held);
@@ -270,6 +287,9 @@ impl Body for RequestBody {
                 return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
             }
             this.ended = true;
+            if stream.responded {
+                shared.close(this.id);
+            }
             return Poll::Ready(None);
         }
         match &mut stream.body_waker {
@@ -303,7 +323,11 @@ impl Drop for RequestBody {
         stream.body_gone = true;
         stream.body_waker = None;
         let held: usize = stream.recv.drain(..).map(|d| d.len()).sum();
+        let responded = stream.responded;
         shared.release(None, held);
+        if responded {
+            shared.close(self.id);
+        }
         if !shared.out.is_empty() {
             shared.wake_conn();
         }
