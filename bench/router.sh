@@ -16,7 +16,8 @@
 # (H2_CLIENTS connections with H2_STREAMS streams each, as many requests in flight
 # as wrk's), and TLS handshakes (HS_CLIENTS `openssl s_time` loops, one request per
 # connection: full handshakes, then resumed ones with session tickets), each with
-# the proxy's CPU time per request or per handshake.
+# the proxy's CPU time per request or per handshake. The three proxies take turns
+# at each load, TLS_ROUNDS times (default 2), and the summary averages the rounds.
 #
 # Needs: wrk, nginx, haproxy, pgrep, h2load, openssl (apt-get install wrk nginx-light
 # haproxy procps nghttp2-client openssl), python3, and a release build of berth
@@ -25,6 +26,7 @@
 #   bench/router.sh            # 10 s per run, 64 connections
 #   DURATION=5 CONNS=32 bench/router.sh
 #   ONLY=tls bench/router.sh   # only the HTTPS rows (ONLY=plain: only plain HTTP)
+#   TLS_ROUNDS=4 ONLY=tls bench/router.sh   # four rounds of the HTTPS rows
 #   BENCH_PORTS=19300-19399 bench/router.sh   # listen only on these ports
 set -euo pipefail
 
@@ -35,6 +37,7 @@ H2_CLIENTS=${H2_CLIENTS:-16}
 H2_STREAMS=${H2_STREAMS:-4}
 HS_CLIENTS=${HS_CLIENTS:-4}
 TLS_OWN_CORE=${TLS_OWN_CORE:-1}
+TLS_ROUNDS=${TLS_ROUNDS:-2}
 ONLY=${ONLY:-all}
 BERTH=${BERTH:-$(dirname "$0")/../target/release/berth}
 CORES=$(nproc)
@@ -294,23 +297,31 @@ tls_rows() {
     if [ "$CORES" -ge 2 ] && [ "$TLS_OWN_CORE" = 1 ]; then own=1; fi
     echo "HTTPS: one thread per proxy$([ -n "$own" ] && echo ", on a core of its own"); h2load: $H2_CLIENTS connections x $H2_STREAMS streams; handshakes: $HS_CLIENTS s_time loops"
     if [ -n "$own" ]; then pin_own_core; fi
-    for proxy in nginx haproxy berth; do
-        local p tp pid
+    # All three run at once (idle but for the one under load), and each kind of
+    # load goes to nginx, haproxy and berth back to back, TLS_ROUNDS times: the
+    # machine's speed drifts over minutes, and a proxy measured a minute after
+    # another would carry that drift into the ratios. The summary averages rounds.
+    local names=(nginx haproxy berth) ports=() pids=() p tp i round
+    for proxy in "${names[@]}"; do
         p=$(free_port)
         case $proxy in
             nginx) start_nginx 1 "$p" tls ;;
             haproxy) start_haproxy 1 "$p" tls ;;
             berth) tp=$p; p=$(free_port); start_berth_tls "$tp" "$p" ;;
         esac
-        pid=${PIDS[-1]}
+        ports+=("$p")
+        pids+=("${PIDS[-1]}")
         echo "$proxy negotiates $(openssl s_client -connect "127.0.0.1:$p" -servername "$HOST" </dev/null 2>/dev/null |
             awk '/^New,/ {print $2, $NF; exit}')"
-        run_url "$proxy https (1 thread)" "https://127.0.0.1:$p/" "$pid"
-        run_h2 "$proxy h2 (1 thread)" "$p" "$pid"
-        run_handshakes "$proxy handshakes full (1 thread)" "$p" "$pid" -new
-        run_handshakes "$proxy handshakes resumed (1 thread)" "$p" "$pid" -reuse
-        kill "$pid" 2>/dev/null || true
     done
+    for round in $(seq "$TLS_ROUNDS"); do
+        echo "round $round of $TLS_ROUNDS"
+        for i in 0 1 2; do run_url "${names[i]} https (1 thread)" "https://127.0.0.1:${ports[i]}/" "${pids[i]}"; done
+        for i in 0 1 2; do run_h2 "${names[i]} h2 (1 thread)" "${ports[i]}" "${pids[i]}"; done
+        for i in 0 1 2; do run_handshakes "${names[i]} handshakes full (1 thread)" "${ports[i]}" "${pids[i]}" -new; done
+        for i in 0 1 2; do run_handshakes "${names[i]} handshakes resumed (1 thread)" "${ports[i]}" "${pids[i]}" -reuse; done
+    done
+    for i in 0 1 2; do kill "${pids[i]}" 2>/dev/null || true; done
     if [ -n "$own" ]; then unpin; fi
 }
 
@@ -320,12 +331,15 @@ if [ "$ONLY" != plain ]; then tls_rows; fi
 echo
 python3 - "$RESULTS" "$CORES" "$ONLY" <<'EOF'
 import sys
-r, cpu = {}, {}
+# A row measured in several rounds counts as the mean of its rounds.
+runs, cpu_runs = {}, {}
 for line in open(sys.argv[1]):
     name, rps, us = line.strip().split("|")
-    r[name] = float(rps)
+    runs.setdefault(name, []).append(float(rps))
     if us != "-":
-        cpu[name] = float(us)
+        cpu_runs.setdefault(name, []).append(float(us))
+r = {name: sum(v) / len(v) for name, v in runs.items()}
+cpu = {name: sum(v) / len(v) for name, v in cpu_runs.items()}
 cores, only = sys.argv[2], sys.argv[3]
 for kind in ["https", "h2", "handshakes full", "handshakes resumed"]:
     b = f"berth {kind} (1 thread)"
