@@ -401,8 +401,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             .length
             .is_some_and(|n| state.received > n || (end && state.received != n));
         if wrong_length {
-            state.error = Some(Reason::PROTOCOL_ERROR);
-            state.wake_body();
             shared.release(None, flow);
             shared.reset(id, Reason::PROTOCOL_ERROR);
             return Ok(());
@@ -563,8 +561,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         }
         let wrong_length = state.length.is_some_and(|n| state.received != n);
         if !end_stream || fields.pseudo_seen || fields.malformed.is_some() || wrong_length {
-            state.error = Some(Reason::PROTOCOL_ERROR);
-            state.wake_body();
             shared.reset(id, Reason::PROTOCOL_ERROR);
             return Ok(None);
         }
@@ -605,11 +601,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             payload[0], payload[1], payload[2], payload[3],
         ]));
         let mut shared = stream::lock(&self.shared);
-        if let Some(state) = shared.streams.get_mut(&head.stream) {
-            // The body ends as hyper's would: cleanly for NO_ERROR and CANCEL.
-            if reason != Reason::NO_ERROR && reason != Reason::CANCEL {
-                state.error = Some(reason);
-            }
+        if shared.streams.contains_key(&head.stream) {
+            tracing::debug!(
+                "HTTP/2 stream {} reset by the client: {reason}",
+                head.stream
+            );
             shared.forget(head.stream);
             shared.resets_in_flight += 1;
             if shared.resets_in_flight > MAX_RESETS_IN_FLIGHT {
@@ -755,6 +751,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         }
         state.wake_sender();
         Ok(())
+    }
+}
+
+impl<IO> Drop for Connection<IO> {
+    /// Request bodies still read elsewhere (hyper's client) learn that their
+    /// streams are gone, rather than wait for data that will never come.
+    fn drop(&mut self) {
+        let mut shared = stream::lock(&self.shared);
+        for (_, mut state) in shared.streams.drain() {
+            state.wake_body();
+        }
     }
 }
 
@@ -1388,5 +1395,28 @@ mod tests {
         drop(req);
         stream::lock(&shared).wake_conn();
         assert_eq!(client.rst_stream().await, (3, Reason::NO_ERROR));
+    }
+
+    /// A stream the client resets half-way through its body ends that body in an
+    /// error, not as if it were whole: the process must not take it for a request.
+    #[tokio::test]
+    async fn a_reset_stream_fails_its_request_body() {
+        let (io, mut requests, _) = serve();
+        let mut client = Client::start(io, &[]).await;
+        let mut out = headers_frame(1, &request_block(&[]), frame::END_HEADERS);
+        frame::put_data(&mut out, 1, b"half", false);
+        frame::put_rst_stream(&mut out, 1, Reason::CANCEL);
+        client.send(&out).await;
+        let (_, req) = requests.recv().await.unwrap();
+        use http_body_util::BodyExt;
+        let mut body = req.into_body();
+        let mut failed = false;
+        while let Some(frame) = body.frame().await {
+            if frame.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "the body ended as if whole");
     }
 }

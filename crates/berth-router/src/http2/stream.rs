@@ -65,11 +65,11 @@ pub(crate) struct StreamState {
     /// The request's `Content-Length`: the data must match it.
     pub(crate) length: Option<u64>,
     pub(crate) trailers: Option<HeaderMap>,
-    /// The body failed (its data did not match its length).
-    pub(crate) error: Option<Reason>,
     pub(crate) body_waker: Option<Waker>,
     /// The request body was dropped: what arrives is only counted.
     pub(crate) body_gone: bool,
+    /// The request body was read to its end.
+    body_ended: bool,
     /// The response was sent whole while the request body was still being read.
     responded: bool,
     /// What the client may still send on this stream.
@@ -94,7 +94,7 @@ impl StreamState {
             received: 0,
             length,
             trailers: None,
-            error: None,
+            body_ended: !recv_open,
             body_waker: None,
             body_gone: false,
             responded: false,
@@ -180,14 +180,14 @@ impl Shared {
         }
     }
 
-    /// The stream's response is sent: a client still sending its request body is told
-    /// to stop (RFC 9113, 8.1), and the stream is forgotten.
+    /// The stream's response is sent. It is forgotten once its request body is done
+    /// with: at once, or when the body ends or is dropped.
     pub(crate) fn finish(&mut self, id: u32) {
         self.resets_in_flight = self.resets_in_flight.saturating_sub(1);
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.recv_open && !stream.body_gone {
+        if !stream.body_ended && !stream.body_gone {
             // The process answered before it read the whole body (as nginx's
             // `return` does), and its connection may still be taking it: the body
             // goes on until it ends or is dropped, and the client is not cut off.
@@ -249,8 +249,10 @@ impl RequestBody {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("the client's HTTP/2 stream failed: {0}")]
-pub(crate) struct StreamError(Reason);
+#[error(
+    "the client's HTTP/2 stream was reset, or its connection closed, before the request body ended"
+)]
+pub(crate) struct StreamReset;
 
 impl Body for RequestBody {
     type Data = Bytes;
@@ -266,9 +268,10 @@ impl Body for RequestBody {
         }
         let mut shared = lock(&this.shared);
         let Some(stream) = shared.streams.get_mut(&this.id) else {
-            // Reset, or its response already sent: nothing more will come.
+            // A stream is kept until its body has ended: this one was reset, or its
+            // connection closed.
             this.ended = true;
-            return Poll::Ready(None);
+            return Poll::Ready(Some(Err(Box::new(StreamReset))));
         };
         if let Some(data) = stream.recv.pop_front() {
             let n = data.len();
@@ -278,15 +281,12 @@ impl Body for RequestBody {
             }
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
-        if let Some(reason) = stream.error {
-            this.ended = true;
-            return Poll::Ready(Some(Err(Box::new(StreamError(reason)))));
-        }
         if !stream.recv_open {
             if let Some(trailers) = stream.trailers.take() {
                 return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
             }
             this.ended = true;
+            stream.body_ended = true;
             if stream.responded {
                 shared.close(this.id);
             }
