@@ -10,7 +10,6 @@ use http::{HeaderMap, StatusCode};
 use super::frame::{self, Reason};
 use super::hpack;
 use super::stream::{self, SharedRef};
-use crate::headers;
 
 /// Answers one stream. Every method is a no-op (or says false) once the stream is
 /// gone: reset by the client, or cancelled with its connection.
@@ -39,12 +38,9 @@ impl Responder {
         let max_frame = state.peer_max_frame;
         frame::put_headers(&mut state.out, self.id, end, max_frame, |out| {
             hpack::encode_status(out, status);
+            // `proxy` took the hop-by-hop headers off every response.
             for (name, value) in fields {
-                // Never sent over HTTP/2 (a client would fail the stream); `proxy`
-                // already took them off, this keeps it so.
-                if !headers::is_connection_specific(name) {
-                    hpack::encode_header(out, name, value);
-                }
+                hpack::encode_header(out, name, value);
             }
         });
         if end {
@@ -75,22 +71,16 @@ impl Responder {
     pub(crate) fn send_data(&self, data: &mut Bytes, end: bool) -> bool {
         let mut state = stream::lock(&self.shared);
         let state = &mut *state;
-        let Some(stream_state) = state.streams.get_mut(&self.id) else {
+        let Some(stream_state) = state.streams.get(&self.id) else {
             return false;
         };
-        let window = stream_state
-            .send_window
-            .min(state.send_window)
-            .clamp(0, state.peer_max_frame as i64) as usize;
-        let n = if state.out.len() >= stream::HIGH_WATER {
-            0
-        } else {
-            window.min(data.len())
-        };
+        let n = state.sendable(stream_state).min(data.len());
         let last = n == data.len();
         if n > 0 || (last && end) {
             frame::put_data(&mut state.out, self.id, &data[..n], last && end);
-            stream_state.send_window -= n as i64;
+            if let Some(stream_state) = state.streams.get_mut(&self.id) {
+                stream_state.send_window -= n as i64;
+            }
             state.send_window -= n as i64;
             data.advance(n);
             if last && end {

@@ -172,12 +172,19 @@ impl Shared {
 
     /// Drops a stream's state, cancelling its task and giving back what it held.
     pub(crate) fn forget(&mut self, id: u32) {
-        if let Some(mut stream) = self.streams.remove(&id) {
+        if let Some(stream) = self.remove(id) {
             stream.abort.abort();
-            stream.wake_body();
-            let held: usize = stream.recv.iter().map(Bytes::len).sum();
-            self.release(None, held);
         }
+    }
+
+    /// Takes a stream out: its body learns it is gone, and what it held is given
+    /// back to the connection's window.
+    fn remove(&mut self, id: u32) -> Option<StreamState> {
+        let mut stream = self.streams.remove(&id)?;
+        stream.wake_body();
+        let held: usize = stream.recv.drain(..).map(|d| d.len()).sum();
+        self.release(None, held);
+        Some(stream)
     }
 
     /// The stream's response is sent. It is forgotten once its request body is done
@@ -200,13 +207,10 @@ impl Shared {
     /// Forgets a stream whose response was sent, once its request body is done with:
     /// a client still sending is told to stop (RFC 9113, 8.1).
     fn close(&mut self, id: u32) {
-        if let Some(mut stream) = self.streams.remove(&id) {
-            if stream.recv_open {
-                frame::put_rst_stream(&mut self.out, id, Reason::NO_ERROR);
-            }
-            stream.wake_body();
-            let held: usize = stream.recv.iter().map(Bytes::len).sum();
-            self.release(None, held);
+        if let Some(stream) = self.remove(id)
+            && stream.recv_open
+        {
+            frame::put_rst_stream(&mut self.out, id, Reason::NO_ERROR);
         }
     }
 
