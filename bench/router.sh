@@ -27,6 +27,7 @@
 #   DURATION=5 CONNS=32 bench/router.sh
 #   ONLY=tls bench/router.sh   # only the HTTPS rows (ONLY=plain: only plain HTTP)
 #   TLS_ROUNDS=4 ONLY=tls bench/router.sh   # four rounds of the HTTPS rows
+#   TLS_LOADS=h2 TLS_ROUNDS=6 ONLY=tls bench/router.sh   # only HTTP/2 (of h1 h2 full resumed)
 #   BENCH_PORTS=19300-19399 bench/router.sh   # listen only on these ports
 set -euo pipefail
 
@@ -38,6 +39,7 @@ H2_STREAMS=${H2_STREAMS:-4}
 HS_CLIENTS=${HS_CLIENTS:-4}
 TLS_OWN_CORE=${TLS_OWN_CORE:-1}
 TLS_ROUNDS=${TLS_ROUNDS:-2}
+TLS_LOADS=${TLS_LOADS:-h1 h2 full resumed}
 ONLY=${ONLY:-all}
 BERTH=${BERTH:-$(dirname "$0")/../target/release/berth}
 CORES=$(nproc)
@@ -316,10 +318,17 @@ tls_rows() {
     done
     for round in $(seq "$TLS_ROUNDS"); do
         echo "round $round of $TLS_ROUNDS"
-        for i in 0 1 2; do run_url "${names[i]} https (1 thread)" "https://127.0.0.1:${ports[i]}/" "${pids[i]}"; done
-        for i in 0 1 2; do run_h2 "${names[i]} h2 (1 thread)" "${ports[i]}" "${pids[i]}"; done
-        for i in 0 1 2; do run_handshakes "${names[i]} handshakes full (1 thread)" "${ports[i]}" "${pids[i]}" -new; done
-        for i in 0 1 2; do run_handshakes "${names[i]} handshakes resumed (1 thread)" "${ports[i]}" "${pids[i]}" -reuse; done
+        for load in $TLS_LOADS; do
+            for i in 0 1 2; do
+                case $load in
+                    h1) run_url "${names[i]} https (1 thread)" "https://127.0.0.1:${ports[i]}/" "${pids[i]}" ;;
+                    h2) run_h2 "${names[i]} h2 (1 thread)" "${ports[i]}" "${pids[i]}" ;;
+                    full) run_handshakes "${names[i]} handshakes full (1 thread)" "${ports[i]}" "${pids[i]}" -new ;;
+                    resumed) run_handshakes "${names[i]} handshakes resumed (1 thread)" "${ports[i]}" "${pids[i]}" -reuse ;;
+                    *) echo "TLS_LOADS: unknown load $load (say h1, h2, full or resumed)" >&2; exit 1 ;;
+                esac
+            done
+        done
     done
     for i in 0 1 2; do kill "${pids[i]}" 2>/dev/null || true; done
     if [ -n "$own" ]; then unpin; fi
@@ -350,6 +359,10 @@ for kind in ["https", "h2", "handshakes full", "handshakes resumed"]:
           f"berth/nginx {r[b] / r[f'nginx {kind} (1 thread)']:.2f}x; CPU per {unit} "
           f"berth/haproxy {cpu[b] / cpu[f'haproxy {kind} (1 thread)']:.2f}x, "
           f"berth/nginx {cpu[b] / cpu[f'nginx {kind} (1 thread)']:.2f}x")
+    h = f"haproxy {kind} (1 thread)"
+    if len(cpu_runs[b]) > 1:
+        per_round = " ".join(f"{x / y:.2f}x" for x, y in zip(cpu_runs[b], cpu_runs[h]))
+        print(f"    CPU per {unit} berth/haproxy by round: {per_round}")
 if only == "tls":
     sys.exit()
 for t in ["1 thread", f"{cores} thread", "1 thread, own core"]:

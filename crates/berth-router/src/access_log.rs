@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::Route;
 
 /// Access log lines kept between two `logs` calls; older ones are dropped.
 pub(crate) const ACCESS_BUFFER: usize = 20_000;
@@ -18,10 +20,15 @@ pub struct AccessLine {
 /// Buffers the access log is split into, so worker threads rarely share a lock.
 const ACCESS_SHARDS: usize = 8;
 
-/// Where the access log lines of a router process wait for the server.
+/// An access line waiting in [`AccessLog`], with the route it was for.
+type Waiting = (Arc<Route>, String);
+
+/// Where the access log lines of a router process wait for the server. A line keeps
+/// its route (a reference count) rather than a copy of the app's name: the name is
+/// copied only for the lines the server collects, not on every request.
 #[derive(Default)]
 pub(crate) struct AccessLog {
-    shards: [Mutex<VecDeque<AccessLine>>; ACCESS_SHARDS],
+    shards: [Mutex<VecDeque<Waiting>>; ACCESS_SHARDS],
 }
 
 thread_local! {
@@ -34,22 +41,23 @@ thread_local! {
 }
 
 impl AccessLog {
-    pub(crate) fn push(&self, app: &str, line: String) {
+    pub(crate) fn push(&self, route: &Arc<Route>, line: String) {
         let shard = SHARD.with(|s| *s);
         let mut lines = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
         if lines.len() >= ACCESS_BUFFER / ACCESS_SHARDS {
             lines.pop_front();
         }
-        lines.push_back(AccessLine {
-            app: app.to_owned(),
-            line,
-        });
+        lines.push_back((Arc::clone(route), line));
     }
 
     pub(crate) fn take(&self) -> Vec<AccessLine> {
         let mut out = Vec::new();
         for shard in &self.shards {
-            out.extend(shard.lock().unwrap_or_else(|p| p.into_inner()).drain(..));
+            let mut lines = shard.lock().unwrap_or_else(|p| p.into_inner());
+            out.extend(lines.drain(..).map(|(route, line)| AccessLine {
+                app: route.app.clone(),
+                line,
+            }));
         }
         out
     }
@@ -62,12 +70,21 @@ mod tests {
     #[test]
     fn access_buffer_is_bounded() {
         let log = AccessLog::default();
+        let route = Arc::new(Route {
+            app: "a".into(),
+            service: "web".into(),
+            backends: Vec::new(),
+            timeout: std::time::Duration::ZERO,
+            tls_redirect: false,
+            hsts: None,
+        });
         for i in 0..ACCESS_BUFFER + 5 {
-            log.push("a", i.to_string());
+            log.push(&route, i.to_string());
         }
         let lines = log.take();
         // One thread writes to one shard: it keeps the newest of its share.
         assert_eq!(lines.len(), ACCESS_BUFFER / ACCESS_SHARDS);
+        assert_eq!(lines[0].app, "a");
         assert_eq!(
             lines.last().map(|l| l.line.clone()),
             Some((ACCESS_BUFFER + 4).to_string())

@@ -10,8 +10,9 @@
 //! upgrades stay on hyper's client.
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
-use bytes::Buf;
+use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
@@ -60,7 +61,9 @@ pub(crate) async fn forward(
         };
         match result {
             Ok((mut conn, response)) => {
-                conn.buf.advance(response.head_len);
+                // The header values are slices of the head as received, not copies.
+                let head = conn.buf.split_to(response.head_len).freeze();
+                let headers = response.headers(&head);
                 let mut reader =
                     BodyReader::new(conn, response.framing, backend.addr, response.keep_alive);
                 // A small body usually came with the head: the process's connection goes
@@ -72,7 +75,7 @@ pub(crate) async fn forward(
                 };
                 let mut resp = Response::new(body);
                 *resp.status_mut() = response.status;
-                *resp.headers_mut() = response.headers;
+                *resp.headers_mut() = headers;
                 return Ok((resp, target.backend));
             }
             Err(e @ SendError::Connect(_)) => e.record(entry, target),
@@ -105,15 +108,39 @@ fn request_head(method: &Method, path_and_query: &PathAndQuery, headers: &Header
     out
 }
 
-/// A process's response head in hyper's types.
+/// A process's response head, read into hyper's types but for the header values:
+/// where each lies in the head, taken out of the head's bytes once it is complete.
 struct ResponseHead {
     head_len: usize,
     status: StatusCode,
-    /// As the process sent them but `Transfer-Encoding` (the body is decoded here);
-    /// the caller strips the other hop-by-hop headers.
-    headers: HeaderMap,
+    /// As the process sent them but `Transfer-Encoding` (the body is decoded here),
+    /// and `Content-Length` too when the body is chunked; the caller strips the other
+    /// hop-by-hop headers. Each value is checked as [`HeaderValue`] requires.
+    fields: Vec<(HeaderName, Range<usize>)>,
     framing: Framing,
     keep_alive: bool,
+}
+
+impl ResponseHead {
+    /// The headers, their values slices of `head` (the first `head_len` bytes of
+    /// what the process sent).
+    fn headers(&self, head: &Bytes) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(self.fields.len());
+        for (name, range) in &self.fields {
+            // Checked while parsing (`is_valid_value`): this does not fail.
+            if let Ok(value) = HeaderValue::from_maybe_shared(head.slice(range.clone())) {
+                headers.append(name.clone(), value);
+            }
+        }
+        headers
+    }
+}
+
+/// What [`HeaderValue`] accepts: visible ASCII, spaces, tabs and obs-text.
+fn is_valid_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
 fn parse_response(buf: &[u8], is_head: bool) -> Result<Parsed<ResponseHead>, RoundtripError> {
@@ -141,7 +168,8 @@ fn parse_response(buf: &[u8], is_head: bool) -> Result<Parsed<ResponseHead>, Rou
 
     let mut keep_alive = version == 1;
     let mut body = BodyHeaders::default();
-    let mut out = HeaderMap::with_capacity(resp.headers.len());
+    let mut fields = Vec::with_capacity(resp.headers.len());
+    let start = buf.as_ptr() as usize;
     for h in resp.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| RoundtripError::Invalid("invalid header name"))?;
@@ -163,20 +191,23 @@ fn parse_response(buf: &[u8], is_head: bool) -> Result<Parsed<ResponseHead>, Rou
                 }
             }
         }
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| RoundtripError::Invalid("invalid header value"))?;
-        out.append(name, value);
+        if !is_valid_value(h.value) {
+            return Err(RoundtripError::Invalid("invalid header value"));
+        }
+        // httparse's values are slices of `buf`.
+        let at = h.value.as_ptr() as usize - start;
+        fields.push((name, at..at + h.value.len()));
     }
     let framing = body
         .framing(is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED);
     if body.encoded() {
         // The body is decoded; a length the process also sent does not hold for it.
-        out.remove(CONTENT_LENGTH);
+        fields.retain(|(name, _)| *name != CONTENT_LENGTH);
     }
     Ok(Parsed::Final(ResponseHead {
         head_len,
         status,
-        headers: out,
+        fields,
         framing,
         keep_alive,
     }))
@@ -186,9 +217,13 @@ fn parse_response(buf: &[u8], is_head: bool) -> Result<Parsed<ResponseHead>, Rou
 mod tests {
     use super::*;
 
-    fn parsed(raw: &[u8], is_head: bool) -> ResponseHead {
+    /// The head parsed, and its headers.
+    fn parsed(raw: &[u8], is_head: bool) -> (ResponseHead, HeaderMap) {
         match parse_response(raw, is_head) {
-            Ok(Parsed::Final(head)) => head,
+            Ok(Parsed::Final(head)) => {
+                let headers = head.headers(&Bytes::copy_from_slice(&raw[..head.head_len]));
+                (head, headers)
+            }
             Ok(_) => panic!("not a final response"),
             Err(e) => panic!("{e}"),
         }
@@ -209,21 +244,28 @@ mod tests {
 
     #[test]
     fn reads_the_framing_of_responses() {
-        let h = parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false);
+        let (h, headers) = parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false);
         assert!(matches!(h.framing, Framing::Length(5)) && h.keep_alive);
-        assert_eq!(h.headers["content-length"], "5");
-        let h = parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true);
+        assert_eq!(headers["content-length"], "5");
+        let (_, headers) = parsed(
+            b"HTTP/1.1 200 OK\r\nServer: t\r\nX-A: 1\r\nX-A: 2\r\n\r\n",
+            false,
+        );
+        assert_eq!(headers["server"], "t");
+        let values: Vec<_> = headers.get_all("x-a").iter().collect();
+        assert_eq!(values, ["1", "2"]);
+        let (h, _) = parsed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true);
         assert!(matches!(h.framing, Framing::Empty));
-        let h = parsed(
+        let (h, headers) = parsed(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
             false,
         );
         assert!(matches!(h.framing, Framing::Chunked(_)));
-        assert!(h.headers.get("transfer-encoding").is_none());
-        assert!(h.headers.get("content-length").is_none());
-        let h = parsed(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", false);
+        assert!(headers.get("transfer-encoding").is_none());
+        assert!(headers.get("content-length").is_none());
+        let (h, _) = parsed(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", false);
         assert!(matches!(h.framing, Framing::Close) && !h.keep_alive);
-        let h = parsed(b"HTTP/1.0 204 No Content\r\n\r\n", false);
+        let (h, _) = parsed(b"HTTP/1.0 204 No Content\r\n\r\n", false);
         assert!(matches!(h.framing, Framing::Empty) && !h.keep_alive);
     }
 

@@ -116,9 +116,15 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Removes the hop-by-hop headers, including those named in `Connection`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: a look at each name present costs less than a lookup
-    // of each hop-by-hop name (and `Connection` names others only if it is present).
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // One look at each name present says which hop-by-hop names to remove: most
+    // messages carry none, or only `Connection`, and a removal is a hash lookup.
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
     if let Some(connection) = headers.get(CONNECTION) {
@@ -144,8 +150,10 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             }
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
 }
 

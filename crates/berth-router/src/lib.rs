@@ -334,7 +334,7 @@ impl Router {
     #[inline] // A thin wrapper, called per request on the fast path.
     pub(crate) fn push_access_line(
         &self,
-        app: &str,
+        route: &Arc<Route>,
         line: String,
         status: u16,
         bytes: Option<u64>,
@@ -342,7 +342,7 @@ impl Router {
         process: &str,
     ) {
         let line = outcome::finish_access_line(line, status, bytes, elapsed, process);
-        self.access.push(app, line);
+        self.access.push(route, line);
     }
 }
 

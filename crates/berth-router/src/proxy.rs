@@ -54,11 +54,12 @@ pub(crate) async fn handle(mut req: Request<ClientBody>, conn: &ConnCtx) -> Resp
         access_line_start(req.method().as_str(), host.unwrap_or("-"), req.uri().path())
     });
     let (mut resp, served) = in_box(router.route(req, upgrade, conn)).await;
+    let elapsed = start.elapsed();
     if router.counting {
         let stats = served
             .as_ref()
             .map_or(router.unknown_stats(), |(e, _)| &*e.stats);
-        stats.record(method, resp.status().as_u16(), start.elapsed());
+        stats.record(method, resp.status().as_u16(), elapsed);
     }
     if let (Some(line), Some((entry, Some(logged)))) = (access, &served) {
         let bytes = headers::content_length(resp.headers());
@@ -68,7 +69,7 @@ pub(crate) async fn handle(mut req: Request<ClientBody>, conn: &ConnCtx) -> Resp
             Logged::Process(backend) => route.backends[backend].process.as_str(),
             Logged::Failed => "-",
         };
-        router.push_access_line(&route.app, line, status, bytes, start.elapsed(), process);
+        router.push_access_line(route, line, status, bytes, elapsed, process);
     }
     // Never indexed by HTTP/2's header compression: a value used once would only push
     // the values every response repeats (server, content type) out of the table, and

@@ -484,7 +484,7 @@ async fn exchange<S: ClientStream>(
                 }
                 if let Some(line) = request.log.take() {
                     ctx.router.push_access_line(
-                        &route.app,
+                        &entry.route,
                         line,
                         relayed.status,
                         relayed.length,
@@ -523,7 +523,7 @@ async fn exchange<S: ClientStream>(
     }
     if let Some(line) = request.log.take() {
         ctx.router
-            .push_access_line(&route.app, line, status, None, elapsed, "-");
+            .push_access_line(&entry.route, line, status, None, elapsed, "-");
     }
     Ok(!closing)
 }
