@@ -125,7 +125,8 @@ impl ResponseHead {
     /// The headers, their values slices of `head` (the first `head_len` bytes of
     /// what the process sent).
     fn headers(&self, head: &Bytes) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(self.fields.len());
+        // Room for what the router adds (the request id, `Date`, HSTS) without growing.
+        let mut headers = HeaderMap::with_capacity(self.fields.len() + 4);
         for (name, range) in &self.fields {
             // Checked while parsing (`is_valid_value`): this does not fail.
             if let Ok(value) = HeaderValue::from_maybe_shared(head.slice(range.clone())) {

@@ -318,6 +318,22 @@ async fn http2_is_served_with_the_same_headers() {
                 "{sent:?}"
             );
         }
+        // Cookies sent as separate fields (as browsers do over HTTP/2) reach the process
+        // as one `Cookie` header, and `:authority` as its `Host`.
+        seen.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let req = Request::get(format!("https://{HOST}/cookies"))
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let resp = sender.send_request(req).await.expect("answer");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let sent = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let head = sent[0].to_ascii_lowercase();
+        assert_eq!(count(&head, "cookie"), 1, "{head}");
+        assert!(head.contains("\r\ncookie: a=1; b=2\r\n"), "{head}");
+        assert_eq!(count(&head, "host"), 1, "{head}");
+        assert!(head.contains(&format!("\r\nhost: {HOST}\r\n")), "{head}");
         // A head over the router's limit (64 KiB) is answered 431, as over HTTP/1.1,
         // and the connection goes on.
         seen.lock().unwrap_or_else(|p| p.into_inner()).clear();

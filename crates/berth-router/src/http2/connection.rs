@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::future::{AbortHandle, AbortRegistration};
+use http::header::{COOKIE, HOST};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -785,6 +786,8 @@ struct Fields {
     regular_seen: bool,
     /// The header list's size as SETTINGS_MAX_HEADER_LIST_SIZE counts it.
     size: usize,
+    /// `Cookie` fields seen (joined into one if several).
+    cookies: usize,
     malformed: Option<&'static str>,
 }
 
@@ -809,6 +812,9 @@ impl Fields {
                 if name == http::header::TE && value != "trailers" {
                     return self.malformed = Some("TE other than trailers");
                 }
+                if name == COOKIE {
+                    self.cookies += 1;
+                }
                 match HeaderValue::from_maybe_shared(value) {
                     Ok(value) => {
                         self.headers.append(name, value);
@@ -828,7 +834,7 @@ impl Fields {
         }
     }
 
-    fn into_request(self) -> Result<Request<()>, &'static str> {
+    fn into_request(mut self) -> Result<Request<()>, &'static str> {
         if let Some(why) = self.malformed {
             return Err(why);
         }
@@ -851,13 +857,23 @@ impl Fields {
             }
             parts.path_and_query =
                 Some(PathAndQuery::from_maybe_shared(path).map_err(|_| "an invalid :path")?);
+            Scheme::try_from(&scheme[..]).map_err(|_| "an invalid :scheme")?;
             if let Some(authority) = self.authority {
-                parts.scheme =
-                    Some(Scheme::try_from(&scheme[..]).map_err(|_| "an invalid :scheme")?);
-                parts.authority = Some(
-                    Authority::from_maybe_shared(authority).map_err(|_| "an invalid :authority")?,
-                );
+                // The request goes on as HTTP/1.1 would carry it: `:authority` becomes
+                // `Host` (replacing one that differs, as an absolute URI would), the
+                // target stays in origin form.
+                let checked = Authority::from_maybe_shared(authority.clone())
+                    .map_err(|_| "an invalid :authority")?;
+                if checked.as_str().contains('@') {
+                    return Err("userinfo in :authority");
+                }
+                let host = HeaderValue::from_maybe_shared(authority)
+                    .map_err(|_| "an invalid :authority")?;
+                self.headers.insert(HOST, host);
             }
+        }
+        if self.cookies > 1 {
+            join_cookies(&mut self.headers);
         }
         let uri = Uri::from_parts(parts).map_err(|_| "an invalid request target")?;
         let mut req = Request::new(());
@@ -866,6 +882,23 @@ impl Fields {
         *req.version_mut() = Version::HTTP_2;
         *req.headers_mut() = self.headers;
         Ok(req)
+    }
+}
+
+/// Joins the `Cookie` fields into one with `; `, as RFC 9113 (8.2.3) requires before a
+/// request leaves HTTP/2: browsers send each cookie as a field of its own there, and
+/// HTTP/1.1 servers expect one `Cookie` header.
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut joined = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    // Made of valid values and "; ": valid too.
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
+        headers.insert(COOKIE, value);
     }
 }
 
@@ -1065,10 +1098,12 @@ mod tests {
         let (id, req) = requests.recv().await.unwrap();
         assert_eq!(id, 1);
         assert_eq!(req.method(), Method::POST);
-        assert_eq!(req.uri(), "https://shop.localhost/cart?x=1");
+        // As it goes on over HTTP/1.1: `:authority` as `Host`, the cookies in one field.
+        assert_eq!(req.uri(), "/cart?x=1");
+        assert_eq!(req.headers()["host"], "shop.localhost");
         assert_eq!(req.version(), Version::HTTP_2);
         let cookies: Vec<_> = req.headers().get_all("cookie").iter().collect();
-        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert_eq!(cookies, ["a=1; b=2"]);
         use http_body_util::BodyExt;
         let body = req.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body, "hello world");
@@ -1133,6 +1168,28 @@ mod tests {
             "no :path"
         );
         id += 2;
+        let mut userinfo = BytesMut::new();
+        for (name, value) in [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", "user@shop.localhost"),
+            (":path", "/"),
+        ] {
+            hpack::encode_literal(&mut userinfo, name.as_bytes(), value.as_bytes());
+        }
+        client
+            .send(&headers_frame(
+                id,
+                &userinfo,
+                frame::END_HEADERS | frame::END_STREAM,
+            ))
+            .await;
+        assert_eq!(
+            client.rst_stream().await,
+            (id, Reason::PROTOCOL_ERROR),
+            "userinfo in :authority"
+        );
+        id += 2;
         // A good request on the same connection still arrives.
         let block = request_block(&[("te", "trailers")]);
         client
@@ -1144,7 +1201,7 @@ mod tests {
             .await;
         // (The one whose body outgrew its length arrived before its data.)
         let (got, req) = requests.recv().await.unwrap();
-        assert_eq!(got, id - 4);
+        assert_eq!(got, id - 6);
         drop(req);
         let (got, req) = requests.recv().await.unwrap();
         assert_eq!(got, id);

@@ -122,12 +122,13 @@ pub(crate) fn unpad(head: &Head, payload: &mut Bytes) -> Result<(), Reason> {
 }
 
 pub(crate) fn put_head(out: &mut BytesMut, len: usize, kind: u8, flags: u8, stream: u32) {
-    out.put_u8((len >> 16) as u8);
-    out.put_u8((len >> 8) as u8);
-    out.put_u8(len as u8);
-    out.put_u8(kind);
-    out.put_u8(flags);
-    out.put_u32(stream);
+    out.put_slice(&head_bytes(len, kind, flags, stream));
+}
+
+fn head_bytes(len: usize, kind: u8, flags: u8, stream: u32) -> [u8; HEAD_LEN] {
+    let [_, l1, l2, l3] = (len as u32).to_be_bytes();
+    let [s0, s1, s2, s3] = stream.to_be_bytes();
+    [l1, l2, l3, kind, flags, s0, s1, s2, s3]
 }
 
 pub(crate) fn put_settings(out: &mut BytesMut, settings: &[(u16, u32)]) {
@@ -181,14 +182,7 @@ pub(crate) fn put_headers(
     let block_len = out.len() - start - HEAD_LEN;
     let stream_flag = if end_stream { END_STREAM } else { 0 };
     if block_len <= max_frame {
-        let mut head = BytesMut::with_capacity(HEAD_LEN);
-        put_head(
-            &mut head,
-            block_len,
-            HEADERS,
-            stream_flag | END_HEADERS,
-            stream,
-        );
+        let head = head_bytes(block_len, HEADERS, stream_flag | END_HEADERS, stream);
         out[start..start + HEAD_LEN].copy_from_slice(&head);
         return;
     }
