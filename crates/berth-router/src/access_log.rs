@@ -20,8 +20,15 @@ pub struct AccessLine {
 /// Buffers the access log is split into, so worker threads rarely share a lock.
 const ACCESS_SHARDS: usize = 8;
 
-/// An access line waiting in [`AccessLog`], with the route it was for.
-type Waiting = (Arc<Route>, String);
+/// An access line waiting in [`AccessLog`], with the app it was for.
+type Waiting = (LineApp, String);
+
+/// A line's app: the route of a request served here (a reference count, taken on
+/// every request), or the name sent with a line another router carried over.
+enum LineApp {
+    Route(Arc<Route>),
+    Name(String),
+}
 
 /// Where the access log lines of a router process wait for the server. A line keeps
 /// its route (a reference count) rather than a copy of the app's name: the name is
@@ -47,15 +54,31 @@ impl AccessLog {
         if lines.len() >= ACCESS_BUFFER / ACCESS_SHARDS {
             lines.pop_front();
         }
-        lines.push_back((Arc::clone(route), line));
+        lines.push_back((LineApp::Route(Arc::clone(route)), line));
+    }
+
+    /// Queues the lines a router that handed over to this one served while it
+    /// drained, as if served here: the server collects them from this router.
+    pub(crate) fn carry(&self, carried: Vec<AccessLine>) {
+        let shard = SHARD.with(|s| *s);
+        let mut lines = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
+        for AccessLine { app, line } in carried {
+            if lines.len() >= ACCESS_BUFFER / ACCESS_SHARDS {
+                lines.pop_front();
+            }
+            lines.push_back((LineApp::Name(app), line));
+        }
     }
 
     pub(crate) fn take(&self) -> Vec<AccessLine> {
         let mut out = Vec::new();
         for shard in &self.shards {
             let mut lines = shard.lock().unwrap_or_else(|p| p.into_inner());
-            out.extend(lines.drain(..).map(|(route, line)| AccessLine {
-                app: route.app.clone(),
+            out.extend(lines.drain(..).map(|(app, line)| AccessLine {
+                app: match app {
+                    LineApp::Route(route) => route.app.clone(),
+                    LineApp::Name(name) => name,
+                },
                 line,
             }));
         }
@@ -90,5 +113,21 @@ mod tests {
             Some((ACCESS_BUFFER + 4).to_string())
         );
         assert!(log.take().is_empty());
+    }
+
+    #[test]
+    fn carried_lines_are_taken_with_their_app() {
+        let log = AccessLog::default();
+        log.carry(vec![AccessLine {
+            app: "old".into(),
+            line: "GET a.test / 200 2 1ms web.1".into(),
+        }]);
+        assert_eq!(
+            log.take(),
+            [AccessLine {
+                app: "old".into(),
+                line: "GET a.test / 200 2 1ms web.1".into(),
+            }]
+        );
     }
 }

@@ -426,7 +426,19 @@ async fn a_new_router_takes_over_under_load_and_the_old_one_finishes_its_connect
         limits: Limits::default(),
         https: Some(SocketAddr::from(([127, 0, 0, 1], HTTPS))),
     };
-    let (link, _access) = RouterLink::start(options.clone()).await.expect("router");
+    let (link, mut access) = RouterLink::start(options.clone()).await.expect("router");
+    let slow_lines = Arc::new(Mutex::new(Vec::new()));
+    let collected = slow_lines.clone();
+    tokio::spawn(async move {
+        while let Some(line) = access.recv().await {
+            if line.line.contains(" /slow ") {
+                collected
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(line);
+            }
+        }
+    });
     let (cert, tls) = self_signed();
     link.update_certs(vec![cert]);
     link.update(table(&[HOST]));
@@ -555,6 +567,24 @@ async fn a_new_router_takes_over_under_load_and_the_old_one_finishes_its_connect
         wait_gone(first, Duration::from_secs(10)).await,
         "the first router did not exit once its WebSocket closed"
     );
+    // The slow request's access line, written by the first router while it drained,
+    // went with its other lines to the router answering now, and the server
+    // collected it there.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines = slow_lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !lines.is_empty() {
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert_eq!(lines[0].app, "shop");
+            assert!(lines[0].line.contains(" /slow 200 "), "{lines:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the access line of the slow request served while draining was lost"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Takeovers that cannot happen leave the router serving.
     let refused = std::process::Command::new(BERTH)

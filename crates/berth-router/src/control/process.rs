@@ -397,13 +397,32 @@ pub async fn run_router_process(
         }
     }
     control_task.abort();
-    // After a handover the socket and the pid file are the new router's.
-    if !control.handed_over.load(Ordering::SeqCst) {
+    // After a handover the socket and the pid file are the new router's, and so
+    // are the access lines the server has not collected from this one.
+    if control.handed_over.load(Ordering::SeqCst) {
+        carry_access_lines(&control.router, &options.control).await;
+    } else {
         let _ = std::fs::remove_file(&options.control);
         let _ = std::fs::remove_file(&pid_path);
     }
     tracing::info!("berth router stopped");
     served.map_err(io_err)
+}
+
+/// Gives the router answering on `control` (the one that took over) the access lines
+/// this one still holds, for the server to collect there.
+async fn carry_access_lines(router: &Router, control: &Path) {
+    let logs = router.access.take();
+    if logs.is_empty() {
+        return;
+    }
+    let count = logs.len();
+    match call(control, &Request::Carry { logs }).await {
+        Ok(_) => tracing::info!("gave {count} access lines to the router that took over"),
+        Err(e) => tracing::warn!(
+            "{count} access lines are lost: the router that took over did not take them: {e}"
+        ),
+    }
 }
 
 /// The pid file of the router whose control socket is `control`.
@@ -681,6 +700,10 @@ impl Control {
                 self.router.set_drain(drain);
                 self.closed.notify_one();
                 self.stop.notify_one();
+                Self::ok()
+            }
+            Request::Carry { logs } => {
+                self.router.access.carry(logs);
                 Self::ok()
             }
         }

@@ -49,6 +49,12 @@ pub(super) enum Request {
     Commit {
         drain_ms: u64,
     },
+    /// From a router that handed over, as it exits: the access lines it had not
+    /// given the server yet (those of the requests it served while draining among
+    /// them), for the server to collect from the router that answers now.
+    Carry {
+        logs: Vec<crate::AccessLine>,
+    },
 }
 
 /// What a router taking over starts from, so it serves the same routes from its
