@@ -162,6 +162,10 @@ pub struct Router {
     pub(crate) counting: bool,
     /// How the next shutdown drains (a handover drains longer than a stop).
     drain: Mutex<Drain>,
+    /// The counts of the routers this one took over from (at their handover, plus
+    /// what they served while draining): added to this router's own, so counters
+    /// go on across a handover instead of starting again from zero.
+    carried: Mutex<RouterMetrics>,
 }
 
 /// How a router that stops accepting lets its connections end.
@@ -213,6 +217,7 @@ impl Router {
             open_connections: AtomicU64::new(0),
             counting,
             drain: Mutex::new(Drain::STOP),
+            carried: Mutex::new(RouterMetrics::default()),
         })
     }
 
@@ -283,13 +288,29 @@ impl Router {
             .values()
             .cloned()
             .collect();
-        RouterMetrics::collect(
+        let mut metrics = RouterMetrics::collect(
             stats
                 .iter()
                 .chain([&self.unknown])
                 .map(|s| (&**s, in_flight.get(&Arc::as_ptr(s)).copied().unwrap_or(0))),
             self.open_connections.load(Ordering::Relaxed),
-        )
+        );
+        metrics.merge(
+            self.carried
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        );
+        metrics
+    }
+
+    /// Adds counts a router that handed over brought (its counters at the handover,
+    /// then what it served while draining).
+    pub(crate) fn carry_metrics(&self, counts: RouterMetrics) {
+        self.carried
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .merge(counts.counters_only());
     }
 
     /// The counters of requests for hosts no route serves.

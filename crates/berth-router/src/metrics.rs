@@ -233,6 +233,66 @@ impl RouterMetrics {
     }
 }
 
+impl RouterMetrics {
+    /// The counts added since `earlier` (this router's counts at an earlier time):
+    /// counters only; the gauges (in flight, open connections) are zero.
+    pub(crate) fn since(&self, earlier: &RouterMetrics) -> RouterMetrics {
+        let mut routes = Vec::new();
+        for route in &self.routes {
+            let before = earlier
+                .routes
+                .iter()
+                .find(|r| r.app == route.app && r.service == route.service);
+            let mut delta = RouteSnapshot {
+                app: route.app.clone(),
+                service: route.service.clone(),
+                in_flight: 0,
+                ..RouteSnapshot::default()
+            };
+            for (method, code, n) in &route.requests {
+                let was = before
+                    .and_then(|b| b.requests.iter().find(|(m, c, _)| m == method && c == code))
+                    .map_or(0, |(_, _, n)| *n);
+                if *n > was {
+                    delta.requests.push((method.clone(), *code, n - was));
+                }
+            }
+            delta.duration_buckets = minus(
+                &route.duration_buckets,
+                before.map_or(&[][..], |b| &b.duration_buckets),
+            );
+            delta.upstream_errors = minus(
+                &route.upstream_errors,
+                before.map_or(&[][..], |b| &b.upstream_errors),
+            );
+            delta.duration_seconds =
+                (route.duration_seconds - before.map_or(0.0, |b| b.duration_seconds)).max(0.0);
+            routes.push(delta);
+        }
+        RouterMetrics {
+            routes,
+            open_connections: 0,
+        }
+    }
+
+    /// The same counts with the gauges (in flight, open connections) at zero: what a
+    /// router that took over carries from the one before it.
+    pub(crate) fn counters_only(mut self) -> RouterMetrics {
+        self.open_connections = 0;
+        for route in &mut self.routes {
+            route.in_flight = 0;
+        }
+        self
+    }
+}
+
+fn minus(now: &[u64], before: &[u64]) -> Vec<u64> {
+    now.iter()
+        .enumerate()
+        .map(|(i, n)| n.saturating_sub(before.get(i).copied().unwrap_or(0)))
+        .collect()
+}
+
 fn add_all(into: &mut Vec<u64>, from: &[u64]) {
     if into.len() < from.len() {
         into.resize(from.len(), 0);
@@ -376,6 +436,47 @@ pub(crate) type StatsByRoute = HashMap<(String, String), std::sync::Arc<RouteSta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_since_an_earlier_snapshot_leave_out_the_gauges() {
+        let route =
+            |requests: Vec<(String, u16, u64)>, buckets: Vec<u64>, in_flight| RouteSnapshot {
+                app: "shop".into(),
+                service: "web".into(),
+                requests,
+                duration_buckets: buckets,
+                duration_seconds: 2.0,
+                in_flight,
+                upstream_errors: vec![1, 0, 0],
+            };
+        let earlier = RouterMetrics {
+            routes: vec![route(vec![("GET".into(), 200, 5)], vec![5, 0], 3)],
+            open_connections: 7,
+        };
+        let mut now = earlier.clone();
+        now.routes[0].requests = vec![("GET".into(), 200, 8), ("POST".into(), 201, 2)];
+        now.routes[0].duration_buckets = vec![9, 1];
+        now.routes[0].duration_seconds = 3.5;
+        let delta = now.since(&earlier);
+        assert_eq!(delta.open_connections, 0);
+        let d = &delta.routes[0];
+        assert_eq!(
+            d.requests,
+            [("GET".to_string(), 200, 3), ("POST".to_string(), 201, 2)]
+        );
+        assert_eq!(d.duration_buckets, [4, 1]);
+        assert_eq!(d.upstream_errors, [0, 0, 0]);
+        assert_eq!(d.in_flight, 0);
+        assert!((d.duration_seconds - 1.5).abs() < 1e-9);
+        // Carried on top of the earlier counts, they make the later ones.
+        let mut carried = earlier.clone().counters_only();
+        carried.merge(delta);
+        assert_eq!(
+            carried.routes[0].requests.iter().map(|r| r.2).sum::<u64>(),
+            10
+        );
+        assert_eq!(carried.routes[0].in_flight, 0);
+    }
 
     #[test]
     fn methods_are_bounded() {

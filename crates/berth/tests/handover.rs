@@ -365,6 +365,17 @@ fn table(hosts: &[&str]) -> RouteTable {
     }
 }
 
+/// The requests the router counted for the app, all methods and statuses.
+async fn counted(link: &RouterLink) -> u64 {
+    let metrics = link.metrics().await.expect("the router's metrics");
+    metrics
+        .routes
+        .iter()
+        .filter(|r| r.app == "shop")
+        .flat_map(|r| r.requests.iter().map(|(_, _, n)| n))
+        .sum()
+}
+
 fn router_pid(dir: &Path) -> u32 {
     std::fs::read_to_string(dir.join("router.pid"))
         .expect("the pid file")
@@ -507,9 +518,17 @@ async fn a_new_router_takes_over_under_load_and_the_old_one_finishes_its_connect
     echo(&mut ws, b"before").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
+    let counted_before = counted(&link).await;
+    assert!(counted_before > 0, "the first router counted nothing");
     let started = Instant::now();
     let second = link.upgrade().await.expect("the first handover");
     let first_took = started.elapsed();
+    // The new router's counters go on from the old one's, not from zero.
+    let counted_after = counted(&link).await;
+    assert!(
+        counted_after >= counted_before,
+        "the counters started again: {counted_before} requests before the handover, {counted_after} after"
+    );
     assert_ne!(second.pid, Some(first));
     assert_eq!(
         second.pid,
@@ -544,8 +563,6 @@ async fn a_new_router_takes_over_under_load_and_the_old_one_finishes_its_connect
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let metrics = link.metrics().await.expect("metrics of the new router");
-    drop(metrics);
 
     // The second router had nothing long open: it is gone soon. The first still
     // carries the WebSocket (and maybe the slow request).
@@ -566,6 +583,12 @@ async fn a_new_router_takes_over_under_load_and_the_old_one_finishes_its_connect
     assert!(
         wait_gone(first, Duration::from_secs(10)).await,
         "the first router did not exit once its WebSocket closed"
+    );
+    // What the old routers served while draining was added to the counts.
+    let counted_at_end = counted(&link).await;
+    assert!(
+        counted_at_end > counted_after,
+        "{counted_after} requests counted after the first handover, {counted_at_end} at the end"
     );
     // The slow request's access line, written by the first router while it drained,
     // went with its other lines to the router answering now, and the server

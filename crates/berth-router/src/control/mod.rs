@@ -19,7 +19,7 @@
 //! - `handover` and `commit`: a new router process takes over from the running one
 //!   (`berth router --takeover`, [`RouterLink::upgrade`]), see [`process::take_over`];
 //! - `carry`: from a router that handed over, as it exits: its access lines not
-//!   collected yet, queued here as if served here.
+//!   collected yet, queued here as if served here, and what it counted since.
 //!
 //! On one engine the server spawns the router ([`RouterLink::start`]); on a
 //! swarm each node's agent runs it in a container and the server reaches its

@@ -257,6 +257,9 @@ pub async fn run_router_process(
         certs.update(&snapshot.certs);
         cert_list = snapshot.certs;
         router.set_challenges(snapshot.challenges);
+        if let Some(counts) = snapshot.metrics {
+            router.carry_metrics(counts);
+        }
     }
 
     // A router taking over answers under a name of its own until it is ready, then
@@ -300,6 +303,7 @@ pub async fn run_router_process(
         handed_over: AtomicBool::new(false),
         committing: AtomicBool::new(old.is_some()),
         closed: Notify::new(),
+        counted_at_handover: Mutex::new(None),
         path: options.control.clone(),
         relisten: relisten_tx,
     });
@@ -400,7 +404,7 @@ pub async fn run_router_process(
     // After a handover the socket and the pid file are the new router's, and so
     // are the access lines the server has not collected from this one.
     if control.handed_over.load(Ordering::SeqCst) {
-        carry_access_lines(&control.router, &options.control).await;
+        carry_to_successor(&control, &options.control).await;
     } else {
         let _ = std::fs::remove_file(&options.control);
         let _ = std::fs::remove_file(&pid_path);
@@ -410,17 +414,23 @@ pub async fn run_router_process(
 }
 
 /// Gives the router answering on `control` (the one that took over) the access lines
-/// this one still holds, for the server to collect there.
-async fn carry_access_lines(router: &Router, control: &Path) {
-    let logs = router.access.take();
-    if logs.is_empty() {
-        return;
-    }
+/// this one still holds and what it counted since it handed over, for the server to
+/// collect there.
+async fn carry_to_successor(control: &Control, socket: &Path) {
+    let logs = control.router.access.take();
+    let since = control
+        .counted_at_handover
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let metrics = since.map(|at_handover| control.router.metrics().since(&at_handover));
     let count = logs.len();
-    match call(control, &Request::Carry { logs }).await {
-        Ok(_) => tracing::info!("gave {count} access lines to the router that took over"),
+    match call(socket, &Request::Carry { logs, metrics }).await {
+        Ok(_) => tracing::info!(
+            "gave {count} access lines and the counts since the handover to the router that took over"
+        ),
         Err(e) => tracing::warn!(
-            "{count} access lines are lost: the router that took over did not take them: {e}"
+            "{count} access lines and the counts since the handover are lost: the router that took over did not take them: {e}"
         ),
     }
 }
@@ -541,6 +551,9 @@ struct Control {
     committing: AtomicBool,
     /// Ends the accept loop of the control socket (after a handover).
     closed: Notify,
+    /// What this router had counted when it last handed its state over: the new
+    /// router goes on from there, and is sent what came after at this one's exit.
+    counted_at_handover: Mutex<Option<crate::RouterMetrics>>,
     /// The control socket's name.
     path: PathBuf,
     /// A listener bound again under `path`, for the accept loop (see
@@ -665,6 +678,11 @@ impl Control {
                     return Self::refuse(format!("cannot pass the sockets: {e}"));
                 }
                 *handover = true;
+                let counted = self.router.metrics().counters_only();
+                *self
+                    .counted_at_handover
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(counted.clone());
                 let certs = self
                     .cert_list
                     .lock()
@@ -680,6 +698,7 @@ impl Control {
                         routes: to_wire(&self.router.table()),
                         certs,
                         challenges: self.router.challenges(),
+                        metrics: Some(counted),
                     }),
                     ..Reply::default()
                 }
@@ -702,8 +721,11 @@ impl Control {
                 self.stop.notify_one();
                 Self::ok()
             }
-            Request::Carry { logs } => {
+            Request::Carry { logs, metrics } => {
                 self.router.access.carry(logs);
+                if let Some(counts) = metrics {
+                    self.router.carry_metrics(counts);
+                }
                 Self::ok()
             }
         }

@@ -54,6 +54,9 @@ pub(super) enum Request {
     /// them), for the server to collect from the router that answers now.
     Carry {
         logs: Vec<crate::AccessLine>,
+        /// What it counted since it handed over (counters only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metrics: Option<crate::RouterMetrics>,
     },
 }
 
@@ -64,6 +67,9 @@ pub(super) struct Snapshot {
     pub(super) routes: Vec<WireRoute>,
     pub(super) certs: Vec<crate::tls::TlsCert>,
     pub(super) challenges: HashMap<String, String>,
+    /// Its counts, which the new router goes on from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) metrics: Option<crate::RouterMetrics>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
