@@ -30,6 +30,9 @@ const BACKEND: u16 = 19402;
 const ELSEWHERE: u16 = 19403;
 const HOST: &str = "app.test";
 const SLOW: Duration = Duration::from_secs(3);
+/// The host of the slow request: the same backend, known to the router as a process
+/// of its own (`slow-1`), so that what is in flight to it is the slow request alone.
+const SLOW_HOST: &str = "slow.test";
 
 /// The backend: `/` answers at once, `/slow` after [`SLOW`], `/ws` switches to
 /// WebSocket and echoes what it gets until the client closes.
@@ -102,7 +105,15 @@ async fn get<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     path: &str,
 ) -> std::io::Result<Answer> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    get_from(stream, HOST, path).await
+}
+
+async fn get_from<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    host: &str,
+    path: &str,
+) -> std::io::Result<Answer> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut buf = Vec::new();
     loop {
@@ -357,12 +368,20 @@ fn table(hosts: &[&str]) -> RouteTable {
         tls_redirect: false,
         hsts: None,
     });
-    RouteTable {
-        hosts: hosts
-            .iter()
-            .map(|h| ((*h).to_owned(), route.clone()))
-            .collect::<HashMap<_, _>>(),
-    }
+    let slow = Arc::new(Route {
+        service: "slow".into(),
+        backends: vec![Backend {
+            addr: SocketAddr::from(([127, 0, 0, 1], BACKEND)),
+            process: "slow-1".into(),
+        }],
+        ..(*route).clone()
+    });
+    let mut hosts = hosts
+        .iter()
+        .map(|h| ((*h).to_owned(), route.clone()))
+        .collect::<HashMap<_, _>>();
+    hosts.insert(SLOW_HOST.to_owned(), slow);
+    RouteTable { hosts }
 }
 
 /// The requests the router counted for the app, all methods and statuses.
@@ -498,7 +517,7 @@ async fn a_new_router_takes_over_under_load_and_the_old_one_finishes_its_connect
     // A slow request and a WebSocket, both on the first router.
     let slow = tokio::spawn(async {
         let mut stream = TcpStream::connect(("127.0.0.1", HTTP)).await?;
-        get(&mut stream, "/slow").await
+        get_from(&mut stream, SLOW_HOST, "/slow").await
     });
     let mut ws = TcpStream::connect(("127.0.0.1", HTTP))
         .await
@@ -523,6 +542,13 @@ async fn a_new_router_takes_over_under_load_and_the_old_one_finishes_its_connect
     let started = Instant::now();
     let second = link.upgrade().await.expect("the first handover");
     let first_took = started.elapsed();
+    // The slow request, still in flight on the first router, counts as in flight
+    // to its process: draining the process waits for it.
+    let waiting = link.drain("slow-1", Duration::from_millis(500)).await;
+    assert!(
+        waiting >= 1,
+        "the slow request on the old router was not counted in flight ({waiting})"
+    );
     // The new router's counters go on from the old one's, not from zero.
     let counted_after = counted(&link).await;
     assert!(

@@ -22,6 +22,9 @@ use crate::{Drain, Limits, Router};
 /// that a client sending its next request gets it answered (with `Connection:
 /// close`) rather than racing the close.
 const HANDOVER_IDLE_GRACE: Duration = Duration::from_secs(2);
+/// How long a router waits for the one it took over from to say what it has in
+/// flight; one that does not answer in time is taken as gone.
+const PREDECESSOR_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How `berth router` runs.
 #[derive(Debug, Clone)]
@@ -188,8 +191,9 @@ async fn take_over(
 
 /// Tells the old router that this one answers on the control socket now: it stops
 /// accepting and drains within `drain`. An old router that does not confirm is gone
-/// or going; this one serves either way.
-async fn commit(old: OldRouter, drain: Duration) {
+/// or going; this one serves either way. Returns the connection to an old router
+/// that confirmed: it answers there while it drains (see [`Control::predecessor`]).
+async fn commit(old: OldRouter, drain: Duration) -> Option<UnixStream> {
     let OldRouter {
         stream: mut old,
         pid: old_pid,
@@ -197,28 +201,37 @@ async fn commit(old: OldRouter, drain: Duration) {
     let request = Request::Commit {
         drain_ms: u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
     };
-    let confirmed = async {
-        let mut line = serde_json::to_vec(&request).map_err(io::Error::other)?;
-        line.push(b'\n');
-        old.write_all(&line).await?;
-        let mut answer = String::new();
-        BufReader::new(&mut old).read_line(&mut answer).await?;
-        let reply: Reply = serde_json::from_str(&answer).map_err(io::Error::other)?;
-        match reply.error {
-            Some(e) => Err(io::Error::other(e)),
-            None => Ok(()),
-        }
-    };
-    match tokio::time::timeout(CALL_TIMEOUT, confirmed).await {
-        Ok(Ok(())) => {
+    match tokio::time::timeout(CALL_TIMEOUT, exchange(&mut old, &request)).await {
+        Ok(Ok(_)) => {
             tracing::info!(old = ?old_pid, "took over from the old router; it finishes its connections and exits");
+            Some(old)
         }
         Ok(Err(e)) => {
-            tracing::warn!(old = ?old_pid, "the old router did not confirm the takeover: {e}")
+            tracing::warn!(old = ?old_pid, "the old router did not confirm the takeover: {e}");
+            None
         }
         Err(_) => {
-            tracing::warn!(old = ?old_pid, "the old router did not confirm the takeover in time")
+            tracing::warn!(old = ?old_pid, "the old router did not confirm the takeover in time");
+            None
         }
+    }
+}
+
+/// One request and its reply over an open control connection.
+async fn exchange(stream: &mut UnixStream, request: &Request) -> io::Result<Reply> {
+    let mut line = serde_json::to_vec(request).map_err(io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line).await?;
+    // The other side writes one line per request and nothing else: this reader
+    // cannot take bytes of a later reply.
+    let mut answer = String::new();
+    if BufReader::new(&mut *stream).read_line(&mut answer).await? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let reply: Reply = serde_json::from_str(&answer).map_err(io::Error::other)?;
+    match reply.error {
+        Some(e) => Err(io::Error::other(e)),
+        None => Ok(reply),
     }
 }
 
@@ -304,6 +317,7 @@ pub async fn run_router_process(
         committing: AtomicBool::new(old.is_some()),
         closed: Notify::new(),
         counted_at_handover: Mutex::new(None),
+        predecessor: tokio::sync::Mutex::new(None),
         path: options.control.clone(),
         relisten: relisten_tx,
     });
@@ -362,7 +376,8 @@ pub async fn run_router_process(
     };
     tracing::info!(%http, control = %options.control.display(), "berth router ready");
     if let Some(old) = old {
-        commit(old, options.handover_drain).await;
+        let predecessor = commit(old, options.handover_drain).await;
+        *control.predecessor.lock().await = predecessor;
         control.committing.store(false, Ordering::SeqCst);
     }
     let data_dir = options
@@ -554,6 +569,10 @@ struct Control {
     /// What this router had counted when it last handed its state over: the new
     /// router goes on from there, and is sent what came after at this one's exit.
     counted_at_handover: Mutex<Option<crate::RouterMetrics>>,
+    /// The connection to the router this one took over from, while that one drains:
+    /// requests it still has in flight to a process count as this router's, so the
+    /// server does not stop a process the old router still waits on.
+    predecessor: tokio::sync::Mutex<Option<UnixStream>>,
     /// The control socket's name.
     path: PathBuf,
     /// A listener bound again under `path`, for the accept loop (see
@@ -614,11 +633,15 @@ impl Control {
                 self.router.update(from_wire(routes));
                 Self::ok()
             }
-            Request::Inflight { process } => Reply {
-                ok: true,
-                inflight: Some(self.router.inflight(&process) as u64),
-                ..Reply::default()
-            },
+            Request::Inflight { process } => {
+                let own = self.router.inflight(&process) as u64;
+                let draining = self.predecessor_inflight(&process).await;
+                Reply {
+                    ok: true,
+                    inflight: Some(own + draining),
+                    ..Reply::default()
+                }
+            }
             Request::Certs { certs } => {
                 self.certs.update(&certs);
                 *self.cert_list.lock().unwrap_or_else(|p| p.into_inner()) = certs;
@@ -727,6 +750,28 @@ impl Control {
                     self.router.carry_metrics(counts);
                 }
                 Self::ok()
+            }
+        }
+    }
+}
+
+impl Control {
+    /// Requests the router this one took over from still has in flight to `process`
+    /// (and so on back: it asks its own predecessor); 0 once it is gone.
+    async fn predecessor_inflight(&self, process: &str) -> u64 {
+        let mut predecessor = self.predecessor.lock().await;
+        let Some(stream) = predecessor.as_mut() else {
+            return 0;
+        };
+        let request = Request::Inflight {
+            process: process.to_owned(),
+        };
+        match tokio::time::timeout(PREDECESSOR_TIMEOUT, exchange(stream, &request)).await {
+            Ok(Ok(reply)) => reply.inflight.unwrap_or(0),
+            // It exited (its drain is over) or hangs: nothing of it to wait for.
+            _ => {
+                *predecessor = None;
+                0
             }
         }
     }
