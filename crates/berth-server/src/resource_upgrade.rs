@@ -226,7 +226,55 @@ async fn take_backup(
     tokio::fs::rename(&partial, &path)
         .await
         .map_err(|e| Error::Internal(format!("cannot name the backup {}: {e}", path.display())))?;
+    prune_backups(&dir, name);
     Ok(path)
+}
+
+/// Upgrade backups kept per resource: the newest; older ones go once a new one is
+/// written, so that upgrades do not fill the disk.
+const KEEP_BACKUPS: usize = 3;
+
+/// Removes all but the newest [`KEEP_BACKUPS`] upgrade backups of resource `name` in
+/// `dir` (another resource's, whose name merely starts the same, are not its).
+fn prune_backups(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut backups: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().into_string().ok()?;
+            let stamp = backup_stamp(&file, name)?.to_owned();
+            Some((stamp, e.path()))
+        })
+        .collect();
+    backups.sort();
+    let excess = backups.len().saturating_sub(KEEP_BACKUPS);
+    for (_, path) in backups.into_iter().take(excess) {
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::info!("removed the old upgrade backup {}", path.display()),
+            Err(e) => tracing::warn!(
+                "cannot remove the old upgrade backup {}: {e}",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// The time stamp of `file` if it is an upgrade backup of resource `name`
+/// (`<name>-<YYYYMMDDTHHMMSSZ>.dump` or `.tar`).
+fn backup_stamp<'a>(file: &'a str, name: &str) -> Option<&'a str> {
+    let rest = file.strip_prefix(name)?.strip_prefix('-')?;
+    let stamp = rest
+        .strip_suffix(".dump")
+        .or_else(|| rest.strip_suffix(".tar"))?;
+    let is_stamp = stamp.len() == 16
+        && stamp.bytes().enumerate().all(|(i, b)| match i {
+            8 => b == b'T',
+            15 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        });
+    is_stamp.then_some(stamp)
 }
 
 async fn write_all(
@@ -239,4 +287,46 @@ async fn write_all(
     }
     file.flush().await?;
     file.sync_all().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_newest_backups_of_the_resource_are_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let names = [
+            "db-20261201T100000Z.dump",
+            "db-20261202T100000Z.dump",
+            "db-20261130T100000Z.dump",
+            "db-20261203T100000Z.dump",
+            "db-20261204T100000Z.dump",
+            // Another resource, a half-written backup, and a file of the operator's.
+            "db-old-20261101T100000Z.dump",
+            ".db-20261205T100000Z.dump.partial",
+            "db-notes.txt",
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), b"x").expect("write");
+        }
+        prune_backups(dir.path(), "db");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("read")
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".db-20261205T100000Z.dump.partial",
+                "db-20261202T100000Z.dump",
+                "db-20261203T100000Z.dump",
+                "db-20261204T100000Z.dump",
+                "db-notes.txt",
+                "db-old-20261101T100000Z.dump",
+            ]
+        );
+    }
 }
