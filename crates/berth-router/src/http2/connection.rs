@@ -951,6 +951,16 @@ mod tests {
             client
         }
 
+        /// Sends a request head with no body (HEADERS ending the stream).
+        async fn send_head_only(&mut self, stream: u32, block: &[u8]) {
+            self.send(&headers_frame(
+                stream,
+                block,
+                frame::END_HEADERS | frame::END_STREAM,
+            ))
+            .await;
+        }
+
         async fn send(&mut self, bytes: &[u8]) {
             self.io.write_all(bytes).await.unwrap();
         }
@@ -1152,53 +1162,30 @@ mod tests {
             );
             id += 2;
         }
-        let mut missing_path = BytesMut::new();
-        hpack::encode_literal(&mut missing_path, b":method", b"GET");
-        hpack::encode_literal(&mut missing_path, b":scheme", b"https");
-        client
-            .send(&headers_frame(
-                id,
-                &missing_path,
-                frame::END_HEADERS | frame::END_STREAM,
-            ))
-            .await;
-        assert_eq!(
-            client.rst_stream().await,
-            (id, Reason::PROTOCOL_ERROR),
-            "no :path"
-        );
-        id += 2;
-        let mut userinfo = BytesMut::new();
-        for (name, value) in [
+        // Heads `request_block` cannot make: no `:path`, userinfo in `:authority`.
+        let no_path: &[(&str, &str)] = &[(":method", "GET"), (":scheme", "https")];
+        let userinfo: &[(&str, &str)] = &[
             (":method", "GET"),
             (":scheme", "https"),
             (":authority", "user@shop.localhost"),
             (":path", "/"),
-        ] {
-            hpack::encode_literal(&mut userinfo, name.as_bytes(), value.as_bytes());
+        ];
+        for (why, fields) in [("no :path", no_path), ("userinfo in :authority", userinfo)] {
+            let mut block = BytesMut::new();
+            for (name, value) in fields {
+                hpack::encode_literal(&mut block, name.as_bytes(), value.as_bytes());
+            }
+            client.send_head_only(id, &block).await;
+            assert_eq!(
+                client.rst_stream().await,
+                (id, Reason::PROTOCOL_ERROR),
+                "{why}"
+            );
+            id += 2;
         }
-        client
-            .send(&headers_frame(
-                id,
-                &userinfo,
-                frame::END_HEADERS | frame::END_STREAM,
-            ))
-            .await;
-        assert_eq!(
-            client.rst_stream().await,
-            (id, Reason::PROTOCOL_ERROR),
-            "userinfo in :authority"
-        );
-        id += 2;
         // A good request on the same connection still arrives.
         let block = request_block(&[("te", "trailers")]);
-        client
-            .send(&headers_frame(
-                id,
-                &block,
-                frame::END_HEADERS | frame::END_STREAM,
-            ))
-            .await;
+        client.send_head_only(id, &block).await;
         // (The one whose body outgrew its length arrived before its data.)
         let (got, req) = requests.recv().await.unwrap();
         assert_eq!(got, id - 6);
@@ -1361,13 +1348,7 @@ mod tests {
         let mut conn = Connection::new(server, shared.clone(), LIMIT);
         let mut client = Client::start(client_io, &[]).await;
         let block = request_block(&[]);
-        client
-            .send(&headers_frame(
-                1,
-                &block,
-                frame::END_HEADERS | frame::END_STREAM,
-            ))
-            .await;
+        client.send_head_only(1, &block).await;
         assert!(matches!(next(&mut conn).await, Event::Request(_, r, _) if r.id() == 1));
         conn.go_away();
         // Polled until it has nothing more to do: GOAWAY and PING are written.
@@ -1378,13 +1359,7 @@ mod tests {
         let (head, ping) = client.frame_of(frame::PING).await.unwrap();
         assert_eq!(head.flags, 0);
         // A stream the client sent before it saw GOAWAY is still served.
-        client
-            .send(&headers_frame(
-                3,
-                &block,
-                frame::END_HEADERS | frame::END_STREAM,
-            ))
-            .await;
+        client.send_head_only(3, &block).await;
         assert!(matches!(next(&mut conn).await, Event::Request(_, r, _) if r.id() == 3));
         let mut ack = BytesMut::new();
         frame::put_head(&mut ack, 8, frame::PING, frame::ACK, 0);
