@@ -202,7 +202,8 @@ impl RouterMetrics {
         }
     }
 
-    /// Adds another router's counts (the routers of a swarm's nodes), route by route.
+    /// Adds another router's counts (the routers of a swarm's nodes, or those a
+    /// router took over from), route by route.
     pub fn merge(&mut self, other: RouterMetrics) {
         self.open_connections += other.open_connections;
         for route in other.routes {
@@ -231,9 +232,7 @@ impl RouterMetrics {
             }
         }
     }
-}
 
-impl RouterMetrics {
     /// The counts added since `earlier` (this router's counts at an earlier time):
     /// counters only; the gauges (in flight, open connections) are zero.
     pub(crate) fn since(&self, earlier: &RouterMetrics) -> RouterMetrics {
@@ -246,7 +245,6 @@ impl RouterMetrics {
             let mut delta = RouteSnapshot {
                 app: route.app.clone(),
                 service: route.service.clone(),
-                in_flight: 0,
                 ..RouteSnapshot::default()
             };
             for (method, code, n) in &route.requests {

@@ -428,9 +428,9 @@ pub async fn run_router_process(
     served.map_err(io_err)
 }
 
-/// Gives the router answering on `control` (the one that took over) the access lines
-/// this one still holds and what it counted since it handed over, for the server to
-/// collect there.
+/// Gives the router answering on `socket` (the one that took over, or a later one) the
+/// access lines this one still holds and what it counted since it handed over, for
+/// the server to collect there.
 async fn carry_to_successor(control: &Control, socket: &Path) {
     let logs = control.router.access.take();
     let since = control
@@ -753,9 +753,7 @@ impl Control {
             }
         }
     }
-}
 
-impl Control {
     /// Requests the router this one took over from still has in flight to `process`
     /// (and so on back: it asks its own predecessor); 0 once it is gone.
     async fn predecessor_inflight(&self, process: &str) -> u64 {
