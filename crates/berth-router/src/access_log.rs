@@ -49,25 +49,23 @@ thread_local! {
 
 impl AccessLog {
     pub(crate) fn push(&self, route: &Arc<Route>, line: String) {
-        let shard = SHARD.with(|s| *s);
-        let mut lines = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
-        if lines.len() >= ACCESS_BUFFER / ACCESS_SHARDS {
-            lines.pop_front();
-        }
-        lines.push_back((LineApp::Route(Arc::clone(route)), line));
+        let mut lines = self.own_shard();
+        push_bounded(&mut lines, (LineApp::Route(Arc::clone(route)), line));
     }
 
     /// Queues the lines a router that handed over to this one served while it
     /// drained, as if served here: the server collects them from this router.
     pub(crate) fn carry(&self, carried: Vec<AccessLine>) {
-        let shard = SHARD.with(|s| *s);
-        let mut lines = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
+        let mut lines = self.own_shard();
         for AccessLine { app, line } in carried {
-            if lines.len() >= ACCESS_BUFFER / ACCESS_SHARDS {
-                lines.pop_front();
-            }
-            lines.push_back((LineApp::Name(app), line));
+            push_bounded(&mut lines, (LineApp::Name(app), line));
         }
+    }
+
+    /// The shard of this thread.
+    fn own_shard(&self) -> std::sync::MutexGuard<'_, VecDeque<Waiting>> {
+        let shard = SHARD.with(|s| *s);
+        self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn take(&self) -> Vec<AccessLine> {
@@ -84,6 +82,14 @@ impl AccessLog {
         }
         out
     }
+}
+
+/// Queues a line in a shard, dropping its oldest when the shard is full.
+fn push_bounded(lines: &mut VecDeque<Waiting>, waiting: Waiting) {
+    if lines.len() >= ACCESS_BUFFER / ACCESS_SHARDS {
+        lines.pop_front();
+    }
+    lines.push_back(waiting);
 }
 
 #[cfg(test)]

@@ -701,7 +701,9 @@ impl Control {
                     return Self::refuse(format!("cannot pass the sockets: {e}"));
                 }
                 *handover = true;
-                let counted = self.router.metrics().counters_only();
+                // Gauges and all: the new router keeps only the counters
+                // (`carry_metrics`), and `since` only looks at those.
+                let counted = self.router.metrics();
                 *self
                     .counted_at_handover
                     .lock()

@@ -951,6 +951,13 @@ mod tests {
             client
         }
 
+        /// Opens a request with the first part of its body (the stream stays open).
+        async fn send_head_and_data(&mut self, stream: u32, data: &[u8]) {
+            let mut out = headers_frame(stream, &request_block(&[]), frame::END_HEADERS);
+            frame::put_data(&mut out, stream, data, false);
+            self.send(&out).await;
+        }
+
         /// Sends a request head with no body (HEADERS ending the stream).
         async fn send_head_only(&mut self, stream: u32, block: &[u8]) {
             self.send(&headers_frame(
@@ -1396,9 +1403,7 @@ mod tests {
     async fn an_early_response_lets_the_request_body_finish() {
         let (io, mut requests, shared) = serve();
         let mut client = Client::start(io, &[]).await;
-        let mut out = headers_frame(1, &request_block(&[]), frame::END_HEADERS);
-        frame::put_data(&mut out, 1, b"abc", false);
-        client.send(&out).await;
+        client.send_head_and_data(1, b"abc").await;
         let (_, req) = requests.recv().await.unwrap();
         stream::lock(&shared).finish(1);
         assert!(stream::lock(&shared).streams.contains_key(&1));
@@ -1419,9 +1424,7 @@ mod tests {
             }
         }
         // Dropped half-way instead, the body's stream is reset with NO_ERROR.
-        let mut out = headers_frame(3, &request_block(&[]), frame::END_HEADERS);
-        frame::put_data(&mut out, 3, b"abc", false);
-        client.send(&out).await;
+        client.send_head_and_data(3, b"abc").await;
         let (_, req) = requests.recv().await.unwrap();
         stream::lock(&shared).finish(3);
         drop(req);
@@ -1435,8 +1438,8 @@ mod tests {
     async fn a_reset_stream_fails_its_request_body() {
         let (io, mut requests, _) = serve();
         let mut client = Client::start(io, &[]).await;
-        let mut out = headers_frame(1, &request_block(&[]), frame::END_HEADERS);
-        frame::put_data(&mut out, 1, b"half", false);
+        client.send_head_and_data(1, b"half").await;
+        let mut out = BytesMut::new();
         frame::put_rst_stream(&mut out, 1, Reason::CANCEL);
         client.send(&out).await;
         let (_, req) = requests.recv().await.unwrap();
